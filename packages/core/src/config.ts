@@ -1,0 +1,86 @@
+import { Config, ConfigError, Context, Duration, Effect, Either, Layer, Option } from "effect"
+import { homedir } from "node:os"
+import { join } from "node:path"
+import { parseDuration } from "./duration.ts"
+
+/**
+ * Engine settings. Every field can be set in code; `SkyReplConfig.fromEnv` reads the
+ * `SKYREPL_*` variables documented in docs/configuration.md.
+ */
+export interface SkyReplSettings {
+  /** State directory: the store, instance logs, keys. `SKYREPL_HOME`, default `~/.repl`. */
+  readonly home: string
+  /** How long a controller's claim on its instances lasts without renewal. */
+  readonly leaseTtl: Duration.Duration
+  /** How often the agent heartbeats and the hub pings the agent. */
+  readonly heartbeatInterval: Duration.Duration
+  /** Silence from the controller after which the agent ends its instance. */
+  readonly deadmanTimeout: Duration.Duration
+  /** How long to wait for a new instance's agent to register. */
+  readonly bootTimeout: Duration.Duration
+  /** Interface the agent endpoint binds to. */
+  readonly hubHost: string
+  /** Port of the agent endpoint; 0 picks a free one. */
+  readonly hubPort: number
+  /** URL the agent is told to call back; defaults to http://hubHost:port. */
+  readonly controlPlaneUrl: string | null
+  /** Provider used when a launch names none. */
+  readonly defaultProvider: string
+}
+
+export const defaultSettings = (home: string = join(homedir(), ".repl")): SkyReplSettings => ({
+  home,
+  leaseTtl: Duration.seconds(30),
+  heartbeatInterval: Duration.seconds(5),
+  deadmanTimeout: Duration.seconds(60),
+  bootTimeout: Duration.seconds(60),
+  hubHost: "127.0.0.1",
+  hubPort: 0,
+  controlPlaneUrl: null,
+  defaultProvider: "local"
+})
+
+const durationConfig = (name: string) =>
+  Config.string(name).pipe(
+    Config.mapOrFail((text) =>
+      Either.mapLeft(parseDuration(text), (message) => ConfigError.InvalidData([name], message))
+    ),
+    Config.option
+  )
+
+/** Reads `SKYREPL_*` variables over the defaults; a malformed value is a `ConfigError`. */
+export const settingsFromEnv: Effect.Effect<SkyReplSettings, ConfigError.ConfigError> = Effect.gen(function* () {
+  const home = yield* Config.option(Config.string("SKYREPL_HOME"))
+  const base = defaultSettings(Option.getOrUndefined(home))
+  const leaseTtl = yield* durationConfig("SKYREPL_LEASE_TTL")
+  const heartbeatInterval = yield* durationConfig("SKYREPL_HEARTBEAT_INTERVAL")
+  const deadmanTimeout = yield* durationConfig("SKYREPL_DEADMAN_TIMEOUT")
+  const bootTimeout = yield* durationConfig("SKYREPL_BOOT_TIMEOUT")
+  const hubHost = yield* Config.option(Config.string("SKYREPL_HUB_HOST"))
+  const hubPort = yield* Config.option(Config.port("SKYREPL_HUB_PORT"))
+  const controlPlaneUrl = yield* Config.option(Config.url("SKYREPL_CONTROL_PLANE_URL"))
+  const defaultProvider = yield* Config.option(Config.string("SKYREPL_PROVIDER"))
+  return {
+    home: base.home,
+    leaseTtl: Option.getOrElse(leaseTtl, () => base.leaseTtl),
+    heartbeatInterval: Option.getOrElse(heartbeatInterval, () => base.heartbeatInterval),
+    deadmanTimeout: Option.getOrElse(deadmanTimeout, () => base.deadmanTimeout),
+    bootTimeout: Option.getOrElse(bootTimeout, () => base.bootTimeout),
+    hubHost: Option.getOrElse(hubHost, () => base.hubHost),
+    hubPort: Option.getOrElse(hubPort, () => base.hubPort),
+    controlPlaneUrl: Option.match(controlPlaneUrl, { onNone: () => base.controlPlaneUrl, onSome: (u) => u.toString().replace(/\/$/, "") }),
+    defaultProvider: Option.getOrElse(defaultProvider, () => base.defaultProvider)
+  }
+})
+
+export class SkyReplConfig extends Context.Tag("@skyrepl/core/SkyReplConfig")<SkyReplConfig, SkyReplSettings>() {
+  static readonly layer = (settings: Partial<SkyReplSettings> = {}): Layer.Layer<SkyReplConfig> =>
+    Layer.succeed(SkyReplConfig, { ...defaultSettings(settings.home), ...settings })
+
+  /** Environment first, then `overrides` on top (explicit code wins over the environment). */
+  static readonly fromEnv = (overrides: Partial<SkyReplSettings> = {}): Layer.Layer<SkyReplConfig, ConfigError.ConfigError> =>
+    Layer.effect(
+      SkyReplConfig,
+      Effect.map(settingsFromEnv, (s) => ({ ...s, ...overrides }))
+    )
+}

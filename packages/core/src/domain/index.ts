@@ -1,0 +1,6 @@
+export * from "./allocation.ts"
+export * from "./controller.ts"
+export * from "./instance.ts"
+export * from "./manifest.ts"
+export * from "./run.ts"
+export * from "./state-machine.ts"

@@ -1,0 +1,39 @@
+import { Duration, Either, ParseResult, Schema } from "effect"
+
+const pattern = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/
+
+const unitMillis = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 } as const
+
+/**
+ * Parses a human duration: `500ms`, `30s`, `5m`, `1h` (a decimal number is allowed: `1.5s`).
+ * A bare number is refused on purpose: `--max-duration 30` is ambiguous between seconds and
+ * minutes, and guessing wrong either kills a job early or leaves a VM running longer.
+ */
+export const parseDuration = (text: string): Either.Either<Duration.Duration, string> => {
+  const match = pattern.exec(text.trim())
+  if (match === null) {
+    return Either.left(`invalid duration "${text}": expected a number with a unit, e.g. 500ms, 30s, 5m, 1h`)
+  }
+  const [, amount, unit] = match as unknown as [string, string, keyof typeof unitMillis]
+  return Either.right(Duration.millis(Math.round(Number(amount) * unitMillis[unit])))
+}
+
+/** Formats a duration back into the shortest exact unit form `parseDuration` accepts. */
+export const formatDuration = (duration: Duration.DurationInput): string => {
+  const ms = Duration.toMillis(Duration.decode(duration))
+  for (const [unit, size] of [["h", 3_600_000], ["m", 60_000], ["s", 1_000]] as const) {
+    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`
+  }
+  return `${ms}ms`
+}
+
+/** `effect/Schema` for a duration written as text (CLI flags, environment variables). */
+export const DurationFromString = Schema.transformOrFail(Schema.String, Schema.DurationFromSelf, {
+  strict: true,
+  decode: (text, _, ast) =>
+    Either.match(parseDuration(text), {
+      onLeft: (message) => ParseResult.fail(new ParseResult.Type(ast, text, message)),
+      onRight: (d) => ParseResult.succeed(d)
+    }),
+  encode: (d) => ParseResult.succeed(formatDuration(d))
+})

@@ -1,0 +1,107 @@
+import { Data } from "effect"
+
+/**
+ * Why a provider call failed. The classification decides what the engine does: a retryable
+ * reason is retried with back-off, a permanent one fails the launch at once.
+ */
+export type ProviderErrorReason =
+  | "capacity"
+  | "throttled"
+  | "transient"
+  | "auth"
+  | "quota"
+  | "invalid-request"
+  | "not-found"
+  | "unavailable"
+  | "internal"
+
+const retryableReasons: ReadonlySet<ProviderErrorReason> = new Set(["capacity", "throttled", "transient"])
+
+export const isRetryableReason = (reason: ProviderErrorReason): boolean => retryableReasons.has(reason)
+
+/** A provider API call failed. `retryable` is derived from `reason` so the two never disagree. */
+export class ProviderError extends Data.TaggedError("ProviderError")<{
+  readonly provider: string
+  readonly operation: string
+  readonly reason: ProviderErrorReason
+  readonly message: string
+  readonly cause?: unknown
+}> {
+  get retryable(): boolean {
+    return isRetryableReason(this.reason)
+  }
+}
+
+/** A spec string the provider does not understand. `validForms` is shown to the user. */
+export class InvalidSpec extends Data.TaggedError("InvalidSpec")<{
+  readonly provider: string
+  readonly spec: string
+  readonly message: string
+  readonly validForms: ReadonlyArray<string>
+}> {}
+
+export class UnknownProvider extends Data.TaggedError("UnknownProvider")<{
+  readonly provider: string
+  readonly known: ReadonlyArray<string>
+}> {
+  override get message(): string {
+    return `unknown provider "${this.provider}" (configured: ${this.known.join(", ") || "none"})`
+  }
+}
+
+export class InvalidLaunchOptions extends Data.TaggedError("InvalidLaunchOptions")<{
+  readonly message: string
+}> {}
+
+export type StoreErrorReason = "busy" | "constraint" | "corrupt" | "io" | "decode" | "not-found" | "internal"
+
+export class StoreError extends Data.TaggedError("StoreError")<{
+  readonly operation: string
+  readonly reason: StoreErrorReason
+  readonly message: string
+  readonly cause?: unknown
+}> {}
+
+/** A state change the domain's state machine does not allow (DESIGN §3). */
+export class IllegalTransition extends Data.TaggedError("IllegalTransition")<{
+  readonly entity: "instance" | "run" | "allocation" | "manifest"
+  readonly id: string
+  readonly from: string
+  readonly to: string
+}> {
+  override get message(): string {
+    return `illegal ${this.entity} transition ${this.from} → ${this.to} (${this.id})`
+  }
+}
+
+export class RunNotFound extends Data.TaggedError("RunNotFound")<{ readonly runId: string }> {
+  override get message(): string {
+    return `no run with id "${this.runId}"`
+  }
+}
+
+/** The agent did not come up, or stopped talking, or spoke out of protocol. */
+export class AgentError extends Data.TaggedError("AgentError")<{
+  readonly instance: string
+  readonly reason: "boot-timeout" | "lost" | "protocol" | "rejected"
+  readonly message: string
+}> {}
+
+/** The controller's own agent endpoint could not be started. */
+export class HubError extends Data.TaggedError("HubError")<{
+  readonly message: string
+  readonly cause?: unknown
+}> {}
+
+export type LaunchError =
+  | UnknownProvider
+  | InvalidSpec
+  | InvalidLaunchOptions
+  | ProviderError
+  | StoreError
+  | IllegalTransition
+  | AgentError
+
+export type AttachError = RunNotFound | StoreError
+export type CancelError = RunNotFound | StoreError | ProviderError | IllegalTransition | UnknownProvider
+export type ScanError = StoreError | ProviderError | UnknownProvider

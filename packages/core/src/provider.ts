@@ -1,0 +1,89 @@
+import type { Effect } from "effect"
+import { Context, Schema } from "effect"
+import type { InvalidSpec, ProviderError } from "./errors.ts"
+
+/** The version of this interface; a provider states which one it implements. */
+export const PROVIDER_SPEC_VERSION = 1 as const
+
+export const Isolation = Schema.Literal("namespaces", "vm", "none")
+export type Isolation = typeof Isolation.Type
+
+export interface ProviderCapabilities {
+  readonly isolation: Isolation
+  readonly spot: boolean
+  readonly snapshots: boolean
+  readonly regions: boolean
+  readonly warmPool: boolean
+  readonly ssh: boolean
+}
+
+/**
+ * A spec after the provider parsed it. `canonical` is stored on the instance record and parses
+ * back to the same spec; `attributes` are the provider's own parsed fields.
+ */
+export interface ParsedSpec {
+  readonly provider: string
+  readonly canonical: string
+  readonly region: string | null
+  readonly attributes: Readonly<Record<string, string>>
+}
+
+/** How the agent ends its instance when it must (dead-man switch, shutdown). */
+export type AgentShutdown = "exit" | "poweroff"
+
+/**
+ * Everything a provider needs to start the agent on a new instance. The provider decides how
+ * to deliver it (direct exec, cloud-init, `orbctl run`).
+ */
+export interface Bootstrap {
+  readonly agentUrl: string
+  readonly token: string
+  readonly heartbeatIntervalMs: number
+  readonly deadmanTimeoutMs: number
+  /** Absolute path of the agent script on the controller's machine. */
+  readonly agentScript: string
+}
+
+/** Identifies an instance at the provider: the name always, the provider's own id once known. */
+export interface InstanceRef {
+  readonly name: string
+  readonly providerRef: string | null
+  readonly region: string | null
+}
+
+export interface SpawnResult {
+  readonly providerRef: string
+  readonly region: string | null
+}
+
+/** What the provider says about a resource right now. `gone` means confirmed gone. */
+export type ObservedState = "pending" | "running" | "stopping" | "gone"
+
+export interface ProviderInstance {
+  readonly name: string
+  readonly providerRef: string
+  readonly region: string | null
+  readonly state: Exclude<ObservedState, "gone">
+  /** Epoch ms, when the provider knows it. */
+  readonly createdAt: number | null
+}
+
+export interface ProviderService {
+  readonly id: string
+  readonly specVersion: typeof PROVIDER_SPEC_VERSION
+  readonly capabilities: ProviderCapabilities
+  readonly parseSpec: (spec: string | undefined) => Effect.Effect<ParsedSpec, InvalidSpec>
+  /** Creates the resource named `name`. The name must be written to the provider's resource. */
+  readonly spawn: (name: string, spec: ParsedSpec, bootstrap: Bootstrap) => Effect.Effect<SpawnResult, ProviderError>
+  readonly describe: (ref: InstanceRef) => Effect.Effect<ObservedState, ProviderError>
+  /** Every SkyREPL-owned resource, all regions, all pages, with no help from the store. */
+  readonly list: () => Effect.Effect<ReadonlyArray<ProviderInstance>, ProviderError>
+  /** Idempotent: an instance that is already gone is success. */
+  readonly terminate: (ref: InstanceRef) => Effect.Effect<void, ProviderError>
+}
+
+/**
+ * A provider package's `layer()` yields this tag. `SkyRepl.layer` builds each provider layer on
+ * its own and collects the services by `id`, so provider packages never know about each other.
+ */
+export class Provider extends Context.Tag("@skyrepl/core/Provider")<Provider, ProviderService>() {}

@@ -1,0 +1,34 @@
+import { Duration, Either, Schema } from "effect"
+import { describe, expect, it } from "vitest"
+import { DurationFromString, formatDuration, parseDuration } from "../src/duration.ts"
+
+describe("durations", () => {
+  it.each([
+    ["500ms", 500],
+    ["30s", 30_000],
+    ["5m", 300_000],
+    ["1h", 3_600_000],
+    ["1.5s", 1_500]
+  ])("parses %s", (text, ms) => {
+    const parsed = parseDuration(text)
+    expect(Either.isRight(parsed) && Duration.toMillis(parsed.right)).toBe(ms)
+  })
+
+  it.each(["30", "5 minutes", "-1s", "", "1d", "ms"])("refuses %j", (text) => {
+    expect(Either.isLeft(parseDuration(text))).toBe(true)
+  })
+
+  it("formats back to a form it parses", () => {
+    for (const ms of [1, 500, 1_000, 90_000, 3_600_000]) {
+      const text = formatDuration(Duration.millis(ms))
+      const back = parseDuration(text)
+      expect(Either.isRight(back) && Duration.toMillis(back.right)).toBe(ms)
+    }
+  })
+
+  it("decodes through effect/Schema with a readable message", () => {
+    const result = Schema.decodeUnknownEither(DurationFromString)("10 years")
+    expect(Either.isLeft(result)).toBe(true)
+    if (Either.isLeft(result)) expect(String(result.left.message)).toContain("expected a number with a unit")
+  })
+})

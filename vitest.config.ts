@@ -1,0 +1,12 @@
+import { defineConfig } from "vitest/config"
+
+export default defineConfig({
+  test: {
+    include: ["packages/*/test/**/*.test.ts", "examples/**/*.test.ts"],
+    testTimeout: 30_000,
+    hookTimeout: 30_000,
+    // Sandboxes and SQLite files are real; two cores are all CI has.
+    maxWorkers: 2,
+    minWorkers: 1
+  }
+})
