@@ -15,11 +15,11 @@ const randomBase36 = (length: number): string => {
  * sort by age and the age of an instance can be read from its name alone (the sweep's
  * `minAge` works even when the store is gone).
  */
-export const newId = (now: number = Date.now()): string => now.toString(36).padStart(8, "0") + randomBase36(4)
+export const newId = (now: number = Date.now()): string => now.toString(36).padStart(8, "0") + randomBase36(6)
 
 /** The creation time encoded in an id made by `newId`. */
 export const idTime = (id: string): number | undefined => {
-  if (!/^[0-9a-z]{12}$/.test(id)) return undefined
+  if (!/^[0-9a-z]{14}$/.test(id)) return undefined
   const ms = parseInt(id.slice(0, 8), 36)
   return Number.isFinite(ms) ? ms : undefined
 }
@@ -29,12 +29,12 @@ export const newControlId = (): string => randomBase36(8)
 
 export const InstanceNameParts = Schema.Struct({
   controlId: Schema.String.pipe(Schema.pattern(/^[0-9a-z]{8}$/)),
-  manifestId: Schema.String.pipe(Schema.pattern(/^[0-9a-z]{12}$/)),
-  instanceId: Schema.String.pipe(Schema.pattern(/^[0-9a-z]{12}$/))
+  manifestId: Schema.String.pipe(Schema.pattern(/^[0-9a-z]{14}$/)),
+  instanceId: Schema.String.pipe(Schema.pattern(/^[0-9a-z]{14}$/))
 })
 export type InstanceNameParts = typeof InstanceNameParts.Type
 
-const namePattern = /^repl-([0-9a-z]{8})-([0-9a-z]{12})-([0-9a-z]{12})$/
+const namePattern = /^repl-([0-9a-z]{8})-([0-9a-z]{14})-([0-9a-z]{14})$/
 
 /** `repl-{controlId}-{manifestId}-{instanceId}`: the only place the format is written. */
 export const formatInstanceName = (parts: InstanceNameParts): string =>

@@ -1,0 +1,1217 @@
+#!/usr/bin/env python3
+"""SkyREPL on-instance agent, protocol version 1 (docs/agent-protocol.md).
+
+One process per instance. It registers with the controller that launched the instance, takes
+commands from an event stream, runs them, uploads their output with byte offsets, reports their
+exits, and ends the instance by itself when the controller goes silent (the dead-man switch).
+
+Python 3.8+, standard library only, one file: every provider ships this very file unchanged.
+Imports are kept to what the hot path needs, because the agent's start-up is part of every
+launch's latency.
+"""
+
+import http.client
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from urllib.parse import quote, urlsplit
+
+PROTOCOL = 1
+AGENT_VERSION = "1.0.0"
+
+EXIT_OK = 0
+EXIT_BAD_ARGS = 2
+EXIT_TOKEN_REFUSED = 3
+EXIT_PROTOCOL_REFUSED = 4
+
+# The protocol's cap on one output request.
+CHUNK = 256 * 1024
+# Acknowledged bytes kept per stream so that a controller that lost its last chunks (answered,
+# then crashed before storing them) can ask for them again with a 409.
+RETAIN = 4 * 1024 * 1024
+# Unacknowledged bytes per stream before the agent stops reading the pipe: a slow or absent
+# controller then slows the writer down instead of growing the agent without bound.
+MAX_UNACKED = 16 * 1024 * 1024
+# SIGTERM to SIGKILL, for cancel, time-out, dead-man and lingering members of a finished run.
+KILL_GRACE = 2.0
+# How long a `shutdown` event waits for the killed runs' output and exits to be acknowledged.
+SHUTDOWN_REPORT_WAIT = 5.0
+# Exit status reported for a run that could not be started (a missing workdir, a bad variable).
+FAILED_START_STATUS = 127
+# Linux F_SETPIPE_SZ (fcntl only names it from Python 3.10).
+F_SETPIPE_SZ = 1031
+PIPE_SIZE = 1024 * 1024
+TOKEN_VARIABLE = "SKYREPL_AGENT_TOKEN"
+POWEROFF_VARIABLE = "SKYREPL_AGENT_ALLOW_POWEROFF"
+
+USAGE = (
+    "usage: skyrepl_agent.py --url URL --token TOKEN --instance NAME"
+    " [--heartbeat-interval SECONDS] [--deadman-timeout SECONDS]"
+    " [--shutdown exit|poweroff|command:CMD] [--workdir DIR] [--log FILE]"
+)
+
+
+class BadArgs(Exception):
+    pass
+
+
+class Ending(Exception):
+    """The agent is ending (token refused, dead-man switch...): the worker that sees it stops."""
+
+
+class Config(object):
+    def __init__(self):
+        self.url = ""
+        self.token = ""
+        self.instance = ""
+        self.heartbeat_interval = 5.0
+        self.deadman_timeout = 60.0
+        self.shutdown = "exit"
+        self.workdir = ""
+        self.log = None
+
+
+FLAGS = (
+    "--url",
+    "--token",
+    "--instance",
+    "--heartbeat-interval",
+    "--deadman-timeout",
+    "--shutdown",
+    "--workdir",
+    "--log",
+)
+
+
+def _seconds(flag, text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise BadArgs("%s must be a number of seconds, got %r" % (flag, text))
+    # `value == value` rejects NaN, which every comparison would otherwise let through.
+    if not (value == value and 0 < value < float("inf")):
+        raise BadArgs("%s must be a positive number of seconds, got %r" % (flag, text))
+    return value
+
+
+def parse_args(argv, environ):
+    values = {}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("-h", "--help"):
+            return None
+        if arg.startswith("--") and "=" in arg:
+            name, value = arg.split("=", 1)
+        else:
+            name = arg
+            if name in FLAGS:
+                if i + 1 >= len(argv):
+                    raise BadArgs("%s needs a value" % name)
+                i += 1
+                value = argv[i]
+            else:
+                value = None
+        if name not in FLAGS:
+            raise BadArgs("unknown argument %r" % arg)
+        values[name] = value
+        i += 1
+
+    cfg = Config()
+    cfg.url = values.get("--url") or ""
+    cfg.token = values.get("--token") or environ.get(TOKEN_VARIABLE, "")
+    cfg.instance = values.get("--instance") or ""
+    if not cfg.url:
+        raise BadArgs("--url is required")
+    if not cfg.token:
+        raise BadArgs("--token (or %s) is required" % TOKEN_VARIABLE)
+    if not cfg.instance:
+        raise BadArgs("--instance is required")
+    try:
+        parts = urlsplit(cfg.url)
+        port = parts.port
+    except ValueError as err:
+        raise BadArgs("--url %r: %s" % (cfg.url, err))
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadArgs("--url must be an http:// or https:// URL, got %r" % cfg.url)
+    del port
+    if "--heartbeat-interval" in values:
+        cfg.heartbeat_interval = _seconds("--heartbeat-interval", values["--heartbeat-interval"])
+    if "--deadman-timeout" in values:
+        cfg.deadman_timeout = _seconds("--deadman-timeout", values["--deadman-timeout"])
+    shutdown = values.get("--shutdown", "exit")
+    if shutdown not in ("exit", "poweroff") and not (
+        shutdown.startswith("command:") and shutdown[len("command:"):].strip()
+    ):
+        raise BadArgs("--shutdown must be exit, poweroff or command:CMD, got %r" % shutdown)
+    cfg.shutdown = shutdown
+    cfg.workdir = values.get("--workdir") or os.getcwd()
+    if not os.path.isdir(cfg.workdir):
+        raise BadArgs("--workdir %r is not a directory" % cfg.workdir)
+    cfg.log = values.get("--log")
+    return cfg
+
+
+class Log(object):
+    """One `os.write` per line on an O_APPEND descriptor: whole lines, no lock, no buffering."""
+
+    def __init__(self, fd):
+        self.fd = fd
+
+    def __call__(self, message):
+        now = time.time()
+        line = "%s.%03dZ skyrepl-agent[%d] %s\n" % (
+            time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)),
+            int(now * 1000) % 1000,
+            os.getpid(),
+            message,
+        )
+        try:
+            os.write(self.fd, line.encode("utf-8", "replace"))
+        except OSError:
+            pass
+
+
+def signal_name(number):
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        if signal.SIGRTMIN < number < signal.SIGRTMAX:
+            return "SIGRTMIN+%d" % (number - signal.SIGRTMIN)
+        return "SIG%d" % number
+
+
+def split_returncode(returncode):
+    """subprocess's convention (negative: killed by that signal) to the protocol's pair."""
+    if returncode < 0:
+        return None, signal_name(-returncode)
+    return returncode, None
+
+
+def signal_group(pgid, sig):
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+_proc_usable = None
+
+
+def _proc_matches_namespace():
+    # Inside a pid namespace without its own /proc mount, /proc shows another namespace's pids;
+    # reading it would then name the wrong processes.
+    global _proc_usable
+    if _proc_usable is None:
+        try:
+            with open("/proc/self/stat", "rb") as f:
+                _proc_usable = int(f.read().split(None, 1)[0]) == os.getpid()
+        except (OSError, ValueError):
+            _proc_usable = False
+    return _proc_usable
+
+
+def group_alive(pgid):
+    """Whether process group `pgid` has a member that is not a zombie.
+
+    kill(-pgid, 0) also succeeds for zombies, which an init that does not reap (some container
+    and micro-VM inits do not) keeps forever; only /proc tells those apart.
+    """
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if not _proc_matches_namespace():
+        return True
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return True
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name, "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The command name may hold spaces and parentheses: fields are counted after the last ')'.
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if len(fields) > 2 and fields[2] == str(pgid).encode() and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
+
+
+class Children(object):
+    """Starts child processes and collects their exit statuses.
+
+    Normally the agent's only children are the ones it starts, so subprocess's own per-pid wait
+    is all there is to it. As PID 1 of a pid namespace (the local sandbox), every orphan of the
+    namespace is re-parented to the agent and must be reaped, or zombies pile up. A periodic
+    `waitpid(-1, WNOHANG)` beside subprocess would race it: whichever reaps a run's shell first
+    takes its status, and subprocess turns a stolen status into exit code 0. So as PID 1 one
+    reaper thread owns every wait: it blocks in `waitpid(-1)`, hands a tracked child's status to
+    whoever waits for it, and drops the statuses of orphans. subprocess never waits for a child
+    here: `spawn` registers the pid under the lock the reaper takes before it looks a pid up (so
+    a child that exits at once is not mistaken for an orphan), and `wait` stores the status in
+    `Popen.returncode`, so no Popen is ever left for subprocess's own clean-up to poll.
+    """
+
+    def __init__(self, log, reap_all):
+        self.log = log
+        self.reap_all = reap_all
+        self.cond = threading.Condition()
+        self.statuses = {}
+        if reap_all:
+            threading.Thread(target=self._reap, name="reaper", daemon=True).start()
+
+    def spawn(self, argv, **kwargs):
+        if not self.reap_all:
+            return subprocess.Popen(argv, **kwargs)
+        with self.cond:
+            proc = subprocess.Popen(argv, **kwargs)
+            self.statuses[proc.pid] = None
+            self.cond.notify_all()
+        return proc
+
+    def wait(self, proc):
+        """Blocks until `proc` exits; returns (exitCode, signal name)."""
+        if not self.reap_all:
+            return split_returncode(proc.wait())
+        with self.cond:
+            while self.statuses.get(proc.pid) is None:
+                self.cond.wait()
+            status = self.statuses.pop(proc.pid)
+        if os.WIFSIGNALED(status):
+            proc.returncode = -os.WTERMSIG(status)
+        else:
+            proc.returncode = os.WEXITSTATUS(status)
+        return split_returncode(proc.returncode)
+
+    def _reap(self):
+        while True:
+            try:
+                pid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                # No child at all: wait for the next spawn, or for an orphan to be re-parented.
+                with self.cond:
+                    self.cond.wait(1.0)
+                continue
+            except OSError as err:
+                self.log("waitpid failed: %s" % err)
+                time.sleep(0.1)
+                continue
+            with self.cond:
+                if pid in self.statuses:
+                    self.statuses[pid] = status
+                    self.cond.notify_all()
+
+
+class Http(object):
+    """Requests to the controller over a small pool of persistent connections.
+
+    Connections are reused across requests and threads, so an output chunk costs one request on
+    an open socket rather than a TCP handshake.
+    """
+
+    POOL_SIZE = 8
+
+    def __init__(self, agent, cfg):
+        parts = urlsplit(cfg.url)
+        self.agent = agent
+        self.https = parts.scheme == "https"
+        self.host = parts.hostname
+        self.port = parts.port
+        self.prefix = parts.path.rstrip("/")
+        self.headers = {
+            "Authorization": "Bearer " + cfg.token,
+            "X-SkyREPL-Protocol": str(PROTOCOL),
+            "X-SkyREPL-Instance": cfg.instance,
+            "User-Agent": "skyrepl-agent/" + AGENT_VERSION,
+        }
+        self.idle = []
+        self.lock = threading.Lock()
+        self.ssl_context = None
+
+    def connection(self, timeout):
+        if not self.https:
+            return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        if self.ssl_context is None:
+            # Only a controller behind TLS pays for importing ssl.
+            import ssl
+
+            self.ssl_context = ssl.create_default_context()
+        return http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=self.ssl_context)
+
+    def _take(self, timeout):
+        with self.lock:
+            conn = self.idle.pop() if self.idle else None
+        if conn is None:
+            return self.connection(timeout), False
+        conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        return conn, True
+
+    def _give_back(self, conn):
+        with self.lock:
+            if len(self.idle) < self.POOL_SIZE:
+                self.idle.append(conn)
+                return
+        conn.close()
+
+    def request(self, method, path, body=None, content_type=None, timeout=None):
+        """Returns (status, body). Raises OSError/HTTPException on transport failure, Ending
+        when the controller refused the token (the agent is then ending)."""
+        if timeout is None:
+            timeout = self.agent.request_timeout
+        headers = dict(self.headers)
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        for attempt in (0, 1):
+            conn, reused = self._take(timeout)
+            try:
+                conn.request(method, self.prefix + path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+            except (OSError, http.client.HTTPException) as err:
+                conn.close()
+                # A pooled connection the server closed while idle fails on first use; that is
+                # no answer from the controller, so one immediate retry on a fresh one is right.
+                # A time-out is an answer that did not come: retrying at once would double it.
+                if reused and attempt == 0 and not isinstance(err, socket.timeout):
+                    continue
+                raise
+            if resp.will_close:
+                conn.close()
+            else:
+                self._give_back(conn)
+            return self._answered(resp.status), data
+        raise http.client.HTTPException("unreachable")
+
+    def open_events(self, timeout):
+        conn = self.connection(timeout)
+        headers = dict(self.headers)
+        headers["Accept"] = "text/event-stream"
+        headers["Cache-Control"] = "no-cache"
+        try:
+            conn.request("GET", self.prefix + "/v1/agent/events", headers=headers)
+            resp = conn.getresponse()
+        except BaseException:
+            conn.close()
+            raise
+        try:
+            self._answered(resp.status)
+        except BaseException:
+            conn.close()
+            raise
+        return conn, resp
+
+    def _answered(self, status):
+        if 200 <= status < 300:
+            self.agent.alive()
+        elif status == 401:
+            self.agent.end("the controller refused the token", EXIT_TOKEN_REFUSED, "refused")
+            raise Ending()
+        return status
+
+
+def _json_next(data):
+    try:
+        value = json.loads(data.decode("utf-8"))["next"]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
+class OutStream(object):
+    """One output stream of a run: what was read, what the controller acknowledged.
+
+    Bytes are kept as the chunks `os.read` returned (no copying into one growing buffer, whose
+    front would be moved on every acknowledgement). `held` is the offset of the first chunk;
+    `next` is where the controller wants the next upload to start; `acked` the furthest point it
+    ever acknowledged.
+    """
+
+    def __init__(self, name):
+        self.name = name
+        self.cond = threading.Condition()
+        self.chunks = deque()
+        self.held = 0
+        self.end = 0
+        self.next = 0
+        self.acked = 0
+        self.eof = False
+        self.abandoned = False
+        self.complete = False
+
+    def feed(self, data, agent):
+        with self.cond:
+            if self.abandoned:
+                self.held += len(data)
+            else:
+                self.chunks.append(data)
+            self.end += len(data)
+            self.cond.notify_all()
+            while not self.abandoned and not agent.stop_reports and self.end - self.acked > MAX_UNACKED:
+                self.cond.wait(1.0)
+
+    def set_eof(self):
+        with self.cond:
+            self.eof = True
+            self.cond.notify_all()
+
+    def take(self):
+        """The bytes to upload next, from `next`, at most one chunk. Called with the lock held."""
+        start = self.next
+        want = min(CHUNK, self.end - start)
+        pieces = []
+        pos = self.held
+        for chunk in self.chunks:
+            size = len(chunk)
+            if pos + size <= start:
+                pos += size
+                continue
+            lo = start - pos if start > pos else 0
+            piece = memoryview(chunk)[lo:lo + want]
+            pieces.append(piece)
+            want -= len(piece)
+            pos += size
+            if want <= 0:
+                break
+        if len(pieces) == 1 and len(pieces[0]) == len(pieces[0].obj):
+            return start, pieces[0].obj
+        return start, b"".join(pieces)
+
+    def acknowledge(self, position, log, run_id):
+        """Applies a `next` from the controller. Returns False when it asks for bytes the agent
+        no longer holds: the stream is then given up for this run."""
+        with self.cond:
+            if position > self.end:
+                log("run %s %s: controller expects offset %d beyond the %d bytes read; resuming there"
+                    % (run_id, self.name, position, self.end))
+                position = self.end
+            if position < self.held:
+                log("run %s %s: controller asks for offset %d but bytes before %d are no longer held;"
+                    " giving up uploading this stream" % (run_id, self.name, position, self.held))
+                self.abandoned = True
+                self.chunks.clear()
+                self.held = self.end
+                self.next = self.end
+                self.cond.notify_all()
+                return False
+            self.next = position
+            if position > self.acked:
+                self.acked = position
+                keep_from = position - RETAIN
+                while self.chunks and self.held + len(self.chunks[0]) <= keep_from:
+                    self.held += len(self.chunks.popleft())
+            self.cond.notify_all()
+            return True
+
+
+class Run(object):
+    def __init__(self, run_id, max_duration):
+        self.id = run_id
+        self.max_duration = max_duration
+        self.lock = threading.Lock()
+        self.proc = None
+        self.pgid = None
+        self.stdout = OutStream("stdout")
+        self.stderr = OutStream("stderr")
+        self.wake_r = None
+        self.wake_w = None
+        self.readers_left = 0
+        self.reason = None
+        self.exited = False
+        self.exit_code = None
+        self.signal = None
+        self.exited_event = threading.Event()
+        self.reported = threading.Event()
+        self.timers = []
+
+    def exit_payload(self):
+        return {
+            "runId": self.id,
+            "exitCode": self.exit_code,
+            "signal": self.signal,
+            "reason": self.reason or "exited",
+            "stdoutBytes": self.stdout.end,
+            "stderrBytes": self.stderr.end,
+        }
+
+
+def _timer(seconds, fn, *args):
+    timer = threading.Timer(seconds, fn, args)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def _positive_ms(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if not (0 < value < float("inf")):
+        return None
+    return value / 1000.0
+
+
+class Agent(object):
+    def __init__(self, cfg, log):
+        self.cfg = cfg
+        self.log = log
+        self.heartbeat_interval = cfg.heartbeat_interval
+        self.deadman_timeout = cfg.deadman_timeout
+        self.last_ok = time.monotonic()
+        self.http = Http(self, cfg)
+        self.children = Children(log, os.getpid() == 1)
+        self.lock = threading.Lock()
+        self.runs = {}
+        self.seen = set()
+        self.ending = False
+        self.stop_reports = False
+        self.end_event = threading.Event()
+        self.signalled = None
+        env = dict(os.environ)
+        # Runs are the user's code: they get the instance's environment, not the agent's secret.
+        env.pop(TOKEN_VARIABLE, None)
+        self.base_env = env
+        self.output_fd = cfg.log_fd if cfg.log_fd is not None else 2
+
+    # -- timing ----------------------------------------------------------------------------
+
+    @property
+    def request_timeout(self):
+        return max(2.0, min(30.0, self.deadman_timeout / 2.0))
+
+    @property
+    def events_timeout(self):
+        # Pings come at least every heartbeat interval; three missed ones mean a dead stream.
+        return max(2.0, 3.0 * self.heartbeat_interval)
+
+    def backoff(self, attempt):
+        cap = max(0.5, min(5.0, self.heartbeat_interval))
+        return min(cap, 0.05 * (2 ** min(attempt, 10)))
+
+    def alive(self):
+        self.last_ok = time.monotonic()
+
+    def pause(self, seconds):
+        """Sleeps, or returns early (True) once the agent stops reporting."""
+        return self.end_event.wait(seconds) and self.stop_reports
+
+    # -- start-up ----------------------------------------------------------------------------
+
+    def main(self):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+        self.log(
+            "agent %s starting for %s (python %s, pid %d%s), controller %s"
+            % (
+                AGENT_VERSION,
+                self.cfg.instance,
+                "%d.%d.%d" % sys.version_info[:3],
+                os.getpid(),
+                ", reaping orphans as pid 1" if self.children.reap_all else "",
+                self.cfg.url,
+            )
+        )
+        threading.Thread(target=self._guard, args=(self._deadman_loop,), name="deadman", daemon=True).start()
+        threading.Thread(target=self._guard, args=(self._boot,), name="boot", daemon=True).start()
+        # The main thread only turns signals into an ending: a Python signal handler runs on
+        # this thread between bytecodes and must not take locks another frame here may hold.
+        while True:
+            sig = self.signalled
+            if sig is not None:
+                self.signalled = None
+                self.end("received %s" % signal_name(sig), EXIT_OK, "signal")
+            time.sleep(0.1)
+
+    def _on_signal(self, signum, frame):
+        self.signalled = signum
+
+    def _guard(self, fn, *args):
+        try:
+            fn(*args)
+        except Ending:
+            pass
+        except Exception as err:
+            self.log("internal error in %s: %r" % (threading.current_thread().name, err))
+
+    def _boot(self):
+        if not self._register():
+            return
+        threading.Thread(target=self._guard, args=(self._heartbeat_loop,), name="heartbeat", daemon=True).start()
+        self._guard(self._events_loop)
+
+    def _register(self):
+        body = json.dumps(
+            {
+                "protocol": PROTOCOL,
+                "instance": self.cfg.instance,
+                "hostname": socket.gethostname(),
+                "pid": os.getpid(),
+                "agentVersion": AGENT_VERSION,
+                "python": "%d.%d.%d" % sys.version_info[:3],
+            }
+        ).encode("utf-8")
+        attempt = 0
+        while not self.ending:
+            try:
+                status, data = self.http.request("POST", "/v1/agent/register", body, "application/json")
+            except Ending:
+                return False
+            except (OSError, http.client.HTTPException) as err:
+                self.log("register failed: %s" % _describe(err))
+            else:
+                if 200 <= status < 300:
+                    return self._registered(data)
+                if status == 409:
+                    self.end("the controller refused protocol %d" % PROTOCOL, EXIT_PROTOCOL_REFUSED, "refused")
+                    return False
+                self.log("register answered %d: %s" % (status, _snippet(data)))
+            self.pause(self.backoff(attempt))
+            attempt += 1
+        return False
+
+    def _registered(self, data):
+        try:
+            answer = json.loads(data.decode("utf-8")) if data.strip() else {}
+        except ValueError:
+            self.log("register answer is not JSON (%s); keeping the flags' timings" % _snippet(data))
+            answer = {}
+        if not isinstance(answer, dict):
+            answer = {}
+        protocol = answer.get("protocol", PROTOCOL)
+        if protocol != PROTOCOL:
+            self.end("the controller speaks protocol %r" % (protocol,), EXIT_PROTOCOL_REFUSED, "refused")
+            return False
+        interval = _positive_ms(answer.get("heartbeatIntervalMs"))
+        if interval is not None:
+            self.heartbeat_interval = interval
+        deadman = _positive_ms(answer.get("deadmanTimeoutMs"))
+        if deadman is not None:
+            self.deadman_timeout = deadman
+        self.log(
+            "registered; heartbeat every %.3gs, dead-man after %.3gs"
+            % (self.heartbeat_interval, self.deadman_timeout)
+        )
+        return True
+
+    # -- liveness ----------------------------------------------------------------------------
+
+    def _deadman_loop(self):
+        while not self.ending:
+            silent = time.monotonic() - self.last_ok
+            if silent >= self.deadman_timeout:
+                self.end("no answer from the controller for %.1fs: dead-man switch" % silent, EXIT_OK, "deadman")
+                return
+            time.sleep(min(0.25, self.deadman_timeout - silent) + 0.001)
+
+    def _heartbeat_loop(self):
+        failing = False
+        while not self.end_event.wait(self.heartbeat_interval):
+            with self.lock:
+                runs = sorted(self.runs)
+            body = json.dumps({"runs": runs}).encode("utf-8")
+            try:
+                status, data = self.http.request("POST", "/v1/agent/heartbeat", body, "application/json")
+            except (OSError, http.client.HTTPException) as err:
+                if not failing:
+                    self.log("heartbeat failed: %s" % _describe(err))
+                failing = True
+                continue
+            if 200 <= status < 300:
+                if failing:
+                    self.log("heartbeat answered again")
+                failing = False
+            else:
+                if not failing:
+                    self.log("heartbeat answered %d: %s" % (status, _snippet(data)))
+                failing = True
+
+    # -- events ------------------------------------------------------------------------------
+
+    def _events_loop(self):
+        attempt = 0
+        while not self.ending:
+            conn = None
+            try:
+                conn, resp = self.http.open_events(self.events_timeout)
+                if 200 <= resp.status < 300:
+                    attempt = 0
+                    self._read_events(resp)
+                    if not self.ending:
+                        self.log("event stream ended; reconnecting")
+                else:
+                    self.log("event stream answered %d: %s" % (resp.status, _snippet(resp.read(512))))
+            except (OSError, http.client.HTTPException) as err:
+                if not self.ending:
+                    self.log("event stream failed: %s" % _describe(err))
+            finally:
+                if conn is not None:
+                    conn.close()
+            if self.ending:
+                return
+            self.pause(self.backoff(attempt))
+            attempt += 1
+
+    def _read_events(self, resp):
+        event = ""
+        data = []
+        while not self.ending:
+            raw = resp.readline()
+            if not raw:
+                return
+            self.alive()
+            line = raw.rstrip(b"\n").rstrip(b"\r")
+            if not line:
+                if event or data:
+                    self._dispatch(event or "message", "\n".join(data))
+                event = ""
+                data = []
+                continue
+            if line.startswith(b":"):
+                continue
+            field, _, value = line.partition(b":")
+            if value.startswith(b" "):
+                value = value[1:]
+            text = value.decode("utf-8", "replace")
+            if field == b"event":
+                event = text
+            elif field == b"data":
+                data.append(text)
+
+    def _dispatch(self, event, text):
+        handler = {"run": self._on_run, "cancel": self._on_cancel, "shutdown": self._on_shutdown}.get(event)
+        if handler is None:
+            self.log("ignoring unknown event %r" % event)
+            return
+        try:
+            payload = json.loads(text) if text.strip() else {}
+        except ValueError:
+            self.log("ignoring %s event with malformed data: %s" % (event, _snippet(text.encode("utf-8"))))
+            return
+        if not isinstance(payload, dict):
+            self.log("ignoring %s event whose data is not an object" % event)
+            return
+        try:
+            handler(payload)
+        except Exception as err:
+            self.log("error handling %s event: %r" % (event, err))
+
+    def _on_run(self, payload):
+        run_id = payload.get("runId")
+        if not isinstance(run_id, str) or not run_id:
+            self.log("ignoring run event without a runId")
+            return
+        with self.lock:
+            if run_id in self.seen or self.ending:
+                return
+            self.seen.add(run_id)
+        command = payload.get("command")
+        env = payload.get("env")
+        workdir = payload.get("workdir")
+        max_ms = payload.get("maxDurationMs")
+        problem = None
+        if not isinstance(command, str):
+            problem = "command is not a string"
+        elif env is not None and not (
+            isinstance(env, dict) and all(isinstance(v, str) for v in env.values())
+        ):
+            problem = "env is not an object of strings"
+        elif workdir is not None and not isinstance(workdir, str):
+            problem = "workdir is not a string"
+        elif max_ms is not None and _positive_ms(max_ms) is None:
+            problem = "maxDurationMs is not a positive number"
+        if problem is not None:
+            self.log("ignoring run %s: %s" % (run_id, problem))
+            return
+        self._start_run(run_id, command, env or {}, workdir or self.cfg.workdir, _positive_ms(max_ms))
+
+    def _on_cancel(self, payload):
+        run_id = payload.get("runId")
+        with self.lock:
+            run = self.runs.get(run_id) if isinstance(run_id, str) else None
+        if run is not None and self._kill(run, "cancelled"):
+            self.log("run %s: cancelled" % run_id)
+
+    def _on_shutdown(self, payload):
+        self.end("the controller asked to shut down", EXIT_OK, "shutdown")
+
+    # -- runs --------------------------------------------------------------------------------
+
+    def _start_run(self, run_id, command, env, workdir, max_duration):
+        run = Run(run_id, max_duration)
+        full_env = dict(self.base_env)
+        full_env.update(env)
+        with self.lock:
+            self.runs[run_id] = run
+        failure = None
+        fds = []
+        if not os.path.isdir(workdir):
+            # Checked before forking: a failed exec inside Popen is the one case where
+            # subprocess reaps a child itself, which the PID 1 reaper must not have to race.
+            failure = "workdir %r is not a directory" % workdir
+        elif any("\0" in k or "=" in k or not k or "\0" in v for k, v in env.items()):
+            failure = "env holds a name or value that cannot be passed to a process"
+        else:
+            try:
+                out_r, out_w = os.pipe()
+                fds += [out_r, out_w]
+                err_r, err_w = os.pipe()
+                fds += [err_r, err_w]
+                wake_r, wake_w = os.pipe()
+                fds += [wake_r, wake_w]
+                for fd in (out_r, err_r):
+                    _grow_pipe(fd)
+                with open(os.devnull, "rb") as devnull:
+                    run.proc = self.children.spawn(
+                        ["/bin/sh", "-c", command],
+                        stdin=devnull,
+                        stdout=out_w,
+                        stderr=err_w,
+                        cwd=workdir,
+                        env=full_env,
+                        start_new_session=True,
+                    )
+            except (OSError, ValueError, TypeError) as err:
+                failure = "cannot start: %s" % err
+                for fd in fds:
+                    os.close(fd)
+            else:
+                # The child holds its own copies; the read ends reach EOF once every writer is gone.
+                os.close(out_w)
+                os.close(err_w)
+                run.pgid = run.proc.pid
+                run.wake_r, run.wake_w = wake_r, wake_w
+                run.readers_left = 2
+
+        if failure is not None:
+            self.log("run %s: %s" % (run_id, failure))
+            run.stderr.feed(("skyrepl-agent: %s\n" % failure).encode("utf-8"), self)
+            run.stdout.set_eof()
+            run.stderr.set_eof()
+            run.exit_code = FAILED_START_STATUS
+            run.exited = True
+            run.exited_event.set()
+        else:
+            self.log("run %s: started pid %d in %s" % (run_id, run.pgid, workdir))
+            for stream, fd in ((run.stdout, out_r), (run.stderr, err_r)):
+                threading.Thread(
+                    target=self._guard, args=(self._read_loop, run, stream, fd), name="read-%s" % stream.name, daemon=True
+                ).start()
+            if max_duration is not None:
+                run.timers.append(_timer(max_duration, self._kill, run, "timed_out"))
+        for stream in (run.stdout, run.stderr):
+            threading.Thread(
+                target=self._guard, args=(self._upload_loop, run, stream), name="upload-%s" % stream.name, daemon=True
+            ).start()
+        threading.Thread(target=self._guard, args=(self._supervise, run), name="run", daemon=True).start()
+
+    def _kill(self, run, reason):
+        """Starts ending a run that is still going: SIGTERM to its group, SIGKILL after the grace.
+        Returns False for a run whose shell already exited (its reason stays `exited`)."""
+        with run.lock:
+            if run.exited or run.pgid is None:
+                return False
+            first = run.reason is None
+            if first:
+                run.reason = reason
+        signal_group(run.pgid, signal.SIGTERM)
+        if first:
+            run.timers.append(_timer(KILL_GRACE, self._kill_hard, run))
+        return True
+
+    def _kill_hard(self, run):
+        with run.lock:
+            if run.exited:
+                # The supervisor now owns the group (it clears lingering members itself).
+                return
+        signal_group(run.pgid, signal.SIGKILL)
+
+    def _read_loop(self, run, stream, fd):
+        watch_both = select.poll()
+        watch_both.register(fd, select.POLLIN)
+        # The supervisor closes wake_w once the run's group is gone: wake_r then polls ready.
+        watch_both.register(run.wake_r, select.POLLIN)
+        watch_pipe = select.poll()
+        watch_pipe.register(fd, select.POLLIN)
+        draining = False
+        try:
+            while True:
+                if draining:
+                    # Whatever the run wrote is in the pipe now; a writer that escaped the group
+                    # (setsid, a daemon) must not hold the run open.
+                    if not watch_pipe.poll(0):
+                        break
+                else:
+                    ready = watch_both.poll()
+                    if not any(f == fd for f, _ in ready):
+                        draining = True
+                        continue
+                data = os.read(fd, CHUNK)
+                if not data:
+                    break
+                stream.feed(data, self)
+        except OSError as err:
+            self.log("run %s %s: read failed: %s" % (run.id, stream.name, err))
+        finally:
+            os.close(fd)
+            stream.set_eof()
+            with run.lock:
+                run.readers_left -= 1
+                last = run.readers_left == 0
+            if last:
+                os.close(run.wake_r)
+
+    def _upload_loop(self, run, stream):
+        path = "/v1/agent/output?runId=%s&stream=%s&offset=" % (quote(run.id, safe=""), stream.name)
+        attempt = 0
+        while True:
+            with stream.cond:
+                while True:
+                    if self.stop_reports:
+                        return
+                    if stream.abandoned or (stream.eof and stream.next >= stream.end):
+                        stream.complete = True
+                        stream.cond.notify_all()
+                        return
+                    if stream.next < stream.end:
+                        break
+                    stream.cond.wait()
+                offset, body = stream.take()
+            try:
+                status, data = self.http.request("POST", path + str(offset), body, "application/octet-stream")
+            except (OSError, http.client.HTTPException) as err:
+                self.log("run %s %s: upload at %d failed: %s" % (run.id, stream.name, offset, _describe(err)))
+            else:
+                ok = 200 <= status < 300
+                if ok or status == 409:
+                    position = _json_next(data)
+                    if position is None and ok:
+                        self.log("run %s %s: answer without a valid next; taking the chunk as stored"
+                                 % (run.id, stream.name))
+                        position = offset + len(body)
+                    if position is not None:
+                        stream.acknowledge(position, self.log, run.id)
+                        # A 409 that does not move the stream would spin: back off for it.
+                        if ok or position != offset:
+                            attempt = 0
+                            continue
+                self.log("run %s %s: upload at %d answered %d: %s"
+                         % (run.id, stream.name, offset, status, _snippet(data)))
+            if self.pause(self.backoff(attempt)):
+                return
+            attempt += 1
+
+    def _supervise(self, run):
+        if run.proc is not None:
+            code, sig = self.children.wait(run.proc)
+            with run.lock:
+                run.exited = True
+                run.exit_code = code
+                run.signal = sig
+                timers = run.timers
+                run.timers = []
+            for timer in timers:
+                timer.cancel()
+            run.exited_event.set()
+            self.log("run %s: shell ended (%s, %s)" % (run.id, _outcome(code, sig), run.reason or "exited"))
+            self._clear_group(run)
+            os.close(run.wake_w)
+        for stream in (run.stdout, run.stderr):
+            with stream.cond:
+                while not stream.complete and not self.stop_reports:
+                    stream.cond.wait(0.5)
+        self._report_exit(run)
+
+    def _clear_group(self, run):
+        """A run ends with its shell: what it left in its process group is ended too, or a
+        background child holding the output pipe would keep the run open forever."""
+        if not group_alive(run.pgid):
+            return
+        signal_group(run.pgid, signal.SIGTERM)
+        deadline = time.monotonic() + KILL_GRACE
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            if not group_alive(run.pgid):
+                return
+        signal_group(run.pgid, signal.SIGKILL)
+
+    def _report_exit(self, run):
+        body = json.dumps(run.exit_payload()).encode("utf-8")
+        attempt = 0
+        while not self.stop_reports:
+            try:
+                status, data = self.http.request("POST", "/v1/agent/exit", body, "application/json")
+            except (OSError, http.client.HTTPException) as err:
+                self.log("run %s: exit report failed: %s" % (run.id, _describe(err)))
+            else:
+                if 200 <= status < 300:
+                    self._reported(run)
+                    return
+                self.log("run %s: exit report answered %d: %s" % (run.id, status, _snippet(data)))
+            if self.pause(self.backoff(attempt)):
+                return
+            attempt += 1
+
+    def _reported(self, run):
+        with self.lock:
+            self.runs.pop(run.id, None)
+        run.reported.set()
+        self.log("run %s: exit reported (%s, %s, stdout %d bytes, stderr %d bytes)"
+                 % (run.id, _outcome(run.exit_code, run.signal), run.reason or "exited",
+                    run.stdout.end, run.stderr.end))
+
+    # -- ending ------------------------------------------------------------------------------
+
+    def end(self, why, status, kind):
+        """Ends the agent (once): kills the runs, reports what the kind allows, ends the
+        instance per --shutdown (except on a signal), exits. Runs on its own thread so that no
+        caller's state (a blocked request, a held lock) can delay the dead-man switch."""
+        with self.lock:
+            if self.ending:
+                return
+            self.ending = True
+            runs = list(self.runs.values())
+        self.stop_reports = kind != "shutdown"
+        self.end_event.set()
+        self.log("ending: %s" % why)
+        threading.Thread(target=self._end, args=(runs, status, kind), name="end", daemon=True).start()
+
+    def _end(self, runs, status, kind):
+        try:
+            reason = "deadman" if kind == "deadman" else "cancelled"
+            for run in runs:
+                self._kill(run, reason)
+            deadline = time.monotonic() + KILL_GRACE
+            while time.monotonic() < deadline and any(r.pgid and group_alive(r.pgid) for r in runs):
+                time.sleep(0.05)
+            for run in runs:
+                if run.pgid is not None:
+                    signal_group(run.pgid, signal.SIGKILL)
+            for run in runs:
+                run.exited_event.wait(max(0.0, deadline + 1.0 - time.monotonic()))
+            if kind == "shutdown":
+                wait_until = time.monotonic() + SHUTDOWN_REPORT_WAIT
+                for run in runs:
+                    run.reported.wait(max(0.0, wait_until - time.monotonic()))
+                self.stop_reports = True
+            elif kind == "deadman":
+                self._report_once(runs)
+            if kind != "signal":
+                self._shutdown_instance()
+        except Exception as err:
+            self.log("internal error while ending: %r" % (err,))
+        self.log("exiting with status %d" % status)
+        os._exit(status)
+
+    def _report_once(self, runs):
+        timeout = min(2.0, self.request_timeout)
+        for run in runs:
+            if run.reported.is_set():
+                continue
+            body = json.dumps(run.exit_payload()).encode("utf-8")
+            try:
+                status, _ = self.http.request("POST", "/v1/agent/exit", body, "application/json", timeout=timeout)
+            except (Ending, OSError, http.client.HTTPException) as err:
+                self.log("run %s: last exit report failed: %s" % (run.id, _describe(err)))
+            else:
+                self.log("run %s: last exit report answered %d" % (run.id, status))
+
+    def _shutdown_instance(self):
+        mode = self.cfg.shutdown
+        if mode == "exit":
+            return
+        if mode.startswith("command:"):
+            command = mode[len("command:"):]
+            self.log("running shutdown command: %s" % command)
+            self._run_quietly(["/bin/sh", "-c", command])
+            return
+        for argv in (["poweroff"], ["shutdown", "-h", "now"]):
+            self.log("powering off: %s" % " ".join(argv))
+            if self._run_quietly(argv) == 0:
+                return
+        self.log("could not power the machine off")
+
+    def _run_quietly(self, argv):
+        try:
+            with open(os.devnull, "rb") as devnull:
+                proc = self.children.spawn(
+                    argv, stdin=devnull, stdout=self.output_fd, stderr=self.output_fd, env=self.base_env
+                )
+        except OSError as err:
+            self.log("cannot run %s: %s" % (argv[0], err))
+            return None
+        code, sig = self.children.wait(proc)
+        if code != 0:
+            self.log("%s ended with %s" % (argv[0], _outcome(code, sig)))
+        return code
+
+
+def _grow_pipe(fd):
+    # Bigger pipes mean fewer, larger reads and uploads for a chatty run; not essential.
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
+    except (ImportError, OSError):
+        pass
+
+
+def _outcome(code, sig):
+    return "signal %s" % sig if sig is not None else "exit code %s" % code
+
+
+def _describe(err):
+    text = str(err)
+    return "%s: %s" % (type(err).__name__, text) if text else type(err).__name__
+
+
+def _snippet(data):
+    return data[:200].decode("utf-8", "replace").replace("\n", " ")
+
+
+def main(argv=None):
+    if argv is None:
+        argv = sys.argv[1:]
+    try:
+        cfg = parse_args(argv, os.environ)
+    except BadArgs as err:
+        sys.stderr.write("skyrepl-agent: %s (see --help)\n" % err)
+        return EXIT_BAD_ARGS
+    if cfg is None:
+        sys.stdout.write(USAGE + "\n")
+        return EXIT_OK
+    if cfg.shutdown == "poweroff" and os.environ.get(POWEROFF_VARIABLE) != "1":
+        sys.stderr.write(
+            "skyrepl-agent: refusing --shutdown poweroff without %s=1 (only a cloud bootstrap sets it)\n"
+            % POWEROFF_VARIABLE
+        )
+        return EXIT_BAD_ARGS
+    cfg.log_fd = None
+    if cfg.log:
+        try:
+            cfg.log_fd = os.open(cfg.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        except OSError as err:
+            sys.stderr.write("skyrepl-agent: cannot open --log %r: %s\n" % (cfg.log, err))
+            return EXIT_BAD_ARGS
+    agent = Agent(cfg, Log(cfg.log_fd if cfg.log_fd is not None else 2))
+    agent.main()
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

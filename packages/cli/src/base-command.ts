@@ -1,0 +1,55 @@
+import type { ProviderService, SkyRepl, SkyReplSettings } from "@skyrepl/core"
+import { Command } from "clipanion"
+import { Cause, Effect, Exit, Fiber, type Scope } from "effect"
+import { explain } from "./errors.ts"
+import { useColor } from "./format.ts"
+import { engineLayer, loadSettings } from "./runtime.ts"
+
+/** Exit status for a CLI call ended by Ctrl-C or SIGTERM, as shells report it. */
+export const INTERRUPTED = 130
+
+/**
+ * Every command runs one Effect program. Failures become one line on stderr and an exit
+ * status; no stack trace reaches the user (set SKYREPL_DEBUG=1 to see the full cause).
+ * SIGINT/SIGTERM interrupt the program, so scopes close and instances are terminated.
+ */
+export abstract class SkyReplCommand extends Command {
+  /** The program, given settings read from the environment; it may use the engine. */
+  protected abstract program(settings: SkyReplSettings): Effect.Effect<number, unknown, SkyRepl | Scope.Scope>
+
+  /** Checks made before the engine is built (and so before the store is opened). */
+  protected preflight(_settings: SkyReplSettings): Effect.Effect<ReadonlyArray<ProviderService>, unknown, Scope.Scope> {
+    return Effect.succeed([])
+  }
+
+  protected get color(): boolean {
+    return useColor(process.stdout)
+  }
+
+  async execute(): Promise<number> {
+    const stderr = this.context.stderr
+    const main = Effect.gen(this, function* () {
+      const settings = yield* loadSettings
+      const prebuilt = yield* this.preflight(settings)
+      return yield* this.program(settings).pipe(Effect.provide(engineLayer(settings, prebuilt)))
+    }).pipe(Effect.scoped)
+    const fiber = Effect.runFork(main)
+    const interrupt = () => {
+      Effect.runFork(Fiber.interrupt(fiber))
+    }
+    process.once("SIGINT", interrupt)
+    process.once("SIGTERM", interrupt)
+    const exit = await Effect.runPromise(Fiber.await(fiber))
+    process.off("SIGINT", interrupt)
+    process.off("SIGTERM", interrupt)
+    if (Exit.isSuccess(exit)) return exit.value
+    if (Cause.isInterruptedOnly(exit.cause)) {
+      stderr.write("repl: interrupted; the instance was terminated\n")
+      return INTERRUPTED
+    }
+    if (process.env["SKYREPL_DEBUG"] === "1") stderr.write(Cause.pretty(exit.cause) + "\n")
+    const { line, code } = explain(exit.cause)
+    stderr.write(`repl: ${line}\n`)
+    return code
+  }
+}

@@ -1,0 +1,42 @@
+import { type InstanceState, liveInstanceStates, listInstances, type SkyRepl } from "@skyrepl/core"
+import { Command, Option } from "clipanion"
+import { Effect } from "effect"
+import { SkyReplCommand } from "../../base-command.ts"
+import { ago, colorState, table, writeJson } from "../../format.ts"
+
+export class InstanceListCommand extends SkyReplCommand {
+  static override paths = [["instance", "list"]]
+  static override usage = Command.Usage({ description: "list instances the store tracks (live ones unless --all)" })
+
+  all = Option.Boolean("--all", false, { description: "include terminated instances" })
+  json = Option.Boolean("--json", false, { description: "print JSON" })
+
+  protected program(): Effect.Effect<number, unknown, SkyRepl> {
+    return Effect.gen(this, function* () {
+      const states: ReadonlyArray<InstanceState> | undefined = this.all ? undefined : liveInstanceStates
+      const instances = yield* listInstances(states === undefined ? {} : { states })
+      if (this.json) {
+        // The agent token is a credential: it never leaves the store through a listing.
+        writeJson(this.context.stdout, instances.map(({ agentToken: _token, ...rest }) => rest))
+        return 0
+      }
+      const now = Date.now()
+      this.context.stdout.write(
+        table(
+          ["NAME", "STATE", "PROVIDER", "SPEC", "REGION", "AGE", "LEASE"],
+          instances.map((i) => [
+            i.name,
+            colorState(i.state, this.color),
+            i.provider,
+            i.spec || "-",
+            i.region ?? "-",
+            ago(i.createdAt, now),
+            i.leaseExpiresAt === null ? "-" : i.leaseExpiresAt > now ? "held" : "expired"
+          ]),
+          this.color
+        )
+      )
+      return 0
+    })
+  }
+}

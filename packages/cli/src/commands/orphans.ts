@@ -1,0 +1,59 @@
+import { defaultMinAge, formatDuration, scanOrphans, type SkyRepl } from "@skyrepl/core"
+import { Command, Option } from "clipanion"
+import { Effect } from "effect"
+import { SkyReplCommand } from "../base-command.ts"
+import { ago, table, writeJson } from "../format.ts"
+import { parseDurationFlag } from "../options.ts"
+
+export class OrphansCommand extends SkyReplCommand {
+  static override paths = [["orphans"]]
+  static override usage = Command.Usage({
+    description: "find (and with --reap, terminate) SkyREPL instances nobody owns",
+    details: `
+      Lists every SkyREPL instance the providers hold that the store does not track, or whose owner stopped renewing its lease, or that the store thinks is terminated. It asks the providers directly, so it works with the state database deleted.
+
+      Nothing is terminated without \`--reap\`; even then instances younger than \`--min-age\` (default ${formatDuration(defaultMinAge)}) and names given with \`--keep\` are left alone.
+    `,
+    examples: [
+      ["List orphans", "$0 orphans"],
+      ["Terminate all of them now", "$0 orphans --reap --min-age 0s"]
+    ]
+  })
+
+  provider = Option.Array("--provider", [], { description: "only this provider (repeatable)" })
+  reap = Option.Boolean("--reap", false, { description: "terminate what is found" })
+  minAge = Option.String("--min-age", { description: `leave younger instances alone (default ${formatDuration(defaultMinAge)}; 0 for none)` })
+  keep = Option.Array("--keep", [], { description: "never reap this instance name (repeatable)" })
+  own = Option.Boolean("--own", false, { description: "only instances named for this state home's control plane" })
+  json = Option.Boolean("--json", false, { description: "print JSON" })
+
+  protected program(): Effect.Effect<number, unknown, SkyRepl> {
+    return Effect.gen(this, function* () {
+      // `0` alone is the natural way to say "no minimum"; every other value needs a unit.
+      const minAge = this.minAge === "0" ? Effect.succeed(0) : parseDurationFlag("--min-age", this.minAge)
+      const age = yield* minAge
+      const report = yield* scanOrphans({
+        reap: this.reap,
+        ...(this.provider.length === 0 ? {} : { providers: this.provider }),
+        ...(age === undefined ? {} : { minAge: age }),
+        keep: this.keep,
+        ownOnly: this.own
+      })
+      if (this.json) {
+        writeJson(this.context.stdout, report)
+      } else if (report.orphans.length === 0) {
+        this.context.stdout.write(`no orphans (${report.resources} SkyREPL instance(s) seen on ${report.providers.join(", ")})\n`)
+      } else {
+        const now = Date.now()
+        this.context.stdout.write(
+          table(
+            ["NAME", "PROVIDER", "REASON", "AGE", "ACTION"],
+            report.orphans.map((o) => [o.name, o.provider, o.reason, o.ageMs === null ? "-" : ago(now - o.ageMs, now), o.error === null ? o.action : `${o.action}: ${o.error}`]),
+            this.color
+          )
+        )
+      }
+      return report.orphans.some((o) => o.action === "reap-failed") ? 1 : 0
+    })
+  }
+}

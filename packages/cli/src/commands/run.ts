@@ -1,0 +1,110 @@
+import { launch, type LaunchProgress, type ProviderService, type RunResult, type SkyReplSettings } from "@skyrepl/core"
+import { Command, Option } from "clipanion"
+import type { SkyRepl } from "@skyrepl/core"
+import { type Duration, Effect, type Scope, Stream } from "effect"
+import { INTERRUPTED, SkyReplCommand } from "../base-command.ts"
+import { dim, useColor } from "../format.ts"
+import { parseDurationFlag, parseEnvFlags } from "../options.ts"
+import { buildProvider, checkSpec } from "../runtime.ts"
+
+/** `timeout(1)` uses 124 for a command that ran out of time; scripts already know it. */
+const TIMED_OUT = 124
+
+const signalNumbers: Readonly<Record<string, number>> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGTERM: 15, SIGSEGV: 11, SIGABRT: 6, SIGPIPE: 13 }
+
+export const exitStatusOf = (result: RunResult): number => {
+  if (result.exitCode !== null) return result.exitCode
+  switch (result.state) {
+    case "succeeded":
+      return 0
+    case "cancelled":
+      return INTERRUPTED
+    case "timed_out":
+      return TIMED_OUT
+    case "failed":
+      return result.signal !== null ? 128 + (signalNumbers[result.signal] ?? 0) : 1
+  }
+}
+
+export class RunCommand extends SkyReplCommand {
+  static override paths = [["run"]]
+
+  static override usage = Command.Usage({
+    description: "run a command on a new instance",
+    details: `
+      Starts an instance on the provider, runs the command with \`/bin/sh -c\`, streams its output, and exits with the command's exit status. The instance is terminated when the command ends, when it runs out of time (exit 124), or on Ctrl-C (exit 130).
+
+      With \`--json\`, stdout carries JSON Lines: one \`output\` object per chunk (data as UTF-8 text) and a final \`exit\` object.
+    `,
+    examples: [
+      ["Run on the local sandbox", "$0 run -c 'echo hello'"],
+      ["Pass environment and a time limit", "$0 run -c 'echo $FOO' --env FOO=bar --max-duration 30s"]
+    ]
+  })
+
+  command = Option.String("-c,--command", { required: true, description: "the command to run (/bin/sh -c)" })
+  provider = Option.String("--provider", { description: "provider id (default: local, or $SKYREPL_PROVIDER)" })
+  spec = Option.String("--spec", { description: "provider-specific instance spec" })
+  env = Option.Array("--env", [], { description: "KEY=VALUE for the command's environment (repeatable)" })
+  maxDuration = Option.String("--max-duration", { description: "kill the run after this long: 500ms, 30s, 5m, 1h" })
+  json = Option.Boolean("--json", false, { description: "JSON Lines on stdout instead of raw output" })
+  progress = Option.Boolean("--progress", { description: "show start-up progress on stderr (default: when stderr is a terminal)" })
+
+  private checked: { readonly env: Record<string, string>; readonly maxDuration: Duration.Duration | undefined } | null = null
+
+  protected override preflight(settings: SkyReplSettings): Effect.Effect<ReadonlyArray<ProviderService>, unknown, Scope.Scope> {
+    return Effect.gen(this, function* () {
+      const env = yield* parseEnvFlags(this.env)
+      const maxDuration = yield* parseDurationFlag("--max-duration", this.maxDuration)
+      this.checked = { env, maxDuration }
+      const provider = yield* buildProvider(settings, this.provider ?? settings.defaultProvider)
+      yield* checkSpec(provider, this.spec)
+      return [provider]
+    })
+  }
+
+  protected program(settings: SkyReplSettings): Effect.Effect<number, unknown, SkyRepl | Scope.Scope> {
+    return Effect.gen(this, function* () {
+      // preflight always runs first; without it there is nothing validated to launch.
+      const checked = this.checked ?? { env: {}, maxDuration: undefined }
+      const { stdout, stderr } = this.context
+      const showProgress = this.progress ?? (process.stderr.isTTY === true && !this.json)
+      const color = useColor(process.stderr)
+      const onProgress = (event: LaunchProgress) => {
+        if (!showProgress || event.phase === "terminated" || event.phase === "terminating") return
+        const seconds = (event.elapsedMs / 1000).toFixed(2)
+        stderr.write(dim(`repl: ${event.phase} ${event.instance} (${seconds}s)`, color) + "\n")
+      }
+      const run = yield* launch({
+        command: this.command,
+        provider: this.provider ?? settings.defaultProvider,
+        ...(this.spec === undefined ? {} : { spec: this.spec }),
+        env: checked.env,
+        ...(checked.maxDuration === undefined ? {} : { maxDuration: checked.maxDuration }),
+        onProgress
+      })
+      yield* run.output.pipe(
+        Stream.runForEach((chunk) =>
+          Effect.sync(() => {
+            if (this.json) {
+              stdout.write(JSON.stringify({ type: "output", runId: run.id, stream: chunk.stream, offset: chunk.offset, data: Buffer.from(chunk.data).toString("utf8") }) + "\n")
+            } else {
+              ;(chunk.stream === "stdout" ? stdout : stderr).write(chunk.data)
+            }
+          })
+        )
+      )
+      const result = yield* run.result
+      if (this.json) {
+        stdout.write(JSON.stringify({ type: "exit", instance: run.instance.name, ...result }) + "\n")
+      } else if (result.state === "timed_out") {
+        stderr.write(`repl: run ${run.id} exceeded --max-duration and was stopped\n`)
+      } else if (result.state === "failed" && result.exitCode === null && result.error !== null) {
+        stderr.write(`repl: run ${run.id} failed: ${result.error}\n`)
+      } else if (result.state === "cancelled") {
+        stderr.write(`repl: run ${run.id} was cancelled\n`)
+      }
+      return exitStatusOf(result)
+    })
+  }
+}

@@ -1,0 +1,44 @@
+import { attach, getRun, type SkyRepl } from "@skyrepl/core"
+import { Command, Option } from "clipanion"
+import { Effect, Stream } from "effect"
+import { SkyReplCommand } from "../../base-command.ts"
+import { parseCount } from "../../options.ts"
+import { exitStatusOf } from "../run.ts"
+
+export class RunAttachCommand extends SkyReplCommand {
+  static override paths = [["run", "attach"]]
+  static override usage = Command.Usage({
+    description: "replay a run's output and follow it live",
+    details: `
+      Prints the run's output from the start (or from the given byte offsets), then follows it until the run ends, and exits with the run's exit status. Detaching (Ctrl-C) leaves the run going.
+    `
+  })
+
+  runId = Option.String({ name: "run-id" })
+  fromStdout = Option.String("--from-stdout", { description: "skip this many bytes of stdout" })
+  fromStderr = Option.String("--from-stderr", { description: "skip this many bytes of stderr" })
+  noFollow = Option.Boolean("--no-follow", false, { description: "print what is there now and exit" })
+  json = Option.Boolean("--json", false, { description: "JSON Lines: one object per chunk with its offset" })
+
+  protected program(): Effect.Effect<number, unknown, SkyRepl> {
+    return Effect.gen(this, function* () {
+      const stdoutFrom = yield* parseCount("--from-stdout", this.fromStdout, 0)
+      const stderrFrom = yield* parseCount("--from-stderr", this.fromStderr, 0)
+      const { stdout, stderr } = this.context
+      yield* attach(this.runId, { from: { stdout: stdoutFrom, stderr: stderrFrom }, follow: !this.noFollow }).pipe(
+        Stream.runForEach((chunk) =>
+          Effect.sync(() => {
+            if (this.json) {
+              stdout.write(JSON.stringify({ stream: chunk.stream, offset: chunk.offset, data: Buffer.from(chunk.data).toString("utf8") }) + "\n")
+            } else {
+              ;(chunk.stream === "stdout" ? stdout : stderr).write(chunk.data)
+            }
+          })
+        )
+      )
+      const run = yield* getRun(this.runId)
+      if (this.noFollow && !["succeeded", "failed", "cancelled", "timed_out"].includes(run.state)) return 0
+      return exitStatusOf({ runId: run.id, state: run.state === "succeeded" || run.state === "cancelled" || run.state === "timed_out" ? run.state : "failed", exitCode: run.exitCode, signal: run.signal, error: run.error })
+    })
+  }
+}

@@ -1,0 +1,32 @@
+import { cancel, type SkyRepl } from "@skyrepl/core"
+import { Command, Option } from "clipanion"
+import { Effect } from "effect"
+import { SkyReplCommand } from "../../base-command.ts"
+import { writeJson } from "../../format.ts"
+
+const explainOutcome: Record<string, string> = {
+  "already-finished": "had already finished",
+  cancelled: "cancelled",
+  "cancelled-by-owner": "cancelled by the process that started it",
+  "terminated-directly": "cancelled; its owner was gone, so its instance was terminated from here"
+}
+
+export class RunCancelCommand extends SkyReplCommand {
+  static override paths = [["run", "cancel"]]
+  static override usage = Command.Usage({
+    description: "cancel a run, from any process",
+    details: "Idempotent: cancelling a finished run reports its final state and exits 0."
+  })
+
+  runId = Option.String({ name: "run-id" })
+  json = Option.Boolean("--json", false, { description: "print JSON" })
+
+  protected program(): Effect.Effect<number, unknown, SkyRepl> {
+    return Effect.gen(this, function* () {
+      const result = yield* cancel(this.runId)
+      if (this.json) writeJson(this.context.stdout, result)
+      else this.context.stdout.write(`run ${result.runId} ${explainOutcome[result.outcome] ?? result.outcome} (state: ${result.state})\n`)
+      return 0
+    })
+  }
+}

@@ -1,0 +1,44 @@
+import { listRuns, type RunState, RunState as RunStateSchema, type SkyRepl } from "@skyrepl/core"
+import { Command, Option } from "clipanion"
+import { Effect, Either, Schema } from "effect"
+import { SkyReplCommand } from "../../base-command.ts"
+import { UsageFailure } from "../../errors.ts"
+import { ago, colorState, table, truncate, writeJson } from "../../format.ts"
+import { parseCount } from "../../options.ts"
+
+export class RunListCommand extends SkyReplCommand {
+  static override paths = [["run", "list"]]
+  static override usage = Command.Usage({ description: "list runs, newest first" })
+
+  limit = Option.String("--limit", { description: "how many runs to show (default 20; 0 for all)" })
+  state = Option.Array("--state", [], { description: "only runs in this state (repeatable)" })
+  json = Option.Boolean("--json", false, { description: "print JSON" })
+
+  protected program(): Effect.Effect<number, unknown, SkyRepl> {
+    return Effect.gen(this, function* () {
+      const limit = yield* parseCount("--limit", this.limit, 20)
+      const states: Array<RunState> = []
+      for (const s of this.state) {
+        const decoded = Schema.decodeUnknownEither(RunStateSchema)(s)
+        if (Either.isLeft(decoded)) {
+          return yield* new UsageFailure({ message: `--state: unknown run state "${s}" (one of ${RunStateSchema.literals.join(", ")})` })
+        }
+        states.push(decoded.right)
+      }
+      const runs = yield* listRuns({ ...(limit === 0 ? {} : { limit }), ...(states.length === 0 ? {} : { states }) })
+      if (this.json) {
+        writeJson(this.context.stdout, runs.map((r) => ({ ...r })))
+        return 0
+      }
+      const now = Date.now()
+      this.context.stdout.write(
+        table(
+          ["RUN", "STATE", "EXIT", "PROVIDER", "STARTED", "COMMAND"],
+          runs.map((r) => [r.id, colorState(r.state, this.color), r.exitCode === null ? (r.signal ?? "-") : String(r.exitCode), r.provider, ago(r.createdAt, now), truncate(r.command, 60)]),
+          this.color
+        )
+      )
+      return 0
+    })
+  }
+}

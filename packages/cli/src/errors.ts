@@ -1,0 +1,34 @@
+import { Cause, Data } from "effect"
+
+/** A flag's value that clipanion accepted as a string but the command cannot use. */
+export class UsageFailure extends Data.TaggedError("UsageFailure")<{ readonly message: string }> {}
+
+const usageTags = new Set(["UsageFailure", "UnknownProvider", "InvalidSpec", "InvalidLaunchOptions"])
+
+const tagOf = (error: unknown): string | null =>
+  typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string" ? error._tag : null
+
+const messageOf = (error: unknown): string => {
+  if (error instanceof Error) return error.message
+  return String(error)
+}
+
+/**
+ * The one line a user sees for a failure, and the exit status: 2 for input the user can fix
+ * (usage, unknown provider, invalid spec or option, bad configuration), 1 for everything else.
+ */
+export const explain = (cause: Cause.Cause<unknown>): { readonly line: string; readonly code: number } => {
+  const error = Cause.squash(cause)
+  const tag = tagOf(error)
+  const base = messageOf(error).split("\n")[0] ?? "unknown error"
+  if (tag === "InvalidSpec" && typeof error === "object" && error !== null && "validForms" in error && Array.isArray(error.validForms)) {
+    return { line: `${base} (valid forms: ${error.validForms.join(", ")})`, code: 2 }
+  }
+  if (tag !== null && usageTags.has(tag)) return { line: base, code: 2 }
+  // effect's ConfigError: a SKYREPL_* variable that does not parse.
+  if (tag === "InvalidData" || tag === "MissingData" || tag === "And" || tag === "Or") {
+    return { line: `configuration: ${base}`, code: 2 }
+  }
+  if (Cause.isDie(cause) && tag === null) return { line: `internal error: ${base}`, code: 1 }
+  return { line: base, code: 1 }
+}

@@ -1,0 +1,54 @@
+import {
+  type InvalidSpec,
+  Provider,
+  type ProviderError,
+  type ProviderService,
+  SkyRepl,
+  SkyReplConfig,
+  type SkyReplSettings,
+  settingsFromEnv,
+  type UnknownProvider,
+  UnknownProvider as UnknownProviderError
+} from "@skyrepl/core"
+import { LocalProvider } from "@skyrepl/provider-local"
+import { SqliteStore } from "@skyrepl/store-sqlite"
+import { Context, Effect, Layer, type Scope } from "effect"
+import { join } from "node:path"
+
+/** The providers this CLI knows, by id. Each is built only when a command needs it. */
+const providerLayers = (settings: SkyReplSettings): ReadonlyMap<string, () => Layer.Layer<Provider, ProviderError>> =>
+  new Map([["local", () => LocalProvider.layer({ home: settings.home })]])
+
+export const knownProviders = (settings: SkyReplSettings): ReadonlyArray<string> => [...providerLayers(settings).keys()]
+
+export const loadSettings = settingsFromEnv
+
+/**
+ * Builds one provider on its own, before the store is opened: a bad provider or spec is then
+ * refused with nothing written anywhere.
+ */
+export const buildProvider = (
+  settings: SkyReplSettings,
+  id: string
+): Effect.Effect<ProviderService, UnknownProvider | ProviderError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const make = providerLayers(settings).get(id)
+    if (make === undefined) return yield* new UnknownProviderError({ provider: id, known: knownProviders(settings) })
+    return Context.get(yield* Layer.build(make()), Provider)
+  })
+
+export const checkSpec = (provider: ProviderService, spec: string | undefined): Effect.Effect<void, InvalidSpec> =>
+  Effect.asVoid(provider.parseSpec(spec))
+
+/** The engine for a CLI call: every known provider (or the ones given), the SQLite store, env settings. */
+export const engineLayer = (settings: SkyReplSettings, prebuilt: ReadonlyArray<ProviderService> = []) => {
+  const providers = [...providerLayers(settings).entries()].map(([id, make]) => {
+    const ready = prebuilt.find((p) => p.id === id)
+    return ready === undefined ? make() : Layer.succeed(Provider, ready)
+  })
+  return SkyRepl.layer({
+    providers,
+    store: SqliteStore.layer({ filename: join(settings.home, "state.db") }),
+    config: Layer.succeed(SkyReplConfig, settings)
+  })
+}

@@ -1,0 +1,45 @@
+import { Effect, Option, type Scope, Stream } from "effect"
+import type { Allocation, AllocationState } from "../domain/allocation.ts"
+import type { Instance } from "../domain/instance.ts"
+import type { OutputChunk, Run } from "../domain/run.ts"
+import { type AttachError, type CancelError, type LaunchError, RunNotFound, type ScanError, type StoreError } from "../errors.ts"
+import type { InstanceFilter, RunFilter } from "../store.ts"
+import { type AttachOptions, attachWith } from "./attach.ts"
+import { type CancelResult, cancelRun } from "./cancel.ts"
+import { type LaunchOptions, type RunHandle, launchWith } from "./launch.ts"
+import { type OrphanReport, type ScanOptions, scanWith } from "./orphans.ts"
+import { SkyRepl } from "./skyrepl.ts"
+
+/** Launches a command on a new instance that lives no longer than the current scope. */
+export const launch = (options: LaunchOptions): Effect.Effect<RunHandle, LaunchError, Scope.Scope | SkyRepl> =>
+  Effect.flatMap(SkyRepl, (engine) => launchWith(engine, options))
+
+/** A run's output from `from` (default: the start), following live output unless `follow: false`. */
+export const attach = (runId: string, options?: AttachOptions): Stream.Stream<OutputChunk, AttachError, SkyRepl> =>
+  Stream.unwrap(Effect.map(SkyRepl, (engine) => attachWith(engine, runId, options)))
+
+/** Cancels a run from any process. Idempotent. */
+export const cancel = (runId: string): Effect.Effect<CancelResult, CancelError, SkyRepl> =>
+  Effect.flatMap(SkyRepl, (engine) => cancelRun(engine, runId))
+
+/** Lists (and with `reap: true` terminates) provider resources that no live controller owns. */
+export const scanOrphans = (options?: ScanOptions): Effect.Effect<OrphanReport, ScanError, SkyRepl> =>
+  Effect.flatMap(SkyRepl, (engine) => scanWith(engine, options))
+
+export const getRun = (runId: string): Effect.Effect<Run, RunNotFound | StoreError, SkyRepl> =>
+  Effect.flatMap(SkyRepl, (engine) =>
+    engine.store.getRun(runId).pipe(
+      Effect.flatMap(Option.match({ onNone: () => Effect.fail(new RunNotFound({ runId })), onSome: Effect.succeed }))
+    )
+  )
+
+export const listRuns = (filter?: RunFilter): Effect.Effect<ReadonlyArray<Run>, StoreError, SkyRepl> =>
+  Effect.flatMap(SkyRepl, (engine) => engine.store.listRuns(filter))
+
+export const listInstances = (filter?: InstanceFilter): Effect.Effect<ReadonlyArray<Instance>, StoreError, SkyRepl> =>
+  Effect.flatMap(SkyRepl, (engine) => engine.store.listInstances(filter))
+
+export const listAllocations = (filter?: {
+  readonly states?: ReadonlyArray<AllocationState>
+}): Effect.Effect<ReadonlyArray<Allocation>, StoreError, SkyRepl> =>
+  Effect.flatMap(SkyRepl, (engine) => engine.store.listAllocations(filter))

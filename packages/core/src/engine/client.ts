@@ -1,0 +1,102 @@
+import { Cause, Effect, Exit, type Layer, ManagedRuntime, Scope, Stream } from "effect"
+import type { Allocation } from "../domain/allocation.ts"
+import type { Instance } from "../domain/instance.ts"
+import type { OutputChunk, Run } from "../domain/run.ts"
+import type { InstanceFilter, RunFilter } from "../store.ts"
+import * as Api from "./api.ts"
+import type { AttachOptions } from "./attach.ts"
+import type { CancelResult } from "./cancel.ts"
+import type { LaunchOptions } from "./launch.ts"
+import type { OrphanReport, ScanOptions } from "./orphans.ts"
+import type { RunResult } from "./service.ts"
+import type { SkyRepl } from "./skyrepl.ts"
+
+/** A run launched through the Promise client; `await using` terminates its instance. */
+export interface ClientRun extends AsyncDisposable {
+  readonly id: string
+  readonly instance: { readonly id: string; readonly name: string; readonly provider: string }
+  /** All output from the first byte, live until the run ends. Each iteration starts over. */
+  readonly output: AsyncIterable<OutputChunk>
+  readonly result: () => Promise<RunResult>
+  readonly cancel: () => Promise<CancelResult>
+  /** Cancels the run if still going and terminates the instance. Idempotent. */
+  readonly dispose: () => Promise<void>
+}
+
+export interface SkyReplClient extends AsyncDisposable {
+  readonly launch: (options: LaunchOptions) => Promise<ClientRun>
+  readonly attach: (runId: string, options?: AttachOptions) => AsyncIterable<OutputChunk>
+  readonly cancel: (runId: string) => Promise<CancelResult>
+  readonly scanOrphans: (options?: ScanOptions) => Promise<OrphanReport>
+  readonly getRun: (runId: string) => Promise<Run>
+  readonly listRuns: (filter?: RunFilter) => Promise<ReadonlyArray<Run>>
+  readonly listInstances: (filter?: InstanceFilter) => Promise<ReadonlyArray<Instance>>
+  readonly listAllocations: () => Promise<ReadonlyArray<Allocation>>
+  /** Terminates every instance this client launched and stops the engine. Idempotent. */
+  readonly dispose: () => Promise<void>
+}
+
+/**
+ * The Promise facade over the engine for Jest, notebooks and plain scripts. Rejections carry
+ * the same tagged errors as the Effect API (not a wrapper), so `error._tag` can be matched.
+ */
+export const makeClient = async <E>(layer: Layer.Layer<SkyRepl, E>): Promise<SkyReplClient> => {
+  const runtime = ManagedRuntime.make(layer)
+  const run = async <A, E2>(effect: Effect.Effect<A, E2, SkyRepl>): Promise<A> => {
+    const exit = await runtime.runPromiseExit(effect)
+    if (Exit.isSuccess(exit)) return exit.value
+    throw Cause.squash(exit.cause)
+  }
+  // Build now, so a bad store path or provider fails here rather than at the first launch.
+  await run(Effect.void)
+  const built = await runtime.runtime()
+
+  const open = new Set<Scope.CloseableScope>()
+  const closeScope = (scope: Scope.CloseableScope) =>
+    open.delete(scope) ? runtime.runPromise(Scope.close(scope, Exit.void)) : Promise.resolve()
+
+  const iterate = <E2>(stream: Stream.Stream<OutputChunk, E2, SkyRepl>): AsyncIterable<OutputChunk> => ({
+    [Symbol.asyncIterator]: () => Stream.toAsyncIterableRuntime(stream, built)[Symbol.asyncIterator]()
+  })
+
+  let disposed: Promise<void> | null = null
+  const dispose = () => {
+    disposed ??= (async () => {
+      await Promise.allSettled([...open].map(closeScope))
+      await runtime.dispose()
+    })()
+    return disposed
+  }
+
+  return {
+    launch: async (options) => {
+      const scope = await runtime.runPromise(Scope.make())
+      open.add(scope)
+      try {
+        const handle = await run(Scope.extend(Api.launch(options), scope))
+        const disposeRun = () => closeScope(scope)
+        return {
+          id: handle.id,
+          instance: handle.instance,
+          output: iterate(Api.attach(handle.id)),
+          result: () => run(handle.result),
+          cancel: () => run(handle.cancel),
+          dispose: disposeRun,
+          [Symbol.asyncDispose]: disposeRun
+        }
+      } catch (error) {
+        await closeScope(scope)
+        throw error
+      }
+    },
+    attach: (runId, options) => iterate(Api.attach(runId, options)),
+    cancel: (runId) => run(Api.cancel(runId)),
+    scanOrphans: (options) => run(Api.scanOrphans(options)),
+    getRun: (runId) => run(Api.getRun(runId)),
+    listRuns: (filter) => run(Api.listRuns(filter)),
+    listInstances: (filter) => run(Api.listInstances(filter)),
+    listAllocations: () => run(Api.listAllocations()),
+    dispose,
+    [Symbol.asyncDispose]: dispose
+  }
+}

@@ -1,0 +1,296 @@
+import { Deferred, Duration, Effect, Either, Option, PubSub, Schedule, Schema, type Scope, type Stream } from "effect"
+import { randomBytes } from "node:crypto"
+import { agentScriptPath } from "../agent-script.ts"
+import { Allocation } from "../domain/allocation.ts"
+import { Instance } from "../domain/instance.ts"
+import { Manifest } from "../domain/manifest.ts"
+import { type OutputChunk, Run } from "../domain/run.ts"
+import { AgentError, type AttachError, type CancelError, InvalidLaunchOptions, type LaunchError } from "../errors.ts"
+import type { ExitReport } from "../hub/protocol.ts"
+import type { SessionHandlers } from "../hub/agent-hub.ts"
+import { formatInstanceName, newId } from "../naming.ts"
+import { attachWith } from "./attach.ts"
+import { type CancelResult, cancelRun } from "./cancel.ts"
+import { finishRun, refOf, type TerminalRunState, terminateInstance, withProviderRetry } from "./lifecycle.ts"
+import type { RunResult, SkyReplService } from "./service.ts"
+
+export interface LaunchProgress {
+  readonly phase: "spawning" | "booting" | "running" | "terminating" | "terminated"
+  readonly runId: string
+  readonly instance: string
+  readonly elapsedMs: number
+}
+
+export interface LaunchOptions {
+  /** Run with `/bin/sh -c` on the instance. */
+  readonly command: string
+  /** Provider id; the engine's default (`local`) when absent. */
+  readonly provider?: string
+  /** Provider-specific spec, e.g. `t4g.nano` or `ubuntu:noble:arm64`. */
+  readonly spec?: string
+  readonly env?: Readonly<Record<string, string>>
+  readonly workdir?: string
+  /** The run is killed and ends `timed_out` after this long; the instance is then terminated. */
+  readonly maxDuration?: Duration.DurationInput
+  readonly onProgress?: (event: LaunchProgress) => void
+}
+
+/** A launched run. Its instance lives as long as the scope `launch` ran in, or less. */
+export interface RunHandle {
+  readonly id: string
+  readonly instance: { readonly id: string; readonly name: string; readonly provider: string }
+  /** All output from the first byte, following live output until the run ends. */
+  readonly output: Stream.Stream<OutputChunk, AttachError>
+  /** Waits for the run to end. */
+  readonly result: Effect.Effect<RunResult>
+  readonly cancel: Effect.Effect<CancelResult, CancelError>
+}
+
+const EnvKey = Schema.String.pipe(Schema.pattern(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: () => "environment variable names are letters, digits and _, not starting with a digit" }))
+
+const ValidOptions = Schema.Struct({
+  command: Schema.String.pipe(Schema.nonEmptyString({ message: () => "command must not be empty" })),
+  provider: Schema.optional(Schema.String.pipe(Schema.nonEmptyString())),
+  spec: Schema.optional(Schema.String),
+  env: Schema.optional(Schema.Record({ key: EnvKey, value: Schema.String })),
+  workdir: Schema.optional(Schema.String.pipe(Schema.startsWith("/", { message: () => "workdir must be an absolute path" })))
+})
+
+const validate = (options: LaunchOptions) =>
+  Effect.gen(function* () {
+    const decoded = Schema.decodeUnknownEither(ValidOptions)({
+      command: options.command,
+      provider: options.provider,
+      spec: options.spec,
+      env: options.env,
+      workdir: options.workdir
+    }, { exact: true })
+    if (Either.isLeft(decoded)) {
+      return yield* new InvalidLaunchOptions({ message: decoded.left.message })
+    }
+    let maxDurationMs: number | null = null
+    if (options.maxDuration !== undefined) {
+      const d = Duration.decodeUnknown(options.maxDuration)
+      if (Option.isNone(d) || !Duration.isFinite(d.value) || Duration.toMillis(d.value) <= 0) {
+        return yield* new InvalidLaunchOptions({ message: "maxDuration must be a positive, finite duration" })
+      }
+      maxDurationMs = Duration.toMillis(d.value)
+    }
+    return { ...decoded.right, maxDurationMs }
+  })
+
+/** Extra time the controller gives the agent to enforce `maxDuration` itself before stepping in. */
+const controllerTimeoutGrace = Duration.seconds(5)
+
+const stateOfExit = (report: ExitReport): { state: TerminalRunState; error: string | null } => {
+  switch (report.reason) {
+    case "cancelled":
+      return { state: "cancelled", error: null }
+    case "timed_out":
+      return { state: "timed_out", error: "maxDuration exceeded" }
+    case "deadman":
+      return { state: "failed", error: "the agent lost its controller and ended the run (dead-man switch)" }
+    case "exited":
+      return report.exitCode === 0 ? { state: "succeeded", error: null } : { state: "failed", error: null }
+  }
+}
+
+/** Next expected byte of a stream, for answering an agent that skipped ahead. */
+const nextOffset = (engine: SkyReplService, runId: string, stream: OutputChunk["stream"]) =>
+  Effect.gen(function* () {
+    let next = 0
+    let after = 0
+    while (true) {
+      const chunks = yield* engine.store.readOutput(runId, after, 1024)
+      if (chunks.length === 0) return next
+      for (const c of chunks) if (c.stream === stream) next = Math.max(next, c.offset + c.data.length)
+      after = chunks[chunks.length - 1]!.seq
+    }
+  })
+
+const handlersFor = (engine: SkyReplService, runId: string): SessionHandlers => ({
+  onOutput: (id, stream, offset, data) =>
+    id !== runId
+      ? Effect.succeed({ next: 0, gap: true })
+      : engine.store.appendOutput(id, stream, offset, data).pipe(
+          Effect.map((next) => ({ next, gap: false })),
+          Effect.tap(() => PubSub.publish(engine.changes, id)),
+          Effect.catchAll((error) =>
+            error.reason === "constraint"
+              ? nextOffset(engine, id, stream).pipe(Effect.map((next) => ({ next, gap: true })), Effect.orDie)
+              : Effect.die(error)
+          )
+        ),
+  onExit: (report) => {
+    if (report.runId !== runId) return Effect.void
+    const { state, error } = stateOfExit(report)
+    return finishRun(engine, runId, state, { exitCode: report.exitCode, signal: report.signal, error }).pipe(Effect.orDie, Effect.asVoid)
+  }
+})
+
+/**
+ * Launches `options.command` on a new instance, scoped: when the scope closes the run is
+ * cancelled if still going and the instance is terminated. Every provider call is preceded by
+ * a durable record of the intent, so a crash at any point leaves something a reaper can find.
+ */
+export const launchWith = (
+  engine: SkyReplService,
+  options: LaunchOptions
+): Effect.Effect<RunHandle, LaunchError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const valid = yield* validate(options)
+    const provider = yield* engine.provider(valid.provider ?? engine.settings.defaultProvider)
+    const spec = yield* provider.parseSpec(valid.spec)
+    const { store, settings, controller } = engine
+    const started = Date.now()
+    const manifestId = newId(started)
+    const instanceId = newId(started)
+    const runId = newId(started)
+    const name = formatInstanceName({ controlId: store.controlId, manifestId, instanceId })
+    const token = randomBytes(24).toString("hex")
+    const leaseExpiresAt = started + Duration.toMillis(settings.leaseTtl)
+    const progress = (phase: LaunchProgress["phase"]) =>
+      Effect.sync(() => options.onProgress?.({ phase, runId, instance: name, elapsedMs: Date.now() - started }))
+
+    const manifest = new Manifest({ id: manifestId, controllerId: controller.id, state: "open", createdAt: started })
+    const instance = new Instance({
+      id: instanceId,
+      name,
+      manifestId,
+      provider: provider.id,
+      spec: spec.canonical,
+      region: spec.region,
+      providerRef: null,
+      state: "requested",
+      ownerControllerId: controller.id,
+      leaseExpiresAt,
+      agentToken: token,
+      error: null,
+      createdAt: started,
+      updatedAt: started
+    })
+    const run = new Run({
+      id: runId,
+      manifestId,
+      instanceId,
+      provider: provider.id,
+      command: valid.command,
+      env: valid.env ?? {},
+      workdir: valid.workdir ?? null,
+      maxDurationMs: valid.maxDurationMs,
+      state: "pending",
+      exitCode: null,
+      signal: null,
+      error: null,
+      ownerControllerId: controller.id,
+      createdAt: started,
+      startedAt: null,
+      endedAt: null
+    })
+
+    const session = yield* engine.hub.open(name, token, handlersFor(engine, runId))
+    const done = yield* Deferred.make<RunResult>()
+    engine.live.set(runId, {
+      runId,
+      instanceId,
+      session,
+      finished: Deferred.await(done),
+      complete: (result) => Deferred.succeed(done, result).pipe(Effect.asVoid)
+    })
+    yield* Effect.addFinalizer(() => Effect.sync(() => engine.live.delete(runId)))
+
+    // Once, whoever asks first: the run ending, the scope closing, a failed start.
+    const terminate = yield* Effect.cached(
+      Effect.gen(function* () {
+        yield* session.shutdown
+        yield* progress("terminating")
+        const latest = Option.getOrElse(yield* store.getInstance(instanceId).pipe(Effect.orElseSucceed(() => Option.none<Instance>())), () => instance)
+        yield* terminateInstance(engine, latest, "the instance was terminated").pipe(
+          Effect.tapError((error) => Effect.logError(`terminating ${name}: ${error.message}`)),
+          Effect.ignore
+        )
+        yield* progress("terminated")
+      })
+    )
+
+    yield* Effect.acquireRelease(store.createLaunch(manifest, instance, run), () =>
+      Effect.gen(function* () {
+        const current = yield* store.getRun(runId).pipe(Effect.option, Effect.map(Option.flatten))
+        if (Option.isSome(current) && !["succeeded", "failed", "cancelled", "timed_out"].includes(current.value.state)) {
+          yield* session.cancelRun(runId)
+          yield* Deferred.await(done).pipe(Effect.timeoutOption(Duration.seconds(2)))
+          yield* finishRun(engine, runId, "cancelled", { error: "the scope that launched the run closed before it ended" }).pipe(Effect.ignore)
+        }
+        yield* terminate
+      })
+    )
+
+    const fail = (message: string) =>
+      Effect.gen(function* () {
+        yield* store.transitionInstance(instanceId, "failed", { error: message }).pipe(Effect.ignore)
+        yield* finishRun(engine, runId, "failed", { error: message }).pipe(Effect.ignore)
+      })
+
+    yield* Effect.gen(function* () {
+      yield* progress("spawning")
+      yield* store.transitionInstance(instanceId, "spawning")
+      const spawned = yield* withProviderRetry(
+        provider.spawn(name, spec, {
+          agentUrl: engine.hub.url,
+          token,
+          heartbeatIntervalMs: Duration.toMillis(settings.heartbeatInterval),
+          deadmanTimeoutMs: Duration.toMillis(settings.deadmanTimeout),
+          agentScript: agentScriptPath
+        })
+      )
+      yield* store.transitionInstance(instanceId, "booting", { providerRef: spawned.providerRef, region: spawned.region })
+      yield* progress("booting")
+      yield* Deferred.await(session.registered).pipe(
+        Effect.timeoutFail({
+          duration: settings.bootTimeout,
+          onTimeout: () =>
+            new AgentError({ instance: name, reason: "boot-timeout", message: `the agent on ${name} did not register within ${Duration.format(settings.bootTimeout)}` })
+        })
+      )
+      yield* store.transitionInstance(instanceId, "ready")
+      const now = Date.now()
+      yield* store.createAllocation(new Allocation({ id: newId(now), instanceId, runId, state: "active", createdAt: now, releasedAt: null }))
+      yield* store.transitionInstance(instanceId, "allocated")
+      yield* store.transitionRun(runId, "provisioning")
+      yield* session.startRun({ runId, command: run.command, env: run.env, workdir: run.workdir, maxDurationMs: run.maxDurationMs })
+      yield* store.transitionRun(runId, "running", { startedAt: Date.now() })
+      yield* progress("running")
+    }).pipe(Effect.tapError((error) => fail(error.message)))
+
+    // The run's watchdogs: its own end, the controller-side time limit, and a vanished instance.
+    const timeLimit =
+      run.maxDurationMs === null
+        ? Effect.never
+        : Effect.gen(function* () {
+            yield* Effect.sleep(Duration.sum(Duration.millis(run.maxDurationMs!), controllerTimeoutGrace))
+            yield* session.cancelRun(runId)
+            yield* finishRun(engine, runId, "timed_out", { error: "maxDuration exceeded (enforced by the controller)" })
+          })
+    const silence = Duration.toMillis(settings.heartbeatInterval) * 3 + 1_000
+    const vanished = Effect.gen(function* () {
+      if (Date.now() - session.lastSeen() < silence) return false
+      const state = yield* provider.describe(refOf(instance)).pipe(Effect.orElseSucceed(() => "running" as const))
+      return state === "gone"
+    }).pipe(
+      Effect.repeat({ schedule: Schedule.spaced(settings.heartbeatInterval), until: (gone) => gone }),
+      Effect.zipRight(finishRun(engine, runId, "failed", { error: "the instance ended unexpectedly" }))
+    )
+    yield* Effect.raceAll([Deferred.await(done), timeLimit, vanished]).pipe(
+      Effect.ignore,
+      Effect.zipRight(terminate),
+      Effect.forkScoped
+    )
+
+    return {
+      id: runId,
+      instance: { id: instanceId, name, provider: provider.id },
+      output: attachWith(engine, runId, { follow: true }),
+      result: Deferred.await(done),
+      cancel: cancelRun(engine, runId)
+    } satisfies RunHandle
+  })

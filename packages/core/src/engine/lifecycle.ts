@@ -1,0 +1,153 @@
+import { Duration, Effect, Option, PubSub, Schedule } from "effect"
+import { InstanceMachine, type Instance } from "../domain/instance.ts"
+import { RunMachine, type Run } from "../domain/run.ts"
+import { ProviderError, type StoreError } from "../errors.ts"
+import type { InstanceRef, ProviderService } from "../provider.ts"
+import type { RunResult, SkyReplService } from "./service.ts"
+
+export type TerminalRunState = RunResult["state"]
+
+export const toResult = (run: Run): RunResult => ({
+  runId: run.id,
+  state: RunMachine.isTerminal(run.state) ? (run.state as TerminalRunState) : "failed",
+  exitCode: run.exitCode,
+  signal: run.signal,
+  error: run.error
+})
+
+export const refOf = (instance: Instance): InstanceRef => ({
+  name: instance.name,
+  providerRef: instance.providerRef,
+  region: instance.region
+})
+
+const providerRetry = Schedule.exponential(Duration.millis(200), 2).pipe(
+  Schedule.jittered,
+  Schedule.intersect(Schedule.recurs(5))
+)
+
+/** Runs a provider call, retrying only errors the provider classified as retryable. */
+export const withProviderRetry = <A, R>(
+  effect: Effect.Effect<A, ProviderError, R>
+): Effect.Effect<A, ProviderError, R> =>
+  Effect.retry(effect, { schedule: providerRetry, while: (e) => e.retryable })
+
+/**
+ * Moves a run to a terminal state once. Whoever gets there first (agent exit, time-out,
+ * cancel, a reaper) wins; later callers get the state that won.
+ */
+export const finishRun = (
+  engine: SkyReplService,
+  runId: string,
+  state: TerminalRunState,
+  patch: { readonly exitCode?: number | null; readonly signal?: string | null; readonly error?: string | null } = {}
+): Effect.Effect<RunResult, StoreError> =>
+  Effect.gen(function* () {
+    const current = yield* engine.store.getRun(runId)
+    if (Option.isNone(current)) {
+      return { runId, state: "failed", exitCode: null, signal: null, error: "run record missing" } satisfies RunResult
+    }
+    let result: RunResult
+    if (RunMachine.isTerminal(current.value.state)) {
+      result = toResult(current.value)
+    } else {
+      // A run that never started cannot time out; it failed to start in time.
+      const target = RunMachine.canTransition(current.value.state, state) ? state : "failed"
+      const moved = yield* engine.store
+        .transitionRun(runId, target, { ...patch, endedAt: Date.now() })
+        .pipe(
+          Effect.catchTag("IllegalTransition", () =>
+            engine.store.getRun(runId).pipe(Effect.map((r) => Option.getOrElse(r, () => current.value)))
+          )
+        )
+      result = toResult(moved)
+    }
+    const live = engine.live.get(runId)
+    if (live !== undefined) yield* live.complete(result)
+    yield* PubSub.publish(engine.changes, runId)
+    return result
+  })
+
+/** Polls `describe` until the provider says the resource is gone. */
+const confirmGone = (provider: ProviderService, ref: InstanceRef) =>
+  provider.describe(ref).pipe(
+    Effect.flatMap((state) =>
+      state === "gone"
+        ? Effect.void
+        : Effect.fail(new ProviderError({ provider: provider.id, operation: "describe", reason: "transient", message: `${ref.name} is still ${state}` }))
+    ),
+    Effect.retry(
+      Schedule.exponential(Duration.millis(50), 1.5).pipe(
+        Schedule.union(Schedule.spaced(Duration.seconds(2))),
+        Schedule.upTo(Duration.seconds(60))
+      )
+    )
+  )
+
+/**
+ * Ends an instance and everything on it: runs still going end as `failed` with `why`
+ * (unless already over), allocations are released, the provider is asked to terminate, and
+ * the record becomes `terminated` only once the provider confirms it is gone. On failure the
+ * record stays `terminating` with its lease, so a later reaper retries.
+ */
+export const terminateInstance = (
+  engine: SkyReplService,
+  instance: Instance,
+  why: string
+): Effect.Effect<void, ProviderError | StoreError> =>
+  Effect.gen(function* () {
+    const runs = yield* engine.store.listRunsForInstance(instance.id)
+    for (const run of runs) {
+      if (!RunMachine.isTerminal(run.state)) yield* finishRun(engine, run.id, "failed", { error: why })
+    }
+    const allocations = yield* engine.store.listAllocations({ states: ["active"] })
+    for (const allocation of allocations) {
+      if (allocation.instanceId === instance.id) {
+        yield* engine.store.transitionAllocation(allocation.id, "released", Date.now()).pipe(Effect.catchTag("IllegalTransition", () => Effect.void))
+      }
+    }
+    const fresh = Option.getOrElse(yield* engine.store.getInstance(instance.id), () => instance)
+    if (fresh.state === "terminated") return
+    if (fresh.state !== "terminating") {
+      yield* engine.store
+        .transitionInstance(fresh.id, "terminating")
+        .pipe(Effect.catchTag("IllegalTransition", () => Effect.void))
+    }
+    const provider = engine.providers.get(fresh.provider)
+    if (provider === undefined) {
+      return yield* new ProviderError({
+        provider: fresh.provider,
+        operation: "terminate",
+        reason: "unavailable",
+        message: `provider "${fresh.provider}" is not configured in this process; ${fresh.name} is left for one that has it`
+      })
+    }
+    yield* withProviderRetry(provider.terminate(refOf(fresh)))
+    yield* confirmGone(provider, refOf(fresh))
+    yield* engine.store
+      .transitionInstance(fresh.id, "terminated")
+      .pipe(Effect.catchTag("IllegalTransition", () => Effect.void))
+    yield* engine.store.closeManifest(fresh.manifestId).pipe(Effect.ignore)
+  })
+
+/**
+ * Lease reaping (cleanup layer 2): takes over every live instance whose owner stopped renewing
+ * and ends it. Runs at engine start-up and then every lease TTL; errors are kept for the next
+ * pass, never raised into the caller's work.
+ */
+export const reapExpired = (engine: SkyReplService): Effect.Effect<void> =>
+  Effect.gen(function* () {
+    const now = Date.now()
+    const ttl = Duration.toMillis(engine.settings.leaseTtl)
+    const claimed = yield* engine.store.claimExpiredInstances(engine.controller.id, now, now + ttl)
+    yield* Effect.forEach(
+      claimed.filter((i) => engine.providers.has(i.provider)),
+      (instance) =>
+        terminateInstance(engine, instance, "the controller that owned this instance stopped renewing its lease").pipe(
+          Effect.catchAll((error) => Effect.logWarning(`reaping ${instance.name} failed: ${error.message}`))
+        ),
+      { concurrency: 8, discard: true }
+    )
+  }).pipe(Effect.catchAll((error) => Effect.logWarning(`lease reaper: ${error.message}`)))
+
+export const isInstanceLive = (instance: Instance): boolean => !InstanceMachine.isTerminal(instance.state)

@@ -1,0 +1,129 @@
+import { Duration, Effect, Either, Option } from "effect"
+import type { Instance } from "../domain/instance.ts"
+import type { ScanError } from "../errors.ts"
+import { instanceNameTime, parseInstanceName } from "../naming.ts"
+import type { ProviderInstance } from "../provider.ts"
+import { terminateInstance, withProviderRetry } from "./lifecycle.ts"
+import type { SkyReplService } from "./service.ts"
+
+export interface ScanOptions {
+  /** Provider ids to scan; every configured provider when absent. */
+  readonly providers?: ReadonlyArray<string>
+  /** Terminate what is found (default false: a dry run that only lists). */
+  readonly reap?: boolean
+  /** Leave resources younger than this alone (default 10 minutes): a launch may be in flight. */
+  readonly minAge?: Duration.DurationInput
+  /** Names never reaped. */
+  readonly keep?: ReadonlyArray<string>
+  /** Only resources whose name carries this store's control id (default false: all of them). */
+  readonly ownOnly?: boolean
+}
+
+export type OrphanReason =
+  /** Named for this control plane, but the store has no record (e.g. the database was deleted). */
+  | "untracked"
+  /** Named for another control plane: no store here tracks it. */
+  | "foreign"
+  /** The store says terminated, yet the provider still has it. */
+  | "terminated-in-store"
+  /** Tracked, but its owner stopped renewing the lease. */
+  | "owner-gone"
+
+export interface Orphan {
+  readonly provider: string
+  readonly name: string
+  readonly providerRef: string
+  readonly region: string | null
+  readonly controlId: string | null
+  readonly reason: OrphanReason
+  readonly ageMs: number | null
+  readonly action: "listed" | "reaped" | "kept" | "too-young" | "reap-failed"
+  readonly error: string | null
+}
+
+export interface OrphanReport {
+  readonly scannedAt: number
+  readonly providers: ReadonlyArray<string>
+  /** Resources seen at the providers, orphans or not. */
+  readonly resources: number
+  readonly orphans: ReadonlyArray<Orphan>
+}
+
+export const defaultMinAge = Duration.minutes(10)
+
+const classify = (
+  engine: SkyReplService,
+  resource: ProviderInstance,
+  record: Option.Option<Instance>,
+  now: number
+): OrphanReason | null => {
+  const controlId = Either.match(parseInstanceName(resource.name), { onLeft: () => null, onRight: (p) => p.controlId })
+  if (Option.isNone(record)) return controlId === engine.store.controlId ? "untracked" : "foreign"
+  const instance = record.value
+  if (instance.state === "terminated") return "terminated-in-store"
+  if (instance.leaseExpiresAt === null || instance.leaseExpiresAt < now) return "owner-gone"
+  return null
+}
+
+/**
+ * The sweep (cleanup layer 4): compares what the providers hold with what the store knows.
+ * It needs nothing from the store to find resources, so it works after the store is lost.
+ */
+export const scanWith = (engine: SkyReplService, options: ScanOptions = {}): Effect.Effect<OrphanReport, ScanError> =>
+  Effect.gen(function* () {
+    const ids = options.providers ?? [...engine.providers.keys()]
+    const providers = yield* Effect.forEach(ids, (id) => engine.provider(id))
+    const minAgeMs = Duration.toMillis(Duration.decode(options.minAge ?? defaultMinAge))
+    const keep = new Set(options.keep ?? [])
+    const now = Date.now()
+    const known = new Map((yield* engine.store.listInstances()).map((i) => [i.name, i] as const))
+    let resources = 0
+    const orphans: Array<Orphan> = []
+
+    for (const provider of providers) {
+      const found = yield* withProviderRetry(provider.list())
+      resources += found.length
+      const candidates = found.flatMap((resource) => {
+        const record = Option.fromNullable(known.get(resource.name))
+        const reason = classify(engine, resource, record, now)
+        const controlId = Either.match(parseInstanceName(resource.name), { onLeft: () => null, onRight: (p) => p.controlId })
+        if (reason === null) return []
+        if (options.ownOnly === true && controlId !== engine.store.controlId) return []
+        const created = resource.createdAt ?? instanceNameTime(resource.name) ?? null
+        return [{ resource, record, reason, controlId, ageMs: created === null ? null : Math.max(0, now - created) }]
+      })
+      const handled = yield* Effect.forEach(
+        candidates,
+        ({ resource, record, reason, controlId, ageMs }) =>
+          Effect.gen(function* () {
+            const base = {
+              provider: provider.id,
+              name: resource.name,
+              providerRef: resource.providerRef,
+              region: resource.region,
+              controlId,
+              reason,
+              ageMs
+            }
+            if (options.reap !== true) return { ...base, action: "listed", error: null } satisfies Orphan
+            if (keep.has(resource.name)) return { ...base, action: "kept", error: null } satisfies Orphan
+            if (ageMs === null || ageMs < minAgeMs) return { ...base, action: "too-young", error: null } satisfies Orphan
+            const reaped = Option.isSome(record) && record.value.state !== "terminated"
+              ? engine.store
+                  .claimInstance(record.value.id, engine.controller.id, now + Duration.toMillis(engine.settings.leaseTtl))
+                  .pipe(Effect.flatMap((claimed) => terminateInstance(engine, claimed, "reaped by the orphan sweep")))
+              : withProviderRetry(
+                  provider.terminate({ name: resource.name, providerRef: resource.providerRef, region: resource.region })
+                )
+            return yield* reaped.pipe(
+              Effect.as({ ...base, action: "reaped", error: null } satisfies Orphan),
+              Effect.catchAll((error) => Effect.succeed({ ...base, action: "reap-failed", error: error.message } satisfies Orphan))
+            )
+          }),
+        { concurrency: 8 }
+      )
+      orphans.push(...handled)
+    }
+    return { scannedAt: now, providers: ids, resources, orphans }
+  })
+

@@ -1,0 +1,48 @@
+import { Schema } from "effect"
+import { Env, OutputStream } from "../domain/run.ts"
+
+/** docs/agent-protocol.md. Bump on any incompatible change; the agent refuses other versions. */
+export const AGENT_PROTOCOL_VERSION = 1 as const
+
+export const RegisterRequest = Schema.Struct({
+  protocol: Schema.Number,
+  instance: Schema.String,
+  hostname: Schema.String,
+  pid: Schema.Number,
+  agentVersion: Schema.String,
+  python: Schema.String
+})
+export type RegisterRequest = typeof RegisterRequest.Type
+
+export const ExitReason = Schema.Literal("exited", "cancelled", "timed_out", "deadman")
+export type ExitReason = typeof ExitReason.Type
+
+export const ExitReport = Schema.Struct({
+  runId: Schema.String,
+  exitCode: Schema.NullOr(Schema.Int),
+  signal: Schema.NullOr(Schema.String),
+  reason: ExitReason,
+  stdoutBytes: Schema.NonNegativeInt,
+  stderrBytes: Schema.NonNegativeInt
+})
+export type ExitReport = typeof ExitReport.Type
+
+export const HeartbeatRequest = Schema.Struct({ runs: Schema.Array(Schema.String) })
+
+export const OutputQuery = Schema.Struct({
+  runId: Schema.String.pipe(Schema.minLength(1)),
+  stream: OutputStream,
+  offset: Schema.NumberFromString.pipe(Schema.int(), Schema.nonNegative())
+})
+
+export const RunCommand = Schema.Struct({
+  runId: Schema.String,
+  command: Schema.String,
+  env: Env,
+  workdir: Schema.NullOr(Schema.String),
+  maxDurationMs: Schema.NullOr(Schema.Number)
+})
+export type RunCommand = typeof RunCommand.Type
+
+/** Body of the controller-to-controller cancel request (another process asking the owner). */
+export const ControlCancelResponse = Schema.Struct({ runId: Schema.String, state: Schema.String })

@@ -1,0 +1,24 @@
+/**
+ * @skyrepl/core: run commands on instances that are never left running.
+ *
+ * Effect API: `launch`, `attach`, `cancel`, `scanOrphans` with the `SkyRepl` service built by
+ * `SkyRepl.layer(...)`. Promise API: `SkyRepl.make(...)`.
+ */
+export * from "./config.ts"
+export * from "./domain/index.ts"
+export * from "./duration.ts"
+export * from "./errors.ts"
+export * from "./naming.ts"
+export * from "./provider.ts"
+export * from "./store.ts"
+export { agentScriptPath } from "./agent-script.ts"
+export { AGENT_PROTOCOL_VERSION } from "./hub/protocol.ts"
+export { attach, cancel, getRun, launch, listAllocations, listInstances, listRuns, scanOrphans } from "./engine/api.ts"
+export type { AttachOptions } from "./engine/attach.ts"
+export type { CancelResult } from "./engine/cancel.ts"
+export type { ClientRun, SkyReplClient } from "./engine/client.ts"
+export type { LaunchOptions, LaunchProgress, RunHandle } from "./engine/launch.ts"
+export { defaultMinAge } from "./engine/orphans.ts"
+export type { Orphan, OrphanReason, OrphanReport, ScanOptions } from "./engine/orphans.ts"
+export type { RunResult, SkyReplService } from "./engine/service.ts"
+export { SkyRepl, type SkyReplLayerOptions } from "./engine/skyrepl.ts"

@@ -1,0 +1,2 @@
+/** `@skyrepl/core/testing`: the contract suites every provider and store package runs. */
+export * from "./provider-suite.ts"

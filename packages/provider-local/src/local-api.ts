@@ -1,0 +1,457 @@
+import type { ProviderErrorReason } from "@skyrepl/core"
+import { Data, Duration, Effect } from "effect"
+import { execa } from "execa"
+import { closeSync, createWriteStream, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { join } from "node:path"
+
+/**
+ * Every process of a sandbox carries these variables from its first exec on, and children
+ * inherit them, so /proc alone tells which processes belong to which instance: no database,
+ * no pid file, nothing that a crash or a deleted state home could lose.
+ */
+export const INSTANCE_MARKER = "SKYREPL_INSTANCE"
+/** Keeps sandboxes that another tool starts through this module (an emulator) apart from ours. */
+export const PROVIDER_MARKER = "SKYREPL_PROVIDER"
+
+export class LocalApiError extends Data.TaggedError("LocalApiError")<{
+  readonly operation: string
+  readonly reason: ProviderErrorReason
+  readonly message: string
+  readonly cause?: unknown
+}> {}
+
+// ---------------------------------------------------------------------------------------------
+// /proc
+
+export interface ProcessInfo {
+  readonly pid: number
+  readonly ppid: number
+  readonly pgid: number
+  readonly sid: number
+  /** The one-letter state from /proc/PID/stat (`R`, `S`, `Z` …). */
+  readonly state: string
+  /** Start time in clock ticks since boot. */
+  readonly startTicks: number
+  /** Value of `SKYREPL_INSTANCE` in the process's initial environment, if any. */
+  readonly instance: string | null
+  /** Value of `SKYREPL_PROVIDER` in the process's initial environment, if any. */
+  readonly provider: string | null
+}
+
+const digits = /^[0-9]+$/
+
+const toInt = (text: string | undefined): number | null =>
+  text !== undefined && digits.test(text) ? Number(text) : null
+
+/**
+ * Reading /proc races with processes exiting; such a process simply is not there any more.
+ * EACCES/EPERM: another user's process, whose environment we may not read and which cannot be
+ * one of our sandboxes anyway.
+ */
+const vanishedCodes: ReadonlySet<string> = new Set(["ENOENT", "ESRCH", "EACCES", "EPERM", "EINVAL"])
+
+const errorCode = (error: unknown): string | undefined => {
+  if (typeof error !== "object" || error === null || !("code" in error)) return undefined
+  const code: unknown = error.code
+  return typeof code === "string" ? code : undefined
+}
+
+const readOrNull = (path: string): Buffer | null => {
+  try {
+    return readFileSync(path)
+  } catch (error) {
+    if (vanishedCodes.has(errorCode(error) ?? "")) return null
+    throw error
+  }
+}
+
+/**
+ * `pid (comm) state ppid pgrp session … starttime …`: `comm` may hold spaces and parentheses,
+ * so the fields are counted from the last `)`.
+ */
+const parseStat = (text: string): Omit<ProcessInfo, "instance" | "provider"> | null => {
+  const open = text.indexOf("(")
+  const close = text.lastIndexOf(")")
+  if (open < 0 || close < open) return null
+  const pid = toInt(text.slice(0, open).trim())
+  const fields = text.slice(close + 1).trim().split(" ")
+  const state = fields[0]
+  const ppid = toInt(fields[1])
+  const pgid = toInt(fields[2])
+  const sid = toInt(fields[3])
+  // Field 22 of the whole line; the rest starts at field 3.
+  const startTicks = toInt(fields[19])
+  if (pid === null || state === undefined || !/^[A-Za-z]$/.test(state)) return null
+  if (ppid === null || pgid === null || sid === null || startTicks === null) return null
+  return { pid, ppid, pgid, sid, state, startTicks }
+}
+
+const instancePrefix = Buffer.from(`${INSTANCE_MARKER}=`)
+const providerPrefix = Buffer.from(`${PROVIDER_MARKER}=`)
+
+const startsWith = (buffer: Buffer, start: number, end: number, prefix: Buffer): boolean =>
+  end - start >= prefix.length && buffer.compare(prefix, 0, prefix.length, start, start + prefix.length) === 0
+
+/** /proc/PID/environ is raw bytes separated by NUL; only the two marker entries are decoded. */
+export const parseMarkers = (environ: Buffer): { readonly instance: string | null; readonly provider: string | null } => {
+  let instance: string | null = null
+  let provider: string | null = null
+  let start = 0
+  while (start < environ.length) {
+    const nul = environ.indexOf(0, start)
+    const end = nul < 0 ? environ.length : nul
+    if (startsWith(environ, start, end, instancePrefix)) {
+      instance = environ.toString("utf8", start + instancePrefix.length, end)
+    } else if (startsWith(environ, start, end, providerPrefix)) {
+      provider = environ.toString("utf8", start + providerPrefix.length, end)
+    }
+    start = end + 1
+  }
+  return { instance, provider }
+}
+
+export const procAvailable = (): boolean => existsSync("/proc/self/stat")
+
+const readProcess = (pid: string): ProcessInfo | null => {
+  const stat = readOrNull(`/proc/${pid}/stat`)
+  if (stat === null) return null
+  const parsed = parseStat(stat.toString("latin1"))
+  if (parsed === null) return null
+  const environ = readOrNull(`/proc/${pid}/environ`)
+  const markers = environ === null ? { instance: null, provider: null } : parseMarkers(environ)
+  return { ...parsed, ...markers }
+}
+
+/**
+ * One pass over /proc. Synchronous on purpose: a few small reads per process, and a snapshot
+ * taken in one go is more coherent than one spread over many event-loop turns.
+ */
+export const scanProcesses: Effect.Effect<ReadonlyArray<ProcessInfo>, LocalApiError> = Effect.try({
+  try: () => {
+    const out: Array<ProcessInfo> = []
+    for (const entry of readdirSync("/proc")) {
+      if (!digits.test(entry)) continue
+      const info = readProcess(entry)
+      if (info !== null) out.push(info)
+    }
+    return out
+  },
+  catch: (cause) =>
+    new LocalApiError({ operation: "scan", reason: "internal", message: `cannot read /proc: ${String(cause)}`, cause })
+})
+
+const isLive = (p: ProcessInfo): boolean => p.state !== "Z" && p.state !== "X" && p.state !== "x"
+
+/** The boot time from /proc/stat, to turn a start time in ticks into a wall-clock time. */
+export const bootTimeMs = (): number | null => {
+  const stat = readOrNull("/proc/stat")
+  if (stat === null) return null
+  const match = /^btime ([0-9]+)$/m.exec(stat.toString("latin1"))
+  return match?.[1] === undefined ? null : Number(match[1]) * 1000
+}
+
+/** USER_HZ is 100 on every Linux ABI Node and Bun run on; /proc reports start times in it. */
+const ticksPerSecond = 100
+
+export const startTimeMs = (p: ProcessInfo, bootMs: number): number => bootMs + Math.round((p.startTicks * 1000) / ticksPerSecond)
+
+// ---------------------------------------------------------------------------------------------
+// Sandboxes in a /proc snapshot
+
+export interface Sandbox {
+  readonly name: string
+  /** The topmost marked process: `unshare` for a namespace sandbox, the agent for a process group. */
+  readonly root: ProcessInfo
+  /**
+   * Marked processes plus their descendants, so a child that cleared its environment is still
+   * found while its ancestry leads back to the sandbox.
+   */
+  readonly members: ReadonlyArray<ProcessInfo>
+}
+
+/** Groups the live processes of `provider`'s sandboxes by instance name. */
+export const findSandboxes = (processes: ReadonlyArray<ProcessInfo>, provider: string): ReadonlyMap<string, Sandbox> => {
+  const live = processes.filter(isLive)
+  const children = new Map<number, Array<ProcessInfo>>()
+  for (const p of live) {
+    const siblings = children.get(p.ppid)
+    if (siblings === undefined) children.set(p.ppid, [p])
+    else siblings.push(p)
+  }
+  const owner = new Map<number, string>()
+  const ownMarker = (p: ProcessInfo): string | null => (p.provider === provider ? p.instance : null)
+  const marked = live.filter((p) => ownMarker(p) !== null)
+  for (const start of marked) {
+    const name = ownMarker(start)
+    if (name === null || owner.has(start.pid)) continue
+    const queue: Array<ProcessInfo> = [start]
+    for (let p = queue.pop(); p !== undefined; p = queue.pop()) {
+      owner.set(p.pid, name)
+      for (const child of children.get(p.pid) ?? []) {
+        // A descendant marked for another instance (a nested controller's sandbox) is its own.
+        const childName = ownMarker(child)
+        if (!owner.has(child.pid) && (childName === null || childName === name)) queue.push(child)
+      }
+    }
+  }
+  const byName = new Map<string, Array<ProcessInfo>>()
+  for (const p of live) {
+    const name = owner.get(p.pid)
+    if (name === undefined) continue
+    const members = byName.get(name)
+    if (members === undefined) byName.set(name, [p])
+    else members.push(p)
+  }
+  const out = new Map<string, Sandbox>()
+  for (const [name, members] of byName) {
+    const roots = members
+      .filter((p) => ownMarker(p) === name && owner.get(p.ppid) !== name)
+      .sort((a, b) => a.startTicks - b.startTicks || a.pid - b.pid)
+    const root = roots[0] ?? members[0]
+    if (root !== undefined) out.set(name, { name, root, members })
+  }
+  return out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Killing
+
+const sendKill = (target: number): "sent" | "gone" | "denied" => {
+  try {
+    process.kill(target, "SIGKILL")
+    return "sent"
+  } catch (error) {
+    const code = errorCode(error)
+    if (code === "ESRCH") return "gone"
+    if (code === "EPERM") return "denied"
+    throw error
+  }
+}
+
+/**
+ * SIGKILLs the root first (for a namespace sandbox that is `unshare`, whose death takes the
+ * namespace's init and with it every process in the namespace), then every member, then each
+ * process group made only of members: a group kill also reaches a child forked after the
+ * snapshot. A group that holds anyone else is left alone.
+ */
+export const killSandbox = (sandbox: Sandbox, processes: ReadonlyArray<ProcessInfo>): ReadonlyArray<number> => {
+  const denied: Array<number> = []
+  const memberPids = new Set(sandbox.members.map((p) => p.pid))
+  const note = (pid: number, result: "sent" | "gone" | "denied") => {
+    if (result === "denied") denied.push(pid)
+  }
+  note(sandbox.root.pid, sendKill(sandbox.root.pid))
+  for (const p of sandbox.members) if (p.pid !== sandbox.root.pid) note(p.pid, sendKill(p.pid))
+  const groups = new Set(sandbox.members.map((p) => p.pgid))
+  for (const pgid of groups) {
+    if (pgid <= 1) continue
+    const onlyMembers = processes.every((p) => p.pgid !== pgid || !isLive(p) || memberPids.has(p.pid))
+    if (onlyMembers) sendKill(-pgid)
+  }
+  return denied
+}
+
+/**
+ * Kills the sandbox `name` and waits until /proc shows none of it alive. A sandbox that is not
+ * there is success. Bounded: processes stuck in the kernel make it fail as `transient`.
+ */
+export const terminateSandbox = (
+  provider: string,
+  name: string,
+  timeout: Duration.DurationInput
+): Effect.Effect<void, LocalApiError> =>
+  Effect.gen(function* () {
+    const deadline = Date.now() + Duration.toMillis(Duration.decode(timeout))
+    let pause = 5
+    for (;;) {
+      const processes = yield* scanProcesses
+      const sandbox = findSandboxes(processes, provider).get(name)
+      if (sandbox === undefined) return
+      const denied = yield* Effect.try({
+        try: () => killSandbox(sandbox, processes),
+        catch: (cause) =>
+          new LocalApiError({ operation: "terminate", reason: "internal", message: `cannot signal ${name}: ${String(cause)}`, cause })
+      })
+      if (denied.length > 0) {
+        return yield* new LocalApiError({
+          operation: "terminate",
+          reason: "auth",
+          message: `not allowed to kill processes ${denied.join(", ")} of ${name}`
+        })
+      }
+      if (Date.now() >= deadline) {
+        const left = sandbox.members.map((p) => `${p.pid}(${p.state})`).join(", ")
+        return yield* new LocalApiError({
+          operation: "terminate",
+          reason: "transient",
+          message: `processes of ${name} still alive after SIGKILL: ${left}`
+        })
+      }
+      yield* Effect.sleep(Duration.millis(pause))
+      pause = Math.min(pause * 2, 100)
+    }
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Namespaces
+
+/** How to enter a fresh pid/mount/uts/ipc namespace set on this machine. */
+export interface NamespaceSupport {
+  readonly unshare: string
+  readonly flags: ReadonlyArray<string>
+}
+
+const namespaceFlags = ["--pid", "--fork", "--mount-proc", "--uts", "--ipc", "--kill-child"] as const
+
+/**
+ * Tries `unshare … true` as we are, then (not root) with a user namespace mapping us to root.
+ * `null`: namespaces are not available here (no unshare, macOS, a locked-down container).
+ */
+export const probeNamespaces = (unshare: string | null): Effect.Effect<NamespaceSupport | null> => {
+  if (unshare === null || process.platform !== "linux") return Effect.succeed(null)
+  const attempts: ReadonlyArray<ReadonlyArray<string>> =
+    process.getuid?.() === 0 ? [namespaceFlags] : [namespaceFlags, ["--map-root-user", ...namespaceFlags]]
+  return Effect.gen(function* () {
+    for (const flags of attempts) {
+      const ok = yield* Effect.promise(() =>
+        execa(unshare, [...flags, "--", "true"], { reject: false, stdio: "ignore", timeout: 5_000 }).then(
+          (result) => result.exitCode === 0,
+          () => false
+        )
+      )
+      if (ok) return { unshare, flags }
+    }
+    return null
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Starting a sandbox
+
+export interface InstancePaths {
+  readonly dir: string
+  readonly workdir: string
+  /** The agent's own log (`--log`). */
+  readonly agentLog: string
+  /** stdout/stderr of the sandbox's processes (unshare, the shell, the interpreter). */
+  readonly consoleLog: string
+}
+
+export const instancePaths = (instancesDir: string, name: string): InstancePaths => {
+  const dir = join(instancesDir, name)
+  return { dir, workdir: join(dir, "work"), agentLog: join(dir, "agent.log"), consoleLog: join(dir, "console.log") }
+}
+
+export const removeInstanceDir = (paths: InstancePaths): Effect.Effect<void, LocalApiError> =>
+  Effect.try({
+    try: () => rmSync(paths.dir, { recursive: true, force: true }),
+    catch: (cause) =>
+      new LocalApiError({ operation: "terminate", reason: "internal", message: `cannot remove ${paths.dir}: ${String(cause)}`, cause })
+  })
+
+export interface SandboxCommand {
+  readonly provider: string
+  readonly name: string
+  readonly paths: InstancePaths
+  /** `null`: a plain process group in its own session. */
+  readonly namespaces: NamespaceSupport | null
+  readonly python: string
+  readonly agentScript: string
+  readonly agentArgs: ReadonlyArray<string>
+  /** Variables for the agent that must not appear on its command line (the token). */
+  readonly secretEnv: Readonly<Record<string, string>>
+}
+
+/**
+ * The controller's environment may hold cloud credentials and tool settings; a sandbox gets
+ * the same small, predictable environment a fresh VM would, plus the markers.
+ */
+const inheritedVariables = ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM"]
+const fallbackPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+const sandboxEnv = (command: SandboxCommand): Record<string, string> => {
+  const env: Record<string, string> = {}
+  for (const [key, value] of Object.entries(process.env)) {
+    if (value !== undefined && (inheritedVariables.includes(key) || key.startsWith("LC_"))) env[key] = value
+  }
+  env["PATH"] ??= fallbackPath
+  return { ...env, ...command.secretEnv, [INSTANCE_MARKER]: command.name, [PROVIDER_MARKER]: command.provider }
+}
+
+/**
+ * The hostname is set by writing the uts namespace's own /proc entry from the shell, which
+ * costs no extra exec; positional parameters keep the name and paths out of shell parsing.
+ */
+const setHostnameThenExec = 'printf %s "$0" > /proc/sys/kernel/hostname && exec "$@"'
+
+const commandLine = (command: SandboxCommand): readonly [string, ReadonlyArray<string>] => {
+  const agent = [command.agentScript, ...command.agentArgs]
+  if (command.namespaces === null) return [command.python, agent]
+  return [
+    command.namespaces.unshare,
+    [...command.namespaces.flags, "--", "/bin/sh", "-c", setHostnameThenExec, command.name, command.python, ...agent]
+  ]
+}
+
+const prepareDirs = (command: SandboxCommand): Effect.Effect<void, LocalApiError> =>
+  Effect.try({
+    try: () => mkdirSync(command.paths.workdir, { recursive: true, mode: 0o700 }),
+    catch: (cause) =>
+      new LocalApiError({
+        operation: "spawn",
+        reason: "internal",
+        message: `cannot create ${command.paths.workdir}: ${String(cause)}`,
+        cause
+      })
+  })
+
+/**
+ * Starts the sandbox detached: its own session, stdio to a log file, unreferenced, and not
+ * killed when this process exits. It must outlive its controller; the lease reaper or the
+ * agent's dead-man switch ends it. Returns the root pid as soon as the process exists: no
+ * waiting for the agent, the engine waits for its registration.
+ */
+export const startSandbox = (command: SandboxCommand): Effect.Effect<number, LocalApiError> =>
+  Effect.gen(function* () {
+    yield* prepareDirs(command)
+    const [file, args] = commandLine(command)
+    const spawned = yield* Effect.try({
+      try: () => {
+        const fd = openSync(command.paths.consoleLog, "a", 0o600)
+        try {
+          // A stream over an open fd is handed to the child as that fd: the child writes to the
+          // file itself, with no pipe through this process that would end when it exits.
+          const log = createWriteStream("", { fd, autoClose: false })
+          const subprocess = execa(file, args, {
+            cwd: command.paths.workdir,
+            env: sandboxEnv(command),
+            extendEnv: false,
+            stdin: "ignore",
+            stdout: log,
+            stderr: log,
+            detached: true,
+            cleanup: false,
+            reject: false,
+            buffer: false
+          })
+          subprocess.unref()
+          return subprocess
+        } finally {
+          closeSync(fd)
+        }
+      },
+      catch: (cause) =>
+        new LocalApiError({ operation: "spawn", reason: "internal", message: `cannot start ${file}: ${String(cause)}`, cause })
+    })
+    const pid = spawned.pid
+    if (pid !== undefined) return pid
+    // No pid: the exec itself failed; execa settles with the reason (ENOENT, EACCES …).
+    const result = yield* Effect.promise(() => spawned)
+    const code = "code" in result && typeof result.code === "string" ? result.code : undefined
+    return yield* new LocalApiError({
+      operation: "spawn",
+      reason: code === "ENOENT" || code === "EACCES" ? "unavailable" : "internal",
+      message: `cannot start ${file}: ${result.shortMessage ?? result.message ?? "unknown error"}`,
+      cause: result
+    })
+  })

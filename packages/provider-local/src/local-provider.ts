@@ -1,0 +1,220 @@
+import {
+  instanceNameTime,
+  InvalidSpec,
+  isInstanceName,
+  PROVIDER_SPEC_VERSION,
+  Provider,
+  ProviderError,
+  type Bootstrap,
+  type InstanceRef,
+  type ObservedState,
+  type ParsedSpec,
+  type ProviderCapabilities,
+  type ProviderInstance,
+  type ProviderService,
+  type SpawnResult
+} from "@skyrepl/core"
+import { Effect, Layer } from "effect"
+import { existsSync } from "node:fs"
+import { join } from "node:path"
+import {
+  bootTimeMs,
+  findSandboxes,
+  instancePaths,
+  type LocalApiError,
+  type NamespaceSupport,
+  probeNamespaces,
+  procAvailable,
+  removeInstanceDir,
+  scanProcesses,
+  startSandbox,
+  startTimeMs,
+  terminateSandbox
+} from "./local-api.ts"
+import { findOnPath, isExecutable, type LocalProviderOptions, resolveOptions } from "./options.ts"
+
+export const PROVIDER_ID = "local"
+
+/** `sandbox`: namespaces where this machine has them; `process`: always a plain process group. */
+export type LocalSpecMode = "sandbox" | "process"
+
+export const validSpecForms: ReadonlyArray<string> = [
+  "(empty) or sandbox: namespaces when available, else a process group",
+  "process: a plain process group"
+]
+
+const parsedSpec = (mode: LocalSpecMode): ParsedSpec => ({
+  provider: PROVIDER_ID,
+  canonical: mode,
+  region: null,
+  attributes: { mode }
+})
+
+export const parseSpec = (spec: string | undefined): Effect.Effect<ParsedSpec, InvalidSpec> => {
+  const text = (spec ?? "").trim()
+  if (text === "" || text === "sandbox") return Effect.succeed(parsedSpec("sandbox"))
+  if (text === "process") return Effect.succeed(parsedSpec("process"))
+  return Effect.fail(
+    new InvalidSpec({
+      provider: PROVIDER_ID,
+      spec: text,
+      message: `the local provider does not know the spec "${text}"; use "sandbox", "process" or nothing`,
+      validForms: validSpecForms
+    })
+  )
+}
+
+const toProviderError = (error: LocalApiError): ProviderError =>
+  new ProviderError({
+    provider: PROVIDER_ID,
+    operation: error.operation,
+    reason: error.reason,
+    message: error.message,
+    cause: error.cause
+  })
+
+const fail = (operation: string, reason: ProviderError["reason"], message: string) =>
+  Effect.fail(new ProviderError({ provider: PROVIDER_ID, operation, reason, message }))
+
+const seconds = (ms: number): string => String(ms / 1000)
+
+/**
+ * Builds the provider. Probes once whether namespaces work here (about 10 ms); everything else
+ * is read from /proc on each call, so a fresh controller sees every sandbox without a store.
+ */
+export const make = (options: LocalProviderOptions = {}): Effect.Effect<ProviderService, ProviderError> =>
+  Effect.gen(function* () {
+    const resolved = yield* resolveOptions(options)
+    const hasProc = procAvailable()
+    const namespaces: NamespaceSupport | null =
+      resolved.isolation === "none" || !hasProc ? null : yield* probeNamespaces(findOnPath("unshare"))
+    if (resolved.isolation === "namespaces" && namespaces === null) {
+      return yield* fail(
+        "make",
+        "unavailable",
+        "isolation \"namespaces\" was asked for, but unshare cannot create pid/mount/uts/ipc namespaces here"
+      )
+    }
+    const instancesDir = join(resolved.home, "local", "instances")
+    const capabilities: ProviderCapabilities = {
+      isolation: namespaces === null ? "none" : "namespaces",
+      spot: false,
+      snapshots: false,
+      regions: false,
+      warmPool: false,
+      ssh: false
+    }
+
+    const requireProc = (operation: string) =>
+      hasProc ? Effect.void : fail(operation, "unavailable", "the local provider needs /proc (Linux) to track its sandboxes")
+
+    const requireName = (operation: string, name: string) =>
+      isInstanceName(name) ? Effect.void : fail(operation, "invalid-request", `"${name}" is not a SkyREPL instance name`)
+
+    const sandboxes = Effect.map(scanProcesses, (processes) => findSandboxes(processes, PROVIDER_ID))
+
+    const spawn = (name: string, spec: ParsedSpec, bootstrap: Bootstrap): Effect.Effect<SpawnResult, ProviderError> =>
+      Effect.gen(function* () {
+        yield* requireName("spawn", name)
+        yield* requireProc("spawn")
+        const python = resolved.python.path
+        if (python === null) {
+          return yield* fail(
+            "spawn",
+            "unavailable",
+            `no ${resolved.python.requested} on PATH (set SKYREPL_PYTHON or the python option)`
+          )
+        }
+        // Checked here because inside a namespace sandbox a failed exec would only show as a
+        // sandbox that dies at once, after spawn had reported success.
+        if (!isExecutable(python)) {
+          return yield* fail("spawn", "unavailable", `the python interpreter ${python} is not an executable file`)
+        }
+        if (!existsSync(bootstrap.agentScript)) {
+          return yield* fail("spawn", "unavailable", `the agent script ${bootstrap.agentScript} does not exist`)
+        }
+        const paths = instancePaths(instancesDir, name)
+        // The directory is left behind only by a sandbox that was never terminated; checking
+        // /proc just then keeps the common path free of a scan.
+        if (existsSync(paths.dir)) {
+          const live = yield* Effect.mapError(sandboxes, toProviderError)
+          if (live.has(name)) return yield* fail("spawn", "invalid-request", `instance ${name} is already running`)
+        }
+        const pid = yield* startSandbox({
+          provider: PROVIDER_ID,
+          name,
+          paths,
+          namespaces: spec.attributes["mode"] === "process" ? null : namespaces,
+          python,
+          agentScript: bootstrap.agentScript,
+          agentArgs: [
+            "--url",
+            bootstrap.agentUrl,
+            "--instance",
+            name,
+            "--heartbeat-interval",
+            seconds(bootstrap.heartbeatIntervalMs),
+            "--deadman-timeout",
+            seconds(bootstrap.deadmanTimeoutMs),
+            "--shutdown",
+            "exit",
+            "--workdir",
+            paths.workdir,
+            "--log",
+            paths.agentLog
+          ],
+          secretEnv: { SKYREPL_AGENT_TOKEN: bootstrap.token }
+        }).pipe(Effect.mapError(toProviderError))
+        return { providerRef: String(pid), region: null }
+      })
+
+    const describe = (ref: InstanceRef): Effect.Effect<ObservedState, ProviderError> =>
+      Effect.gen(function* () {
+        yield* requireName("describe", ref.name)
+        yield* requireProc("describe")
+        const live = yield* Effect.mapError(sandboxes, toProviderError)
+        return live.has(ref.name) ? "running" : "gone"
+      })
+
+    const list = (): Effect.Effect<ReadonlyArray<ProviderInstance>, ProviderError> =>
+      Effect.gen(function* () {
+        yield* requireProc("list")
+        const live = yield* Effect.mapError(sandboxes, toProviderError)
+        const boot = bootTimeMs()
+        const out: Array<ProviderInstance> = []
+        for (const sandbox of live.values()) {
+          // A marker that is not a well-formed name was not written by SkyREPL.
+          if (!isInstanceName(sandbox.name)) continue
+          out.push({
+            name: sandbox.name,
+            providerRef: String(sandbox.root.pid),
+            region: null,
+            state: "running",
+            createdAt: instanceNameTime(sandbox.name) ?? (boot === null ? null : startTimeMs(sandbox.root, boot))
+          })
+        }
+        return out.sort((a, b) => a.name.localeCompare(b.name))
+      })
+
+    const terminate = (ref: InstanceRef): Effect.Effect<void, ProviderError> =>
+      Effect.gen(function* () {
+        yield* requireName("terminate", ref.name)
+        yield* requireProc("terminate")
+        yield* terminateSandbox(PROVIDER_ID, ref.name, resolved.terminateTimeout).pipe(Effect.mapError(toProviderError))
+        yield* removeInstanceDir(instancePaths(instancesDir, ref.name)).pipe(Effect.mapError(toProviderError))
+      })
+
+    return {
+      id: PROVIDER_ID,
+      specVersion: PROVIDER_SPEC_VERSION,
+      capabilities,
+      parseSpec,
+      spawn,
+      describe,
+      list,
+      terminate
+    } satisfies ProviderService
+  })
+
+export const layer = (options: LocalProviderOptions = {}): Layer.Layer<Provider, ProviderError> =>
+  Layer.effect(Provider, make(options))

@@ -1,0 +1,84 @@
+import type { Duration } from "effect"
+import { Config, Effect, Option, Schema } from "effect"
+import { accessSync, constants, statSync } from "node:fs"
+import { homedir } from "node:os"
+import { delimiter, join } from "node:path"
+
+/**
+ * `auto` uses Linux namespaces when this machine allows them and a plain process group
+ * otherwise; `namespaces` insists (the layer fails where they do not work); `none` always uses
+ * a process group.
+ */
+export const IsolationMode = Schema.Literal("auto", "namespaces", "none")
+export type IsolationMode = typeof IsolationMode.Type
+
+export interface LocalProviderOptions {
+  /** State directory; instances live under `{home}/local/instances/{name}`. `SKYREPL_HOME`, default `~/.repl`. */
+  readonly home?: string
+  /** Python interpreter for the agent. `SKYREPL_PYTHON`, else `/usr/bin/python3`, else `python3` on PATH. */
+  readonly python?: string
+  readonly isolation?: IsolationMode
+  /** How long `terminate` waits for /proc to show the sandbox gone before it reports failure. Default 10 s. */
+  readonly terminateTimeout?: Duration.DurationInput
+}
+
+/** Options after defaults and the environment were applied. */
+export interface ResolvedOptions {
+  readonly home: string
+  readonly python: {
+    /** What was asked for, for messages. */
+    readonly requested: string
+    /** `null` when it is not on PATH; spawning then fails with `unavailable`. */
+    readonly path: string | null
+  }
+  readonly isolation: IsolationMode
+  readonly terminateTimeout: Duration.DurationInput
+}
+
+export const isExecutable = (path: string): boolean => {
+  try {
+    accessSync(path, constants.X_OK)
+    return statSync(path).isFile()
+  } catch {
+    return false
+  }
+}
+
+/** Looks a program up on PATH without starting a process (a `which` would cost a spawn). */
+export const findOnPath = (program: string, path: string | undefined = process.env["PATH"]): string | null => {
+  if (program.includes("/")) return isExecutable(program) ? program : null
+  for (const dir of (path ?? "").split(delimiter)) {
+    if (dir === "") continue
+    const candidate = join(dir, program)
+    if (isExecutable(candidate)) return candidate
+  }
+  return null
+}
+
+/**
+ * The system interpreter comes before PATH because PATH often starts with a version manager's
+ * shim, which costs about 170 ms per start; the agent needs only the standard library.
+ */
+const resolvePython = (explicit: string | undefined): ResolvedOptions["python"] => {
+  if (explicit !== undefined) {
+    // A path is used as given, so a wrong setting fails loudly at spawn rather than falling back.
+    return { requested: explicit, path: explicit.includes("/") ? explicit : findOnPath(explicit) }
+  }
+  if (isExecutable("/usr/bin/python3")) return { requested: "python3", path: "/usr/bin/python3" }
+  return { requested: "python3", path: findOnPath("python3") }
+}
+
+export const resolveOptions = (options: LocalProviderOptions): Effect.Effect<ResolvedOptions> =>
+  Effect.gen(function* () {
+    const envHome = yield* Config.option(Config.nonEmptyString("SKYREPL_HOME")).pipe(Effect.orElseSucceed(Option.none))
+    const envPython = yield* Config.option(Config.nonEmptyString("SKYREPL_PYTHON")).pipe(
+      Effect.orElseSucceed(Option.none)
+    )
+    const home = options.home ?? Option.getOrElse(envHome, () => join(homedir(), ".repl"))
+    return {
+      home,
+      python: resolvePython(options.python ?? Option.getOrUndefined(envPython)),
+      isolation: options.isolation ?? "auto",
+      terminateTimeout: options.terminateTimeout ?? "10 seconds"
+    }
+  })

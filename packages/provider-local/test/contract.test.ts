@@ -1,0 +1,34 @@
+import { providerSuite } from "@skyrepl/core/testing"
+import { afterAll, expect } from "vitest"
+import { LocalProvider } from "../src/index.ts"
+import { agentScript, foreignProcesses, leftovers, makeTestContext } from "./helpers.ts"
+
+const context = makeTestContext()
+
+const validSpecs = ["sandbox", "", "process", "  process "]
+const invalidSpecs = ["vm", "SANDBOX", "sandbox:large", "t4g.nano", "process group", "local"]
+
+providerSuite("local provider with namespaces", {
+  layer: () => LocalProvider.layer({ home: context.home, isolation: "namespaces" }),
+  validSpecs,
+  invalidSpecs,
+  spawnSpec: "sandbox",
+  controlId: context.controlId,
+  foreignResources: () => foreignProcesses(context.controlId),
+  agentScript
+})
+
+providerSuite("local provider with plain process groups", {
+  layer: () => LocalProvider.layer({ home: context.home, isolation: "none" }),
+  validSpecs,
+  invalidSpecs,
+  spawnSpec: "process",
+  controlId: context.controlId,
+  foreignResources: () => foreignProcesses(context.controlId),
+  agentScript
+})
+
+afterAll(() => {
+  expect(leftovers(context.controlId).map((p) => `${p.pid} ${p.instance ?? ""}`)).toEqual([])
+  context.cleanupHome()
+})

@@ -1,0 +1,303 @@
+import { type InstanceRef, type ProviderService, ProviderError } from "@skyrepl/core"
+import { type FakeController, makeFakeController } from "@skyrepl/core/testing"
+import { afterAll, describe, expect, it } from "@effect/vitest"
+import { Effect, Exit, Schema, Scope } from "effect"
+import { execa } from "execa"
+import { existsSync } from "node:fs"
+import { hostname } from "node:os"
+import { LocalProvider } from "../src/index.ts"
+import {
+  agentScript,
+  cmdline,
+  environ,
+  eventually,
+  fixture,
+  leftovers,
+  makeTestContext,
+  sandboxOf,
+  stillAlive,
+  typescriptRunner
+} from "./helpers.ts"
+
+const context = makeTestContext()
+
+const instanceDir = (name: string) => `${context.home}/local/instances/${name}`
+
+/** Spawns `name` and terminates it when the test's scope closes, pass or fail. */
+const spawnScoped = (provider: ProviderService, controller: FakeController, name: string, spec: string) =>
+  Effect.gen(function* () {
+    const parsed = yield* provider.parseSpec(spec)
+    const bootstrap = yield* controller.bootstrap(name, agentScript)
+    const result = yield* Effect.acquireRelease(provider.spawn(name, parsed, bootstrap), () =>
+      Effect.orDie(provider.terminate({ name, providerRef: null, region: null }))
+    )
+    const ref: InstanceRef = { name, providerRef: result.providerRef, region: null }
+    return { ref, bootstrap }
+  })
+
+const modes = [
+  { label: "namespace sandbox", isolation: "auto", spec: "sandbox" },
+  { label: "process group", isolation: "auto", spec: "process" },
+  { label: "process group (isolation none)", isolation: "none", spec: "sandbox" }
+] as const
+
+describe("local provider", () => {
+  it.effect("parses specs: nothing and sandbox are the default, process forces a process group", () =>
+    Effect.gen(function* () {
+      const provider = yield* LocalProvider.make({ home: context.home })
+      expect((yield* provider.parseSpec(undefined)).canonical).toBe("sandbox")
+      expect((yield* provider.parseSpec("")).canonical).toBe("sandbox")
+      expect((yield* provider.parseSpec("process")).attributes).toEqual({ mode: "process" })
+      const error = yield* Effect.flip(provider.parseSpec("gpu"))
+      expect(error.validForms.join(" ")).toMatch(/sandbox/)
+      expect(error.validForms.join(" ")).toMatch(/process/)
+    })
+  )
+
+  it.effect("declares its isolation", () =>
+    Effect.gen(function* () {
+      expect((yield* LocalProvider.make({ home: context.home, isolation: "namespaces" })).capabilities.isolation).toBe(
+        "namespaces"
+      )
+      expect((yield* LocalProvider.make({ home: context.home, isolation: "none" })).capabilities.isolation).toBe("none")
+    })
+  )
+
+  it.effect("without unshare, auto falls back to process groups and namespaces is refused", () =>
+    Effect.gen(function* () {
+      const path = process.env["PATH"]
+      process.env["PATH"] = "/nonexistent"
+      const [auto, strict] = yield* Effect.all([
+        LocalProvider.make({ home: context.home, isolation: "auto", python: "/usr/bin/python3" }),
+        Effect.flip(LocalProvider.make({ home: context.home, isolation: "namespaces" }))
+      ]).pipe(
+        Effect.ensuring(
+          Effect.sync(() => {
+            process.env["PATH"] = path
+          })
+        )
+      )
+      expect(auto.capabilities.isolation).toBe("none")
+      expect(strict).toBeInstanceOf(ProviderError)
+      expect(strict.reason).toBe("unavailable")
+    })
+  )
+
+  it.scopedLive("spawn failures are classified ProviderErrors", () =>
+    Effect.gen(function* () {
+      const controller = yield* makeFakeController()
+      const name = context.newName()
+      const bootstrap = yield* controller.bootstrap(name, agentScript)
+      const spec = { provider: "local", canonical: "sandbox", region: null, attributes: { mode: "sandbox" } }
+
+      const noPython = yield* LocalProvider.make({ home: context.home, python: "/nonexistent/python3" })
+      const e1 = yield* Effect.flip(noPython.spawn(name, spec, bootstrap))
+      expect([e1.reason, e1.operation]).toEqual(["unavailable", "spawn"])
+
+      const notOnPath = yield* LocalProvider.make({ home: context.home, python: "no-such-python-here" })
+      expect((yield* Effect.flip(notOnPath.spawn(name, spec, bootstrap))).reason).toBe("unavailable")
+
+      const provider = yield* LocalProvider.make({ home: context.home })
+      const e2 = yield* Effect.flip(provider.spawn(name, spec, { ...bootstrap, agentScript: "/nonexistent/agent.py" }))
+      expect(e2.reason).toBe("unavailable")
+
+      for (const bad of ["not-an-instance", "../../etc", "repl-x"]) {
+        expect((yield* Effect.flip(provider.spawn(bad, spec, bootstrap))).reason).toBe("invalid-request")
+        expect((yield* Effect.flip(provider.terminate({ name: bad, providerRef: null, region: null }))).reason).toBe(
+          "invalid-request"
+        )
+        expect((yield* Effect.flip(provider.describe({ name: bad, providerRef: null, region: null }))).reason).toBe(
+          "invalid-request"
+        )
+      }
+      expect(leftovers(context.controlId).filter((p) => p.instance === name)).toEqual([])
+    })
+  )
+
+  it.scopedLive("refuses to spawn a name that is already running", () =>
+    Effect.gen(function* () {
+      const provider = yield* LocalProvider.make({ home: context.home })
+      const controller = yield* makeFakeController()
+      const name = context.newName()
+      const { bootstrap } = yield* spawnScoped(provider, controller, name, "sandbox")
+      yield* controller.registration(name, "30 seconds")
+      const spec = yield* provider.parseSpec("process")
+      const error = yield* Effect.flip(provider.spawn(name, spec, bootstrap))
+      expect(error.reason).toBe("invalid-request")
+      expect((yield* sandboxOf(name))?.root.pid).toBeDefined()
+    })
+  )
+
+  it.scopedLive("in a namespace sandbox the hostname is the instance name and the agent is pid 1", () =>
+    Effect.gen(function* () {
+      const provider = yield* LocalProvider.make({ home: context.home, isolation: "namespaces" })
+      const controller = yield* makeFakeController()
+      const name = context.newName()
+      yield* spawnScoped(provider, controller, name, "sandbox")
+      const registration = yield* controller.registration(name, "30 seconds")
+      expect(registration.hostname).toBe(name)
+      expect(registration.pid).toBe(1)
+      // The host keeps its own name: the uts namespace is the sandbox's alone.
+      expect(hostname()).not.toBe(name)
+    })
+  )
+
+  it.scopedLive("a process-group sandbox keeps the host's hostname", () =>
+    Effect.gen(function* () {
+      const provider = yield* LocalProvider.make({ home: context.home })
+      const controller = yield* makeFakeController()
+      const name = context.newName()
+      const { ref } = yield* spawnScoped(provider, controller, name, "process")
+      const registration = yield* controller.registration(name, "30 seconds")
+      expect(registration.hostname).toBe(hostname())
+      expect(String(registration.pid)).toBe(ref.providerRef)
+    })
+  )
+
+  for (const mode of modes) {
+    describe(mode.label, () => {
+      it.scopedLive("runs detached, in its own session, with the token only in its environment", () =>
+        Effect.gen(function* () {
+          const provider = yield* LocalProvider.make({ home: context.home, isolation: mode.isolation })
+          const controller = yield* makeFakeController()
+          const name = context.newName()
+          const secret = `controller-secret-${name}`
+          process.env["SKYREPL_TEST_CONTROLLER_SECRET"] = secret
+          const { ref, bootstrap } = yield* spawnScoped(provider, controller, name, mode.spec).pipe(
+            Effect.ensuring(
+              Effect.sync(() => {
+                delete process.env["SKYREPL_TEST_CONTROLLER_SECRET"]
+              })
+            )
+          )
+          yield* controller.registration(name, "30 seconds")
+          const sandbox = yield* sandboxOf(name)
+          if (sandbox === undefined) return expect.unreachable("the sandbox is not in /proc")
+          expect(String(sandbox.root.pid)).toBe(ref.providerRef)
+          expect(sandbox.root.sid).toBe(sandbox.root.pid)
+          for (const member of sandbox.members) {
+            expect(cmdline(member.pid).join(" ")).not.toContain(bootstrap.token)
+            expect(environ(member.pid).join("\n")).not.toContain(secret)
+          }
+          expect(sandbox.members.some((p) => environ(p.pid).includes(`SKYREPL_AGENT_TOKEN=${bootstrap.token}`))).toBe(
+            true
+          )
+          expect(existsSync(`${instanceDir(name)}/agent.log`)).toBe(true)
+          yield* provider.terminate(ref)
+          expect(existsSync(instanceDir(name))).toBe(false)
+        }).pipe(
+          Effect.ensuring(
+            Effect.sync(() => {
+              delete process.env["SKYREPL_TEST_CONTROLLER_SECRET"]
+            })
+          )
+        )
+      )
+
+      it.scopedLive("terminate kills the whole tree, including a grandchild that detached into its own session", () =>
+        Effect.gen(function* () {
+          const provider = yield* LocalProvider.make({ home: context.home, isolation: mode.isolation })
+          const controller = yield* makeFakeController()
+          const name = context.newName()
+          const { ref } = yield* spawnScoped(provider, controller, name, mode.spec)
+          yield* controller.registration(name, "30 seconds")
+          yield* controller.send(name, "run", {
+            runId: `run-${name}`,
+            command: "setsid /bin/sleep 3601 </dev/null >/dev/null 2>&1 & exec /bin/sleep 3602",
+            env: {},
+            workdir: null,
+            maxDurationMs: null
+          })
+          const isSleep = (seconds: string) => (pid: number) => cmdline(pid).join(" ") === `/bin/sleep ${seconds}`
+          const sandbox = yield* eventually(
+            Effect.map(sandboxOf(name), (s) =>
+              s !== undefined &&
+              s.members.some((p) => isSleep("3601")(p.pid)) &&
+              s.members.some((p) => isSleep("3602")(p.pid))
+                ? s
+                : undefined
+            ),
+            "30 seconds",
+            "the run's processes"
+          )
+          const detached = sandbox.members.find((p) => isSleep("3601")(p.pid))
+          const run = sandbox.members.find((p) => isSleep("3602")(p.pid))
+          if (detached === undefined || run === undefined) return expect.unreachable()
+          expect(detached.sid).toBe(detached.pid)
+          expect(detached.sid).not.toBe(run.sid)
+          expect(detached.sid).not.toBe(sandbox.root.sid)
+
+          yield* provider.terminate(ref)
+          for (const member of sandbox.members) expect(stillAlive(member)).toBe(false)
+          expect(yield* provider.describe(ref)).toBe("gone")
+          expect(leftovers(context.controlId).filter((p) => p.instance === name)).toEqual([])
+        })
+      )
+
+      it.scopedLive("ends itself through the agent's dead-man switch when its controller goes away", () =>
+        Effect.gen(function* () {
+          const provider = yield* LocalProvider.make({ home: context.home, isolation: mode.isolation })
+          const controllerScope = yield* Scope.make()
+          const controller = yield* makeFakeController({ heartbeatIntervalMs: 250, deadmanTimeoutMs: 2_000 }).pipe(
+            Scope.extend(controllerScope)
+          )
+          const name = context.newName()
+          const { ref } = yield* spawnScoped(provider, controller, name, mode.spec)
+          yield* controller.registration(name, "30 seconds")
+          yield* Scope.close(controllerScope, Exit.void)
+          yield* eventually(
+            Effect.map(provider.describe(ref), (state) => (state === "gone" ? state : undefined)),
+            "30 seconds",
+            "the dead-man switch to end the sandbox"
+          )
+        })
+      )
+
+      it.scopedLive("outlives the process that spawned it, and a fresh provider with no store finds it", () =>
+        Effect.gen(function* () {
+          const controller = yield* makeFakeController()
+          const provider = yield* LocalProvider.make({ home: context.home, isolation: mode.isolation })
+          for (const after of ["exit", "wait"] as const) {
+            const name = context.newName()
+            const bootstrap = yield* controller.bootstrap(name, agentScript)
+            // Registered first so a failure below still ends the sandbox.
+            yield* Effect.addFinalizer(() => Effect.orDie(provider.terminate({ name, providerRef: null, region: null })))
+            const [file, args] = typescriptRunner(fixture("spawn.ts"))
+            const request = { home: context.home, spec: mode.spec, name, after, bootstrap }
+            const spawner = execa(file, args, {
+              env: { SKYREPL_FIXTURE_REQUEST: JSON.stringify(request) },
+              stdin: "ignore",
+              stderr: "pipe",
+              reject: false,
+              lines: true
+            })
+            const line = yield* Effect.promise(async () => {
+              for await (const text of spawner.iterable({ from: "stdout" })) return text
+              return ""
+            })
+            if (after === "wait") spawner.kill("SIGKILL")
+            const finished = yield* Effect.promise(() => spawner)
+            if (after === "exit") expect({ exitCode: finished.exitCode, stderr: finished.stderr }).toMatchObject({ exitCode: 0 })
+            else expect(finished.signal).toBe("SIGKILL")
+            const spawned = Schema.decodeUnknownSync(
+              Schema.parseJson(Schema.Struct({ providerRef: Schema.String, region: Schema.Null }))
+            )(line)
+
+            yield* controller.registration(name, "30 seconds")
+            const listed = (yield* provider.list()).find((entry) => entry.name === name)
+            expect(listed?.providerRef).toBe(spawned.providerRef)
+            expect(yield* provider.describe({ name, providerRef: spawned.providerRef, region: null })).toBe("running")
+            yield* provider.terminate({ name, providerRef: spawned.providerRef, region: null })
+            expect((yield* provider.list()).some((entry) => entry.name === name)).toBe(false)
+          }
+        }),
+        120_000
+      )
+    })
+  }
+})
+
+afterAll(() => {
+  expect(leftovers(context.controlId).map((p) => `${p.pid} ${p.instance ?? ""}`)).toEqual([])
+  context.cleanupHome()
+})

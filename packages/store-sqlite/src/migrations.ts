@@ -1,0 +1,138 @@
+import type { SqlClient } from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import { AllocationState, InstanceState, ManifestState, OutputStream, RunState, StoreError } from "@skyrepl/core"
+import { Effect, type ParseResult, Schema } from "effect"
+
+const quote = (literal: string): string => `'${literal.replaceAll("'", "''")}'`
+
+/**
+ * The allowed values come from the domain's own schemas, so the database refuses exactly what
+ * the code would refuse, even when someone writes to the file by hand.
+ */
+const oneOf = (column: string, literals: ReadonlyArray<string>): string =>
+  `CHECK (${column} IN (${literals.map(quote).join(", ")}))`
+
+export interface Migration {
+  readonly version: number
+  readonly name: string
+  readonly statements: ReadonlyArray<string>
+}
+
+/** Append-only: a released migration is never edited, a change is a new entry. */
+export const migrations: ReadonlyArray<Migration> = [
+  {
+    version: 1,
+    name: "initial",
+    statements: [
+      `CREATE TABLE meta (
+        key TEXT PRIMARY KEY NOT NULL,
+        value TEXT NOT NULL
+      )`,
+      `CREATE TABLE controllers (
+        id TEXT PRIMARY KEY NOT NULL,
+        pid INTEGER NOT NULL,
+        hostname TEXT NOT NULL,
+        hub_url TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        lease_expires_at INTEGER NOT NULL
+      )`,
+      `CREATE TABLE manifests (
+        id TEXT PRIMARY KEY NOT NULL,
+        controller_id TEXT NOT NULL,
+        state TEXT NOT NULL ${oneOf("state", ManifestState.literals)},
+        created_at INTEGER NOT NULL
+      )`,
+      `CREATE TABLE instances (
+        id TEXT PRIMARY KEY NOT NULL,
+        name TEXT NOT NULL UNIQUE,
+        manifest_id TEXT NOT NULL REFERENCES manifests (id),
+        provider TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        region TEXT,
+        provider_ref TEXT,
+        state TEXT NOT NULL ${oneOf("state", InstanceState.literals)},
+        owner_controller_id TEXT,
+        lease_expires_at INTEGER,
+        agent_token TEXT NOT NULL,
+        error TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      )`,
+      // Terminated instances pile up as history; the lease queries only ever look at live ones.
+      `CREATE INDEX instances_live_lease ON instances (lease_expires_at) WHERE state <> 'terminated'`,
+      `CREATE INDEX instances_live_owner ON instances (owner_controller_id) WHERE state <> 'terminated'`,
+      `CREATE INDEX instances_manifest ON instances (manifest_id)`,
+      `CREATE TABLE runs (
+        id TEXT PRIMARY KEY NOT NULL,
+        manifest_id TEXT NOT NULL REFERENCES manifests (id),
+        instance_id TEXT NOT NULL REFERENCES instances (id),
+        provider TEXT NOT NULL,
+        command TEXT NOT NULL,
+        env TEXT NOT NULL,
+        workdir TEXT,
+        max_duration_ms INTEGER,
+        state TEXT NOT NULL ${oneOf("state", RunState.literals)},
+        exit_code INTEGER,
+        signal TEXT,
+        error TEXT,
+        owner_controller_id TEXT,
+        created_at INTEGER NOT NULL,
+        started_at INTEGER,
+        ended_at INTEGER
+      )`,
+      `CREATE INDEX runs_created ON runs (created_at, id)`,
+      `CREATE INDEX runs_instance ON runs (instance_id, created_at)`,
+      `CREATE INDEX runs_manifest ON runs (manifest_id)`,
+      `CREATE TABLE allocations (
+        id TEXT PRIMARY KEY NOT NULL,
+        instance_id TEXT NOT NULL REFERENCES instances (id),
+        run_id TEXT NOT NULL REFERENCES runs (id),
+        state TEXT NOT NULL ${oneOf("state", AllocationState.literals)},
+        created_at INTEGER NOT NULL,
+        released_at INTEGER
+      )`,
+      `CREATE INDEX allocations_state ON allocations (state, created_at)`,
+      `CREATE INDEX allocations_instance ON allocations (instance_id)`,
+      `CREATE INDEX allocations_run ON allocations (run_id)`,
+      // AUTOINCREMENT: a seq is never reused, so a reader's `afterSeq` cursor stays valid.
+      `CREATE TABLE output (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL REFERENCES runs (id),
+        stream TEXT NOT NULL ${oneOf("stream", OutputStream.literals)},
+        "offset" INTEGER NOT NULL CHECK ("offset" >= 0),
+        data BLOB NOT NULL CHECK (length(data) > 0)
+      )`,
+      // Unique: two chunks claiming the same bytes would replay twice.
+      `CREATE UNIQUE INDEX output_stream_offset ON output (run_id, stream, "offset")`,
+      `CREATE INDEX output_run_seq ON output (run_id, seq)`
+    ]
+  }
+]
+
+export const latestVersion: number = migrations.reduce((max, m) => Math.max(max, m.version), 0)
+
+const UserVersion = Schema.Array(Schema.Struct({ user_version: Schema.Number }))
+
+/**
+ * Brings the schema up to `latestVersion`. The version lives in `PRAGMA user_version`, which
+ * is part of the database header and so commits or rolls back with the caller's transaction:
+ * run inside a write transaction, two processes opening a new file cannot both migrate it.
+ */
+export const migrate = (sql: SqlClient): Effect.Effect<void, SqlError | StoreError | ParseResult.ParseError> =>
+  Effect.gen(function* () {
+    const [row] = yield* Effect.flatMap(sql.unsafe("PRAGMA user_version"), Schema.decodeUnknown(UserVersion))
+    const current = row?.user_version ?? 0
+    if (current > latestVersion) {
+      return yield* new StoreError({
+        operation: "migrate",
+        reason: "corrupt",
+        message: `the database schema is version ${current}, newer than this SkyREPL understands (${latestVersion}); upgrade SkyREPL`
+      })
+    }
+    for (const migration of migrations) {
+      if (migration.version <= current) continue
+      for (const statement of migration.statements) yield* sql.unsafe(statement).unprepared
+      yield* sql.unsafe(`PRAGMA user_version = ${migration.version}`).unprepared
+    }
+  })

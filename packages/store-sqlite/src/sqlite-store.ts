@@ -1,0 +1,709 @@
+import { SqlClient, TransactionConnection } from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import {
+  Allocation,
+  AllocationMachine,
+  AllocationState,
+  Controller,
+  Env,
+  type IllegalTransition,
+  Instance,
+  InstanceMachine,
+  type InstancePatch,
+  InstanceState,
+  Manifest,
+  ManifestMachine,
+  ManifestState,
+  newControlId,
+  OutputChunk,
+  Run,
+  RunMachine,
+  type RunPatch,
+  RunState,
+  type StateMachine,
+  Store,
+  StoreError,
+  type StoreService
+} from "@skyrepl/core"
+import { Clock, Effect, Exit, Layer, Option, type ParseResult, Schema, type Scope } from "effect"
+import { mkdirSync } from "node:fs"
+import { dirname, join } from "node:path"
+import { makeClient } from "./client.ts"
+import { CONTROL_ID_FILE, readControlIdFile, writeControlIdFile } from "./control-id.ts"
+import { type Mapped, mapStoreErrors, openAttempt, retryBusy } from "./errors.ts"
+import { migrate } from "./migrations.ts"
+
+export interface SqliteStoreOptions {
+  /** Path of the database file; `:memory:` for a private in-memory store. */
+  readonly filename: string
+}
+
+export interface MakeOptions {
+  /**
+   * Where the copy of the control id lives (see control-id.ts), or null for a store with no
+   * lasting home, such as an in-memory database.
+   */
+  readonly controlIdFile: string | null
+}
+
+type Failure = SqlError | ParseResult.ParseError | StoreError
+
+// ---------------------------------------------------------------------------------------------
+// Row shapes. Columns are aliased to the domain's field names in SQL so that a row decodes
+// straight into the domain class with no renaming pass.
+
+const controllerColumns =
+  "id, pid, hostname, hub_url AS hubUrl, secret, started_at AS startedAt, lease_expires_at AS leaseExpiresAt"
+const manifestColumns = "id, controller_id AS controllerId, state, created_at AS createdAt"
+const instanceColumns =
+  "id, name, manifest_id AS manifestId, provider, spec, region, provider_ref AS providerRef, state, " +
+  "owner_controller_id AS ownerControllerId, lease_expires_at AS leaseExpiresAt, agent_token AS agentToken, " +
+  "error, created_at AS createdAt, updated_at AS updatedAt"
+const runColumns =
+  "id, manifest_id AS manifestId, instance_id AS instanceId, provider, command, env, workdir, " +
+  "max_duration_ms AS maxDurationMs, state, exit_code AS exitCode, signal, error, " +
+  "owner_controller_id AS ownerControllerId, created_at AS createdAt, started_at AS startedAt, ended_at AS endedAt"
+const allocationColumns =
+  "id, instance_id AS instanceId, run_id AS runId, state, created_at AS createdAt, released_at AS releasedAt"
+const outputColumns = 'run_id AS runId, seq, stream, "offset" AS offset, data'
+
+/** `env` is stored as JSON text. */
+const RunFromRow = Schema.compose(Schema.Struct({ ...Run.fields, env: Schema.parseJson(Env) }), Run)
+
+/** better-sqlite3 returns a Node `Buffer`, bun:sqlite a `Uint8Array`: callers get the latter from both. */
+const PlainBytes = Schema.transform(Schema.Uint8ArrayFromSelf, Schema.Uint8ArrayFromSelf, {
+  strict: true,
+  decode: (bytes) =>
+    bytes.constructor === Uint8Array ? bytes : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+  encode: (bytes) => bytes
+})
+const OutputChunkFromRow = Schema.compose(Schema.Struct({ ...OutputChunk.fields, data: PlainBytes }), OutputChunk)
+
+const decodeControllers = Schema.decodeUnknown(Schema.Array(Controller))
+const decodeManifests = Schema.decodeUnknown(Schema.Array(Manifest))
+const decodeInstances = Schema.decodeUnknown(Schema.Array(Instance))
+const decodeRuns = Schema.decodeUnknown(Schema.Array(RunFromRow))
+const decodeAllocations = Schema.decodeUnknown(Schema.Array(Allocation))
+const decodeChunks = Schema.decodeUnknown(Schema.Array(OutputChunkFromRow))
+const decodeStateRows = <S extends string>(state: Schema.Schema<S>) =>
+  Schema.decodeUnknown(Schema.Array(Schema.Struct({ state })))
+const decodeIdRows = Schema.decodeUnknown(Schema.Array(Schema.Struct({ id: Schema.String })))
+const decodeMetaRows = Schema.decodeUnknown(
+  Schema.Array(Schema.Struct({ value: Schema.String.pipe(Schema.pattern(/^[0-9a-z]{8}$/)) }))
+)
+const decodeOutputEnd = Schema.decodeUnknown(
+  Schema.Array(Schema.Struct({ found: Schema.NullOr(Schema.Number), next: Schema.NullOr(Schema.Number) }))
+)
+
+// ---------------------------------------------------------------------------------------------
+// Transitions
+
+interface Entity<S extends string, A> {
+  readonly table: string
+  readonly columns: string
+  readonly machine: StateMachine<S>
+  readonly decodeStates: (rows: unknown) => Effect.Effect<ReadonlyArray<{ readonly state: S }>, ParseResult.ParseError>
+  readonly decodeRows: (rows: unknown) => Effect.Effect<ReadonlyArray<A>, ParseResult.ParseError>
+}
+
+const instanceEntity: Entity<InstanceState, Instance> = {
+  table: "instances",
+  columns: instanceColumns,
+  machine: InstanceMachine,
+  decodeStates: decodeStateRows(InstanceState),
+  decodeRows: decodeInstances
+}
+const runEntity: Entity<RunState, Run> = {
+  table: "runs",
+  columns: runColumns,
+  machine: RunMachine,
+  decodeStates: decodeStateRows(RunState),
+  decodeRows: decodeRuns
+}
+const allocationEntity: Entity<AllocationState, Allocation> = {
+  table: "allocations",
+  columns: allocationColumns,
+  machine: AllocationMachine,
+  decodeStates: decodeStateRows(AllocationState),
+  decodeRows: decodeAllocations
+}
+const manifestEntity: Entity<ManifestState, Manifest> = {
+  table: "manifests",
+  columns: manifestColumns,
+  machine: ManifestMachine,
+  decodeStates: decodeStateRows(ManifestState),
+  decodeRows: decodeManifests
+}
+
+type Assignment = readonly [column: string, value: unknown]
+
+const instancePatchColumns: ReadonlyArray<readonly [keyof InstancePatch, string]> = [
+  ["providerRef", "provider_ref"],
+  ["region", "region"],
+  ["error", "error"]
+]
+const runPatchColumns: ReadonlyArray<readonly [keyof RunPatch, string]> = [
+  ["exitCode", "exit_code"],
+  ["signal", "signal"],
+  ["error", "error"],
+  ["startedAt", "started_at"],
+  ["endedAt", "ended_at"]
+]
+
+/** Only the fields present in a patch are written: absent means "leave as is", null clears. */
+const assignmentsOf = <P extends object>(
+  patch: P | undefined,
+  columns: ReadonlyArray<readonly [keyof P, string]>
+): Array<Assignment> => {
+  const out: Array<Assignment> = []
+  if (patch === undefined) return out
+  for (const [key, column] of columns) {
+    const value = patch[key]
+    if (value !== undefined) out.push([column, value])
+  }
+  return out
+}
+
+/**
+ * How many times a transition re-reads after losing a compare-and-set before treating the
+ * record as contended. Each loss means another writer moved the record in between.
+ */
+const CAS_ATTEMPTS = 16
+
+const notFound = (operation: string, what: string, id: string) =>
+  new StoreError({ operation, reason: "not-found", message: `${operation}: no ${what} with id "${id}"` })
+
+const refused = (operation: string, message: string) =>
+  new StoreError({ operation, reason: "constraint", message: `${operation}: ${message}` })
+
+const isCount = (n: number): boolean => Number.isSafeInteger(n) && n >= 0
+
+const placeholders = (n: number): string => Array.from({ length: n }, () => "?").join(", ")
+
+/**
+ * The store on any `SqlClient` for SQLite. Brings the schema up to date and settles the control
+ * id, then returns the service; the client's lifetime is the caller's.
+ */
+export const make = (options: MakeOptions): Effect.Effect<StoreService, StoreError, SqlClient> =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient
+
+    const query = (text: string, params: ReadonlyArray<unknown> = []) => sql.unsafe(text, params)
+
+    /**
+     * A write transaction that takes the write lock at BEGIN. A deferred transaction that reads
+     * first and writes later can find at the write that another process committed since its
+     * read; SQLite then fails it (SQLITE_BUSY_SNAPSHOT) with no wait that could help. Taking
+     * the lock up front makes read-modify-write safe and leaves any waiting to the busy
+     * handling. Written out rather than `sql.withTransaction`, which issues a plain BEGIN and
+     * answers a failed BEGIN or COMMIT with a defect.
+     */
+    const writeTransaction = <A, E, R>(body: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.scoped(
+          Effect.gen(function* () {
+            const connection = yield* restore(sql.reserve)
+            yield* connection.execute("BEGIN IMMEDIATE", [], undefined)
+            const result = yield* Effect.exit(
+              restore(Effect.provideService(body, TransactionConnection, [connection, 0] as const))
+            )
+            if (Exit.isSuccess(result)) {
+              const committed = yield* Effect.exit(connection.execute("COMMIT", [], undefined))
+              if (Exit.isSuccess(committed)) return result.value
+              yield* Effect.ignore(connection.execute("ROLLBACK", [], undefined))
+              return yield* Effect.failCause(committed.cause)
+            }
+            yield* Effect.ignore(connection.execute("ROLLBACK", [], undefined))
+            return yield* Effect.failCause(result.cause)
+          })
+        )
+      )
+
+    /** Every public operation: typed errors, and lock contention waited out rather than reported. */
+    const operation =
+      (name: string) =>
+      <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, Mapped<E>> =>
+        retryBusy(mapStoreErrors(name)(effect))
+
+    // -------------------------------------------------------------------------------------------
+    // Open: schema and control id, once per process, under the write lock so that two processes
+    // opening a new file at once agree on both.
+
+    const settleControlId = writeTransaction(
+      Effect.gen(function* () {
+        yield* migrate(sql)
+        const [stored] = yield* Effect.flatMap(
+          query("SELECT value FROM meta WHERE key = 'control_id'").unprepared,
+          decodeMetaRows
+        )
+        if (stored !== undefined) return stored.value
+        const remembered =
+          options.controlIdFile === null ? Option.none<string>() : yield* readControlIdFile(options.controlIdFile)
+        const controlId = Option.getOrElse(remembered, newControlId)
+        yield* query("INSERT INTO meta (key, value) VALUES ('control_id', ?)", [controlId]).unprepared
+        return controlId
+      })
+    )
+
+    const controlId = yield* settleControlId.pipe(openAttempt, retryBusy)
+    if (options.controlIdFile !== null) {
+      const file = options.controlIdFile
+      const copy = yield* readControlIdFile(file).pipe(Effect.orElseSucceed(Option.none<string>))
+      // The database is the authority; the file only mirrors it.
+      if (!Option.contains(copy, controlId)) yield* writeControlIdFile(file, controlId)
+    }
+
+    // -------------------------------------------------------------------------------------------
+    // Shared pieces
+
+    const selectOne = <A>(
+      text: string,
+      id: string,
+      decode: (rows: unknown) => Effect.Effect<ReadonlyArray<A>, ParseResult.ParseError>
+    ): Effect.Effect<Option.Option<A>, Failure> =>
+      Effect.map(Effect.flatMap(query(text, [id]), decode), (rows) => Option.fromNullable(rows[0]))
+
+    /**
+     * Compare-and-set against the state just read: the UPDATE only applies if the record is
+     * still in that state, so of two writers moving it out of the same state exactly one
+     * succeeds; the other re-reads and is judged again from the state it now finds.
+     */
+    const transition = <S extends string, A>(
+      entity: Entity<S, A>,
+      name: string,
+      id: string,
+      to: S,
+      assignments: ReadonlyArray<Assignment>
+    ): Effect.Effect<A, Failure | IllegalTransition> => {
+      const select = `SELECT state FROM ${entity.table} WHERE id = ?`
+      const update =
+        `UPDATE ${entity.table} SET state = ?${assignments.map(([column]) => `, ${column} = ?`).join("")} ` +
+        `WHERE id = ? AND state = ? RETURNING ${entity.columns}`
+      const values = assignments.map(([, value]) => value)
+      const attempt = (remaining: number): Effect.Effect<A, Failure | IllegalTransition> =>
+        Effect.gen(function* () {
+          const [current] = yield* Effect.flatMap(query(select, [id]), entity.decodeStates)
+          if (current === undefined) return yield* notFound(name, entity.machine.entity, id)
+          yield* entity.machine.transition(id, current.state, to)
+          const [moved] = yield* Effect.flatMap(query(update, [to, ...values, id, current.state]), entity.decodeRows)
+          if (moved !== undefined) return moved
+          if (remaining <= 1) {
+            return yield* new StoreError({
+              operation: name,
+              reason: "busy",
+              message: `${name}: ${entity.machine.entity} "${id}" kept changing state under concurrent writers`
+            })
+          }
+          return yield* attempt(remaining - 1)
+        })
+      return attempt(CAS_ATTEMPTS)
+    }
+
+    // -------------------------------------------------------------------------------------------
+    // Controllers
+
+    const upsertController: StoreService["upsertController"] = (c) =>
+      operation("upsertController")(
+        query(
+          "INSERT INTO controllers (id, pid, hostname, hub_url, secret, started_at, lease_expires_at) " +
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, " +
+            "hostname = excluded.hostname, hub_url = excluded.hub_url, secret = excluded.secret, " +
+            "started_at = excluded.started_at, lease_expires_at = excluded.lease_expires_at",
+          [c.id, c.pid, c.hostname, c.hubUrl, c.secret, c.startedAt, c.leaseExpiresAt]
+        ).pipe(Effect.asVoid)
+      )
+
+    const getController: StoreService["getController"] = (id) =>
+      operation("getController")(
+        selectOne(`SELECT ${controllerColumns} FROM controllers WHERE id = ?`, id, decodeControllers)
+      )
+
+    const removeController: StoreService["removeController"] = (id) =>
+      operation("removeController")(query("DELETE FROM controllers WHERE id = ?", [id]).pipe(Effect.asVoid))
+
+    const renewLeases: StoreService["renewLeases"] = (controllerId, expiresAt) =>
+      operation("renewLeases")(
+        writeTransaction(
+          Effect.gen(function* () {
+            const renewed = yield* Effect.flatMap(
+              query("UPDATE controllers SET lease_expires_at = ? WHERE id = ? RETURNING id", [expiresAt, controllerId]),
+              decodeIdRows
+            )
+            if (renewed.length === 0) return yield* notFound("renewLeases", "controller", controllerId)
+            yield* query(
+              "UPDATE instances SET lease_expires_at = ? WHERE owner_controller_id = ? AND state <> 'terminated'",
+              [expiresAt, controllerId]
+            )
+          })
+        )
+      )
+
+    // -------------------------------------------------------------------------------------------
+    // Launches and manifests
+
+    const createLaunch: StoreService["createLaunch"] = (manifest, instance, run) =>
+      operation("createLaunch")(
+        Effect.gen(function* () {
+          // Write-ahead intent: a launch is recorded before anything exists, never after.
+          if (manifest.state !== "open" || instance.state !== "requested" || run.state !== "pending") {
+            return yield* refused(
+              "createLaunch",
+              `a launch starts as manifest "open", instance "requested", run "pending" (got "${manifest.state}", "${instance.state}", "${run.state}")`
+            )
+          }
+          yield* writeTransaction(
+            Effect.all(
+              [
+                query("INSERT INTO manifests (id, controller_id, state, created_at) VALUES (?, ?, ?, ?)", [
+                  manifest.id,
+                  manifest.controllerId,
+                  manifest.state,
+                  manifest.createdAt
+                ]),
+                query(
+                  "INSERT INTO instances (id, name, manifest_id, provider, spec, region, provider_ref, state, " +
+                    "owner_controller_id, lease_expires_at, agent_token, error, created_at, updated_at) " +
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                  [
+                    instance.id,
+                    instance.name,
+                    instance.manifestId,
+                    instance.provider,
+                    instance.spec,
+                    instance.region,
+                    instance.providerRef,
+                    instance.state,
+                    instance.ownerControllerId,
+                    instance.leaseExpiresAt,
+                    instance.agentToken,
+                    instance.error,
+                    instance.createdAt,
+                    instance.updatedAt
+                  ]
+                ),
+                query(
+                  "INSERT INTO runs (id, manifest_id, instance_id, provider, command, env, workdir, max_duration_ms, " +
+                    "state, exit_code, signal, error, owner_controller_id, created_at, started_at, ended_at) " +
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                  [
+                    run.id,
+                    run.manifestId,
+                    run.instanceId,
+                    run.provider,
+                    run.command,
+                    JSON.stringify(run.env),
+                    run.workdir,
+                    run.maxDurationMs,
+                    run.state,
+                    run.exitCode,
+                    run.signal,
+                    run.error,
+                    run.ownerControllerId,
+                    run.createdAt,
+                    run.startedAt,
+                    run.endedAt
+                  ]
+                )
+              ],
+              { discard: true }
+            )
+          )
+        })
+      )
+
+    const closeManifest: StoreService["closeManifest"] = (id) =>
+      operation("closeManifest")(
+        transition(manifestEntity, "closeManifest", id, "closed", []).pipe(
+          // Closing is idempotent: the only illegal move to "closed" is from "closed" itself.
+          Effect.catchTag("IllegalTransition", () => Effect.void),
+          Effect.asVoid
+        )
+      )
+
+    const getManifest: StoreService["getManifest"] = (id) =>
+      operation("getManifest")(selectOne(`SELECT ${manifestColumns} FROM manifests WHERE id = ?`, id, decodeManifests))
+
+    // -------------------------------------------------------------------------------------------
+    // Instances
+
+    const getInstance: StoreService["getInstance"] = (id) =>
+      operation("getInstance")(selectOne(`SELECT ${instanceColumns} FROM instances WHERE id = ?`, id, decodeInstances))
+
+    const getInstanceByName: StoreService["getInstanceByName"] = (name) =>
+      operation("getInstanceByName")(
+        selectOne(`SELECT ${instanceColumns} FROM instances WHERE name = ?`, name, decodeInstances)
+      )
+
+    const listInstances: StoreService["listInstances"] = (filter = {}) =>
+      operation("listInstances")(
+        Effect.suspend((): Effect.Effect<ReadonlyArray<Instance>, Failure> => {
+          const clauses: Array<string> = []
+          const params: Array<unknown> = []
+          if (filter.states !== undefined) {
+            if (filter.states.length === 0) return Effect.succeed([])
+            clauses.push(`state IN (${placeholders(filter.states.length)})`)
+            params.push(...filter.states)
+          }
+          if (filter.provider !== undefined) {
+            clauses.push("provider = ?")
+            params.push(filter.provider)
+          }
+          if (filter.ownerControllerId !== undefined) {
+            clauses.push("owner_controller_id = ?")
+            params.push(filter.ownerControllerId)
+          }
+          const where = clauses.length === 0 ? "" : ` WHERE ${clauses.join(" AND ")}`
+          return Effect.flatMap(
+            query(`SELECT ${instanceColumns} FROM instances${where} ORDER BY created_at, id`, params),
+            decodeInstances
+          )
+        })
+      )
+
+    const transitionInstance: StoreService["transitionInstance"] = (id, to, patch) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        operation("transitionInstance")(
+          transition(instanceEntity, "transitionInstance", id, to, [
+            ...assignmentsOf(patch, instancePatchColumns),
+            ["updated_at", now]
+          ])
+        )
+      )
+
+    const claimExpiredInstances: StoreService["claimExpiredInstances"] = (controllerId, now, leaseExpiresAt) =>
+      Effect.flatMap(Clock.currentTimeMillis, (updatedAt) =>
+        operation("claimExpiredInstances")(
+          // One statement, so one write lock: a second reaper sees the new lease and skips.
+          Effect.flatMap(
+            query(
+              "UPDATE instances SET owner_controller_id = ?, lease_expires_at = ?, updated_at = ? " +
+                "WHERE state <> 'terminated' AND (lease_expires_at IS NULL OR lease_expires_at < ?) " +
+                `RETURNING ${instanceColumns}`,
+              [controllerId, leaseExpiresAt, updatedAt, now]
+            ),
+            decodeInstances
+          )
+        )
+      )
+
+    const claimInstance: StoreService["claimInstance"] = (id, controllerId, leaseExpiresAt) =>
+      Effect.flatMap(Clock.currentTimeMillis, (updatedAt) =>
+        operation("claimInstance")(
+          Effect.gen(function* () {
+            const [claimed] = yield* Effect.flatMap(
+              query(
+                "UPDATE instances SET owner_controller_id = ?, lease_expires_at = ?, updated_at = ? " +
+                  `WHERE id = ? RETURNING ${instanceColumns}`,
+                [controllerId, leaseExpiresAt, updatedAt, id]
+              ),
+              decodeInstances
+            )
+            if (claimed === undefined) return yield* notFound("claimInstance", "instance", id)
+            return claimed
+          })
+        )
+      )
+
+    // -------------------------------------------------------------------------------------------
+    // Allocations
+
+    const createAllocation: StoreService["createAllocation"] = (a) =>
+      operation("createAllocation")(
+        query(
+          "INSERT INTO allocations (id, instance_id, run_id, state, created_at, released_at) VALUES (?, ?, ?, ?, ?, ?)",
+          [a.id, a.instanceId, a.runId, a.state, a.createdAt, a.releasedAt]
+        ).pipe(Effect.asVoid)
+      )
+
+    const transitionAllocation: StoreService["transitionAllocation"] = (id, to, at) =>
+      operation("transitionAllocation")(
+        transition(allocationEntity, "transitionAllocation", id, to, to === "released" ? [["released_at", at]] : [])
+      )
+
+    const listAllocations: StoreService["listAllocations"] = (filter = {}) =>
+      operation("listAllocations")(
+        Effect.suspend((): Effect.Effect<ReadonlyArray<Allocation>, Failure> => {
+          if (filter.states === undefined) {
+            return Effect.flatMap(
+              query(`SELECT ${allocationColumns} FROM allocations ORDER BY created_at, id`),
+              decodeAllocations
+            )
+          }
+          if (filter.states.length === 0) return Effect.succeed([])
+          return Effect.flatMap(
+            query(
+              `SELECT ${allocationColumns} FROM allocations WHERE state IN (${placeholders(filter.states.length)}) ` +
+                "ORDER BY created_at, id",
+              filter.states
+            ),
+            decodeAllocations
+          )
+        })
+      )
+
+    // -------------------------------------------------------------------------------------------
+    // Runs
+
+    const getRun: StoreService["getRun"] = (id) =>
+      operation("getRun")(selectOne(`SELECT ${runColumns} FROM runs WHERE id = ?`, id, decodeRuns))
+
+    const listRuns: StoreService["listRuns"] = (filter = {}) =>
+      operation("listRuns")(
+        Effect.suspend((): Effect.Effect<ReadonlyArray<Run>, Failure> => {
+          if (filter.limit !== undefined && !isCount(filter.limit)) {
+            return Effect.fail(refused("listRuns", `limit must be a non-negative integer, got ${filter.limit}`))
+          }
+          // SQLite reads a negative LIMIT as "no limit".
+          const limit = filter.limit ?? -1
+          if (filter.states === undefined) {
+            return Effect.flatMap(
+              query(`SELECT ${runColumns} FROM runs ORDER BY created_at DESC, id DESC LIMIT ?`, [limit]),
+              decodeRuns
+            )
+          }
+          if (filter.states.length === 0) return Effect.succeed([])
+          return Effect.flatMap(
+            query(
+              `SELECT ${runColumns} FROM runs WHERE state IN (${placeholders(filter.states.length)}) ` +
+                "ORDER BY created_at DESC, id DESC LIMIT ?",
+              [...filter.states, limit]
+            ),
+            decodeRuns
+          )
+        })
+      )
+
+    const listRunsForInstance: StoreService["listRunsForInstance"] = (instanceId) =>
+      operation("listRunsForInstance")(
+        Effect.flatMap(
+          query(`SELECT ${runColumns} FROM runs WHERE instance_id = ? ORDER BY created_at DESC, id DESC`, [instanceId]),
+          decodeRuns
+        )
+      )
+
+    const transitionRun: StoreService["transitionRun"] = (id, to, patch) =>
+      operation("transitionRun")(transition(runEntity, "transitionRun", id, to, assignmentsOf(patch, runPatchColumns)))
+
+    // -------------------------------------------------------------------------------------------
+    // Output
+
+    const appendOutput: StoreService["appendOutput"] = (runId, stream, offset, data) =>
+      operation("appendOutput")(
+        Effect.suspend((): Effect.Effect<number, Failure> => {
+          if (!isCount(offset)) {
+            return Effect.fail(refused("appendOutput", `offset must be a non-negative integer, got ${offset}`))
+          }
+          // Read the end of the stream and write after it under one lock, or two agents'
+          // retries could both decide the same bytes are new.
+          return writeTransaction(
+            Effect.gen(function* () {
+              const [end] = yield* Effect.flatMap(
+                query(
+                  "SELECT (SELECT 1 FROM runs WHERE id = ?) AS found, " +
+                    '(SELECT "offset" + length(data) FROM output WHERE run_id = ? AND stream = ? ' +
+                    'ORDER BY "offset" DESC LIMIT 1) AS next',
+                  [runId, runId, stream]
+                ),
+                decodeOutputEnd
+              )
+              if (end === undefined || end.found === null) return yield* notFound("appendOutput", "run", runId)
+              const next = end.next ?? 0
+              if (offset > next) {
+                return yield* refused(
+                  "appendOutput",
+                  `${stream} of run "${runId}" continues at byte ${next}; a chunk at ${offset} would leave a gap`
+                )
+              }
+              const skip = next - offset
+              if (skip >= data.length) return next
+              yield* query('INSERT INTO output (run_id, stream, "offset", data) VALUES (?, ?, ?, ?)', [
+                runId,
+                stream,
+                next,
+                skip === 0 ? data : data.subarray(skip)
+              ])
+              return offset + data.length
+            })
+          )
+        })
+      )
+
+    const readOutput: StoreService["readOutput"] = (runId, afterSeq, limit) =>
+      operation("readOutput")(
+        Effect.suspend((): Effect.Effect<ReadonlyArray<OutputChunk>, Failure> => {
+          if (!isCount(limit)) {
+            return Effect.fail(refused("readOutput", `limit must be a non-negative integer, got ${limit}`))
+          }
+          return Effect.flatMap(
+            query(`SELECT ${outputColumns} FROM output WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?`, [
+              runId,
+              afterSeq,
+              limit
+            ]),
+            decodeChunks
+          )
+        })
+      )
+
+    return {
+      controlId,
+      upsertController,
+      getController,
+      removeController,
+      renewLeases,
+      createLaunch,
+      closeManifest,
+      getManifest,
+      getInstance,
+      getInstanceByName,
+      listInstances,
+      transitionInstance,
+      claimExpiredInstances,
+      claimInstance,
+      createAllocation,
+      transitionAllocation,
+      listAllocations,
+      getRun,
+      listRuns,
+      listRunsForInstance,
+      transitionRun,
+      appendOutput,
+      readOutput
+    } satisfies StoreService
+  })
+
+const isMemory = (filename: string): boolean => filename === ":memory:" || filename === ""
+
+const ensureDirectory = (directory: string): Effect.Effect<void, StoreError> =>
+  Effect.try({
+    // Owner-only: the state home holds controller secrets and agent tokens.
+    try: () => void mkdirSync(directory, { recursive: true, mode: 0o700 }),
+    catch: (cause) =>
+      new StoreError({
+        operation: "open",
+        reason: "io",
+        message: `open: cannot create ${directory}: ${cause instanceof Error ? cause.message : String(cause)}`,
+        cause
+      })
+  })
+
+/** A store on the SQLite file `filename`, open for the life of the scope. */
+export const makeScoped = (options: SqliteStoreOptions): Effect.Effect<StoreService, StoreError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const memory = isMemory(options.filename)
+    if (!memory) yield* ensureDirectory(dirname(options.filename))
+    const sql = yield* makeClient(options.filename)
+    return yield* Effect.provideService(
+      make({ controlIdFile: memory ? null : join(dirname(options.filename), CONTROL_ID_FILE) }),
+      SqlClient,
+      sql
+    )
+  })
+
+/** The `Store` on the SQLite file `filename` (its directory is created if missing). */
+export const layer = (options: SqliteStoreOptions): Layer.Layer<Store, StoreError> =>
+  Layer.scoped(Store, makeScoped(options))
+
+/** The `Store` of a state home: `${home}/state.db`, with the control id copy beside it. */
+export const layerFromHome = (home: string): Layer.Layer<Store, StoreError> =>
+  layer({ filename: join(home, "state.db") })

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite: types, the agent (Python unittest), then every Vitest suite on Node and
+# again on Bun (the store picks its SQLite driver by runtime, so this runs both drivers).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=/usr/bin/python3
+[ -x "$python" ] || python=$(command -v python3)
+
+echo "== typecheck"
+npx tsc -p tsconfig.json --noEmit
+echo "== agent (unittest, $($python --version))"
+(cd agent && "$python" -m unittest discover -s tests -t .)
+echo "== vitest on Node $(node --version)"
+npx vitest run
+echo "== vitest on Bun $(npx bun --version)"
+npx bun --bun vitest run

@@ -1,0 +1,228 @@
+import { execa, type ResultPromise } from "execa"
+import { existsSync, readdirSync, rmSync } from "node:fs"
+import { join } from "node:path"
+import { afterEach, beforeEach, describe, expect, it } from "vitest"
+import { eventually, processesOf, removeHome, tempHome } from "./support.ts"
+
+const repoRoot = join(import.meta.dirname, "..")
+const repl = join(repoRoot, "node_modules", ".bin", "repl")
+
+let home: string
+const started: Array<ResultPromise> = []
+beforeEach(() => {
+  home = tempHome()
+})
+afterEach(async () => {
+  for (const child of started.splice(0)) child.kill("SIGKILL")
+  // Whatever a test left running is ended through the product itself, then checked in /proc.
+  await run(["orphans", "--reap", "--min-age", "0", "--own"])
+  removeHome(home)
+})
+
+const env = (extra: Record<string, string> = {}) => ({
+  SKYREPL_HOME: home,
+  SKYREPL_HEARTBEAT_INTERVAL: "250ms",
+  SKYREPL_DEADMAN_TIMEOUT: "10s",
+  NO_COLOR: "1",
+  ...extra
+})
+
+const run = (args: ReadonlyArray<string>, extra: Record<string, string> = {}) =>
+  execa(repl, args, { env: env(extra), reject: false, timeout: 60_000, stdin: "ignore" })
+
+/** Starts `repl run -c CMD --progress` and resolves with the instance name once it runs. */
+const startRun = (command: string, extra: Record<string, string> = {}) => {
+  const child = execa(repl, ["run", "-c", command, "--progress"], { env: env(extra), reject: false, stdin: "ignore", buffer: true })
+  started.push(child)
+  const name = new Promise<string>((resolve, reject) => {
+    let err = ""
+    child.stderr?.on("data", (d: Buffer) => {
+      err += d.toString()
+      const match = /running (repl-[0-9a-z-]+)/.exec(err)
+      if (match?.[1] !== undefined) resolve(match[1])
+    })
+    void child.then(() => reject(new Error(`repl exited before the run started: ${err}`)))
+  })
+  return { child, name }
+}
+
+const lines = (text: string) => text.split("\n").filter((l) => l !== "")
+
+describe("repl run", () => {
+  it("prints the command's output and exits 0", async () => {
+    const result = await run(["run", "-c", "echo hello"])
+    expect(result.stdout).toBe("hello")
+    expect(result.exitCode).toBe(0)
+  })
+
+  it("exits with the command's exit code", async () => {
+    expect((await run(["run", "-c", "exit 7"])).exitCode).toBe(7)
+  })
+
+  it("passes --env to the command", async () => {
+    const result = await run(["run", "-c", "echo $FOO", "--env", "FOO=bar"])
+    expect(result.stdout).toBe("bar")
+  })
+
+  it("writes the command's stderr to stderr", async () => {
+    const result = await run(["run", "-c", "echo out; echo err >&2"])
+    expect(result.stdout).toBe("out")
+    expect(result.stderr).toBe("err")
+  })
+
+  it("--max-duration stops the run with exit 124", async () => {
+    const result = await run(["run", "-c", "sleep 600", "--max-duration", "1s"])
+    expect(result.exitCode).toBe(124)
+    expect(result.stderr).toContain("--max-duration")
+  })
+
+  it("--json prints JSON Lines ending with the exit", async () => {
+    const result = await run(["run", "-c", "echo hi", "--json"])
+    const events = lines(result.stdout).map((l) => JSON.parse(l) as Record<string, unknown>)
+    expect(events[0]).toMatchObject({ type: "output", stream: "stdout", offset: 0, data: "hi\n" })
+    expect(events.at(-1)).toMatchObject({ type: "exit", state: "succeeded", exitCode: 0 })
+  })
+
+  it("Ctrl-C cancels the run, terminates the instance and exits 130", async () => {
+    const { child, name } = startRun("sleep 600")
+    const instance = await name
+    expect((await processesOf(instance)).length).toBeGreaterThan(0)
+    child.kill("SIGINT")
+    const result = await child
+    expect(result.exitCode).toBe(130)
+    expect(await processesOf(instance)).toEqual([])
+  })
+})
+
+describe("bad input", () => {
+  const cases: ReadonlyArray<[string, ReadonlyArray<string>]> = [
+    ["an invalid spec", ["run", "-c", "true", "--spec", "gpu:h100"]],
+    ["an unknown provider", ["run", "-c", "true", "--provider", "nimbus"]],
+    ["an unknown flag", ["run", "-c", "true", "--bogus"]],
+    ["a missing command", ["run"]],
+    ["a duration without a unit", ["run", "-c", "true", "--max-duration", "30"]],
+    ["a malformed --env", ["run", "-c", "true", "--env", "NOEQUALS"]],
+    ["an unknown command", ["launch-rockets"]]
+  ]
+  it.each(cases)("%s: one line on stderr, exit 2, nothing written, nothing started", async (_label, args) => {
+    const before = readdirSync("/proc").length
+    const result = await run(args)
+    expect(result.exitCode).toBe(2)
+    expect(lines(result.stderr)).toHaveLength(1)
+    expect(result.stderr).toMatch(/^repl: /)
+    expect(result.stderr).not.toMatch(/\bat .*\.ts:\d+/)
+    expect(existsSync(join(home, "state.db"))).toBe(false)
+    expect(existsSync(join(home, "instances"))).toBe(false)
+    expect(before).toBeGreaterThan(0)
+  })
+
+  it("an invalid spec names the valid forms", async () => {
+    const result = await run(["run", "-c", "true", "--spec", "gpu:h100"])
+    expect(result.stderr).toContain("sandbox")
+    expect(result.stderr).toContain("process")
+  })
+
+  it("a malformed SKYREPL_LEASE_TTL is a one-line configuration error", async () => {
+    const result = await run(["run", "list"], { SKYREPL_LEASE_TTL: "soon" })
+    expect(result.exitCode).toBe(2)
+    expect(lines(result.stderr)).toHaveLength(1)
+    expect(result.stderr).toContain("SKYREPL_LEASE_TTL")
+  })
+})
+
+describe("listings", () => {
+  it("run list, run attach, run cancel, instance list and allocation list", async () => {
+    const first = await run(["run", "-c", "printf 'one\\ntwo\\n'; exit 3", "--json"])
+    const exitEvent = JSON.parse(lines(first.stdout).at(-1) ?? "{}") as { runId: string; instance: string }
+    const runs = JSON.parse((await run(["run", "list", "--json"])).stdout) as Array<{ id: string; state: string; exitCode: number }>
+    expect(runs).toHaveLength(1)
+    expect(runs[0]).toMatchObject({ id: exitEvent.runId, state: "failed", exitCode: 3 })
+
+    const table = await run(["run", "list"])
+    expect(table.stdout).toContain(exitEvent.runId)
+    expect(table.stdout).toMatch(/^RUN\s+STATE/)
+
+    const attached = await run(["run", "attach", exitEvent.runId])
+    expect(attached.stdout).toBe("one\ntwo")
+    expect(attached.exitCode).toBe(3)
+    const resumed = await run(["run", "attach", exitEvent.runId, "--from-stdout", "4"])
+    expect(resumed.stdout).toBe("two")
+
+    const cancelled = await run(["run", "cancel", exitEvent.runId, "--json"])
+    expect(JSON.parse(cancelled.stdout)).toMatchObject({ outcome: "already-finished", state: "failed" })
+    expect(cancelled.exitCode).toBe(0)
+
+    const unknown = await run(["run", "cancel", "nosuchrun0000"])
+    expect(unknown.exitCode).toBe(1)
+    expect(unknown.stderr).toBe('repl: no run with id "nosuchrun0000"')
+
+    const instances = JSON.parse((await run(["instance", "list", "--all", "--json"])).stdout) as Array<Record<string, unknown>>
+    expect(instances).toHaveLength(1)
+    expect(instances[0]).toMatchObject({ name: exitEvent.instance, state: "terminated" })
+    expect(instances[0]).not.toHaveProperty("agentToken")
+    const live = JSON.parse((await run(["instance", "list", "--json"])).stdout) as Array<unknown>
+    expect(live).toEqual([])
+
+    const allocations = JSON.parse((await run(["allocation", "list", "--json"])).stdout) as Array<{ runId: string; state: string }>
+    expect(allocations).toEqual([expect.objectContaining({ runId: exitEvent.runId, state: "released" })])
+  })
+
+  it("--version and --help", async () => {
+    const version = await run(["--version"])
+    expect(version.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/)
+    const help = await run(["--help"])
+    expect(help.exitCode).toBe(0)
+    for (const path of ["run", "run list", "run attach", "run cancel", "instance list", "allocation list", "orphans"]) {
+      expect(help.stdout).toContain(`repl ${path}`)
+    }
+  })
+})
+
+describe("the cleanup guarantee, by breaking things", () => {
+  it("SIGKILL of the CLI: the next repl command ends the instance once the lease TTL has passed", async () => {
+    const { child, name } = startRun("sleep 600", { SKYREPL_LEASE_TTL: "1s" })
+    const instance = await name
+    child.kill("SIGKILL")
+    await child
+    // Still running: nobody has ended it yet (the agent's dead-man window is 10 s here).
+    expect((await processesOf(instance)).length).toBeGreaterThan(0)
+    await new Promise((r) => setTimeout(r, 1_500))
+    const list = await run(["run", "list", "--json"], { SKYREPL_LEASE_TTL: "1s" })
+    expect(list.exitCode).toBe(0)
+    expect(await processesOf(instance)).toEqual([])
+    const runs = JSON.parse(list.stdout) as Array<{ state: string }>
+    expect(runs[0]?.state).toBe("failed")
+  })
+
+  it("database deleted: repl orphans still lists the instance and --reap --min-age 0 ends it", async () => {
+    const { child, name } = startRun("sleep 600")
+    const instance = await name
+    child.kill("SIGKILL")
+    await child
+    for (const file of ["state.db", "state.db-wal", "state.db-shm"]) rmSync(join(home, file), { force: true })
+
+    const listed = await run(["orphans", "--json"])
+    expect(listed.exitCode).toBe(0)
+    const report = JSON.parse(listed.stdout) as { orphans: Array<{ name: string; reason: string; action: string }> }
+    expect(report.orphans).toContainEqual(expect.objectContaining({ name: instance, reason: "untracked", action: "listed" }))
+    expect((await processesOf(instance)).length).toBeGreaterThan(0)
+
+    const reaped = await run(["orphans", "--reap", "--min-age", "0", "--own", "--json"])
+    const after = JSON.parse(reaped.stdout) as { orphans: Array<{ name: string; action: string }> }
+    expect(after.orphans).toContainEqual(expect.objectContaining({ name: instance, action: "reaped" }))
+    await eventually("the orphan is gone", async () => (await processesOf(instance)).length === 0)
+  })
+
+  it("orphans --reap respects --min-age and --keep", async () => {
+    const { child, name } = startRun("sleep 600")
+    const instance = await name
+    child.kill("SIGKILL")
+    await child
+    for (const file of ["state.db", "state.db-wal", "state.db-shm"]) rmSync(join(home, file), { force: true })
+    const young = JSON.parse((await run(["orphans", "--reap", "--own", "--json"])).stdout) as { orphans: Array<{ name: string; action: string }> }
+    expect(young.orphans).toContainEqual(expect.objectContaining({ name: instance, action: "too-young" }))
+    const kept = JSON.parse((await run(["orphans", "--reap", "--min-age", "0", "--own", "--keep", instance, "--json"])).stdout) as { orphans: Array<{ name: string; action: string }> }
+    expect(kept.orphans).toContainEqual(expect.objectContaining({ name: instance, action: "kept" }))
+    expect((await processesOf(instance)).length).toBeGreaterThan(0)
+  })
+})

@@ -1,0 +1,294 @@
+import { attach, cancel, getRun, launch, listInstances, listRuns, SkyRepl } from "@skyrepl/core"
+import { LocalProvider } from "@skyrepl/provider-local"
+import { SqliteStore } from "@skyrepl/store-sqlite"
+import { Chunk, Deferred, Duration, Effect, Exit, Fiber, Stream } from "effect"
+import { existsSync } from "node:fs"
+import { join } from "node:path"
+import { afterEach, beforeEach, describe, expect, it } from "vitest"
+import { engineLayer, eventually, processesOf, removeHome, startOwner, tempHome, testSettings, text } from "./support.ts"
+
+let home: string
+beforeEach(() => {
+  home = tempHome()
+})
+afterEach(() => removeHome(home))
+
+const runEngine = <A, E>(effect: Effect.Effect<A, E, SkyRepl>, overrides = {}) =>
+  Effect.runPromise(effect.pipe(Effect.provide(engineLayer(home, overrides))))
+
+const collect = <A, E, R>(stream: Stream.Stream<A, E, R>) => Stream.runCollect(stream).pipe(Effect.map(Chunk.toReadonlyArray))
+
+describe("launch", () => {
+  it("runs echo, streams its output and terminates the instance", async () => {
+    const { chunks, result, name, instances } = await runEngine(
+      Effect.gen(function* () {
+        const { chunks, result, name } = yield* Effect.scoped(
+          Effect.gen(function* () {
+            const run = yield* launch({ command: "echo hello; echo oops >&2" })
+            const chunks = yield* collect(run.output)
+            return { chunks, result: yield* run.result, name: run.instance.name }
+          })
+        )
+        return { chunks, result, name, instances: yield* listInstances() }
+      })
+    )
+    expect(text(chunks)).toBe("hello\n")
+    expect(text(chunks, "stderr")).toBe("oops\n")
+    expect(result).toMatchObject({ state: "succeeded", exitCode: 0 })
+    expect(instances.find((i) => i.name === name)?.state).toBe("terminated")
+    expect(await processesOf(name)).toEqual([])
+  })
+
+  it("reports a non-zero exit code as a failed run", async () => {
+    const result = await runEngine(Effect.scoped(Effect.flatMap(launch({ command: "exit 7" }), (r) => r.result)))
+    expect(result).toMatchObject({ state: "failed", exitCode: 7 })
+  })
+
+  it("passes env to the command", async () => {
+    const out = await runEngine(
+      Effect.scoped(Effect.flatMap(launch({ command: 'echo "$FOO-$BAR"', env: { FOO: "bar", BAR: "baz qux" } }), (r) => collect(r.output)))
+    )
+    expect(text(out)).toBe("bar-baz qux\n")
+  })
+
+  it("runs in its own hostname and pid namespace when isolation is available", async () => {
+    const { out, name } = await runEngine(
+      Effect.scoped(
+        Effect.gen(function* () {
+          const run = yield* launch({ command: "hostname; echo $$" })
+          return { out: text(yield* collect(run.output)), name: run.instance.name }
+        })
+      )
+    )
+    const [host, pid] = out.trim().split("\n")
+    expect(host).toBe(name)
+    // Inside a fresh pid namespace the agent is pid 1, so the shell gets a small pid.
+    expect(Number(pid)).toBeLessThan(100)
+  })
+
+  it("refuses an invalid spec and an unknown provider before writing anything", async () => {
+    const outcomes = await runEngine(
+      Effect.gen(function* () {
+        const badSpec = yield* Effect.exit(Effect.scoped(launch({ command: "echo", spec: "gpu:h100" })))
+        const badProvider = yield* Effect.exit(Effect.scoped(launch({ command: "echo", provider: "nimbus" })))
+        const badEnv = yield* Effect.exit(Effect.scoped(launch({ command: "echo", env: { "1X": "y" } })))
+        const badDuration = yield* Effect.exit(Effect.scoped(launch({ command: "echo", maxDuration: Duration.zero })))
+        return { badSpec, badProvider, badEnv, badDuration, runs: yield* listRuns(), instances: yield* listInstances() }
+      })
+    )
+    const tag = (exit: Exit.Exit<unknown, { readonly _tag: string }>) => (Exit.isFailure(exit) && exit.cause._tag === "Fail" ? exit.cause.error._tag : "none")
+    expect(tag(outcomes.badSpec)).toBe("InvalidSpec")
+    expect(tag(outcomes.badProvider)).toBe("UnknownProvider")
+    expect(tag(outcomes.badEnv)).toBe("InvalidLaunchOptions")
+    expect(tag(outcomes.badDuration)).toBe("InvalidLaunchOptions")
+    expect(outcomes.runs).toEqual([])
+    expect(outcomes.instances).toEqual([])
+  })
+})
+
+describe("scoped termination", () => {
+  it("interrupting the program leaves no process of the instance behind", async () => {
+    const names: Array<string> = []
+    await runEngine(
+      Effect.gen(function* () {
+        const started = yield* Deferred.make<string>()
+        const fiber = yield* Effect.fork(
+          Effect.scoped(
+            Effect.gen(function* () {
+              const run = yield* launch({ command: "sleep 600" })
+              yield* Deferred.succeed(started, run.instance.name)
+              return yield* run.result
+            })
+          )
+        )
+        const name = yield* Deferred.await(started)
+        names.push(name)
+        expect((yield* Effect.promise(() => processesOf(name))).length).toBeGreaterThan(0)
+        yield* Fiber.interrupt(fiber)
+        const record = (yield* listInstances()).find((i) => i.name === name)
+        expect(record?.state).toBe("terminated")
+        const run = (yield* listRuns())[0]
+        expect(run?.state).toBe("cancelled")
+      })
+    )
+    expect(await processesOf(names[0]!)).toEqual([])
+  })
+
+  it("the Promise client's await using terminates the instance", async () => {
+    const client = await SkyRepl.make({
+      providers: [LocalProvider.layer({ home })],
+      store: SqliteStore.layer({ filename: join(home, "state.db") }),
+      config: testSettings(home)
+    })
+    let name = ""
+    {
+      await using run = await client.launch({ command: "sleep 600" })
+      name = run.instance.name
+      await eventually("the sandbox runs", async () => (await processesOf(name)).length > 0)
+    }
+    expect(await processesOf(name)).toEqual([])
+    const instances = await client.listInstances()
+    expect(instances.find((i) => i.name === name)?.state).toBe("terminated")
+    await client.dispose()
+  })
+
+  it("disposing the Promise client ends every instance it launched", async () => {
+    const client = await SkyRepl.make({
+      providers: [LocalProvider.layer({ home })],
+      store: SqliteStore.layer({ filename: join(home, "state.db") }),
+      config: testSettings(home)
+    })
+    const a = await client.launch({ command: "sleep 600" })
+    const b = await client.launch({ command: "sleep 600" })
+    await client.dispose()
+    expect(await processesOf(a.instance.name)).toEqual([])
+    expect(await processesOf(b.instance.name)).toEqual([])
+  })
+
+  it("the Promise client rejects with the tagged error", async () => {
+    const client = await SkyRepl.make({
+      providers: [LocalProvider.layer({ home })],
+      store: SqliteStore.layer({ filename: join(home, "state.db") }),
+      config: testSettings(home)
+    })
+    await expect(client.launch({ command: "true", spec: "nope" })).rejects.toMatchObject({ _tag: "InvalidSpec" })
+    await client.dispose()
+  })
+})
+
+describe("attach", () => {
+  it("replays from byte offsets with no gap and no duplicate", async () => {
+    const { full, resumed, again } = await runEngine(
+      Effect.gen(function* () {
+        const runId = yield* Effect.scoped(
+          Effect.gen(function* () {
+            const run = yield* launch({ command: "printf abcdef; printf 123456 >&2" })
+            yield* run.result
+            return run.id
+          })
+        )
+        const full = yield* collect(attach(runId, { follow: false }))
+        const resumed = yield* collect(attach(runId, { from: { stdout: 3, stderr: 5 } }))
+        const again = yield* collect(attach(runId, { from: { stdout: 6, stderr: 6 } }))
+        return { full, resumed, again }
+      })
+    )
+    expect(text(full)).toBe("abcdef")
+    expect(text(full, "stderr")).toBe("123456")
+    expect(text(resumed)).toBe("def")
+    expect(text(resumed, "stderr")).toBe("6")
+    expect(resumed.find((c) => c.stream === "stdout")?.offset).toBe(3)
+    expect(again).toEqual([])
+  })
+
+  it("follows live output while the run goes on", async () => {
+    const seen = await runEngine(
+      Effect.scoped(
+        Effect.gen(function* () {
+          const run = yield* launch({ command: "for i in 1 2 3; do echo $i; sleep 0.3; done" })
+          const chunks = yield* collect(attach(run.id))
+          return { out: text(chunks), count: chunks.length }
+        })
+      )
+    )
+    expect(seen.out).toBe("1\n2\n3\n")
+    // Live: the lines arrived as they were written, not in one piece at the end.
+    expect(seen.count).toBeGreaterThanOrEqual(3)
+  })
+
+  it("fails with RunNotFound for an unknown run", async () => {
+    const exit = await runEngine(Effect.exit(collect(attach("nosuchrun0000"))))
+    expect(Exit.isFailure(exit) && exit.cause._tag === "Fail" && exit.cause.error._tag).toBe("RunNotFound")
+  })
+})
+
+describe("cancel and time limits", () => {
+  it("cancel ends a running command and is idempotent", async () => {
+    const { first, second, result, name } = await runEngine(
+      Effect.scoped(
+        Effect.gen(function* () {
+          const run = yield* launch({ command: "sleep 600" })
+          const first = yield* cancel(run.id)
+          const result = yield* run.result
+          const second = yield* cancel(run.id)
+          return { first, second, result, name: run.instance.name }
+        })
+      )
+    )
+    expect(first).toMatchObject({ outcome: "cancelled", state: "cancelled" })
+    expect(second).toMatchObject({ outcome: "already-finished", state: "cancelled" })
+    expect(result.state).toBe("cancelled")
+    await eventually("the sandbox is gone", async () => (await processesOf(name)).length === 0)
+  })
+
+  it("maxDuration ends the run as timed_out and terminates the instance", async () => {
+    const { result, name, state } = await runEngine(
+      Effect.gen(function* () {
+        const { result, name, id } = yield* Effect.scoped(
+          Effect.gen(function* () {
+            const run = yield* launch({ command: "echo started; sleep 600", maxDuration: "1 second" })
+            return { result: yield* run.result, name: run.instance.name, id: run.id }
+          })
+        )
+        return { result, name, state: (yield* getRun(id)).state }
+      })
+    )
+    expect(result.state).toBe("timed_out")
+    expect(state).toBe("timed_out")
+    expect(await processesOf(name)).toEqual([])
+  })
+
+  it("terminates the instance as soon as the run ends, before the scope closes", async () => {
+    await runEngine(
+      Effect.scoped(
+        Effect.gen(function* () {
+          const run = yield* launch({ command: "true" })
+          yield* run.result
+          yield* Effect.promise(() => eventually("instance gone while the scope is open", async () => (await processesOf(run.instance.name)).length === 0))
+        })
+      )
+    )
+  })
+})
+
+describe("other processes", () => {
+  it("a controller that opens the store reaps instances whose SIGKILLed owner stopped renewing", async () => {
+    const owner = startOwner(home, "sleep 600", { SKYREPL_LEASE_TTL: "1s" })
+    const { name } = await owner.launched
+    owner.child.kill("SIGKILL")
+    await owner.exited
+    expect((await processesOf(name)).length).toBeGreaterThan(0)
+    await new Promise((r) => setTimeout(r, 1_500))
+    // Opening the engine is enough: reaping runs before anything else.
+    const state = await runEngine(Effect.map(listInstances(), (all) => all.find((i) => i.name === name)?.state))
+    expect(state).toBe("terminated")
+    expect(await processesOf(name)).toEqual([])
+  })
+
+  it("cancel from another process asks the live owner, which ends the run", async () => {
+    const owner = startOwner(home, "sleep 600")
+    const { runId, name } = await owner.launched
+    const result = await runEngine(cancel(runId))
+    expect(result).toMatchObject({ outcome: "cancelled-by-owner", state: "cancelled" })
+    expect(await owner.exited).toBe(0)
+    expect(owner.output()).toContain('"state":"cancelled"')
+    expect(await processesOf(name)).toEqual([])
+  })
+
+  it("cancel terminates the instance directly when its owner is dead", async () => {
+    const owner = startOwner(home, "sleep 600")
+    const { runId, name } = await owner.launched
+    owner.child.kill("SIGKILL")
+    await owner.exited
+    const result = await runEngine(cancel(runId))
+    expect(result).toMatchObject({ outcome: "terminated-directly", state: "cancelled" })
+    expect(await processesOf(name)).toEqual([])
+  })
+})
+
+describe("state home", () => {
+  it("keeps its database under the configured home", async () => {
+    await runEngine(listRuns())
+    expect(existsSync(join(home, "state.db"))).toBe(true)
+  })
+})
