@@ -10,18 +10,25 @@ Imports are kept to what the hot path needs, because the agent's start-up is par
 launch's latency.
 """
 
-import http.client
-import json
-import os
-import select
-import signal
-import socket
-import subprocess
 import sys
-import threading
-import time
-from collections import deque
-from urllib.parse import quote, urlsplit
+
+# http.client imports ssl only to offer HTTPS, and that import is about a third of the agent's
+# whole start-up. A controller reached over plain http never needs it, so the agent (not a
+# process that imports this file) tells the import system ssl is absent before loading it.
+if __name__ == "__main__" and "ssl" not in sys.modules and not any("https:" in a for a in sys.argv[1:]):
+    sys.modules["ssl"] = None
+
+import http.client  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import select  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections import deque  # noqa: E402
+from urllib.parse import quote, urlsplit  # noqa: E402
 
 PROTOCOL = 1
 AGENT_VERSION = "1.0.0"
@@ -76,6 +83,7 @@ class Config(object):
         self.shutdown = "exit"
         self.workdir = ""
         self.log = None
+        self.log_fd = None
 
 
 FLAGS = (
@@ -580,8 +588,11 @@ class Agent(object):
         self.runs = {}
         self.seen = set()
         self.ending = False
-        self.stop_reports = False
+        # Set when the agent ends: heartbeats and the event stream stop.
         self.end_event = threading.Event()
+        # Set when uploads and exit reports must stop too (at once, or after a `shutdown`
+        # event's grace for the killed runs' last output).
+        self.stop_event = threading.Event()
         self.signalled = None
         env = dict(os.environ)
         # Runs are the user's code: they get the instance's environment, not the agent's secret.
@@ -607,9 +618,13 @@ class Agent(object):
     def alive(self):
         self.last_ok = time.monotonic()
 
+    @property
+    def stop_reports(self):
+        return self.stop_event.is_set()
+
     def pause(self, seconds):
-        """Sleeps, or returns early (True) once the agent stops reporting."""
-        return self.end_event.wait(seconds) and self.stop_reports
+        """Sleeps, or returns early (True) once uploads and reports must stop."""
+        return self.stop_event.wait(seconds)
 
     # -- start-up ----------------------------------------------------------------------------
 
@@ -1086,7 +1101,8 @@ class Agent(object):
                 return
             self.ending = True
             runs = list(self.runs.values())
-        self.stop_reports = kind != "shutdown"
+        if kind != "shutdown":
+            self.stop_event.set()
         self.end_event.set()
         self.log("ending: %s" % why)
         threading.Thread(target=self._end, args=(runs, status, kind), name="end", daemon=True).start()
@@ -1108,7 +1124,7 @@ class Agent(object):
                 wait_until = time.monotonic() + SHUTDOWN_REPORT_WAIT
                 for run in runs:
                     run.reported.wait(max(0.0, wait_until - time.monotonic()))
-                self.stop_reports = True
+                self.stop_event.set()
             elif kind == "deadman":
                 self._report_once(runs)
             if kind != "signal":
@@ -1201,7 +1217,6 @@ def main(argv=None):
             % POWEROFF_VARIABLE
         )
         return EXIT_BAD_ARGS
-    cfg.log_fd = None
     if cfg.log:
         try:
             cfg.log_fd = os.open(cfg.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

@@ -1,4 +1,4 @@
-import { execa, type ResultPromise } from "execa"
+import { execa } from "execa"
 import { existsSync, readdirSync, rmSync } from "node:fs"
 import { join } from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
@@ -8,7 +8,7 @@ const repoRoot = join(import.meta.dirname, "..")
 const repl = join(repoRoot, "node_modules", ".bin", "repl")
 
 let home: string
-const started: Array<ResultPromise> = []
+const started: Array<{ readonly kill: (signal: NodeJS.Signals) => boolean }> = []
 beforeEach(() => {
   home = tempHome()
 })

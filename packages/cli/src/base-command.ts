@@ -1,9 +1,18 @@
 import type { ProviderService, SkyRepl, SkyReplSettings } from "@skyrepl/core"
 import { Command } from "clipanion"
-import { Cause, Effect, Exit, Fiber, type Scope } from "effect"
+import { Cause, Effect, Exit, Fiber, Logger, type Scope } from "effect"
 import { explain } from "./errors.ts"
 import { useColor } from "./format.ts"
 import { engineLayer, loadSettings } from "./runtime.ts"
+
+/** Engine warnings (a failed reap, a slow termination) go to stderr, never into stdout's data. */
+const stderrLogger = Logger.replace(
+  Logger.defaultLogger,
+  Logger.make(({ logLevel, message }) => {
+    const text = Array.isArray(message) ? message.map(String).join(" ") : String(message)
+    process.stderr.write(`repl: ${logLevel.label.toLowerCase()}: ${text}\n`)
+  })
+)
 
 /** Exit status for a CLI call ended by Ctrl-C or SIGTERM, as shells report it. */
 export const INTERRUPTED = 130
@@ -31,8 +40,10 @@ export abstract class SkyReplCommand extends Command {
     const main = Effect.gen(this, function* () {
       const settings = yield* loadSettings
       const prebuilt = yield* this.preflight(settings)
-      return yield* this.program(settings).pipe(Effect.provide(engineLayer(settings, prebuilt)))
-    }).pipe(Effect.scoped)
+      // The program's scope (its launches) must close while the engine is still up: the
+      // launches' finalizers terminate instances through the store and the providers.
+      return yield* this.program(settings).pipe(Effect.scoped, Effect.provide(engineLayer(settings, prebuilt)))
+    }).pipe(Effect.scoped, Effect.provide(stderrLogger))
     const fiber = Effect.runFork(main)
     const interrupt = () => {
       Effect.runFork(Fiber.interrupt(fiber))

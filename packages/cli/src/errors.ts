@@ -1,4 +1,4 @@
-import { Cause, Data } from "effect"
+import { Cause, ConfigError, Data } from "effect"
 
 /** A flag's value that clipanion accepted as a string but the command cannot use. */
 export class UsageFailure extends Data.TaggedError("UsageFailure")<{ readonly message: string }> {}
@@ -13,6 +13,19 @@ const messageOf = (error: unknown): string => {
   return String(error)
 }
 
+const describeConfigError = (error: ConfigError.ConfigError): string => {
+  switch (error._op) {
+    case "InvalidData":
+    case "MissingData":
+    case "SourceUnavailable":
+    case "Unsupported":
+      return `${error.path.join(".")}: ${error.message}`
+    case "And":
+    case "Or":
+      return describeConfigError(error.left)
+  }
+}
+
 /**
  * The one line a user sees for a failure, and the exit status: 2 for input the user can fix
  * (usage, unknown provider, invalid spec or option, bad configuration), 1 for everything else.
@@ -25,10 +38,8 @@ export const explain = (cause: Cause.Cause<unknown>): { readonly line: string; r
     return { line: `${base} (valid forms: ${error.validForms.join(", ")})`, code: 2 }
   }
   if (tag !== null && usageTags.has(tag)) return { line: base, code: 2 }
-  // effect's ConfigError: a SKYREPL_* variable that does not parse.
-  if (tag === "InvalidData" || tag === "MissingData" || tag === "And" || tag === "Or") {
-    return { line: `configuration: ${base}`, code: 2 }
-  }
+  // A SKYREPL_* variable that does not parse.
+  if (ConfigError.isConfigError(error)) return { line: `configuration: ${describeConfigError(error)}`, code: 2 }
   if (Cause.isDie(cause) && tag === null) return { line: `internal error: ${base}`, code: 1 }
   return { line: base, code: 1 }
 }

@@ -43,7 +43,7 @@ export const defaultSettings = (home: string = join(homedir(), ".repl")): SkyRep
 const durationConfig = (name: string) =>
   Config.string(name).pipe(
     Config.mapOrFail((text) =>
-      Either.mapLeft(parseDuration(text), (message) => ConfigError.InvalidData([name], message))
+      Either.mapLeft(parseDuration(text), (message) => ConfigError.InvalidData([], message))
     ),
     Config.option
   )

@@ -165,8 +165,8 @@ const assignmentsOf = <P extends object>(
 }
 
 /**
- * How many times a transition re-reads after losing a compare-and-set before treating the
- * record as contended. Each loss means another writer moved the record in between.
+ * How many times a transition is tried again after finding that the record moved between its
+ * update and its read before treating the record as contended.
  */
 const CAS_ATTEMPTS = 16
 
@@ -264,9 +264,11 @@ export const make = (options: MakeOptions): Effect.Effect<StoreService, StoreErr
       Effect.map(Effect.flatMap(query(text, [id]), decode), (rows) => Option.fromNullable(rows[0]))
 
     /**
-     * Compare-and-set against the state just read: the UPDATE only applies if the record is
-     * still in that state, so of two writers moving it out of the same state exactly one
-     * succeeds; the other re-reads and is judged again from the state it now finds.
+     * A compare-and-set in one statement: the UPDATE applies only while the record is in a state
+     * from which the machine allows `to`, so of two writers moving it out of the same state
+     * exactly one succeeds, and a legal move costs one round trip. When nothing was updated, the
+     * state is read and judged by the machine, which names the illegal move; should that state
+     * allow the move after all, another writer moved the record in between, and it is tried again.
      */
     const transition = <S extends string, A>(
       entity: Entity<S, A>,
@@ -275,18 +277,17 @@ export const make = (options: MakeOptions): Effect.Effect<StoreService, StoreErr
       to: S,
       assignments: ReadonlyArray<Assignment>
     ): Effect.Effect<A, Failure | IllegalTransition> => {
-      const select = `SELECT state FROM ${entity.table} WHERE id = ?`
+      const sources = entity.machine.states.filter((from) => entity.machine.canTransition(from, to))
       const update =
         `UPDATE ${entity.table} SET state = ?${assignments.map(([column]) => `, ${column} = ?`).join("")} ` +
-        `WHERE id = ? AND state = ? RETURNING ${entity.columns}`
-      const values = assignments.map(([, value]) => value)
-      const attempt = (remaining: number): Effect.Effect<A, Failure | IllegalTransition> =>
+        `WHERE id = ? AND state IN (${placeholders(sources.length)}) RETURNING ${entity.columns}`
+      const params = [to, ...assignments.map(([, value]) => value), id, ...sources]
+      const select = `SELECT state FROM ${entity.table} WHERE id = ?`
+      const explain = (remaining: number): Effect.Effect<A, Failure | IllegalTransition> =>
         Effect.gen(function* () {
           const [current] = yield* Effect.flatMap(query(select, [id]), entity.decodeStates)
           if (current === undefined) return yield* notFound(name, entity.machine.entity, id)
           yield* entity.machine.transition(id, current.state, to)
-          const [moved] = yield* Effect.flatMap(query(update, [to, ...values, id, current.state]), entity.decodeRows)
-          if (moved !== undefined) return moved
           if (remaining <= 1) {
             return yield* new StoreError({
               operation: name,
@@ -296,6 +297,12 @@ export const make = (options: MakeOptions): Effect.Effect<StoreService, StoreErr
           }
           return yield* attempt(remaining - 1)
         })
+      const attempt = (remaining: number): Effect.Effect<A, Failure | IllegalTransition> =>
+        sources.length === 0
+          ? explain(remaining)
+          : Effect.flatMap(Effect.flatMap(query(update, params), entity.decodeRows), (rows) =>
+              rows[0] !== undefined ? Effect.succeed(rows[0]) : explain(remaining)
+            )
       return attempt(CAS_ATTEMPTS)
     }
 

@@ -64,7 +64,7 @@ const validate = (options: LaunchOptions) =>
       spec: options.spec,
       env: options.env,
       workdir: options.workdir
-    }, { exact: true })
+    }, { exact: true, onExcessProperty: "error" })
     if (Either.isLeft(decoded)) {
       return yield* new InvalidLaunchOptions({ message: decoded.left.message })
     }
@@ -199,12 +199,15 @@ export const launchWith = (
     })
     yield* Effect.addFinalizer(() => Effect.sync(() => engine.live.delete(runId)))
 
-    // Once, whoever asks first: the run ending, the scope closing, a failed start.
-    const terminate = yield* Effect.cached(
+    // Asked for by the run's end and by the closing scope, possibly at once: terminateInstance
+    // is idempotent, and each call runs to the end even if its fiber is interrupted, so a
+    // half-done termination is never taken for a finished one.
+    const terminate = Effect.uninterruptible(
       Effect.gen(function* () {
+        const latest = Option.getOrElse(yield* store.getInstance(instanceId).pipe(Effect.orElseSucceed(() => Option.none<Instance>())), () => instance)
+        if (latest.state === "terminated") return
         yield* session.shutdown
         yield* progress("terminating")
-        const latest = Option.getOrElse(yield* store.getInstance(instanceId).pipe(Effect.orElseSucceed(() => Option.none<Instance>())), () => instance)
         yield* terminateInstance(engine, latest, "the instance was terminated").pipe(
           Effect.tapError((error) => Effect.logError(`terminating ${name}: ${error.message}`)),
           Effect.ignore
