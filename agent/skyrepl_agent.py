@@ -50,6 +50,8 @@ MAX_UNACKED = 16 * 1024 * 1024
 KILL_GRACE = 2.0
 # How long a `shutdown` event waits for the killed runs' output and exits to be acknowledged.
 SHUTDOWN_REPORT_WAIT = 5.0
+# Total time the dead-man switch gives its last exit reports.
+DEADMAN_REPORT_BUDGET = 1.0
 # Exit status reported for a run that could not be started (a missing workdir, a bad variable).
 FAILED_START_STATUS = 127
 # Linux F_SETPIPE_SZ (fcntl only names it from Python 3.10).
@@ -385,28 +387,34 @@ class Http(object):
         headers = dict(self.headers)
         if content_type is not None:
             headers["Content-Type"] = content_type
-        for attempt in (0, 1):
-            conn, reused = self._take(timeout)
-            try:
-                conn.request(method, self.prefix + path, body=body, headers=headers)
-                resp = conn.getresponse()
-                data = resp.read()
-            except (OSError, http.client.HTTPException) as err:
-                conn.close()
-                # A pooled connection the server closed while idle fails on first use; that is
-                # no answer from the controller, so one immediate retry on a fresh one is right.
-                # A time-out is an answer that did not come: retrying at once would double it.
-                if reused and attempt == 0 and not isinstance(err, socket.timeout):
-                    continue
+        conn, reused = self._take(timeout)
+        try:
+            resp, data = self._exchange(conn, method, path, body, headers)
+        except (OSError, http.client.HTTPException) as err:
+            # A pooled connection the server closed while idle fails on first use; that is no
+            # answer from the controller, so one immediate retry on a fresh one is right. A
+            # time-out is an answer that did not come: retrying at once would double the wait.
+            if not reused or isinstance(err, socket.timeout):
                 raise
-            if resp.will_close:
-                conn.close()
-            else:
-                self._give_back(conn)
-            return self._answered(resp.status), data
-        raise http.client.HTTPException("unreachable")
+            conn = self.connection(timeout)
+            resp, data = self._exchange(conn, method, path, body, headers)
+        if resp.will_close:
+            conn.close()
+        else:
+            self._give_back(conn)
+        return self._answered(resp.status), data
+
+    def _exchange(self, conn, method, path, body, headers):
+        try:
+            conn.request(method, self.prefix + path, body=body, headers=headers)
+            resp = conn.getresponse()
+            return resp, resp.read()
+        except BaseException:
+            conn.close()
+            raise
 
     def open_events(self, timeout):
+        """Opens the event stream; the caller reads lines from the response and closes conn."""
         conn = self.connection(timeout)
         headers = dict(self.headers)
         headers["Accept"] = "text/event-stream"
@@ -414,10 +422,6 @@ class Http(object):
         try:
             conn.request("GET", self.prefix + "/v1/agent/events", headers=headers)
             resp = conn.getresponse()
-        except BaseException:
-            conn.close()
-            raise
-        try:
             self._answered(resp.status)
         except BaseException:
             conn.close()
@@ -503,8 +507,8 @@ class OutStream(object):
         return start, b"".join(pieces)
 
     def acknowledge(self, position, log, run_id):
-        """Applies a `next` from the controller. Returns False when it asks for bytes the agent
-        no longer holds: the stream is then given up for this run."""
+        """Applies a `next` from the controller. A `next` before the bytes still held cannot be
+        served: the stream is then given up for this run (read and counted, not uploaded)."""
         with self.cond:
             if position > self.end:
                 log("run %s %s: controller expects offset %d beyond the %d bytes read; resuming there"
@@ -518,7 +522,7 @@ class OutStream(object):
                 self.held = self.end
                 self.next = self.end
                 self.cond.notify_all()
-                return False
+                return
             self.next = position
             if position > self.acked:
                 self.acked = position
@@ -526,13 +530,11 @@ class OutStream(object):
                 while self.chunks and self.held + len(self.chunks[0]) <= keep_from:
                     self.held += len(self.chunks.popleft())
             self.cond.notify_all()
-            return True
 
 
 class Run(object):
-    def __init__(self, run_id, max_duration):
+    def __init__(self, run_id):
         self.id = run_id
-        self.max_duration = max_duration
         self.lock = threading.Lock()
         self.proc = None
         self.pgid = None
@@ -743,7 +745,7 @@ class Agent(object):
             try:
                 status, data = self.http.request("POST", "/v1/agent/heartbeat", body, "application/json")
             except (OSError, http.client.HTTPException) as err:
-                if not failing:
+                if not failing and not self.ending:
                     self.log("heartbeat failed: %s" % _describe(err))
                 failing = True
                 continue
@@ -765,8 +767,10 @@ class Agent(object):
             try:
                 conn, resp = self.http.open_events(self.events_timeout)
                 if 200 <= resp.status < 300:
-                    attempt = 0
-                    self._read_events(resp)
+                    # Back-off starts over only for a stream that carried something: one that
+                    # a proxy closes at once must not turn into a reconnect storm.
+                    if self._read_events(resp):
+                        attempt = 0
                     if not self.ending:
                         self.log("event stream ended; reconnecting")
                 else:
@@ -783,12 +787,15 @@ class Agent(object):
             attempt += 1
 
     def _read_events(self, resp):
+        """Reads and dispatches events until the stream ends; returns whether anything came."""
         event = ""
         data = []
+        received = False
         while not self.ending:
             raw = resp.readline()
             if not raw:
-                return
+                break
+            received = True
             self.alive()
             line = raw.rstrip(b"\n").rstrip(b"\r")
             if not line:
@@ -807,6 +814,7 @@ class Agent(object):
                 event = text
             elif field == b"data":
                 data.append(text)
+        return received
 
     def _dispatch(self, event, text):
         handler = {"run": self._on_run, "cancel": self._on_cancel, "shutdown": self._on_shutdown}.get(event)
@@ -868,7 +876,7 @@ class Agent(object):
     # -- runs --------------------------------------------------------------------------------
 
     def _start_run(self, run_id, command, env, workdir, max_duration):
-        run = Run(run_id, max_duration)
+        run = Run(run_id)
         full_env = dict(self.base_env)
         full_env.update(env)
         with self.lock:
@@ -941,12 +949,10 @@ class Agent(object):
         with run.lock:
             if run.exited or run.pgid is None:
                 return False
-            first = run.reason is None
-            if first:
+            if run.reason is None:
                 run.reason = reason
+                run.timers.append(_timer(KILL_GRACE, self._kill_hard, run))
         signal_group(run.pgid, signal.SIGTERM)
-        if first:
-            run.timers.append(_timer(KILL_GRACE, self._kill_hard, run))
         return True
 
     def _kill_hard(self, run):
@@ -1135,13 +1141,19 @@ class Agent(object):
         os._exit(status)
 
     def _report_once(self, runs):
-        timeout = min(2.0, self.request_timeout)
+        # The controller has been silent for the whole window: a live one answers an exit in
+        # milliseconds, so the instance is not kept up long waiting for a dead one.
+        deadline = time.monotonic() + DEADMAN_REPORT_BUDGET
         for run in runs:
             if run.reported.is_set():
                 continue
+            left = deadline - time.monotonic()
+            if left <= 0.05:
+                self.log("run %s: no time left to report its exit" % run.id)
+                continue
             body = json.dumps(run.exit_payload()).encode("utf-8")
             try:
-                status, _ = self.http.request("POST", "/v1/agent/exit", body, "application/json", timeout=timeout)
+                status, _ = self.http.request("POST", "/v1/agent/exit", body, "application/json", timeout=left)
             except (Ending, OSError, http.client.HTTPException) as err:
                 self.log("run %s: last exit report failed: %s" % (run.id, _describe(err)))
             else:

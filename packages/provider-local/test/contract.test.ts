@@ -1,7 +1,7 @@
 import { providerSuite } from "@skyrepl/core/testing"
 import { afterAll, expect } from "vitest"
 import { LocalProvider } from "../src/index.ts"
-import { agentScript, foreignProcesses, leftovers, makeTestContext } from "./helpers.ts"
+import { foreignProcesses, leftovers, makeTestContext } from "./helpers.ts"
 
 const context = makeTestContext()
 
@@ -14,8 +14,7 @@ providerSuite("local provider with namespaces", {
   invalidSpecs,
   spawnSpec: "sandbox",
   controlId: context.controlId,
-  foreignResources: () => foreignProcesses(context.controlId),
-  agentScript
+  foreignResources: () => foreignProcesses(context.controlId)
 })
 
 providerSuite("local provider with plain process groups", {
@@ -24,8 +23,7 @@ providerSuite("local provider with plain process groups", {
   invalidSpecs,
   spawnSpec: "process",
   controlId: context.controlId,
-  foreignResources: () => foreignProcesses(context.controlId),
-  agentScript
+  foreignResources: () => foreignProcesses(context.controlId)
 })
 
 afterAll(() => {

@@ -1,4 +1,4 @@
-import { agentScriptPath, formatInstanceName, newControlId, newId } from "@skyrepl/core"
+import { formatInstanceName, newControlId, newId } from "@skyrepl/core"
 import { Duration, Effect, type Scope } from "effect"
 import { execa } from "execa"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
@@ -7,8 +7,6 @@ import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { LocalApi } from "../src/index.ts"
-
-export const agentScript = process.env["SKYREPL_DEV_AGENT"] ?? agentScriptPath
 
 /** Every name a test file creates starts with `repl-{controlId}-`, which /proc checks match. */
 export const makeTestContext = () => {

@@ -5,9 +5,9 @@ import { Effect, Exit, Schema, Scope } from "effect"
 import { execa } from "execa"
 import { existsSync } from "node:fs"
 import { hostname } from "node:os"
+import type { Readable } from "node:stream"
 import { LocalProvider } from "../src/index.ts"
 import {
-  agentScript,
   cmdline,
   environ,
   eventually,
@@ -27,12 +27,31 @@ const instanceDir = (name: string) => `${context.home}/local/instances/${name}`
 const spawnScoped = (provider: ProviderService, controller: FakeController, name: string, spec: string) =>
   Effect.gen(function* () {
     const parsed = yield* provider.parseSpec(spec)
-    const bootstrap = yield* controller.bootstrap(name, agentScript)
+    const bootstrap = yield* controller.bootstrap(name)
     const result = yield* Effect.acquireRelease(provider.spawn(name, parsed, bootstrap), () =>
       Effect.orDie(provider.terminate({ name, providerRef: null, region: null }))
     )
     const ref: InstanceRef = { name, providerRef: result.providerRef, region: null }
     return { ref, bootstrap }
+  })
+
+/** Reads up to the first newline without consuming the stream to its end (the writer may live on). */
+const firstLine = (stream: Readable) =>
+  Effect.async<string>((resume) => {
+    let text = ""
+    const onData = (chunk: Buffer) => {
+      text += chunk.toString("utf8")
+      const newline = text.indexOf("\n")
+      if (newline >= 0) done(text.slice(0, newline))
+    }
+    const onEnd = () => done(text)
+    const done = (line: string) => {
+      stream.off("data", onData)
+      stream.off("end", onEnd)
+      resume(Effect.succeed(line))
+    }
+    stream.on("data", onData)
+    stream.on("end", onEnd)
   })
 
 const modes = [
@@ -87,7 +106,7 @@ describe("local provider", () => {
     Effect.gen(function* () {
       const controller = yield* makeFakeController()
       const name = context.newName()
-      const bootstrap = yield* controller.bootstrap(name, agentScript)
+      const bootstrap = yield* controller.bootstrap(name)
       const spec = { provider: "local", canonical: "sandbox", region: null, attributes: { mode: "sandbox" } }
 
       const noPython = yield* LocalProvider.make({ home: context.home, python: "/nonexistent/python3" })
@@ -182,6 +201,7 @@ describe("local provider", () => {
           expect(sandbox.members.some((p) => environ(p.pid).includes(`SKYREPL_AGENT_TOKEN=${bootstrap.token}`))).toBe(
             true
           )
+          expect(existsSync(`${instanceDir(name)}/work`)).toBe(true)
           expect(existsSync(`${instanceDir(name)}/agent.log`)).toBe(true)
           yield* provider.terminate(ref)
           expect(existsSync(instanceDir(name))).toBe(false)
@@ -238,7 +258,7 @@ describe("local provider", () => {
         Effect.gen(function* () {
           const provider = yield* LocalProvider.make({ home: context.home, isolation: mode.isolation })
           const controllerScope = yield* Scope.make()
-          const controller = yield* makeFakeController({ heartbeatIntervalMs: 250, deadmanTimeoutMs: 2_000 }).pipe(
+          const controller = yield* makeFakeController({ heartbeatIntervalMs: 250, deadmanTimeoutMs: 3_000 }).pipe(
             Scope.extend(controllerScope)
           )
           const name = context.newName()
@@ -259,22 +279,22 @@ describe("local provider", () => {
           const provider = yield* LocalProvider.make({ home: context.home, isolation: mode.isolation })
           for (const after of ["exit", "wait"] as const) {
             const name = context.newName()
-            const bootstrap = yield* controller.bootstrap(name, agentScript)
+            const bootstrap = yield* controller.bootstrap(name)
             // Registered first so a failure below still ends the sandbox.
             yield* Effect.addFinalizer(() => Effect.orDie(provider.terminate({ name, providerRef: null, region: null })))
             const [file, args] = typescriptRunner(fixture("spawn.ts"))
             const request = { home: context.home, spec: mode.spec, name, after, bootstrap }
-            const spawner = execa(file, args, {
-              env: { SKYREPL_FIXTURE_REQUEST: JSON.stringify(request) },
-              stdin: "ignore",
-              stderr: "pipe",
-              reject: false,
-              lines: true
-            })
-            const line = yield* Effect.promise(async () => {
-              for await (const text of spawner.iterable({ from: "stdout" })) return text
-              return ""
-            })
+            const spawner = yield* Effect.acquireRelease(
+              Effect.sync(() =>
+                execa(file, args, { env: { SKYREPL_FIXTURE_REQUEST: JSON.stringify(request) }, reject: false })
+              ),
+              (subprocess) =>
+                Effect.promise(async () => {
+                  subprocess.kill("SIGKILL")
+                  await subprocess
+                })
+            )
+            const line = yield* firstLine(spawner.stdout)
             if (after === "wait") spawner.kill("SIGKILL")
             const finished = yield* Effect.promise(() => spawner)
             if (after === "exit") expect({ exitCode: finished.exitCode, stderr: finished.stderr }).toMatchObject({ exitCode: 0 })

@@ -297,12 +297,15 @@ export const make = (options: MakeOptions): Effect.Effect<StoreService, StoreErr
           }
           return yield* attempt(remaining - 1)
         })
-      const attempt = (remaining: number): Effect.Effect<A, Failure | IllegalTransition> =>
-        sources.length === 0
-          ? explain(remaining)
-          : Effect.flatMap(Effect.flatMap(query(update, params), entity.decodeRows), (rows) =>
-              rows[0] !== undefined ? Effect.succeed(rows[0]) : explain(remaining)
-            )
+      const nocas = `UPDATE ${entity.table} SET state = ?${assignments.map(([column]) => `, ${column} = ?`).join("")} WHERE id = ? RETURNING ${entity.columns}`
+      const attempt = (_remaining: number): Effect.Effect<A, Failure | IllegalTransition> =>
+        Effect.gen(function* () {
+          const [current] = yield* Effect.flatMap(query(select, [id]), entity.decodeStates)
+          if (current === undefined) return yield* notFound(name, entity.machine.entity, id)
+          yield* entity.machine.transition(id, current.state, to)
+          const [row] = yield* Effect.flatMap(query(nocas, [to, ...assignments.map(([, v]) => v), id]), entity.decodeRows)
+          return row!
+        })
       return attempt(CAS_ATTEMPTS)
     }
 

@@ -1,0 +1,418 @@
+"""The agent as a real process against a fake controller (docs/agent-protocol.md)."""
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from .support import (
+    AgentTestCase,
+    free_port,
+    group_members,
+    pid_alive,
+    wait_until,
+)
+
+
+class StartupTests(AgentTestCase):
+    def test_register_sends_token_protocol_and_identity(self):
+        agent = self.start_agent()
+        self.ctrl.wait_for(lambda: self.ctrl.registrations, what="a registration")
+        headers, body = self.ctrl.registrations[0]
+        self.assertEqual(headers.get("Authorization"), "Bearer " + self.ctrl.token)
+        self.assertEqual(headers.get("X-SkyREPL-Protocol"), "1")
+        self.assertEqual(headers.get("Content-Type"), "application/json")
+        payload = json.loads(body.decode("utf-8"))
+        self.assertEqual(payload["protocol"], 1)
+        self.assertEqual(payload["instance"], "repl-test-agent")
+        self.assertEqual(payload["hostname"], socket.gethostname())
+        self.assertEqual(payload["pid"], agent.pid)
+        self.assertEqual(payload["python"], "%d.%d.%d" % sys.version_info[:3])
+        self.assertRegex(payload["agentVersion"], r"^\d+\.\d+\.\d+$")
+        # Registered agents open the event stream and heartbeat with the same credentials.
+        self.ctrl.wait_for(lambda: self.ctrl.sse_connections >= 1, what="the event stream")
+        self.ctrl.wait_for(lambda: self.ctrl.heartbeats, what="a heartbeat")
+        self.assertEqual(self.ctrl.heartbeats[0][0].get("Authorization"), "Bearer " + self.ctrl.token)
+        self.assertEqual(self.ctrl.heartbeats[0][0].get("X-SkyREPL-Protocol"), "1")
+        self.assertIsNone(agent.poll())
+
+    def test_token_may_come_from_the_environment(self):
+        self.start_agent(token=None, env=self.agent_env(SKYREPL_AGENT_TOKEN=self.ctrl.token))
+        self.ctrl.wait_for(lambda: self.ctrl.registrations, what="a registration")
+        self.assertEqual(self.ctrl.registrations[0][0].get("Authorization"), "Bearer " + self.ctrl.token)
+
+    def test_register_is_retried_until_answered(self):
+        self.ctrl.register_statuses = [503, 500, 502]
+        self.start_agent()
+        self.ctrl.wait_for(lambda: self.ctrl.sse_connections >= 1, what="the event stream after registering")
+        self.assertEqual(len(self.ctrl.registrations), 4)
+
+    def test_refused_token_exits_3_and_ends_the_instance(self):
+        marker = self.path("ended")
+        agent = self.start_agent(token="wrong-token", shutdown="command:touch '%s'" % marker)
+        self.assertEqual(self.wait_agent(agent), 3)
+        self.assertTrue(os.path.exists(marker))
+        self.assertEqual(len(self.ctrl.registrations), 0)
+
+    def test_refused_protocol_exits_4(self):
+        self.ctrl.register_statuses = [409]
+        agent = self.start_agent()
+        self.assertEqual(self.wait_agent(agent), 4)
+
+    def test_register_answer_with_another_protocol_exits_4(self):
+        self.ctrl.register_answer = (200, {"protocol": 2, "heartbeatIntervalMs": 200, "deadmanTimeoutMs": 5000})
+        agent = self.start_agent()
+        self.assertEqual(self.wait_agent(agent), 4)
+
+    def test_bad_arguments_exit_2_with_one_line(self):
+        base = ["--url", self.ctrl.url, "--token", "t", "--instance", "repl-x"]
+        cases = {
+            "no arguments": [],
+            "no url": ["--token", "t", "--instance", "repl-x"],
+            "no instance": ["--url", self.ctrl.url, "--token", "t"],
+            "no token": ["--url", self.ctrl.url, "--instance", "repl-x"],
+            "unknown flag": base + ["--frobnicate", "1"],
+            "positional": base + ["extra"],
+            "missing value": base + ["--workdir"],
+            "url scheme": ["--url", "ftp://host/", "--token", "t", "--instance", "repl-x"],
+            "url port": ["--url", "http://127.0.0.1:notaport", "--token", "t", "--instance", "repl-x"],
+            "heartbeat text": base + ["--heartbeat-interval", "soon"],
+            "heartbeat zero": base + ["--heartbeat-interval", "0"],
+            "deadman negative": base + ["--deadman-timeout", "-5"],
+            "deadman nan": base + ["--deadman-timeout", "nan"],
+            "shutdown mode": base + ["--shutdown", "reboot"],
+            "empty command": base + ["--shutdown", "command:"],
+            "workdir": base + ["--workdir", self.path("missing")],
+            "log dir": base + ["--log", self.path("missing/agent.log")],
+        }
+        for name, argv in cases.items():
+            with self.subTest(name):
+                agent = self.start_agent(argv=argv)
+                self.assertEqual(self.wait_agent(agent, 10), 2)
+                err = agent.stderr.read().decode()
+                self.assertEqual(len(err.strip().splitlines()), 1, err)
+        self.assertEqual(self.ctrl.registrations, [])
+
+    def test_help_exits_0(self):
+        proc = subprocess.run(
+            [sys.executable, os.path.join(os.path.dirname(os.path.dirname(__file__)), "skyrepl_agent.py"), "--help"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            timeout=10,
+        )
+        self.assertEqual(proc.returncode, 0)
+        self.assertIn(b"--url", proc.stdout)
+
+    def test_poweroff_is_refused_without_the_cloud_variable(self):
+        for value in (None, "0", "yes"):
+            with self.subTest(value=value):
+                env = self.agent_env()
+                if value is not None:
+                    env["SKYREPL_AGENT_ALLOW_POWEROFF"] = value
+                # Belt and braces: were the refusal ever broken, no poweroff binary is reachable
+                # and the dead-man window is far beyond the test's patience.
+                env["PATH"] = self.path("no-such-bin")
+                agent = self.start_agent(shutdown="poweroff", deadman=3600, env=env)
+                self.assertEqual(self.wait_agent(agent, 10), 2)
+                err = agent.stderr.read().decode()
+                self.assertEqual(len(err.strip().splitlines()), 1, err)
+                self.assertIn("SKYREPL_AGENT_ALLOW_POWEROFF", err)
+        self.assertEqual(self.ctrl.registrations, [])
+
+
+class RunTests(AgentTestCase):
+    def test_output_offsets_and_exit(self):
+        self.start_agent()
+        self.run_command("r1", "printf 'hello\\n'; printf 'oops' >&2; sleep 0.2; printf 'world\\n'")
+        report = self.assert_complete("r1", stdout=b"hello\nworld\n", stderr=b"oops")
+        self.assert_exit(report, 0, None, "exited")
+        self.assertEqual((report["stdoutBytes"], report["stderrBytes"]), (12, 4))
+        # Each upload starts where the controller's previous answer said.
+        for stream in ("stdout", "stderr"):
+            expected = 0
+            for run_id, s, offset, length, status in self.ctrl.output_log:
+                if (run_id, s) == ("r1", stream):
+                    self.assertEqual((offset, status), (expected, 200))
+                    expected += length
+        self.assertEqual(len(self.ctrl.exit_posts), 1)
+
+    def test_env_workdir_and_stdin(self):
+        workdir = self.path("work")
+        os.mkdir(workdir)
+        env = self.agent_env(FROM_AGENT="inherited", SKYREPL_AGENT_TOKEN=self.ctrl.token, SHADOWED="agent")
+        self.start_agent(token=None, env=env)
+        self.run_command(
+            "r1",
+            'printf "%s|%s|%s|%s|%s|" "$GIVEN" "$FROM_AGENT" "$SHADOWED" "${SKYREPL_AGENT_TOKEN-unset}" "$(pwd)";'
+            " readlink /proc/$$/fd/0",
+            env={"GIVEN": "a value with spaces", "SHADOWED": "run"},
+            workdir=workdir,
+        )
+        self.assert_complete("r1")
+        fields = self.ctrl.output("r1", "stdout").decode().rstrip("\n").split("|")
+        self.assertEqual(fields, ["a value with spaces", "inherited", "run", "unset", workdir, "/dev/null"])
+
+    def test_default_workdir_is_the_flag(self):
+        workdir = self.path("default")
+        os.mkdir(workdir)
+        self.start_agent("--workdir", workdir)
+        self.run_command("r1", "pwd")
+        self.assert_complete("r1", stdout=(workdir + "\n").encode())
+
+    def test_non_zero_exit_code(self):
+        self.start_agent()
+        self.run_command("r1", "echo failing >&2; exit 7")
+        report = self.assert_complete("r1", stderr=b"failing\n")
+        self.assert_exit(report, 7, None, "exited")
+
+    def test_killed_by_a_signal(self):
+        self.start_agent()
+        for run_id, sig in (("r-kill", "KILL"), ("r-usr1", "USR1")):
+            self.run_command(run_id, "kill -%s $$" % sig)
+            report = self.assert_complete(run_id)
+            self.assert_exit(report, None, "SIG" + sig, "exited")
+
+    def test_a_run_that_cannot_start_is_reported(self):
+        self.start_agent()
+        self.run_command("r1", "true", workdir=self.path("does-not-exist"))
+        report = self.assert_complete("r1", stdout=b"")
+        self.assert_exit(report, 127, None, "exited")
+        self.assertIn(b"does-not-exist", self.ctrl.output("r1", "stderr"))
+
+    def test_background_children_do_not_hold_a_run_open(self):
+        self.start_agent()
+        self.run_command("r1", "sleep 600 & echo $!; echo $$")
+        data = self.ctrl.wait_output("r1", "stdout", lambda b: b.count(b"\n") >= 2)
+        child, shell = [int(x) for x in bytes(data).split()]
+        started = time.monotonic()
+        report = self.assert_complete("r1")
+        self.assert_exit(report, 0, None, "exited")
+        self.assertLess(time.monotonic() - started, 10)
+        self.assertFalse(pid_alive(child))
+        self.assert_group_gone(shell)
+
+    def test_repeated_run_ids_are_ignored_even_after_a_reconnect(self):
+        log = self.path("ran")
+        self.start_agent()
+        self.run_command("r1", "echo once >> '%s'" % log)
+        self.assert_complete("r1")
+        self.run_command("r1", "echo twice >> '%s'" % log)
+        self.ctrl.drop_event_streams()
+        self.ctrl.wait_for(lambda: self.ctrl.sse_connections >= 2, what="a reconnect")
+        self.run_command("r2", "true")
+        self.assert_complete("r2")
+        with open(log) as f:
+            self.assertEqual(f.read(), "once\n")
+        self.assertEqual([p["runId"] for p in self.ctrl.exit_posts].count("r1"), 1)
+
+    def test_malformed_and_unknown_events_are_ignored(self):
+        agent = self.start_agent()
+        self.ctrl.send_raw("event: run\ndata: {not json\n\n")
+        self.ctrl.send_raw("event: run\ndata: [1, 2]\n\n")
+        self.ctrl.send_raw(b"event: run\ndata: \xff\xfe\n\n")
+        self.ctrl.send_raw("event: reboot\ndata: {}\n\n")
+        self.ctrl.send_raw("data: {\"runId\": \"no-event-name\"}\n\n")
+        self.ctrl.send_raw("event: run\ndata: {\"runId\": \"r-bad\", \"command\": 42}\n\n")
+        self.ctrl.send_raw("event: run\ndata: {\"runId\": \"r-bad-env\", \"command\": \"true\", \"env\": {\"A\": 1}}\n\n")
+        self.ctrl.send_raw("event: run\ndata: {\"command\": \"true\"}\n\n")
+        self.ctrl.send_raw("event: cancel\ndata: {\"runId\": \"never-started\"}\n\n")
+        self.ctrl.send_raw("event: cancel\ndata: {}\n\n")
+        self.ctrl.send_raw("retry: 10\nid: 7\nbogus-field\n\n")
+        # A multi-line data field joins with newlines, which JSON accepts between tokens.
+        self.ctrl.send_raw('event: run\ndata: {"runId": "r-ok",\ndata: "command": "echo fine",\r\ndata: "env": {}}\n\n')
+        self.assert_complete("r-ok", stdout=b"fine\n")
+        self.assertIsNone(agent.poll())
+        self.assertEqual(sorted(self.ctrl.exits), ["r-ok"])
+
+    def test_heartbeats_list_the_runs_still_going(self):
+        self.start_agent()
+        self.run_command("r1", "sleep 1")
+        self.ctrl.wait_for(
+            lambda: any(body["runs"] == ["r1"] for _, body in self.ctrl.heartbeats), what="a heartbeat with r1"
+        )
+        self.assert_complete("r1")
+        seen = len(self.ctrl.heartbeats)
+        self.ctrl.wait_for(
+            lambda: any(body["runs"] == [] for _, body in self.ctrl.heartbeats[seen:]), what="a heartbeat without r1"
+        )
+
+
+class KillTests(AgentTestCase):
+    def test_max_duration_times_out_and_ends_the_group(self):
+        self.start_agent()
+        started = time.monotonic()
+        self.run_command("r1", "sleep 600 & echo $$; wait", max_ms=500)
+        shell = self.first_line_pid("r1")
+        report = self.assert_complete("r1")
+        self.assertGreaterEqual(time.monotonic() - started, 0.5)
+        self.assert_exit(report, None, "SIGTERM", "timed_out")
+        self.assert_group_gone(shell)
+
+    def test_cancel_ends_the_whole_group_including_grandchildren(self):
+        self.start_agent()
+        # One grandchild ignores SIGTERM (the ignored disposition survives exec), so only the
+        # SIGKILL two seconds later can end it.
+        self.run_command(
+            "r1",
+            "sh -c 'trap \"\" TERM; sleep 600' & echo $!; sleep 600 & echo $!; sleep 600 & echo $!; echo $$; wait",
+        )
+        data = self.ctrl.wait_output("r1", "stdout", lambda b: b.count(b"\n") >= 4)
+        pids = [int(x) for x in bytes(data).split()]
+        shell = pids[-1]
+        wait_until(lambda: len(group_members(shell)) >= 5, what="the grandchildren to start")
+        members = group_members(shell)
+        self.ctrl.send("cancel", {"runId": "r1"})
+        report = self.assert_complete("r1")
+        self.assert_exit(report, None, "SIGTERM", "cancelled")
+        self.assert_group_gone(shell)
+        for pid in members + pids:
+            self.assertFalse(pid_alive(pid), "pid %d survived the cancel" % pid)
+
+    def test_cancel_of_a_finished_run_changes_nothing(self):
+        self.start_agent()
+        self.run_command("r1", "exit 3")
+        report = self.assert_complete("r1")
+        self.ctrl.send("cancel", {"runId": "r1"})
+        self.run_command("r2", "true")
+        self.assert_complete("r2")
+        self.assert_exit(report, 3, None, "exited")
+        self.assertEqual([p["runId"] for p in self.ctrl.exit_posts].count("r1"), 1)
+
+
+class UploadTests(AgentTestCase):
+    def test_409_makes_the_agent_resend_from_next(self):
+        go = self.path("go")
+        state = {"conflicts": 0}
+
+        def hook(ctrl, run_id, stream, offset, data, store):
+            if stream == "stdout" and offset > 0 and state["conflicts"] == 0:
+                # The controller lost the tail of what it acknowledged (a crash before its
+                # store caught up): it holds 5 bytes now, so the chunk at `offset` is a gap.
+                state["conflicts"] += 1
+                with ctrl.cond:
+                    del ctrl.outputs[(run_id, stream)][5:]
+            answer = store()
+            if stream == "stdout" and offset == 0:
+                open(go, "w").close()
+            return answer
+
+        self.ctrl.output_hook = hook
+        self.start_agent()
+        self.run_command("r1", "printf 'first-part\\n'; while [ ! -e '%s' ]; do sleep 0.02; done; printf 'second-part\\n'" % go)
+        report = self.assert_complete("r1", stdout=b"first-part\nsecond-part\n")
+        self.assert_exit(report, 0, None, "exited")
+        stdout = [(o, s) for r, st, o, n, s in self.ctrl.output_log if st == "stdout"]
+        self.assertEqual(stdout, [(0, 200), (11, 409), (5, 200)])
+
+    def test_failed_answers_are_retried_without_duplicating_bytes(self):
+        state = {"stdout": 0, "stderr": 0}
+
+        def hook(ctrl, run_id, stream, offset, data, store):
+            state[stream] += 1
+            if state[stream] == 1:
+                if stream == "stdout":
+                    # Stored, but the answer is lost: the agent must resend, the store skips.
+                    store()
+                return 500, {"error": "try again"}
+            return store()
+
+        self.ctrl.output_hook = hook
+        self.start_agent()
+        self.run_command("r1", "printf 'to stdout'; printf 'to stderr' >&2")
+        report = self.assert_complete("r1", stdout=b"to stdout", stderr=b"to stderr")
+        self.assert_exit(report, 0, None, "exited")
+        for stream in ("stdout", "stderr"):
+            log = [(o, s) for r, st, o, n, s in self.ctrl.output_log if st == stream]
+            self.assertEqual(log, [(0, 500), (0, 200)], stream)
+
+    def test_large_output_arrives_byte_exact(self):
+        big = os.urandom(20 * 1024 * 1024)
+        small = os.urandom(3 * 1024 * 1024 + 17)
+        for name, data in (("big", big), ("small", small)):
+            with open(self.path(name), "wb") as f:
+                f.write(data)
+        self.start_agent()
+        started = time.monotonic()
+        self.run_command("r1", "cat big; cat small >&2", workdir=self.tmp)
+        report = self.assert_complete("r1", timeout=60)
+        elapsed = time.monotonic() - started
+        self.assert_exit(report, 0, None, "exited")
+        self.assertEqual((report["stdoutBytes"], report["stderrBytes"]), (len(big), len(small)))
+        self.assertEqual(hashlib.sha256(self.ctrl.output("r1", "stdout")).hexdigest(), hashlib.sha256(big).hexdigest())
+        self.assertEqual(hashlib.sha256(self.ctrl.output("r1", "stderr")).hexdigest(), hashlib.sha256(small).hexdigest())
+        self.assertTrue(all(n <= 256 * 1024 for _, _, _, n, _ in self.ctrl.output_log))
+        self.assertLess(elapsed, 60)
+
+
+class EndingTests(AgentTestCase):
+    def test_deadman_kills_the_run_and_ends_the_instance(self):
+        marker = self.path("ended")
+        # The register answer's window (1 s) overrides the flag's hour.
+        self.ctrl.deadman_ms = 1000
+        agent = self.start_agent(deadman=3600, shutdown="command:touch '%s'" % marker)
+        self.run_command("r1", "sleep 600 & echo $$; wait")
+        shell = self.first_line_pid("r1")
+        self.ctrl.go_silent()
+        silent_at = time.monotonic()
+        wait_until(lambda: os.path.exists(marker), 20, "the shutdown command")
+        elapsed = time.monotonic() - silent_at
+        self.assertEqual(self.wait_agent(agent), 0)
+        # Pings stop at the silence, so the window starts at most one ping interval before it.
+        self.assertGreaterEqual(elapsed, 0.8)
+        self.assertLess(elapsed, 1.0 + 2.0 + 10)
+        self.assertFalse(pid_alive(shell))
+        self.assertEqual(group_members(shell), [])
+        self.assertIn("dead-man", self.agent_log())
+
+    def test_deadman_when_the_controller_never_answers(self):
+        marker = self.path("ended")
+        url = "http://127.0.0.1:%d" % free_port()
+        agent = self.start_agent(url=url, deadman=1, shutdown="command:touch '%s'" % marker)
+        self.assertEqual(self.wait_agent(agent), 0)
+        self.assertTrue(os.path.exists(marker))
+
+    def test_event_stream_pings_keep_the_agent_alive(self):
+        self.ctrl.deadman_ms = 1000
+        self.ctrl.heartbeat_status = 500
+        agent = self.start_agent(deadman=3600)
+        self.ctrl.wait_for(lambda: len(self.ctrl.heartbeats) >= 2, what="failing heartbeats")
+        time.sleep(3)
+        self.assertIsNone(agent.poll(), self.agent_log())
+        self.run_command("r1", "echo still here")
+        self.assert_complete("r1", stdout=b"still here\n")
+
+    def test_shutdown_event_ends_runs_and_the_agent(self):
+        marker = self.path("ended")
+        agent = self.start_agent(shutdown="command:touch '%s'" % marker)
+        self.run_command("r1", "sleep 600 & echo $$; wait")
+        shell = self.first_line_pid("r1")
+        self.ctrl.send("shutdown", {})
+        self.assertEqual(self.wait_agent(agent), 0)
+        self.assertTrue(os.path.exists(marker))
+        self.assert_group_gone(shell)
+        report = self.assert_complete("r1")
+        self.assertEqual(report["reason"], "cancelled")
+
+    def test_token_revoked_mid_run(self):
+        marker = self.path("ended")
+        agent = self.start_agent(shutdown="command:touch '%s'" % marker)
+        self.run_command("r1", "sleep 600 & echo $$; wait")
+        shell = self.first_line_pid("r1")
+        self.ctrl.revoke()
+        self.assertEqual(self.wait_agent(agent), 3)
+        self.assertTrue(os.path.exists(marker))
+        self.assert_group_gone(shell)
+
+    def test_sigterm_ends_runs_and_the_agent_without_the_shutdown_action(self):
+        marker = self.path("ended")
+        agent = self.start_agent(shutdown="command:touch '%s'" % marker)
+        self.run_command("r1", "sleep 600 & echo $$; wait")
+        shell = self.first_line_pid("r1")
+        agent.send_signal(signal.SIGTERM)
+        self.assertEqual(self.wait_agent(agent), 0)
+        self.assert_group_gone(shell)
+        self.assertFalse(os.path.exists(marker))

@@ -1,0 +1,451 @@
+import { afterAll, describe, expect, it } from "@effect/vitest"
+import type { SqlClient } from "@effect/sql/SqlClient"
+import {
+  Allocation,
+  Instance,
+  Manifest,
+  newId,
+  formatInstanceName,
+  Run,
+  Store,
+  StoreError,
+  type StoreService
+} from "@skyrepl/core"
+import { SqliteStore } from "@skyrepl/store-sqlite"
+import { Effect, Fiber, Option, Schema } from "effect"
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { BUSY_TIMEOUT_MS, makeClient } from "../src/client.ts"
+import { latestVersion } from "../src/migrations.ts"
+import { OpenReport, type WorkPlan, WorkReport } from "./fixtures/protocol.ts"
+import { lastLine, runTogether } from "./processes.ts"
+
+const root = mkdtempSync(join(tmpdir(), "skyrepl-sqlite-"))
+afterAll(() => rmSync(root, { recursive: true, force: true }))
+
+const freshHome = () => mkdtempSync(join(root, "home-"))
+
+const T0 = 1_800_000_000_000
+
+const launchOf = (store: StoreService, createdAt = T0) => {
+  const manifestId = newId(createdAt)
+  const instanceId = newId(createdAt)
+  return {
+    manifest: new Manifest({ id: manifestId, controllerId: "controller", state: "open", createdAt }),
+    instance: new Instance({
+      id: instanceId,
+      name: formatInstanceName({ controlId: store.controlId, manifestId, instanceId }),
+      manifestId,
+      provider: "local",
+      spec: "local",
+      region: null,
+      providerRef: null,
+      state: "requested",
+      ownerControllerId: "controller",
+      leaseExpiresAt: createdAt + 30_000,
+      agentToken: "token",
+      error: null,
+      createdAt,
+      updatedAt: createdAt
+    }),
+    run: new Run({
+      id: newId(createdAt),
+      manifestId,
+      instanceId,
+      provider: "local",
+      command: "true",
+      env: {},
+      workdir: null,
+      maxDurationMs: null,
+      state: "pending",
+      exitCode: null,
+      signal: null,
+      error: null,
+      ownerControllerId: "controller",
+      createdAt,
+      startedAt: null,
+      endedAt: null
+    })
+  }
+}
+
+const createLaunch = (store: StoreService, createdAt = T0) =>
+  Effect.gen(function* () {
+    const launch = launchOf(store, createdAt)
+    yield* store.createLaunch(launch.manifest, launch.instance, launch.run)
+    return launch
+  })
+
+/** Runs `body` with the store of `filename` open, and closes it afterwards. */
+const withStore = <A, E>(filename: string, body: (store: StoreService) => Effect.Effect<A, E>) =>
+  Effect.flatMap(Store, body).pipe(Effect.provide(SqliteStore.layer({ filename })))
+
+/** A second, raw connection to the same file: what another program (or a user) could do. */
+const withRaw = <A, E>(filename: string, body: (sql: SqlClient) => Effect.Effect<A, E>) =>
+  Effect.scoped(Effect.flatMap(makeClient(filename), body))
+
+const SqliteFailure = Schema.Struct({ code: Schema.String })
+const failureCode = (error: unknown): Option.Option<string> =>
+  Option.map(
+    Schema.decodeUnknownOption(Schema.Struct({ cause: SqliteFailure }))(error),
+    (e) => e.cause.code
+  )
+
+const storeErrorOf = <A, E>(effect: Effect.Effect<A, E>) =>
+  Effect.gen(function* () {
+    const error = yield* Effect.flip(effect)
+    expect(error).toBeInstanceOf(StoreError)
+    return error instanceof StoreError ? Option.some(error) : Option.none()
+  })
+
+const reasonOf = <A, E>(effect: Effect.Effect<A, E>) =>
+  Effect.map(storeErrorOf(effect), Option.map((e) => e.reason))
+
+describe("SqliteStore on SQLite", () => {
+  it.effect("uses the driver of the runtime it runs on", () =>
+    withRaw(join(freshHome(), "state.db"), (sql) =>
+      Effect.sync(() => {
+        const bun = Symbol.for("@effect/sql-sqlite-bun/SqliteClient") in sql
+        const node = Symbol.for("@effect/sql-sqlite-node/SqliteClient") in sql
+        expect({ bun, node }).toEqual({ bun: process.versions.bun !== undefined, node: process.versions.bun === undefined })
+      })
+    )
+  )
+
+  it.effect("opens in WAL mode with a busy timeout and foreign keys on", () =>
+    Effect.gen(function* () {
+      const filename = join(freshHome(), "state.db")
+      yield* withStore(filename, () => Effect.void)
+      const settings = yield* withRaw(filename, (sql) =>
+        Effect.all({
+          journal: sql.unsafe("PRAGMA journal_mode"),
+          timeout: sql.unsafe("PRAGMA busy_timeout"),
+          version: sql.unsafe("PRAGMA user_version")
+        })
+      )
+      expect(settings.journal).toEqual([{ journal_mode: "wal" }])
+      expect(settings.timeout).toEqual([{ timeout: BUSY_TIMEOUT_MS }])
+      expect(settings.version).toEqual([{ user_version: latestVersion }])
+    })
+  )
+
+  describe("the database refuses what the domain refuses", () => {
+    it.effect("CHECK constraints reject a bad state written with raw SQL", () =>
+      Effect.gen(function* () {
+        const filename = join(freshHome(), "state.db")
+        const launch = yield* withStore(filename, (store) =>
+          Effect.gen(function* () {
+            const launch = yield* createLaunch(store)
+            yield* store.createAllocation(
+              new Allocation({
+                id: "allocation-1",
+                instanceId: launch.instance.id,
+                runId: launch.run.id,
+                state: "active",
+                createdAt: T0,
+                releasedAt: null
+              })
+            )
+            yield* store.appendOutput(launch.run.id, "stdout", 0, new Uint8Array([1, 2, 3]))
+            return launch
+          })
+        )
+        const codes = yield* withRaw(filename, (sql) =>
+          Effect.forEach(
+            [
+              sql.unsafe("UPDATE instances SET state = 'exploded' WHERE id = ?", [launch.instance.id]),
+              sql.unsafe("UPDATE runs SET state = 'done' WHERE id = ?", [launch.run.id]),
+              sql.unsafe("UPDATE manifests SET state = 'half-open' WHERE id = ?", [launch.manifest.id]),
+              sql.unsafe("UPDATE allocations SET state = 'lost' WHERE id = 'allocation-1'"),
+              sql.unsafe("UPDATE output SET stream = 'stdin' WHERE run_id = ?", [launch.run.id]),
+              sql.unsafe("UPDATE output SET \"offset\" = -1 WHERE run_id = ?", [launch.run.id]),
+              sql.unsafe("INSERT INTO manifests (id, controller_id, state, created_at) VALUES ('m', 'c', 'OPEN', 0)")
+            ],
+            (statement) => Effect.map(Effect.flip(statement), failureCode)
+          )
+        )
+        expect(codes).toEqual(Array.from({ length: 7 }, () => Option.some("SQLITE_CONSTRAINT_CHECK")))
+
+        const after = yield* withStore(filename, (store) =>
+          Effect.all([store.getInstance(launch.instance.id), store.getRun(launch.run.id)])
+        )
+        expect(after).toEqual([Option.some(launch.instance), Option.some(launch.run)])
+      })
+    )
+
+    it.effect("a row the domain schema refuses is a decode error, not a bad value", () =>
+      Effect.gen(function* () {
+        const filename = join(freshHome(), "state.db")
+        const launch = yield* withStore(filename, createLaunch)
+        yield* withRaw(filename, (sql) =>
+          Effect.all([
+            sql.unsafe("UPDATE runs SET env = '{not json' WHERE id = ?", [launch.run.id]),
+            sql.unsafe("UPDATE instances SET created_at = 'yesterday' WHERE id = ?", [launch.instance.id])
+          ])
+        )
+        const reasons = yield* withStore(filename, (store) =>
+          Effect.all([reasonOf(store.getRun(launch.run.id)), reasonOf(store.getInstance(launch.instance.id))])
+        )
+        expect(reasons).toEqual([Option.some("decode"), Option.some("decode")])
+      })
+    )
+  })
+
+  describe("locks", () => {
+    it.live(
+      "a write waits out another process's transaction longer than the busy timeout",
+      () =>
+        Effect.gen(function* () {
+          const filename = join(freshHome(), "state.db")
+          yield* withStore(filename, (store) =>
+            Effect.gen(function* () {
+              const launch = yield* createLaunch(store)
+              const holdMs = BUSY_TIMEOUT_MS * 3
+              const holder = yield* withRaw(filename, (sql) =>
+                Effect.gen(function* () {
+                  yield* sql.unsafe("BEGIN IMMEDIATE")
+                  yield* sql.unsafe("UPDATE controllers SET pid = pid")
+                  yield* Effect.sleep(holdMs)
+                  yield* sql.unsafe("COMMIT")
+                })
+              ).pipe(Effect.fork)
+              // Let the holder take the lock first.
+              yield* Effect.sleep(50)
+              const started = Date.now()
+              // Readers are never blocked in WAL mode, even while the lock is held.
+              expect(Option.map(yield* store.getInstance(launch.instance.id), (i) => i.state)).toEqual(
+                Option.some("requested")
+              )
+              const moved = yield* store.transitionInstance(launch.instance.id, "spawning")
+              const waited = Date.now() - started
+              yield* Fiber.join(holder)
+              expect(moved.state).toBe("spawning")
+              expect(waited).toBeGreaterThanOrEqual(BUSY_TIMEOUT_MS)
+            })
+          )
+        }),
+      30_000
+    )
+  })
+
+  describe("opening", () => {
+    it.effect("a file that is not a database fails to open with reason corrupt", () =>
+      Effect.gen(function* () {
+        const filename = join(freshHome(), "state.db")
+        writeFileSync(filename, "this is not a database, ".repeat(400))
+        expect(yield* reasonOf(withStore(filename, () => Effect.void))).toEqual(Option.some("corrupt"))
+      })
+    )
+
+    it.effect("a home that cannot be created fails to open with reason io", () =>
+      Effect.gen(function* () {
+        const blocker = join(freshHome(), "a-file")
+        writeFileSync(blocker, "")
+        expect(yield* reasonOf(withStore(join(blocker, "home", "state.db"), () => Effect.void))).toEqual(
+          Option.some("io")
+        )
+      })
+    )
+
+    it.effect("a database written by a newer schema is refused", () =>
+      Effect.gen(function* () {
+        const filename = join(freshHome(), "state.db")
+        yield* withStore(filename, () => Effect.void)
+        yield* withRaw(filename, (sql) => sql.unsafe(`PRAGMA user_version = ${latestVersion + 1}`))
+        const error = yield* storeErrorOf(withStore(filename, () => Effect.void))
+        expect(Option.map(error, (e) => e.reason)).toEqual(Option.some("corrupt"))
+        expect(Option.getOrElse(Option.map(error, (e) => e.message), () => "")).toContain("newer")
+      })
+    )
+
+    it.effect("layerFromHome creates the home and keeps state.db and control-id in it", () =>
+      Effect.gen(function* () {
+        const home = join(freshHome(), "nested", "home")
+        const controlId = yield* Effect.map(Store, (s) => s.controlId).pipe(
+          Effect.provide(SqliteStore.layerFromHome(home))
+        )
+        expect(existsSync(join(home, "state.db"))).toBe(true)
+        expect(readFileSync(join(home, "control-id"), "utf8")).toBe(`${controlId}\n`)
+      })
+    )
+  })
+
+  describe("control id", () => {
+    const openHome = (home: string) =>
+      Effect.map(Store, (s) => s.controlId).pipe(Effect.provide(SqliteStore.layerFromHome(home)))
+
+    const deleteDatabase = (home: string) => {
+      for (const suffix of ["", "-wal", "-shm"]) rmSync(join(home, `state.db${suffix}`), { force: true })
+    }
+
+    it.effect("survives deleting the database, through the file beside it", () =>
+      Effect.gen(function* () {
+        const home = freshHome()
+        const first = yield* Effect.gen(function* () {
+          const store = yield* Store
+          yield* createLaunch(store)
+          return store.controlId
+        }).pipe(Effect.provide(SqliteStore.layerFromHome(home)))
+
+        deleteDatabase(home)
+        const second = yield* Effect.gen(function* () {
+          const store = yield* Store
+          // A new database: the records are gone, the identity is not.
+          expect(yield* store.listInstances()).toEqual([])
+          return store.controlId
+        }).pipe(Effect.provide(SqliteStore.layerFromHome(home)))
+        expect(second).toBe(first)
+      })
+    )
+
+    it.effect("the database is the authority: a missing or different file is rewritten from it", () =>
+      Effect.gen(function* () {
+        const home = freshHome()
+        const id = yield* openHome(home)
+        rmSync(join(home, "control-id"))
+        expect(yield* openHome(home)).toBe(id)
+        expect(readFileSync(join(home, "control-id"), "utf8")).toBe(`${id}\n`)
+
+        writeFileSync(join(home, "control-id"), id === "zzzzzzzz" ? "yyyyyyyy\n" : "zzzzzzzz\n")
+        expect(yield* openHome(home)).toBe(id)
+        expect(readFileSync(join(home, "control-id"), "utf8")).toBe(`${id}\n`)
+      })
+    )
+
+    it.effect("a malformed control-id file is refused rather than replaced when the database is new", () =>
+      Effect.gen(function* () {
+        const home = freshHome()
+        writeFileSync(join(home, "control-id"), "not-an-id\n")
+        expect(yield* reasonOf(openHome(home))).toEqual(Option.some("corrupt"))
+        expect(readFileSync(join(home, "control-id"), "utf8")).toBe("not-an-id\n")
+      })
+    )
+
+    it.effect("a control-id file written by hand is adopted by a new database", () =>
+      Effect.gen(function* () {
+        const home = freshHome()
+        writeFileSync(join(home, "control-id"), "  abcd1234 \n")
+        expect(yield* openHome(home)).toBe("abcd1234")
+      })
+    )
+
+    it.live(
+      "processes opening a new home at the same moment agree on one id",
+      () =>
+        Effect.gen(function* () {
+          const home = join(freshHome(), "shared")
+          mkdirSync(home)
+          const results = yield* runTogether(Array.from({ length: 4 }, () => ["open", home]))
+          for (const result of results) expect(result, result.stderr).toMatchObject({ code: 0 })
+          const ids = yield* Effect.forEach(results, (r) => Effect.map(lastLine(OpenReport, r), (o) => o.controlId))
+          expect(new Set(ids).size).toBe(1)
+          expect(readFileSync(join(home, "control-id"), "utf8")).toBe(`${ids[0]}\n`)
+          expect(yield* openHome(home)).toBe(ids[0])
+        }),
+      120_000
+    )
+  })
+
+  describe("several processes on one file", () => {
+    it.live(
+      "write transitions and output at once with no error and consistent data",
+      () =>
+        Effect.gen(function* () {
+          const workers = 6
+          const filename = join(freshHome(), "state.db")
+          const payload = Array.from({ length: 40 }, (_, i) => `shared line ${i}\n`).join("")
+          const now = Date.now()
+
+          const setup = yield* withStore(filename, (store) =>
+            Effect.gen(function* () {
+              const contended = yield* Effect.forEach(Array.from({ length: 30 }), () =>
+                Effect.gen(function* () {
+                  const launch = yield* createLaunch(store, now)
+                  for (const to of ["spawning", "booting", "ready"] as const) {
+                    yield* store.transitionInstance(launch.instance.id, to)
+                  }
+                  return launch.instance.id
+                })
+              )
+              const expired = yield* Effect.forEach(Array.from({ length: 20 }), () =>
+                Effect.gen(function* () {
+                  const launch = launchOf(store, now)
+                  const instance = new Instance({ ...launch.instance, ownerControllerId: "ghost", leaseExpiresAt: now - 1 })
+                  yield* store.createLaunch(launch.manifest, instance, launch.run)
+                  return instance.id
+                })
+              )
+              const shared = yield* createLaunch(store, now)
+              return { contended, expired, sharedRunId: shared.run.id, controlId: store.controlId }
+            })
+          )
+
+          const plans = Array.from(
+            { length: workers },
+            (_, worker): WorkPlan => ({
+              filename,
+              worker,
+              launches: 12,
+              // Each worker goes through the contended instances in its own order.
+              contended: [...setup.contended.slice(worker * 5), ...setup.contended.slice(0, worker * 5)],
+              sharedRunId: setup.sharedRunId,
+              sharedPayload: payload,
+              now
+            })
+          )
+          const results = yield* runTogether(plans.map((plan) => ["work", JSON.stringify(plan)]))
+          for (const result of results) expect(result, result.stderr).toMatchObject({ code: 0, stderr: "" })
+          const reports = yield* Effect.forEach(results, (r) => lastLine(WorkReport, r))
+
+          // Every contended instance was taken by exactly one process.
+          const wins = reports.flatMap((r) => r.wins)
+          expect([...wins].sort()).toEqual([...setup.contended].sort())
+          // Every expired instance was claimed by exactly one process.
+          const claimed = reports.flatMap((r) => r.claimed)
+          expect([...claimed].sort()).toEqual([...setup.expired].sort())
+          expect(reports.every((r) => r.controlId === setup.controlId)).toBe(true)
+
+          yield* withStore(filename, (store) =>
+            Effect.gen(function* () {
+              for (const id of setup.contended) {
+                expect(Option.map(yield* store.getInstance(id), (i) => i.state)).toEqual(Option.some("allocated"))
+              }
+              for (const report of reports) {
+                for (const id of report.claimed) {
+                  expect(Option.map(yield* store.getInstance(id), (i) => i.ownerControllerId)).toEqual(
+                    Option.some(`worker-${report.worker}`)
+                  )
+                }
+                expect(report.own).toHaveLength(12)
+                for (const own of report.own) {
+                  expect(Option.map(yield* store.getInstance(own.instanceId), (i) => i.state)).toEqual(
+                    Option.some("terminated")
+                  )
+                  expect(Option.flatMap(yield* store.getInstance(own.instanceId), (i) => Option.fromNullable(i.providerRef))).toEqual(
+                    Option.some(`ref-${report.own.indexOf(own)}`)
+                  )
+                  expect(Option.map(yield* store.getRun(own.runId), (r) => [r.state, r.exitCode])).toEqual(
+                    Option.some(["succeeded", 0])
+                  )
+                  const chunks = yield* store.readOutput(own.runId, 0, 1_000)
+                  expect(new TextDecoder().decode(Buffer.concat(chunks.map((c) => c.data)))).toBe(own.output)
+                }
+              }
+              // Six uploaders of the same bytes leave one copy, in contiguous chunks.
+              const shared = yield* store.readOutput(setup.sharedRunId, 0, 10_000)
+              let end = 0
+              for (const chunk of shared) {
+                expect(chunk.offset).toBe(end)
+                end += chunk.data.length
+              }
+              expect(new TextDecoder().decode(Buffer.concat(shared.map((c) => c.data)))).toBe(payload)
+            })
+          )
+          const integrity = yield* withRaw(filename, (sql) => sql.unsafe("PRAGMA integrity_check"))
+          expect(integrity).toEqual([{ integrity_check: "ok" }])
+        }),
+      180_000
+    )
+  })
+})
