@@ -7,6 +7,9 @@ import { RunCommand } from "./commands/run.ts"
 import { RunAttachCommand } from "./commands/run/attach.ts"
 import { RunCancelCommand } from "./commands/run/cancel.ts"
 import { RunListCommand } from "./commands/run/list.ts"
+import { SnapshotCreateCommand } from "./commands/snapshot/create.ts"
+import { SnapshotDeleteCommand } from "./commands/snapshot/delete.ts"
+import { SnapshotListCommand } from "./commands/snapshot/list.ts"
 import { useColor } from "./format.ts"
 import { VERSION } from "./version.ts"
 
@@ -17,7 +20,7 @@ export const makeCli = (): Cli => {
   const cli = new Cli({ binaryName: "repl", binaryLabel: "SkyREPL", binaryVersion: VERSION, enableColors: useColor(process.stdout) })
   cli.register(Builtins.HelpCommand)
   cli.register(Builtins.VersionCommand)
-  for (const command of [RunCommand, RunListCommand, RunAttachCommand, RunCancelCommand, InstanceListCommand, AllocationListCommand, OrphansCommand]) {
+  for (const command of [RunCommand, RunListCommand, RunAttachCommand, RunCancelCommand, InstanceListCommand, AllocationListCommand, OrphansCommand, SnapshotCreateCommand, SnapshotListCommand, SnapshotDeleteCommand]) {
     cli.register(command)
   }
   return cli

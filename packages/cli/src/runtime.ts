@@ -5,19 +5,19 @@ import {
   type ProviderService,
   SkyRepl,
   SkyReplConfig,
+  type SpecOptions,
   type SkyReplSettings,
   settingsFromEnv,
   type UnknownProvider,
   UnknownProvider as UnknownProviderError
 } from "@skyrepl/core"
-import { LocalProvider } from "@skyrepl/provider-local"
 import { SqliteStore } from "@skyrepl/store-sqlite"
 import { Context, Effect, Layer, type Scope } from "effect"
 import { join } from "node:path"
+import { providerEntries } from "./providers.ts"
 
-/** The providers this CLI knows, by id. Each is built only when a command needs it. */
 const providerLayers = (settings: SkyReplSettings): ReadonlyMap<string, () => Layer.Layer<Provider, ProviderError>> =>
-  new Map([["local", () => LocalProvider.layer({ home: settings.home })]])
+  new Map(providerEntries.map((entry) => [entry.id, () => entry.layer(settings)] as const))
 
 export const knownProviders = (settings: SkyReplSettings): ReadonlyArray<string> => [...providerLayers(settings).keys()]
 
@@ -37,8 +37,8 @@ export const buildProvider = (
     return Context.get(yield* Layer.build(make()), Provider)
   })
 
-export const checkSpec = (provider: ProviderService, spec: string | undefined): Effect.Effect<void, InvalidSpec> =>
-  Effect.asVoid(provider.parseSpec(spec))
+export const checkSpec = (provider: ProviderService, spec: string | undefined, options: SpecOptions = {}): Effect.Effect<void, InvalidSpec> =>
+  Effect.asVoid(provider.parseSpec(spec, options))
 
 /** The engine for a CLI call: every known provider (or the ones given), the SQLite store, env settings. */
 export const engineLayer = (settings: SkyReplSettings, prebuilt: ReadonlyArray<ProviderService> = []) => {

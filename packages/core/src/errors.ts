@@ -80,6 +80,25 @@ export class RunNotFound extends Data.TaggedError("RunNotFound")<{ readonly runI
   }
 }
 
+/** The provider does not have this feature (see its capabilities). */
+export class Unsupported extends Data.TaggedError("Unsupported")<{
+  readonly provider: string
+  readonly feature: string
+}> {
+  override get message(): string {
+    return `provider "${this.provider}" does not support ${this.feature}`
+  }
+}
+
+export class InstanceNotFound extends Data.TaggedError("InstanceNotFound")<{
+  readonly target: string
+  readonly detail?: string
+}> {
+  override get message(): string {
+    return this.detail ?? `no instance or run named "${this.target}"`
+  }
+}
+
 /** The agent did not come up, or stopped talking, or spoke out of protocol. */
 export class AgentError extends Data.TaggedError("AgentError")<{
   readonly instance: string

@@ -13,7 +13,20 @@ export * from "./provider.ts"
 export * from "./store.ts"
 export { agentScriptPath } from "./agent-script.ts"
 export { AGENT_PROTOCOL_VERSION } from "./hub/protocol.ts"
-export { attach, cancel, getRun, launch, listAllocations, listInstances, listRuns, scanOrphans } from "./engine/api.ts"
+export {
+  attach,
+  cancel,
+  createSnapshot,
+  deleteSnapshot,
+  getRun,
+  launch,
+  listAllocations,
+  listInstances,
+  listRuns,
+  listSnapshots,
+  scanOrphans
+} from "./engine/api.ts"
+export type { SnapshotError } from "./engine/snapshots.ts"
 export type { AttachOptions } from "./engine/attach.ts"
 export type { CancelResult } from "./engine/cancel.ts"
 export type { ClientRun, SkyReplClient } from "./engine/client.ts"

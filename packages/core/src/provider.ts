@@ -28,6 +28,32 @@ export interface ParsedSpec {
   readonly attributes: Readonly<Record<string, string>>
 }
 
+/** Launch settings that only some providers support; a provider without the capability refuses them. */
+export interface SpecOptions {
+  readonly region?: string
+  readonly spot?: boolean
+}
+
+/** A saved image of an instance's disk, from which later instances can start. */
+export interface Snapshot {
+  readonly id: string
+  readonly name: string
+  readonly provider: string
+  readonly region: string | null
+  /** Instance name it was taken from, when the provider still knows. */
+  readonly source: string | null
+  readonly state: "pending" | "available" | "failed"
+  readonly createdAt: number | null
+}
+
+/** Providers with `capabilities.snapshots` implement this. */
+export interface ProviderSnapshots {
+  readonly create: (ref: InstanceRef, name: string) => Effect.Effect<Snapshot, ProviderError>
+  readonly list: () => Effect.Effect<ReadonlyArray<Snapshot>, ProviderError>
+  /** Idempotent: a snapshot that is already gone is success. */
+  readonly delete: (id: string, region: string | null) => Effect.Effect<void, ProviderError>
+}
+
 /** How the agent ends its instance when it must (dead-man switch, shutdown). */
 export type AgentShutdown = "exit" | "poweroff"
 
@@ -68,11 +94,20 @@ export interface ProviderInstance {
   readonly createdAt: number | null
 }
 
+/**
+ * A provider. Building its layer must be cheap and must not fail because the environment lacks
+ * something (no credentials, no `orbctl`): the CLI builds every provider for every command.
+ * Such problems surface on first use as a `ProviderError` with reason `unavailable`.
+ */
 export interface ProviderService {
   readonly id: string
   readonly specVersion: typeof PROVIDER_SPEC_VERSION
   readonly capabilities: ProviderCapabilities
-  readonly parseSpec: (spec: string | undefined) => Effect.Effect<ParsedSpec, InvalidSpec>
+  /**
+   * Parses and validates a spec. `options` carry region and spot; the engine refuses them
+   * before this is called when the provider's capabilities say it has no regions or no spot.
+   */
+  readonly parseSpec: (spec: string | undefined, options?: SpecOptions) => Effect.Effect<ParsedSpec, InvalidSpec>
   /** Creates the resource named `name`. The name must be written to the provider's resource. */
   readonly spawn: (name: string, spec: ParsedSpec, bootstrap: Bootstrap) => Effect.Effect<SpawnResult, ProviderError>
   readonly describe: (ref: InstanceRef) => Effect.Effect<ObservedState, ProviderError>
@@ -80,6 +115,7 @@ export interface ProviderService {
   readonly list: () => Effect.Effect<ReadonlyArray<ProviderInstance>, ProviderError>
   /** Idempotent: an instance that is already gone is success. */
   readonly terminate: (ref: InstanceRef) => Effect.Effect<void, ProviderError>
+  readonly snapshots?: ProviderSnapshots
 }
 
 /**

@@ -134,8 +134,8 @@ export const make = (options: LocalProviderOptions = {}): Effect.Effect<Provider
           return yield* fail("spawn", "unavailable", `the agent script ${bootstrap.agentScript} does not exist`)
         }
         const paths = instancePaths(instancesDir, name)
-        // The directory is left behind only by a sandbox that was never terminated; checking
-        // /proc just then keeps the common path free of a scan.
+        // The directory exists only while a sandbox of this name runs or after one ended without
+        // a terminate; scanning /proc only then keeps the common path free of a scan.
         if (existsSync(paths.dir)) {
           const live = yield* Effect.mapError(sandboxes, toProviderError)
           if (live.has(name)) return yield* fail("spawn", "invalid-request", `instance ${name} is already running`)

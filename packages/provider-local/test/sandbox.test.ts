@@ -55,7 +55,7 @@ const firstLine = (stream: Readable) =>
   })
 
 const modes = [
-  { label: "namespace sandbox", isolation: "auto", spec: "sandbox" },
+  { label: "namespace sandbox", isolation: "namespaces", spec: "sandbox" },
   { label: "process group", isolation: "auto", spec: "process" },
   { label: "process group (isolation none)", isolation: "none", spec: "sandbox" }
 ] as const
@@ -212,6 +212,29 @@ describe("local provider", () => {
             })
           )
         )
+      )
+
+      it.scopedLive("a run inside carries the marker, not the token, and sees the sandbox's hostname", () =>
+        Effect.gen(function* () {
+          const provider = yield* LocalProvider.make({ home: context.home, isolation: mode.isolation })
+          const controller = yield* makeFakeController()
+          const name = context.newName()
+          yield* spawnScoped(provider, controller, name, mode.spec)
+          yield* controller.registration(name, "30 seconds")
+          const runId = `run-${name}`
+          yield* controller.send(name, "run", {
+            runId,
+            command: 'hostname; echo "$SKYREPL_INSTANCE"; echo "${SKYREPL_AGENT_TOKEN-no token}"',
+            env: {},
+            workdir: null,
+            maxDurationMs: null
+          })
+          const exit = yield* controller.exit(runId, "30 seconds")
+          expect([exit.exitCode, exit.reason]).toEqual([0, "exited"])
+          const lines = (yield* controller.output(runId, "stdout")).toString("utf8").trim().split("\n")
+          const expectedHost = mode.isolation === "namespaces" ? name : hostname()
+          expect(lines).toEqual([expectedHost, name, "no token"])
+        })
       )
 
       it.scopedLive("terminate kills the whole tree, including a grandchild that detached into its own session", () =>

@@ -79,19 +79,19 @@ const PlainBytes = Schema.transform(Schema.Uint8ArrayFromSelf, Schema.Uint8Array
 })
 const OutputChunkFromRow = Schema.compose(Schema.Struct({ ...OutputChunk.fields, data: PlainBytes }), OutputChunk)
 
-const decodeControllers = Schema.decodeUnknown(Schema.Array(Controller))
-const decodeManifests = Schema.decodeUnknown(Schema.Array(Manifest))
-const decodeInstances = Schema.decodeUnknown(Schema.Array(Instance))
-const decodeRuns = Schema.decodeUnknown(Schema.Array(RunFromRow))
-const decodeAllocations = Schema.decodeUnknown(Schema.Array(Allocation))
-const decodeChunks = Schema.decodeUnknown(Schema.Array(OutputChunkFromRow))
+const decodeControllers = Schema.decodeUnknownEither(Schema.Array(Controller))
+const decodeManifests = Schema.decodeUnknownEither(Schema.Array(Manifest))
+const decodeInstances = Schema.decodeUnknownEither(Schema.Array(Instance))
+const decodeRuns = Schema.decodeUnknownEither(Schema.Array(RunFromRow))
+const decodeAllocations = Schema.decodeUnknownEither(Schema.Array(Allocation))
+const decodeChunks = Schema.decodeUnknownEither(Schema.Array(OutputChunkFromRow))
 const decodeStateRows = <S extends string>(state: Schema.Schema<S>) =>
-  Schema.decodeUnknown(Schema.Array(Schema.Struct({ state })))
-const decodeIdRows = Schema.decodeUnknown(Schema.Array(Schema.Struct({ id: Schema.String })))
-const decodeMetaRows = Schema.decodeUnknown(
+  Schema.decodeUnknownEither(Schema.Array(Schema.Struct({ state })))
+const decodeIdRows = Schema.decodeUnknownEither(Schema.Array(Schema.Struct({ id: Schema.String })))
+const decodeMetaRows = Schema.decodeUnknownEither(
   Schema.Array(Schema.Struct({ value: Schema.String.pipe(Schema.pattern(/^[0-9a-z]{8}$/)) }))
 )
-const decodeOutputEnd = Schema.decodeUnknown(
+const decodeOutputEnd = Schema.decodeUnknownEither(
   Schema.Array(Schema.Struct({ found: Schema.NullOr(Schema.Number), next: Schema.NullOr(Schema.Number) }))
 )
 
@@ -297,15 +297,12 @@ export const make = (options: MakeOptions): Effect.Effect<StoreService, StoreErr
           }
           return yield* attempt(remaining - 1)
         })
-      const nocas = `UPDATE ${entity.table} SET state = ?${assignments.map(([column]) => `, ${column} = ?`).join("")} WHERE id = ? RETURNING ${entity.columns}`
-      const attempt = (_remaining: number): Effect.Effect<A, Failure | IllegalTransition> =>
-        Effect.gen(function* () {
-          const [current] = yield* Effect.flatMap(query(select, [id]), entity.decodeStates)
-          if (current === undefined) return yield* notFound(name, entity.machine.entity, id)
-          yield* entity.machine.transition(id, current.state, to)
-          const [row] = yield* Effect.flatMap(query(nocas, [to, ...assignments.map(([, v]) => v), id]), entity.decodeRows)
-          return row!
-        })
+      const attempt = (remaining: number): Effect.Effect<A, Failure | IllegalTransition> =>
+        sources.length === 0
+          ? explain(remaining)
+          : Effect.flatMap(Effect.flatMap(query(update, params), entity.decodeRows), (rows) =>
+              rows[0] !== undefined ? Effect.succeed(rows[0]) : explain(remaining)
+            )
       return attempt(CAS_ATTEMPTS)
     }
 

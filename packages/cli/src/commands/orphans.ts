@@ -39,6 +39,9 @@ export class OrphansCommand extends SkyReplCommand {
         keep: this.keep,
         ownOnly: this.own
       })
+      for (const skipped of report.skipped) {
+        this.context.stderr.write(`repl: skipped provider ${skipped.provider}: ${skipped.message}\n`)
+      }
       if (this.json) {
         writeJson(this.context.stdout, report)
       } else if (report.orphans.length === 0) {

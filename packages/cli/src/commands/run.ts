@@ -4,6 +4,7 @@ import type { SkyRepl } from "@skyrepl/core"
 import { type Duration, Effect, type Scope, Stream } from "effect"
 import { INTERRUPTED, SkyReplCommand } from "../base-command.ts"
 import { dim, useColor } from "../format.ts"
+import { UsageFailure } from "../errors.ts"
 import { parseDurationFlag, parseEnvFlags } from "../options.ts"
 import { buildProvider, checkSpec } from "../runtime.ts"
 
@@ -46,6 +47,8 @@ export class RunCommand extends SkyReplCommand {
   provider = Option.String("--provider", { description: "provider id (default: local, or $SKYREPL_PROVIDER)" })
   spec = Option.String("--spec", { description: "provider-specific instance spec" })
   env = Option.Array("--env", [], { description: "KEY=VALUE for the command's environment (repeatable)" })
+  region = Option.String("--region", { description: "region, for providers that have them (aws)" })
+  spot = Option.Boolean("--spot", false, { description: "a spot instance, for providers that have them (aws)" })
   maxDuration = Option.String("--max-duration", { description: "kill the run after this long: 500ms, 30s, 5m, 1h" })
   json = Option.Boolean("--json", false, { description: "JSON Lines on stdout instead of raw output" })
   progress = Option.Boolean("--progress", { description: "show start-up progress on stderr (default: when stderr is a terminal)" })
@@ -58,7 +61,13 @@ export class RunCommand extends SkyReplCommand {
       const maxDuration = yield* parseDurationFlag("--max-duration", this.maxDuration)
       this.checked = { env, maxDuration }
       const provider = yield* buildProvider(settings, this.provider ?? settings.defaultProvider)
-      yield* checkSpec(provider, this.spec)
+      if (this.region !== undefined && !provider.capabilities.regions) {
+        return yield* new UsageFailure({ message: `--region: provider "${provider.id}" has no regions` })
+      }
+      if (this.spot && !provider.capabilities.spot) {
+        return yield* new UsageFailure({ message: `--spot: provider "${provider.id}" has no spot instances` })
+      }
+      yield* checkSpec(provider, this.spec, { ...(this.region === undefined ? {} : { region: this.region }), ...(this.spot ? { spot: true } : {}) })
       return [provider]
     })
   }
@@ -80,6 +89,8 @@ export class RunCommand extends SkyReplCommand {
         provider: this.provider ?? settings.defaultProvider,
         ...(this.spec === undefined ? {} : { spec: this.spec }),
         env: checked.env,
+        ...(this.region === undefined ? {} : { region: this.region }),
+        ...(this.spot ? { spot: true } : {}),
         ...(checked.maxDuration === undefined ? {} : { maxDuration: checked.maxDuration }),
         onProgress
       })

@@ -9,6 +9,8 @@ import { type CancelResult, cancelRun } from "./cancel.ts"
 import { type LaunchOptions, type RunHandle, launchWith } from "./launch.ts"
 import { type OrphanReport, type ScanOptions, scanWith } from "./orphans.ts"
 import { SkyRepl } from "./skyrepl.ts"
+import { createSnapshotWith, deleteSnapshotWith, listSnapshotsWith, type SnapshotError } from "./snapshots.ts"
+import type { Snapshot } from "../provider.ts"
 
 /** Launches a command on a new instance that lives no longer than the current scope. */
 export const launch = (options: LaunchOptions): Effect.Effect<RunHandle, LaunchError, Scope.Scope | SkyRepl> =>
@@ -43,3 +45,13 @@ export const listAllocations = (filter?: {
   readonly states?: ReadonlyArray<AllocationState>
 }): Effect.Effect<ReadonlyArray<Allocation>, StoreError, SkyRepl> =>
   Effect.flatMap(SkyRepl, (engine) => engine.store.listAllocations(filter))
+
+/** Snapshots a live instance, named directly or by a run on it. */
+export const createSnapshot = (target: string, name?: string): Effect.Effect<Snapshot, SnapshotError, SkyRepl> =>
+  Effect.flatMap(SkyRepl, (engine) => createSnapshotWith(engine, target, name))
+
+export const listSnapshots = (providers?: ReadonlyArray<string>): Effect.Effect<ReadonlyArray<Snapshot>, SnapshotError, SkyRepl> =>
+  Effect.flatMap(SkyRepl, (engine) => listSnapshotsWith(engine, providers))
+
+export const deleteSnapshot = (provider: string, id: string, region: string | null = null): Effect.Effect<void, SnapshotError, SkyRepl> =>
+  Effect.flatMap(SkyRepl, (engine) => deleteSnapshotWith(engine, provider, id, region))

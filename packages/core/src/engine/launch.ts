@@ -30,6 +30,10 @@ export interface LaunchOptions {
   readonly spec?: string
   readonly env?: Readonly<Record<string, string>>
   readonly workdir?: string
+  /** Region, for providers with `capabilities.regions`. */
+  readonly region?: string
+  /** A spot (preemptible) instance, for providers with `capabilities.spot`. */
+  readonly spot?: boolean
   /** The run is killed and ends `timed_out` after this long; the instance is then terminated. */
   readonly maxDuration?: Duration.DurationInput
   readonly onProgress?: (event: LaunchProgress) => void
@@ -140,7 +144,16 @@ export const launchWith = (
   Effect.gen(function* () {
     const valid = yield* validate(options)
     const provider = yield* engine.provider(valid.provider ?? engine.settings.defaultProvider)
-    const spec = yield* provider.parseSpec(valid.spec)
+    if (options.region !== undefined && !provider.capabilities.regions) {
+      return yield* new InvalidLaunchOptions({ message: `provider "${provider.id}" has no regions; drop the region` })
+    }
+    if (options.spot === true && !provider.capabilities.spot) {
+      return yield* new InvalidLaunchOptions({ message: `provider "${provider.id}" has no spot instances; drop spot` })
+    }
+    const spec = yield* provider.parseSpec(valid.spec, {
+      ...(options.region === undefined ? {} : { region: options.region }),
+      ...(options.spot === undefined ? {} : { spot: options.spot })
+    })
     const { store, settings, controller } = engine
     const started = Date.now()
     const manifestId = newId(started)

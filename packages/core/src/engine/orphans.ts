@@ -44,6 +44,8 @@ export interface Orphan {
 export interface OrphanReport {
   readonly scannedAt: number
   readonly providers: ReadonlyArray<string>
+  /** Providers left out because they cannot be used here (only when none were named). */
+  readonly skipped: ReadonlyArray<{ readonly provider: string; readonly message: string }>
   /** Resources seen at the providers, orphans or not. */
   readonly resources: number
   readonly orphans: ReadonlyArray<Orphan>
@@ -80,8 +82,21 @@ export const scanWith = (engine: SkyReplService, options: ScanOptions = {}): Eff
     let resources = 0
     const orphans: Array<Orphan> = []
 
+    const skipped: Array<{ provider: string; message: string }> = []
+    const scanned: Array<string> = []
     for (const provider of providers) {
-      const found = yield* withProviderRetry(provider.list())
+      const listed = yield* withProviderRetry(provider.list()).pipe(
+        // Sweeping "everything" on a Linux box must not fail because OrbStack is macOS-only;
+        // a provider the caller named explicitly still fails loudly.
+        Effect.map(Option.some),
+        Effect.catchIf(
+          (error) => error.reason === "unavailable" && options.providers === undefined,
+          (error) => Effect.sync(() => skipped.push({ provider: provider.id, message: error.message })).pipe(Effect.as(Option.none()))
+        )
+      )
+      if (Option.isNone(listed)) continue
+      scanned.push(provider.id)
+      const found = listed.value
       resources += found.length
       const candidates = found.flatMap((resource) => {
         const record = Option.fromNullable(known.get(resource.name))
@@ -124,6 +139,6 @@ export const scanWith = (engine: SkyReplService, options: ScanOptions = {}): Eff
       )
       orphans.push(...handled)
     }
-    return { scannedAt: now, providers: ids, resources, orphans }
+    return { scannedAt: now, providers: scanned, skipped, resources, orphans }
   })
 

@@ -6,7 +6,15 @@ import type { AddressInfo, Socket } from "node:net"
 import { agentScriptPath } from "../agent-script.ts"
 import type { InvalidSpec } from "../errors.ts"
 import { formatInstanceName, isInstanceName, newControlId, newId } from "../naming.ts"
-import { Isolation, Provider, PROVIDER_SPEC_VERSION, type Bootstrap, type InstanceRef, type ProviderService } from "../provider.ts"
+import {
+  Isolation,
+  type ObservedState,
+  Provider,
+  PROVIDER_SPEC_VERSION,
+  type Bootstrap,
+  type InstanceRef,
+  type ProviderService
+} from "../provider.ts"
 
 // ---------------------------------------------------------------------------------------------
 // A fake controller: just enough of docs/agent-protocol.md for an agent to register and stay
@@ -226,7 +234,14 @@ export const makeFakeController = (
     const port = yield* Effect.acquireRelease(
       Effect.async<number, FakeControllerError>((resume) => {
         server.once("error", (error) => resume(Effect.fail(new FakeControllerError({ message: String(error) }))))
-        server.listen(0, "127.0.0.1", () => resume(Effect.succeed((server.address() as AddressInfo).port)))
+        server.listen(0, "127.0.0.1", () => {
+          const address: AddressInfo | string | null = server.address()
+          resume(
+            typeof address === "object" && address !== null
+              ? Effect.succeed(address.port)
+              : Effect.fail(new FakeControllerError({ message: `unexpected listen address ${String(address)}` }))
+          )
+        })
       }),
       () =>
         Effect.async<void>((resume) => {
@@ -312,9 +327,15 @@ export interface ProviderSuiteOptions {
    * returns the names under which the backend shows them; `list` must report none of them.
    */
   readonly foreignResources?: () => Effect.Effect<ReadonlyArray<string>, unknown, Scope.Scope>
+  /**
+   * Whether the backend really runs the bootstrap, so the agent must register with the
+   * instance's name and token. Default true; false only for an emulator that stores the
+   * bootstrap without running anything (moto keeps user-data but boots nothing).
+   */
+  readonly bootstrapRuns?: boolean
   /** Default: the repository's agent. */
   readonly agentScript?: string
-  /** How long an agent may take to register. Default 30 s. */
+  /** How long an instance may take to boot (agent registered, `describe` running) or to go. Default 30 s. */
   readonly bootTimeout?: Duration.DurationInput
   /** Per test, in ms. Default 60 s. */
   readonly timeout?: number
@@ -322,6 +343,30 @@ export interface ProviderSuiteOptions {
 }
 
 const listed = (provider: ProviderService) => Effect.map(provider.list(), (all) => new Map(all.map((i) => [i.name, i])))
+
+/**
+ * Polls `describe` until it reports `state`. A provider may legitimately answer `pending` right
+ * after spawn or `stopping` right after terminate; the engine polls the same way.
+ */
+const awaitState = (
+  provider: ProviderService,
+  ref: InstanceRef,
+  state: ObservedState,
+  timeout: Duration.DurationInput
+) =>
+  Effect.gen(function* () {
+    const deadline = Date.now() + Duration.toMillis(Duration.decode(timeout))
+    const seen: Array<ObservedState> = []
+    for (;;) {
+      const now = yield* provider.describe(ref)
+      if (now === state) return
+      if (seen[seen.length - 1] !== now) seen.push(now)
+      if (Date.now() > deadline) {
+        return yield* Effect.die(new Error(`${ref.name} did not become ${state}; describe said ${seen.join(" → ")}`))
+      }
+      yield* Effect.sleep(Duration.millis(100))
+    }
+  })
 
 /**
  * The provider contract. Every provider package runs it against its own backend (the real
@@ -333,6 +378,7 @@ export const providerSuite = (name: string, options: ProviderSuiteOptions): void
   const timeout = options.timeout ?? 60_000
   const agentScript = options.agentScript ?? agentScriptPath
   const spawnSpec = options.spawnSpec ?? options.validSpecs[0]
+  const bootstrapRuns = options.bootstrapRuns ?? true
 
   const newName = () => formatInstanceName({ controlId, manifestId: newId(), instanceId: newId() })
 
@@ -341,11 +387,23 @@ export const providerSuite = (name: string, options: ProviderSuiteOptions): void
     Effect.gen(function* () {
       const spec = yield* provider.parseSpec(spawnSpec)
       const bootstrap = yield* controller.bootstrap(instance, agentScript)
-      const ref: InstanceRef = { name: instance, providerRef: null, region: null }
       const spawned = yield* Effect.acquireRelease(provider.spawn(instance, spec, bootstrap), () =>
-        Effect.orDie(provider.terminate(ref))
+        Effect.orDie(provider.terminate({ name: instance, providerRef: null, region: null }))
       )
-      return { bootstrap, ref: { name: instance, providerRef: spawned.providerRef, region: spawned.region } }
+      const ref = { name: instance, providerRef: spawned.providerRef, region: spawned.region }
+      return { bootstrap, ref }
+    })
+
+  /** The agent registered with the right name and token, and the provider says running. */
+  const awaitBooted = (provider: ProviderService, controller: FakeController, ref: InstanceRef, bootstrap: Bootstrap) =>
+    Effect.gen(function* () {
+      if (bootstrapRuns) {
+        const registration = yield* controller.registration(ref.name, bootTimeout)
+        expect(registration.instance).toBe(ref.name)
+        expect(registration.token).toBe(bootstrap.token)
+        expect(registration.protocol).toBe(PROTOCOL)
+      }
+      yield* awaitState(provider, ref, "running", bootTimeout)
     })
 
   const suiteLayer = Layer.merge(options.layer(), FakeAgentController.layer(options.controller))
@@ -400,23 +458,18 @@ export const providerSuite = (name: string, options: ProviderSuiteOptions): void
             const before = Date.now()
             const { bootstrap, ref } = yield* spawnScoped(provider, controller, instance)
             expect(ref.providerRef.length).toBeGreaterThan(0)
+            yield* awaitBooted(provider, controller, ref, bootstrap)
 
-            const registration = yield* controller.registration(instance, bootTimeout)
-            expect(registration.instance).toBe(instance)
-            expect(registration.token).toBe(bootstrap.token)
-            expect(registration.protocol).toBe(PROTOCOL)
-
-            expect(yield* provider.describe(ref)).toBe("running")
             const entry = (yield* listed(provider)).get(instance)
             expect(entry).toBeDefined()
             expect(entry?.providerRef).toBe(ref.providerRef)
-            expect(entry?.state).not.toBe("stopping")
+            expect(entry?.region).toBe(ref.region)
             if (entry !== undefined && entry.createdAt !== null) {
               expect(Math.abs(entry.createdAt - before)).toBeLessThan(10 * 60_000)
             }
 
             yield* provider.terminate(ref)
-            expect(yield* provider.describe(ref)).toBe("gone")
+            yield* awaitState(provider, ref, "gone", bootTimeout)
             expect((yield* listed(provider)).has(instance)).toBe(false)
             yield* provider.terminate(ref)
             yield* provider.terminate({ name: instance, providerRef: null, region: ref.region })
@@ -458,27 +511,25 @@ export const providerSuite = (name: string, options: ProviderSuiteOptions): void
           Effect.gen(function* () {
             const provider = yield* Provider
             const controller = yield* FakeAgentController
-            const names = [newName(), newName()] as const
-            const [first, second] = yield* Effect.all(
-              names.map((instance) => spawnScoped(provider, controller, instance)),
-              { concurrency: "unbounded" }
-            )
+            const [first, second] = yield* Effect.all([newName(), newName()].map((instance) => spawnScoped(provider, controller, instance)), {
+              concurrency: "unbounded"
+            })
             if (first === undefined || second === undefined) return expect.unreachable()
             yield* Effect.all(
-              names.map((instance) => controller.registration(instance, bootTimeout)),
+              [first, second].map(({ bootstrap, ref }) => awaitBooted(provider, controller, ref, bootstrap)),
               { concurrency: "unbounded" }
             )
             expect(first.ref.providerRef).not.toBe(second.ref.providerRef)
 
             yield* provider.terminate(first.ref)
-            expect(yield* provider.describe(first.ref)).toBe("gone")
+            yield* awaitState(provider, first.ref, "gone", bootTimeout)
             expect(yield* provider.describe(second.ref)).toBe("running")
             const remaining = yield* listed(provider)
             expect(remaining.has(first.ref.name)).toBe(false)
             expect(remaining.get(second.ref.name)?.providerRef).toBe(second.ref.providerRef)
 
             yield* provider.terminate(second.ref)
-            expect(yield* provider.describe(second.ref)).toBe("gone")
+            yield* awaitState(provider, second.ref, "gone", bootTimeout)
           }),
         timeout
       )

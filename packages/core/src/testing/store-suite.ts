@@ -127,6 +127,14 @@ const expectIllegal = <A, E>(
     expect(error).toMatchObject(expected)
   })
 
+/**
+ * Races run with the fibers yielding every few steps, so that they interleave inside the
+ * store's own work as two processes would: a store that reads a state and then writes it
+ * without a compare-and-set lets both racers through, instead of winning by running each
+ * operation in one go. (Fewer than a handful of steps makes the runtime yield for ever.)
+ */
+const interleaveOften = 16
+
 const ids = (records: ReadonlyArray<{ readonly id: string }>): Array<string> => records.map((r) => r.id).sort()
 
 // ---------------------------------------------------------------------------------------------
@@ -358,7 +366,7 @@ export const storeSuite = (name: string, makeLayer: () => Layer.Layer<Store, unk
       it.effect("two fibers moving the same instance out of the same state: exactly one wins", () =>
         withStore((store) =>
           Effect.gen(function* () {
-            const launches = yield* Effect.forEach(Array.from({ length: 12 }), () => createLaunch(store))
+            const launches = yield* Effect.forEach(Array.from({ length: 20 }), () => createLaunch(store))
             yield* Effect.forEach(launches, (l) => walkInstance(store, l.instance.id, toReady), { discard: true })
 
             const outcomes = yield* Effect.forEach(
@@ -372,6 +380,8 @@ export const storeSuite = (name: string, makeLayer: () => Layer.Layer<Store, unk
                   { concurrency: 2 }
                 ).pipe(Effect.map((results) => ({ id: l.instance.id, results }))),
               { concurrency: "unbounded" }
+            ).pipe(
+              Effect.withMaxOpsBeforeYield(interleaveOften)
             )
             for (const { id, results } of outcomes) {
               const wins = results.filter(Either.isRight)
@@ -436,7 +446,7 @@ export const storeSuite = (name: string, makeLayer: () => Layer.Layer<Store, unk
                 store.claimExpiredInstances("reaper-b", now, now + 30_000)
               ],
               { concurrency: 2 }
-            )
+            ).pipe(Effect.withMaxOpsBeforeYield(interleaveOften))
             const both = ids([...a, ...b])
             expect(both).toEqual(ids(launches.map((l) => l.instance)))
             expect(new Set(both).size).toBe(launches.length)

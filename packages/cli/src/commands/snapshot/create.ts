@@ -1,0 +1,26 @@
+import { createSnapshot, type SkyRepl } from "@skyrepl/core"
+import { Command, Option } from "clipanion"
+import { Effect } from "effect"
+import { SkyReplCommand } from "../../base-command.ts"
+import { writeJson } from "../../format.ts"
+
+export class SnapshotCreateCommand extends SkyReplCommand {
+  static override paths = [["snapshot", "create"]]
+  static override usage = Command.Usage({
+    description: "snapshot a live instance (providers with snapshots: aws, orbstack)",
+    examples: [["Snapshot the instance of a running run", "$0 snapshot create <run-id> --name base-image"]]
+  })
+
+  target = Option.String({ name: "run-id|instance-name" })
+  name = Option.String("--name", { description: "snapshot name (default: the instance name and a timestamp)" })
+  json = Option.Boolean("--json", false, { description: "print JSON" })
+
+  protected program(): Effect.Effect<number, unknown, SkyRepl> {
+    return Effect.gen(this, function* () {
+      const snapshot = yield* createSnapshot(this.target, this.name)
+      if (this.json) writeJson(this.context.stdout, snapshot)
+      else this.context.stdout.write(`${snapshot.id} ${snapshot.name} (${snapshot.provider}${snapshot.region === null ? "" : `, ${snapshot.region}`}: ${snapshot.state})\n`)
+      return 0
+    })
+  }
+}

@@ -1,0 +1,24 @@
+import { deleteSnapshot, type SkyRepl } from "@skyrepl/core"
+import { Command, Option } from "clipanion"
+import { Effect } from "effect"
+import { SkyReplCommand } from "../../base-command.ts"
+import { writeJson } from "../../format.ts"
+
+export class SnapshotDeleteCommand extends SkyReplCommand {
+  static override paths = [["snapshot", "delete"]]
+  static override usage = Command.Usage({ description: "delete a snapshot (idempotent)" })
+
+  id = Option.String({ name: "snapshot-id" })
+  provider = Option.String("--provider", { required: true, description: "the provider that holds it" })
+  region = Option.String("--region", { description: "its region, for providers that have them" })
+  json = Option.Boolean("--json", false, { description: "print JSON" })
+
+  protected program(): Effect.Effect<number, unknown, SkyRepl> {
+    return Effect.gen(this, function* () {
+      yield* deleteSnapshot(this.provider, this.id, this.region ?? null)
+      if (this.json) writeJson(this.context.stdout, { id: this.id, provider: this.provider, deleted: true })
+      else this.context.stdout.write(`deleted ${this.id}\n`)
+      return 0
+    })
+  }
+}

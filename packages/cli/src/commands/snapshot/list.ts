@@ -1,0 +1,32 @@
+import { listSnapshots, type SkyRepl } from "@skyrepl/core"
+import { Command, Option } from "clipanion"
+import { Effect } from "effect"
+import { SkyReplCommand } from "../../base-command.ts"
+import { ago, table, writeJson } from "../../format.ts"
+
+export class SnapshotListCommand extends SkyReplCommand {
+  static override paths = [["snapshot", "list"]]
+  static override usage = Command.Usage({ description: "list snapshots at every provider that has them" })
+
+  provider = Option.Array("--provider", [], { description: "only this provider (repeatable)" })
+  json = Option.Boolean("--json", false, { description: "print JSON" })
+
+  protected program(): Effect.Effect<number, unknown, SkyRepl> {
+    return Effect.gen(this, function* () {
+      const snapshots = yield* listSnapshots(this.provider.length === 0 ? undefined : this.provider)
+      if (this.json) {
+        writeJson(this.context.stdout, snapshots)
+        return 0
+      }
+      const now = Date.now()
+      this.context.stdout.write(
+        table(
+          ["ID", "NAME", "PROVIDER", "REGION", "STATE", "SOURCE", "AGE"],
+          snapshots.map((s) => [s.id, s.name, s.provider, s.region ?? "-", s.state, s.source ?? "-", ago(s.createdAt, now)]),
+          this.color
+        )
+      )
+      return 0
+    })
+  }
+}

@@ -1,0 +1,75 @@
+import { Effect, Option } from "effect"
+import type { Instance } from "../domain/instance.ts"
+import { InstanceNotFound, type ProviderError, type StoreError, Unsupported, type UnknownProvider } from "../errors.ts"
+import type { ProviderService, ProviderSnapshots, Snapshot } from "../provider.ts"
+import { refOf, withProviderRetry } from "./lifecycle.ts"
+import type { SkyReplService } from "./service.ts"
+
+export type SnapshotError = InstanceNotFound | Unsupported | UnknownProvider | ProviderError | StoreError
+
+const snapshotsOf = (provider: ProviderService): Effect.Effect<ProviderSnapshots, Unsupported> =>
+  provider.capabilities.snapshots && provider.snapshots !== undefined
+    ? Effect.succeed(provider.snapshots)
+    : Effect.fail(new Unsupported({ provider: provider.id, feature: "snapshots" }))
+
+/** A live instance, named directly or through a run on it. */
+const findInstance = (engine: SkyReplService, target: string): Effect.Effect<Instance, InstanceNotFound | StoreError> =>
+  Effect.gen(function* () {
+    const byName = yield* engine.store.getInstanceByName(target)
+    if (Option.isSome(byName)) return byName.value
+    const run = yield* engine.store.getRun(target)
+    if (Option.isSome(run)) {
+      const instance = yield* engine.store.getInstance(run.value.instanceId)
+      if (Option.isSome(instance)) return instance.value
+    }
+    return yield* new InstanceNotFound({ target })
+  })
+
+/** Snapshots the instance named `target` (an instance name, or a run id). */
+export const createSnapshotWith = (
+  engine: SkyReplService,
+  target: string,
+  name?: string
+): Effect.Effect<Snapshot, SnapshotError> =>
+  Effect.gen(function* () {
+    const instance = yield* findInstance(engine, target)
+    if (instance.state === "terminated" || instance.state === "terminating") {
+      return yield* new InstanceNotFound({ target, detail: `instance ${instance.name} is ${instance.state}; only a live instance can be snapshotted` })
+    }
+    const provider = yield* engine.provider(instance.provider)
+    const snapshots = yield* snapshotsOf(provider)
+    return yield* snapshots.create(refOf(instance), name ?? `${instance.name}-${Date.now().toString(36)}`)
+  })
+
+/** Snapshots at the given providers, or at every provider that has them and can be reached. */
+export const listSnapshotsWith = (
+  engine: SkyReplService,
+  providerIds?: ReadonlyArray<string>
+): Effect.Effect<ReadonlyArray<Snapshot>, SnapshotError> =>
+  Effect.gen(function* () {
+    const providers = providerIds === undefined
+      ? [...engine.providers.values()].filter((p) => p.capabilities.snapshots)
+      : yield* Effect.forEach(providerIds, (id) => engine.provider(id))
+    const lists = yield* Effect.forEach(providers, (provider) =>
+      snapshotsOf(provider).pipe(
+        Effect.flatMap((s) => withProviderRetry(s.list())),
+        Effect.catchIf(
+          (error): error is ProviderError => error._tag === "ProviderError" && error.reason === "unavailable" && providerIds === undefined,
+          () => Effect.succeed([] as ReadonlyArray<Snapshot>)
+        )
+      )
+    )
+    return lists.flat()
+  })
+
+export const deleteSnapshotWith = (
+  engine: SkyReplService,
+  providerId: string,
+  id: string,
+  region: string | null
+): Effect.Effect<void, SnapshotError> =>
+  Effect.gen(function* () {
+    const provider = yield* engine.provider(providerId)
+    const snapshots = yield* snapshotsOf(provider)
+    yield* withProviderRetry(snapshots.delete(id, region))
+  })

@@ -1,0 +1,93 @@
+import { describe, expect, it } from "vitest"
+import { LocalApi } from "../src/index.ts"
+
+const stat = (pid: number, comm: string, state: string, ppid: number, pgid: number, sid: number, start: number) =>
+  `${pid} (${comm}) ${state} ${ppid} ${pgid} ${sid} 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 ${start} 1000 200 18446744073709551615\n`
+
+const proc = (
+  pid: number,
+  ppid: number,
+  instance: string | null,
+  extra: Partial<LocalApi.ProcessInfo> = {}
+): LocalApi.ProcessInfo => ({
+  pid,
+  ppid,
+  pgid: pid,
+  sid: pid,
+  state: "S",
+  startTicks: pid,
+  instance,
+  provider: instance === null ? null : "local",
+  ...extra
+})
+
+describe("/proc parsing", () => {
+  it("reads stat fields after a command name holding spaces and parentheses", () => {
+    expect(LocalApi.parseStat(stat(42, "a) (b c", "S", 7, 42, 40, 12345))).toEqual({
+      pid: 42,
+      ppid: 7,
+      pgid: 42,
+      sid: 40,
+      state: "S",
+      startTicks: 12345
+    })
+  })
+
+  it("refuses malformed stat lines instead of guessing", () => {
+    expect(LocalApi.parseStat("")).toBeNull()
+    expect(LocalApi.parseStat("42 (x S 1 2 3")).toBeNull()
+    expect(LocalApi.parseStat("42 (x) S one 2 3")).toBeNull()
+    expect(LocalApi.parseStat("42 (x) S 1 2")).toBeNull()
+  })
+
+  it("finds the markers in a NUL-separated environment, in any position", () => {
+    const environ = Buffer.from("PATH=/bin\0SKYREPL_PROVIDER=local\0X=SKYREPL_INSTANCE=no\0SKYREPL_INSTANCE=repl-a\0")
+    expect(LocalApi.parseMarkers(environ)).toEqual({ instance: "repl-a", provider: "local" })
+    expect(LocalApi.parseMarkers(Buffer.from("SKYREPL_INSTANCE=last"))).toEqual({ instance: "last", provider: null })
+    expect(LocalApi.parseMarkers(Buffer.alloc(0))).toEqual({ instance: null, provider: null })
+    expect(LocalApi.parseMarkers(Buffer.from([0xff, 0, 0xfe, 0]))).toEqual({ instance: null, provider: null })
+  })
+})
+
+describe("grouping processes into sandboxes", () => {
+  it("takes the topmost marked process as root and unmarked descendants as members", () => {
+    const sandboxes = LocalApi.findSandboxes(
+      [
+        proc(10, 1, "repl-a"),
+        proc(11, 10, "repl-a"),
+        proc(12, 11, null, { sid: 12, pgid: 12 }),
+        proc(13, 12, null),
+        proc(20, 1, null)
+      ],
+      "local"
+    )
+    const sandbox = sandboxes.get("repl-a")
+    expect(sandbox?.root.pid).toBe(10)
+    expect(sandbox?.members.map((p) => p.pid).sort()).toEqual([10, 11, 12, 13])
+    expect(sandboxes.size).toBe(1)
+  })
+
+  it("ignores zombies, other providers' markers, and leaves nested instances to themselves", () => {
+    const sandboxes = LocalApi.findSandboxes(
+      [
+        proc(10, 1, "repl-a"),
+        proc(11, 10, "repl-b"),
+        proc(12, 11, null),
+        proc(13, 10, "repl-a", { state: "Z" }),
+        proc(30, 1, "repl-c", { provider: "elsewhere" })
+      ],
+      "local"
+    )
+    expect(sandboxes.get("repl-a")?.members.map((p) => p.pid)).toEqual([10])
+    expect(sandboxes.get("repl-b")?.members.map((p) => p.pid).sort()).toEqual([11, 12])
+    expect(sandboxes.has("repl-c")).toBe(false)
+  })
+
+  it("picks the earliest root when a sandbox was split by a reparented child", () => {
+    const sandboxes = LocalApi.findSandboxes(
+      [proc(50, 1, "repl-a", { startTicks: 900 }), proc(40, 1, "repl-a", { startTicks: 100 })],
+      "local"
+    )
+    expect(sandboxes.get("repl-a")?.root.pid).toBe(40)
+  })
+})
