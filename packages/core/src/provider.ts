@@ -34,6 +34,10 @@ export interface SpecOptions {
   readonly spot?: boolean
 }
 
+export interface ListHint {
+  readonly regions?: ReadonlyArray<string>
+}
+
 /** A saved image of an instance's disk, from which later instances can start. */
 export interface Snapshot {
   readonly id: string
@@ -111,8 +115,12 @@ export interface ProviderService {
   /** Creates the resource named `name`. The name must be written to the provider's resource. */
   readonly spawn: (name: string, spec: ParsedSpec, bootstrap: Bootstrap) => Effect.Effect<SpawnResult, ProviderError>
   readonly describe: (ref: InstanceRef) => Effect.Effect<ObservedState, ProviderError>
-  /** Every SkyREPL-owned resource, all regions, all pages, with no help from the store. */
-  readonly list: () => Effect.Effect<ReadonlyArray<ProviderInstance>, ProviderError>
+  /**
+   * Every SkyREPL-owned resource, all regions, all pages, with no help from the store. `hint`
+   * names regions the store knows this provider used; a provider with regions adds them to the
+   * ones it always scans (its default and configured regions), and must work without it.
+   */
+  readonly list: (hint?: ListHint) => Effect.Effect<ReadonlyArray<ProviderInstance>, ProviderError>
   /** Idempotent: an instance that is already gone is success. */
   readonly terminate: (ref: InstanceRef) => Effect.Effect<void, ProviderError>
   readonly snapshots?: ProviderSnapshots

@@ -85,7 +85,8 @@ export const scanWith = (engine: SkyReplService, options: ScanOptions = {}): Eff
     const skipped: Array<{ provider: string; message: string }> = []
     const scanned: Array<string> = []
     for (const provider of providers) {
-      const listed = yield* withProviderRetry(provider.list()).pipe(
+      const regions = [...new Set([...known.values()].flatMap((i) => (i.provider === provider.id && i.region !== null ? [i.region] : [])))]
+      const listed = yield* withProviderRetry(provider.list({ regions })).pipe(
         // Sweeping "everything" on a Linux box must not fail because OrbStack is macOS-only;
         // a provider the caller named explicitly still fails loudly.
         Effect.map(Option.some),
