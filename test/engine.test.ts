@@ -265,6 +265,16 @@ describe("other processes", () => {
     expect(await processesOf(name)).toEqual([])
   })
 
+  it("an owner on this machine whose process is gone is reaped at once, without waiting for its lease", async () => {
+    const owner = startOwner(home, "sleep 600", { SKYREPL_LEASE_TTL: "5m" })
+    const { name } = await owner.launched
+    owner.child.kill("SIGKILL")
+    await owner.exited
+    const state = await runEngine(Effect.map(listInstances(), (all) => all.find((i) => i.name === name)?.state))
+    expect(state).toBe("terminated")
+    expect(await processesOf(name)).toEqual([])
+  })
+
   it("cancel from another process asks the live owner, which ends the run", async () => {
     const owner = startOwner(home, "sleep 600")
     const { runId, name } = await owner.launched
@@ -275,15 +285,29 @@ describe("other processes", () => {
     expect(await processesOf(name)).toEqual([])
   })
 
-  it("cancel terminates the instance directly when its owner is dead", async () => {
+  it("cancel after the owner was killed finds the run already ended by the reaper", async () => {
     const owner = startOwner(home, "sleep 600")
     const { runId, name } = await owner.launched
     owner.child.kill("SIGKILL")
     await owner.exited
     const result = await runEngine(cancel(runId))
-    expect(result).toMatchObject({ outcome: "terminated-directly", state: "cancelled" })
+    expect(result).toMatchObject({ outcome: "already-finished", state: "failed" })
     expect(await processesOf(name)).toEqual([])
   })
+
+  it("cancel terminates the instance directly when its owner holds the lease but does not answer", async () => {
+    const owner = startOwner(home, "sleep 600", { SKYREPL_LEASE_TTL: "5m" })
+    const { runId, name } = await owner.launched
+    owner.child.kill("SIGSTOP")
+    try {
+      const result = await runEngine(cancel(runId))
+      expect(result).toMatchObject({ outcome: "terminated-directly", state: "cancelled" })
+      expect(await processesOf(name)).toEqual([])
+    } finally {
+      owner.child.kill("SIGKILL")
+      await owner.exited
+    }
+  }, 30_000)
 })
 
 describe("state home", () => {

@@ -12,6 +12,9 @@ export interface CancelResult {
   readonly outcome: "already-finished" | "cancelled" | "cancelled-by-owner" | "terminated-directly"
 }
 
+/** A live owner answers within milliseconds; one that does not is stopped or cut off. */
+const ownerAnswerTimeout = Duration.seconds(5)
+
 /** How long a run may take to die after its agent was told to cancel it. */
 const cancelGrace = Duration.seconds(5)
 
@@ -36,7 +39,7 @@ const askOwner = (hubUrl: string, secret: string, runId: string) =>
     catch: (error) => error
   }).pipe(
     Effect.flatMap(Schema.decodeUnknown(ControlCancelResponse)),
-    Effect.timeout(Duration.seconds(10)),
+    Effect.timeout(ownerAnswerTimeout),
     Effect.option
   )
 

@@ -130,16 +130,49 @@ export const terminateInstance = (
     yield* engine.store.closeManifest(fresh.manifestId).pipe(Effect.ignore)
   })
 
+/** Whether a process with this pid exists on this machine (signal 0 checks without sending). */
+const pidAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    // EPERM: it exists but belongs to someone else.
+    return typeof error === "object" && error !== null && "code" in error && error.code === "EPERM"
+  }
+}
+
+/**
+ * Live instances whose owner is a controller on this machine whose process is gone. Its lease
+ * has not run out yet, but there is nobody left to renew it: waiting would only add the TTL to
+ * the bill. A pid that was reused keeps the instance until the lease expires, as before.
+ */
+const claimDeadOwners = (engine: SkyReplService, leaseExpiresAt: number) =>
+  Effect.gen(function* () {
+    const live = yield* engine.store.listInstances({ states: InstanceMachine.states.filter((s) => s !== "terminated") })
+    const owners = new Set(live.flatMap((i) => (i.ownerControllerId === null || i.ownerControllerId === engine.controller.id ? [] : [i.ownerControllerId])))
+    const dead = new Set<string>()
+    for (const owner of owners) {
+      const controller = yield* engine.store.getController(owner)
+      if (Option.isSome(controller) && controller.value.hostname === engine.controller.hostname && !pidAlive(controller.value.pid)) dead.add(owner)
+    }
+    return yield* Effect.forEach(
+      live.filter((i) => i.ownerControllerId !== null && dead.has(i.ownerControllerId)),
+      (instance) => engine.store.claimInstance(instance.id, engine.controller.id, leaseExpiresAt)
+    )
+  })
+
 /**
  * Lease reaping (cleanup layer 2): takes over every live instance whose owner stopped renewing
- * and ends it. Runs at engine start-up and then every lease TTL; errors are kept for the next
- * pass, never raised into the caller's work.
+ * (or, on this machine, whose owner's process is gone) and ends it. Runs at engine start-up and
+ * then every lease TTL; errors are kept for the next pass, never raised into the caller's work.
  */
 export const reapExpired = (engine: SkyReplService): Effect.Effect<void> =>
   Effect.gen(function* () {
     const now = Date.now()
     const ttl = Duration.toMillis(engine.settings.leaseTtl)
-    const claimed = yield* engine.store.claimExpiredInstances(engine.controller.id, now, now + ttl)
+    const expired = yield* engine.store.claimExpiredInstances(engine.controller.id, now, now + ttl)
+    const orphaned = yield* claimDeadOwners(engine, now + ttl)
+    const claimed = [...new Map([...expired, ...orphaned].map((i) => [i.id, i] as const)).values()]
     yield* Effect.forEach(
       claimed.filter((i) => engine.providers.has(i.provider)),
       (instance) =>
