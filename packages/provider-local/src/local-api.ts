@@ -140,7 +140,8 @@ export const scanProcesses: Effect.Effect<ReadonlyArray<ProcessInfo>, LocalApiEr
     new LocalApiError({ operation: "scan", reason: "internal", message: `cannot read /proc: ${String(cause)}`, cause })
 })
 
-const isLive = (p: ProcessInfo): boolean => p.state !== "Z" && p.state !== "X" && p.state !== "x"
+/** Zombies and dead tasks hold no resources: they are waiting to be reaped, nothing else. */
+export const isLive = (p: ProcessInfo): boolean => p.state !== "Z" && p.state !== "X" && p.state !== "x"
 
 /** The boot time from /proc/stat, to turn a start time in ticks into a wall-clock time. */
 export const bootTimeMs = (): number | null => {

@@ -12,7 +12,8 @@ import {
   type ProviderCapabilities,
   type ProviderInstance,
   type ProviderService,
-  type SpawnResult
+  type SpawnResult,
+  type SpecOptions
 } from "@skyrepl/core"
 import { Effect, Layer } from "effect"
 import { existsSync } from "node:fs"
@@ -50,18 +51,17 @@ const parsedSpec = (mode: LocalSpecMode): ParsedSpec => ({
   attributes: { mode }
 })
 
-export const parseSpec = (spec: string | undefined): Effect.Effect<ParsedSpec, InvalidSpec> => {
+export const parseSpec = (spec: string | undefined, options: SpecOptions = {}): Effect.Effect<ParsedSpec, InvalidSpec> => {
   const text = (spec ?? "").trim()
+  const invalid = (message: string) =>
+    Effect.fail(new InvalidSpec({ provider: PROVIDER_ID, spec: text, message, validForms: validSpecForms }))
+  // The engine refuses these first (no regions, no spot in the capabilities); a direct caller
+  // must not get a silently ignored setting either.
+  if (options.region !== undefined) return invalid(`the local provider has no regions (asked for "${options.region}")`)
+  if (options.spot === true) return invalid("the local provider has no spot instances")
   if (text === "" || text === "sandbox") return Effect.succeed(parsedSpec("sandbox"))
   if (text === "process") return Effect.succeed(parsedSpec("process"))
-  return Effect.fail(
-    new InvalidSpec({
-      provider: PROVIDER_ID,
-      spec: text,
-      message: `the local provider does not know the spec "${text}"; use "sandbox", "process" or nothing`,
-      validForms: validSpecForms
-    })
-  )
+  return invalid(`the local provider does not know the spec "${text}"; use "sandbox", "process" or nothing`)
 }
 
 const toProviderError = (error: LocalApiError): ProviderError =>
@@ -82,22 +82,18 @@ const seconds = (ms: number): string => String(ms / 1000)
  * Builds the provider. Probes once whether namespaces work here (about 10 ms); everything else
  * is read from /proc on each call, so a fresh controller sees every sandbox without a store.
  */
-export const make = (options: LocalProviderOptions = {}): Effect.Effect<ProviderService, ProviderError> =>
+export const make = (options: LocalProviderOptions = {}): Effect.Effect<ProviderService> =>
   Effect.gen(function* () {
     const resolved = yield* resolveOptions(options)
     const hasProc = procAvailable()
     const namespaces: NamespaceSupport | null =
       resolved.isolation === "none" || !hasProc ? null : yield* probeNamespaces(findOnPath("unshare"))
-    if (resolved.isolation === "namespaces" && namespaces === null) {
-      return yield* fail(
-        "make",
-        "unavailable",
-        "isolation \"namespaces\" was asked for, but unshare cannot create pid/mount/uts/ipc namespaces here"
-      )
-    }
+    // Insisting on namespaces where they do not work fails the spawns, not the layer: every
+    // provider layer is built for every CLI command, and the core asks that this never fails.
+    const insistOnNamespaces = resolved.isolation === "namespaces"
     const instancesDir = join(resolved.home, "local", "instances")
     const capabilities: ProviderCapabilities = {
-      isolation: namespaces === null ? "none" : "namespaces",
+      isolation: namespaces !== null || insistOnNamespaces ? "namespaces" : "none",
       spot: false,
       snapshots: false,
       regions: false,
@@ -133,6 +129,14 @@ export const make = (options: LocalProviderOptions = {}): Effect.Effect<Provider
         if (!existsSync(bootstrap.agentScript)) {
           return yield* fail("spawn", "unavailable", `the agent script ${bootstrap.agentScript} does not exist`)
         }
+        const sandboxed = spec.attributes["mode"] !== "process"
+        if (sandboxed && namespaces === null && insistOnNamespaces) {
+          return yield* fail(
+            "spawn",
+            "unavailable",
+            "isolation \"namespaces\" was asked for, but unshare cannot create pid/mount/uts/ipc namespaces here"
+          )
+        }
         const paths = instancePaths(instancesDir, name)
         // The directory exists only while a sandbox of this name runs or after one ended without
         // a terminate; scanning /proc only then keeps the common path free of a scan.
@@ -144,7 +148,7 @@ export const make = (options: LocalProviderOptions = {}): Effect.Effect<Provider
           provider: PROVIDER_ID,
           name,
           paths,
-          namespaces: spec.attributes["mode"] === "process" ? null : namespaces,
+          namespaces: sandboxed ? namespaces : null,
           python,
           agentScript: bootstrap.agentScript,
           agentArgs: [
@@ -216,5 +220,5 @@ export const make = (options: LocalProviderOptions = {}): Effect.Effect<Provider
     } satisfies ProviderService
   })
 
-export const layer = (options: LocalProviderOptions = {}): Layer.Layer<Provider, ProviderError> =>
+export const layer = (options: LocalProviderOptions = {}): Layer.Layer<Provider> =>
   Layer.effect(Provider, make(options))

@@ -6,8 +6,8 @@ import { delimiter, join } from "node:path"
 
 /**
  * `auto` uses Linux namespaces when this machine allows them and a plain process group
- * otherwise; `namespaces` insists (the layer fails where they do not work); `none` always uses
- * a process group.
+ * otherwise; `namespaces` insists (spawning a sandbox fails with `unavailable` where they do
+ * not work); `none` always uses a process group.
  */
 export const IsolationMode = Schema.Literal("auto", "namespaces", "none")
 export type IsolationMode = typeof IsolationMode.Type

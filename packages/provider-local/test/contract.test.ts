@@ -27,6 +27,9 @@ providerSuite("local provider with plain process groups", {
 })
 
 afterAll(() => {
-  expect(leftovers(context.controlId).map((p) => `${p.pid} ${p.instance ?? ""}`)).toEqual([])
-  context.cleanupHome()
+  try {
+    expect(leftovers(context.controlId).map((p) => `${p.pid} ${p.instance ?? ""}`)).toEqual([])
+  } finally {
+    context.cleanupHome()
+  }
 })

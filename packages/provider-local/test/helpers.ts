@@ -23,7 +23,7 @@ export const makeTestContext = () => {
 /** Live processes whose marker names one of this file's instances, whatever provider tag. */
 export const leftovers = (controlId: string): ReadonlyArray<LocalApi.ProcessInfo> =>
   Effect.runSync(LocalApi.scanProcesses).filter(
-    (p) => p.state !== "Z" && p.instance !== null && p.instance.startsWith(`repl-${controlId}-`)
+    (p) => LocalApi.isLive(p) && p.instance !== null && p.instance.startsWith(`repl-${controlId}-`)
   )
 
 export const cmdline = (pid: number): ReadonlyArray<string> => {
@@ -44,7 +44,7 @@ export const environ = (pid: number): ReadonlyArray<string> => {
 
 /** True while a process with this pid and start time is alive (pids are reused). */
 export const stillAlive = (p: Pick<LocalApi.ProcessInfo, "pid" | "startTicks">): boolean =>
-  Effect.runSync(LocalApi.scanProcesses).some((q) => q.pid === p.pid && q.startTicks === p.startTicks && q.state !== "Z")
+  Effect.runSync(LocalApi.scanProcesses).some((q) => q.pid === p.pid && q.startTicks === p.startTicks && LocalApi.isLive(q))
 
 export const sandboxOf = (name: string): Effect.Effect<LocalApi.Sandbox | undefined, LocalApi.LocalApiError> =>
   Effect.map(LocalApi.scanProcesses, (processes) => LocalApi.findSandboxes(processes, "local").get(name))

@@ -70,6 +70,9 @@ describe("local provider", () => {
       const error = yield* Effect.flip(provider.parseSpec("gpu"))
       expect(error.validForms.join(" ")).toMatch(/sandbox/)
       expect(error.validForms.join(" ")).toMatch(/process/)
+      expect((yield* Effect.flip(provider.parseSpec("sandbox", { region: "us-east-1" })))._tag).toBe("InvalidSpec")
+      expect((yield* Effect.flip(provider.parseSpec(undefined, { spot: true })))._tag).toBe("InvalidSpec")
+      expect((yield* provider.parseSpec("process", { spot: false })).canonical).toBe("process")
     })
   )
 
@@ -82,13 +85,13 @@ describe("local provider", () => {
     })
   )
 
-  it.effect("without unshare, auto falls back to process groups and namespaces is refused", () =>
+  it.scopedLive("without unshare, auto falls back to process groups and insisting on namespaces fails the spawn", () =>
     Effect.gen(function* () {
       const path = process.env["PATH"]
       process.env["PATH"] = "/nonexistent"
       const [auto, strict] = yield* Effect.all([
         LocalProvider.make({ home: context.home, isolation: "auto", python: "/usr/bin/python3" }),
-        Effect.flip(LocalProvider.make({ home: context.home, isolation: "namespaces" }))
+        LocalProvider.make({ home: context.home, isolation: "namespaces", python: "/usr/bin/python3" })
       ]).pipe(
         Effect.ensuring(
           Effect.sync(() => {
@@ -97,8 +100,13 @@ describe("local provider", () => {
         )
       )
       expect(auto.capabilities.isolation).toBe("none")
-      expect(strict).toBeInstanceOf(ProviderError)
-      expect(strict.reason).toBe("unavailable")
+      expect(strict.capabilities.isolation).toBe("namespaces")
+      const controller = yield* makeFakeController()
+      const name = context.newName()
+      const error = yield* Effect.flip(strict.spawn(name, yield* strict.parseSpec("sandbox"), yield* controller.bootstrap(name)))
+      expect(error).toBeInstanceOf(ProviderError)
+      expect(error.reason).toBe("unavailable")
+      expect(yield* strict.describe({ name, providerRef: null, region: null })).toBe("gone")
     })
   )
 
@@ -341,6 +349,9 @@ describe("local provider", () => {
 })
 
 afterAll(() => {
-  expect(leftovers(context.controlId).map((p) => `${p.pid} ${p.instance ?? ""}`)).toEqual([])
-  context.cleanupHome()
+  try {
+    expect(leftovers(context.controlId).map((p) => `${p.pid} ${p.instance ?? ""}`)).toEqual([])
+  } finally {
+    context.cleanupHome()
+  }
 })

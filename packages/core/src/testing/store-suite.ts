@@ -380,9 +380,7 @@ export const storeSuite = (name: string, makeLayer: () => Layer.Layer<Store, unk
                   { concurrency: 2 }
                 ).pipe(Effect.map((results) => ({ id: l.instance.id, results }))),
               { concurrency: "unbounded" }
-            ).pipe(
-              Effect.withMaxOpsBeforeYield(interleaveOften)
-            )
+            ).pipe(Effect.withMaxOpsBeforeYield(interleaveOften))
             for (const { id, results } of outcomes) {
               const wins = results.filter(Either.isRight)
               const losses = results.filter(Either.isLeft).map((l) => l.left)
