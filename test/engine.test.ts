@@ -2,10 +2,11 @@ import { attach, cancel, getRun, launch, listInstances, listRuns, SkyRepl } from
 import { LocalProvider } from "@skyrepl/provider-local"
 import { SqliteStore } from "@skyrepl/store-sqlite"
 import { Chunk, Deferred, Duration, Effect, Exit, Fiber, Stream } from "effect"
+import { execa } from "execa"
 import { existsSync } from "node:fs"
 import { join } from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
-import { engineLayer, eventually, processesOf, removeHome, startOwner, tempHome, testSettings, text } from "./support.ts"
+import { bunBin, engineLayer, eventually, processesOf, removeHome, startOwner, tempHome, testSettings, text } from "./support.ts"
 
 let home: string
 beforeEach(() => {
@@ -143,6 +144,16 @@ describe("scoped termination", () => {
     await client.dispose()
     expect(await processesOf(a.instance.name)).toEqual([])
     expect(await processesOf(b.instance.name)).toEqual([])
+  })
+
+  it("a Promise-client process that exits abruptly ends its instances on the way out", async () => {
+    const child = await execa(bunBin, [join(import.meta.dirname, "fixtures", "exit-abruptly.ts"), home], { reject: false })
+    expect(child.exitCode).toBe(0)
+    const { name } = JSON.parse(child.stdout) as { name: string }
+    expect(await processesOf(name)).toEqual([])
+    // The next process finds the owner dead and records the termination.
+    const state = await runEngine(Effect.map(listInstances(), (all) => all.find((i) => i.name === name)?.state))
+    expect(state).toBe("terminated")
   })
 
   it("the Promise client rejects with the tagged error", async () => {

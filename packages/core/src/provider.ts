@@ -124,6 +124,13 @@ export interface ProviderService {
   /** Idempotent: an instance that is already gone is success. */
   readonly terminate: (ref: InstanceRef) => Effect.Effect<void, ProviderError>
   readonly snapshots?: ProviderSnapshots
+  /**
+   * Best effort, synchronous: used only from a process `exit` handler (leaving a REPL, a
+   * `process.exit` in user code), where no asynchronous work can run. Providers that can end an
+   * instance without I/O waits (local process trees, a CLI call) implement it; the store is
+   * reconciled by the next SkyREPL process, which finds the owner dead.
+   */
+  readonly terminateSync?: (ref: InstanceRef) => void
 }
 
 /**

@@ -22,6 +22,7 @@ import {
   bootTimeMs,
   findSandboxes,
   instancePaths,
+  killSandbox,
   type LocalApiError,
   type NamespaceSupport,
   probeNamespaces,
@@ -208,6 +209,14 @@ export const make = (options: LocalProviderOptions = {}): Effect.Effect<Provider
         yield* removeInstanceDir(instancePaths(instancesDir, ref.name)).pipe(Effect.mapError(toProviderError))
       })
 
+    // Signals are synchronous, so an exiting process can still end its sandboxes; /proc is not
+    // waited on here (the next process confirms and records the termination).
+    const terminateSync = (ref: InstanceRef): void => {
+      const processes = Effect.runSync(Effect.orElseSucceed(scanProcesses, () => []))
+      const sandbox = findSandboxes(processes, PROVIDER_ID).get(ref.name)
+      if (sandbox !== undefined) killSandbox(sandbox, processes)
+    }
+
     return {
       id: PROVIDER_ID,
       specVersion: PROVIDER_SPEC_VERSION,
@@ -216,7 +225,8 @@ export const make = (options: LocalProviderOptions = {}): Effect.Effect<Provider
       spawn,
       describe,
       list,
-      terminate
+      terminate,
+      terminateSync
     } satisfies ProviderService
   })
 

@@ -9,7 +9,9 @@ import type { CancelResult } from "./cancel.ts"
 import type { LaunchOptions } from "./launch.ts"
 import type { OrphanReport, ScanOptions } from "./orphans.ts"
 import type { RunResult } from "./service.ts"
+import { SkyRepl as SkyReplTag } from "./skyrepl.ts"
 import type { SkyRepl } from "./skyrepl.ts"
+import type { InstanceRef } from "../provider.ts"
 
 /** A run launched through the Promise client; `await using` terminates its instance. */
 export interface ClientRun extends AsyncDisposable {
@@ -52,6 +54,24 @@ export const makeClient = async <E>(layer: Layer.Layer<SkyRepl, E>): Promise<Sky
   const built = await runtime.runtime()
 
   const open = new Set<Scope.CloseableScope>()
+  const engine = await runtime.runPromise(SkyReplTag)
+  // Instances of runs not yet disposed: what an exiting process must still end (see onExit).
+  const running = new Map<string, { readonly provider: string; readonly ref: InstanceRef }>()
+
+  // Leaving a REPL or calling process.exit skips every asynchronous finalizer. The `exit` event
+  // is the last moment anything can run, and only synchronously: end what providers can end
+  // that way. The store is reconciled by the next SkyREPL process, which finds this owner dead,
+  // and the agent's dead-man switch covers providers that cannot terminate synchronously.
+  const onExit = () => {
+    for (const { provider, ref } of running.values()) {
+      try {
+        engine.providers.get(provider)?.terminateSync?.(ref)
+      } catch {
+        // Exiting anyway; the layers after this one end what this could not.
+      }
+    }
+  }
+  process.on("exit", onExit)
   const closeScope = (scope: Scope.CloseableScope) =>
     open.delete(scope) ? runtime.runPromise(Scope.close(scope, Exit.void)) : Promise.resolve()
 
@@ -64,6 +84,7 @@ export const makeClient = async <E>(layer: Layer.Layer<SkyRepl, E>): Promise<Sky
     disposed ??= (async () => {
       await Promise.allSettled([...open].map(closeScope))
       await runtime.dispose()
+      process.off("exit", onExit)
     })()
     return disposed
   }
@@ -74,7 +95,8 @@ export const makeClient = async <E>(layer: Layer.Layer<SkyRepl, E>): Promise<Sky
       open.add(scope)
       try {
         const handle = await run(Scope.extend(Api.launch(options), scope))
-        const disposeRun = () => closeScope(scope)
+        running.set(handle.id, { provider: handle.instance.provider, ref: { name: handle.instance.name, providerRef: null, region: null } })
+        const disposeRun = () => closeScope(scope).finally(() => running.delete(handle.id))
         return {
           id: handle.id,
           instance: handle.instance,
