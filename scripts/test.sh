@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 python=/usr/bin/python3
 [ -x "$python" ] || python=$(command -v python3)
 
+echo "== build the CLI bundle (tests run the bundle, as users do)"
+npm run build --silent
 echo "== typecheck"
 npx tsc -p tsconfig.json --noEmit
 echo "== agent (unittest, $($python --version))"
