@@ -70,11 +70,14 @@ const outputColumns = 'run_id AS runId, seq, stream, "offset" AS offset, data'
 /** `env` is stored as JSON text. */
 const RunFromRow = Schema.compose(Schema.Struct({ ...Run.fields, env: Schema.parseJson(Env) }), Run)
 
-/** better-sqlite3 returns a Node `Buffer`, bun:sqlite a `Uint8Array`: callers get the latter from both. */
+/**
+ * better-sqlite3 returns a Node `Buffer`, bun:sqlite a `Uint8Array`: callers get a plain
+ * `Uint8Array` from both. A copy rather than a view, because a small `Buffer` can be a slice of
+ * a shared pool, and a view's `.buffer` would hand out the rest of that pool.
+ */
 const PlainBytes = Schema.transform(Schema.Uint8ArrayFromSelf, Schema.Uint8ArrayFromSelf, {
   strict: true,
-  decode: (bytes) =>
-    bytes.constructor === Uint8Array ? bytes : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+  decode: (bytes) => (bytes.constructor === Uint8Array ? bytes : new Uint8Array(bytes)),
   encode: (bytes) => bytes
 })
 const OutputChunkFromRow = Schema.compose(Schema.Struct({ ...OutputChunk.fields, data: PlainBytes }), OutputChunk)
@@ -94,6 +97,30 @@ const decodeMetaRows = Schema.decodeUnknownEither(
 const decodeOutputEnd = Schema.decodeUnknownEither(
   Schema.Array(Schema.Struct({ found: Schema.NullOr(Schema.Number), next: Schema.NullOr(Schema.Number) }))
 )
+
+// ---------------------------------------------------------------------------------------------
+// Output
+
+/** The offset just past the last byte stored for a stream (NULL when there is none). */
+const streamEnd = (run: string, stream: string) =>
+  `SELECT o."offset" + length(o.data) FROM output AS o WHERE o.run_id = ${run} AND o.stream = ${stream} ` +
+  `ORDER BY o."offset" DESC LIMIT 1`
+
+/**
+ * Stores the part of a chunk (run, stream, offset, bytes) that lies past the end of its stream,
+ * and only when the chunk reaches the end (no gap) and the run exists. BLOB `substr` counts bytes.
+ */
+const appendStatement =
+  "WITH chunk (run_id, stream, start, data) AS (VALUES (?, ?, ?, ?)), " +
+  `tail (next) AS MATERIALIZED (SELECT coalesce((${streamEnd("chunk.run_id", "chunk.stream")}), 0) FROM chunk) ` +
+  'INSERT INTO output (run_id, stream, "offset", data) ' +
+  "SELECT chunk.run_id, chunk.stream, tail.next, substr(chunk.data, tail.next - chunk.start + 1) " +
+  "FROM chunk, tail " +
+  "WHERE chunk.start <= tail.next AND chunk.start + length(chunk.data) > tail.next " +
+  "AND EXISTS (SELECT 1 FROM runs WHERE runs.id = chunk.run_id) " +
+  'RETURNING "offset" + length(data) AS next'
+
+const decodeNextRows = Schema.decodeUnknownEither(Schema.Array(Schema.Struct({ next: Schema.Number })))
 
 // ---------------------------------------------------------------------------------------------
 // Transitions
@@ -165,8 +192,8 @@ const assignmentsOf = <P extends object>(
 }
 
 /**
- * How many times a transition is tried again after finding that the record moved between its
- * update and its read before treating the record as contended.
+ * How many times a conditional write that missed is tried again when the read that follows
+ * shows the record (or the stream) changed in between, before it counts as contended.
  */
 const CAS_ATTEMPTS = 16
 
@@ -256,6 +283,9 @@ export const make = (options: MakeOptions): Effect.Effect<StoreService, StoreErr
     // -------------------------------------------------------------------------------------------
     // Shared pieces
 
+    /** The statement of each kind of transition, built once: transitions are the hot path. */
+    const casStatements = new Map<string, { readonly update: string; readonly sources: ReadonlyArray<string> }>()
+
     const selectOne = <A>(
       text: string,
       id: string,
@@ -277,10 +307,20 @@ export const make = (options: MakeOptions): Effect.Effect<StoreService, StoreErr
       to: S,
       assignments: ReadonlyArray<Assignment>
     ): Effect.Effect<A, Failure | IllegalTransition> => {
-      const sources = entity.machine.states.filter((from) => entity.machine.canTransition(from, to))
-      const update =
-        `UPDATE ${entity.table} SET state = ?${assignments.map(([column]) => `, ${column} = ?`).join("")} ` +
-        `WHERE id = ? AND state IN (${placeholders(sources.length)}) RETURNING ${entity.columns}`
+      const columns = assignments.map(([column]) => column)
+      const key = `${entity.table} ${to} ${columns.join(" ")}`
+      let cas = casStatements.get(key)
+      if (cas === undefined) {
+        const sources = entity.machine.states.filter((from) => entity.machine.canTransition(from, to))
+        cas = {
+          sources,
+          update:
+            `UPDATE ${entity.table} SET state = ?${columns.map((column) => `, ${column} = ?`).join("")} ` +
+            `WHERE id = ? AND state IN (${placeholders(sources.length)}) RETURNING ${entity.columns}`
+        }
+        casStatements.set(key, cas)
+      }
+      const { sources, update } = cas
       const params = [to, ...assignments.map(([, value]) => value), id, ...sources]
       const select = `SELECT state FROM ${entity.table} WHERE id = ?`
       const explain = (remaining: number): Effect.Effect<A, Failure | IllegalTransition> =>
@@ -594,21 +634,24 @@ export const make = (options: MakeOptions): Effect.Effect<StoreService, StoreErr
     // -------------------------------------------------------------------------------------------
     // Output
 
+    /**
+     * One statement finds where the stream ends and writes only the bytes after that point, so
+     * reading the end and writing after it cannot be split by another writer, and the write lock
+     * is held for one statement rather than across several round trips. When it writes nothing,
+     * a read says why: a resend, a gap, an unknown run, or a tail that moved in between (tried
+     * again).
+     */
     const appendOutput: StoreService["appendOutput"] = (runId, stream, offset, data) =>
       operation("appendOutput")(
         Effect.suspend((): Effect.Effect<number, Failure> => {
           if (!isCount(offset)) {
             return Effect.fail(refused("appendOutput", `offset must be a non-negative integer, got ${offset}`))
           }
-          // Read the end of the stream and write after it under one lock, or two agents'
-          // retries could both decide the same bytes are new.
-          return writeTransaction(
+          const explain = (remaining: number): Effect.Effect<number, Failure> =>
             Effect.gen(function* () {
               const [end] = yield* Effect.flatMap(
                 query(
-                  "SELECT (SELECT 1 FROM runs WHERE id = ?) AS found, " +
-                    '(SELECT "offset" + length(data) FROM output WHERE run_id = ? AND stream = ? ' +
-                    'ORDER BY "offset" DESC LIMIT 1) AS next',
+                  `SELECT (SELECT 1 FROM runs WHERE id = ?) AS found, (${streamEnd("?", "?")}) AS next`,
                   [runId, runId, stream]
                 ),
                 decodeOutputEnd
@@ -621,17 +664,24 @@ export const make = (options: MakeOptions): Effect.Effect<StoreService, StoreErr
                   `${stream} of run "${runId}" continues at byte ${next}; a chunk at ${offset} would leave a gap`
                 )
               }
-              const skip = next - offset
-              if (skip >= data.length) return next
-              yield* query('INSERT INTO output (run_id, stream, "offset", data) VALUES (?, ?, ?, ?)', [
-                runId,
-                stream,
-                next,
-                skip === 0 ? data : data.subarray(skip)
-              ])
-              return offset + data.length
+              if (offset + data.length <= next) return next
+              if (remaining <= 1) {
+                return yield* new StoreError({
+                  operation: "appendOutput",
+                  reason: "busy",
+                  message: `appendOutput: ${stream} of run "${runId}" kept growing under concurrent writers`
+                })
+              }
+              return yield* attempt(remaining - 1)
             })
-          )
+          const attempt = (remaining: number): Effect.Effect<number, Failure> =>
+            data.length === 0
+              ? explain(remaining)
+              : Effect.flatMap(
+                  Effect.flatMap(query(appendStatement, [runId, stream, offset, data]), decodeNextRows),
+                  (rows) => (rows[0] !== undefined ? Effect.succeed(rows[0].next) : explain(remaining))
+                )
+          return attempt(CAS_ATTEMPTS)
         })
       )
 

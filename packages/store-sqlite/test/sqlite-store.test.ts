@@ -121,11 +121,13 @@ describe("SqliteStore on SQLite", () => {
         Effect.all({
           journal: sql.unsafe("PRAGMA journal_mode"),
           timeout: sql.unsafe("PRAGMA busy_timeout"),
+          foreignKeys: sql.unsafe("PRAGMA foreign_keys"),
           version: sql.unsafe("PRAGMA user_version")
         })
       )
       expect(settings.journal).toEqual([{ journal_mode: "wal" }])
       expect(settings.timeout).toEqual([{ timeout: BUSY_TIMEOUT_MS }])
+      expect(settings.foreignKeys).toEqual([{ foreign_keys: 1 }])
       expect(settings.version).toEqual([{ user_version: latestVersion }])
     })
   )
@@ -256,6 +258,19 @@ describe("SqliteStore on SQLite", () => {
         const error = yield* storeErrorOf(withStore(filename, () => Effect.void))
         expect(Option.map(error, (e) => e.reason)).toEqual(Option.some("corrupt"))
         expect(Option.getOrElse(Option.map(error, (e) => e.message), () => "")).toContain("newer")
+      })
+    )
+
+    it.effect("an in-memory store works and has a control id, with no file anywhere", () =>
+      Effect.gen(function* () {
+        const instance = yield* Effect.gen(function* () {
+          const store = yield* Store
+          expect(store.controlId).toMatch(/^[0-9a-z]{8}$/)
+          const launch = yield* createLaunch(store)
+          return yield* store.transitionInstance(launch.instance.id, "spawning")
+        }).pipe(Effect.provide(SqliteStore.layer({ filename: ":memory:" })))
+        expect(instance.state).toBe("spawning")
+        expect(existsSync(join(process.cwd(), "control-id"))).toBe(false)
       })
     )
 
