@@ -1,6 +1,7 @@
-import { Deferred, Effect, Either, Runtime, Schema, Scope } from "effect"
+import { Deferred, Effect, Either, Runtime, Schema, type Scope } from "effect"
 import { timingSafeEqual } from "node:crypto"
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
+import { decodeJson, readBody, sendJson as send, sseEvent } from "./http.ts"
 import type { AddressInfo } from "node:net"
 import type { OutputStream } from "../domain/run.ts"
 import { HubError } from "../errors.ts"
@@ -83,41 +84,8 @@ const bearer = (req: IncomingMessage): string => {
   return header.startsWith("Bearer ") ? header.slice(7) : ""
 }
 
-const readBody = (req: IncomingMessage): Promise<Buffer | null> =>
-  new Promise((resolve, reject) => {
-    const chunks: Array<Buffer> = []
-    let size = 0
-    req.on("data", (chunk: Buffer) => {
-      size += chunk.length
-      if (size > MAX_BODY) {
-        resolve(null)
-        req.destroy()
-        return
-      }
-      chunks.push(chunk)
-    })
-    req.on("end", () => resolve(Buffer.concat(chunks)))
-    req.on("error", reject)
-  })
-
-const send = (res: ServerResponse, status: number, body: unknown): void => {
-  const text = JSON.stringify(body)
-  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) })
-  res.end(text)
-}
-
-const decodeJson = <A, I>(schema: Schema.Schema<A, I>, body: Buffer): Either.Either<A, string> => {
-  let parsed: unknown
-  try {
-    parsed = JSON.parse(body.toString("utf8"))
-  } catch {
-    return Either.left("body is not JSON")
-  }
-  return Either.mapLeft(Schema.decodeUnknownEither(schema)(parsed), (e) => e.message)
-}
-
 const writeEvent = (res: ServerResponse, event: string, data: unknown): void => {
-  res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`)
+  res.write(sseEvent(event, data))
 }
 
 /**
@@ -175,8 +143,8 @@ export const makeAgentHub = (options: HubOptions): Effect.Effect<AgentHub, HubEr
         return
       }
 
-      const body = await readBody(req)
-      if (body === null) return send(res, 413, { error: "body too large" })
+      const body = await readBody(req, MAX_BODY)
+      if (body === null) return send(res, 413, { error: "body too large or connection broken" })
 
       if (req.method === "POST" && path === "/v1/agent/register") {
         const decoded = decodeJson(RegisterRequest, body)

@@ -4,6 +4,7 @@ import { randomBytes } from "node:crypto"
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
 import type { AddressInfo, Socket } from "node:net"
 import { agentScriptPath } from "../agent-script.ts"
+import { decodeJson, readBody, sendJson, sseEvent } from "../hub/http.ts"
 import type { InvalidSpec } from "../errors.ts"
 import { formatInstanceName, isInstanceName, newControlId, newId } from "../naming.ts"
 import {
@@ -88,40 +89,6 @@ export interface FakeController {
 
 const MAX_BODY = 1024 * 1024
 
-const readBody = (req: IncomingMessage): Promise<Buffer | null> =>
-  new Promise((resolve) => {
-    const chunks: Array<Buffer> = []
-    let size = 0
-    req.on("data", (chunk: Buffer) => {
-      size += chunk.length
-      if (size > MAX_BODY) {
-        resolve(null)
-        req.destroy()
-        return
-      }
-      chunks.push(chunk)
-    })
-    req.on("end", () => resolve(Buffer.concat(chunks)))
-    req.on("error", () => resolve(null))
-  })
-
-const reply = (res: ServerResponse, status: number, body: unknown): void => {
-  const text = JSON.stringify(body)
-  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) })
-  res.end(text)
-}
-
-const decodeJson = <A, I>(schema: Schema.Schema<A, I>, body: Buffer): Either.Either<A, string> => {
-  let parsed: unknown
-  try {
-    parsed = JSON.parse(body.toString("utf8"))
-  } catch {
-    return Either.left("body is not JSON")
-  }
-  return Either.mapLeft(Schema.decodeUnknownEither(schema)(parsed), (e) => e.message)
-}
-
-const sseEvent = (event: string, data: unknown): string => `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`
 
 /** Starts the fake controller on 127.0.0.1 (a free port) for the life of the scope. */
 export const makeFakeController = (
@@ -159,8 +126,8 @@ export const makeFakeController = (
       const who = instanceOf(req)
       if (who === null) {
         rejected.push(`${req.method ?? "?"} ${url.pathname}: unknown token`)
-        await readBody(req)
-        return reply(res, 401, { error: "unknown token" })
+        await readBody(req, MAX_BODY)
+        return sendJson(res, 401, { error: "unknown token" })
       }
       const route = `${req.method ?? ""} ${url.pathname}`
       if (route === "GET /v1/agent/events") {
@@ -177,52 +144,52 @@ export const makeFakeController = (
         })
         return
       }
-      const body = await readBody(req)
-      if (body === null) return reply(res, 413, { error: "body too large" })
+      const body = await readBody(req, MAX_BODY)
+      if (body === null) return sendJson(res, 413, { error: "body too large" })
       switch (route) {
         case "POST /v1/agent/register": {
           if (req.headers["x-skyrepl-protocol"] !== String(PROTOCOL)) {
-            return reply(res, 409, { protocol: PROTOCOL })
+            return sendJson(res, 409, { protocol: PROTOCOL })
           }
           const decoded = decodeJson(AgentRegistration, body)
-          if (Either.isLeft(decoded)) return reply(res, 400, { error: decoded.left })
+          if (Either.isLeft(decoded)) return sendJson(res, 400, { error: decoded.left })
           if (decoded.right.instance !== who.instance) {
             rejected.push(`register: token of ${who.instance} presented by ${decoded.right.instance}`)
-            return reply(res, 401, { error: "token belongs to another instance" })
+            return sendJson(res, 401, { error: "token belongs to another instance" })
           }
           Deferred.unsafeDone(
             deferredFor(registered, who.instance),
             Exit.succeed({ ...decoded.right, token: who.token, at: Date.now() })
           )
-          return reply(res, 200, { protocol: PROTOCOL, heartbeatIntervalMs, deadmanTimeoutMs })
+          return sendJson(res, 200, { protocol: PROTOCOL, heartbeatIntervalMs, deadmanTimeoutMs })
         }
         case "POST /v1/agent/heartbeat":
-          return reply(res, 200, {})
+          return sendJson(res, 200, {})
         case "POST /v1/agent/output": {
           const query = Schema.decodeUnknownEither(OutputQuery)(Object.fromEntries(url.searchParams))
-          if (Either.isLeft(query)) return reply(res, 400, { error: query.left.message })
+          if (Either.isLeft(query)) return sendJson(res, 400, { error: query.left.message })
           const key = `${query.right.runId}/${query.right.stream}`
           const have = outputs.get(key) ?? Buffer.alloc(0)
-          if (query.right.offset > have.length) return reply(res, 409, { next: have.length })
+          if (query.right.offset > have.length) return sendJson(res, 409, { next: have.length })
           const fresh = body.subarray(have.length - query.right.offset)
           const next = Buffer.concat([have, fresh])
           outputs.set(key, next)
-          return reply(res, 200, { next: next.length })
+          return sendJson(res, 200, { next: next.length })
         }
         case "POST /v1/agent/exit": {
           const decoded = decodeJson(ExitBody, body)
-          if (Either.isLeft(decoded)) return reply(res, 400, { error: decoded.left })
+          if (Either.isLeft(decoded)) return sendJson(res, 400, { error: decoded.left })
           Deferred.unsafeDone(deferredFor(exits, decoded.right.runId), Exit.succeed(decoded.right))
-          return reply(res, 200, {})
+          return sendJson(res, 200, {})
         }
         default:
-          return reply(res, 404, { error: `no route ${route}` })
+          return sendJson(res, 404, { error: `no route ${route}` })
       }
     }
 
     const server = createServer((req, res) => {
       handle(req, res).catch((error: unknown) => {
-        if (!res.headersSent) reply(res, 500, { error: String(error) })
+        if (!res.headersSent) sendJson(res, 500, { error: String(error) })
         else res.destroy()
       })
     })
