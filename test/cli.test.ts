@@ -83,6 +83,17 @@ describe("repl run", () => {
     expect(events.at(-1)).toMatchObject({ type: "exit", state: "succeeded", exitCode: 0 })
   })
 
+  it("a reader that goes away (| head) stops the run quietly, with no stack trace", async () => {
+    const piped = await execa("bash", ["-c", `set -o pipefail; '${repl}' run -c yes | head -2`], { env: env(), reject: false, timeout: 60_000 })
+    expect(piped.stdout).toBe("y\ny")
+    expect(piped.exitCode).toBe(141)
+    expect(piped.stderr).toBe("")
+    const runs = JSON.parse((await run(["run", "list", "--json"])).stdout) as Array<{ state: string; instanceId: string }>
+    expect(runs[0]?.state).toBe("cancelled")
+    const live = JSON.parse((await run(["instance", "list", "--json"])).stdout) as Array<unknown>
+    expect(live).toEqual([])
+  })
+
   it("Ctrl-C cancels the run, terminates the instance and exits 130", async () => {
     const { child, name } = startRun("sleep 600")
     const instance = await name

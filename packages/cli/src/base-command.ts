@@ -14,6 +14,11 @@ const stderrLogger = Logger.replace(
   })
 )
 
+const BROKEN_PIPE = 141
+
+const isBrokenPipe = (error: unknown): boolean =>
+  typeof error === "object" && error !== null && "code" in error && error.code === "EPIPE"
+
 /** Exit status for a CLI call ended by Ctrl-C or SIGTERM, as shells report it. */
 export const INTERRUPTED = 130
 
@@ -35,6 +40,34 @@ export abstract class SkyReplCommand extends Command {
     return useColor(process.stdout)
   }
 
+  /** Set once stdout's reader is gone (`repl run … | head -1`): the program is then stopped. */
+  private pipeBroken = false
+  private stop: () => void = () => undefined
+
+  private write(stream: NodeJS.WritableStream, data: string | Uint8Array): void {
+    if (this.pipeBroken) return
+    try {
+      stream.write(data)
+    } catch (error) {
+      if (!isBrokenPipe(error)) throw error
+      this.brokenPipe()
+    }
+  }
+
+  private brokenPipe(): void {
+    this.pipeBroken = true
+    this.stop()
+  }
+
+  /** Writes to stdout; a closed pipe stops the program (and so ends its instances) quietly. */
+  protected out(data: string | Uint8Array): void {
+    this.write(this.context.stdout, data)
+  }
+
+  protected err(data: string | Uint8Array): void {
+    this.write(this.context.stderr, data)
+  }
+
   async execute(): Promise<number> {
     const stderr = this.context.stderr
     const main = Effect.gen(this, function* () {
@@ -48,11 +81,19 @@ export abstract class SkyReplCommand extends Command {
     const interrupt = () => {
       Effect.runFork(Fiber.interrupt(fiber))
     }
+    this.stop = interrupt
+    const onStdoutError = (error: unknown) => {
+      if (isBrokenPipe(error)) this.brokenPipe()
+    }
+    process.stdout.on("error", onStdoutError)
     process.once("SIGINT", interrupt)
     process.once("SIGTERM", interrupt)
     const exit = await Effect.runPromise(Fiber.await(fiber))
     process.off("SIGINT", interrupt)
     process.off("SIGTERM", interrupt)
+    process.stdout.off("error", onStdoutError)
+    // Like any filter in a pipeline whose reader left: no message, status 128 + SIGPIPE.
+    if (this.pipeBroken) return BROKEN_PIPE
     if (Exit.isSuccess(exit)) return exit.value
     if (Cause.isInterruptedOnly(exit.cause)) {
       stderr.write("repl: interrupted; the instance was terminated\n")

@@ -1,5 +1,3 @@
-import type { Writable } from "node:stream"
-
 /** Colours only for a terminal, and never when NO_COLOR is set (https://no-color.org). */
 export const useColor = (stream: { readonly isTTY?: boolean }): boolean =>
   stream.isTTY === true && (process.env["NO_COLOR"] ?? "") === "" && process.env["TERM"] !== "dumb"
@@ -55,9 +53,7 @@ export const table = (headers: ReadonlyArray<string>, rows: ReadonlyArray<Readon
   return [bold(line(headers), color), ...rows.map(line)].join("\n") + "\n"
 }
 
-export const writeJson = (out: Writable, value: unknown): void => {
-  out.write(JSON.stringify(value, null, 2) + "\n")
-}
+export const toJson = (value: unknown): string => JSON.stringify(value, null, 2) + "\n"
 
 export const truncate = (text: string, max: number): string =>
   text.length <= max ? text : text.slice(0, Math.max(0, max - 1)) + "…"

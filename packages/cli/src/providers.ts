@@ -1,5 +1,6 @@
 import type { Provider, ProviderError, SkyReplSettings } from "@skyrepl/core"
 import { LocalProvider } from "@skyrepl/provider-local"
+import { OrbStackProvider } from "@skyrepl/provider-orbstack"
 import type { Layer } from "effect"
 
 /**
@@ -13,5 +14,6 @@ export interface ProviderEntry {
 }
 
 export const providerEntries: ReadonlyArray<ProviderEntry> = [
-  { id: "local", layer: (settings) => LocalProvider.layer({ home: settings.home }) }
+  { id: "local", layer: (settings) => LocalProvider.layer({ home: settings.home }) },
+  { id: "orbstack", layer: () => OrbStackProvider.layer() }
 ]

@@ -2,7 +2,7 @@ import { defaultMinAge, formatDuration, scanOrphans, type SkyRepl } from "@skyre
 import { Command, Option } from "clipanion"
 import { Effect } from "effect"
 import { SkyReplCommand } from "../base-command.ts"
-import { ago, table, writeJson } from "../format.ts"
+import { ago, table, toJson } from "../format.ts"
 import { parseDurationFlag } from "../options.ts"
 
 export class OrphansCommand extends SkyReplCommand {
@@ -40,15 +40,15 @@ export class OrphansCommand extends SkyReplCommand {
         ownOnly: this.own
       })
       for (const skipped of report.skipped) {
-        this.context.stderr.write(`repl: skipped provider ${skipped.provider}: ${skipped.message}\n`)
+        this.err(`repl: skipped provider ${skipped.provider}: ${skipped.message}\n`)
       }
       if (this.json) {
-        writeJson(this.context.stdout, report)
+        this.out(toJson(report))
       } else if (report.orphans.length === 0) {
-        this.context.stdout.write(`no orphans (${report.resources} SkyREPL instance(s) seen on ${report.providers.join(", ")})\n`)
+        this.out(`no orphans (${report.resources} SkyREPL instance(s) seen on ${report.providers.join(", ")})\n`)
       } else {
         const now = Date.now()
-        this.context.stdout.write(
+        this.out(
           table(
             ["NAME", "PROVIDER", "REASON", "AGE", "ACTION"],
             report.orphans.map((o) => [o.name, o.provider, o.reason, o.ageMs === null ? "-" : ago(now - o.ageMs, now), o.error === null ? o.action : `${o.action}: ${o.error}`]),

@@ -76,7 +76,8 @@ export class RunCommand extends SkyReplCommand {
     return Effect.gen(this, function* () {
       // preflight always runs first; without it there is nothing validated to launch.
       const checked = this.checked ?? { env: {}, maxDuration: undefined }
-      const { stdout, stderr } = this.context
+      const stdout = { write: (data: string | Uint8Array) => this.out(data) }
+      const stderr = { write: (data: string | Uint8Array) => this.err(data) }
       const showProgress = this.progress ?? (process.stderr.isTTY === true && !this.json)
       const color = useColor(process.stderr)
       const onProgress = (event: LaunchProgress) => {

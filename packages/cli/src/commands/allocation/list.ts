@@ -3,7 +3,7 @@ import { Command, Option } from "clipanion"
 import { Effect, Either, Schema } from "effect"
 import { SkyReplCommand } from "../../base-command.ts"
 import { UsageFailure } from "../../errors.ts"
-import { ago, colorState, table, writeJson } from "../../format.ts"
+import { ago, colorState, table, toJson } from "../../format.ts"
 
 export class AllocationListCommand extends SkyReplCommand {
   static override paths = [["allocation", "list"]]
@@ -22,11 +22,11 @@ export class AllocationListCommand extends SkyReplCommand {
       }
       const allocations = yield* listAllocations(filter)
       if (this.json) {
-        writeJson(this.context.stdout, allocations.map((a) => ({ ...a })))
+        this.out(toJson(allocations.map((a) => ({ ...a }))))
         return 0
       }
       const now = Date.now()
-      this.context.stdout.write(
+      this.out(
         table(
           ["ALLOCATION", "STATE", "RUN", "INSTANCE", "AGE"],
           allocations.map((a) => [a.id, colorState(a.state, this.color), a.runId, a.instanceId, ago(a.createdAt, now)]),

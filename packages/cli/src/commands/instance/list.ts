@@ -2,7 +2,7 @@ import { type InstanceState, liveInstanceStates, listInstances, type SkyRepl } f
 import { Command, Option } from "clipanion"
 import { Effect } from "effect"
 import { SkyReplCommand } from "../../base-command.ts"
-import { ago, colorState, table, writeJson } from "../../format.ts"
+import { ago, colorState, table, toJson } from "../../format.ts"
 
 export class InstanceListCommand extends SkyReplCommand {
   static override paths = [["instance", "list"]]
@@ -17,11 +17,11 @@ export class InstanceListCommand extends SkyReplCommand {
       const instances = yield* listInstances(states === undefined ? {} : { states })
       if (this.json) {
         // The agent token is a credential: it never leaves the store through a listing.
-        writeJson(this.context.stdout, instances.map(({ agentToken: _token, ...rest }) => rest))
+        this.out(toJson(instances.map(({ agentToken: _token, ...rest }) => rest)))
         return 0
       }
       const now = Date.now()
-      this.context.stdout.write(
+      this.out(
         table(
           ["NAME", "STATE", "PROVIDER", "SPEC", "REGION", "AGE", "LEASE"],
           instances.map((i) => [

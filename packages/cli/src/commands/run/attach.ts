@@ -24,7 +24,8 @@ export class RunAttachCommand extends SkyReplCommand {
     return Effect.gen(this, function* () {
       const stdoutFrom = yield* parseCount("--from-stdout", this.fromStdout, 0)
       const stderrFrom = yield* parseCount("--from-stderr", this.fromStderr, 0)
-      const { stdout, stderr } = this.context
+      const stdout = { write: (data: string | Uint8Array) => this.out(data) }
+      const stderr = { write: (data: string | Uint8Array) => this.err(data) }
       yield* attach(this.runId, { from: { stdout: stdoutFrom, stderr: stderrFrom }, follow: !this.noFollow }).pipe(
         Stream.runForEach((chunk) =>
           Effect.sync(() => {

@@ -2,7 +2,7 @@ import { cancel, type SkyRepl } from "@skyrepl/core"
 import { Command, Option } from "clipanion"
 import { Effect } from "effect"
 import { SkyReplCommand } from "../../base-command.ts"
-import { writeJson } from "../../format.ts"
+import { toJson } from "../../format.ts"
 
 const explainOutcome: Record<string, string> = {
   "already-finished": "had already finished",
@@ -24,8 +24,8 @@ export class RunCancelCommand extends SkyReplCommand {
   protected program(): Effect.Effect<number, unknown, SkyRepl> {
     return Effect.gen(this, function* () {
       const result = yield* cancel(this.runId)
-      if (this.json) writeJson(this.context.stdout, result)
-      else this.context.stdout.write(`run ${result.runId} ${explainOutcome[result.outcome] ?? result.outcome} (state: ${result.state})\n`)
+      if (this.json) this.out(toJson(result))
+      else this.out(`run ${result.runId} ${explainOutcome[result.outcome] ?? result.outcome} (state: ${result.state})\n`)
       return 0
     })
   }

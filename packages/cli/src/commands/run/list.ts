@@ -3,7 +3,7 @@ import { Command, Option } from "clipanion"
 import { Effect, Either, Schema } from "effect"
 import { SkyReplCommand } from "../../base-command.ts"
 import { UsageFailure } from "../../errors.ts"
-import { ago, colorState, table, truncate, writeJson } from "../../format.ts"
+import { ago, colorState, table, truncate, toJson } from "../../format.ts"
 import { parseCount } from "../../options.ts"
 
 export class RunListCommand extends SkyReplCommand {
@@ -27,11 +27,11 @@ export class RunListCommand extends SkyReplCommand {
       }
       const runs = yield* listRuns({ ...(limit === 0 ? {} : { limit }), ...(states.length === 0 ? {} : { states }) })
       if (this.json) {
-        writeJson(this.context.stdout, runs.map((r) => ({ ...r })))
+        this.out(toJson(runs.map((r) => ({ ...r }))))
         return 0
       }
       const now = Date.now()
-      this.context.stdout.write(
+      this.out(
         table(
           ["RUN", "STATE", "EXIT", "PROVIDER", "STARTED", "COMMAND"],
           runs.map((r) => [r.id, colorState(r.state, this.color), r.exitCode === null ? (r.signal ?? "-") : String(r.exitCode), r.provider, ago(r.createdAt, now), truncate(r.command, 60)]),

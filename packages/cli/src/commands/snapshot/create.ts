@@ -2,7 +2,7 @@ import { createSnapshot, type SkyRepl } from "@skyrepl/core"
 import { Command, Option } from "clipanion"
 import { Effect } from "effect"
 import { SkyReplCommand } from "../../base-command.ts"
-import { writeJson } from "../../format.ts"
+import { toJson } from "../../format.ts"
 
 export class SnapshotCreateCommand extends SkyReplCommand {
   static override paths = [["snapshot", "create"]]
@@ -18,8 +18,8 @@ export class SnapshotCreateCommand extends SkyReplCommand {
   protected program(): Effect.Effect<number, unknown, SkyRepl> {
     return Effect.gen(this, function* () {
       const snapshot = yield* createSnapshot(this.target, this.name)
-      if (this.json) writeJson(this.context.stdout, snapshot)
-      else this.context.stdout.write(`${snapshot.id} ${snapshot.name} (${snapshot.provider}${snapshot.region === null ? "" : `, ${snapshot.region}`}: ${snapshot.state})\n`)
+      if (this.json) this.out(toJson(snapshot))
+      else this.out(`${snapshot.id} ${snapshot.name} (${snapshot.provider}${snapshot.region === null ? "" : `, ${snapshot.region}`}: ${snapshot.state})\n`)
       return 0
     })
   }

@@ -2,7 +2,7 @@ import { deleteSnapshot, type SkyRepl } from "@skyrepl/core"
 import { Command, Option } from "clipanion"
 import { Effect } from "effect"
 import { SkyReplCommand } from "../../base-command.ts"
-import { writeJson } from "../../format.ts"
+import { toJson } from "../../format.ts"
 
 export class SnapshotDeleteCommand extends SkyReplCommand {
   static override paths = [["snapshot", "delete"]]
@@ -16,8 +16,8 @@ export class SnapshotDeleteCommand extends SkyReplCommand {
   protected program(): Effect.Effect<number, unknown, SkyRepl> {
     return Effect.gen(this, function* () {
       yield* deleteSnapshot(this.provider, this.id, this.region ?? null)
-      if (this.json) writeJson(this.context.stdout, { id: this.id, provider: this.provider, deleted: true })
-      else this.context.stdout.write(`deleted ${this.id}\n`)
+      if (this.json) this.out(toJson({ id: this.id, provider: this.provider, deleted: true }))
+      else this.out(`deleted ${this.id}\n`)
       return 0
     })
   }

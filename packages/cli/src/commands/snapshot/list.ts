@@ -2,7 +2,7 @@ import { listSnapshots, type SkyRepl } from "@skyrepl/core"
 import { Command, Option } from "clipanion"
 import { Effect } from "effect"
 import { SkyReplCommand } from "../../base-command.ts"
-import { ago, table, writeJson } from "../../format.ts"
+import { ago, table, toJson } from "../../format.ts"
 
 export class SnapshotListCommand extends SkyReplCommand {
   static override paths = [["snapshot", "list"]]
@@ -15,11 +15,11 @@ export class SnapshotListCommand extends SkyReplCommand {
     return Effect.gen(this, function* () {
       const snapshots = yield* listSnapshots(this.provider.length === 0 ? undefined : this.provider)
       if (this.json) {
-        writeJson(this.context.stdout, snapshots)
+        this.out(toJson(snapshots))
         return 0
       }
       const now = Date.now()
-      this.context.stdout.write(
+      this.out(
         table(
           ["ID", "NAME", "PROVIDER", "REGION", "STATE", "SOURCE", "AGE"],
           snapshots.map((s) => [s.id, s.name, s.provider, s.region ?? "-", s.state, s.source ?? "-", ago(s.createdAt, now)]),
