@@ -84,6 +84,12 @@ export interface InstanceRef {
 export interface SpawnResult {
   readonly providerRef: string
   readonly region: string | null
+  /**
+   * Set when the resource exists but its bootstrap reported a failure, in one line naming where
+   * its log is. Not fatal (the agent may still register); the engine records it on the instance,
+   * warns, and names it if the agent never registers.
+   */
+  readonly bootstrapFailure?: string
 }
 
 /** What the provider says about a resource right now. `gone` means confirmed gone. */

@@ -259,13 +259,24 @@ export const launchWith = (
           agentScript: agentScriptPath
         })
       )
-      yield* store.transitionInstance(instanceId, "booting", { providerRef: spawned.providerRef, region: spawned.region })
+      const bootstrapFailure = spawned.bootstrapFailure ?? null
+      yield* store.transitionInstance(instanceId, "booting", {
+        providerRef: spawned.providerRef,
+        region: spawned.region,
+        ...(bootstrapFailure === null ? {} : { error: bootstrapFailure })
+      })
+      if (bootstrapFailure !== null) yield* Effect.logWarning(bootstrapFailure)
       yield* progress("booting")
       yield* Deferred.await(session.registered).pipe(
         Effect.timeoutFail({
           duration: settings.bootTimeout,
           onTimeout: () =>
-            new AgentError({ instance: name, reason: "boot-timeout", message: `the agent on ${name} did not register within ${Duration.format(settings.bootTimeout)}` })
+            new AgentError({
+              instance: name,
+              reason: "boot-timeout",
+              message: `the agent on ${name} did not register within ${Duration.format(settings.bootTimeout)}` +
+                (bootstrapFailure === null ? "" : `; ${bootstrapFailure}`)
+            })
         })
       )
       yield* store.transitionInstance(instanceId, "ready")

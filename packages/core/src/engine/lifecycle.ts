@@ -170,6 +170,10 @@ export const reapExpired = (engine: SkyReplService): Effect.Effect<void> =>
   Effect.gen(function* () {
     const now = Date.now()
     const ttl = Duration.toMillis(engine.settings.leaseTtl)
+    // A controller alive enough to reap is alive enough to hold its own leases. Renewing them
+    // first means a starved renewal fiber (a loaded machine, a long GC) never makes this process
+    // reap the instances it is still launching or running.
+    yield* engine.store.renewLeases(engine.controller.id, now + ttl).pipe(Effect.ignore)
     const expired = yield* engine.store.claimExpiredInstances(engine.controller.id, now, now + ttl)
     const orphaned = yield* claimDeadOwners(engine, now + ttl)
     const claimed = [...new Map([...expired, ...orphaned].map((i) => [i.id, i] as const)).values()]

@@ -1,0 +1,118 @@
+import { parseDuration } from "@skyrepl/core"
+import { Config, Duration, Effect, Either, Option } from "effect"
+import { accessSync, constants, statSync } from "node:fs"
+import { homedir } from "node:os"
+import { delimiter, join } from "node:path"
+
+/** Looks a host name up; an empty answer means it does not resolve. */
+export type LookupHost = (host: string) => Effect.Effect<ReadonlyArray<string>>
+
+export interface OrbStackProviderOptions {
+  /** The `orbctl` executable, a path or a name looked up on PATH. `SKYREPL_ORBCTL`, default `orbctl`. */
+  readonly orbctl?: string
+  /** Extra environment for every `orbctl` call (an emulator's state directory, for instance). */
+  readonly orbctlEnv?: Readonly<Record<string, string>>
+  /**
+   * How long a new machine may take to reach `running` once `orbctl create` has returned
+   * (`create` itself may take minutes the first time, while OrbStack downloads the image).
+   * `SKYREPL_ORBSTACK_BOOT_TIMEOUT`, default 30 s.
+   */
+  readonly bootTimeout?: Duration.DurationInput
+  /** Longest any single `orbctl` call may take before it is killed. Default 60 s. */
+  readonly commandTimeout?: Duration.DurationInput
+  /**
+   * The name under which machines reach this Mac. An agent URL on a loopback address is
+   * rewritten to it, since a machine's own 127.0.0.1 is not the Mac's.
+   * `SKYREPL_ORBSTACK_HOST_ALIAS`, default `host.orb.internal`.
+   */
+  readonly hostAlias?: string
+  /** The architecture when a spec names none: `arm64` on Apple Silicon, else `amd64`. */
+  readonly defaultArch?: "arm64" | "amd64"
+  /** DNS step of the IP discovery chain; the system resolver (`{name}.orb.local`) by default. */
+  readonly lookupHost?: LookupHost
+  /** How often `orbctl info` is polled while a machine boots. Default 100 ms. */
+  readonly pollInterval?: Duration.DurationInput
+}
+
+export interface ResolvedOptions {
+  readonly orbctl: string
+  readonly orbctlEnv: Readonly<Record<string, string>>
+  readonly bootTimeout: Duration.Duration
+  readonly commandTimeout: Duration.Duration
+  readonly hostAlias: string
+  readonly defaultArch: "arm64" | "amd64"
+  readonly lookupHost: LookupHost | null
+  readonly pollInterval: Duration.Duration
+  /** A malformed `SKYREPL_ORBSTACK_*` variable: reported by the provider's first use. */
+  readonly configError: string | null
+}
+
+/** The architecture OrbStack machines run natively here (Rosetta makes the other one slow). */
+export const hostArch = (): "arm64" | "amd64" => (process.arch === "arm64" ? "arm64" : "amd64")
+
+const optionalString = (name: string) =>
+  Config.option(Config.nonEmptyString(name)).pipe(Effect.orElseSucceed(() => Option.none<string>()))
+
+/**
+ * Applies the environment and the defaults. Never fails, because building the provider must not
+ * (every CLI command builds every provider): a malformed variable is kept as `configError` and
+ * refused when OrbStack is first used, so only a command that needs OrbStack stops on it.
+ */
+export const resolveOptions = (options: OrbStackProviderOptions): Effect.Effect<ResolvedOptions> =>
+  Effect.gen(function* () {
+    const orbctl = yield* optionalString("SKYREPL_ORBCTL")
+    const hostAlias = yield* optionalString("SKYREPL_ORBSTACK_HOST_ALIAS")
+    const bootText = yield* optionalString("SKYREPL_ORBSTACK_BOOT_TIMEOUT")
+    const parsedBoot = Option.map(bootText, parseDuration)
+    const envBoot = Option.flatMap(parsedBoot, Either.getRight)
+    const configError = Option.match(Option.flatMap(parsedBoot, Either.getLeft), {
+      onNone: () => null,
+      onSome: (message) => `SKYREPL_ORBSTACK_BOOT_TIMEOUT: ${message}`
+    })
+    return {
+      orbctl: options.orbctl ?? Option.getOrElse(orbctl, () => "orbctl"),
+      orbctlEnv: options.orbctlEnv ?? {},
+      bootTimeout: Duration.decode(options.bootTimeout ?? Option.getOrElse(envBoot, () => Duration.seconds(30))),
+      commandTimeout: Duration.decode(options.commandTimeout ?? Duration.seconds(60)),
+      hostAlias: options.hostAlias ?? Option.getOrElse(hostAlias, () => "host.orb.internal"),
+      defaultArch: options.defaultArch ?? hostArch(),
+      lookupHost: options.lookupHost ?? null,
+      pollInterval: Duration.decode(options.pollInterval ?? Duration.millis(100)),
+      // An explicit option wins over the environment, so a bad variable it overrides is moot.
+      configError: options.bootTimeout === undefined ? configError : null
+    }
+  })
+
+const isExecutable = (path: string): boolean => {
+  try {
+    accessSync(path, constants.X_OK)
+    return statSync(path).isFile()
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Where OrbStack puts `orbctl` when the shell's PATH does not name it: its own command-line
+ * folder, the app bundle, Homebrew's prefixes. A login shell has them on PATH; cron, launchd
+ * jobs and IDEs often do not.
+ */
+export const orbctlLocations = (): ReadonlyArray<string> => [
+  "/usr/local/bin/orbctl",
+  "/opt/homebrew/bin/orbctl",
+  join(homedir(), ".orbstack", "bin", "orbctl"),
+  "/Applications/OrbStack.app/Contents/MacOS/bin/orbctl"
+]
+
+/**
+ * The executable to run: a path is taken as given; a name is looked up on `path` (PATH), then in
+ * OrbStack's own locations. `null`: there is no orbctl here, so there is no OrbStack either.
+ */
+export const locateOrbctl = (command: string, path: string | undefined): string | null => {
+  if (command.includes("/")) return isExecutable(command) ? command : null
+  for (const dir of (path ?? "").split(delimiter)) {
+    if (dir !== "" && isExecutable(join(dir, command))) return join(dir, command)
+  }
+  if (command !== "orbctl") return null
+  return orbctlLocations().find(isExecutable) ?? null
+}

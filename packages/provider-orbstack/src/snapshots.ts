@@ -1,0 +1,79 @@
+import type { InstanceRef, ProviderError, ProviderSnapshots, Snapshot } from "@skyrepl/core"
+import { Effect, Option } from "effect"
+import { providerError, vmNotFound } from "./failures.ts"
+import type { Orbctl } from "./orbstack-api.ts"
+import { PROVIDER_ID } from "./spec.ts"
+
+/**
+ * A snapshot is a stopped clone of an instance's machine, named `replsnap-{name}`. The prefix
+ * keeps snapshots out of the instance sweep (they do not start with `repl-`) and keeps
+ * `snapshot delete` away from machines SkyREPL did not make.
+ */
+export const SNAPSHOT_PREFIX = "replsnap-"
+
+/** A machine name must also be a hostname label: 63 characters at most. */
+const namePattern = /^[a-z0-9](?:[a-z0-9-]{0,53})$/
+
+export const snapshotMachine = (name: string): string => `${SNAPSHOT_PREFIX}${name}`
+
+export const isSnapshotMachine = (machine: string): boolean =>
+  machine.startsWith(SNAPSHOT_PREFIX) && namePattern.test(machine.slice(SNAPSHOT_PREFIX.length))
+
+const snapshotOf = (machine: string, source: string | null, createdAt: number | null): Snapshot => ({
+  id: machine,
+  name: machine.slice(SNAPSHOT_PREFIX.length),
+  provider: PROVIDER_ID,
+  region: null,
+  source,
+  // A clone is complete when `orbctl clone` returns; there is no pending phase to report.
+  state: "available",
+  createdAt
+})
+
+export const makeSnapshots = (
+  connect: Effect.Effect<Orbctl, ProviderError>,
+  requireInstanceName: (operation: string, name: string) => Effect.Effect<void, ProviderError>
+): ProviderSnapshots => ({
+  create: (ref: InstanceRef, name: string) =>
+    Effect.gen(function* () {
+      yield* requireInstanceName("snapshot", ref.name)
+      const orbctl = yield* connect
+      if (!namePattern.test(name)) {
+        return yield* providerError(
+          "snapshot",
+          "invalid-request",
+          `snapshot name "${name}" must be lower-case letters, digits and hyphens, at most 54 characters (it becomes the machine name ${SNAPSHOT_PREFIX}NAME)`
+        )
+      }
+      const machine = snapshotMachine(name)
+      if (Option.isNone(yield* orbctl.info(ref.name))) return yield* vmNotFound("snapshot", ref.name)
+      if (Option.isSome(yield* orbctl.info(machine))) {
+        return yield* providerError("snapshot", "invalid-request", `a snapshot named ${name} already exists (machine ${machine})`)
+      }
+      yield* orbctl.clone(ref.name, machine)
+      // A clone is a machine of its own: stopped, it costs disk only, and nothing in it runs.
+      if (!(yield* orbctl.stop(machine))) return yield* vmNotFound("snapshot", machine)
+      return snapshotOf(machine, ref.name, Date.now())
+    }),
+  list: () =>
+    Effect.gen(function* () {
+      const orbctl = yield* connect
+      const machines = yield* orbctl.list
+      return machines
+        .filter((m) => isSnapshotMachine(m.name))
+        .map((m) => snapshotOf(m.name, null, null))
+        .sort((a, b) => a.id.localeCompare(b.id))
+    }),
+  delete: (id: string) =>
+    Effect.gen(function* () {
+      if (!isSnapshotMachine(id)) {
+        return yield* providerError(
+          "snapshot-delete",
+          "invalid-request",
+          `"${id}" is not a SkyREPL snapshot (their ids start with ${SNAPSHOT_PREFIX}); other machines are left alone`
+        )
+      }
+      const orbctl = yield* connect
+      yield* orbctl.delete(id)
+    })
+})

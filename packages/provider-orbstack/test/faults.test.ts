@@ -1,0 +1,192 @@
+import type { ProviderError, ProviderService } from "@skyrepl/core"
+import { makeFakeController } from "@skyrepl/core/testing"
+import { describe, expect, it } from "@effect/vitest"
+import { ConfigProvider, Effect } from "effect"
+import { chmodSync, readFileSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
+import { afterAll, afterEach } from "vitest"
+import { OrbStackProvider } from "../src/index.ts"
+import { emulatorPath, makeEmulator } from "./helpers.ts"
+
+const emulator = makeEmulator()
+
+afterEach(() => emulator.setFaults(""))
+afterAll(async () => {
+  const left = emulator.processes()
+  await emulator.dispose()
+  expect(left).toEqual([])
+})
+
+const spec = { provider: "orbstack", canonical: "ubuntu:noble:amd64", region: null, attributes: { distro: "ubuntu", version: "noble", release: "24.04", arch: "amd64" } }
+
+/** Spawns `name`, expecting failure, and returns the error. */
+const failedSpawn = (provider: ProviderService, name: string) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const controller = yield* makeFakeController()
+      const bootstrap = yield* controller.bootstrap(name)
+      return yield* Effect.flip(provider.spawn(name, spec, bootstrap))
+    })
+  )
+
+/** Spawns and terminates `name`, expecting both to work. */
+const cycle = (provider: ProviderService, name: string) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const controller = yield* makeFakeController()
+      const bootstrap = yield* controller.bootstrap(name)
+      yield* provider.spawn(name, spec, bootstrap)
+      yield* provider.terminate({ name, providerRef: null, region: null })
+    })
+  )
+
+const leftNothing = Effect.promise(async () => {
+  expect((await emulator.machines()).filter((m) => m.name.startsWith("repl-"))).toEqual([])
+  expect(emulator.processes()).toEqual([])
+})
+
+describe("known failures, each with its own message", () => {
+  const messages = new Map<string, string>()
+  const remember = (label: string, error: ProviderError) => messages.set(label, error.message)
+
+  it.live("orbctl missing: a clear error on first use, never when the provider is built", () =>
+    Effect.gen(function* () {
+      const provider = yield* OrbStackProvider.make({ orbctl: "/nonexistent/orbctl" })
+      for (const error of [yield* Effect.flip(provider.list()), yield* failedSpawn(provider, emulator.newName())]) {
+        expect(error.reason).toBe("unavailable")
+        expect(error.message).toBe("orbctl not found (/nonexistent/orbctl): OrbStack is macOS-only; install it and launch it once")
+      }
+      const byName = yield* OrbStackProvider.make({ orbctl: "orbctl", orbctlEnv: { PATH: "/nonexistent" } })
+      const error = yield* Effect.flip(byName.list())
+      remember("missing", error)
+      expect(error.message).toBe("orbctl not found: OrbStack is macOS-only; install it and launch it once")
+      // With no OrbStack here, no machine of it can exist: an instance record left by a launch
+      // that never reached OrbStack is gone, and ending it succeeds.
+      const ref = { name: emulator.newName(), providerRef: null, region: null }
+      expect(yield* provider.describe(ref)).toBe("gone")
+      yield* provider.terminate(ref)
+    })
+  )
+
+  it.live("orbctl version runs once, on first use, and not before", () =>
+    Effect.gen(function* () {
+      const calls = join(emulator.home, "calls.log")
+      const wrapper = join(emulator.home, "orbctl-wrapper")
+      writeFileSync(wrapper, `#!/bin/sh\necho "$1" >> '${calls}'\nexec '${emulatorPath}' "$@"\n`)
+      chmodSync(wrapper, 0o755)
+      writeFileSync(calls, "")
+      const provider = yield* OrbStackProvider.make({ orbctl: wrapper, orbctlEnv: emulator.env })
+      expect(readFileSync(calls, "utf8")).toBe("")
+      yield* provider.list()
+      yield* provider.list()
+      yield* provider.describe({ name: emulator.newName(), providerRef: null, region: null })
+      expect(readFileSync(calls, "utf8").split("\n").filter((l) => l !== "")).toEqual(["version", "list", "list", "info"])
+    })
+  )
+
+  it.live("a malformed SKYREPL_ORBSTACK_BOOT_TIMEOUT is refused on first use, naming the variable", () =>
+    Effect.gen(function* () {
+      const provider = yield* OrbStackProvider.make(emulator.options()).pipe(
+        Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["SKYREPL_ORBSTACK_BOOT_TIMEOUT", "30"]])))
+      )
+      const error = yield* Effect.flip(provider.list())
+      expect(error.reason).toBe("invalid-request")
+      expect(error.message).toContain("SKYREPL_ORBSTACK_BOOT_TIMEOUT")
+    })
+  )
+
+  it.live("IP exhaustion: switched on, create fails and points to the reset procedure", () =>
+    Effect.gen(function* () {
+      emulator.setFaults("ip-exhaustion")
+      const provider = yield* OrbStackProvider.make(emulator.options())
+      const error = yield* failedSpawn(provider, emulator.newName())
+      remember("ip", error)
+      expect(error.reason).toBe("quota")
+      expect(error.retryable).toBe(false)
+      expect(error.message).toContain("DHCP/IP exhaustion")
+      expect(error.message).toContain("missing IP address")
+      expect(error.message).toContain("docs/providers/orbstack.md#ip-address-exhaustion")
+      yield* leftNothing
+    })
+  )
+
+  it.live("IP exhaustion after rapid create/delete cycles: released addresses are still leased", () =>
+    Effect.gen(function* () {
+      emulator.setFaults("ip-pool=2 lease-hold=600")
+      const provider = yield* OrbStackProvider.make(emulator.options())
+      yield* cycle(provider, emulator.newName())
+      yield* cycle(provider, emulator.newName())
+      const error = yield* failedSpawn(provider, emulator.newName())
+      expect(error.reason).toBe("quota")
+      expect(error.message).toContain("docs/providers/orbstack.md#ip-address-exhaustion")
+      yield* leftNothing
+    })
+  )
+
+  it.live("slow boot: a machine not running within the boot timeout is a boot time-out, and is deleted", () =>
+    Effect.gen(function* () {
+      emulator.setFaults("slow-boot=30")
+      const provider = yield* OrbStackProvider.make(emulator.options({ bootTimeout: "1 second" }))
+      const name = emulator.newName()
+      const error = yield* failedSpawn(provider, name)
+      remember("boot", error)
+      expect(error.reason).toBe("unavailable")
+      expect(error.message).toContain("boot time-out")
+      expect(error.message).toContain(name)
+      expect(error.message).toContain("1s")
+      expect(error.message).toContain("starting")
+      yield* leftNothing
+    })
+  )
+
+  it.live("VM not found: a machine that disappears while it boots", () =>
+    Effect.gen(function* () {
+      emulator.setFaults("missing-vm")
+      const provider = yield* OrbStackProvider.make(emulator.options())
+      const name = emulator.newName()
+      const error = yield* failedSpawn(provider, name)
+      remember("vm", error)
+      expect(error.reason).toBe("not-found")
+      expect(error.message).toContain("VM not found")
+      expect(error.message).toContain(name)
+      yield* leftNothing
+    })
+  )
+
+  it("every failure has a message of its own", () => {
+    expect([...messages.keys()].sort()).toEqual(["boot", "ip", "missing", "vm"])
+    expect(new Set(messages.values()).size).toBe(messages.size)
+  })
+})
+
+describe("terminateSync, for a process that is exiting", () => {
+  it.live("deletes the machine before it returns, and leaves other machines alone", () =>
+    Effect.gen(function* () {
+      const name = emulator.newName()
+      for (const machine of [name, "dev-box"]) {
+        expect((yield* Effect.promise(() => emulator.orbctl(["create", "ubuntu", machine]))).exitCode).toBe(0)
+      }
+      const provider = yield* OrbStackProvider.make(emulator.options())
+      provider.terminateSync?.({ name, providerRef: null, region: null })
+      provider.terminateSync?.({ name: "dev-box", providerRef: null, region: null })
+      expect((yield* Effect.promise(() => emulator.machines())).map((m) => m.name)).toEqual(["dev-box"])
+      expect(emulator.processes().filter((p) => p.machine === name)).toEqual([])
+      yield* Effect.promise(() => emulator.orbctl(["delete", "-f", "dev-box"]))
+    })
+  )
+})
+
+describe("names that are not SkyREPL's", () => {
+  it.live("are refused, so nothing else on the Mac is ever stopped or deleted", () =>
+    Effect.gen(function* () {
+      const created = yield* Effect.promise(() => emulator.orbctl(["create", "ubuntu", "dev-box"]))
+      expect(created.exitCode).toBe(0)
+      const provider = yield* OrbStackProvider.make(emulator.options())
+      const ref = { name: "dev-box", providerRef: null, region: null }
+      expect((yield* Effect.flip(provider.terminate(ref))).reason).toBe("invalid-request")
+      expect((yield* Effect.flip(provider.describe(ref))).reason).toBe("invalid-request")
+      expect((yield* Effect.promise(() => emulator.machines())).map((m) => [m.name, m.state])).toEqual([["dev-box", "running"]])
+      yield* Effect.promise(() => emulator.orbctl(["delete", "-f", "dev-box"]))
+    })
+  )
+})
