@@ -1,0 +1,501 @@
+import type * as Ec2Sdk from "@aws-sdk/client-ec2"
+import type * as StsSdk from "@aws-sdk/client-sts"
+import { Duration, Effect, ParseResult, Schedule, Schema } from "effect"
+import { AwsError, reasonOf } from "./errors.ts"
+import type { AwsCredentials } from "./options.ts"
+
+// ---------------------------------------------------------------------------------------------
+// Loading the SDK
+
+type Ec2Module = typeof Ec2Sdk
+type StsModule = typeof StsSdk
+
+interface Sdk {
+  readonly ec2: Ec2Module
+  readonly sts: StsModule
+}
+
+let loading: Promise<Sdk> | null = null
+
+/**
+ * The SDK is imported on first use only: `@aws-sdk/client-ec2` costs ~280 ms to import, and
+ * the CLI builds every provider for every command, most of which never touch AWS.
+ */
+const loadSdk = (): Effect.Effect<Sdk, AwsError> =>
+  Effect.tryPromise({
+    try: () => {
+      loading ??= Promise.all([import("@aws-sdk/client-ec2"), import("@aws-sdk/client-sts")]).then(([ec2, sts]) => ({ ec2, sts }))
+      return loading
+    },
+    catch: (cause) => {
+      loading = null
+      return new AwsError({
+        operation: "load",
+        code: "SdkUnavailable",
+        message: `cannot load the AWS SDK (@aws-sdk/client-ec2, @aws-sdk/client-sts): ${String(cause)}`,
+        region: null,
+        httpStatus: null,
+        requestId: null,
+        cause
+      })
+    }
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Errors from the SDK
+
+const field = (value: unknown, key: string): unknown =>
+  typeof value === "object" && value !== null ? Reflect.get(value, key) : undefined
+
+const stringField = (value: unknown, key: string): string | null => {
+  const v = field(value, key)
+  return typeof v === "string" && v !== "" ? v : null
+}
+
+/** Reads what the SDK (or Node's network stack) put on a thrown error. */
+export const fromSdkError = (operation: string, region: string | null, error: unknown): AwsError => {
+  const metadata = field(error, "$metadata")
+  const status = field(metadata, "httpStatusCode")
+  const name = stringField(error, "name")
+  // Service errors carry AWS's code in `Code` (EC2) or as `name`; network errors in `code`.
+  const code =
+    stringField(error, "Code") ??
+    (name !== null && name !== "Error" ? name : null) ??
+    stringField(error, "code") ??
+    "UnknownError"
+  const message = stringField(error, "message") ?? String(error)
+  return new AwsError({
+    operation,
+    code,
+    message,
+    region,
+    httpStatus: typeof status === "number" ? status : null,
+    requestId: stringField(metadata, "requestId"),
+    cause: error
+  })
+}
+
+const decodeError = (operation: string, region: string, error: ParseResult.ParseError): AwsError =>
+  new AwsError({
+    operation,
+    code: "DecodeError",
+    message: `unexpected ${operation} response: ${error.message}`,
+    region,
+    httpStatus: null,
+    requestId: null,
+    cause: error
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Responses, decoded at the edge
+
+const Tag = Schema.Struct({ Key: Schema.optional(Schema.String), Value: Schema.optional(Schema.String) })
+const Tags = Schema.optional(Schema.Array(Tag))
+
+export const Instance = Schema.Struct({
+  InstanceId: Schema.String,
+  InstanceType: Schema.optional(Schema.String),
+  State: Schema.Struct({ Name: Schema.String }),
+  StateReason: Schema.optional(Schema.Struct({ Code: Schema.optional(Schema.String), Message: Schema.optional(Schema.String) })),
+  LaunchTime: Schema.optional(Schema.DateFromSelf),
+  InstanceLifecycle: Schema.optional(Schema.String),
+  PublicIpAddress: Schema.optional(Schema.String),
+  PrivateIpAddress: Schema.optional(Schema.String),
+  Tags
+})
+export type Instance = typeof Instance.Type
+
+const Reservations = Schema.Struct({
+  Reservations: Schema.optional(Schema.Array(Schema.Struct({ Instances: Schema.optional(Schema.Array(Instance)) }))),
+  NextToken: Schema.optional(Schema.String)
+})
+
+const RunResult = Schema.Struct({ Instances: Schema.NonEmptyArray(Instance) })
+
+export const Image = Schema.Struct({
+  ImageId: Schema.String,
+  Name: Schema.optional(Schema.String),
+  CreationDate: Schema.optional(Schema.String),
+  State: Schema.optional(Schema.String),
+  OwnerId: Schema.optional(Schema.String),
+  Architecture: Schema.optional(Schema.String),
+  Tags,
+  BlockDeviceMappings: Schema.optional(
+    Schema.Array(Schema.Struct({ Ebs: Schema.optional(Schema.Struct({ SnapshotId: Schema.optional(Schema.String) })) }))
+  )
+})
+export type Image = typeof Image.Type
+
+const Images = Schema.Struct({ Images: Schema.optional(Schema.Array(Image)), NextToken: Schema.optional(Schema.String) })
+
+const Identity = Schema.Struct({ Account: Schema.String, Arn: Schema.String, UserId: Schema.optional(Schema.String) })
+export type Identity = typeof Identity.Type
+
+const Vpcs = Schema.Struct({ Vpcs: Schema.optional(Schema.Array(Schema.Struct({ VpcId: Schema.String }))) })
+
+const SecurityGroups = Schema.Struct({
+  SecurityGroups: Schema.optional(Schema.Array(Schema.Struct({ GroupId: Schema.String, GroupName: Schema.optional(Schema.String) })))
+})
+
+const CreatedGroup = Schema.Struct({ GroupId: Schema.String })
+
+const KeyPairs = Schema.Struct({ KeyPairs: Schema.optional(Schema.Array(Schema.Struct({ KeyName: Schema.optional(Schema.String) }))) })
+
+const CreatedKeyPair = Schema.Struct({ KeyName: Schema.String, KeyMaterial: Schema.String })
+
+const CreatedImage = Schema.Struct({ ImageId: Schema.String })
+
+/** The value of a tag on a decoded resource. */
+export const tagValue = (tags: ReadonlyArray<typeof Tag.Type> | undefined, key: string): string | undefined =>
+  tags?.find((t) => t.Key === key)?.Value
+
+// ---------------------------------------------------------------------------------------------
+// The API
+
+export interface AwsApiConfig {
+  readonly endpoint: string | null
+  readonly profile: string | null
+  readonly credentials: AwsCredentials | null
+  readonly requestTimeout: Duration.Duration
+  /** Retries of one idempotent call that failed as throttled or transient. */
+  readonly callRetry: Schedule.Schedule<unknown, unknown>
+}
+
+export const defaultCallRetry: Schedule.Schedule<unknown, unknown> = Schedule.exponential(Duration.millis(200), 2).pipe(
+  Schedule.jittered,
+  Schedule.intersect(Schedule.recurs(4))
+)
+
+interface Clients {
+  readonly sdk: Sdk
+  readonly ec2: Ec2Sdk.EC2Client
+  readonly sts: StsSdk.STSClient
+}
+
+export interface Tag {
+  readonly key: string
+  readonly value: string
+}
+
+export interface DescribeInstancesQuery {
+  readonly instanceIds?: ReadonlyArray<string>
+  readonly filters?: ReadonlyArray<{ readonly name: string; readonly values: ReadonlyArray<string> }>
+  readonly maxResults?: number
+  readonly nextToken?: string
+}
+
+/** RunInstances input with the instance type as text: the SDK's closed union lags behind EC2. */
+export type RunInstanceInput = Omit<Ec2Sdk.RunInstancesCommandInput, "InstanceType"> & { readonly InstanceType: string }
+
+export interface AwsApi {
+  readonly getCallerIdentity: (region: string) => Effect.Effect<Identity, AwsError>
+  /** The access key the credential chain resolves to, for messages; null when there is none. */
+  readonly accessKeyId: (region: string) => Effect.Effect<string | null>
+  readonly defaultVpc: (region: string) => Effect.Effect<string | null, AwsError>
+  readonly findSecurityGroup: (region: string, vpcId: string, name: string) => Effect.Effect<string | null, AwsError>
+  readonly createSecurityGroup: (
+    region: string,
+    vpcId: string,
+    name: string,
+    description: string,
+    tags: ReadonlyArray<Tag>
+  ) => Effect.Effect<string, AwsError>
+  readonly allowSshFromAnywhere: (region: string, groupId: string) => Effect.Effect<void, AwsError>
+  readonly keyPairExists: (region: string, name: string) => Effect.Effect<boolean, AwsError>
+  readonly createKeyPair: (region: string, name: string, tags: ReadonlyArray<Tag>) => Effect.Effect<string, AwsError>
+  readonly deleteKeyPair: (region: string, name: string) => Effect.Effect<void, AwsError>
+  readonly describeImages: (
+    region: string,
+    query: {
+      readonly owners?: ReadonlyArray<string>
+      readonly imageIds?: ReadonlyArray<string>
+      readonly filters?: ReadonlyArray<{ readonly name: string; readonly values: ReadonlyArray<string> }>
+    }
+  ) => Effect.Effect<ReadonlyArray<Image>, AwsError>
+  /** Not retried here: a retry must first look for the instance (see the provider's spawn). */
+  readonly runInstance: (region: string, input: RunInstanceInput) => Effect.Effect<Instance, AwsError>
+  readonly describeInstances: (
+    region: string,
+    query: DescribeInstancesQuery
+  ) => Effect.Effect<{ readonly instances: ReadonlyArray<Instance>; readonly nextToken: string | null }, AwsError>
+  readonly terminateInstances: (region: string, ids: ReadonlyArray<string>) => Effect.Effect<void, AwsError>
+  readonly createImage: (
+    region: string,
+    instanceId: string,
+    name: string,
+    description: string,
+    tags: ReadonlyArray<Tag>
+  ) => Effect.Effect<string, AwsError>
+  readonly deregisterImage: (region: string, imageId: string) => Effect.Effect<void, AwsError>
+  readonly deleteSnapshot: (region: string, snapshotId: string) => Effect.Effect<void, AwsError>
+}
+
+const toSdkTags = (tags: ReadonlyArray<Tag>) => tags.map((t) => ({ Key: t.key, Value: t.value }))
+
+const toSdkFilters = (filters: ReadonlyArray<{ readonly name: string; readonly values: ReadonlyArray<string> }> | undefined) =>
+  filters?.map((f) => ({ Name: f.name, Values: [...f.values] }))
+
+/** Retries only what AWS or the network said may work on a second try. */
+export const retryingCall = <A>(effect: Effect.Effect<A, AwsError>, schedule: Schedule.Schedule<unknown, unknown>): Effect.Effect<A, AwsError> =>
+  Effect.retry(effect, {
+    schedule,
+    while: (error) => {
+      const reason = reasonOf(error)
+      return reason === "throttled" || reason === "transient"
+    }
+  })
+
+export const makeAwsApi = (config: AwsApiConfig): AwsApi => {
+  const clients = new Map<string, Clients>()
+
+  const clientsFor = (region: string): Effect.Effect<Clients, AwsError> =>
+    Effect.map(loadSdk(), (sdk) => {
+      const existing = clients.get(region)
+      if (existing !== undefined) return existing
+      const common = {
+        region,
+        // Retries are ours (see `retryingCall` and spawn): the SDK's own would repeat a
+        // RunInstances that timed out, and emulators ignore ClientToken.
+        maxAttempts: 1,
+        ...(config.endpoint === null ? {} : { endpoint: config.endpoint }),
+        ...(config.profile === null ? {} : { profile: config.profile }),
+        ...(config.credentials === null ? {} : { credentials: { ...config.credentials } })
+      }
+      const created: Clients = { sdk, ec2: new sdk.ec2.EC2Client(common), sts: new sdk.sts.STSClient(common) }
+      clients.set(region, created)
+      return created
+    })
+
+  /** One HTTP call, bounded in time; interruption (and the time limit) aborts the request. */
+  const call = <A, I>(
+    region: string,
+    operation: string,
+    schema: Schema.Schema<A, I>,
+    send: (c: Clients, signal: AbortSignal) => Promise<unknown>
+  ): Effect.Effect<A, AwsError> =>
+    Effect.gen(function* () {
+      const c = yield* clientsFor(region)
+      const output = yield* Effect.tryPromise({
+        try: (signal) => send(c, signal),
+        catch: (error) => fromSdkError(operation, region, error)
+      }).pipe(
+        Effect.timeoutFail({
+          duration: config.requestTimeout,
+          onTimeout: () =>
+            new AwsError({
+              operation,
+              code: "TimeoutError",
+              message: `no answer within ${Duration.format(config.requestTimeout)}`,
+              region,
+              httpStatus: null,
+              requestId: null
+            })
+        })
+      )
+      return yield* Schema.decodeUnknown(schema)(output).pipe(Effect.mapError((e) => decodeError(operation, region, e)))
+    })
+
+  const retried = <A>(effect: Effect.Effect<A, AwsError>) => retryingCall(effect, config.callRetry)
+
+  const Void = Schema.Unknown
+
+  return {
+    getCallerIdentity: (region) =>
+      retried(call(region, "GetCallerIdentity", Identity, (c, signal) => c.sts.send(new c.sdk.sts.GetCallerIdentityCommand({}), { abortSignal: signal }))),
+
+    accessKeyId: (region) =>
+      clientsFor(region).pipe(
+        Effect.flatMap((c) => Effect.tryPromise(() => c.ec2.config.credentials())),
+        Effect.map((credentials) => credentials.accessKeyId),
+        Effect.timeout(config.requestTimeout),
+        Effect.orElseSucceed(() => null)
+      ),
+
+    defaultVpc: (region) =>
+      retried(
+        call(region, "DescribeVpcs", Vpcs, (c, signal) =>
+          c.ec2.send(new c.sdk.ec2.DescribeVpcsCommand({ Filters: [{ Name: "isDefault", Values: ["true"] }] }), { abortSignal: signal })
+        )
+      ).pipe(Effect.map((out) => out.Vpcs?.[0]?.VpcId ?? null)),
+
+    findSecurityGroup: (region, vpcId, name) =>
+      retried(
+        call(region, "DescribeSecurityGroups", SecurityGroups, (c, signal) =>
+          c.ec2.send(
+            new c.sdk.ec2.DescribeSecurityGroupsCommand({
+              Filters: [
+                { Name: "group-name", Values: [name] },
+                { Name: "vpc-id", Values: [vpcId] }
+              ]
+            }),
+            { abortSignal: signal }
+          )
+        )
+      ).pipe(Effect.map((out) => out.SecurityGroups?.[0]?.GroupId ?? null)),
+
+    createSecurityGroup: (region, vpcId, name, description, tags) =>
+      retried(
+        call(region, "CreateSecurityGroup", CreatedGroup, (c, signal) =>
+          c.ec2.send(
+            new c.sdk.ec2.CreateSecurityGroupCommand({
+              GroupName: name,
+              Description: description,
+              VpcId: vpcId,
+              TagSpecifications: [{ ResourceType: "security-group", Tags: toSdkTags(tags) }]
+            }),
+            { abortSignal: signal }
+          )
+        )
+      ).pipe(Effect.map((out) => out.GroupId)),
+
+    allowSshFromAnywhere: (region, groupId) =>
+      retried(
+        call(region, "AuthorizeSecurityGroupIngress", Void, (c, signal) =>
+          c.ec2.send(
+            new c.sdk.ec2.AuthorizeSecurityGroupIngressCommand({
+              GroupId: groupId,
+              IpPermissions: [
+                {
+                  IpProtocol: "tcp",
+                  FromPort: 22,
+                  ToPort: 22,
+                  IpRanges: [{ CidrIp: "0.0.0.0/0", Description: "SSH (SkyREPL)" }],
+                  Ipv6Ranges: [{ CidrIpv6: "::/0", Description: "SSH (SkyREPL)" }]
+                }
+              ]
+            }),
+            { abortSignal: signal }
+          )
+        )
+      ).pipe(Effect.asVoid),
+
+    keyPairExists: (region, name) =>
+      retried(
+        call(region, "DescribeKeyPairs", KeyPairs, (c, signal) =>
+          c.ec2.send(new c.sdk.ec2.DescribeKeyPairsCommand({ KeyNames: [name] }), { abortSignal: signal })
+        )
+      ).pipe(
+        Effect.map((out) => (out.KeyPairs ?? []).some((k) => k.KeyName === name)),
+        Effect.catchIf(
+          (e) => e.code === "InvalidKeyPair.NotFound",
+          () => Effect.succeed(false)
+        )
+      ),
+
+    createKeyPair: (region, name, tags) =>
+      call(region, "CreateKeyPair", CreatedKeyPair, (c, signal) =>
+        c.ec2.send(
+          new c.sdk.ec2.CreateKeyPairCommand({
+            KeyName: name,
+            KeyType: "rsa",
+            KeyFormat: "pem",
+            TagSpecifications: [{ ResourceType: "key-pair", Tags: toSdkTags(tags) }]
+          }),
+          { abortSignal: signal }
+        )
+      ).pipe(Effect.map((out) => out.KeyMaterial)),
+
+    deleteKeyPair: (region, name) =>
+      retried(
+        call(region, "DeleteKeyPair", Void, (c, signal) =>
+          c.ec2.send(new c.sdk.ec2.DeleteKeyPairCommand({ KeyName: name }), { abortSignal: signal })
+        )
+      ).pipe(Effect.asVoid),
+
+    describeImages: (region, query) =>
+      Effect.gen(function* () {
+        const out: Array<Image> = []
+        let token: string | undefined
+        do {
+          const page = yield* retried(
+            call(region, "DescribeImages", Images, (c, signal) =>
+              c.ec2.send(
+                new c.sdk.ec2.DescribeImagesCommand({
+                  ...(query.owners === undefined ? {} : { Owners: [...query.owners] }),
+                  ...(query.imageIds === undefined ? {} : { ImageIds: [...query.imageIds] }),
+                  ...(query.filters === undefined ? {} : { Filters: toSdkFilters(query.filters) }),
+                  ...(token === undefined ? {} : { NextToken: token })
+                }),
+                { abortSignal: signal }
+              )
+            )
+          )
+          out.push(...(page.Images ?? []))
+          token = page.NextToken === undefined || page.NextToken === "" ? undefined : page.NextToken
+        } while (token !== undefined)
+        return out
+      }),
+
+    runInstance: (region, input) =>
+      call(region, "RunInstances", RunResult, (c, signal) => {
+        const known = (type: string): type is Ec2Sdk._InstanceType => Object.values(c.sdk.ec2._InstanceType).some((v) => v === type)
+        const type = input.InstanceType
+        if (!known(type)) {
+          // Thrown as EC2 would answer it, so it is classified like EC2's own refusal.
+          return Promise.reject(
+            Object.assign(new Error(`${type} is not an instance type EC2 offers (as far as this AWS SDK knows)`), {
+              name: "InvalidParameterValue",
+              $metadata: { httpStatusCode: 400 }
+            })
+          )
+        }
+        return c.ec2.send(new c.sdk.ec2.RunInstancesCommand({ ...input, InstanceType: type }), { abortSignal: signal })
+      }).pipe(Effect.map((out) => out.Instances[0])),
+
+    describeInstances: (region, query) =>
+      retried(
+        call(region, "DescribeInstances", Reservations, (c, signal) =>
+          c.ec2.send(
+            new c.sdk.ec2.DescribeInstancesCommand({
+              ...(query.instanceIds === undefined ? {} : { InstanceIds: [...query.instanceIds] }),
+              ...(query.filters === undefined ? {} : { Filters: toSdkFilters(query.filters) }),
+              ...(query.maxResults === undefined ? {} : { MaxResults: query.maxResults }),
+              ...(query.nextToken === undefined ? {} : { NextToken: query.nextToken })
+            }),
+            { abortSignal: signal }
+          )
+        )
+      ).pipe(
+        Effect.map((out) => ({
+          instances: (out.Reservations ?? []).flatMap((r) => r.Instances ?? []),
+          nextToken: out.NextToken === undefined || out.NextToken === "" ? null : out.NextToken
+        }))
+      ),
+
+    terminateInstances: (region, ids) =>
+      retried(
+        call(region, "TerminateInstances", Void, (c, signal) =>
+          c.ec2.send(new c.sdk.ec2.TerminateInstancesCommand({ InstanceIds: [...ids] }), { abortSignal: signal })
+        )
+      ).pipe(Effect.asVoid),
+
+    createImage: (region, instanceId, name, description, tags) =>
+      call(region, "CreateImage", CreatedImage, (c, signal) =>
+        c.ec2.send(
+          new c.sdk.ec2.CreateImageCommand({
+            InstanceId: instanceId,
+            Name: name,
+            Description: description,
+            // A reboot would kill the run that is going on the instance.
+            NoReboot: true,
+            TagSpecifications: [{ ResourceType: "image", Tags: toSdkTags(tags) }]
+          }),
+          { abortSignal: signal }
+        )
+      ).pipe(Effect.map((out) => out.ImageId)),
+
+    deregisterImage: (region, imageId) =>
+      retried(
+        call(region, "DeregisterImage", Void, (c, signal) =>
+          c.ec2.send(new c.sdk.ec2.DeregisterImageCommand({ ImageId: imageId }), { abortSignal: signal })
+        )
+      ).pipe(Effect.asVoid),
+
+    deleteSnapshot: (region, snapshotId) =>
+      retried(
+        call(region, "DeleteSnapshot", Void, (c, signal) =>
+          c.ec2.send(new c.sdk.ec2.DeleteSnapshotCommand({ SnapshotId: snapshotId }), { abortSignal: signal })
+        )
+      ).pipe(Effect.asVoid)
+  }
+}

@@ -1,0 +1,571 @@
+import {
+  type Bootstrap,
+  type InstanceRef,
+  isInstanceName,
+  type ListHint,
+  type ObservedState,
+  type ParsedSpec,
+  parseInstanceName,
+  Provider,
+  type ProviderCapabilities,
+  type ProviderError,
+  type ProviderInstance,
+  type ProviderService,
+  PROVIDER_SPEC_VERSION,
+  type SpawnResult,
+  type SpecOptions
+} from "@skyrepl/core"
+import { Duration, Effect, Either, Layer, Schedule } from "effect"
+import { readFileSync } from "node:fs"
+import { resolveUbuntuImage } from "./ami.ts"
+import { type AwsApi, defaultCallRetry, type Instance, makeAwsApi, type Tag, tagValue } from "./aws-api.ts"
+import { AwsError, type ErrorContext, providerError, reasonOf, toProviderError } from "./errors.ts"
+import { type AwsProviderOptions, resolveOptions, type ResolvedOptions } from "./options.ts"
+import { type RegionSetup, setUpRegion } from "./setup.ts"
+import { MANAGED_TAG, makeSnapshots } from "./snapshots.ts"
+import { awsSpecOf, parseSpec as parseAwsSpec, PROVIDER_ID } from "./spec.ts"
+import { buildUserData, USER_DATA_LIMIT } from "./user-data.ts"
+
+export { PROVIDER_ID }
+
+export const CONTROL_ID_TAG = "skyrepl:control-id"
+export const EXPIRES_AT_TAG = "skyrepl:expires-at"
+
+/** Instance states that still exist (and may still cost money). */
+const LIVE_STATES = ["pending", "running", "stopping", "stopped"] as const
+
+/**
+ * `shutting-down` already counts as gone: the instance cannot come back, and billing stops. A
+ * stopped instance still has its disk (and its bill), so it is `stopping` until terminated.
+ */
+export const observedState = (ec2State: string): ObservedState => {
+  switch (ec2State) {
+    case "pending":
+      return "pending"
+    case "running":
+      return "running"
+    case "stopping":
+    case "stopped":
+      return "stopping"
+    default:
+      return "gone"
+  }
+}
+
+const loopbackHost = /^(localhost|.*\.localhost|127(\.[0-9]+){3}|0\.0\.0\.0|\[::1?\]|\[::ffff:127(\.[0-9]+){3}\]|\[::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}\])$/i
+
+/** Whether a VM somewhere else could never reach this URL: it names the controller's own loopback. */
+export const isLoopbackUrl = (url: string): boolean => {
+  if (!URL.canParse(url)) return false
+  return loopbackHost.test(new URL(url).hostname)
+}
+
+/** What this process knows about a name it launched, so retries and look-ups stay truthful. */
+interface LaunchState {
+  /** Bumped whenever an earlier token's outcome is settled as "no instance", so a retry gets a fresh token. */
+  generation: number
+  /** RunInstances was sent at least once: any further attempt must look for the instance first. */
+  tried: boolean
+  /** The instance EC2 gave us, once it did. */
+  instanceId: string | null
+  /** Since when a RunInstances whose outcome we do not know may have created an instance we cannot see yet. */
+  uncertainSince: number | null
+  capacity: Schedule.ScheduleDriver<unknown, unknown, never> | null
+}
+
+/** Builds the provider. Cheap: no SDK import, no network; AWS is first touched by a call that needs it. */
+export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderService> =>
+  Effect.gen(function* () {
+    const resolved: ResolvedOptions = yield* resolveOptions(options)
+    const callRetry = resolved.callRetry ?? defaultCallRetry
+    const api: AwsApi = makeAwsApi({
+      endpoint: resolved.endpoint,
+      profile: resolved.profile,
+      credentials: resolved.credentials,
+      requestTimeout: resolved.requestTimeout,
+      callRetry
+    })
+    const capacitySchedule: Schedule.Schedule<unknown, unknown> =
+      resolved.capacityRetry ??
+      Schedule.spaced(resolved.capacityBackoff).pipe(Schedule.intersect(Schedule.recurs(Math.max(0, resolved.capacityRetries))))
+    const visibilityMs = Duration.toMillis(resolved.visibilityTimeout)
+    const managedTags: ReadonlyArray<Tag> = [{ key: MANAGED_TAG, value: "true" }]
+
+    const capabilities: ProviderCapabilities = {
+      isolation: "vm",
+      spot: true,
+      snapshots: true,
+      regions: true,
+      warmPool: false,
+      ssh: true
+    }
+
+    /** Regions this process launched in; a later `list` scans them too. */
+    const usedRegions = new Set<string>()
+    const launches = new Map<string, LaunchState>()
+    /**
+     * Instance ids this process got from RunInstances. Until DescribeInstances has shown one
+     * (`seen`), "not found" means "not visible yet", for `visibilityTimeout` after `since`.
+     */
+    const launched = new Map<string, { since: number; seen: boolean }>()
+    const setups = new Map<string, RegionSetup>()
+    const setupLock = yield* Effect.makeSemaphore(1)
+
+    const ready = (operation: string): Effect.Effect<void, ProviderError> =>
+      resolved.problems.length === 0
+        ? Effect.void
+        : providerError(operation, "invalid-request", resolved.problems.map((p) => p.message).join("; "))
+
+    const defaultRegion = (operation: string): Effect.Effect<string, ProviderError> =>
+      resolved.region !== null
+        ? Effect.succeed(resolved.region)
+        : providerError(
+            operation,
+            "unavailable",
+            "no AWS region is configured: pass --region, set AWS_REGION, or set region in ~/.aws/config"
+          )
+
+    const scanRegions = (operation: string, hint: ReadonlyArray<string> = []): Effect.Effect<ReadonlyArray<string>, ProviderError> => {
+      const all = [...new Set([...(resolved.region === null ? [] : [resolved.region]), ...resolved.regions, ...hint, ...usedRegions])]
+      return all.length > 0 ? Effect.succeed(all) : Effect.flatMap(defaultRegion(operation), (r) => Effect.succeed([r]))
+    }
+
+    const requireName = (operation: string, name: string) =>
+      isInstanceName(name) ? Effect.void : providerError(operation, "invalid-request", `"${name}" is not a SkyREPL instance name`)
+
+    const describeCredentials = (region: string): Effect.Effect<string> =>
+      Effect.map(api.accessKeyId(region), (key) => {
+        const masked = key === null ? "no access key found" : `access key ${key.slice(0, 4)}…${key.slice(-4)}`
+        // The SDK's own order: a profile, once named, wins over the access-key variables.
+        const source =
+          resolved.credentials !== null
+            ? "the credentials given in code"
+            : resolved.profile !== null
+              ? `profile "${resolved.profile}"`
+              : process.env["AWS_ACCESS_KEY_ID"] !== undefined
+                ? "AWS_ACCESS_KEY_ID in the environment"
+                : `the default credential chain (profile "default", SSO, instance metadata)`
+        return `${source} (${masked})`
+      })
+
+    const setupFor = (region: string): Effect.Effect<RegionSetup, ProviderError> =>
+      setupLock.withPermits(1)(
+        Effect.suspend(() => {
+          const done = setups.get(region)
+          if (done !== undefined) return Effect.succeed(done)
+          return setUpRegion(api, { home: resolved.home, endpoint: resolved.endpoint, managedTags, describeCredentials }, region).pipe(
+            Effect.tap((setup) => Effect.sync(() => setups.set(region, setup)))
+          )
+        })
+      )
+
+    const isYoung = (at: number): boolean => Date.now() - at < visibilityMs
+
+    // -----------------------------------------------------------------------------------------
+    // Finding instances
+
+    /** Live instances tagged with `name` in `region`, oldest first. */
+    const findByName = (region: string, name: string): Effect.Effect<ReadonlyArray<Instance>, AwsError> =>
+      api
+        .describeInstances(region, {
+          filters: [
+            { name: "tag:Name", values: [name] },
+            { name: "instance-state-name", values: LIVE_STATES }
+          ]
+        })
+        .pipe(
+          Effect.map(({ instances }) =>
+            [...instances].sort((a, b) => (a.LaunchTime?.getTime() ?? 0) - (b.LaunchTime?.getTime() ?? 0) || a.InstanceId.localeCompare(b.InstanceId))
+          )
+        )
+
+    /** One instance by id; null when EC2 does not know it (or not yet). */
+    const byId = (region: string, instanceId: string): Effect.Effect<Instance | null, AwsError> =>
+      api.describeInstances(region, { instanceIds: [instanceId] }).pipe(
+        Effect.map(({ instances }) => {
+          const found = instances.find((i) => i.InstanceId === instanceId) ?? null
+          const mine = launched.get(instanceId)
+          if (found !== null && mine !== undefined) mine.seen = true
+          return found
+        }),
+        Effect.catchIf(
+          (e) => e.code === "InvalidInstanceID.NotFound" || e.code === "InvalidInstanceID.Malformed",
+          () => Effect.succeed(null)
+        )
+      )
+
+    /** The regions a ref may be in: its own, else every region this provider scans. */
+    const regionsOf = (ref: InstanceRef, operation: string) =>
+      ref.region !== null ? Effect.succeed([ref.region]) : scanRegions(operation)
+
+    /** The instance id this process knows for a ref: given, or from its own launch. */
+    const knownId = (ref: InstanceRef): string | null => ref.providerRef ?? launches.get(ref.name)?.instanceId ?? null
+
+    /** Whether an instance of this name may exist that EC2 does not show yet. */
+    const mayBeInvisible = (ref: InstanceRef): boolean => {
+      const id = knownId(ref)
+      const mine = id === null ? undefined : launched.get(id)
+      if (mine !== undefined && !mine.seen && isYoung(mine.since)) return true
+      const uncertain = launches.get(ref.name)?.uncertainSince ?? null
+      return uncertain !== null && isYoung(uncertain)
+    }
+
+    const notVisibleYet = (operation: string, ref: InstanceRef) =>
+      providerError(operation, "transient", `${ref.name} was just created and is not visible to DescribeInstances yet`)
+
+    /** Every live instance that is `ref`, across its candidate regions (normally one). */
+    const locateAll = (ref: InstanceRef, operation: string) =>
+      Effect.gen(function* () {
+        const regions = yield* regionsOf(ref, operation)
+        const id = knownId(ref)
+        const found: Array<{ readonly instance: Instance; readonly region: string }> = []
+        for (const region of regions) {
+          const seen = new Set<string>()
+          if (id !== null) {
+            const instance = yield* byId(region, id).pipe(Effect.mapError((e) => toProviderError(e)))
+            if (instance !== null) {
+              seen.add(instance.InstanceId)
+              found.push({ instance, region })
+            }
+          }
+          const named = yield* findByName(region, ref.name).pipe(Effect.mapError((e) => toProviderError(e)))
+          for (const instance of named) if (!seen.has(instance.InstanceId)) found.push({ instance, region })
+          if (found.length > 0) break
+        }
+        return found
+      })
+
+    // -----------------------------------------------------------------------------------------
+    // Spawn
+
+    const checkReachable = (bootstrap: Bootstrap): Effect.Effect<void, ProviderError> => {
+      if (resolved.endpoint !== null || !isLoopbackUrl(bootstrap.agentUrl)) return Effect.void
+      return providerError(
+        "spawn",
+        "invalid-request",
+        `the agent on an EC2 instance must call back to ${bootstrap.agentUrl}, but that is this machine's loopback, which ` +
+          `no VM can reach; nothing was launched. Set SKYREPL_HUB_HOST=0.0.0.0 and SKYREPL_CONTROL_PLANE_URL=http://ADDRESS:PORT ` +
+          `with an address the VM can reach (a public IP with the port open, a VPN, or a tunnel) and SKYREPL_HUB_PORT=PORT ` +
+          `(see docs/providers/aws.md).`
+      )
+    }
+
+    const readAgent = (path: string): Effect.Effect<string, ProviderError> =>
+      Effect.try({
+        try: () => readFileSync(path, "utf8"),
+        catch: (cause) => providerError("spawn", "unavailable", `cannot read the agent script ${path}: ${String(cause)}`, cause)
+      })
+
+    /** An instance that died on its way up: its state reason, as the error RunInstances would have given. */
+    const deathOf = (instance: Instance, region: string): AwsError => {
+      const raw = instance.StateReason?.Code ?? "Server.InternalError"
+      const bare = raw.replace(/^(Server|Client)\./, "")
+      const code = bare === "SpotInstanceTermination" ? "InsufficientInstanceCapacity" : bare
+      return new AwsError({
+        operation: "RunInstances",
+        code,
+        message: `${instance.InstanceId} was ${instance.State.Name} right after launch: ${instance.StateReason?.Message ?? raw}`,
+        region,
+        httpStatus: null,
+        requestId: null
+      })
+    }
+
+    /**
+     * Polls until EC2 shows the new instance. Until then it is "not visible yet", never gone: EC2
+     * is eventually consistent right after RunInstances. Past the window the instance is taken
+     * as launched, and describe and terminate give it another window from then; the engine's
+     * boot time-out and terminate take it from there.
+     */
+    const awaitVisible = (region: string, instanceId: string): Effect.Effect<void, AwsError> =>
+      Effect.gen(function* () {
+        const deadline = Date.now() + visibilityMs
+        let pause = 100
+        for (;;) {
+          const instance = yield* byId(region, instanceId)
+          if (instance !== null) {
+            const state = observedState(instance.State.Name)
+            if (state === "pending" || state === "running") return
+            return yield* deathOf(instance, region)
+          }
+          if (Date.now() >= deadline) {
+            const mine = launched.get(instanceId)
+            if (mine !== undefined) mine.since = Date.now()
+            return
+          }
+          yield* Effect.sleep(Duration.millis(pause))
+          pause = Math.min(pause * 2, 2_000)
+        }
+      })
+
+    /** Terminates every instance but the oldest: a duplicate must never be left running. */
+    const keepOldest = (region: string, instances: ReadonlyArray<Instance>): Effect.Effect<Instance | null, AwsError> =>
+      Effect.gen(function* () {
+        const [first, ...extra] = instances
+        if (extra.length > 0) yield* api.terminateInstances(region, extra.map((i) => i.InstanceId))
+        return first ?? null
+      })
+
+    /**
+     * RunInstances at most once per outcome we cannot rule out. Every attempt after the first
+     * looks for the instance by its Name tag before launching: a response lost to a time-out or a
+     * 5xx may hide an instance that exists, and ClientToken alone is not enough (moto ignores it;
+     * AWS forgets it after a while).
+     */
+    const launch = (
+      name: string,
+      region: string,
+      input: (clientToken: string) => Parameters<AwsApi["runInstance"]>[1]
+    ): Effect.Effect<Instance, AwsError> =>
+      Effect.gen(function* () {
+        const state: LaunchState = launches.get(name) ?? {
+          generation: 0,
+          tried: false,
+          instanceId: null,
+          uncertainSince: null,
+          capacity: null
+        }
+        launches.set(name, state)
+
+        const attempt: Effect.Effect<Instance, AwsError> = Effect.gen(function* () {
+          if (state.tried) {
+            const existing = yield* keepOldest(region, yield* findByName(region, name))
+            if (existing !== null) {
+              state.uncertainSince = null
+              state.instanceId = existing.InstanceId
+              return existing
+            }
+          }
+          state.tried = true
+          state.uncertainSince = Date.now()
+          const token = state.generation === 0 ? name : `${name}.${state.generation}`
+          const instance = yield* api.runInstance(region, input(token)).pipe(
+            Effect.tapError((error) =>
+              Effect.sync(() => {
+                // Only a transient failure (a 5xx, a lost connection, a time-out) leaves open
+                // whether EC2 created the instance; any other answer is a refusal.
+                if (reasonOf(error) !== "transient") {
+                  state.uncertainSince = null
+                  state.generation += 1
+                }
+              })
+            )
+          )
+          state.uncertainSince = null
+          state.instanceId = instance.InstanceId
+          launched.set(instance.InstanceId, { since: Date.now(), seen: false })
+          yield* awaitVisible(region, instance.InstanceId).pipe(
+            Effect.tapError(() =>
+              Effect.sync(() => {
+                // It died at launch; its token is spent on a dead instance.
+                state.instanceId = null
+                state.generation += 1
+              })
+            )
+          )
+          return instance
+        })
+
+        const retried = Effect.retry(attempt, {
+          schedule: callRetry,
+          while: (e) => {
+            const reason = reasonOf(e)
+            return reason === "throttled" || reason === "transient"
+          }
+        })
+
+        const driver = state.capacity ?? (yield* Schedule.driver(capacitySchedule))
+        state.capacity = driver
+        const withCapacityBackoff = (): Effect.Effect<Instance, AwsError> =>
+          retried.pipe(
+            Effect.catchIf(
+              (e) => reasonOf(e) === "capacity",
+              (e) =>
+                driver.next(e).pipe(
+                  Effect.matchEffect({
+                    onFailure: () => Effect.fail(e),
+                    onSuccess: () => withCapacityBackoff()
+                  })
+                )
+            )
+          )
+        return yield* withCapacityBackoff()
+      })
+
+    const spawn = (name: string, spec: ParsedSpec, bootstrap: Bootstrap): Effect.Effect<SpawnResult, ProviderError> =>
+      Effect.gen(function* () {
+        yield* ready("spawn")
+        yield* requireName("spawn", name)
+        const aws = awsSpecOf(spec)
+        if (spec.provider !== PROVIDER_ID || aws === null) {
+          return yield* providerError("spawn", "invalid-request", `the spec "${spec.canonical}" was not parsed by the aws provider`)
+        }
+        const region = aws.region ?? (yield* defaultRegion("RunInstances"))
+        yield* checkReachable(bootstrap)
+        const agentSource = yield* readAgent(bootstrap.agentScript)
+        const created = Date.now()
+        const lifetime = Duration.toMillis(resolved.maxLifetime)
+        const userData = buildUserData({ name, bootstrap, agentSource, maxLifetimeSeconds: lifetime / 1000 })
+        if (userData.bytes > USER_DATA_LIMIT) {
+          return yield* providerError(
+            "spawn",
+            "internal",
+            `the bootstrap is ${userData.bytes} bytes gzipped, above EC2's 16 KB user-data limit; the agent grew too large`
+          )
+        }
+        usedRegions.add(region)
+        const setup = yield* setupFor(region)
+        const image = yield* resolveUbuntuImage(
+          api,
+          { cacheDir: resolved.cacheDir, ttl: resolved.amiCacheTtl, endpoint: resolved.endpoint },
+          region,
+          aws.version,
+          aws.arch
+        )
+        const controlId = Either.match(parseInstanceName(name), { onLeft: () => "", onRight: (p) => p.controlId })
+        const tags: ReadonlyArray<Tag> = [
+          { key: "Name", value: name },
+          { key: MANAGED_TAG, value: "true" },
+          { key: CONTROL_ID_TAG, value: controlId },
+          { key: EXPIRES_AT_TAG, value: new Date(created + lifetime).toISOString() }
+        ]
+        const sdkTags = tags.map((t) => ({ Key: t.key, Value: t.value }))
+        const context: ErrorContext = { identity: setup.identity.Arn, instanceType: aws.instanceType, spot: aws.spot }
+        const instance = yield* launch(name, region, (clientToken) => ({
+          ImageId: image.imageId,
+          InstanceType: aws.instanceType,
+          MinCount: 1,
+          MaxCount: 1,
+          ClientToken: clientToken,
+          KeyName: setup.keyName,
+          SecurityGroupIds: [setup.securityGroupId],
+          UserData: userData.base64,
+          // The agent's power-off (dead-man switch, shutdown, its own exit) must end the bill.
+          InstanceInitiatedShutdownBehavior: "terminate",
+          MetadataOptions: { HttpTokens: "required", HttpEndpoint: "enabled" },
+          TagSpecifications: [
+            { ResourceType: "instance", Tags: sdkTags },
+            { ResourceType: "volume", Tags: sdkTags.filter((t) => t.Key !== EXPIRES_AT_TAG) }
+          ],
+          ...(aws.spot
+            ? { InstanceMarketOptions: { MarketType: "spot", SpotOptions: { SpotInstanceType: "one-time", InstanceInterruptionBehavior: "terminate" } } }
+            : {})
+        })).pipe(Effect.mapError((e) => toProviderError(e, context)))
+        return { providerRef: instance.InstanceId, region }
+      })
+
+    // -----------------------------------------------------------------------------------------
+    // Describe, list, terminate
+
+    const describe = (ref: InstanceRef): Effect.Effect<ObservedState, ProviderError> =>
+      Effect.gen(function* () {
+        yield* ready("describe")
+        yield* requireName("describe", ref.name)
+        const found = yield* locateAll(ref, "DescribeInstances")
+        const states = found.map((f) => observedState(f.instance.State.Name))
+        for (const wanted of ["running", "pending", "stopping"] as const) if (states.includes(wanted)) return wanted
+        return found.length === 0 && mayBeInvisible(ref) ? "pending" : "gone"
+      })
+
+    const listRegion = (region: string): Effect.Effect<ReadonlyArray<ProviderInstance>, ProviderError> =>
+      Effect.gen(function* () {
+        const out: Array<ProviderInstance> = []
+        let nextToken: string | null = null
+        do {
+          const page: { readonly instances: ReadonlyArray<Instance>; readonly nextToken: string | null } = yield* api
+            .describeInstances(region, {
+              filters: [
+                { name: `tag:${MANAGED_TAG}`, values: ["true"] },
+                { name: "instance-state-name", values: LIVE_STATES }
+              ],
+              maxResults: resolved.pageSize,
+              ...(nextToken === null ? {} : { nextToken })
+            })
+            .pipe(Effect.mapError((e) => toProviderError(e)))
+          for (const instance of page.instances) {
+            const name = tagValue(instance.Tags, "Name")
+            const state = observedState(instance.State.Name)
+            // A tag anyone could copy is not enough: the name must be one SkyREPL writes.
+            if (name === undefined || !isInstanceName(name) || state === "gone") continue
+            out.push({
+              name,
+              providerRef: instance.InstanceId,
+              region,
+              state,
+              createdAt: instance.LaunchTime === undefined ? null : instance.LaunchTime.getTime()
+            })
+          }
+          nextToken = page.nextToken
+        } while (nextToken !== null)
+        return out
+      })
+
+    const list = (hint?: ListHint): Effect.Effect<ReadonlyArray<ProviderInstance>, ProviderError> =>
+      Effect.gen(function* () {
+        yield* ready("list")
+        const regions = yield* scanRegions("DescribeInstances", hint?.regions ?? [])
+        const perRegion = yield* Effect.forEach(regions, listRegion, { concurrency: 4 })
+        return perRegion.flat().sort((a, b) => a.name.localeCompare(b.name))
+      })
+
+    const terminate = (ref: InstanceRef): Effect.Effect<void, ProviderError> =>
+      Effect.gen(function* () {
+        yield* ready("terminate")
+        yield* requireName("terminate", ref.name)
+        const found = yield* locateAll(ref, "TerminateInstances")
+        const live = found.filter((f) => observedState(f.instance.State.Name) !== "gone")
+        if (live.length === 0) {
+          // Nothing to see may only mean "not yet": then terminating would leak what appears later.
+          if (found.length === 0 && mayBeInvisible(ref)) return yield* notVisibleYet("TerminateInstances", ref)
+          launches.delete(ref.name)
+          return
+        }
+        const byRegion = new Map<string, Array<string>>()
+        for (const { instance, region } of live) byRegion.set(region, [...(byRegion.get(region) ?? []), instance.InstanceId])
+        for (const [region, ids] of byRegion) {
+          yield* api.terminateInstances(region, ids).pipe(
+            Effect.catchIf(
+              // Gone between our look-up and the call: that is the outcome we wanted.
+              (e) => e.code === "InvalidInstanceID.NotFound",
+              () => Effect.void
+            ),
+            Effect.mapError((e) => toProviderError(e))
+          )
+          for (const id of ids) launched.delete(id)
+        }
+        launches.delete(ref.name)
+      })
+
+    // -----------------------------------------------------------------------------------------
+    // Snapshots
+
+    const snapshots = makeSnapshots({
+      api,
+      managedTags,
+      defaultRegion,
+      regions: (operation) => Effect.zipRight(ready(operation), scanRegions(operation)),
+      locate: (ref, operation) =>
+        Effect.gen(function* () {
+          yield* ready(operation)
+          yield* requireName(operation, ref.name)
+          const found = yield* locateAll(ref, operation)
+          const live = found.find((f) => observedState(f.instance.State.Name) !== "gone")
+          return live === undefined ? null : { instanceId: live.instance.InstanceId, region: live.region }
+        })
+    })
+
+    return {
+      id: PROVIDER_ID,
+      specVersion: PROVIDER_SPEC_VERSION,
+      capabilities,
+      parseSpec: (spec: string | undefined, specOptions?: SpecOptions) => parseAwsSpec(spec, specOptions ?? {}, resolved.region),
+      spawn,
+      describe,
+      list,
+      terminate,
+      snapshots
+    } satisfies ProviderService
+  })
+
+/** The provider as a layer for `SkyRepl.layer({ providers: [...] })`. Never fails: see `make`. */
+export const layer = (options: AwsProviderOptions = {}): Layer.Layer<Provider> => Layer.effect(Provider, make(options))

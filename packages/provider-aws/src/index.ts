@@ -1,0 +1,9 @@
+/**
+ * `AwsProvider.layer(options)` for `SkyRepl.layer({ providers: [...] })`: instances are EC2
+ * VMs, reached through the AWS SDK v3 (loaded on first use). See docs/providers/aws.md.
+ */
+export * as AwsProvider from "./aws-provider.ts"
+export { AwsError, awsErrorCode } from "./errors.ts"
+export type { AwsCredentials, AwsProviderOptions } from "./options.ts"
+export { archOfInstanceType, type Arch, type AwsSpec, defaultInstanceTypes, ubuntuVersions, validSpecForms } from "./spec.ts"
+export { buildUserData, USER_DATA_LIMIT } from "./user-data.ts"

@@ -1,0 +1,243 @@
+import { parseDuration } from "@skyrepl/core"
+import { Config, Duration, Effect, Either, Option, type Schedule } from "effect"
+import { readFileSync } from "node:fs"
+import { homedir } from "node:os"
+import { join } from "node:path"
+
+/** Static credentials given in code; otherwise the SDK's standard chain finds them. */
+export interface AwsCredentials {
+  readonly accessKeyId: string
+  readonly secretAccessKey: string
+  readonly sessionToken?: string
+}
+
+export interface AwsProviderOptions {
+  /**
+   * Region used when a launch names none, and always scanned by `list`. Default: `AWS_REGION`,
+   * `AWS_DEFAULT_REGION`, then `region` of the profile in the shared config file.
+   */
+  readonly region?: string
+  /** Regions `list` and snapshot listings always scan, besides the default. `SKYREPL_AWS_REGIONS` (comma-separated). */
+  readonly regions?: ReadonlyArray<string>
+  /** EC2 and STS endpoint (an emulator, a VPC endpoint). `SKYREPL_AWS_ENDPOINT`. */
+  readonly endpoint?: string
+  /** Shared-config profile. Default: `AWS_PROFILE`, else `default`. */
+  readonly profile?: string
+  /** Static credentials; by default the standard chain (environment, config files, SSO, instance metadata). */
+  readonly credentials?: AwsCredentials
+  /** State home: key pairs' PEM files go to `{home}/keys/`. `SKYREPL_HOME`, default `~/.repl`. */
+  readonly home?: string
+  /** Cache of AMI look-ups. `$XDG_CACHE_HOME/skyrepl`, default `~/.cache/skyrepl`. */
+  readonly cacheDir?: string
+  /** How long a resolved AMI is reused. Default 24 h. */
+  readonly amiCacheTtl?: Duration.DurationInput
+  /**
+   * Pause between `RunInstances` attempts after `InsufficientInstanceCapacity`.
+   * `SKYREPL_AWS_CAPACITY_BACKOFF`, default 30 s. Ignored when `capacityRetry` is given.
+   */
+  readonly capacityBackoff?: Duration.DurationInput
+  /** How many times a launch is retried for capacity before it fails with reason `capacity`. Default 2. */
+  readonly capacityRetries?: number
+  /**
+   * The whole capacity back-off as a schedule; it is fed each capacity `ProviderError` and ends
+   * when the launch should give up. Overrides `capacityBackoff` and `capacityRetries`.
+   */
+  readonly capacityRetry?: Schedule.Schedule<unknown, unknown>
+  /**
+   * Retries of a single API call that failed with throttling or a transient error (5xx, reset
+   * connection, time-out). Default: exponential from 200 ms, jittered, 4 retries.
+   */
+  readonly callRetry?: Schedule.Schedule<unknown, unknown>
+  /** Time limit of one HTTP request to AWS. Default 30 s. */
+  readonly requestTimeout?: Duration.DurationInput
+  /** How long a just-created instance may stay invisible to `DescribeInstances`. Default 60 s. */
+  readonly visibilityTimeout?: Duration.DurationInput
+  /** `DescribeInstances` page size for `list` (5 to 1000). Default 1000. */
+  readonly pageSize?: number
+  /**
+   * Longest life of an instance: written to its `skyrepl:expires-at` tag, and the instance
+   * powers itself off when it passes, whatever else happens. `SKYREPL_AWS_MAX_LIFETIME`, default 24 h.
+   */
+  readonly maxLifetime?: Duration.DurationInput
+}
+
+/** A setting from the environment that could not be used; every call then fails naming it. */
+export interface ConfigProblem {
+  readonly variable: string
+  readonly message: string
+}
+
+export interface ResolvedOptions {
+  readonly region: string | null
+  /** Where the default region came from, for messages. */
+  readonly regionSource: string
+  readonly regions: ReadonlyArray<string>
+  readonly endpoint: string | null
+  readonly profile: string | null
+  readonly credentials: AwsCredentials | null
+  readonly home: string
+  readonly cacheDir: string
+  readonly amiCacheTtl: Duration.Duration
+  readonly capacityBackoff: Duration.Duration
+  readonly capacityRetries: number
+  readonly capacityRetry: Schedule.Schedule<unknown, unknown> | null
+  readonly callRetry: Schedule.Schedule<unknown, unknown> | null
+  readonly requestTimeout: Duration.Duration
+  readonly visibilityTimeout: Duration.Duration
+  readonly pageSize: number
+  readonly maxLifetime: Duration.Duration
+  readonly problems: ReadonlyArray<ConfigProblem>
+}
+
+/** AWS region names: `us-east-1`, `ap-southeast-2`, `us-gov-west-1`, `cn-north-1`, `eu-central-2`. */
+export const regionPattern = /^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$/
+
+export const isRegion = (text: string): boolean => regionPattern.test(text)
+
+const env = (name: string): Effect.Effect<string | undefined> =>
+  Config.option(Config.nonEmptyString(name)).pipe(
+    Effect.map(Option.getOrUndefined),
+    Effect.orElseSucceed(() => undefined)
+  )
+
+/**
+ * The `region` of a profile in the shared config file (`[default]` or `[profile NAME]`). Read
+ * directly: the SDK's loader would cost its import (~280 ms) on every CLI call, and this is a
+ * few lines of INI.
+ */
+export const regionFromConfigFile = (text: string, profile: string): string | null => {
+  const wanted = profile === "default" ? new Set(["default", "profile default"]) : new Set([`profile ${profile}`])
+  let inProfile = false
+  for (const raw of text.split(/\r?\n/)) {
+    const line = raw.replace(/[;#].*$/, "").trim()
+    if (line === "") continue
+    const section = /^\[\s*(.+?)\s*\]$/.exec(line)
+    if (section !== null) {
+      inProfile = wanted.has((section[1] ?? "").replace(/\s+/g, " "))
+      continue
+    }
+    if (!inProfile) continue
+    const pair = /^([A-Za-z0-9_]+)\s*=\s*(.*)$/.exec(line)
+    if (pair !== null && pair[1] === "region" && pair[2] !== undefined && pair[2] !== "") return pair[2]
+  }
+  return null
+}
+
+const readConfigRegion = (path: string, profile: string): string | null => {
+  try {
+    return regionFromConfigFile(readFileSync(path, "utf8"), profile)
+  } catch {
+    // No config file is the normal case for users who configure AWS through the environment.
+    return null
+  }
+}
+
+const durationSetting = (
+  variable: string,
+  explicit: Duration.DurationInput | undefined,
+  fromEnv: string | undefined,
+  fallback: Duration.Duration,
+  problems: Array<ConfigProblem>
+): Duration.Duration => {
+  if (explicit !== undefined) return Duration.decode(explicit)
+  if (fromEnv === undefined) return fallback
+  const parsed = parseDuration(fromEnv)
+  if (Either.isRight(parsed)) return parsed.right
+  problems.push({ variable, message: `${variable}: ${parsed.left}` })
+  return fallback
+}
+
+/**
+ * Applies the environment and defaults. Never fails: the CLI builds every provider for every
+ * command, so a bad AWS setting must not break `repl run --provider local`. Problems are kept
+ * and reported by the first call that needs AWS.
+ */
+export const resolveOptions = (options: AwsProviderOptions): Effect.Effect<ResolvedOptions> =>
+  Effect.gen(function* () {
+    const problems: Array<ConfigProblem> = []
+    const profile = options.profile ?? (yield* env("AWS_PROFILE")) ?? null
+    const envRegion = (yield* env("AWS_REGION")) ?? (yield* env("AWS_DEFAULT_REGION"))
+    const configFile = (yield* env("AWS_CONFIG_FILE")) ?? join(homedir(), ".aws", "config")
+    let region: string | null = null
+    let regionSource = "none"
+    if (options.region !== undefined) {
+      region = options.region
+      regionSource = "the provider's region option"
+    } else if (envRegion !== undefined) {
+      region = envRegion
+      regionSource = "AWS_REGION / AWS_DEFAULT_REGION"
+    } else {
+      region = readConfigRegion(configFile, profile ?? "default")
+      if (region !== null) regionSource = `profile "${profile ?? "default"}" in ${configFile}`
+    }
+    if (region !== null && !isRegion(region)) {
+      problems.push({ variable: regionSource, message: `"${region}" (from ${regionSource}) is not an AWS region name` })
+      region = null
+    }
+
+    const envRegions = yield* env("SKYREPL_AWS_REGIONS")
+    const listed = options.regions ?? (envRegions === undefined ? [] : envRegions.split(",").map((r) => r.trim()).filter((r) => r !== ""))
+    const regions: Array<string> = []
+    for (const r of listed) {
+      if (isRegion(r)) regions.push(r)
+      else problems.push({ variable: "SKYREPL_AWS_REGIONS", message: `SKYREPL_AWS_REGIONS: "${r}" is not an AWS region name` })
+    }
+
+    let endpoint = options.endpoint ?? (yield* env("SKYREPL_AWS_ENDPOINT")) ?? null
+    if (endpoint !== null) {
+      const url = URL.canParse(endpoint) ? new URL(endpoint) : null
+      if (url === null || (url.protocol !== "http:" && url.protocol !== "https:")) {
+        problems.push({ variable: "SKYREPL_AWS_ENDPOINT", message: `SKYREPL_AWS_ENDPOINT: "${endpoint}" is not an http(s) URL` })
+        endpoint = null
+      } else {
+        endpoint = endpoint.replace(/\/+$/, "")
+      }
+    }
+
+    const home = options.home ?? (yield* env("SKYREPL_HOME")) ?? join(homedir(), ".repl")
+    const xdgCache = yield* env("XDG_CACHE_HOME")
+    const cacheDir = options.cacheDir ?? join(xdgCache ?? join(homedir(), ".cache"), "skyrepl")
+
+    const capacityBackoff = durationSetting(
+      "SKYREPL_AWS_CAPACITY_BACKOFF",
+      options.capacityBackoff,
+      yield* env("SKYREPL_AWS_CAPACITY_BACKOFF"),
+      Duration.seconds(30),
+      problems
+    )
+    const maxLifetime = durationSetting(
+      "SKYREPL_AWS_MAX_LIFETIME",
+      options.maxLifetime,
+      yield* env("SKYREPL_AWS_MAX_LIFETIME"),
+      Duration.hours(24),
+      problems
+    )
+    if (Duration.toMillis(maxLifetime) < 60_000) {
+      problems.push({ variable: "SKYREPL_AWS_MAX_LIFETIME", message: "SKYREPL_AWS_MAX_LIFETIME must be at least 1m" })
+    }
+    const pageSize = options.pageSize ?? 1000
+    if (!Number.isInteger(pageSize) || pageSize < 5 || pageSize > 1000) {
+      problems.push({ variable: "pageSize", message: `pageSize must be an integer from 5 to 1000, not ${pageSize}` })
+    }
+
+    return {
+      region,
+      regionSource,
+      regions,
+      endpoint,
+      profile,
+      credentials: options.credentials ?? null,
+      home,
+      cacheDir,
+      amiCacheTtl: Duration.decode(options.amiCacheTtl ?? Duration.hours(24)),
+      capacityBackoff,
+      capacityRetries: options.capacityRetries ?? 2,
+      capacityRetry: options.capacityRetry ?? null,
+      callRetry: options.callRetry ?? null,
+      requestTimeout: Duration.decode(options.requestTimeout ?? Duration.seconds(30)),
+      visibilityTimeout: Duration.decode(options.visibilityTimeout ?? Duration.seconds(60)),
+      pageSize: Math.min(1000, Math.max(5, Math.trunc(pageSize))),
+      maxLifetime,
+      problems
+    } satisfies ResolvedOptions
+  })

@@ -1,0 +1,143 @@
+import type { ProviderError } from "@skyrepl/core"
+import { Duration, Effect } from "effect"
+import { chmodSync, existsSync, mkdirSync, renameSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
+import type { AwsApi, Identity, Tag } from "./aws-api.ts"
+import { type ErrorContext, providerError, toProviderError } from "./errors.ts"
+
+export const SECURITY_GROUP_NAME = "skyrepl-default"
+
+export const keyPairName = (region: string): string => `skyrepl-${region}`
+
+/**
+ * `{home}/keys/aws-{region}.pem`. Against a custom endpoint (an emulator) the file name also
+ * carries the endpoint, so an emulator's key never displaces the one of the real account.
+ */
+export const keyPath = (home: string, region: string, endpoint: string | null): string => {
+  if (endpoint === null) return join(home, "keys", `aws-${region}.pem`)
+  const where = endpoint.replace(/^[a-z]+:\/\//, "").replace(/[^A-Za-z0-9.-]+/g, "_").replace(/_+$/, "")
+  return join(home, "keys", `aws-${region}@${where}.pem`)
+}
+
+export interface RegionSetup {
+  readonly region: string
+  readonly identity: Identity
+  readonly securityGroupId: string
+  readonly keyName: string
+  readonly keyFile: string
+}
+
+export interface SetupOptions {
+  readonly home: string
+  readonly endpoint: string | null
+  readonly managedTags: ReadonlyArray<Tag>
+  /** Describes the credentials in use when AWS refuses them (no ARN is known yet then). */
+  readonly describeCredentials: (region: string) => Effect.Effect<string>
+}
+
+const writePem = (file: string, pem: string): void => {
+  mkdirSync(join(file, ".."), { recursive: true, mode: 0o700 })
+  const temporary = `${file}.${process.pid}.tmp`
+  writeFileSync(temporary, pem.endsWith("\n") ? pem : `${pem}\n`, { mode: 0o600 })
+  // The mode given to writeFileSync is masked by the umask; the key must be 0600 regardless.
+  chmodSync(temporary, 0o600)
+  renameSync(temporary, file)
+}
+
+/**
+ * The identity: `GetCallerIdentity` needs no permission, so its failure is always about the
+ * credentials themselves, and the message says whose.
+ */
+const checkIdentity = (api: AwsApi, options: SetupOptions, region: string): Effect.Effect<Identity, ProviderError> =>
+  api.getCallerIdentity(region).pipe(
+    Effect.catchAll((error) =>
+      Effect.flatMap(options.describeCredentials(region), (who) => Effect.fail(toProviderError(error, { identity: who })))
+    )
+  )
+
+const ensureSecurityGroup = (api: AwsApi, options: SetupOptions, region: string, context: ErrorContext) =>
+  Effect.gen(function* () {
+    const vpcId = yield* api.defaultVpc(region)
+    if (vpcId === null) {
+      return yield* providerError(
+        "DescribeVpcs",
+        "invalid-request",
+        `${region} has no default VPC, which SkyREPL launches into; create one with: aws ec2 create-default-vpc --region ${region}`
+      )
+    }
+    const existing = yield* api.findSecurityGroup(region, vpcId, SECURITY_GROUP_NAME)
+    // An existing group is used as it is: its owner may have narrowed SSH on purpose.
+    if (existing !== null) return existing
+    const created = yield* api
+      .createSecurityGroup(region, vpcId, SECURITY_GROUP_NAME, "SkyREPL instances: SSH in; the agent only connects out", options.managedTags)
+      .pipe(
+        // Another process created it between our look-up and our create.
+        Effect.catchIf(
+          (e) => e.code === "InvalidGroup.Duplicate",
+          () => Effect.map(api.findSecurityGroup(region, vpcId, SECURITY_GROUP_NAME), (id) => id ?? "")
+        )
+      )
+    yield* api.allowSshFromAnywhere(region, created).pipe(Effect.catchIf((e) => e.code === "InvalidPermission.Duplicate", () => Effect.void))
+    return created
+  }).pipe(Effect.mapError((e) => (e._tag === "AwsError" ? toProviderError(e, context) : e)))
+
+const missingPem = (region: string, name: string, file: string): ProviderError =>
+  providerError(
+    "CreateKeyPair",
+    "invalid-request",
+    `the key pair ${name} exists in ${region} but its private key ${file} is missing here, and SkyREPL never replaces a ` +
+      `key pair silently (instances started from another machine use it). Copy ${file} from the machine that created it ` +
+      `(mode 0600), or, if that key is lost, delete the pair (aws ec2 delete-key-pair --region ${region} --key-name ${name}) ` +
+      `and SkyREPL creates a new one.`
+  )
+
+const ensureKeyPair = (api: AwsApi, options: SetupOptions, region: string, context: ErrorContext) =>
+  Effect.gen(function* () {
+    const name = keyPairName(region)
+    const file = keyPath(options.home, region, options.endpoint)
+    const inAws = yield* api.keyPairExists(region, name)
+    const local = existsSync(file)
+    if (inAws && local) return { keyName: name, keyFile: file }
+    if (inAws) return yield* missingPem(region, name, file)
+    if (local) {
+      // Its pair is gone from AWS, so the file opens nothing; it is kept aside, never destroyed.
+      yield* Effect.try(() => renameSync(file, `${file}.orphaned-${Date.now()}`)).pipe(
+        Effect.mapError((cause) => providerError("CreateKeyPair", "internal", `cannot move the stale key ${file} aside: ${String(cause)}`, cause))
+      )
+    }
+    const pem = yield* api.createKeyPair(region, name, options.managedTags).pipe(
+      Effect.catchIf(
+        (e) => e.code === "InvalidKeyPair.Duplicate",
+        // Another process on this machine may be creating it right now: give it a moment to write the file.
+        () =>
+          Effect.gen(function* () {
+            for (let i = 0; i < 20 && !existsSync(file); i++) yield* Effect.sleep(Duration.millis(100))
+            return existsSync(file) ? null : yield* missingPem(region, name, file)
+          })
+      )
+    )
+    if (pem === null) return { keyName: name, keyFile: file }
+    yield* Effect.try(() => writePem(file, pem)).pipe(
+      Effect.catchAll((cause) =>
+        // A pair whose private key could not be kept is useless to everyone: remove it again.
+        api.deleteKeyPair(region, name).pipe(
+          Effect.ignore,
+          Effect.zipRight(providerError("CreateKeyPair", "internal", `cannot write the private key ${file}: ${String(cause)}`, cause))
+        )
+      )
+    )
+    return { keyName: name, keyFile: file }
+  }).pipe(Effect.mapError((e) => (e._tag === "AwsError" ? toProviderError(e, context) : e)))
+
+/**
+ * First use of a region: who we are, the security group, the key pair. Each step creates what
+ * is missing and leaves what exists alone.
+ */
+export const setUpRegion = (api: AwsApi, options: SetupOptions, region: string): Effect.Effect<RegionSetup, ProviderError> =>
+  Effect.gen(function* () {
+    const identity = yield* checkIdentity(api, options, region)
+    const context: ErrorContext = { identity: identity.Arn }
+    const securityGroupId = yield* ensureSecurityGroup(api, options, region, context)
+    const key = yield* ensureKeyPair(api, options, region, context)
+    return { region, identity, securityGroupId, ...key }
+  })

@@ -1,0 +1,97 @@
+import type { Bootstrap } from "@skyrepl/core"
+import { createHash } from "node:crypto"
+import { gzipSync } from "node:zlib"
+
+/** EC2 refuses user-data above 16 KB, counted before base64. */
+export const USER_DATA_LIMIT = 16 * 1024
+
+/** Where the bootstrap puts the agent, its work directory and its logs on the instance. */
+export const AGENT_DIR = "/opt/skyrepl"
+
+/** POSIX single quotes: nothing inside is special to the shell. */
+export const shellQuote = (text: string): string => `'${text.replace(/'/g, `'"'"'`)}'`
+
+const seconds = (ms: number): string => String(ms / 1000)
+
+export interface UserDataInput {
+  readonly name: string
+  readonly bootstrap: Bootstrap
+  /** The agent's source, shipped inside the user-data. */
+  readonly agentSource: string
+  /** The instance powers itself off after this long, whatever else happens. */
+  readonly maxLifetimeSeconds: number
+}
+
+export interface UserData {
+  readonly script: string
+  /** What EC2 gets: the gzipped script (cloud-init recognises gzip), base64-encoded. */
+  readonly base64: string
+  /** Size that counts against the 16 KB limit. */
+  readonly bytes: number
+}
+
+/**
+ * A delimiter for the here-document that cannot occur in the agent: it carries a hash of the
+ * agent itself, so the agent would have to contain its own hash.
+ */
+const heredocDelimiter = (source: string): string =>
+  `SKYREPL_AGENT_${createHash("sha256").update(source).digest("hex").slice(0, 16).toUpperCase()}`
+
+/**
+ * The cloud-init user-data: a shell script that writes the agent and starts it, as root, in
+ * the background so cloud-init can finish. The agent's token travels in its environment, not
+ * its command line. Two guards end the instance on their own: when the agent exits for any
+ * reason (it cannot be reached any more, so the VM has no purpose), and when the maximum
+ * lifetime passes. Both power off, which the launch turned into termination
+ * (`InstanceInitiatedShutdownBehavior=terminate`).
+ *
+ * The script is gzipped whole: cloud-init inflates gzip user-data itself, and the agent
+ * (~48 KB) compresses to ~13 KB, under the 16 KB limit with room for the rest.
+ */
+export const buildUserData = (input: UserDataInput): UserData => {
+  const { name, bootstrap, agentSource } = input
+  const delimiter = heredocDelimiter(agentSource)
+  const body = agentSource.endsWith("\n") ? agentSource : `${agentSource}\n`
+  const agentArgs = [
+    "--url",
+    bootstrap.agentUrl,
+    "--instance",
+    name,
+    "--heartbeat-interval",
+    seconds(bootstrap.heartbeatIntervalMs),
+    "--deadman-timeout",
+    seconds(bootstrap.deadmanTimeoutMs),
+    "--shutdown",
+    "poweroff",
+    "--workdir",
+    `${AGENT_DIR}/work`,
+    "--log",
+    `${AGENT_DIR}/agent.log`
+  ]
+    .map(shellQuote)
+    .join(" ")
+  const script = [
+    "#!/bin/sh",
+    `# SkyREPL bootstrap for ${name}: installs and starts the agent (docs/providers/aws.md).`,
+    "set -eu",
+    "umask 077",
+    `mkdir -p ${AGENT_DIR}/work`,
+    `cat > ${AGENT_DIR}/skyrepl_agent.py <<'${delimiter}'`,
+    `${body}${delimiter}`,
+    `export SKYREPL_AGENT_TOKEN=${shellQuote(bootstrap.token)}`,
+    "export SKYREPL_AGENT_ALLOW_POWEROFF=1",
+    "end_instance() { poweroff || shutdown -h now; }",
+    "python=$(command -v python3 || true)",
+    // The guards must run to the end whatever the agent's exit status: no `set -e` in them.
+    "(",
+    "  set +e",
+    `  if [ -n "$python" ]; then "$python" ${AGENT_DIR}/skyrepl_agent.py ${agentArgs}; else echo "skyrepl: no python3 on this image" >&2; fi`,
+    "  end_instance",
+    `) </dev/null >>${AGENT_DIR}/console.log 2>&1 &`,
+    "unset SKYREPL_AGENT_TOKEN",
+    `( set +e; sleep ${Math.max(60, Math.round(input.maxLifetimeSeconds))}; end_instance ) </dev/null >/dev/null 2>&1 &`,
+    ""
+  ].join("\n")
+  const gzipped = gzipSync(Buffer.from(script, "utf8"), { level: 9 })
+  return { script, base64: gzipped.toString("base64"), bytes: gzipped.length }
+}

@@ -1,0 +1,334 @@
+import { describe, expect, layer } from "@effect/vitest"
+import { agentScriptPath, formatInstanceName, newControlId, newId, type ProviderError, type ProviderErrorReason, type ProviderService } from "@skyrepl/core"
+import { DescribeInstancesCommand, DescribeSecurityGroupsCommand } from "@aws-sdk/client-ec2"
+import { Cause, Context, Duration, Effect, Exit, Layer, Option, Schedule } from "effect"
+import { readdirSync, readFileSync, statSync } from "node:fs"
+import { join } from "node:path"
+import { AwsProvider, awsErrorCode, type AwsProviderOptions } from "../src/index.ts"
+import { type FaultProxy, type FaultRule, startFaultProxy } from "./fault-proxy.ts"
+import { liveInMoto, motoInstances, type MotoServer, optionsFor, rawClient, REGION, removeDir, startMoto, tempDir } from "./support.ts"
+
+// A proxy between the SDK and moto breaks chosen calls. Whatever it does, a launch succeeds or
+// fails with the tagged error its cause deserves, and no instance is left running in moto.
+
+interface FixtureService {
+  readonly moto: MotoServer
+  readonly proxy: FaultProxy
+  readonly dir: string
+}
+class Fixture extends Context.Tag("test/Fixture")<Fixture, FixtureService>() {}
+
+const fixture = Layer.scoped(
+  Fixture,
+  Effect.gen(function* () {
+    const dir = yield* Effect.acquireRelease(Effect.sync(() => tempDir("faults")), (d) => Effect.sync(() => removeDir(d)))
+    const moto = yield* startMoto().pipe(Effect.orDie)
+    const proxy = yield* startFaultProxy(moto.url)
+    return { moto, proxy, dir }
+  })
+)
+
+const controlId = newControlId()
+const newName = () => formatInstanceName({ controlId, manifestId: newId(), instanceId: newId() })
+
+let shared: ProviderService | null = null
+
+/**
+ * A provider that talks to moto through the proxy. Without options, one shared provider, whose
+ * region start-up is done once; with options (or `fresh`), a new one that starts from scratch.
+ */
+const providerVia = (overrides?: Partial<AwsProviderOptions>, fresh = false) =>
+  Effect.gen(function* () {
+    const { moto, proxy, dir } = yield* Fixture
+    if (overrides === undefined && !fresh && shared !== null) return shared
+    const made = yield* AwsProvider.make({ ...optionsFor(moto, dir, overrides ?? {}), endpoint: proxy.url })
+    if (overrides === undefined && !fresh) shared = made
+    return made
+  })
+
+const spawnNamed = (provider: ProviderService, name: string) =>
+  Effect.gen(function* () {
+    const spec = yield* Effect.orDie(provider.parseSpec("t3.micro"))
+    return yield* provider.spawn(name, spec, {
+      // Nothing boots in this file (no harness): the agent only has to be shipped.
+      agentUrl: "http://127.0.0.1:9",
+      token: "0123456789abcdef",
+      heartbeatIntervalMs: 1000,
+      deadmanTimeoutMs: 5000,
+      agentScript: agentScriptPath
+    })
+  })
+
+/** How many instances moto has ever had with this name, and how many are still live. */
+const countIn = (moto: MotoServer, name: string) =>
+  Effect.gen(function* () {
+    const all = (yield* motoInstances(moto.url)).filter((i) => i.name === name)
+    const live = (yield* liveInMoto(moto.url)).filter((i) => i.name === name)
+    return { created: all.length, live: live.length }
+  })
+
+/** Ends whatever the scenario left, through the provider with the proxy out of the way. */
+const cleanUp = (provider: ProviderService, name: string) =>
+  Effect.gen(function* () {
+    const { proxy, moto } = yield* Fixture
+    proxy.setRules([])
+    yield* provider.terminate({ name, providerRef: null, region: REGION })
+    expect((yield* countIn(moto, name)).live).toBe(0)
+  })
+
+interface Scenario {
+  readonly title: string
+  readonly rules: ReadonlyArray<FaultRule>
+  /** `launched`, or the reason the launch must fail with. */
+  readonly outcome: "launched" | ProviderErrorReason
+  readonly code?: string
+  /** RunInstances calls that reached the proxy. */
+  readonly runInstancesCalls: number
+  readonly message?: RegExp
+  readonly options?: Partial<AwsProviderOptions>
+}
+
+const runInstances = (calls: ReadonlyArray<number> | "all", fault: FaultRule["fault"]): FaultRule => ({ action: "RunInstances", calls, fault })
+
+const scenarios: ReadonlyArray<Scenario> = [
+  {
+    title: "capacity twice, then room: retried after the provider's own back-off",
+    rules: [runInstances([1, 2], { kind: "error", status: 500, code: "InsufficientInstanceCapacity" })],
+    outcome: "launched",
+    runInstancesCalls: 3
+  },
+  {
+    title: "no capacity at all: fails as capacity (retryable) once the back-off schedule is spent",
+    rules: [runInstances("all", { kind: "error", status: 500, code: "InsufficientInstanceCapacity" })],
+    outcome: "capacity",
+    code: "InsufficientInstanceCapacity",
+    runInstancesCalls: 3,
+    message: /no capacity for t3\.micro/
+  },
+  {
+    title: "a configured capacity schedule replaces the default",
+    rules: [runInstances("all", { kind: "error", status: 500, code: "InsufficientInstanceCapacity" })],
+    outcome: "capacity",
+    code: "InsufficientInstanceCapacity",
+    runInstancesCalls: 5,
+    options: { capacityRetry: Schedule.spaced(Duration.millis(10)).pipe(Schedule.intersect(Schedule.recurs(4))) }
+  },
+  {
+    title: "RequestLimitExceeded twice: retried with jitter",
+    rules: [runInstances([1, 2], { kind: "error", status: 503, code: "RequestLimitExceeded" })],
+    outcome: "launched",
+    runInstancesCalls: 3
+  },
+  {
+    title: "throttled all along: fails as throttled",
+    rules: [runInstances("all", { kind: "error", status: 503, code: "RequestLimitExceeded" })],
+    outcome: "throttled",
+    code: "RequestLimitExceeded",
+    runInstancesCalls: 5
+  },
+  {
+    title: "a 500 refused before launching: retried",
+    rules: [runInstances([1], { kind: "error", status: 500, code: "InternalError" })],
+    outcome: "launched",
+    runInstancesCalls: 2
+  },
+  {
+    title: "a 500 after moto launched: the look-up finds the instance, no second RunInstances",
+    rules: [runInstances([1], { kind: "error-after", status: 500, code: "InternalError" })],
+    outcome: "launched",
+    runInstancesCalls: 1
+  },
+  {
+    title: "the answer is late past the request time-out: the look-up finds the instance",
+    rules: [runInstances([1], { kind: "delay", ms: 2_500 })],
+    outcome: "launched",
+    runInstancesCalls: 1,
+    options: { requestTimeout: Duration.millis(1_200) }
+  },
+  {
+    title: "UnauthorizedOperation: permanent, naming the IAM action",
+    rules: [runInstances("all", { kind: "error", status: 403, code: "UnauthorizedOperation" })],
+    outcome: "auth",
+    code: "UnauthorizedOperation",
+    runInstancesCalls: 1,
+    message: /AWS refused ec2:RunInstances for arn:aws:sts::123456789012:user\/moto .*allow ec2:RunInstances and ec2:CreateTags/
+  },
+  {
+    title: "AuthFailure: permanent",
+    rules: [runInstances("all", { kind: "error", status: 401, code: "AuthFailure" })],
+    outcome: "auth",
+    code: "AuthFailure",
+    runInstancesCalls: 1
+  },
+  {
+    title: "VcpuLimitExceeded: permanent, saying how to raise the quota",
+    rules: [runInstances("all", { kind: "error", status: 400, code: "VcpuLimitExceeded" })],
+    outcome: "quota",
+    code: "VcpuLimitExceeded",
+    runInstancesCalls: 1,
+    message: /Service Quotas.*request-service-quota-increase.*L-1216C47A/
+  },
+  {
+    title: "a bad parameter: permanent",
+    rules: [runInstances("all", { kind: "error", status: 400, code: "InvalidParameterValue" })],
+    outcome: "invalid-request",
+    code: "InvalidParameterValue",
+    runInstancesCalls: 1
+  }
+]
+
+describe("aws provider on moto: start-up, and injected faults", () => {
+  layer(fixture, { excludeTestServices: true, timeout: Duration.seconds(60) })((it) => {
+    for (const scenario of scenarios) {
+      it.effect(scenario.title, () =>
+        Effect.gen(function* () {
+          const { moto, proxy } = yield* Fixture
+          const provider = yield* providerVia(scenario.options)
+          const name = newName()
+          proxy.setRules(scenario.rules)
+          const exit = yield* Effect.exit(spawnNamed(provider, name))
+          const runs = proxy.calls("RunInstances")
+          proxy.setRules([])
+          const count = yield* countIn(moto, name)
+          if (scenario.outcome === "launched") {
+            expect(Exit.isSuccess(exit)).toBe(true)
+            expect(count).toEqual({ created: 1, live: 1 })
+            if (Exit.isSuccess(exit)) expect(yield* provider.describe({ name, providerRef: exit.value.providerRef, region: REGION })).toBe("running")
+          } else {
+            const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none()
+            if (Option.isNone(failure) || failure.value._tag !== "ProviderError") return expect.unreachable(`expected a ProviderError, got ${String(exit)}`)
+            const error: ProviderError = failure.value
+            expect(error.reason).toBe(scenario.outcome)
+            expect(error.retryable).toBe(["capacity", "throttled", "transient"].includes(scenario.outcome))
+            expect(awsErrorCode(error)).toBe(scenario.code)
+            if (scenario.message !== undefined) expect(error.message).toMatch(scenario.message)
+            expect(count.live).toBe(0)
+          }
+          expect(runs).toBe(scenario.runInstancesCalls)
+          yield* cleanUp(provider, name)
+        })
+      )
+    }
+
+    it.effect("a fresh instance DescribeInstances does not show yet is pending, never gone, and is not given up on", () =>
+      Effect.gen(function* () {
+        const { moto, proxy } = yield* Fixture
+        const provider = yield* providerVia({ visibilityTimeout: Duration.seconds(2) })
+        const name = newName()
+        proxy.setRules([{ action: "DescribeInstances", calls: "all", fault: { kind: "hide" } }])
+        const spawned = yield* spawnNamed(provider, name).pipe(Effect.timeout(Duration.seconds(20)))
+        const ref = { name, providerRef: spawned.providerRef, region: REGION }
+        expect(yield* provider.describe(ref)).toBe("pending")
+        expect(yield* provider.describe({ ...ref, providerRef: null })).toBe("pending")
+        // Terminating what cannot be seen yet must not report success: it would leak.
+        const early = yield* Effect.flip(provider.terminate(ref))
+        expect(early.reason).toBe("transient")
+        expect((yield* countIn(moto, name)).live).toBe(1)
+        proxy.setRules([])
+        expect(yield* provider.describe(ref)).toBe("running")
+        yield* provider.terminate(ref)
+        expect(yield* provider.describe(ref)).toBe("gone")
+        expect((yield* countIn(moto, name)).live).toBe(0)
+      })
+    )
+
+    it.effect("a spawn that sees its instance only after a while waits for it", () =>
+      Effect.gen(function* () {
+        const { moto, proxy } = yield* Fixture
+        const provider = yield* providerVia()
+        const name = newName()
+        proxy.setRules([{ action: "DescribeInstances", calls: [1, 2, 3], fault: { kind: "hide" } }])
+        yield* spawnNamed(provider, name)
+        expect(proxy.calls("DescribeInstances")).toBeGreaterThanOrEqual(4)
+        expect(yield* countIn(moto, name)).toEqual({ created: 1, live: 1 })
+        yield* cleanUp(provider, name)
+      })
+    )
+
+    it.effect("STS refusing the credentials fails the launch as auth, naming whose credentials", () =>
+      Effect.gen(function* () {
+        const { proxy } = yield* Fixture
+        const provider = yield* providerVia(undefined, true)
+        proxy.setRules([{ action: "GetCallerIdentity", calls: "all", fault: { kind: "error", status: 403, code: "InvalidClientTokenId" } }])
+        const error = yield* Effect.flip(spawnNamed(provider, newName()))
+        const runs = proxy.calls("RunInstances")
+        proxy.setRules([])
+        expect(error.reason).toBe("auth")
+        expect(awsErrorCode(error)).toBe("InvalidClientTokenId")
+        expect(error.message).toContain("the credentials given in code (access key test…ting)")
+        expect(runs).toBe(0)
+      })
+    )
+
+    it.effect("errors on list and terminate: transient ones are retried, persistent ones surface and leave the instance for a later try", () =>
+      Effect.gen(function* () {
+        const { moto, proxy } = yield* Fixture
+        const provider = yield* providerVia()
+        const name = newName()
+        const spawned = yield* spawnNamed(provider, name)
+        proxy.setRules([{ action: "DescribeInstances", calls: [1, 2], fault: { kind: "error", status: 500, code: "InternalError" } }])
+        expect((yield* provider.list()).map((i) => i.name)).toContain(name)
+        proxy.setRules([{ action: "TerminateInstances", calls: "all", fault: { kind: "error", status: 503, code: "Unavailable" } }])
+        const ref = { name, providerRef: spawned.providerRef, region: REGION }
+        const failed = yield* Effect.flip(provider.terminate(ref))
+        expect(failed.reason).toBe("transient")
+        expect(yield* provider.describe(ref)).toBe("running")
+        proxy.setRules([])
+        yield* provider.terminate(ref)
+        yield* provider.terminate(ref)
+        expect(yield* provider.describe(ref)).toBe("gone")
+        expect((yield* countIn(moto, name)).live).toBe(0)
+      })
+    )
+
+    it.effect("start-up: the security group allows SSH from anywhere, the key's PEM is 0600, spot goes through InstanceMarketOptions", () =>
+      Effect.gen(function* () {
+        const { moto, dir } = yield* Fixture
+        const provider = yield* providerVia()
+        const name = newName()
+        const spec = yield* Effect.orDie(provider.parseSpec("t4g.nano", { spot: true }))
+        const spawned = yield* provider.spawn(name, spec, { agentUrl: "http://127.0.0.1:9", token: "t", heartbeatIntervalMs: 1000, deadmanTimeoutMs: 5000, agentScript: agentScriptPath })
+        const client = rawClient(moto.url)
+        const groups = yield* Effect.promise(() => client.send(new DescribeSecurityGroupsCommand({ Filters: [{ Name: "group-name", Values: ["skyrepl-default"] }] })))
+        const ssh = groups.SecurityGroups?.[0]?.IpPermissions?.find((p) => p.FromPort === 22 && p.ToPort === 22)
+        expect(ssh?.IpRanges?.map((r) => r.CidrIp)).toEqual(["0.0.0.0/0"])
+        expect(ssh?.Ipv6Ranges?.map((r) => r.CidrIpv6)).toEqual(["::/0"])
+        const pem = readdirSync(join(dir, "home", "keys")).filter((f) => f.startsWith(`aws-${REGION}`) && f.endsWith(".pem"))
+        expect(pem).toHaveLength(1)
+        expect(statSync(join(dir, "home", "keys", pem[0] ?? "")).mode & 0o777).toBe(0o600)
+        expect(readFileSync(join(dir, "home", "keys", pem[0] ?? ""), "utf8")).toMatch(/^-----BEGIN RSA PRIVATE KEY-----/)
+        const described = yield* Effect.promise(() => client.send(new DescribeInstancesCommand({ InstanceIds: [spawned.providerRef] })))
+        const instance = described.Reservations?.[0]?.Instances?.[0]
+        expect(instance?.InstanceLifecycle).toBe("spot")
+        expect(instance?.KeyName).toBe(`skyrepl-${REGION}`)
+        expect(instance?.InstanceType).toBe("t4g.nano")
+        client.destroy()
+        yield* cleanUp(provider, name)
+      })
+    )
+
+    it.effect("start-up: a key pair that exists in AWS without its PEM here is reported, never replaced", () =>
+      Effect.gen(function* () {
+        const { moto, proxy, dir } = yield* Fixture
+        // Another state home (another machine) finds the pair the first one created.
+        const provider = yield* AwsProvider.make({ ...optionsFor(moto, join(dir, "elsewhere")), endpoint: proxy.url })
+        proxy.setRules([])
+        const error = yield* Effect.flip(spawnNamed(provider, newName()))
+        expect(error.reason).toBe("invalid-request")
+        expect(error.message).toContain(`the key pair skyrepl-${REGION} exists in ${REGION} but its private key`)
+        expect(error.message).toContain("never replaces a key pair silently")
+        expect(proxy.calls("CreateKeyPair")).toBe(0)
+        expect(proxy.calls("DeleteKeyPair")).toBe(0)
+        expect(proxy.calls("RunInstances")).toBe(0)
+      })
+    )
+
+    it.effect("nothing launched in this file is left running in moto", () =>
+      Effect.gen(function* () {
+        const { moto } = yield* Fixture
+        const ours = (yield* liveInMoto(moto.url)).filter((i) => i.name?.startsWith(`repl-${controlId}-`) === true)
+        expect(ours).toEqual([])
+      })
+    )
+  })
+})

@@ -1,0 +1,242 @@
+import { describe, expect, it } from "@effect/vitest"
+import { agentScriptPath, formatInstanceName, InvalidSpec, newControlId, newId, type ProviderService } from "@skyrepl/core"
+import { ConfigProvider, Effect, Layer } from "effect"
+import { execFileSync } from "node:child_process"
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { gunzipSync } from "node:zlib"
+import { AwsProvider, archOfInstanceType, buildUserData, USER_DATA_LIMIT, validSpecForms } from "../src/index.ts"
+import { AwsError, reasonOf, toProviderError } from "../src/errors.ts"
+import { isLoopbackUrl, observedState } from "../src/aws-provider.ts"
+import { regionFromConfigFile } from "../src/options.ts"
+
+// What needs no AWS at all: specs, the user-data, error classification, configuration, and the
+// refusals that must happen before any AWS call.
+
+/** Runs `effect` with exactly these environment variables, none of the test process's. */
+const withEnv = (vars: Record<string, string>) =>
+  Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries({ AWS_CONFIG_FILE: "/nonexistent/aws-config", ...vars }))))
+
+const makeWith = (vars: Record<string, string>, options: Parameters<typeof AwsProvider.make>[0] = {}) =>
+  AwsProvider.make(options).pipe(withEnv(vars))
+
+const name = () => formatInstanceName({ controlId: newControlId(), manifestId: newId(), instanceId: newId() })
+
+const bootstrap = (agentUrl: string) => ({ agentUrl, token: "f00d", heartbeatIntervalMs: 1000, deadmanTimeoutMs: 5000, agentScript: agentScriptPath })
+
+describe("specs", () => {
+  it("knows Graviton families from the rest", () => {
+    const cases: ReadonlyArray<readonly [string, string | null]> = [
+      ["t4g.nano", "arm64"],
+      ["c8g.large", "arm64"],
+      ["c7gn.16xlarge", "arm64"],
+      ["im4gn.large", "arm64"],
+      ["g5g.xlarge", "arm64"],
+      ["x2gd.metal", "arm64"],
+      ["a1.medium", "arm64"],
+      ["t3.micro", "amd64"],
+      ["g4dn.xlarge", "amd64"],
+      ["m7i-flex.large", "amd64"],
+      ["c6a.metal-48xl", "amd64"],
+      ["u-6tb1.112xlarge", "amd64"],
+      ["mac2.metal", null],
+      ["t3", null],
+      ["T3.MICRO", null]
+    ]
+    for (const [type, arch] of cases) expect([type, archOfInstanceType(type)]).toEqual([type, arch])
+  })
+
+  it.effect("an instance type runs noble on it; ubuntu:VERSION:ARCH picks the default type", () =>
+    Effect.gen(function* () {
+      const provider = yield* makeWith({ AWS_REGION: "eu-west-2" })
+      expect(yield* provider.parseSpec("c8g.large")).toEqual({
+        provider: "aws",
+        canonical: "c8g.large",
+        region: "eu-west-2",
+        attributes: { instanceType: "c8g.large", distro: "ubuntu", version: "noble", arch: "arm64", spot: "false" }
+      })
+      expect((yield* provider.parseSpec("ubuntu:jammy:arm64")).attributes).toMatchObject({ instanceType: "t4g.micro", version: "jammy", arch: "arm64" })
+      expect((yield* provider.parseSpec(undefined)).attributes).toMatchObject({ instanceType: "t3.micro", version: "noble", arch: "amd64" })
+      const spot = yield* provider.parseSpec("t3.micro", { region: "ap-south-1", spot: true })
+      expect(spot.region).toBe("ap-south-1")
+      expect(spot.attributes["spot"]).toBe("true")
+    })
+  )
+
+  it.effect("anything else is InvalidSpec listing the valid forms, including a malformed region", () =>
+    Effect.gen(function* () {
+      const provider = yield* makeWith({ AWS_REGION: "us-east-1" })
+      for (const spec of ["ubuntu:noble", "debian:12:amd64", "ubuntu:noble:x86_64", "ubuntu:trusty:amd64", "xlarge", "mac2.metal"]) {
+        const error = yield* Effect.flip(provider.parseSpec(spec))
+        expect(error).toBeInstanceOf(InvalidSpec)
+        expect(error.validForms).toEqual(validSpecForms)
+      }
+      const region = yield* Effect.flip(provider.parseSpec("t3.micro", { region: "US East" }))
+      expect(region.message).toContain("not an AWS region name")
+    })
+  )
+})
+
+describe("user-data", () => {
+  const agent = readFileSync(agentScriptPath, "utf8")
+
+  it("ships the agent gzipped under EC2's 16 KB, and starts it to power off, with the token out of its command line", () => {
+    const userData = buildUserData({ name: name(), bootstrap: bootstrap("https://cp.example.com:8443/x"), agentSource: agent, maxLifetimeSeconds: 86_400 })
+    expect(userData.bytes).toBeLessThan(USER_DATA_LIMIT)
+    const script = gunzipSync(Buffer.from(userData.base64, "base64")).toString("utf8")
+    expect(script).toBe(userData.script)
+    expect(script.startsWith("#!/bin/sh\n")).toBe(true)
+    expect(script).toContain(agent)
+    expect(script).toContain("export SKYREPL_AGENT_ALLOW_POWEROFF=1")
+    expect(script).toContain("'--shutdown' 'poweroff'")
+    expect(script).toContain("'--url' 'https://cp.example.com:8443/x'")
+    expect(script).toContain("export SKYREPL_AGENT_TOKEN='f00d'")
+    expect(script.split("\n").filter((l) => l.includes("f00d"))).toEqual(["export SKYREPL_AGENT_TOKEN='f00d'"])
+    expect(script).toContain("sleep 86400; end_instance")
+    // The shell must accept it.
+    execFileSync("/bin/sh", ["-n"], { input: script })
+  })
+
+  it("quotes what it interpolates", () => {
+    const script = buildUserData({ name: name(), bootstrap: bootstrap("http://h:1/a'b$(x)"), agentSource: "print(1)\n", maxLifetimeSeconds: 60 }).script
+    expect(script).toContain(`'http://h:1/a'"'"'b$(x)'`)
+    execFileSync("/bin/sh", ["-n"], { input: script })
+  })
+})
+
+describe("errors", () => {
+  const error = (code: string, httpStatus: number | null = 400, operation = "RunInstances") =>
+    new AwsError({ operation, code, message: `${code} happened`, region: "us-east-1", httpStatus, requestId: null })
+
+  it("classifies AWS's codes", () => {
+    const cases: ReadonlyArray<readonly [AwsError, string]> = [
+      [error("InsufficientInstanceCapacity", 500), "capacity"],
+      [error("InsufficientHostCapacity", 500), "capacity"],
+      [error("RequestLimitExceeded", 503), "throttled"],
+      [error("Throttling", 400), "throttled"],
+      [error("InternalError", 500), "transient"],
+      [error("ServiceUnavailable", 503), "transient"],
+      [error("SomethingNew", 502), "transient"],
+      [error("ECONNRESET", null), "transient"],
+      [error("TimeoutError", null), "transient"],
+      [error("UnauthorizedOperation", 403), "auth"],
+      [error("AuthFailure", 401), "auth"],
+      [error("ExpiredToken", 400), "auth"],
+      [error("VcpuLimitExceeded", 400), "quota"],
+      [error("MaxSpotInstanceCountExceeded", 400), "quota"],
+      [error("InstanceLimitExceeded", 400), "quota"],
+      [error("InvalidParameterValue", 400), "invalid-request"],
+      [error("InvalidInstanceID.NotFound", 400), "not-found"],
+      [error("CredentialsProviderError", null), "unavailable"]
+    ]
+    for (const [e, reason] of cases) expect([e.code, reasonOf(e)]).toEqual([e.code, reason])
+  })
+
+  it("says which IAM action was refused, and how to raise a quota", () => {
+    const refused = toProviderError(error("UnauthorizedOperation", 403, "CreateImage"), { identity: "arn:aws:iam::1:user/ci" })
+    expect(refused.message).toContain("AWS refused ec2:CreateImage for arn:aws:iam::1:user/ci")
+    expect(refused.message).toContain("allow ec2:CreateImage and ec2:CreateTags")
+    expect(refused.retryable).toBe(false)
+    const spot = toProviderError(error("MaxSpotInstanceCountExceeded"), { spot: true })
+    expect(spot.message).toContain("L-34B43A08")
+    expect(toProviderError(error("InsufficientInstanceCapacity", 500)).retryable).toBe(true)
+  })
+
+  it("maps EC2 states: shutting-down is already gone; stopped still exists", () => {
+    expect(["pending", "running", "stopping", "stopped", "shutting-down", "terminated"].map(observedState)).toEqual([
+      "pending",
+      "running",
+      "stopping",
+      "stopping",
+      "gone",
+      "gone"
+    ])
+  })
+})
+
+describe("configuration", () => {
+  it("reads the region of a profile from the shared config file", () => {
+    const text = "[default]\nregion = us-west-1\n\n[profile dev]\n# comment\noutput=json\nregion=eu-central-1\n[sso-session x]\nsso_region = us-east-2\n"
+    expect(regionFromConfigFile(text, "default")).toBe("us-west-1")
+    expect(regionFromConfigFile(text, "dev")).toBe("eu-central-1")
+    expect(regionFromConfigFile(text, "missing")).toBeNull()
+  })
+
+  it.effect("region: the option, then AWS_REGION, then AWS_DEFAULT_REGION, then the profile in AWS_CONFIG_FILE", () =>
+    Effect.gen(function* () {
+      const dir = mkdtempSync(join(tmpdir(), "skyrepl-aws-config-"))
+      const file = join(dir, "config")
+      writeFileSync(file, "[profile dev]\nregion = eu-north-1\n")
+      const region = (vars: Record<string, string>, option?: string) =>
+        Effect.map(makeWith(vars, option === undefined ? {} : { region: option }), (p) => p.parseSpec(undefined)).pipe(
+          Effect.flatten,
+          Effect.map((s) => s.region)
+        )
+      expect(yield* region({ AWS_CONFIG_FILE: file, AWS_PROFILE: "dev" })).toBe("eu-north-1")
+      expect(yield* region({ AWS_CONFIG_FILE: file, AWS_PROFILE: "dev", AWS_DEFAULT_REGION: "sa-east-1" })).toBe("sa-east-1")
+      expect(yield* region({ AWS_DEFAULT_REGION: "sa-east-1", AWS_REGION: "ca-central-1" })).toBe("ca-central-1")
+      expect(yield* region({ AWS_REGION: "ca-central-1" }, "me-south-1")).toBe("me-south-1")
+      expect(yield* region({})).toBeNull()
+      rmSync(dir, { recursive: true, force: true })
+    })
+  )
+
+  it.effect("building the layer never fails; a bad setting fails every AWS call naming the variable", () =>
+    Effect.gen(function* () {
+      const provider = yield* makeWith({ AWS_REGION: "us-east-1", SKYREPL_AWS_ENDPOINT: "localhost:4566", SKYREPL_AWS_CAPACITY_BACKOFF: "30" })
+      const error = yield* Effect.flip(provider.list())
+      expect(error.reason).toBe("invalid-request")
+      expect(error.message).toContain("SKYREPL_AWS_ENDPOINT")
+      expect(error.message).toContain("SKYREPL_AWS_CAPACITY_BACKOFF")
+      // Specs need no AWS and still parse.
+      expect((yield* provider.parseSpec("t3.micro")).canonical).toBe("t3.micro")
+      const built = yield* Effect.scoped(Layer.build(AwsProvider.layer({ region: "not a region" })))
+      expect(built).toBeDefined()
+    })
+  )
+
+  it.effect("with no region anywhere, list and spawn are unavailable (a sweep skips AWS)", () =>
+    Effect.gen(function* () {
+      const provider: ProviderService = yield* makeWith({})
+      expect((yield* Effect.flip(provider.list())).reason).toBe("unavailable")
+      const spec = yield* provider.parseSpec(undefined)
+      const error = yield* Effect.flip(provider.spawn(name(), spec, bootstrap("https://cp.example.com")))
+      expect(error.reason).toBe("unavailable")
+      expect(error.message).toContain("AWS_REGION")
+    })
+  )
+})
+
+describe("reachability", () => {
+  it("recognises loopback URLs", () => {
+    for (const url of ["http://127.0.0.1:80", "http://localhost:1", "http://[::1]:2", "http://0.0.0.0:3", "http://127.1.2.3", "http://app.localhost:4"]) {
+      expect([url, isLoopbackUrl(url)]).toEqual([url, true])
+    }
+    for (const url of ["http://10.0.0.5:80", "https://cp.example.com", "http://192.168.1.2:9"]) expect([url, isLoopbackUrl(url)]).toEqual([url, false])
+  })
+
+  it.effect("against real AWS, a loopback agent URL fails the launch before any AWS call", () =>
+    Effect.gen(function* () {
+      const provider = yield* makeWith({ AWS_REGION: "us-east-1" }, { credentials: { accessKeyId: "AKIAEXAMPLE", secretAccessKey: "x" } })
+      const spec = yield* provider.parseSpec(undefined)
+      const error = yield* Effect.flip(provider.spawn(name(), spec, bootstrap("http://127.0.0.1:41234")))
+      expect(error.reason).toBe("invalid-request")
+      expect(error.message).toContain("loopback")
+      expect(error.message).toContain("nothing was launched")
+      // No AWS call happened, so no error from AWS either.
+      expect(error.cause).toBeUndefined()
+    })
+  )
+})
+
+describe("packaging", () => {
+  it("imports the AWS SDK only dynamically (the CLI builds this provider for every command)", () => {
+    const dir = join(import.meta.dirname, "..", "src")
+    for (const file of readdirSync(dir).filter((f) => f.endsWith(".ts"))) {
+      const text = readFileSync(join(dir, file), "utf8")
+      const staticImports = text.split("\n").filter((l) => /^\s*import\s+(?!type\b).*["']@aws-sdk\//.test(l) || /^\s*export\s+(?!type\b).*from\s+["']@aws-sdk\//.test(l))
+      expect([file, staticImports]).toEqual([file, []])
+    }
+  })
+})

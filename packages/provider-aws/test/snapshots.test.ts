@@ -1,0 +1,95 @@
+import { describe, expect, layer } from "@effect/vitest"
+import { agentScriptPath, formatInstanceName, newControlId, newId, type ProviderService, type ProviderSnapshots } from "@skyrepl/core"
+import { DescribeImagesCommand, DescribeSnapshotsCommand } from "@aws-sdk/client-ec2"
+import { Context, Duration, Effect, Layer } from "effect"
+import { AwsProvider } from "../src/index.ts"
+import { type MotoServer, optionsFor, rawClient, REGION, removeDir, startMoto, tempDir } from "./support.ts"
+
+// Snapshots are AMIs made with CreateImage; deleting one deregisters the AMI and deletes its EBS
+// snapshots.
+
+interface FixtureService {
+  readonly moto: MotoServer
+  readonly provider: ProviderService
+  readonly snapshots: ProviderSnapshots
+}
+class Fixture extends Context.Tag("test/SnapshotFixture")<Fixture, FixtureService>() {}
+
+const fixture = Layer.scoped(
+  Fixture,
+  Effect.gen(function* () {
+    const dir = yield* Effect.acquireRelease(Effect.sync(() => tempDir("snapshots")), (d) => Effect.sync(() => removeDir(d)))
+    const moto = yield* startMoto().pipe(Effect.orDie)
+    const provider = yield* AwsProvider.make(optionsFor(moto, dir))
+    const snapshots = provider.snapshots
+    if (snapshots === undefined) return yield* Effect.die(new Error("the aws provider has no snapshots"))
+    return { moto, provider, snapshots }
+  })
+)
+
+/** The EBS snapshots moto still has among `ids` (asking for a deleted one is an error: none). */
+const ebsSnapshots = (moto: MotoServer, ids: ReadonlyArray<string>) =>
+  Effect.promise(
+    (): Promise<ReadonlyArray<string>> =>
+      rawClient(moto.url)
+        .send(new DescribeSnapshotsCommand({ SnapshotIds: [...ids] }))
+        .then(
+          (out) => (out.Snapshots ?? []).map((s) => s.SnapshotId ?? ""),
+          () => []
+        )
+  )
+
+describe("snapshots", () => {
+  layer(fixture, { excludeTestServices: true, timeout: Duration.seconds(60) })((it) => {
+    it.scoped("create, list and delete (idempotent), with the AMI's EBS snapshots", () =>
+      Effect.gen(function* () {
+        const { moto, provider, snapshots } = yield* Fixture
+        expect(provider.capabilities.snapshots).toBe(true)
+        const name = formatInstanceName({ controlId: newControlId(), manifestId: newId(), instanceId: newId() })
+        const spec = yield* Effect.orDie(provider.parseSpec(undefined))
+        const spawned = yield* Effect.acquireRelease(
+          provider.spawn(name, spec, { agentUrl: "http://127.0.0.1:9", token: "t", heartbeatIntervalMs: 1000, deadmanTimeoutMs: 5000, agentScript: agentScriptPath }),
+          (s) => Effect.orDie(provider.terminate({ name, providerRef: s.providerRef, region: s.region }))
+        )
+        const ref = { name, providerRef: spawned.providerRef, region: spawned.region }
+
+        const snapshot = yield* snapshots.create(ref, "base image: v1!")
+        expect(snapshot).toMatchObject({ provider: "aws", region: REGION, source: name, name: "base image- v1-" })
+        expect(snapshot.id).toMatch(/^ami-/)
+        expect(["pending", "available"]).toContain(snapshot.state)
+
+        const listed = yield* snapshots.list()
+        expect(listed.find((s) => s.id === snapshot.id)).toMatchObject({ source: name, region: REGION })
+
+        const image = yield* Effect.promise(() => rawClient(moto.url).send(new DescribeImagesCommand({ ImageIds: [snapshot.id] })))
+        const ebs = (image.Images?.[0]?.BlockDeviceMappings ?? []).flatMap((m) => (m.Ebs?.SnapshotId === undefined ? [] : [m.Ebs.SnapshotId]))
+        expect(ebs.length).toBeGreaterThan(0)
+        expect(yield* ebsSnapshots(moto, ebs)).toEqual(ebs)
+
+        yield* snapshots.delete(snapshot.id, REGION)
+        expect((yield* snapshots.list()).some((s) => s.id === snapshot.id)).toBe(false)
+        expect(yield* ebsSnapshots(moto, ebs)).toEqual([])
+        yield* snapshots.delete(snapshot.id, REGION)
+        yield* snapshots.delete(snapshot.id, null)
+      })
+    )
+
+    it.effect("an image SkyREPL did not make is never deleted", () =>
+      Effect.gen(function* () {
+        const { snapshots } = yield* Fixture
+        const error = yield* Effect.flip(snapshots.delete("ami-0a11000000001000", REGION))
+        expect(error.reason).toBe("invalid-request")
+        expect(error.message).toContain("not a SkyREPL snapshot")
+      })
+    )
+
+    it.effect("snapshotting an instance that is gone fails as not-found", () =>
+      Effect.gen(function* () {
+        const { snapshots } = yield* Fixture
+        const name = formatInstanceName({ controlId: newControlId(), manifestId: newId(), instanceId: newId() })
+        const error = yield* Effect.flip(snapshots.create({ name, providerRef: null, region: REGION }, "x"))
+        expect(error.reason).toBe("not-found")
+      })
+    )
+  })
+})
