@@ -10,25 +10,17 @@ Imports are kept to what the hot path needs, because the agent's start-up is par
 launch's latency.
 """
 
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
 import sys
-
-# http.client imports ssl only to offer HTTPS, and that import is about a third of the agent's
-# whole start-up. A controller reached over plain http never needs it, so the agent (not a
-# process that imports this file) tells the import system ssl is absent before loading it.
-if __name__ == "__main__" and "ssl" not in sys.modules and not any("https:" in a for a in sys.argv[1:]):
-    sys.modules["ssl"] = None
-
-import http.client  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import select  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from collections import deque  # noqa: E402
-from urllib.parse import quote, urlsplit  # noqa: E402
+import threading
+import time
+from collections import deque
+from urllib.parse import quote, urlsplit
 
 PROTOCOL = 1
 AGENT_VERSION = "1.0.0"
@@ -326,6 +318,195 @@ class Children(object):
                     self.cond.notify_all()
 
 
+class HttpError(Exception):
+    """The controller's answer could not be read as HTTP: it closed early or sent garbage."""
+
+
+# Longest status or header line accepted, and most header lines: a misbehaving peer must not make
+# the agent buffer without bound.
+MAX_HTTP_LINE = 65536
+MAX_HTTP_HEADERS = 100
+
+
+class HttpResponse(object):
+    """One answer: status, whether the connection ends with it, and a body read by length, by
+    chunks, or until the connection closes."""
+
+    def __init__(self, rfile, method):
+        self._rfile = rfile
+        line = self._line()
+        if not line:
+            raise HttpError("the connection closed before an answer")
+        parts = line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+            raise HttpError("not an HTTP status line: %r" % line[:80])
+        self.status = int(parts[1])
+        headers = {}
+        while True:
+            header = self._line()
+            if header in (b"\r\n", b"\n"):
+                break
+            if not header:
+                raise HttpError("the connection closed inside the headers")
+            if len(headers) >= MAX_HTTP_HEADERS:
+                raise HttpError("more than %d headers" % MAX_HTTP_HEADERS)
+            name, colon, value = header.partition(b":")
+            if colon:
+                headers[name.strip().lower()] = value.strip()
+        self.headers = headers
+        connection = headers.get(b"connection", b"").lower()
+        self.chunked = b"chunked" in headers.get(b"transfer-encoding", b"").lower()
+        self.length = None
+        if not self.chunked and b"content-length" in headers:
+            text = headers[b"content-length"]
+            if not text.isdigit():
+                raise HttpError("bad Content-Length %r" % text[:40])
+            self.length = int(text)
+        if method == "HEAD" or self.status in (204, 304) or 100 <= self.status < 200:
+            self.chunked = False
+            self.length = 0
+        http10 = parts[0] == b"HTTP/1.0"
+        self.will_close = (
+            b"close" in connection
+            or (http10 and b"keep-alive" not in connection)
+            or (self.length is None and not self.chunked)
+        )
+        self._pending = b""
+        self._done = self.length == 0
+
+    def _line(self):
+        line = self._rfile.readline(MAX_HTTP_LINE + 1)
+        if len(line) > MAX_HTTP_LINE:
+            raise HttpError("a line longer than %d bytes" % MAX_HTTP_LINE)
+        return line
+
+    def _exact(self, size):
+        data = self._rfile.read(size)
+        if len(data) < size:
+            raise HttpError("the connection closed inside the body")
+        return data
+
+    def _next_chunk(self):
+        """The next piece of body, or b"" once the body is complete."""
+        if self._done:
+            return b""
+        if self.chunked:
+            size_line = self._line()
+            size_text = size_line.split(b";", 1)[0].strip()
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                raise HttpError("bad chunk size %r" % size_line[:40])
+            if size == 0:
+                while self._line() not in (b"\r\n", b"\n", b""):
+                    pass
+                self._done = True
+                return b""
+            data = self._exact(size)
+            self._line()
+            return data
+        if self.length is not None:
+            data = self._rfile.read1(min(self.length, CHUNK)) if self.length > 0 else b""
+            if not data:
+                raise HttpError("the connection closed inside the body")
+            self.length -= len(data)
+            self._done = self.length == 0
+            return data
+        data = self._rfile.read1(CHUNK)
+        if not data:
+            self._done = True
+        return data
+
+    def read(self, amt=None):
+        """The rest of the body, or at most `amt` bytes of it."""
+        pieces = [self._pending]
+        have = len(self._pending)
+        while amt is None or have < amt:
+            data = self._next_chunk()
+            if not data:
+                break
+            pieces.append(data)
+            have += len(data)
+        body = b"".join(pieces)
+        if amt is None or len(body) <= amt:
+            self._pending = b""
+            return body
+        self._pending = body[amt:]
+        return body[:amt]
+
+    def readline(self):
+        """The next line of the body, with its newline; b"" at the end."""
+        while b"\n" not in self._pending:
+            data = self._next_chunk()
+            if not data:
+                line, self._pending = self._pending, b""
+                return line
+            self._pending += data
+        line, _, rest = self._pending.partition(b"\n")
+        self._pending = rest
+        return line + b"\n"
+
+
+class HttpConnection(object):
+    """One HTTP/1.1 connection to the controller: what the agent needs of http.client, without
+    importing it (it pulls in the email package, about a quarter of the agent's start-up, which
+    every launch waits for)."""
+
+    def __init__(self, host, port, timeout, ssl_context=None):
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self.ssl_context = ssl_context
+        self.sock = None
+        self._rfile = None
+        self._method = "GET"
+        default = 443 if ssl_context is not None else 80
+        name = "[%s]" % host if ":" in host else host
+        self._host_header = name if port in (None, default) else "%s:%d" % (name, port)
+
+    def _connect(self):
+        sock = socket.create_connection((self.host, self.port or (443 if self.ssl_context else 80)), self.timeout)
+        try:
+            # Headers and body go out together or back to back: no waiting on Nagle.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.ssl_context is not None:
+                sock = self.ssl_context.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+        self._rfile = sock.makefile("rb")
+
+    def request(self, method, path, body=None, headers=None):
+        if self.sock is None:
+            self._connect()
+        lines = ["%s %s HTTP/1.1" % (method, path), "Host: " + self._host_header]
+        for name, value in (headers or {}).items():
+            lines.append("%s: %s" % (name, value))
+        if body is not None or method in ("POST", "PUT"):
+            lines.append("Content-Length: %d" % (len(body) if body is not None else 0))
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        self._method = method
+        if body is not None and len(body) <= 16384:
+            self.sock.sendall(head + bytes(body))
+        else:
+            self.sock.sendall(head)
+            if body is not None:
+                self.sock.sendall(body)
+
+    def getresponse(self):
+        return HttpResponse(self._rfile, self._method)
+
+    def close(self):
+        rfile, sock = self._rfile, self.sock
+        self._rfile = None
+        self.sock = None
+        if rfile is not None:
+            rfile.close()
+        if sock is not None:
+            sock.close()
+
+
 class Http(object):
     """Requests to the controller over a small pool of persistent connections.
 
@@ -354,13 +535,13 @@ class Http(object):
 
     def connection(self, timeout):
         if not self.https:
-            return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+            return HttpConnection(self.host, self.port, timeout)
         if self.ssl_context is None:
             # Only a controller behind TLS pays for importing ssl.
             import ssl
 
             self.ssl_context = ssl.create_default_context()
-        return http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=self.ssl_context)
+        return HttpConnection(self.host, self.port, timeout, self.ssl_context)
 
     def _take(self, timeout):
         with self.lock:
@@ -380,7 +561,7 @@ class Http(object):
         conn.close()
 
     def request(self, method, path, body=None, content_type=None, timeout=None):
-        """Returns (status, body). Raises OSError/HTTPException on transport failure, Ending
+        """Returns (status, body). Raises OSError/HttpError on transport failure, Ending
         when the controller refused the token (the agent is then ending)."""
         if timeout is None:
             timeout = self.agent.request_timeout
@@ -390,7 +571,7 @@ class Http(object):
         conn, reused = self._take(timeout)
         try:
             resp, data = self._exchange(conn, method, path, body, headers)
-        except (OSError, http.client.HTTPException) as err:
+        except (OSError, HttpError) as err:
             # A pooled connection the server closed while idle fails on first use; that is no
             # answer from the controller, so one immediate retry on a fresh one is right. A
             # time-out is an answer that did not come: retrying at once would double the wait.
@@ -689,7 +870,7 @@ class Agent(object):
                 status, data = self.http.request("POST", "/v1/agent/register", body, "application/json")
             except Ending:
                 return False
-            except (OSError, http.client.HTTPException) as err:
+            except (OSError, HttpError) as err:
                 self.log("register failed: %s" % _describe(err))
             else:
                 if 200 <= status < 300:
@@ -744,7 +925,7 @@ class Agent(object):
             body = json.dumps({"runs": runs}).encode("utf-8")
             try:
                 status, data = self.http.request("POST", "/v1/agent/heartbeat", body, "application/json")
-            except (OSError, http.client.HTTPException) as err:
+            except (OSError, HttpError) as err:
                 if not failing and not self.ending:
                     self.log("heartbeat failed: %s" % _describe(err))
                 failing = True
@@ -775,7 +956,7 @@ class Agent(object):
                         self.log("event stream ended; reconnecting")
                 else:
                     self.log("event stream answered %d: %s" % (resp.status, _snippet(resp.read(512))))
-            except (OSError, http.client.HTTPException) as err:
+            except (OSError, HttpError) as err:
                 if not self.ending:
                     self.log("event stream failed: %s" % _describe(err))
             finally:
@@ -1015,7 +1196,7 @@ class Agent(object):
                 offset, body = stream.take()
             try:
                 status, data = self.http.request("POST", path + str(offset), body, "application/octet-stream")
-            except (OSError, http.client.HTTPException) as err:
+            except (OSError, HttpError) as err:
                 self.log("run %s %s: upload at %d failed: %s" % (run.id, stream.name, offset, _describe(err)))
             else:
                 ok = 200 <= status < 300
@@ -1077,7 +1258,7 @@ class Agent(object):
         while not self.stop_reports:
             try:
                 status, data = self.http.request("POST", "/v1/agent/exit", body, "application/json")
-            except (OSError, http.client.HTTPException) as err:
+            except (OSError, HttpError) as err:
                 self.log("run %s: exit report failed: %s" % (run.id, _describe(err)))
             else:
                 if 200 <= status < 300:
@@ -1154,7 +1335,7 @@ class Agent(object):
             body = json.dumps(run.exit_payload()).encode("utf-8")
             try:
                 status, _ = self.http.request("POST", "/v1/agent/exit", body, "application/json", timeout=left)
-            except (Ending, OSError, http.client.HTTPException) as err:
+            except (Ending, OSError, HttpError) as err:
                 self.log("run %s: last exit report failed: %s" % (run.id, _describe(err)))
             else:
                 self.log("run %s: last exit report answered %d" % (run.id, status))

@@ -3,6 +3,8 @@
  *
  * Effect API: `launch`, `attach`, `cancel`, `scanOrphans` with the `SkyRepl` service built by
  * `SkyRepl.layer(...)`. Promise API: `SkyRepl.make(...)`.
+ *
+ * @module @skyrepl/core
  */
 export * from "./config.ts"
 export * from "./domain/index.ts"

@@ -1,7 +1,7 @@
 import type { ProviderErrorReason } from "@skyrepl/core"
 import { Data, Duration, Effect } from "effect"
-import { execa } from "execa"
-import { closeSync, createWriteStream, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { type ChildProcess, spawn, spawnSync } from "node:child_process"
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { join } from "node:path"
 
 /**
@@ -112,13 +112,33 @@ export const parseMarkers = (environ: Buffer): { readonly instance: string | nul
 
 export const procAvailable = (): boolean => existsSync("/proc/self/stat")
 
-const readProcess = (pid: string): ProcessInfo | null => {
+type Markers = ReturnType<typeof parseMarkers>
+
+/**
+ * Markers of the processes seen by the last scan. A process's initial environment is fixed
+ * until it execs, so while its pid, start time and command name stay the same its markers are
+ * taken from here instead of reading /proc/PID/environ again: a scan then reads one small file
+ * per process instead of two, and terminating 200 sandboxes at once scans /proc several times
+ * per sandbox. An exec changes the command name, which makes the entry stale.
+ */
+const markerCache = new Map<number, { readonly key: string; readonly markers: Markers }>()
+
+const readProcess = (pid: string, seen: Map<number, { readonly key: string; readonly markers: Markers }>): ProcessInfo | null => {
   const stat = readOrNull(`/proc/${pid}/stat`)
   if (stat === null) return null
-  const parsed = parseStat(stat.toString("latin1"))
+  const text = stat.toString("latin1")
+  const parsed = parseStat(text)
   if (parsed === null) return null
-  const environ = readOrNull(`/proc/${pid}/environ`)
-  const markers = environ === null ? { instance: null, provider: null } : parseMarkers(environ)
+  const key = `${parsed.startTicks} ${text.slice(text.indexOf("("), text.lastIndexOf(")") + 1)}`
+  const cached = markerCache.get(parsed.pid)
+  let markers: Markers
+  if (cached !== undefined && cached.key === key) {
+    markers = cached.markers
+  } else {
+    const environ = readOrNull(`/proc/${pid}/environ`)
+    markers = environ === null ? { instance: null, provider: null } : parseMarkers(environ)
+  }
+  seen.set(parsed.pid, { key, markers })
   return { ...parsed, ...markers }
 }
 
@@ -129,11 +149,15 @@ const readProcess = (pid: string): ProcessInfo | null => {
 export const scanProcesses: Effect.Effect<ReadonlyArray<ProcessInfo>, LocalApiError> = Effect.try({
   try: () => {
     const out: Array<ProcessInfo> = []
+    const seen = new Map<number, { readonly key: string; readonly markers: Markers }>()
     for (const entry of readdirSync("/proc")) {
       if (!digits.test(entry)) continue
-      const info = readProcess(entry)
+      const info = readProcess(entry, seen)
       if (info !== null) out.push(info)
     }
+    // Only what this scan saw is kept: a pid that is gone takes its entry with it.
+    markerCache.clear()
+    for (const [pid, entry] of seen) markerCache.set(pid, entry)
     return out
   },
   catch: (cause) =>
@@ -304,26 +328,53 @@ export interface NamespaceSupport {
 
 const namespaceFlags = ["--pid", "--fork", "--mount-proc", "--uts", "--ipc", "--kill-child"] as const
 
+const namespaceAttempts = (): ReadonlyArray<ReadonlyArray<string>> =>
+  process.getuid?.() === 0 ? [namespaceFlags] : [namespaceFlags, ["--map-root-user", ...namespaceFlags]]
+
+const probeTimeoutMs = 5_000
+
+/** Whether `unshare flags -- true` succeeds; a hung unshare counts as a failure. */
+const unshareWorks = (unshare: string, flags: ReadonlyArray<string>): Promise<boolean> =>
+  new Promise((resolve) => {
+    let child: ChildProcess
+    try {
+      child = spawn(unshare, [...flags, "--", "true"], { stdio: "ignore" })
+    } catch {
+      return resolve(false)
+    }
+    const timer = setTimeout(() => child.kill("SIGKILL"), probeTimeoutMs)
+    child.once("error", () => {
+      clearTimeout(timer)
+      resolve(false)
+    })
+    child.once("exit", (code) => {
+      clearTimeout(timer)
+      resolve(code === 0)
+    })
+  })
+
 /**
  * Tries `unshare … true` as we are, then (not root) with a user namespace mapping us to root.
  * `null`: namespaces are not available here (no unshare, macOS, a locked-down container).
  */
 export const probeNamespaces = (unshare: string | null): Effect.Effect<NamespaceSupport | null> => {
   if (unshare === null || process.platform !== "linux") return Effect.succeed(null)
-  const attempts: ReadonlyArray<ReadonlyArray<string>> =
-    process.getuid?.() === 0 ? [namespaceFlags] : [namespaceFlags, ["--map-root-user", ...namespaceFlags]]
   return Effect.gen(function* () {
-    for (const flags of attempts) {
-      const ok = yield* Effect.promise(() =>
-        execa(unshare, [...flags, "--", "true"], { reject: false, stdio: "ignore", timeout: 5_000 }).then(
-          (result) => result.exitCode === 0,
-          () => false
-        )
-      )
-      if (ok) return { unshare, flags }
+    for (const flags of namespaceAttempts()) {
+      if (yield* Effect.promise(() => unshareWorks(unshare, flags))) return { unshare, flags }
     }
     return null
   })
+}
+
+/** `probeNamespaces`, blocking: for a caller that must answer synchronously. */
+export const probeNamespacesSync = (unshare: string | null): NamespaceSupport | null => {
+  if (unshare === null || process.platform !== "linux") return null
+  for (const flags of namespaceAttempts()) {
+    const result = spawnSync(unshare, [...flags, "--", "true"], { stdio: "ignore", timeout: probeTimeoutMs })
+    if (result.error === undefined && result.status === 0) return { unshare, flags }
+  }
+  return null
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -412,53 +463,54 @@ const prepareDirs = (command: SandboxCommand): Effect.Effect<void, LocalApiError
       })
   })
 
+const spawnFailure = (file: string, cause: unknown): LocalApiError => {
+  const code = errorCode(cause)
+  return new LocalApiError({
+    operation: "spawn",
+    reason: code === "ENOENT" || code === "EACCES" ? "unavailable" : "internal",
+    message: `cannot start ${file}: ${cause instanceof Error ? cause.message : String(cause)}`,
+    cause
+  })
+}
+
 /**
  * Starts the sandbox detached: its own session, stdio to a log file, unreferenced, and not
  * killed when this process exits. It must outlive its controller; the lease reaper or the
  * agent's dead-man switch ends it. Returns the root pid as soon as the process exists: no
  * waiting for the agent, the engine waits for its registration.
+ *
+ * Plain `node:child_process`: a wrapper library costs more to load than this whole call takes,
+ * and the CLI loads it for every command.
  */
 export const startSandbox = (command: SandboxCommand): Effect.Effect<number, LocalApiError> =>
   Effect.gen(function* () {
     yield* prepareDirs(command)
     const [file, args] = commandLine(command)
-    const spawned = yield* Effect.try({
+    const child = yield* Effect.try({
       try: () => {
         const fd = openSync(command.paths.consoleLog, "a", 0o600)
         try {
-          // A stream over an open fd is handed to the child as that fd: the child writes to the
-          // file itself, with no pipe through this process that would end when it exits.
-          const log = createWriteStream("", { fd, autoClose: false })
-          const subprocess = execa(file, args, {
+          // The child gets the log file's descriptor itself: no pipe through this process that
+          // would end when it exits.
+          const started = spawn(file, [...args], {
             cwd: command.paths.workdir,
             env: sandboxEnv(command),
-            extendEnv: false,
-            stdin: "ignore",
-            stdout: log,
-            stderr: log,
-            detached: true,
-            cleanup: false,
-            reject: false,
-            buffer: false
+            stdio: ["ignore", fd, fd],
+            detached: true
           })
-          subprocess.unref()
-          return subprocess
+          started.unref()
+          // Listened for at once: an 'error' with no listener would crash this process.
+          const failed = new Promise<unknown>((resolve) => started.once("error", resolve))
+          return { started, failed }
         } finally {
           closeSync(fd)
         }
       },
-      catch: (cause) =>
-        new LocalApiError({ operation: "spawn", reason: "internal", message: `cannot start ${file}: ${String(cause)}`, cause })
+      catch: (cause) => spawnFailure(file, cause)
     })
-    const pid = spawned.pid
+    const pid = child.started.pid
     if (pid !== undefined) return pid
-    // No pid: the exec itself failed; execa settles with the reason (ENOENT, EACCES …).
-    const result = yield* Effect.promise(() => spawned)
-    const code = "code" in result && typeof result.code === "string" ? result.code : undefined
-    return yield* new LocalApiError({
-      operation: "spawn",
-      reason: code === "ENOENT" || code === "EACCES" ? "unavailable" : "internal",
-      message: `cannot start ${file}: ${result.shortMessage ?? result.message ?? "unknown error"}`,
-      cause: result
-    })
+    // No pid: the exec itself failed, and the runtime reports why (ENOENT, EACCES …).
+    const cause = yield* Effect.promise(() => child.failed)
+    return yield* spawnFailure(file, cause)
   })

@@ -26,6 +26,7 @@ import {
   type LocalApiError,
   type NamespaceSupport,
   probeNamespaces,
+  probeNamespacesSync,
   procAvailable,
   removeInstanceDir,
   scanProcesses,
@@ -33,6 +34,7 @@ import {
   startTimeMs,
   terminateSandbox
 } from "./local-api.ts"
+import { makeAgentCache } from "./agent-cache.ts"
 import { findOnPath, isExecutable, type LocalProviderOptions, resolveOptions } from "./options.ts"
 
 export const PROVIDER_ID = "local"
@@ -80,21 +82,35 @@ const fail = (operation: string, reason: ProviderError["reason"], message: strin
 const seconds = (ms: number): string => String(ms / 1000)
 
 /**
- * Builds the provider. Probes once whether namespaces work here (about 10 ms); everything else
- * is read from /proc on each call, so a fresh controller sees every sandbox without a store.
+ * Builds the provider. Whether namespaces work here is probed once, on first need (a spawn, or
+ * someone reading `capabilities.isolation`): the probe starts a process, and most commands
+ * (listings, cancel, the sweep) never spawn. Everything else is read from /proc on each call,
+ * so a fresh controller sees every sandbox without a store.
  */
 export const make = (options: LocalProviderOptions = {}): Effect.Effect<ProviderService> =>
   Effect.gen(function* () {
     const resolved = yield* resolveOptions(options)
     const hasProc = procAvailable()
-    const namespaces: NamespaceSupport | null =
-      resolved.isolation === "none" || !hasProc ? null : yield* probeNamespaces(findOnPath("unshare"))
+    const unshare = resolved.isolation === "none" || !hasProc ? null : findOnPath("unshare")
+    /** `undefined` until probed. */
+    let probed: NamespaceSupport | null | undefined = unshare === null ? null : undefined
+    const probeOnce = yield* Effect.cached(
+      Effect.suspend(() =>
+        probed !== undefined ? Effect.succeed(probed) : Effect.tap(probeNamespaces(unshare), (result) => Effect.sync(() => (probed = result)))
+      )
+    )
+    const namespacesNow = Effect.suspend(() => (probed !== undefined ? Effect.succeed(probed) : probeOnce))
     // Insisting on namespaces where they do not work fails the spawns, not the layer: every
     // provider layer is built for every CLI command, and the core asks that this never fails.
     const insistOnNamespaces = resolved.isolation === "namespaces"
     const instancesDir = join(resolved.home, "local", "instances")
+    const agentCache = makeAgentCache(join(resolved.home, "local", "agent-cache"))
     const capabilities: ProviderCapabilities = {
-      isolation: namespaces !== null || insistOnNamespaces ? "namespaces" : "none",
+      get isolation() {
+        if (insistOnNamespaces) return "namespaces"
+        probed ??= probeNamespacesSync(unshare)
+        return probed !== null ? "namespaces" : "none"
+      },
       spot: false,
       snapshots: false,
       regions: false,
@@ -131,6 +147,7 @@ export const make = (options: LocalProviderOptions = {}): Effect.Effect<Provider
           return yield* fail("spawn", "unavailable", `the agent script ${bootstrap.agentScript} does not exist`)
         }
         const sandboxed = spec.attributes["mode"] !== "process"
+        const namespaces = sandboxed ? yield* namespacesNow : null
         if (sandboxed && namespaces === null && insistOnNamespaces) {
           return yield* fail(
             "spawn",
@@ -149,9 +166,9 @@ export const make = (options: LocalProviderOptions = {}): Effect.Effect<Provider
           provider: PROVIDER_ID,
           name,
           paths,
-          namespaces: sandboxed ? namespaces : null,
+          namespaces,
           python,
-          agentScript: bootstrap.agentScript,
+          agentScript: agentCache.pathFor(bootstrap.agentScript, python),
           agentArgs: [
             "--url",
             bootstrap.agentUrl,

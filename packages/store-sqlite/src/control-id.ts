@@ -22,7 +22,9 @@ const ioError = (operation: string, path: string, cause: unknown): StoreError =>
     cause
   })
 
-const isMissing = (cause: unknown): boolean => cause instanceof Error && "code" in cause && cause.code === "ENOENT"
+// Duck-typed, not `instanceof Error`: under Jest, Node's own errors come from another realm.
+const isMissing = (cause: unknown): boolean =>
+  typeof cause === "object" && cause !== null && "code" in cause && cause.code === "ENOENT"
 
 /** The id stored in `path`, if the file exists. A malformed file is refused, not replaced. */
 export const readControlIdFile = (path: string): Effect.Effect<Option.Option<string>, StoreError> =>

@@ -27,6 +27,7 @@ import {
 } from "@skyrepl/core"
 import { Clock, Effect, Exit, Layer, Option, type ParseResult, Schema, type Scope } from "effect"
 import { mkdirSync } from "node:fs"
+import { homedir } from "node:os"
 import { dirname, join } from "node:path"
 import { makeClient } from "./client.ts"
 import { CONTROL_ID_FILE, readControlIdFile, writeControlIdFile } from "./control-id.ts"
@@ -762,5 +763,6 @@ export const layer = (options: SqliteStoreOptions): Layer.Layer<Store, StoreErro
   Layer.scoped(Store, makeScoped(options))
 
 /** The `Store` of a state home: `${home}/state.db`, with the control id copy beside it. */
-export const layerFromHome = (home: string): Layer.Layer<Store, StoreError> =>
+/** The store of a state home; without one, `$SKYREPL_HOME` or `~/.repl`, as the CLI uses. */
+export const layerFromHome = (home: string = process.env["SKYREPL_HOME"] ?? join(homedir(), ".repl")): Layer.Layer<Store, StoreError> =>
   layer({ filename: join(home, "state.db") })

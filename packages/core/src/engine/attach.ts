@@ -12,9 +12,12 @@ export interface AttachOptions {
 
 /**
  * How long to wait between reads when no in-process signal arrives: output written by another
- * process (the run's owner) reaches this one only through the store.
+ * process (the run's owner) reaches this one only through the store. A read that finds nothing
+ * new is two indexed SELECTs (tens of microseconds), so polling every 10 ms costs a follower
+ * well under 1 % of a core and keeps the write-to-reader latency of `repl run attach` near
+ * that of an in-process reader (50 ms made it about 30 ms at the median).
  */
-const pollInterval = Duration.millis(50)
+const pollInterval = Duration.millis(10)
 const pageSize = 512
 
 /**

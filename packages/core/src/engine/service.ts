@@ -30,7 +30,9 @@ export interface SkyReplService {
   readonly store: StoreService
   readonly controller: Controller
   readonly providers: ReadonlyMap<string, ProviderService>
+  /** The agent endpoint: how the engine talks to agents; not part of the public API. @internal */
   readonly hub: AgentHub
+  /** Runs hosted by this process, for in-process waiters; not part of the public API. @internal */
   readonly live: Map<string, LiveRun>
   /** Run ids whose output or state changed in this process: wakes `attach` without polling. */
   readonly changes: PubSub.PubSub<string>

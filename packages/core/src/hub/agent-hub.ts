@@ -84,9 +84,16 @@ const bearer = (req: IncomingMessage): string => {
   return header.startsWith("Bearer ") ? header.slice(7) : ""
 }
 
-const writeEvent = (res: ServerResponse, event: string, data: unknown): void => {
-  res.write(sseEvent(event, data))
+/**
+ * Writes to an event stream unless it has ended: a stream is ended (reconnect, shutdown) before
+ * its 'close' event clears it from the session, and on Node a write after end is an 'error'
+ * event that nothing listens for, which ends the process.
+ */
+const writeTo = (res: ServerResponse, text: string): void => {
+  if (!res.writableEnded && !res.destroyed) res.write(text)
 }
+
+const writeEvent = (res: ServerResponse, event: string, data: unknown): void => writeTo(res, sseEvent(event, data))
 
 /**
  * The controller's agent endpoint (docs/agent-protocol.md). Plain `node:http` because it runs
@@ -132,9 +139,7 @@ export const makeAgentHub = (options: HubOptions): Effect.Effect<AgentHub, HubEr
         if (state.stream !== null && state.stream !== res) state.stream.end()
         state.stream = res
         const current = state
-        const ping = setInterval(() => {
-          res.write(": ping\n\n")
-        }, options.heartbeatIntervalMs)
+        const ping = setInterval(() => writeTo(res, ": ping\n\n"), options.heartbeatIntervalMs)
         res.on("close", () => {
           clearInterval(ping)
           if (current.stream === res) current.stream = null

@@ -1,3 +1,7 @@
-/** `@skyrepl/core/testing`: the contract suites every provider and store package runs. */
+/**
+ * The contract suites every provider and store package runs.
+ *
+ * @module @skyrepl/core/testing
+ */
 export * from "./provider-suite.ts"
 export * from "./store-suite.ts"

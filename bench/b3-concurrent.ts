@@ -1,0 +1,83 @@
+/**
+ * B3: 200 local launches of `echo` at once from one engine, against launches one at a time.
+ * Every launch must succeed, p99 latency (launch → result) should stay under 1 s, and no
+ * instance may be left: /proc is checked for the home's sandboxes afterwards.
+ */
+import { Schema } from "effect"
+import { cpus } from "node:os"
+import { join } from "node:path"
+import { type Benchmark, bunBin, finishHome, lastJsonLine, leftovers as leftoverNames, repoRoot, scratchHome, stats, timeOk } from "./harness.ts"
+
+const WorkerOutput = Schema.Struct({
+  sequential: Schema.Array(Schema.Number),
+  sequentialTotal: Schema.Number,
+  seqFailures: Schema.Number,
+  concurrent: Schema.Array(Schema.Number),
+  closed: Schema.Array(Schema.Number),
+  concurrentTotal: Schema.Number,
+  errors: Schema.Array(Schema.String)
+})
+
+export const b3: Benchmark = {
+  id: "B3",
+  title: "Concurrent local launches of `echo`",
+  run: async (ctx) => {
+    const concurrent = ctx.smoke ? 6 : 200
+    const sequential = ctx.smoke ? 2 : 20
+    const home = scratchHome("b3")
+    let leftovers: ReadonlyArray<string> = []
+    try {
+      const out = await timeOk(bunBin, [join(repoRoot, "bench", "workers", "concurrent.ts")], {
+        env: { ...process.env, BENCH_HOME: home, BENCH_SEQUENTIAL: String(sequential), BENCH_CONCURRENT: String(concurrent) },
+        cwd: repoRoot
+      })
+      const r = Schema.decodeUnknownSync(WorkerOutput)(lastJsonLine(out.stdout))
+      leftovers = leftoverNames(home)
+      const seq = stats(r.sequential)
+      const con = stats(r.concurrent)
+      const seqRate = (r.sequential.length / r.sequentialTotal) * 1000
+      const conRate = (concurrent / r.concurrentTotal) * 1000
+      const cores = cpus().length
+      // Launches at once cannot finish sooner than the CPU they need allows: the sequential
+      // per-launch time spread over every core is the floor for the last one to finish.
+      const floor = (seq.median * concurrent) / cores
+      return {
+        id: "B3",
+        title: b3.title,
+        baseline: `${sequential} launches one after another from the same engine`,
+        figures: [
+          { what: "sequential: launch → result", unit: "ms", stats: seq },
+          { what: `${concurrent} at once: launch → result`, unit: "ms", stats: con },
+          { what: `${concurrent} at once: launch → scope closed (terminated)`, unit: "ms", stats: stats(r.closed) },
+          { what: "sequential throughput", unit: "launches/s", value: seqRate },
+          { what: `${concurrent} at once: throughput (all done)`, unit: "launches/s", value: conRate },
+          { what: `${concurrent} at once: wall time until all ended`, unit: "ms", value: r.concurrentTotal }
+        ],
+        ratios: [
+          { what: "concurrent throughput / sequential throughput", value: conRate / seqRate, target: "(reported)", met: null },
+          {
+            what: `launches that failed (of ${concurrent} + ${sequential})`,
+            value: r.errors.length + r.seqFailures,
+            target: "0",
+            met: r.errors.length + r.seqFailures === 0
+          },
+          { what: "p99 launch latency at once", value: con.p99, target: "≤ 1000 ms", met: con.p99 <= 1000 },
+          {
+            what: "p99 at once / CPU floor (sequential median × launches ÷ cores)",
+            value: con.p99 / floor,
+            target: "(reported)",
+            met: null,
+            detail: `floor ${floor.toFixed(0)} ms on ${cores} cores`
+          },
+          { what: "instances left running afterwards (/proc)", value: leftovers.length, target: "0", met: leftovers.length === 0 }
+        ],
+        notes: [
+          ...r.errors.slice(0, 5).map((e) => `failure: ${e}`),
+          ...(leftovers.length > 0 ? [`left running (killed by the benchmark): ${leftovers.join(", ")}`] : [])
+        ]
+      }
+    } finally {
+      finishHome(home)
+    }
+  }
+}

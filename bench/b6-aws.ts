@@ -1,0 +1,291 @@
+/**
+ * B6: the AWS provider against moto. A small counting proxy sits between the provider and
+ * moto: it records each request's EC2/STS action and how long moto took to answer it, so the
+ * benchmark can say how many calls a launch and a terminate make, and how much of a call's
+ * time is the SDK's (signing, serialising, parsing) rather than moto's. Then it fills moto
+ * with managed instances and times a live listing, `repl orphans --provider aws`, against
+ * `aws ec2 describe-instances` with the same tag filter on the same moto.
+ */
+import { formatInstanceName, newControlId, newId, type ProviderService } from "@skyrepl/core"
+import { AwsProvider } from "@skyrepl/provider-aws"
+import { Effect, Exit, Scope } from "effect"
+import { createServer, request, type Server } from "node:http"
+import type { AddressInfo } from "node:net"
+import { join } from "node:path"
+import { motoCredentials, startMoto } from "../tools/aws-emulator/src/moto.ts"
+import {
+  type Benchmark,
+  capture,
+  type Figure,
+  finishHome,
+  interleave,
+  now,
+  type Ratio,
+  replBin,
+  scratchHome,
+  stats,
+  timeProcess,
+  which
+} from "./harness.ts"
+
+const region = "us-east-1"
+const MANAGED_TAG = "skyrepl:managed"
+
+interface Call {
+  readonly action: string
+  readonly motoMs: number
+}
+
+/** Forwards everything to `target`, recording each request's Action and moto's answer time. */
+const countingProxy = (target: URL): Promise<{ readonly url: string; readonly calls: Array<Call>; readonly server: Server }> =>
+  new Promise((resolve, reject) => {
+    const calls: Array<Call> = []
+    const server = createServer((req, res) => {
+      const body: Array<Buffer> = []
+      req.on("data", (d: Buffer) => body.push(d))
+      req.on("end", () => {
+        const payload = Buffer.concat(body)
+        const action = new URLSearchParams(payload.toString("utf8")).get("Action") ?? req.headers["x-amz-target"]?.toString() ?? `${req.method} ${req.url}`
+        const start = now()
+        const upstream = request(
+          { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers },
+          (answer) => {
+            const chunks: Array<Buffer> = []
+            answer.on("data", (d: Buffer) => chunks.push(d))
+            answer.on("end", () => {
+              calls.push({ action, motoMs: now() - start })
+              res.writeHead(answer.statusCode ?? 502, answer.headers)
+              res.end(Buffer.concat(chunks))
+            })
+          }
+        )
+        upstream.on("error", (error) => {
+          res.writeHead(502)
+          res.end(String(error))
+        })
+        upstream.end(payload)
+      })
+    })
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () => resolve({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, calls, server }))
+  })
+
+const count = (calls: ReadonlyArray<Call>): string => {
+  const byAction = new Map<string, number>()
+  for (const c of calls) byAction.set(c.action, (byAction.get(c.action) ?? 0) + 1)
+  return [...byAction].map(([a, n]) => (n === 1 ? a : `${a} ×${n}`)).join(", ")
+}
+
+const run = <A, E>(effect: Effect.Effect<A, E>): Promise<A> => Effect.runPromise(effect)
+
+export const b6: Benchmark = {
+  id: "B6",
+  title: "AWS on moto: API calls, SDK overhead, live listing",
+  run: async (ctx) => {
+    const motoCommand = process.env["SKYREPL_MOTO_SERVER"] ?? which("moto_server")
+    if (motoCommand === null) {
+      return {
+        id: "B6",
+        title: b6.title,
+        baseline: "unavailable",
+        figures: [],
+        ratios: [{ what: "B6 as a whole", value: null, target: "moto_server present", met: null }],
+        notes: ["moto_server is not installed here; B6 measured nothing."]
+      }
+    }
+    const home = scratchHome("b6")
+    const scope = await run(Scope.make())
+    try {
+      const moto = await run(Scope.extend(startMoto({ command: motoCommand }), scope))
+      const proxy = await countingProxy(new URL(moto.url))
+      await run(Scope.addFinalizer(scope, Effect.async<void>((resume) => {
+        proxy.server.close(() => resume(Effect.void))
+      })))
+      const controlId = newControlId()
+      const provider: ProviderService = await run(
+        AwsProvider.make({ endpoint: proxy.url, region, credentials: motoCredentials, home, cacheDir: join(home, "cache") })
+      )
+      const spec = await run(provider.parseSpec(undefined, { region }))
+      const bootstrap = {
+        // A routable (documentation) address: the provider refuses a loopback URL a VM could never reach.
+        agentUrl: "http://192.0.2.10:7000",
+        token: "0".repeat(48),
+        heartbeatIntervalMs: 5_000,
+        deadmanTimeoutMs: 60_000,
+        agentScript: join(import.meta.dirname, "..", "agent", "skyrepl_agent.py")
+      }
+      const newName = () => formatInstanceName({ controlId, manifestId: newId(), instanceId: newId() })
+
+      /** Runs `effect`, returning its wall time and the calls it made through the proxy. */
+      const traced = async <A>(effect: Effect.Effect<A, unknown>) => {
+        const before = proxy.calls.length
+        const t0 = now()
+        const value = await run(effect)
+        const ms = now() - t0
+        const calls = proxy.calls.slice(before)
+        return { value, ms, calls, motoMs: calls.reduce((n, c) => n + c.motoMs, 0) }
+      }
+
+      const terminateAndConfirm = (ref: { readonly name: string; readonly providerRef: string | null; readonly region: string | null }) =>
+        Effect.gen(function* () {
+          yield* provider.terminate(ref)
+          // What the engine does after terminate: describe until the provider says gone.
+          while ((yield* provider.describe(ref)) !== "gone") yield* Effect.sleep("50 millis")
+        })
+
+      const firstName = newName()
+      const first = await traced(provider.spawn(firstName, spec, bootstrap))
+      await run(terminateAndConfirm({ name: firstName, providerRef: first.value.providerRef, region: first.value.region }))
+      const launches = ctx.smoke ? 2 : 20
+      const spawnRuns: Array<Awaited<ReturnType<typeof traced>>> = []
+      const termRuns: Array<Awaited<ReturnType<typeof traced>>> = []
+      const terminateOnly: Array<Awaited<ReturnType<typeof traced>>> = []
+      for (let i = 0; i < launches; i++) {
+        const name = newName()
+        const spawned = await traced(provider.spawn(name, spec, bootstrap))
+        spawnRuns.push(spawned)
+        const ref = { name, providerRef: spawned.value.providerRef, region: spawned.value.region }
+        // Half the rounds time `terminate` on its own, to tell its calls from the engine's
+        // describe-until-gone that follows it.
+        if (i % 2 === 1) {
+          terminateOnly.push(await traced(provider.terminate(ref)))
+          await run(terminateAndConfirm(ref))
+        } else {
+          termRuns.push(await traced(terminateAndConfirm(ref)))
+        }
+      }
+
+      // The proxy's own share of each call: the same trivial request to moto, direct and through it.
+      const calibrate = async (base: string) => {
+        const t0 = now()
+        for (let i = 0; i < 20; i++) await (await fetch(`${base}/moto-api/`)).arrayBuffer()
+        return (now() - t0) / 20
+      }
+      await calibrate(proxy.url)
+      const proxyCostMs = Math.max(0, (await calibrate(proxy.url)) - (await calibrate(moto.url)))
+      proxy.calls.splice(0)
+      const callsPerLaunch = stats(spawnRuns.map((r) => r.calls.length))
+      const callsPerTerminate = stats(termRuns.map((r) => r.calls.length))
+      /** Time outside moto, less the proxy's own share, as a fraction of moto's time. */
+      const overhead = (rs: ReadonlyArray<{ readonly ms: number; readonly motoMs: number; readonly calls: ReadonlyArray<Call> }>) =>
+        stats(rs.map((r) => Math.max(0, r.ms - r.motoMs - proxyCostMs * r.calls.length) / r.motoMs))
+      const launchOverhead = overhead(spawnRuns)
+      const termOverhead = overhead(termRuns)
+
+      // The listing: fill moto with managed instances through the provider, then list them.
+      const managed = ctx.smoke ? 10 : 1_000
+      ctx.log(`creating ${managed} managed instances on moto`)
+      await run(
+        Effect.forEach(Array.from({ length: managed }), () => provider.spawn(newName(), spec, bootstrap), { concurrency: 8, discard: true })
+      )
+      const env = {
+        ...process.env,
+        SKYREPL_HOME: home,
+        SKYREPL_AWS_ENDPOINT: moto.url,
+        AWS_REGION: region,
+        AWS_DEFAULT_REGION: region,
+        AWS_ACCESS_KEY_ID: motoCredentials.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: motoCredentials.secretAccessKey
+      }
+      const cliKnowsAws = (await timeProcess(replBin, ["orphans", "--provider", "aws", "--json"], { env })).code === 0
+      const awsCli = which("aws")
+      const cases: Array<{ readonly key: string; readonly measure: () => Promise<number> }> = []
+      if (cliKnowsAws) {
+        cases.push({
+          key: "repl orphans --provider aws",
+          measure: async () => {
+            const t = await timeProcess(replBin, ["orphans", "--provider", "aws", "--json"], { env })
+            if (t.code !== 0) throw new Error(`repl orphans exited ${t.code}: ${t.stderr.trim()}`)
+            return t.ms
+          }
+        })
+      } else {
+        const direct: ProviderService = await run(
+          AwsProvider.make({ endpoint: moto.url, region, credentials: motoCredentials, home, cacheDir: join(home, "cache") })
+        )
+        cases.push({
+          key: "provider.list() in process (the CLI has no aws provider)",
+          measure: async () => {
+            const t0 = now()
+            const listed = await run(direct.list())
+            if (listed.length < managed) throw new Error(`list saw ${listed.length} of ${managed}`)
+            return now() - t0
+          }
+        })
+      }
+      if (awsCli !== null) {
+        const real = awsCli.includes("/shims/") ? ((await capture("pyenv", ["which", "aws"])) ?? awsCli) : awsCli
+        cases.push({
+          key: "aws ec2 describe-instances (same tag filter)",
+          measure: async () => {
+            const t = await timeProcess(
+              real,
+              ["ec2", "describe-instances", "--endpoint-url", moto.url, "--region", region, "--filters", `Name=tag:${MANAGED_TAG},Values=true`, "--output", "json"],
+              { env }
+            )
+            if (t.code !== 0) throw new Error(`aws exited ${t.code}: ${t.stderr.trim()}`)
+            return t.ms
+          }
+        })
+      }
+      const samples = await interleave(ctx.smoke ? 1 : 7, 1, cases)
+      const listing = cases[0]!.key
+      const listStats = stats(samples.get(listing) ?? [])
+      const awsStats = awsCli === null ? null : stats(samples.get(cases[1]!.key) ?? [])
+
+      const figures: Array<Figure> = [
+        { what: `first launch in a region (${first.calls.length} calls: ${count(first.calls)})`, unit: "ms", value: first.ms },
+        { what: `launch (spawn): API calls — ${count(spawnRuns[0]?.calls ?? [])}`, unit: "calls", stats: callsPerLaunch },
+        { what: `terminate + describe until gone: API calls — ${count(termRuns[0]?.calls ?? [])}`, unit: "calls", stats: callsPerTerminate },
+        { what: `provider.terminate alone: API calls — ${count(terminateOnly[0]?.calls ?? [])}`, unit: "calls", stats: stats(terminateOnly.map((r) => r.calls.length)) },
+        { what: "proxy's own cost per call (calibrated, subtracted from the SDK's share)", unit: "ms", value: proxyCostMs },
+        { what: "launch: wall time", unit: "ms", stats: stats(spawnRuns.map((r) => r.ms)) },
+        { what: "launch: moto's own time (sum over its calls)", unit: "ms", stats: stats(spawnRuns.map((r) => r.motoMs)) },
+        { what: "terminate: wall time", unit: "ms", stats: stats(termRuns.map((r) => r.ms)) },
+        { what: `${listing}, ${managed} managed instances`, unit: "ms", stats: listStats },
+        ...(awsStats === null ? [] : [{ what: `aws ec2 describe-instances, ${managed} managed instances`, unit: "ms", stats: awsStats }])
+      ]
+      const ratios: Array<Ratio> = [
+        {
+          what: "API calls per launch vs a minimal hand-written launch (RunInstances)",
+          value: callsPerLaunch.median,
+          target: "1 call (no redundant calls)",
+          met: callsPerLaunch.median <= 1
+        },
+        {
+          what: "API calls per terminate vs minimal (TerminateInstances, then DescribeInstances until gone)",
+          value: callsPerTerminate.median,
+          target: "≤ 2 calls plus describes while shutting down",
+          met: termRuns.every((r) => r.calls.filter((c) => c.action !== "DescribeInstances").length <= 1)
+        },
+        { what: "launch: SDK time beyond moto's, as a share of moto's", value: launchOverhead.median, target: "≤ 0.10", met: launchOverhead.median <= 0.1 },
+        { what: "terminate: SDK time beyond moto's, as a share of moto's", value: termOverhead.median, target: "≤ 0.10", met: termOverhead.median <= 0.1 },
+        awsStats === null
+          ? { what: "listing / aws ec2 describe-instances", value: null, target: "< 1 (faster than the AWS CLI)", met: null }
+          : {
+              what: `${listing} / aws ec2 describe-instances (medians)`,
+              value: listStats.median / awsStats.median,
+              target: "< 1 (faster than the AWS CLI)",
+              met: listStats.median < awsStats.median
+            }
+      ]
+      const notes = [
+        "Calls are counted by a proxy between the provider and moto; moto's time is from the proxy forwarding a request to the whole answer arriving. The SDK's share is the rest of the wall time less the proxy's own cost per call, calibrated with the same trivial request sent to moto directly and through the proxy.",
+        `First launch in a region includes its one-time set-up (AMI look-up, security group, key pair): ${count(first.calls)}.`,
+        ...(cliKnowsAws ? [] : ["`repl orphans --provider aws` is not available: the CLI does not register the aws provider yet, so the listing was timed in process through the provider's `list`."]),
+        ...(awsCli === null ? ["The AWS CLI is not installed: the listing's baseline is unavailable."] : [])
+      ]
+      return {
+        id: "B6",
+        title: b6.title,
+        baseline: "the calls a minimal hand-written launch and terminate make; `aws ec2 describe-instances` with the managed-tag filter against the same moto",
+        figures,
+        ratios,
+        notes
+      }
+    } finally {
+      await run(Scope.close(scope, Exit.void))
+      finishHome(home)
+    }
+  }
+}

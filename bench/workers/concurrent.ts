@@ -1,0 +1,74 @@
+/**
+ * B3's measuring process (Bun): one engine, `BENCH_SEQUENTIAL` launches of `echo hi` one after
+ * another (the baseline), then `BENCH_CONCURRENT` launched at once. Each launch is timed from
+ * the `launch` call to its result (the command ran and its output is in); the scope closes
+ * (instance terminated) after that. Prints one JSON line.
+ */
+import { launch, SkyRepl } from "@skyrepl/core"
+import { LocalProvider } from "@skyrepl/provider-local"
+import { SqliteStore } from "@skyrepl/store-sqlite"
+import { Effect, Exit, ManagedRuntime, Stream } from "effect"
+import { join } from "node:path"
+import { now } from "../harness.ts"
+
+const home = process.env["BENCH_HOME"] ?? ""
+if (home === "") throw new Error("BENCH_HOME is required")
+const sequential = Number(process.env["BENCH_SEQUENTIAL"] ?? "5")
+const concurrent = Number(process.env["BENCH_CONCURRENT"] ?? "10")
+
+const runtime = ManagedRuntime.make(
+  SkyRepl.layer({
+    providers: [LocalProvider.layer({ home })],
+    store: SqliteStore.layer({ filename: join(home, "state.db") }),
+    config: { home }
+  })
+)
+await runtime.runPromise(Effect.void)
+
+/** One launch: ms to its result, and whether it printed what it should. */
+const once = Effect.gen(function* () {
+  const start = now()
+  const outcome = yield* Effect.scoped(
+    Effect.gen(function* () {
+      const run = yield* launch({ command: "echo hi" })
+      const chunks = yield* Stream.runCollect(run.output)
+      const result = yield* run.result
+      const text = [...chunks].map((c) => Buffer.from(c.data).toString("utf8")).join("")
+      return { ms: now() - start, ok: result.state === "succeeded" && text === "hi\n" }
+    })
+  )
+  return { ...outcome, closedMs: now() - start }
+})
+
+const seq: Array<number> = []
+let seqFailures = 0
+// One unmeasured launch first: the first one pays for loading the modules on that path.
+await runtime.runPromise(once)
+const seqStart = now()
+for (let i = 0; i < sequential; i++) {
+  const r = await runtime.runPromise(once)
+  seq.push(r.ms)
+  if (!r.ok) seqFailures++
+}
+const seqTotal = now() - seqStart
+
+const conStart = now()
+const exits = await runtime.runPromise(Effect.forEach(Array.from({ length: concurrent }), () => Effect.exit(once), { concurrency: "unbounded" }))
+const conTotal = now() - conStart
+const con: Array<number> = []
+const closed: Array<number> = []
+const errors: Array<string> = []
+for (const exit of exits) {
+  if (Exit.isSuccess(exit)) {
+    con.push(exit.value.ms)
+    closed.push(exit.value.closedMs)
+    if (!exit.value.ok) errors.push("wrong output or state")
+  } else {
+    errors.push(String(exit.cause).slice(0, 300))
+  }
+}
+await runtime.dispose()
+process.stdout.write(
+  JSON.stringify({ sequential: seq, sequentialTotal: seqTotal, seqFailures, concurrent: con, closed, concurrentTotal: conTotal, errors }) + "\n"
+)
+process.exit(0)

@@ -1,0 +1,111 @@
+/**
+ * B1's measuring process, run once on Bun and once on Node (through vite-node, which only
+ * transforms the TypeScript at load: the measured loop runs on plain Node). It measures, in
+ * alternating rounds so load changes hit both alike:
+ *
+ * - baseline: the sandbox the local provider starts (same unshare flags, same hostname step,
+ *   same interpreter with the same flags), started by hand, its interpreter running `echo hi`
+ *   with os.system: spawn to the first byte on a pipe. No SDK, no store, no agent.
+ * - sdk: `launch({ command: "echo hi" })` to the first chunk of `run.output`, then the run's
+ *   result and the closing of its scope (instance terminated and confirmed gone).
+ *
+ * Parameters come in the environment (BENCH_HOME, BENCH_ROUNDS, BENCH_WARMUP); the samples
+ * go to stdout as one JSON line.
+ */
+import { launch, SkyRepl } from "@skyrepl/core"
+import { LocalApi, LocalProvider } from "@skyrepl/provider-local"
+import { SqliteStore } from "@skyrepl/store-sqlite"
+import { Effect, ManagedRuntime, Stream } from "effect"
+import { spawn } from "node:child_process"
+import { existsSync, mkdirSync } from "node:fs"
+import { join } from "node:path"
+import { interleave, now, which } from "../harness.ts"
+
+const home = process.env["BENCH_HOME"] ?? ""
+if (home === "") throw new Error("BENCH_HOME is required")
+const rounds = Number(process.env["BENCH_ROUNDS"] ?? "10")
+const warmup = Number(process.env["BENCH_WARMUP"] ?? "2")
+
+/** The interpreter the local provider picks (see provider-local options.ts). */
+const python = process.env["SKYREPL_PYTHON"] ?? (existsSync("/usr/bin/python3") ? "/usr/bin/python3" : which("python3"))
+if (python === null) throw new Error("no python3")
+const namespaces = await Effect.runPromise(LocalApi.probeNamespaces(which("unshare")))
+const workdir = join(home, "baseline")
+mkdirSync(workdir, { recursive: true })
+
+const baselineOnce = (i: number): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const name = `bench-baseline-${i}`
+    const interpreter = [python, "-S", "-c", "import os; os.system('echo hi')"]
+    const [file, args] =
+      namespaces === null
+        ? [interpreter[0]!, interpreter.slice(1)]
+        : [
+            namespaces.unshare,
+            [...namespaces.flags, "--", "/bin/sh", "-c", 'printf %s "$0" > /proc/sys/kernel/hostname && exec "$@"', name, ...interpreter]
+          ]
+    let first: number | null = null
+    const start = now()
+    const child = spawn(file, args, {
+      cwd: workdir,
+      env: { PATH: process.env["PATH"] ?? "/usr/bin:/bin" },
+      detached: true,
+      stdio: ["ignore", "pipe", "ignore"]
+    })
+    child.stdout.once("data", () => {
+      first = now() - start
+    })
+    child.on("error", reject)
+    child.on("close", (code) => (code === 0 && first !== null ? resolve(first) : reject(new Error(`baseline exited ${code}`))))
+  })
+
+const runtime = ManagedRuntime.make(
+  SkyRepl.layer({
+    providers: [LocalProvider.layer({ home })],
+    store: SqliteStore.layer({ filename: join(home, "state.db") }),
+    config: { home }
+  })
+)
+await runtime.runPromise(Effect.void)
+
+const sdk = { first: [] as Array<number>, result: [] as Array<number>, closed: [] as Array<number> }
+
+const sdkOnce = async (): Promise<number> => {
+  const start = now()
+  const timing = await runtime.runPromise(
+    Effect.scoped(
+      Effect.gen(function* () {
+        const run = yield* launch({ command: "echo hi" })
+        yield* Stream.runHead(run.output)
+        const first = now() - start
+        yield* run.result
+        return { first, result: now() - start }
+      })
+    )
+  )
+  sdk.first.push(timing.first)
+  sdk.result.push(timing.result)
+  sdk.closed.push(now() - start)
+  return timing.first
+}
+
+let i = 0
+const samples = await interleave(rounds, warmup, [
+  { key: "baseline", measure: () => baselineOnce(i++) },
+  { key: "sdk", measure: sdkOnce }
+])
+await runtime.dispose()
+
+const keep = (xs: Array<number>) => xs.slice(warmup)
+process.stdout.write(
+  JSON.stringify({
+    runtime: process.versions["bun"] !== undefined ? `bun ${process.versions["bun"]}` : `node ${process.versions.node}`,
+    namespaces: namespaces !== null,
+    python,
+    baseline: samples.get("baseline") ?? [],
+    first: keep(sdk.first),
+    result: keep(sdk.result),
+    closed: keep(sdk.closed)
+  }) + "\n"
+)
+process.exit(0)

@@ -1,0 +1,95 @@
+/**
+ * B5's measuring process, on Bun or Node (each runtime has its own SQLite driver).
+ *
+ * BENCH_MODE=single: state transitions per second through the store (instances moving
+ * ready ⇄ allocated, one compare-and-set each, awaited one by one), against raw INSERTs through
+ * the same driver and connection settings (the store's own SqlClient, no store logic).
+ *
+ * BENCH_MODE=contend: one of several processes on the same file; transitions and output
+ * appends on records of its own, counting every operation that failed.
+ */
+import { SqliteStore } from "@skyrepl/store-sqlite"
+import { Effect, Exit } from "effect"
+import { join } from "node:path"
+import { makeClient } from "../../packages/store-sqlite/src/client.ts"
+import { now } from "../harness.ts"
+import { seedLaunches } from "../seed.ts"
+
+const home = process.env["BENCH_HOME"] ?? ""
+if (home === "") throw new Error("BENCH_HOME is required")
+const mode = process.env["BENCH_MODE"] ?? "single"
+const count = Number(process.env["BENCH_OPS"] ?? "2000")
+const records = 50
+
+const transitions = (filename: string) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const store = yield* SqliteStore.makeScoped({ filename })
+      const names = yield* seedLaunches(store, { count: records, leaseExpiresAt: Date.now() + 3_600_000 })
+      const mine = (yield* store.listInstances()).filter((i) => names.includes(i.name))
+      for (const instance of mine) {
+        for (const to of ["spawning", "booting", "ready"] as const) yield* store.transitionInstance(instance.id, to)
+      }
+      const runs = yield* store.listRuns()
+      const myRuns = runs.filter((r) => mine.some((i) => i.id === r.instanceId))
+      const allocated = new Set<string>()
+      let errors = 0
+      const firstError: Array<string> = []
+      const start = now()
+      const cpu = process.cpuUsage()
+      for (let i = 0; i < count; i++) {
+        const instance = mine[i % mine.length]!
+        const to = allocated.has(instance.id) ? "ready" : "allocated"
+        const exit = yield* Effect.exit(store.transitionInstance(instance.id, to))
+        if (Exit.isSuccess(exit)) {
+          if (to === "allocated") allocated.add(instance.id)
+          else allocated.delete(instance.id)
+        } else {
+          errors++
+          if (firstError.length === 0) firstError.push(String(exit.cause).slice(0, 300))
+        }
+        if (mode === "contend" && i % 10 === 0) {
+          const run = myRuns[i % myRuns.length]!
+          const end = yield* store.readOutput(run.id, 0, 1_000_000).pipe(Effect.map((cs) => cs.reduce((n, c) => (c.stream === "stdout" ? Math.max(n, c.offset + c.data.length) : n), 0)))
+          const appended = yield* Effect.exit(store.appendOutput(run.id, "stdout", end, new TextEncoder().encode(`line ${i}\n`)))
+          if (Exit.isFailure(appended)) {
+            errors++
+            if (firstError.length === 0) firstError.push(String(appended.cause).slice(0, 300))
+          }
+        }
+      }
+      const used = process.cpuUsage(cpu)
+      return { ms: now() - start, cpuMs: (used.user + used.system) / 1000, errors, firstError: firstError[0] ?? null }
+    })
+  )
+
+const rawInserts = (filename: string) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const sql = yield* makeClient(filename)
+      yield* sql.unsafe("CREATE TABLE IF NOT EXISTS raw (id INTEGER PRIMARY KEY, state TEXT NOT NULL, at INTEGER NOT NULL)")
+      const start = now()
+      for (let i = 0; i < count; i++) {
+        yield* sql.unsafe("INSERT INTO raw (state, at) VALUES (?, ?)", [i % 2 === 0 ? "ready" : "allocated", i])
+      }
+      const insertMs = now() - start
+      // The client's own cost per statement, with SQLite doing next to nothing.
+      const selectStart = now()
+      for (let i = 0; i < count; i++) yield* sql.unsafe("SELECT 1")
+      return { insertMs, selectMs: now() - selectStart }
+    })
+  )
+
+const main = Effect.gen(function* () {
+  if (mode === "contend") {
+    const r = yield* transitions(join(home, "state.db"))
+    return { ops: count, ms: r.ms, errors: r.errors, firstError: r.firstError }
+  }
+  const raw = yield* rawInserts(join(home, "raw.db"))
+  const t = yield* transitions(join(home, "state.db"))
+  return { ops: count, rawMs: raw.insertMs, selectMs: raw.selectMs, ms: t.ms, cpuMs: t.cpuMs, errors: t.errors, firstError: t.firstError }
+})
+
+const result = await Effect.runPromise(main)
+process.stdout.write(JSON.stringify({ runtime: process.versions["bun"] !== undefined ? `bun ${process.versions["bun"]}` : `node ${process.versions.node}`, ...result }) + "\n")
+process.exit(0)

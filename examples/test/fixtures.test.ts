@@ -1,0 +1,77 @@
+// The test fixtures under their own runners, with tests that pass, fail and time out on purpose
+// (examples/test/cases): every instance ends with its test, and nothing outlives the run.
+import { Schema } from "effect"
+import { execa } from "execa"
+import { readFileSync } from "node:fs"
+import { join } from "node:path"
+import { afterEach, beforeEach, expect, it } from "vitest"
+import { bin, cleanUp, examplesDir, exampleEnv, processesOf, runnerTimeout, tempHome } from "./support.ts"
+
+const cases = join(examplesDir, "test", "cases")
+
+let home: string
+beforeEach(() => {
+  home = tempHome()
+})
+afterEach(() => cleanUp(home))
+
+const caseEnv = () => exampleEnv(home, { CASE_RECORD: join(home, "record.txt") })
+
+const recorded = () =>
+  readFileSync(join(home, "record.txt"), "utf8")
+    .split("\n")
+    .filter((line) => line !== "")
+    .map((line) => {
+      const [label = "", name = ""] = line.split(" ")
+      return { label, name }
+    })
+
+/** The part of a JSON report that Vitest's `json` reporter and Jest's `--json` share. */
+const Report = Schema.parseJson(
+  Schema.Struct({
+    testResults: Schema.Array(Schema.Struct({ assertionResults: Schema.Array(Schema.Struct({ title: Schema.String, status: Schema.String })) }))
+  })
+)
+
+const statuses = (reportFile: string): Record<string, string> => {
+  const report = Schema.decodeUnknownSync(Report)(readFileSync(reportFile, "utf8"))
+  return Object.fromEntries(report.testResults.flatMap((file) => file.assertionResults.map((a) => [a.title, a.status])))
+}
+
+it("Vitest: an instance ends with its test, passed, failed or timed out", async () => {
+  const report = join(home, "report.json")
+  const result = await execa(bin("vitest"), ["run", "--root", join(cases, "vitest"), "outcomes", "--reporter=json", `--outputFile=${report}`], {
+    env: caseEnv(),
+    reject: false,
+    timeout: runnerTimeout,
+    stdin: "ignore"
+  })
+  expect(statuses(report)).toEqual({
+    passes: "passed",
+    fails: "failed",
+    "times out": "failed",
+    "every instance of the earlier tests is terminated": "passed"
+  })
+  expect(result.exitCode).toBe(1)
+  for (const { name } of recorded().filter((r) => r.name !== "-")) expect(await processesOf(name)).toEqual([])
+}, runnerTimeout)
+
+it("Jest: an instance ends with its test; beforeAll's with the file; the global teardown ends a leak", async () => {
+  const report = join(home, "report.json")
+  const result = await execa(bin("jest"), ["--config", join(cases, "jest", "jest.config.js"), "outcomes", "leak", "--json", `--outputFile=${report}`, "--forceExit"], {
+    env: { ...caseEnv(), NODE_OPTIONS: "--experimental-vm-modules --disable-warning=ExperimentalWarning" },
+    reject: false,
+    timeout: runnerTimeout,
+    stdin: "ignore"
+  })
+  expect(statuses(report)).toEqual({
+    passes: "passed",
+    fails: "failed",
+    "times out": "failed",
+    "the earlier tests' instances are terminated, the file's is not": "passed",
+    "launches and forgets": "passed"
+  })
+  expect(result.exitCode).toBe(1)
+  expect(recorded().map((r) => r.label).sort()).toEqual(["failed", "file", "leaked", "passed", "timed-out"])
+  for (const { name } of recorded()) expect(await processesOf(name)).toEqual([])
+}, runnerTimeout)
