@@ -232,12 +232,12 @@ class RunTests(AgentTestCase):
         self.start_agent()
         self.run_command("r1", "sleep 1")
         self.ctrl.wait_for(
-            lambda: any(body["runs"] == ["r1"] for _, body in self.ctrl.heartbeats), what="a heartbeat with r1"
+            lambda: ["r1"] in [body["runs"] for _, body in self.ctrl.heartbeats], what="a heartbeat with r1"
         )
         self.assert_complete("r1")
         seen = len(self.ctrl.heartbeats)
         self.ctrl.wait_for(
-            lambda: any(body["runs"] == [] for _, body in self.ctrl.heartbeats[seen:]), what="a heartbeat without r1"
+            lambda: [] in [body["runs"] for _, body in self.ctrl.heartbeats[seen:]], what="a heartbeat without r1"
         )
 
 

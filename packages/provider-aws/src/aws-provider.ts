@@ -64,7 +64,7 @@ export const isLoopbackUrl = (url: string): boolean => {
 interface LaunchState {
   /** Bumped whenever an earlier token's outcome is settled as "no instance", so a retry gets a fresh token. */
   generation: number
-  /** RunInstances was sent at least once: any further attempt must look for the instance first. */
+  /** RunInstances was sent at least once, so every further attempt must look for the instance first. */
   tried: boolean
   /** The instance EC2 gave us, once it did. */
   instanceId: string | null

@@ -206,7 +206,7 @@ const refused = (operation: string, message: string) =>
 
 const isCount = (n: number): boolean => Number.isSafeInteger(n) && n >= 0
 
-const placeholders = (n: number): string => Array.from({ length: n }, () => "?").join(", ")
+const bindSlots = (n: number): string => Array.from({ length: n }, () => "?").join(", ")
 
 /**
  * The store on any `SqlClient` for SQLite. Brings the schema up to date and settles the control
@@ -317,7 +317,7 @@ export const make = (options: MakeOptions): Effect.Effect<StoreService, StoreErr
           sources,
           update:
             `UPDATE ${entity.table} SET state = ?${columns.map((column) => `, ${column} = ?`).join("")} ` +
-            `WHERE id = ? AND state IN (${placeholders(sources.length)}) RETURNING ${entity.columns}`
+            `WHERE id = ? AND state IN (${bindSlots(sources.length)}) RETURNING ${entity.columns}`
         }
         casStatements.set(key, cas)
       }
@@ -489,7 +489,7 @@ export const make = (options: MakeOptions): Effect.Effect<StoreService, StoreErr
           const params: Array<unknown> = []
           if (filter.states !== undefined) {
             if (filter.states.length === 0) return Effect.succeed([])
-            clauses.push(`state IN (${placeholders(filter.states.length)})`)
+            clauses.push(`state IN (${bindSlots(filter.states.length)})`)
             params.push(...filter.states)
           }
           if (filter.provider !== undefined) {
@@ -580,7 +580,7 @@ export const make = (options: MakeOptions): Effect.Effect<StoreService, StoreErr
           if (filter.states.length === 0) return Effect.succeed([])
           return Effect.flatMap(
             query(
-              `SELECT ${allocationColumns} FROM allocations WHERE state IN (${placeholders(filter.states.length)}) ` +
+              `SELECT ${allocationColumns} FROM allocations WHERE state IN (${bindSlots(filter.states.length)}) ` +
                 "ORDER BY created_at, id",
               filter.states
             ),
@@ -612,7 +612,7 @@ export const make = (options: MakeOptions): Effect.Effect<StoreService, StoreErr
           if (filter.states.length === 0) return Effect.succeed([])
           return Effect.flatMap(
             query(
-              `SELECT ${runColumns} FROM runs WHERE state IN (${placeholders(filter.states.length)}) ` +
+              `SELECT ${runColumns} FROM runs WHERE state IN (${bindSlots(filter.states.length)}) ` +
                 "ORDER BY created_at DESC, id DESC LIMIT ?",
               [...filter.states, limit]
             ),
