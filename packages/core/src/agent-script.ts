@@ -2,6 +2,7 @@ import { existsSync } from "node:fs"
 import { createRequire } from "node:module"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
+import type { Bootstrap } from "./provider.ts"
 
 const relative = join("agent", "skyrepl_agent.py")
 
@@ -25,3 +26,34 @@ const locate = (): string => {
 }
 
 export const agentScriptPath: string = locate()
+
+export interface AgentLaunch {
+  /** `exit`, `poweroff` or `command:CMD` (docs/agent-protocol.md). */
+  readonly shutdown: string
+  readonly workdir?: string
+  readonly log?: string
+  /** Leave `--url` out when the start-up script chooses the URL itself (OrbStack rewrites loopback). */
+  readonly withUrl?: boolean
+}
+
+/**
+ * The agent's command line for a new instance, one place for every provider. The token is
+ * deliberately absent: providers pass it as `SKYREPL_AGENT_TOKEN` so `ps` never shows it.
+ */
+export const agentArguments = (
+  name: string,
+  bootstrap: Pick<Bootstrap, "agentUrl" | "heartbeatIntervalMs" | "deadmanTimeoutMs">,
+  launch: AgentLaunch
+): ReadonlyArray<string> => [
+  ...(launch.withUrl === false ? [] : ["--url", bootstrap.agentUrl]),
+  "--instance",
+  name,
+  "--heartbeat-interval",
+  String(bootstrap.heartbeatIntervalMs / 1000),
+  "--deadman-timeout",
+  String(bootstrap.deadmanTimeoutMs / 1000),
+  "--shutdown",
+  launch.shutdown,
+  ...(launch.workdir === undefined ? [] : ["--workdir", launch.workdir]),
+  ...(launch.log === undefined ? [] : ["--log", launch.log])
+]

@@ -13,7 +13,7 @@ export * from "./errors.ts"
 export * from "./naming.ts"
 export * from "./provider.ts"
 export * from "./store.ts"
-export { agentScriptPath } from "./agent-script.ts"
+export { agentArguments, type AgentLaunch, agentScriptPath } from "./agent-script.ts"
 export { AGENT_PROTOCOL_VERSION } from "./hub/protocol.ts"
 export {
   attach,

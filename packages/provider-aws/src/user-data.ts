@@ -1,4 +1,4 @@
-import type { Bootstrap } from "@skyrepl/core"
+import { agentArguments, type Bootstrap } from "@skyrepl/core"
 import { createHash } from "node:crypto"
 import { gzipSync } from "node:zlib"
 
@@ -11,7 +11,6 @@ export const AGENT_DIR = "/opt/skyrepl"
 /** POSIX single quotes: nothing inside is special to the shell. */
 export const shellQuote = (text: string): string => `'${text.replace(/'/g, `'"'"'`)}'`
 
-const seconds = (ms: number): string => String(ms / 1000)
 
 export interface UserDataInput {
   readonly name: string
@@ -52,22 +51,7 @@ export const buildUserData = (input: UserDataInput): UserData => {
   const { name, bootstrap, agentSource } = input
   const delimiter = heredocDelimiter(agentSource)
   const body = agentSource.endsWith("\n") ? agentSource : `${agentSource}\n`
-  const agentArgs = [
-    "--url",
-    bootstrap.agentUrl,
-    "--instance",
-    name,
-    "--heartbeat-interval",
-    seconds(bootstrap.heartbeatIntervalMs),
-    "--deadman-timeout",
-    seconds(bootstrap.deadmanTimeoutMs),
-    "--shutdown",
-    "poweroff",
-    "--workdir",
-    `${AGENT_DIR}/work`,
-    "--log",
-    `${AGENT_DIR}/agent.log`
-  ]
+  const agentArgs = agentArguments(name, bootstrap, { shutdown: "poweroff", workdir: `${AGENT_DIR}/work`, log: `${AGENT_DIR}/agent.log` })
     .map(shellQuote)
     .join(" ")
   const script = [

@@ -1,4 +1,5 @@
 import {
+  agentArguments,
   instanceNameTime,
   InvalidSpec,
   isInstanceName,
@@ -79,7 +80,6 @@ const toProviderError = (error: LocalApiError): ProviderError =>
 const fail = (operation: string, reason: ProviderError["reason"], message: string) =>
   Effect.fail(new ProviderError({ provider: PROVIDER_ID, operation, reason, message }))
 
-const seconds = (ms: number): string => String(ms / 1000)
 
 /**
  * Builds the provider. Whether namespaces work here is probed once, on first need (a spawn, or
@@ -169,22 +169,7 @@ export const make = (options: LocalProviderOptions = {}): Effect.Effect<Provider
           namespaces,
           python,
           agentScript: agentCache.pathFor(bootstrap.agentScript, python),
-          agentArgs: [
-            "--url",
-            bootstrap.agentUrl,
-            "--instance",
-            name,
-            "--heartbeat-interval",
-            seconds(bootstrap.heartbeatIntervalMs),
-            "--deadman-timeout",
-            seconds(bootstrap.deadmanTimeoutMs),
-            "--shutdown",
-            "exit",
-            "--workdir",
-            paths.workdir,
-            "--log",
-            paths.agentLog
-          ],
+          agentArgs: agentArguments(name, bootstrap, { shutdown: "exit", workdir: paths.workdir, log: paths.agentLog }),
           secretEnv: { SKYREPL_AGENT_TOKEN: bootstrap.token }
         }).pipe(Effect.mapError(toProviderError))
         return { providerRef: String(pid), region: null }

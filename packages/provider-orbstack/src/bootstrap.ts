@@ -1,3 +1,5 @@
+import { agentArguments } from "@skyrepl/core"
+
 /**
  * The bootstrap: a POSIX shell script that `orbctl run -m NAME -u root sh -s` reads from its
  * stdin. It installs the agent (carried inside the script, base64) and starts it detached.
@@ -30,7 +32,6 @@ export interface BootstrapInput {
 /** Single-quotes a word for sh: nothing inside single quotes is special but the quote itself. */
 export const shellQuote = (word: string): string => `'${word.replaceAll("'", `'\\''`)}'`
 
-const seconds = (ms: number): string => String(ms / 1000)
 
 /**
  * How the agent ends its machine (dead-man switch, `shutdown`, a refused token). Never
@@ -54,16 +55,11 @@ const base64Lines = (data: Buffer): string => (data.toString("base64").match(/.{
 
 export const bootstrapScript = (input: BootstrapInput): string => {
   const q = shellQuote
-  const agentArgs = [
-    "--instance",
+  const agentArgs = agentArguments(
     input.name,
-    "--heartbeat-interval",
-    seconds(input.heartbeatIntervalMs),
-    "--deadman-timeout",
-    seconds(input.deadmanTimeoutMs),
-    "--shutdown",
-    shutdownCommand(input.name)
-  ]
+    { agentUrl: "", heartbeatIntervalMs: input.heartbeatIntervalMs, deadmanTimeoutMs: input.deadmanTimeoutMs },
+    { shutdown: shutdownCommand(input.name), withUrl: false }
+  )
     .map(q)
     .join(" ")
   return `# SkyREPL bootstrap of ${input.name}: install the agent, start it detached.
