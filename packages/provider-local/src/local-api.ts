@@ -11,7 +11,7 @@ import { join } from "node:path"
  */
 export const INSTANCE_MARKER = "SKYREPL_INSTANCE"
 /** Keeps sandboxes that another tool starts through this module (an emulator) apart from ours. */
-export const PROVIDER_MARKER = "SKYREPL_PROVIDER"
+export const PROVIDER_MARKER = "SKYREPL_SANDBOX_PROVIDER"
 
 export class LocalApiError extends Data.TaggedError("LocalApiError")<{
   readonly operation: string
@@ -34,7 +34,7 @@ export interface ProcessInfo {
   readonly startTicks: number
   /** Value of `SKYREPL_INSTANCE` in the process's initial environment, if any. */
   readonly instance: string | null
-  /** Value of `SKYREPL_PROVIDER` in the process's initial environment, if any. */
+  /** Value of `SKYREPL_SANDBOX_PROVIDER` in the process's initial environment, if any. */
   readonly provider: string | null
 }
 

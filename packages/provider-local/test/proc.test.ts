@@ -41,7 +41,7 @@ describe("/proc parsing", () => {
   })
 
   it("finds the markers in a NUL-separated environment, in any position", () => {
-    const environ = Buffer.from("PATH=/bin\0SKYREPL_PROVIDER=local\0X=SKYREPL_INSTANCE=no\0SKYREPL_INSTANCE=repl-a\0")
+    const environ = Buffer.from("PATH=/bin\0SKYREPL_SANDBOX_PROVIDER=local\0X=SKYREPL_INSTANCE=no\0SKYREPL_INSTANCE=repl-a\0")
     expect(LocalApi.parseMarkers(environ)).toEqual({ instance: "repl-a", provider: "local" })
     expect(LocalApi.parseMarkers(Buffer.from("SKYREPL_INSTANCE=last"))).toEqual({ instance: "last", provider: null })
     expect(LocalApi.parseMarkers(Buffer.alloc(0))).toEqual({ instance: null, provider: null })
