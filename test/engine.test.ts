@@ -276,6 +276,26 @@ describe("other processes", () => {
     expect(await processesOf(name)).toEqual([])
   })
 
+  it("a live owner keeps its leases ahead of the clock: controllers opening the store TTLs later leave its run alone", async () => {
+    const owner = startOwner(home, "sleep 600", { SKYREPL_LEASE_TTL: "2s" })
+    const { runId, name } = await owner.launched
+    try {
+      // Well past the first TTL: a renewal that rewrote the expiry of its first tick would let
+      // these controllers take the run for an orphan.
+      await new Promise((r) => setTimeout(r, 5_000))
+      for (let i = 0; i < 3; i++) {
+        const state = await runEngine(Effect.map(listInstances(), (all) => all.find((instance) => instance.name === name)?.state), { leaseTtl: Duration.seconds(2) })
+        expect(state).toBe("allocated")
+        await new Promise((r) => setTimeout(r, 500))
+      }
+      expect((await processesOf(name)).length).toBeGreaterThan(0)
+      expect(await runEngine(cancel(runId))).toMatchObject({ outcome: "cancelled-by-owner" })
+      expect(await owner.exited).toBe(0)
+    } finally {
+      owner.child.kill("SIGKILL")
+    }
+  }, 30_000)
+
   it("an owner on this machine whose process is gone is reaped at once, without waiting for its lease", async () => {
     const owner = startOwner(home, "sleep 600", { SKYREPL_LEASE_TTL: "5m" })
     const { name } = await owner.launched

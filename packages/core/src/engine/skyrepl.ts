@@ -80,7 +80,10 @@ export const make = (
 
     // Renew well before expiry so one slow tick (a busy disk, a GC pause) does not lose the lease.
     const renewEvery = Duration.millis(Math.max(50, ms(settings.leaseTtl) / 3))
-    yield* store.renewLeases(controller.id, Date.now() + ms(settings.leaseTtl)).pipe(
+    // Suspended so that every renewal computes its own expiry: an expiry computed once would be
+    // written again and again, and after one TTL every lease of this controller would look
+    // expired to any other controller, which would then reap runs still going here.
+    yield* Effect.suspend(() => store.renewLeases(controller.id, Date.now() + ms(settings.leaseTtl))).pipe(
       Effect.ignore,
       Effect.repeat(Schedule.spaced(renewEvery)),
       Effect.delay(renewEvery),
