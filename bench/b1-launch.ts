@@ -78,6 +78,7 @@ export const b1: Benchmark = {
           what: `${r.runtime}: SDK first byte median, absolute`,
           value: first.median,
           target: "< 100 ms",
+          unit: "ms",
           met: first.median < 100
         }
       )

@@ -59,9 +59,10 @@ export const b3: Benchmark = {
             what: `launches that failed (of ${concurrent} + ${sequential})`,
             value: r.errors.length + r.seqFailures,
             target: "0",
+            unit: "",
             met: r.errors.length + r.seqFailures === 0
           },
-          { what: "p99 launch latency at once", value: con.p99, target: "≤ 1000 ms", met: con.p99 <= 1000 },
+          { what: "p99 launch latency at once", value: con.p99, unit: "ms", target: "≤ 1000 ms", met: con.p99 <= 1000 },
           {
             what: "p99 at once / CPU floor (sequential median × launches ÷ cores)",
             value: con.p99 / floor,
@@ -69,7 +70,7 @@ export const b3: Benchmark = {
             met: null,
             detail: `floor ${floor.toFixed(0)} ms on ${cores} cores`
           },
-          { what: "instances left running afterwards (/proc)", value: leftovers.length, target: "0", met: leftovers.length === 0 }
+          { what: "instances left running afterwards (/proc)", value: leftovers.length, unit: "", target: "0", met: leftovers.length === 0 }
         ],
         notes: [
           ...r.errors.slice(0, 5).map((e) => `failure: ${e}`),

@@ -62,8 +62,8 @@ export const b4: Benchmark = {
             target: "(reported: the storage floor)",
             met: null
           },
-          { what: "latency p50, in-process reader", value: local.median, target: "≤ 20 ms", met: local.median <= 20 },
-          { what: "latency p50, reader through the store", value: remote.median, target: "≤ 20 ms", met: remote.median <= 20 }
+          { what: "latency p50, in-process reader", value: local.median, unit: "ms", target: "≤ 20 ms", met: local.median <= 20 },
+          { what: "latency p50, reader through the store", value: remote.median, unit: "ms", target: "≤ 20 ms", met: remote.median <= 20 }
         ],
         notes: ["Throughput counts from the first byte the reader sees to the last, so launch time is not in it (it is in \"launch → last byte\")."]
       }

@@ -72,6 +72,8 @@ export interface Ratio {
   /** null: no verdict possible (baseline unavailable). */
   readonly met: boolean | null
   readonly detail?: string
+  /** For an absolute figure: its unit. A ratio has none ("×" is implied). */
+  readonly unit?: string
 }
 
 export interface SectionResult {
@@ -96,8 +98,18 @@ export interface Benchmark {
 
 export const verdict = (met: boolean | null): string => (met === null ? "no verdict" : met ? "met" : "MISSED")
 
+/** A ratio's or check's value as printed: "baseline unavailable", "3.84×", "55.3 ms" or a count. */
+export const ratioValue = (r: Ratio): string =>
+  r.value === null
+    ? "baseline unavailable"
+    : r.unit === undefined
+      ? `${fmt(r.value, 2)}×`
+      : r.unit === "" || r.unit === "calls"
+        ? `${Number.isInteger(r.value) ? r.value : fmt(r.value)} ${r.unit}`.trim()
+        : `${fmt(r.value)} ${r.unit}`
+
 export const ratioLine = (id: string, r: Ratio): string =>
-  `${id} ratio  ${r.what}: ${r.value === null ? "baseline unavailable" : `${fmt(r.value, 2)}`}  (target ${r.target}: ${verdict(r.met)})${r.detail === undefined ? "" : `  ${r.detail}`}`
+  `${id} ratio  ${r.what}: ${ratioValue(r)}  (target ${r.target}: ${verdict(r.met)})${r.detail === undefined ? "" : `  ${r.detail}`}`
 
 export const figureLine = (id: string, f: Figure): string =>
   f.stats !== undefined

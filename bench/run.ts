@@ -27,6 +27,7 @@ import {
   figureLine,
   fmt,
   ratioLine,
+  ratioValue,
   repoRoot,
   type SectionResult,
   verdict
@@ -72,8 +73,8 @@ const machine = async () => {
 
 const load = () => loadavg().map((l) => l.toFixed(2)).join(", ")
 
-const section = (r: SectionResult, seconds: number): string => {
-  const lines = [`## ${r.id}: ${r.title}`, "", `Baseline: ${r.baseline}.`, "", "| figure | median | p99 | n |", "| --- | ---: | ---: | ---: |"]
+const section = (r: SectionResult, seconds: number, loadAtStart: string): string => {
+  const lines = [`## ${r.id}: ${r.title}`, "", `Baseline: ${r.baseline}.`, "", `Load average when it started: ${loadAtStart}.`, "", "| figure | median | p99 | n |", "| --- | ---: | ---: | ---: |"]
   for (const f of r.figures) {
     if (f.stats !== undefined) {
       lines.push(`| ${f.what} | ${fmt(f.stats.median)} ${f.unit} | ${fmt(f.stats.p99)} ${f.unit} | ${f.stats.n} |`)
@@ -83,8 +84,7 @@ const section = (r: SectionResult, seconds: number): string => {
   }
   lines.push("", "| ratio / check | value | target | verdict |", "| --- | ---: | --- | --- |")
   for (const q of r.ratios) {
-    const value = q.value === null ? "baseline unavailable" : fmt(q.value, 2)
-    lines.push(`| ${q.what}${q.detail === undefined ? "" : ` (${q.detail})`} | ${value} | ${q.target} | ${verdict(q.met)} |`)
+    lines.push(`| ${q.what}${q.detail === undefined ? "" : ` (${q.detail})`} | ${ratioValue(q)} | ${q.target} | ${verdict(q.met)} |`)
   }
   if (r.notes.length > 0) lines.push("", ...r.notes.map((n) => `- ${n}`))
   lines.push("", `(${seconds.toFixed(0)} s)`, "")
@@ -100,17 +100,18 @@ const main = async (): Promise<number> => {
   const summary: Array<string> = []
   let crashed = 0
   for (const bench of selected) {
-    log(`\n== ${bench.id}: ${bench.title} (load ${load()})`)
+    const loadAtStart = load()
+    log(`\n== ${bench.id}: ${bench.title} (load ${loadAtStart})`)
     const t0 = Date.now()
     try {
       const result = await bench.run({ smoke, log: (line) => log(`${bench.id} ${line}`) })
       for (const f of result.figures) log(figureLine(bench.id, f))
       for (const r of result.ratios) {
         log(ratioLine(bench.id, r))
-        summary.push(`| ${bench.id} | ${r.what} | ${r.value === null ? "baseline unavailable" : fmt(r.value, 2)} | ${r.target} | ${verdict(r.met)} |`)
+        summary.push(`| ${bench.id} | ${r.what} | ${ratioValue(r)} | ${r.target} | ${verdict(r.met)} |`)
       }
       for (const n of result.notes) log(`${bench.id} note: ${n}`)
-      sections.push(section(result, (Date.now() - t0) / 1000))
+      sections.push(section(result, (Date.now() - t0) / 1000, loadAtStart))
     } catch (error) {
       crashed++
       const message = error instanceof Error ? (error.stack ?? error.message) : String(error)
