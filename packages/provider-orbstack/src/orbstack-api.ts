@@ -1,6 +1,5 @@
 import type { ObservedState, ProviderError } from "@skyrepl/core"
 import { Duration, Effect, Either, Option, Schema } from "effect"
-import { execa } from "execa"
 import { ipExhausted, orbctlMissing, providerError } from "./failures.ts"
 import type { OrbStackSpec } from "./spec.ts"
 
@@ -94,6 +93,27 @@ export const classify = (operation: string, name: string | null, result: Command
 const errorCode = (value: object): string | undefined =>
   "code" in value && typeof value.code === "string" ? value.code : undefined
 
+type Execa = typeof import("execa")
+
+/**
+ * execa, loaded on the first orbctl call. Every `repl` command builds every provider, and
+ * loading execa with its dependencies costs more than most of those commands take; only a
+ * command that actually talks to OrbStack pays for it.
+ */
+let loaded: Execa | undefined
+const loadExeca: Effect.Effect<Execa> = Effect.suspend(() =>
+  loaded !== undefined
+    ? Effect.succeed(loaded)
+    : Effect.promise(() => import("execa")).pipe(Effect.tap((module) => Effect.sync(() => void (loaded = module))))
+)
+
+/**
+ * execa's synchronous half, for a process that is exiting and can no longer wait for an import.
+ * `undefined` until some orbctl call has loaded execa; a process that never called orbctl has
+ * started no machine of its own to end.
+ */
+export const loadedExecaSync = (): Execa["execaSync"] | undefined => loaded?.execaSync
+
 /**
  * Runs `orbctl ARGS`. Resolves with the exit status whatever it is; fails only when orbctl
  * could not be run or did not finish in time. `input` is written to its stdin.
@@ -105,6 +125,7 @@ export const call = (
   input?: string
 ): Effect.Effect<CommandResult, ProviderError> =>
   Effect.gen(function* () {
+    const { execa } = yield* loadExeca
     const result = yield* Effect.promise((signal) =>
       execa(options.command, args, {
         env: options.env,

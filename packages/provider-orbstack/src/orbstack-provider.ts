@@ -14,12 +14,11 @@ import {
   type SpawnResult
 } from "@skyrepl/core"
 import { Duration, Effect, Layer, Option } from "effect"
-import { execaSync } from "execa"
 import { readFileSync } from "node:fs"
 import { BOOTSTRAP_LOG, bootstrapScript } from "./bootstrap.ts"
 import { bootTimedOut, ipExhausted, isOrbctlMissing, orbctlMissing, providerError, vmNotFound } from "./failures.ts"
 import { agentUrlFor, discoverIp, systemLookup } from "./network.ts"
-import { makeOrbctl, observedState, type Orbctl } from "./orbstack-api.ts"
+import { loadedExecaSync, makeOrbctl, observedState, type Orbctl } from "./orbstack-api.ts"
 import { locateOrbctl, type OrbStackProviderOptions, type ResolvedOptions, resolveOptions } from "./options.ts"
 import { makeSnapshots } from "./snapshots.ts"
 import { parseSpec as parseOrbStackSpec, PROVIDER_ID, specOf } from "./spec.ts"
@@ -221,7 +220,8 @@ export const make = (options: OrbStackProviderOptions = {}): Effect.Effect<Provi
     // synchronous enough for the Promise client's exit handler (see ProviderService).
     const terminateSync = (ref: InstanceRef): void => {
       const command = client?.command ?? locateOrbctl(resolved.orbctl, resolved.orbctlEnv["PATH"] ?? process.env["PATH"])
-      if (!isInstanceName(ref.name) || command === null) return
+      const execaSync = loadedExecaSync()
+      if (!isInstanceName(ref.name) || command === null || execaSync === undefined) return
       execaSync(command, ["delete", "-f", ref.name], { env: resolved.orbctlEnv, reject: false, stdin: "ignore", timeout: 30_000 })
     }
 
