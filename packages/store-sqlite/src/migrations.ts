@@ -120,10 +120,13 @@ const UserVersion = Schema.Array(Schema.Struct({ user_version: Schema.Number }))
  * is part of the database header and so commits or rolls back with the caller's transaction:
  * run inside a write transaction, two processes opening a new file cannot both migrate it.
  */
+/** The schema version the file is at (0 for a new file). */
+export const schemaVersion = (sql: SqlClient): Effect.Effect<number, SqlError | ParseResult.ParseError> =>
+  Effect.map(Effect.flatMap(sql.unsafe("PRAGMA user_version"), Schema.decodeUnknown(UserVersion)), ([row]) => row?.user_version ?? 0)
+
 export const migrate = (sql: SqlClient): Effect.Effect<void, SqlError | StoreError | ParseResult.ParseError> =>
   Effect.gen(function* () {
-    const [row] = yield* Effect.flatMap(sql.unsafe("PRAGMA user_version"), Schema.decodeUnknown(UserVersion))
-    const current = row?.user_version ?? 0
+    const current = yield* schemaVersion(sql)
     if (current > latestVersion) {
       return yield* new StoreError({
         operation: "migrate",

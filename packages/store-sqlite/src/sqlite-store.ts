@@ -32,7 +32,7 @@ import { dirname, join } from "node:path"
 import { makeClient } from "./client.ts"
 import { CONTROL_ID_FILE, readControlIdFile, writeControlIdFile } from "./control-id.ts"
 import { type Mapped, mapStoreErrors, openAttempt, retryBusy } from "./errors.ts"
-import { migrate } from "./migrations.ts"
+import { latestVersion, migrate, schemaVersion } from "./migrations.ts"
 
 export interface SqliteStoreOptions {
   /** Path of the database file; `:memory:` for a private in-memory store. */
@@ -273,7 +273,20 @@ export const make = (options: MakeOptions): Effect.Effect<StoreService, StoreErr
       })
     )
 
-    const controlId = yield* settleControlId.pipe(openAttempt, retryBusy)
+    // Every open but a file's first finds both already settled, and reading them needs no write
+    // lock; taking it (BEGIN IMMEDIATE, COMMIT) would be a good part of a short command's cost.
+    // What the read sees is committed, so settling again under the lock would find the same.
+    const alreadySettled = Effect.gen(function* () {
+      if ((yield* schemaVersion(sql)) !== latestVersion) return Option.none<string>()
+      const [stored] = yield* Effect.flatMap(query("SELECT value FROM meta WHERE key = 'control_id'").unprepared, decodeMetaRows)
+      return Option.fromNullable(stored?.value)
+    })
+
+    const controlId = yield* alreadySettled.pipe(
+      Effect.flatMap(Option.match({ onSome: Effect.succeed, onNone: () => settleControlId })),
+      openAttempt,
+      retryBusy
+    )
     if (options.controlIdFile !== null) {
       const file = options.controlIdFile
       const copy = yield* readControlIdFile(file).pipe(Effect.orElseSucceed(Option.none<string>))
