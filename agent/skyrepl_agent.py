@@ -50,6 +50,8 @@ FAILED_START_STATUS = 127
 F_SETPIPE_SZ = 1031
 PIPE_SIZE = 1024 * 1024
 TOKEN_VARIABLE = "SKYREPL_AGENT_TOKEN"
+# A run to start at once, before registering (docs/agent-protocol.md, "Start-up run").
+RUN_VARIABLE = "SKYREPL_AGENT_RUN"
 POWEROFF_VARIABLE = "SKYREPL_AGENT_ALLOW_POWEROFF"
 
 USAGE = (
@@ -78,6 +80,7 @@ class Config(object):
         self.workdir = ""
         self.log = None
         self.log_fd = None
+        self.startup_run = None
 
 
 FLAGS = (
@@ -158,6 +161,14 @@ def parse_args(argv, environ):
     if not os.path.isdir(cfg.workdir):
         raise BadArgs("--workdir %r is not a directory" % cfg.workdir)
     cfg.log = values.get("--log")
+    startup_run = environ.get(RUN_VARIABLE)
+    if startup_run:
+        try:
+            cfg.startup_run = json.loads(startup_run)
+        except ValueError:
+            raise BadArgs("%s is not JSON" % RUN_VARIABLE)
+        if not isinstance(cfg.startup_run, dict):
+            raise BadArgs("%s is not a JSON object" % RUN_VARIABLE)
     return cfg
 
 
@@ -780,6 +791,7 @@ class Agent(object):
         env = dict(os.environ)
         # Runs are the user's code: they get the instance's environment, not the agent's secret.
         env.pop(TOKEN_VARIABLE, None)
+        env.pop(RUN_VARIABLE, None)
         self.base_env = env
         self.output_fd = cfg.log_fd if cfg.log_fd is not None else 2
 
@@ -825,6 +837,10 @@ class Agent(object):
                 self.cfg.url,
             )
         )
+        if self.cfg.startup_run is not None:
+            # Before registering: the run's output waits in the agent until the controller
+            # answers, and the launch saves the round trip of being sent the run.
+            self._on_run(self.cfg.startup_run)
         threading.Thread(target=self._guard, args=(self._deadman_loop,), name="deadman", daemon=True).start()
         threading.Thread(target=self._guard, args=(self._boot,), name="boot", daemon=True).start()
         # The main thread only turns signals into an ending: a Python signal handler runs on
@@ -1020,10 +1036,6 @@ class Agent(object):
         if not isinstance(run_id, str) or not run_id:
             self.log("ignoring run event without a runId")
             return
-        with self.lock:
-            if run_id in self.seen or self.ending:
-                return
-            self.seen.add(run_id)
         command = payload.get("command")
         env = payload.get("env")
         workdir = payload.get("workdir")
@@ -1042,6 +1054,11 @@ class Agent(object):
         if problem is not None:
             self.log("ignoring run %s: %s" % (run_id, problem))
             return
+        # Marked only once valid: a malformed copy must not make the agent ignore a good one.
+        with self.lock:
+            if run_id in self.seen or self.ending:
+                return
+            self.seen.add(run_id)
         self._start_run(run_id, command, env or {}, workdir or self.cfg.workdir, _positive_ms(max_ms))
 
     def _on_cancel(self, payload):

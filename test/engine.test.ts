@@ -1,7 +1,7 @@
-import { attach, cancel, getRun, launch, listInstances, listRuns, SkyRepl } from "@skyrepl/core"
+import { attach, type Bootstrap, cancel, getRun, launch, listInstances, listRuns, type ParsedSpec, Provider, SkyRepl } from "@skyrepl/core"
 import { LocalProvider } from "@skyrepl/provider-local"
 import { SqliteStore } from "@skyrepl/store-sqlite"
-import { Chunk, Deferred, Duration, Effect, Exit, Fiber, Stream } from "effect"
+import { Chunk, Deferred, Duration, Effect, Exit, Fiber, Layer, Stream } from "effect"
 import { execa } from "execa"
 import { existsSync } from "node:fs"
 import { join } from "node:path"
@@ -345,5 +345,83 @@ describe("state home", () => {
   it("keeps its database under the configured home", async () => {
     await runEngine(listRuns())
     expect(existsSync(join(home, "state.db"))).toBe(true)
+  })
+})
+
+describe("start-up cost", () => {
+  it("an engine that only reads starts no agent endpoint and records no controller; its first launch does both", async () => {
+    const seen = await runEngine(
+      Effect.gen(function* () {
+        const engine = yield* SkyRepl
+        yield* listRuns()
+        const before = { registered: engine.registered(), row: yield* engine.store.getController(engine.controller.id) }
+        const out = yield* Effect.scoped(Effect.flatMap(launch({ command: "echo up" }), (r) => collect(r.output)))
+        const after = { registered: engine.registered(), row: yield* engine.store.getController(engine.controller.id) }
+        return { before, after, out: text(out) }
+      })
+    )
+    expect(seen.before.registered).toBe(false)
+    expect(seen.before.row._tag).toBe("None")
+    expect(seen.out).toBe("up\n")
+    expect(seen.after.registered).toBe(true)
+    expect(seen.after.row._tag).toBe("Some")
+  })
+
+  it("a lazy provider is built on first use only, and one that cannot be built is an unavailable provider, not a failed engine", async () => {
+    let built = 0
+    const counted = Layer.unwrapEffect(Effect.sync(() => {
+      built++
+      return LocalProvider.layer({ home })
+    }))
+    const broken = { id: "broken", layer: Layer.fail(new Error("no such SDK")) }
+    const layer = SkyRepl.layer({
+      providers: [{ id: "local", layer: counted }, broken],
+      store: SqliteStore.layer({ filename: join(home, "state.db") }),
+      config: testSettings(home)
+    })
+    const seen = await Effect.runPromise(
+      Effect.gen(function* () {
+        const engine = yield* SkyRepl
+        yield* listRuns()
+        const beforeLaunch = built
+        const out = yield* Effect.scoped(Effect.flatMap(launch({ command: "echo lazy" }), (r) => collect(r.output)))
+        yield* Effect.scoped(Effect.flatMap(launch({ command: "true" }), (r) => r.result))
+        const failed = yield* Effect.flip(Effect.scoped(launch({ command: "echo", provider: "broken" })))
+        return { ids: engine.providerIds, beforeLaunch, afterLaunches: built, out: text(out), failed }
+      }).pipe(Effect.provide(layer))
+    )
+    expect(seen.ids).toEqual(["local", "broken"])
+    expect(seen.beforeLaunch).toBe(0)
+    expect(seen.afterLaunches).toBe(1)
+    expect(seen.out).toBe("lazy\n")
+    expect(seen.failed).toMatchObject({ _tag: "ProviderError", provider: "broken", reason: "unavailable" })
+    expect(seen.failed.message).toContain("no such SDK")
+  })
+
+  it("an exit the agent reports before the launch has recorded the run as running still counts as the command's exit", async () => {
+    // The agent starts the run from its start-up environment and reports its exit long before
+    // this slowed-down spawn returns, so the report reaches a run still recorded as pending.
+    const slowSpawn = Layer.effect(
+      Provider,
+      Effect.map(LocalProvider.make({ home }), (local) => ({
+        ...local,
+        spawn: (name: string, spec: ParsedSpec, bootstrap: Bootstrap) => Effect.tap(local.spawn(name, spec, bootstrap), () => Effect.sleep("1 second"))
+      }))
+    )
+    const layer = SkyRepl.layer({
+      providers: [slowSpawn],
+      store: SqliteStore.layer({ filename: join(home, "state.db") }),
+      config: testSettings(home)
+    })
+    const { result, out } = await Effect.runPromise(
+      Effect.scoped(
+        Effect.gen(function* () {
+          const run = yield* launch({ command: "echo early" })
+          return { out: text(yield* collect(run.output)), result: yield* run.result }
+        })
+      ).pipe(Effect.provide(layer))
+    )
+    expect(out).toBe("early\n")
+    expect(result).toMatchObject({ state: "succeeded", exitCode: 0, error: null })
   })
 })

@@ -209,6 +209,49 @@ class RunTests(AgentTestCase):
             self.assertEqual(f.read(), "once\n")
         self.assertEqual([p["runId"] for p in self.ctrl.exit_posts].count("r1"), 1)
 
+    def test_startup_run_starts_without_waiting_for_registration(self):
+        # Registration keeps failing: the run given at start-up runs and reports all the same.
+        self.ctrl.register_statuses = [503] * 1000
+        run = {"runId": "r0", "command": "echo early", "env": {}, "workdir": None, "maxDurationMs": None}
+        self.start_agent(env=self.agent_env(SKYREPL_AGENT_RUN=json.dumps(run)))
+        report = self.assert_complete("r0", stdout=b"early\n")
+        self.assert_exit(report, 0, None, "exited")
+        with self.ctrl.cond:
+            self.assertTrue(self.ctrl.register_statuses, "registration succeeded before the run was reported")
+
+    def test_startup_run_is_not_started_again_and_stays_out_of_the_runs_environment(self):
+        log = self.path("ran")
+        run = {
+            "runId": "r0",
+            "command": 'echo "${SKYREPL_AGENT_RUN-unset} $GIVEN" >> \'%s\'' % log,
+            "env": {"GIVEN": "given"},
+            "workdir": None,
+            "maxDurationMs": None,
+        }
+        self.start_agent(env=self.agent_env(SKYREPL_AGENT_RUN=json.dumps(run)))
+        self.assert_complete("r0")
+        # The controller sends the run after registration either way; the agent ignores it.
+        self.run_command("r0", run["command"], env=run["env"])
+        self.run_command("r1", "true")
+        self.assert_complete("r1")
+        with open(log) as f:
+            self.assertEqual(f.read(), "unset given\n")
+        self.assertEqual([p["runId"] for p in self.ctrl.exit_posts].count("r0"), 1)
+
+    def test_a_malformed_startup_run_is_refused_and_a_good_copy_still_runs(self):
+        for text in ("{not json", "[1, 2]"):
+            with self.subTest(text):
+                agent = self.start_agent(env=self.agent_env(SKYREPL_AGENT_RUN=text))
+                self.assertEqual(self.wait_agent(agent, 10), 2)
+                err = agent.stderr.read().decode()
+                self.assertEqual(len(err.strip().splitlines()), 1, err)
+                self.assertIn("SKYREPL_AGENT_RUN", err)
+        # Well-formed JSON but not a valid run: logged and ignored, and the controller's copy runs.
+        bad = {"runId": "r0", "command": 42}
+        self.start_agent(env=self.agent_env(SKYREPL_AGENT_RUN=json.dumps(bad)))
+        self.run_command("r0", "echo from the event")
+        self.assert_complete("r0", stdout=b"from the event\n")
+
     def test_malformed_and_unknown_events_are_ignored(self):
         agent = self.start_agent()
         self.ctrl.send_raw("event: run\ndata: {not json\n\n")

@@ -40,11 +40,14 @@ export const buildProvider = (
 export const checkSpec = (provider: ProviderService, spec: string | undefined, options: SpecOptions = {}): Effect.Effect<void, InvalidSpec> =>
   Effect.asVoid(provider.parseSpec(spec, options))
 
-/** The engine for a CLI call: every known provider (or the ones given), the SQLite store, env settings. */
+/**
+ * The engine for a CLI call: every known provider, built when first used (or the ones the
+ * command already built), the SQLite store, env settings.
+ */
 export const engineLayer = (settings: SkyReplSettings, prebuilt: ReadonlyArray<ProviderService> = []) => {
   const providers = [...providerLayers(settings).entries()].map(([id, make]) => {
     const ready = prebuilt.find((p) => p.id === id)
-    return ready === undefined ? make() : Layer.succeed(Provider, ready)
+    return ready === undefined ? { id, layer: make() } : Layer.succeed(Provider, ready)
   })
   return SkyRepl.layer({
     providers,

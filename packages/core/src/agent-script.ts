@@ -2,7 +2,7 @@ import { existsSync } from "node:fs"
 import { createRequire } from "node:module"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
-import type { Bootstrap } from "./provider.ts"
+import type { Bootstrap, BootstrapRun } from "./provider.ts"
 
 const relative = join("agent", "skyrepl_agent.py")
 
@@ -57,3 +57,11 @@ export const agentArguments = (
   ...(launch.workdir === undefined ? [] : ["--workdir", launch.workdir]),
   ...(launch.log === undefined ? [] : ["--log", launch.log])
 ]
+
+/**
+ * The agent's environment for a run it starts on its own at start-up (see `Bootstrap.run`).
+ * Like the token it is read from the environment, which only the instance's own user can see,
+ * and the agent keeps it out of the runs' environment.
+ */
+export const agentRunVariables = (run: BootstrapRun | undefined): Readonly<Record<string, string>> =>
+  run === undefined ? {} : { SKYREPL_AGENT_RUN: JSON.stringify(run) }

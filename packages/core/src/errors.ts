@@ -120,7 +120,8 @@ export type LaunchError =
   | StoreError
   | IllegalTransition
   | AgentError
+  | HubError
 
 export type AttachError = RunNotFound | StoreError
-export type CancelError = RunNotFound | StoreError | ProviderError | IllegalTransition | UnknownProvider
-export type ScanError = StoreError | ProviderError | UnknownProvider
+export type CancelError = RunNotFound | StoreError | ProviderError | IllegalTransition | UnknownProvider | HubError
+export type ScanError = StoreError | ProviderError | UnknownProvider | HubError

@@ -13,7 +13,7 @@ export * from "./errors.ts"
 export * from "./naming.ts"
 export * from "./provider.ts"
 export * from "./store.ts"
-export { agentArguments, type AgentLaunch, agentScriptPath } from "./agent-script.ts"
+export { agentArguments, type AgentLaunch, agentRunVariables, agentScriptPath } from "./agent-script.ts"
 export { AGENT_PROTOCOL_VERSION } from "./hub/protocol.ts"
 export {
   attach,
@@ -36,5 +36,5 @@ export type { LaunchOptions, LaunchProgress, RunHandle } from "./engine/launch.t
 export { defaultMinAge } from "./engine/orphans.ts"
 export type { Orphan, OrphanReason, OrphanReport, ScanOptions } from "./engine/orphans.ts"
 export type { RunResult, SkyReplService } from "./engine/service.ts"
-export { SkyRepl, type SkyReplLayerOptions } from "./engine/skyrepl.ts"
+export { type LazyProvider, SkyRepl, type SkyReplLayerOptions } from "./engine/skyrepl.ts"
 export { createTestRepl, type ExecResult, type TestLaunchDefaults, type TestRepl } from "./fixtures/test-repl.ts"

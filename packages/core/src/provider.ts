@@ -72,6 +72,23 @@ export interface Bootstrap {
   readonly deadmanTimeoutMs: number
   /** Absolute path of the agent script on the controller's machine. */
   readonly agentScript: string
+  /**
+   * The run the instance is launched for. A provider that can hand it to the agent as privately
+   * as the token (`agentRunVariables`: the agent's own environment, never a command line or
+   * instance metadata) may do so, and the agent starts it at once instead of after registering
+   * and being sent it. Optional for a provider: the engine sends the run after registration
+   * either way, and the agent ignores a run it already started.
+   */
+  readonly run?: BootstrapRun
+}
+
+/** A run as the engine sends it to the agent (the `run` event's data, docs/agent-protocol.md). */
+export interface BootstrapRun {
+  readonly runId: string
+  readonly command: string
+  readonly env: Readonly<Record<string, string>>
+  readonly workdir: string | null
+  readonly maxDurationMs: number | null
 }
 
 /** Identifies an instance at the provider: the name always, the provider's own id once known. */

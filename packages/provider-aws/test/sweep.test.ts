@@ -58,8 +58,7 @@ describe("the sweep on AWS", () => {
           const names = yield* Effect.gen(function* () {
             const repl = yield* SkyRepl
             const controlId = repl.store.controlId
-            const provider = repl.providers.get("aws")
-            if (provider === undefined) return yield* Effect.die(new Error("no aws provider"))
+            const provider = yield* repl.provider("aws").pipe(Effect.orDie)
             const launch = (region: string) =>
               Effect.gen(function* () {
                 const name = formatInstanceName({ controlId, manifestId: newId(), instanceId: newId() })

@@ -1,5 +1,6 @@
 import {
   agentArguments,
+  agentRunVariables,
   instanceNameTime,
   InvalidSpec,
   isInstanceName,
@@ -126,6 +127,16 @@ export const make = (options: LocalProviderOptions = {}): Effect.Effect<Provider
 
     const sandboxes = Effect.map(scanProcesses, (processes) => findSandboxes(processes, PROVIDER_ID))
 
+    /**
+     * The run, for the agent to start before it registers: one round trip to the controller and
+     * back saved from every launch. Linux caps one environment string at 128 KiB (and refuses
+     * the exec beyond it), so a larger run is left to the event the engine sends anyway.
+     */
+    const startupRun = (bootstrap: Bootstrap): Readonly<Record<string, string>> => {
+      const variables = agentRunVariables(bootstrap.run)
+      return Object.values(variables).every((v) => Buffer.byteLength(v) <= 64 * 1024) ? variables : {}
+    }
+
     const spawn = (name: string, spec: ParsedSpec, bootstrap: Bootstrap): Effect.Effect<SpawnResult, ProviderError> =>
       Effect.gen(function* () {
         yield* requireName("spawn", name)
@@ -170,7 +181,7 @@ export const make = (options: LocalProviderOptions = {}): Effect.Effect<Provider
           python,
           agentScript: agentCache.pathFor(bootstrap.agentScript, python),
           agentArgs: agentArguments(name, bootstrap, { shutdown: "exit", workdir: paths.workdir, log: paths.agentLog }),
-          secretEnv: { SKYREPL_AGENT_TOKEN: bootstrap.token }
+          secretEnv: { SKYREPL_AGENT_TOKEN: bootstrap.token, ...startupRun(bootstrap) }
         }).pipe(Effect.mapError(toProviderError))
         return { providerRef: String(pid), region: null }
       })

@@ -76,6 +76,7 @@ export const cancelRun = (engine: SkyReplService, runId: string): Effect.Effect<
     }
 
     // Nobody alive hosts the run: take the instance over and end it from here.
+    yield* engine.register
     const now = Date.now()
     const instance = yield* engine.store.claimInstance(run.instanceId, engine.controller.id, now + Duration.toMillis(engine.settings.leaseTtl))
     const result = yield* finishRun(engine, runId, "cancelled", { error: "cancelled while its controller was gone" })

@@ -65,7 +65,7 @@ export const makeClient = async <E>(layer: Layer.Layer<SkyRepl, E>): Promise<Sky
   const onExit = () => {
     for (const { provider, ref } of running.values()) {
       try {
-        engine.providers.get(provider)?.terminateSync?.(ref)
+        engine.builtProvider(provider)?.terminateSync?.(ref)
       } catch {
         // Exiting anyway; the layers after this one end what this could not.
       }

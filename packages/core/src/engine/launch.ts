@@ -112,7 +112,12 @@ const nextOffset = (engine: SkyReplService, runId: string, stream: OutputChunk["
     }
   })
 
-const handlersFor = (engine: SkyReplService, runId: string): SessionHandlers => ({
+/**
+ * `started` opens once the launch has recorded the run as running (or given up): an agent that
+ * started the run on its own at boot (`Bootstrap.run`) can report its exit before that, and the
+ * exit must not be applied to a run still recorded as pending.
+ */
+const handlersFor = (engine: SkyReplService, runId: string, started: Deferred.Deferred<void>): SessionHandlers => ({
   onOutput: (id, stream, offset, data) =>
     id !== runId
       ? Effect.succeed({ next: 0, gap: true })
@@ -128,7 +133,11 @@ const handlersFor = (engine: SkyReplService, runId: string): SessionHandlers => 
   onExit: (report) => {
     if (report.runId !== runId) return Effect.void
     const { state, error } = stateOfExit(report)
-    return finishRun(engine, runId, state, { exitCode: report.exitCode, signal: report.signal, error }).pipe(Effect.orDie, Effect.asVoid)
+    return Deferred.await(started).pipe(
+      Effect.zipRight(finishRun(engine, runId, state, { exitCode: report.exitCode, signal: report.signal, error })),
+      Effect.orDie,
+      Effect.asVoid
+    )
   }
 })
 
@@ -155,6 +164,7 @@ export const launchWith = (
       ...(options.spot === undefined ? {} : { spot: options.spot })
     })
     const { store, settings, controller } = engine
+    const hub = yield* engine.register
     const started = Date.now()
     const manifestId = newId(started)
     const instanceId = newId(started)
@@ -201,7 +211,8 @@ export const launchWith = (
       endedAt: null
     })
 
-    const session = yield* engine.hub.open(name, token, handlersFor(engine, runId))
+    const recordedRunning = yield* Deferred.make<void>()
+    const session = yield* hub.open(name, token, handlersFor(engine, runId, recordedRunning))
     const done = yield* Deferred.make<RunResult>()
     engine.live.set(runId, {
       runId,
@@ -241,6 +252,7 @@ export const launchWith = (
       })
     )
 
+    const runCommand = { runId, command: run.command, env: run.env, workdir: run.workdir, maxDurationMs: run.maxDurationMs }
     const fail = (message: string) =>
       Effect.gen(function* () {
         yield* store.transitionInstance(instanceId, "failed", { error: message }).pipe(Effect.ignore)
@@ -252,11 +264,12 @@ export const launchWith = (
       yield* store.transitionInstance(instanceId, "spawning")
       const spawned = yield* withProviderRetry(
         provider.spawn(name, spec, {
-          agentUrl: engine.hub.url,
+          agentUrl: hub.url,
           token,
           heartbeatIntervalMs: Duration.toMillis(settings.heartbeatInterval),
           deadmanTimeoutMs: Duration.toMillis(settings.deadmanTimeout),
-          agentScript: agentScriptPath
+          agentScript: agentScriptPath,
+          run: runCommand
         })
       )
       const bootstrapFailure = spawned.bootstrapFailure ?? null
@@ -284,10 +297,14 @@ export const launchWith = (
       yield* store.createAllocation(new Allocation({ id: newId(now), instanceId, runId, state: "active", createdAt: now, releasedAt: null }))
       yield* store.transitionInstance(instanceId, "allocated")
       yield* store.transitionRun(runId, "provisioning")
-      yield* session.startRun({ runId, command: run.command, env: run.env, workdir: run.workdir, maxDurationMs: run.maxDurationMs })
+      // Sent even when the provider passed the run at spawn: the agent ignores a run it started.
+      yield* session.startRun(runCommand)
       yield* store.transitionRun(runId, "running", { startedAt: Date.now() })
       yield* progress("running")
-    }).pipe(Effect.tapError((error) => fail(error.message)))
+    }).pipe(
+      Effect.tapError((error) => fail(error.message)),
+      Effect.ensuring(Deferred.succeed(recordedRunning, undefined))
+    )
 
     // The run's watchdogs: its own end, the controller-side time limit, and a vanished instance.
     const timeLimit =

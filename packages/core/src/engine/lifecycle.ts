@@ -113,15 +113,16 @@ export const terminateInstance = (
         .transitionInstance(fresh.id, "terminating")
         .pipe(Effect.catchTag("IllegalTransition", () => Effect.void))
     }
-    const provider = engine.providers.get(fresh.provider)
-    if (provider === undefined) {
-      return yield* new ProviderError({
-        provider: fresh.provider,
-        operation: "terminate",
-        reason: "unavailable",
-        message: `provider "${fresh.provider}" is not configured in this process; ${fresh.name} is left for one that has it`
-      })
-    }
+    const provider = yield* engine.provider(fresh.provider).pipe(
+      Effect.catchTag("UnknownProvider", () =>
+        new ProviderError({
+          provider: fresh.provider,
+          operation: "terminate",
+          reason: "unavailable",
+          message: `provider "${fresh.provider}" is not configured in this process; ${fresh.name} is left for one that has it`
+        })
+      )
+    )
     yield* withProviderRetry(provider.terminate(refOf(fresh)))
     yield* confirmGone(provider, refOf(fresh))
     yield* engine.store
@@ -142,43 +143,51 @@ const pidAlive = (pid: number): boolean => {
 }
 
 /**
- * Live instances whose owner is a controller on this machine whose process is gone. Its lease
- * has not run out yet, but there is nobody left to renew it: waiting would only add the TTL to
- * the bill. A pid that was reused keeps the instance until the lease expires, as before.
+ * Owners of `live` instances that are controllers on this machine whose process is gone. Their
+ * leases have not run out yet, but there is nobody left to renew them: waiting would only add
+ * the TTL to the bill. A pid that was reused keeps its instances until the lease expires.
  */
-const claimDeadOwners = (engine: SkyReplService, leaseExpiresAt: number) =>
+const deadOwners = (engine: SkyReplService, live: ReadonlyArray<Instance>) =>
   Effect.gen(function* () {
-    const live = yield* engine.store.listInstances({ states: InstanceMachine.states.filter((s) => s !== "terminated") })
     const owners = new Set(live.flatMap((i) => (i.ownerControllerId === null || i.ownerControllerId === engine.controller.id ? [] : [i.ownerControllerId])))
     const dead = new Set<string>()
     for (const owner of owners) {
       const controller = yield* engine.store.getController(owner)
       if (Option.isSome(controller) && controller.value.hostname === engine.controller.hostname && !pidAlive(controller.value.pid)) dead.add(owner)
     }
-    return yield* Effect.forEach(
-      live.filter((i) => i.ownerControllerId !== null && dead.has(i.ownerControllerId)),
-      (instance) => engine.store.claimInstance(instance.id, engine.controller.id, leaseExpiresAt)
-    )
+    return dead
   })
 
 /**
  * Lease reaping (cleanup layer 2): takes over every live instance whose owner stopped renewing
  * (or, on this machine, whose owner's process is gone) and ends it. Runs at engine start-up and
  * then every lease TTL; errors are kept for the next pass, never raised into the caller's work.
+ *
+ * It looks before it claims: a pass that finds nothing to take over writes nothing, so a
+ * command that only reads (`repl run list`) never registers itself or takes the write lock.
  */
 export const reapExpired = (engine: SkyReplService): Effect.Effect<void> =>
   Effect.gen(function* () {
     const now = Date.now()
-    const ttl = Duration.toMillis(engine.settings.leaseTtl)
+    const leaseExpiresAt = now + Duration.toMillis(engine.settings.leaseTtl)
     // A controller alive enough to reap is alive enough to hold its own leases. Renewing them
     // first means a starved renewal fiber (a loaded machine, a long GC) never makes this process
     // reap the instances it is still launching or running.
-    yield* engine.store.renewLeases(engine.controller.id, now + ttl).pipe(Effect.ignore)
-    const expired = yield* engine.store.claimExpiredInstances(engine.controller.id, now, now + ttl)
-    const orphaned = yield* claimDeadOwners(engine, now + ttl)
+    if (engine.registered()) yield* engine.store.renewLeases(engine.controller.id, leaseExpiresAt).pipe(Effect.ignore)
+    const live = yield* engine.store.listInstances({ states: InstanceMachine.states.filter((s) => s !== "terminated") })
+    const foreign = live.filter((i) => i.ownerControllerId !== engine.controller.id)
+    const lapsed = foreign.some((i) => i.leaseExpiresAt === null || i.leaseExpiresAt < now)
+    const dead = yield* deadOwners(engine, foreign)
+    if (!lapsed && dead.size === 0) return
+    yield* engine.register
+    const expired = yield* engine.store.claimExpiredInstances(engine.controller.id, now, leaseExpiresAt)
+    const orphaned = yield* Effect.forEach(
+      foreign.filter((i) => i.ownerControllerId !== null && dead.has(i.ownerControllerId)),
+      (instance) => engine.store.claimInstance(instance.id, engine.controller.id, leaseExpiresAt)
+    )
     const claimed = [...new Map([...expired, ...orphaned].map((i) => [i.id, i] as const)).values()]
     yield* Effect.forEach(
-      claimed.filter((i) => engine.providers.has(i.provider)),
+      claimed.filter((i) => engine.providerIds.includes(i.provider)),
       (instance) =>
         terminateInstance(engine, instance, "the controller that owned this instance stopped renewing its lease").pipe(
           Effect.catchAll((error) => Effect.logWarning(`reaping ${instance.name} failed: ${error.message}`))

@@ -73,7 +73,7 @@ const classify = (
  */
 export const scanWith = (engine: SkyReplService, options: ScanOptions = {}): Effect.Effect<OrphanReport, ScanError> =>
   Effect.gen(function* () {
-    const ids = options.providers ?? [...engine.providers.keys()]
+    const ids = options.providers ?? engine.providerIds
     const providers = yield* Effect.forEach(ids, (id) => engine.provider(id))
     const minAgeMs = Duration.toMillis(Duration.decode(options.minAge ?? defaultMinAge))
     const keep = new Set(options.keep ?? [])
@@ -125,9 +125,9 @@ export const scanWith = (engine: SkyReplService, options: ScanOptions = {}): Eff
             if (keep.has(resource.name)) return { ...base, action: "kept", error: null } satisfies Orphan
             if (ageMs === null || ageMs < minAgeMs) return { ...base, action: "too-young", error: null } satisfies Orphan
             const reaped = Option.isSome(record) && record.value.state !== "terminated"
-              ? engine.store
-                  .claimInstance(record.value.id, engine.controller.id, now + Duration.toMillis(engine.settings.leaseTtl))
-                  .pipe(Effect.flatMap((claimed) => terminateInstance(engine, claimed, "reaped by the orphan sweep")))
+              ? engine.register.pipe(
+                  Effect.zipRight(engine.store.claimInstance(record.value.id, engine.controller.id, now + Duration.toMillis(engine.settings.leaseTtl))),
+                  Effect.flatMap((claimed) => terminateInstance(engine, claimed, "reaped by the orphan sweep")))
               : withProviderRetry(
                   provider.terminate({ name: resource.name, providerRef: resource.providerRef, region: resource.region })
                 )

@@ -1,8 +1,7 @@
 import type { Effect, PubSub } from "effect"
 import type { SkyReplSettings } from "../config.ts"
-import type { Controller } from "../domain/controller.ts"
 import type { RunState } from "../domain/run.ts"
-import type { UnknownProvider } from "../errors.ts"
+import type { HubError, ProviderError, StoreError, UnknownProvider } from "../errors.ts"
 import type { AgentHub, AgentSession } from "../hub/agent-hub.ts"
 import type { ProviderService } from "../provider.ts"
 import type { StoreService } from "../store.ts"
@@ -25,17 +24,38 @@ export interface LiveRun {
   readonly complete: (result: RunResult) => Effect.Effect<void>
 }
 
+/** Who an engine is, fixed when it starts. */
+export interface ControllerIdentity {
+  readonly id: string
+  readonly pid: number
+  readonly hostname: string
+}
+
 export interface SkyReplService {
   readonly settings: SkyReplSettings
   readonly store: StoreService
-  readonly controller: Controller
-  readonly providers: ReadonlyMap<string, ProviderService>
-  /** The agent endpoint: how the engine talks to agents; not part of the public API. @internal */
-  readonly hub: AgentHub
+  /**
+   * This engine's identity. It is recorded in the store (with its agent endpoint) only when the
+   * engine first takes ownership of an instance, through `register`.
+   */
+  readonly controller: ControllerIdentity
+  /** Every provider this engine offers, built or not yet. */
+  readonly providerIds: ReadonlyArray<string>
+  /**
+   * Starts the agent endpoint and records this controller in the store, once; every path that
+   * takes ownership of an instance (a launch, a claim) runs it first. Returns the endpoint: how
+   * the engine talks to agents. Not part of the public API. @internal
+   */
+  readonly register: Effect.Effect<AgentHub, HubError | StoreError>
+  /** Whether `register` has run. @internal */
+  readonly registered: () => boolean
   /** Runs hosted by this process, for in-process waiters; not part of the public API. @internal */
   readonly live: Map<string, LiveRun>
   /** Run ids whose output or state changed in this process: wakes `attach` without polling. */
   readonly changes: PubSub.PubSub<string>
-  readonly provider: (id: string) => Effect.Effect<ProviderService, UnknownProvider>
+  /** A provider by id; one given as a `LazyProvider` is built on this first call. */
+  readonly provider: (id: string) => Effect.Effect<ProviderService, UnknownProvider | ProviderError>
+  /** A provider only if it is already built: for code that cannot wait (an exiting process). @internal */
+  readonly builtProvider: (id: string) => ProviderService | undefined
 }
 

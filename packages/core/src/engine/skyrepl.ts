@@ -1,10 +1,10 @@
-import { Context, Duration, Effect, Layer, PubSub, Schedule, type Scope } from "effect"
+import { Context, Duration, Effect, Layer, Option, PubSub, Schedule, Scope } from "effect"
 import { randomBytes } from "node:crypto"
 import { hostname } from "node:os"
 import { SkyReplConfig, type SkyReplSettings } from "../config.ts"
 import { Controller } from "../domain/controller.ts"
-import { type HubError, UnknownProvider } from "../errors.ts"
-import { makeAgentHub } from "../hub/agent-hub.ts"
+import { ProviderError, UnknownProvider } from "../errors.ts"
+import { type AgentHub, makeAgentHub } from "../hub/agent-hub.ts"
 import { newId } from "../naming.ts"
 import { Provider, type ProviderService } from "../provider.ts"
 import { Store, type StoreService } from "../store.ts"
@@ -13,8 +13,22 @@ import { makeClient, type SkyReplClient } from "./client.ts"
 import { reapExpired } from "./lifecycle.ts"
 import type { LiveRun, SkyReplService } from "./service.ts"
 
+/**
+ * A provider built on first use rather than with the engine. A CLI offers every provider but a
+ * command uses one or none; building (and importing) the others would be most of its start-up.
+ * The layer's failure, when it is built, is the caller's `ProviderError` ("unavailable").
+ */
+export interface LazyProvider<E = never> {
+  readonly id: string
+  readonly layer: Layer.Layer<Provider, E>
+}
+
+const isLazy = <E>(entry: Layer.Layer<Provider, E> | LazyProvider<unknown>): entry is LazyProvider<unknown> => !Layer.isLayer(entry)
+const isEager = <E>(entry: Layer.Layer<Provider, E> | LazyProvider<unknown>): entry is Layer.Layer<Provider, E> => Layer.isLayer(entry)
+
 export interface SkyReplLayerOptions<EP, ES, EC> {
-  readonly providers: ReadonlyArray<Layer.Layer<Provider, EP>>
+  /** Provider layers, built with the engine, and `LazyProvider`s, built when first used. */
+  readonly providers: ReadonlyArray<Layer.Layer<Provider, EP> | LazyProvider<unknown>>
   readonly store: Layer.Layer<Store, ES>
   /** Settings: a layer (e.g. `SkyReplConfig.fromEnv()`), or plain overrides of the defaults. */
   readonly config?: Layer.Layer<SkyReplConfig, EC> | Partial<SkyReplSettings>
@@ -23,67 +37,104 @@ export interface SkyReplLayerOptions<EP, ES, EC> {
 const ms = (d: Duration.Duration) => Duration.toMillis(d)
 
 /**
- * Builds the engine: opens the store, builds each provider, starts the agent endpoint,
- * registers this process as a controller, keeps its leases alive, and reaps instances whose
- * owners died (at start-up, before anything else runs, and then periodically).
+ * Builds the engine: opens the store, builds each provider, keeps its leases alive, and reaps
+ * instances whose owners died (at start-up, before anything else runs, and then periodically).
+ *
+ * The agent endpoint and this controller's record are made on first need (`register`): a
+ * launch, or a claim on someone else's instance. A command that only reads (`repl run list`)
+ * then starts no HTTP server and writes nothing, which is most of what it would otherwise cost.
  */
 export const make = (
   providerList: ReadonlyArray<ProviderService>,
   store: StoreService,
-  settings: SkyReplSettings
-): Effect.Effect<SkyReplService, HubError, Scope.Scope> =>  Effect.gen(function* () {
-    const providers = new Map(providerList.map((p) => [p.id, p] as const))
-    const now = Date.now()
-    const secret = randomBytes(24).toString("hex")
+  settings: SkyReplSettings,
+  lazyProviders: ReadonlyArray<LazyProvider<unknown>> = []
+): Effect.Effect<SkyReplService, never, Scope.Scope> =>  Effect.gen(function* () {
+    const scope = yield* Effect.scope
+    const built = new Map(providerList.map((p) => [p.id, p] as const))
+    const pending = new Map(lazyProviders.filter((l) => !built.has(l.id)).map((l) => [l.id, l] as const))
+    const providerIds = [...built.keys(), ...pending.keys()]
+    const building = yield* Effect.makeSemaphore(1)
+    // A provider lives as long as the engine, whoever asked for it first.
+    const buildLazy = (entry: LazyProvider<unknown>) =>
+      Layer.buildWithScope(entry.layer, scope).pipe(
+        Effect.map(Context.get(Provider)),
+        Effect.mapError((cause) =>
+          cause instanceof ProviderError
+            ? cause
+            : new ProviderError({
+                provider: entry.id,
+                operation: "load",
+                reason: "unavailable",
+                message: `provider "${entry.id}" could not be set up: ${cause instanceof Error ? cause.message : String(cause)}`,
+                cause
+              })
+        ),
+        Effect.tap((provider) => Effect.sync(() => built.set(entry.id, provider)))
+      )
+    const provider = (id: string): Effect.Effect<ProviderService, UnknownProvider | ProviderError> =>
+      Effect.suspend((): Effect.Effect<ProviderService, UnknownProvider | ProviderError> => {
+        const ready = built.get(id)
+        if (ready !== undefined) return Effect.succeed(ready)
+        const entry = pending.get(id)
+        if (entry === undefined) return Effect.fail(new UnknownProvider({ provider: id, known: providerIds }))
+        // Only a success is kept: a failed build is tried again by the next caller.
+        return building.withPermits(1)(Effect.suspend(() => Option.match(Option.fromNullable(built.get(id)), { onSome: Effect.succeed, onNone: () => buildLazy(entry) })))
+      })
+    const identity = { id: newId(Date.now()), pid: process.pid, hostname: hostname() }
     const changes = yield* PubSub.unbounded<string>()
     const live = new Map<string, LiveRun>()
     // The control handler needs the engine, which needs the hub: tie the knot through a ref.
     const self: { engine: SkyReplService | null } = { engine: null }
-    const hub = yield* makeAgentHub({
-      host: settings.hubHost,
-      port: settings.hubPort,
-      publicUrl: settings.controlPlaneUrl,
-      heartbeatIntervalMs: ms(settings.heartbeatInterval),
-      deadmanTimeoutMs: ms(settings.deadmanTimeout),
-      controlSecret: secret,
-      onControlCancel: (runId) =>
-        self.engine === null ? Effect.succeed("unavailable") : handleControlCancel(self.engine, runId)
+
+    let hub: AgentHub | null = null
+    const registering = yield* Effect.makeSemaphore(1)
+    // The hub and the record live as long as the engine, not as the first caller's scope.
+    const startAndRecord = Effect.gen(function* () {
+      const secret = randomBytes(24).toString("hex")
+      const started = yield* makeAgentHub({
+        host: settings.hubHost,
+        port: settings.hubPort,
+        publicUrl: settings.controlPlaneUrl,
+        heartbeatIntervalMs: ms(settings.heartbeatInterval),
+        deadmanTimeoutMs: ms(settings.deadmanTimeout),
+        controlSecret: secret,
+        onControlCancel: (runId) =>
+          self.engine === null ? Effect.succeed("unavailable") : handleControlCancel(self.engine, runId)
+      }).pipe(Scope.extend(scope))
+      const now = Date.now()
+      yield* store.upsertController(
+        new Controller({ ...identity, hubUrl: started.url, secret, startedAt: now, leaseExpiresAt: now + ms(settings.leaseTtl) })
+      )
+      yield* Scope.addFinalizer(scope, store.removeController(identity.id).pipe(Effect.ignore))
+      hub = started
+      return started
     })
-    const controller = new Controller({
-      id: newId(now),
-      pid: process.pid,
-      hostname: hostname(),
-      hubUrl: hub.url,
-      secret,
-      startedAt: now,
-      leaseExpiresAt: now + ms(settings.leaseTtl)
-    })
+    // Only a success is kept: a failed start (a port in use) is tried again by the next caller.
+    const register = registering.withPermits(1)(Effect.suspend(() => (hub !== null ? Effect.succeed(hub) : startAndRecord)))
+
     const engine: SkyReplService = {
       settings,
       store,
-      controller,
-      providers,
-      hub,
+      controller: identity,
+      providerIds,
+      register,
+      registered: () => hub !== null,
       live,
       changes,
-      provider: (id) => {
-        const found = providers.get(id)
-        return found === undefined
-          ? Effect.fail(new UnknownProvider({ provider: id, known: [...providers.keys()] }))
-          : Effect.succeed(found)
-      }
+      provider,
+      builtProvider: (id) => built.get(id)
     }
     self.engine = engine
-
-    yield* store.upsertController(controller).pipe(Effect.orDie)
-    yield* Effect.addFinalizer(() => store.removeController(controller.id).pipe(Effect.ignore))
 
     // Renew well before expiry so one slow tick (a busy disk, a GC pause) does not lose the lease.
     const renewEvery = Duration.millis(Math.max(50, ms(settings.leaseTtl) / 3))
     // Suspended so that every renewal computes its own expiry: an expiry computed once would be
     // written again and again, and after one TTL every lease of this controller would look
     // expired to any other controller, which would then reap runs still going here.
-    yield* Effect.suspend(() => store.renewLeases(controller.id, Date.now() + ms(settings.leaseTtl))).pipe(
+    yield* Effect.suspend(() =>
+      hub === null ? Effect.void : store.renewLeases(identity.id, Date.now() + ms(settings.leaseTtl))
+    ).pipe(
       Effect.ignore,
       Effect.repeat(Schedule.spaced(renewEvery)),
       Effect.delay(renewEvery),
@@ -99,7 +150,7 @@ export const make = (
     return engine
   })
 
-const layerFrom = <EP, ES, EC>(options: SkyReplLayerOptions<EP, ES, EC>): Layer.Layer<SkyRepl, EP | ES | EC | HubError> => {
+const layerFrom = <EP, ES, EC>(options: SkyReplLayerOptions<EP, ES, EC>): Layer.Layer<SkyRepl, EP | ES | EC> => {
   const config = options.config
   const isLayer = (c: typeof config): c is Layer.Layer<SkyReplConfig, EC> => Layer.isLayer(c)
   const configLayer: Layer.Layer<SkyReplConfig, EC> =
@@ -111,10 +162,10 @@ const layerFrom = <EP, ES, EC>(options: SkyReplLayerOptions<EP, ES, EC>): Layer.
       const store = yield* Store
       const scope = yield* Effect.scope
       // Each provider layer is built on its own, so two providers never see each other's tag.
-      const providerList = yield* Effect.forEach(options.providers, (layer) =>
+      const providerList = yield* Effect.forEach(options.providers.filter(isEager), (layer) =>
         Layer.buildWithScope(layer, scope).pipe(Effect.map(Context.get(Provider)))
       )
-      return yield* make(providerList, store, settings)
+      return yield* make(providerList, store, settings, options.providers.filter(isLazy))
     })
   ).pipe(Layer.provide(Layer.merge(options.store, configLayer)))
 }

@@ -48,7 +48,7 @@ export const listSnapshotsWith = (
 ): Effect.Effect<ReadonlyArray<Snapshot>, SnapshotError> =>
   Effect.gen(function* () {
     const providers = providerIds === undefined
-      ? [...engine.providers.values()].filter((p) => p.capabilities.snapshots)
+      ? (yield* Effect.forEach(engine.providerIds, (id) => engine.provider(id))).filter((p) => p.capabilities.snapshots)
       : yield* Effect.forEach(providerIds, (id) => engine.provider(id))
     const lists = yield* Effect.forEach(providers, (provider) =>
       snapshotsOf(provider).pipe(

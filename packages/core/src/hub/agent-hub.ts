@@ -1,6 +1,6 @@
 import { Deferred, Effect, Either, Runtime, Schema, type Scope } from "effect"
 import { timingSafeEqual } from "node:crypto"
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
+import type { IncomingMessage, Server, ServerResponse } from "node:http"
 import { decodeJson, readBody, sendJson as send, sseEvent } from "./http.ts"
 import type { AddressInfo } from "node:net"
 import type { OutputStream } from "../domain/run.ts"
@@ -197,6 +197,9 @@ export const makeAgentHub = (options: HubOptions): Effect.Effect<AgentHub, HubEr
       return send(res, 200, { runId, state })
     }
 
+    // Loaded here, not at the top: node:http is one of the costlier modules to load, and an
+    // engine that never launches (a `repl run list`) never starts a hub.
+    const { createServer } = yield* Effect.promise(() => import("node:http"))
     const server: Server = createServer((req, res) => {
       const url = new URL(req.url ?? "/", "http://hub")
       const handler = url.pathname.startsWith("/v1/control/")
