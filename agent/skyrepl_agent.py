@@ -30,8 +30,14 @@ EXIT_BAD_ARGS = 2
 EXIT_TOKEN_REFUSED = 3
 EXIT_PROTOCOL_REFUSED = 4
 
-# The protocol's cap on one output request.
+# The protocol's cap on one output request, unless the register answer names a larger one
+# (`maxOutputBytes`, at most MAX_UPLOAD). While one upload is in flight the pipe keeps being
+# read, and the next upload takes all of it up to the cap: a fast writer is sent in few large
+# requests, a slow one still one read at a time.
 CHUNK = 256 * 1024
+MAX_UPLOAD = 16 * 1024 * 1024
+# Bytes asked of the pipe per read (its size, see PIPE_SIZE): fewer reads for a fast writer.
+READ_SIZE = 1024 * 1024
 # Acknowledged bytes kept per stream so that a controller that lost its last chunks (answered,
 # then crashed before storing them) can ask for them again with a 409.
 RETAIN = 4 * 1024 * 1024
@@ -676,10 +682,10 @@ class OutStream(object):
             self.eof = True
             self.cond.notify_all()
 
-    def take(self):
-        """The bytes to upload next, from `next`, at most one chunk. Called with the lock held."""
+    def take(self, limit):
+        """The bytes to upload next, from `next`, at most `limit`. Called with the lock held."""
         start = self.next
-        want = min(CHUNK, self.end - start)
+        want = min(limit, self.end - start)
         pieces = []
         pos = self.held
         for chunk in self.chunks:
@@ -775,6 +781,8 @@ class Agent(object):
         self.log = log
         self.heartbeat_interval = cfg.heartbeat_interval
         self.deadman_timeout = cfg.deadman_timeout
+        # Largest output upload; the register answer may raise it.
+        self.upload_limit = CHUNK
         self.last_ok = time.monotonic()
         self.http = Http(self, cfg)
         self.children = Children(log, os.getpid() == 1)
@@ -917,6 +925,9 @@ class Agent(object):
         deadman = _positive_ms(answer.get("deadmanTimeoutMs"))
         if deadman is not None:
             self.deadman_timeout = deadman
+        limit = answer.get("maxOutputBytes")
+        if isinstance(limit, int) and not isinstance(limit, bool) and CHUNK <= limit <= MAX_UPLOAD:
+            self.upload_limit = limit
         self.log(
             "registered; heartbeat every %.3gs, dead-man after %.3gs"
             % (self.heartbeat_interval, self.deadman_timeout)
@@ -1180,7 +1191,7 @@ class Agent(object):
                     if not any(f == fd for f, _ in ready):
                         draining = True
                         continue
-                data = os.read(fd, CHUNK)
+                data = os.read(fd, READ_SIZE)
                 if not data:
                     break
                 stream.feed(data, self)
@@ -1210,7 +1221,7 @@ class Agent(object):
                     if stream.next < stream.end:
                         break
                     stream.cond.wait()
-                offset, body = stream.take()
+                offset, body = stream.take(self.upload_limit)
             try:
                 status, data = self.http.request("POST", path + str(offset), body, "application/octet-stream")
             except (OSError, HttpError) as err:

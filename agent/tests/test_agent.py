@@ -372,6 +372,39 @@ class UploadTests(AgentTestCase):
             log = [(o, s) for r, st, o, n, s in self.ctrl.output_log if st == stream]
             self.assertEqual(log, [(0, 500), (0, 200)], stream)
 
+    def test_uploads_grow_to_the_size_the_register_answer_names(self):
+        big = os.urandom(24 * 1024 * 1024)
+        with open(self.path("big"), "wb") as f:
+            f.write(big)
+        limit = 1024 * 1024
+        self.ctrl.register_answer = (
+            200,
+            {"protocol": 1, "heartbeatIntervalMs": self.ctrl.heartbeat_ms, "deadmanTimeoutMs": self.ctrl.deadman_ms, "maxOutputBytes": limit},
+        )
+        self.start_agent()
+        self.run_command("r1", "cat big", workdir=self.tmp)
+        report = self.assert_complete("r1", timeout=60)
+        self.assert_exit(report, 0, None, "exited")
+        self.assertEqual(hashlib.sha256(self.ctrl.output("r1", "stdout")).hexdigest(), hashlib.sha256(big).hexdigest())
+        sizes = [n for _, st, _, n, _ in self.ctrl.output_log if st == "stdout"]
+        self.assertTrue(all(n <= limit for n in sizes), max(sizes))
+        # Reads pile up while a request is in flight, so some uploads carry more than one read.
+        self.assertGreater(max(sizes), 256 * 1024)
+
+    def test_a_register_answer_outside_the_bounds_keeps_256_kib_uploads(self):
+        self.ctrl.register_answer = (
+            200,
+            {"protocol": 1, "heartbeatIntervalMs": self.ctrl.heartbeat_ms, "deadmanTimeoutMs": self.ctrl.deadman_ms, "maxOutputBytes": 1 << 30},
+        )
+        data = os.urandom(8 * 1024 * 1024)
+        with open(self.path("data"), "wb") as f:
+            f.write(data)
+        self.start_agent()
+        self.run_command("r1", "cat data", workdir=self.tmp)
+        self.assert_complete("r1", timeout=60)
+        self.assertEqual(self.ctrl.output("r1", "stdout"), data)
+        self.assertTrue(all(n <= 256 * 1024 for _, _, _, n, _ in self.ctrl.output_log))
+
     def test_large_output_arrives_byte_exact(self):
         big = os.urandom(20 * 1024 * 1024)
         small = os.urandom(3 * 1024 * 1024 + 17)

@@ -9,6 +9,7 @@ import {
   AGENT_PROTOCOL_VERSION,
   ExitReport,
   HeartbeatRequest,
+  MAX_OUTPUT_BYTES,
   OutputQuery,
   RegisterRequest,
   type RunCommand
@@ -72,7 +73,8 @@ interface SessionState {
   stream: ServerResponse | null
 }
 
-const MAX_BODY = 4 * 1024 * 1024
+/** Output uploads are the largest requests an agent sends (see MAX_OUTPUT_BYTES). */
+const MAX_BODY = MAX_OUTPUT_BYTES
 
 const sameSecret = (given: string, expected: Buffer): boolean => {
   const buf = Buffer.from(given)
@@ -162,7 +164,8 @@ export const makeAgentHub = (options: HubOptions): Effect.Effect<AgentHub, HubEr
         return send(res, 200, {
           protocol: AGENT_PROTOCOL_VERSION,
           heartbeatIntervalMs: options.heartbeatIntervalMs,
-          deadmanTimeoutMs: options.deadmanTimeoutMs
+          deadmanTimeoutMs: options.deadmanTimeoutMs,
+          maxOutputBytes: MAX_OUTPUT_BYTES
         })
       }
       if (req.method === "POST" && path === "/v1/agent/output") {

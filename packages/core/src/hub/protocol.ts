@@ -4,6 +4,14 @@ import { Env, OutputStream } from "../domain/run.ts"
 /** docs/agent-protocol.md. Bump on any incompatible change; the agent refuses other versions. */
 export const AGENT_PROTOCOL_VERSION = 1 as const
 
+/**
+ * The largest output upload this controller accepts, told to the agent when it registers. An
+ * agent that is not told sends at most 256 KiB; larger uploads let a fast writer's output
+ * cross with a few hundred requests per GiB instead of thousands (each costing a request, a
+ * store transaction and a wake-up of every reader).
+ */
+export const MAX_OUTPUT_BYTES = 4 * 1024 * 1024
+
 export const RegisterRequest = Schema.Struct({
   protocol: Schema.Number,
   instance: Schema.String,
