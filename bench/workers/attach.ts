@@ -10,6 +10,7 @@ import { LocalProvider } from "@skyrepl/provider-local"
 import { SqliteStore } from "@skyrepl/store-sqlite"
 import { Effect, Fiber, ManagedRuntime, Stream } from "effect"
 import { spawn } from "node:child_process"
+import { closeSync, openSync, rmSync, writeSync } from "node:fs"
 import { join } from "node:path"
 import { performance } from "node:perf_hooks"
 import { now } from "../harness.ts"
@@ -20,6 +21,8 @@ if (home === "") throw new Error("BENCH_HOME is required")
 const bytes = Number(process.env["BENCH_BYTES"] ?? String(8 * 2 ** 20))
 const ticks = Number(process.env["BENCH_TICKS"] ?? "20")
 const python = process.env["SKYREPL_PYTHON"] ?? "/usr/bin/python3"
+/** The largest output upload the controller accepts (`maxOutputBytes`, docs/agent-protocol.md). */
+const MAX_OUTPUT_BYTES = 4 * 2 ** 20
 
 const layer = () =>
   SkyRepl.layer({
@@ -117,9 +120,10 @@ const latencyOnce = () =>
   )
 
 /**
- * The store alone: the same bytes appended in the agent's 256 KiB chunks and read back, on a
- * file of its own, with no agent, HTTP or attach in the way. Every byte of attach output goes
- * through both, so this bounds what attach can reach on this disk.
+ * The store alone: the same bytes appended in the agent's largest uploads (4 MiB, what it sends
+ * a fast writer's output in) and read back, on a file of its own, with no agent, HTTP or attach
+ * in the way. Every byte of attach output goes through both, so this bounds what attach can
+ * reach on this disk.
  */
 const storeOnce = () =>
   Effect.runPromise(
@@ -129,7 +133,7 @@ const storeOnce = () =>
         yield* seedLaunches(store, { count: 1 })
         const [run] = yield* store.listRuns()
         if (run === undefined) throw new Error("no seeded run")
-        const chunk = new Uint8Array(256 * 1024)
+        const chunk = new Uint8Array(MAX_OUTPUT_BYTES)
         const start = now()
         let offset = 0
         while (offset < bytes) offset = yield* store.appendOutput(run.id, "stdout", offset, chunk.subarray(0, Math.min(chunk.length, bytes - offset)))
@@ -149,6 +153,27 @@ const storeOnce = () =>
     )
   )
 
+/**
+ * The disk alone: the same bytes written to a new file in 4 MiB writes (no fsync, as the store
+ * does not sync either), then removed. Output is kept, so every byte lands in pages the kernel
+ * has to hand out fresh; this is the floor under any durable store on this machine.
+ */
+const diskOnce = (): number => {
+  const path = join(home, `disk-only-${Date.now()}.bin`)
+  const chunk = Buffer.alloc(MAX_OUTPUT_BYTES, 0x61)
+  const fd = openSync(path, "w", 0o600)
+  const start = now()
+  try {
+    let written = 0
+    while (written < bytes) written += writeSync(fd, chunk, 0, Math.min(chunk.length, bytes - written))
+  } finally {
+    closeSync(fd)
+  }
+  const ms = now() - start
+  rmSync(path, { force: true })
+  return ms
+}
+
 const rounds = Number(process.env["BENCH_ROUNDS"] ?? "1")
 const pipe: Array<{ firstToLastMs: number; totalMs: number }> = []
 const sdk: Array<{ firstToLastMs: number; totalMs: number }> = []
@@ -157,8 +182,9 @@ for (let i = 0; i < rounds; i++) {
   sdk.push(await sdkOnce())
 }
 const storeOnly = await storeOnce()
+const diskMs = diskOnce()
 const lat = await latencyOnce()
 await other.dispose()
 await runtime.dispose()
-process.stdout.write(JSON.stringify({ bytes, pipe, sdk, storeOnly, local: lat.local, remote: lat.remote }) + "\n")
+process.stdout.write(JSON.stringify({ bytes, pipe, sdk, storeOnly, diskMs, local: lat.local, remote: lat.remote }) + "\n")
 process.exit(0)
