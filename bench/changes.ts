@@ -18,6 +18,12 @@ Each change is a focused one in its own area; the suites of that area pass on No
 | local provider: /proc scans (local-api.ts) | Terminating a sandbox scans /proc several times, each reading two files per process; 200 sandboxes ending at once made that most of the controller's CPU | A process's markers are remembered while its pid, start time and command name stay the same, so a scan reads one file per known process |
 | attach (packages/core/src/engine/attach.ts) | A reader in another process (\`repl run attach\`) polled the store every 50 ms: about 30 ms median latency | Polls every 10 ms; an empty poll is two indexed SELECTs |
 | lease renewal (packages/core/src/engine/skyrepl.ts) | Not a speed problem: found by B4, whose 512 MiB runs outlive one lease TTL. The renewal fiber computed its expiry once, so every renewal wrote the same instant; after one TTL a live controller's leases looked expired to every other controller, and a second engine on the same store (as every \`repl\` command in another terminal is) reaped a run that was still streaming | Each renewal computes its own expiry. A new end-to-end test (test/engine.test.ts) opens the store from other controllers several TTLs into a run and fails without the fix |
+| engine start (packages/core/src/engine/skyrepl.ts, lifecycle.ts) | Every engine started the agent endpoint (loading node:http, one of the costlier modules in Bun) and wrote its controller row at start; the reaper renewed and claimed with write transactions even when there was nothing to take; closing then removed the row and checkpointed the WAL. A \`repl run list\` paid all of it | The endpoint and the row are made on first need (\`register\`: the first launch or claim); the reaper looks before it claims. A read-only command starts no server and writes nothing. A test checks an engine that only reads has no row and a launch then makes it |
+| providers in the CLI (packages/cli/src/providers.ts, core \`LazyProvider\`) | Every command imported and built all three providers (AWS and OrbStack code, option decoding, a cold first pass through Effect's layers) although a command uses one or none | \`SkyRepl.layer\` takes \`{ id, layer }\` entries built on first use, and the CLI gives each provider behind a dynamic \`import()\`: a local run never loads the AWS or OrbStack code. Tested: built once on first use; a lazy layer that fails is a \`ProviderError\` (unavailable) for that call only |
+| OrbStack provider (orbstack-api.ts) | execa (with its dependencies) was imported by every command, through the OrbStack provider | Imported on the first \`orbctl\` call |
+| store open (packages/store-sqlite/src/sqlite-store.ts) | Every open took the write lock (BEGIN IMMEDIATE … COMMIT) to check the schema version and control id | Read first, without the lock; only a new or outdated file settles them under the lock |
+| launch (core launch.ts, provider-local, agent) | After spawning, a launch waited for the agent to register, then sent it the run over the event stream and waited for that to arrive: a second round trip before the command even started | The bootstrap carries the run; the local provider puts it in the agent's environment (\`SKYREPL_AGENT_RUN\`, private like the token) and the agent starts it before registering. The engine still sends the run (the agent ignores the repeat) and applies an exit only once it has recorded the run as running; tested with a spawn slowed down by a second |
+| agent output uploads (agent, hub) | A fast writer's output crossed in 256 KiB requests: about 2,000 HTTP requests and store transactions for 512 MiB | The register answer names the largest upload the controller takes (4 MiB); the agent reads 1 MiB at a time and sends what it has read while the previous upload was in flight. Attach throughput did not move (the store is the bound, see B4), but each upload is one transaction instead of sixteen |
 | agent hub (packages/core/src/hub/agent-hub.ts) | Not a speed problem but found by these runs: with launches this fast, a ping or event could be written to an event stream that had just been ended, which on Node is an unhandled 'error' that ends the process | Writes to an ended stream are skipped |
 
 ## Where a target is still missed, and what bounds it
@@ -25,34 +31,47 @@ Each change is a focused one in its own area; the suites of that area pass on No
 Measured causes, from the figures above and from profiling during this work; each needs more
 than a focused fix, so it is left for a decision.
 
-- **B1, first byte ≤ 1.5× the bare sandbox.** What remains is the agent's own start: the
-  interpreter, then \`json\`, \`subprocess\`, \`threading\`, \`socket\` and \`signal\` (about 15 ms here
-  over a bare \`python3 -S\`, which is all the baseline pays), then registering and opening the
-  event stream. The controller's side (store writes, spawn, HTTP, attach) is a few milliseconds.
-  Reaching 1.5× needs an agent already running when the launch comes (a warm pool, which
-  docs/decisions.md rules out for now) or an agent that is not a Python program.
-- **B2, \`repl run list\` ≤ ¼ and \`repl run -c\` ≤ ½ of \`aws --version\`.** Both pay the engine's
-  cold start in a fresh Bun process: opening the store (driver, pragmas, schema check, control
-  id), the agent endpoint, the controller row and the lease reaper, all on code the JIT has not
-  seen yet. The bundle is now precompiled and the providers no longer spawn or load anything at
-  start; the rest is the engine itself. A listing that skipped the endpoint, or that printed
-  before reaping, would be the next step, but \`repl run list\` reaping on the way is tested
-  behaviour (test/cli.test.ts), so that is a design choice, not a tweak.
+- **B1, first byte ≤ 1.5× the bare sandbox.** The run now starts as soon as the agent does, so
+  what remains is the agent's own start: the interpreter, then \`json\`, \`subprocess\`,
+  \`threading\`, \`socket\` and \`signal\` (\`python3 -S agent.pyc --help\` takes about 25 ms here
+  against 10 ms for a bare \`python3 -S\`, which is nearly all the baseline pays), then its first
+  request to the controller, and the controller's records of the run before \`launch\` returns.
+  Measured against a fake controller, the agent alone reaches it about 33 ms after exec, 2.5×
+  the baseline before the SDK does anything. Reaching 1.5× needs an agent already running when
+  the launch comes (a warm pool, which docs/decisions.md rules out for now) or an agent that is
+  not a Python program.
+- **B2, \`repl run list\` ≤ ¼ and \`repl run -c\` ≤ ½ of \`aws --version\`.** A listing no longer
+  starts an endpoint, writes, or loads a provider; what is left is a fresh Bun process
+  evaluating Effect, clipanion (whose default context opens the three stdio streams, about 8 ms
+  in Bun) and the store's driver, then one cold pass through the store's open and the query.
+  Measured in-process with the instrumented bundle at low load: about 17 ms to start the bundle,
+  26 ms to evaluate the CLI's modules, 15 ms to parse and enter the command, 20 ms to open the
+  store, 8 ms to close. \`repl run -c\` adds a launch in a cold process: the Python agent's start
+  (about 33 ms, as in B1), the first HTTP requests through a hub the JIT has not seen, and the
+  termination with its confirmation that the sandbox is gone.
 - **B3, p99 ≤ 1 s for 200 launches at once.** Two cores: 200 agents and their sandboxes need
   about 200 × the sequential launch time ÷ 2 of CPU before the last can finish (the "CPU floor"
-  row), and every launch runs its own Python agent. Nothing failed and nothing was left.
-- **B4, attach ≥ 50 % of a pipe.** Every byte goes into SQLite: the store alone appends 256 KiB
-  chunks at the "store alone" rate, far below a pipe, and attach gets from half of that to
-  nearly all of it, run to run (the agent's upload and the store take turns on each chunk). Half a
-  pipe's rate needs output kept outside SQLite (an append-only file per run, with offsets in
-  the database), a change to the store's design.
+  row), and every launch runs its own Python agent, whose start alone is about 25 ms of CPU:
+  200 of them are 2.5 s of the 2 cores before the controller does anything. Nothing failed and
+  nothing was left.
+- **B4, attach ≥ 50 % of a pipe.** Every byte of output is kept, and the "disk alone" row shows
+  what keeping it costs here: writing the same 512 MiB to a new file, with no database, no HTTP
+  and no agent, runs at about 0.3× of the pipe on this machine (the VM is slow to hand out page
+  cache it has not used recently; rewriting pages already handed out runs at several GB/s). No
+  store that keeps the output can reach half a pipe here. SQLite writes each byte twice (WAL,
+  then the checkpoint), which is the gap between "store alone" and "disk alone"; an
+  append-only file per run beside the database (tried on a branch: attach at 0.15–0.2×) would
+  close part of it, at the cost of the store's single-file design and of its driver, and is
+  left for a decision.
 - **B5, 20,000 transitions/s.** The target is within reach but not held: over this work's
   full runs the store did between about 14,000 and 24,500 transitions/s on Bun and 12,000 to
   20,000 on Node, meeting it only in the quietest runs (the machine is shared, and the CPU-time
   figure moves with it too). A transition is one compare-and-set statement and runs at 0.7–1×
   of a raw INSERT through the same driver, whose own rate is close to the target; the rest is the
   client's per-statement work (span, statement compilation, connection semaphore) and decoding
-  the returned row with its schema.
+  the returned row with its schema. Turning the tracer off around store calls made no measurable
+  difference; a connection of our own over the raw drivers (tried on a branch) made 1.5×, but
+  replaces the \`@effect/sql\` SQLite clients the design names, so it is left for a decision.
 - **B6** is the AWS provider's (packages/provider-aws, not changed here): a launch makes
   DescribeInstances after RunInstances, whose answer already names the instance; \`terminate\`
   describes twice around TerminateInstances before the engine's own describe-until-gone; and the
