@@ -112,6 +112,16 @@ const Reservations = Schema.Struct({
 
 const RunResult = Schema.Struct({ Instances: Schema.NonEmptyArray(Instance) })
 
+const StateChange = Schema.Struct({
+  InstanceId: Schema.String,
+  CurrentState: Schema.Struct({ Name: Schema.String }),
+  PreviousState: Schema.Struct({ Name: Schema.String })
+})
+/** What TerminateInstances says of each instance: its state before the call and now. */
+export type StateChange = typeof StateChange.Type
+
+const TerminateResult = Schema.Struct({ TerminatingInstances: Schema.optional(Schema.Array(StateChange)) })
+
 export const Image = Schema.Struct({
   ImageId: Schema.String,
   Name: Schema.optional(Schema.String),
@@ -218,7 +228,7 @@ export interface AwsApi {
     region: string,
     query: DescribeInstancesQuery
   ) => Effect.Effect<{ readonly instances: ReadonlyArray<Instance>; readonly nextToken: string | null }, AwsError>
-  readonly terminateInstances: (region: string, ids: ReadonlyArray<string>) => Effect.Effect<void, AwsError>
+  readonly terminateInstances: (region: string, ids: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<StateChange>, AwsError>
   readonly createImage: (
     region: string,
     instanceId: string,
@@ -464,10 +474,10 @@ export const makeAwsApi = (config: AwsApiConfig): AwsApi => {
 
     terminateInstances: (region, ids) =>
       retried(
-        call(region, "TerminateInstances", Void, (c, signal) =>
+        call(region, "TerminateInstances", TerminateResult, (c, signal) =>
           c.ec2.send(new c.sdk.ec2.TerminateInstancesCommand({ InstanceIds: [...ids] }), { abortSignal: signal })
         )
-      ).pipe(Effect.asVoid),
+      ).pipe(Effect.map((out) => out.TerminatingInstances ?? [])),
 
     createImage: (region, instanceId, name, description, tags) =>
       call(region, "CreateImage", CreatedImage, (c, signal) =>
