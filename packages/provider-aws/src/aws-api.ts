@@ -1,5 +1,6 @@
 import type * as Ec2Sdk from "@aws-sdk/client-ec2"
 import type * as StsSdk from "@aws-sdk/client-sts"
+import type { FetchHttpHandler } from "@smithy/fetch-http-handler"
 import { Duration, Effect, ParseResult, Schedule, Schema } from "effect"
 import { AwsError, reasonOf } from "./errors.ts"
 import type { AwsCredentials } from "./options.ts"
@@ -13,18 +14,37 @@ type StsModule = typeof StsSdk
 interface Sdk {
   readonly ec2: Ec2Module
   readonly sts: StsModule
+  /** The instance types this SDK names, looked up on every RunInstances. */
+  readonly instanceTypes: ReadonlySet<string>
+  /** The HTTP handler clients use; null for the SDK's default (node:http). */
+  readonly requestHandler: FetchHttpHandler | null
 }
 
+const onBun = typeof process.versions["bun"] === "string"
+
+/**
+ * On Bun, the SDK's default handler goes through Bun's node:http emulation, which cost about
+ * 0.3 ms more per call than Bun's native fetch (measured against a local server answering at
+ * once). On Node, node:http is the faster of the two, so it stays.
+ */
+const loadHandler = (): Promise<FetchHttpHandler | null> =>
+  onBun ? import("@smithy/fetch-http-handler").then((m) => new m.FetchHttpHandler()) : Promise.resolve(null)
+
 let loading: Promise<Sdk> | null = null
+let loaded: Sdk | null = null
 
 /**
  * The SDK is imported on first use only: `@aws-sdk/client-ec2` costs ~280 ms to import, and
- * the CLI builds every provider for every command, most of which never touch AWS.
+ * the CLI builds every provider for every command, most of which never touch AWS. Once loaded,
+ * it is handed out without another asynchronous step.
  */
 const loadSdk = (): Effect.Effect<Sdk, AwsError> =>
-  Effect.tryPromise({
+  loaded !== null ? Effect.succeed(loaded) : Effect.tryPromise({
     try: () => {
-      loading ??= Promise.all([import("@aws-sdk/client-ec2"), import("@aws-sdk/client-sts")]).then(([ec2, sts]) => ({ ec2, sts }))
+      loading ??= Promise.all([import("@aws-sdk/client-ec2"), import("@aws-sdk/client-sts"), loadHandler()]).then(([ec2, sts, requestHandler]) => {
+        loaded = { ec2, sts, instanceTypes: new Set(Object.values(ec2._InstanceType)), requestHandler }
+        return loaded
+      })
       return loading
     },
     catch: (cause) => {
@@ -269,14 +289,24 @@ export const makeAwsApi = (config: AwsApiConfig): AwsApi => {
         maxAttempts: 1,
         ...(config.endpoint === null ? {} : { endpoint: config.endpoint }),
         ...(config.profile === null ? {} : { profile: config.profile }),
-        ...(config.credentials === null ? {} : { credentials: { ...config.credentials } })
+        ...(config.credentials === null ? {} : { credentials: { ...config.credentials } }),
+        ...(sdk.requestHandler === null ? {} : { requestHandler: sdk.requestHandler })
       }
       const created: Clients = { sdk, ec2: new sdk.ec2.EC2Client(common), sts: new sdk.sts.STSClient(common) }
       clients.set(region, created)
       return created
     })
 
-  /** One HTTP call, bounded in time; interruption (and the time limit) aborts the request. */
+  // AbortSignal.timeout takes a 32-bit count of milliseconds; anything longer (even "infinity")
+  // is as good as no limit.
+  const timeoutMs = Math.min(Duration.toMillis(config.requestTimeout), 2 ** 31 - 1)
+
+  /**
+   * One HTTP call, bounded in time; interruption and the time limit both abort the request.
+   * The limit is an AbortSignal timer rather than Effect's `timeoutFail`, which forked a fiber
+   * per call (about 0.2 ms of every call on Bun); the promise still settles at the limit even
+   * if the SDK is stuck before the request (resolving credentials).
+   */
   const call = <A, I>(
     region: string,
     operation: string,
@@ -285,23 +315,29 @@ export const makeAwsApi = (config: AwsApiConfig): AwsApi => {
   ): Effect.Effect<A, AwsError> =>
     Effect.gen(function* () {
       const c = yield* clientsFor(region)
-      const output = yield* Effect.tryPromise({
-        try: (signal) => send(c, signal),
-        catch: (error) => fromSdkError(operation, region, error)
-      }).pipe(
-        Effect.timeoutFail({
-          duration: config.requestTimeout,
-          onTimeout: () =>
-            new AwsError({
-              operation,
-              code: "TimeoutError",
-              message: `no answer within ${Duration.format(config.requestTimeout)}`,
-              region,
-              httpStatus: null,
-              requestId: null
-            })
+      const timedOut = () =>
+        new AwsError({
+          operation,
+          code: "TimeoutError",
+          message: `no answer within ${Duration.format(config.requestTimeout)}`,
+          region,
+          httpStatus: null,
+          requestId: null
         })
-      )
+      const output = yield* Effect.tryPromise({
+        try: (interrupted) => {
+          const timer = AbortSignal.timeout(timeoutMs)
+          const signal = AbortSignal.any([interrupted, timer])
+          return new Promise<unknown>((resolve, reject) => {
+            const onAbort = () => reject(timer.aborted ? timedOut() : signal.reason)
+            signal.addEventListener("abort", onAbort, { once: true })
+            send(c, signal)
+              .then(resolve, (error: unknown) => reject(timer.aborted ? timedOut() : error))
+              .finally(() => signal.removeEventListener("abort", onAbort))
+          })
+        },
+        catch: (error) => (error instanceof AwsError ? error : fromSdkError(operation, region, error))
+      })
       return yield* Schema.decodeUnknown(schema)(output).pipe(Effect.mapError((e) => decodeError(operation, region, e)))
     })
 
@@ -438,7 +474,7 @@ export const makeAwsApi = (config: AwsApiConfig): AwsApi => {
 
     runInstance: (region, input) =>
       call(region, "RunInstances", RunResult, (c, signal) => {
-        const known = (type: string): type is Ec2Sdk._InstanceType => Object.values(c.sdk.ec2._InstanceType).some((v) => v === type)
+        const known = (type: string): type is Ec2Sdk._InstanceType => c.sdk.instanceTypes.has(type)
         const type = input.InstanceType
         if (!known(type)) {
           // Thrown as EC2 would answer it, so it is classified like EC2's own refusal.
