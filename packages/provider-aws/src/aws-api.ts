@@ -297,15 +297,15 @@ export const makeAwsApi = (config: AwsApiConfig): AwsApi => {
       return created
     })
 
-  // AbortSignal.timeout takes a 32-bit count of milliseconds; anything longer (even "infinity")
-  // is as good as no limit.
+  // setTimeout takes a 32-bit count of milliseconds; anything longer (even "infinity") is as
+  // good as no limit.
   const timeoutMs = Math.min(Duration.toMillis(config.requestTimeout), 2 ** 31 - 1)
 
   /**
    * One HTTP call, bounded in time; interruption and the time limit both abort the request.
-   * The limit is an AbortSignal timer rather than Effect's `timeoutFail`, which forked a fiber
-   * per call (about 0.2 ms of every call on Bun); the promise still settles at the limit even
-   * if the SDK is stuck before the request (resolving credentials).
+   * The limit is a plain timer rather than Effect's `timeoutFail`, which forked a fiber per call
+   * (about 0.2 ms of every call on Bun); the promise still settles at the limit even if the SDK
+   * is stuck before the request (resolving credentials).
    */
   const call = <A, I>(
     region: string,
@@ -326,14 +326,20 @@ export const makeAwsApi = (config: AwsApiConfig): AwsApi => {
         })
       const output = yield* Effect.tryPromise({
         try: (interrupted) => {
-          const timer = AbortSignal.timeout(timeoutMs)
-          const signal = AbortSignal.any([interrupted, timer])
+          const controller = new AbortController()
+          let late = false
+          const timer = setTimeout(() => {
+            late = true
+            controller.abort()
+          }, timeoutMs)
+          const abort = () => controller.abort()
+          interrupted.addEventListener("abort", abort, { once: true })
           return new Promise<unknown>((resolve, reject) => {
-            const onAbort = () => reject(timer.aborted ? timedOut() : signal.reason)
-            signal.addEventListener("abort", onAbort, { once: true })
-            send(c, signal)
-              .then(resolve, (error: unknown) => reject(timer.aborted ? timedOut() : error))
-              .finally(() => signal.removeEventListener("abort", onAbort))
+            controller.signal.addEventListener("abort", () => reject(late ? timedOut() : interrupted.reason), { once: true })
+            send(c, controller.signal).then(resolve, (error: unknown) => reject(late ? timedOut() : error))
+          }).finally(() => {
+            clearTimeout(timer)
+            interrupted.removeEventListener("abort", abort)
           })
         },
         catch: (error) => (error instanceof AwsError ? error : fromSdkError(operation, region, error))

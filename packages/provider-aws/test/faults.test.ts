@@ -308,6 +308,21 @@ describe("aws provider on moto: start-up, and injected faults", () => {
       })
     )
 
+    it.effect("a call unanswered within requestTimeout fails as TimeoutError at the limit, not when the answer comes", () =>
+      Effect.gen(function* () {
+        const { proxy } = yield* Fixture
+        const provider = yield* providerVia({ requestTimeout: Duration.millis(300), callRetry: Schedule.stop })
+        proxy.setRules([{ action: "DescribeInstances", calls: "all", fault: { kind: "delay", ms: 3_000 } }])
+        const started = Date.now()
+        const error = yield* Effect.flip(provider.describe({ name: newName(), providerRef: null, region: REGION }))
+        const took = Date.now() - started
+        proxy.setRules([])
+        expect(error.reason).toBe("transient")
+        expect(awsErrorCode(error)).toBe("TimeoutError")
+        expect(took).toBeLessThan(2_000)
+      })
+    )
+
     it.effect("STS refusing the credentials fails the launch as auth, naming whose credentials", () =>
       Effect.gen(function* () {
         const { proxy } = yield* Fixture
