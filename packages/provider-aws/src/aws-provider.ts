@@ -222,7 +222,10 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
       return { id: state.instanceId, region: state.region }
     }
 
-    /** Once the engine has been told a name is gone, nothing more is asked about it. */
+    /**
+     * Once `describe` has said gone, this process stops vouching for the name: a later call (a
+     * reaper's, a repeated terminate) takes the complete search, and the launch's state is freed.
+     */
     const forget = (name: string): void => {
       const id = launches.get(name)?.instanceId
       if (id !== null && id !== undefined) launched.delete(id)
