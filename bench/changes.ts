@@ -24,6 +24,9 @@ Each change is a focused one in its own area; the suites of that area pass on No
 | store open (packages/store-sqlite/src/sqlite-store.ts) | Every open took the write lock (BEGIN IMMEDIATE … COMMIT) to check the schema version and control id | Read first, without the lock; only a new or outdated file settles them under the lock |
 | launch (core launch.ts, provider-local, agent) | After spawning, a launch waited for the agent to register, then sent it the run over the event stream and waited for that to arrive: a second round trip before the command even started | The bootstrap carries the run; the local provider puts it in the agent's environment (\`SKYREPL_AGENT_RUN\`, private like the token) and the agent starts it before registering. The engine still sends the run (the agent ignores the repeat) and applies an exit only once it has recorded the run as running; tested with a spawn slowed down by a second |
 | agent output uploads (agent, hub) | A fast writer's output crossed in 256 KiB requests: about 2,000 HTTP requests and store transactions for 512 MiB | The register answer names the largest upload the controller takes (4 MiB); the agent reads 1 MiB at a time and sends what it has read while the previous upload was in flight. Attach throughput did not move (the store is the bound, see B4), but each upload is one transaction instead of sixteen |
+| AWS provider: calls per launch and terminate (packages/provider-aws/src/aws-provider.ts) | A launch polled DescribeInstances after RunInstances until EC2 showed the instance, though RunInstances' answer already names it and its state; \`terminate\` described the instance by id and by name before TerminateInstances, and every \`describe\` did both too | Spawn returns on RunInstances' answer (an instance EC2 does not show yet is still \`pending\`, and terminating it still fails as transient). When this process launched the instance and every RunInstances had a definite answer, \`terminate\` is TerminateInstances alone (its answer gives the new state) and \`describe\` one DescribeInstances by id; another process's instance, or a launch that may have left a twin, keeps the search by name. B6 (medians over this work's runs): a launch went from 2 calls to 1 and from 38–47 ms to 17–22 ms; terminate + describe-until-gone from 5 calls to 2 and from 70–90 ms to 23–31 ms |
+| AWS user-data (packages/provider-aws/src/user-data.ts) | Every launch gzipped the whole bootstrap, the ~48 KB agent included, at level 9: about 1.6 ms of CPU per launch on Bun | The user-data is two gzip members: the agent's install step, compressed once per agent source, then the part naming the instance; gzip (and cloud-init, which inflates it with Python's gzip) reads consecutive members as one stream. About 0.06 ms per launch |
+| AWS API calls (packages/provider-aws/src/aws-api.ts) | Around every SDK call: Effect's \`timeoutFail\` forked a fiber (about 0.2 ms on Bun), the loaded SDK was handed over through another asynchronous step, and RunInstances rebuilt a 1,000-entry array of instance types; on Bun the SDK's default HTTP handler goes through Bun's node:http emulation, about 0.3 ms more per call than Bun's own fetch | A cleared timer aborts the request at the limit; the SDK and a Set of instance types are kept once loaded; on Bun the clients use \`@smithy/fetch-http-handler\` (Node keeps node:http, the faster there) |
 | agent hub (packages/core/src/hub/agent-hub.ts) | Not a speed problem but found by these runs: with launches this fast, a ping or event could be written to an event stream that had just been ended, which on Node is an unhandled 'error' that ends the process | Writes to an ended stream are skipped |
 
 ## Where a target is still missed, and what bounds it
@@ -72,9 +75,21 @@ than a focused fix, so it is left for a decision.
   the returned row with its schema. Turning the tracer off around store calls made no measurable
   difference; a connection of our own over the raw drivers (tried on a branch) made 1.5×, but
   replaces the \`@effect/sql\` SQLite clients the design names, so it is left for a decision.
-- **B6** is the AWS provider's (packages/provider-aws, not changed here): a launch makes
-  DescribeInstances after RunInstances, whose answer already names the instance; \`terminate\`
-  describes twice around TerminateInstances before the engine's own describe-until-gone; and the
-  AWS SDK's work per call (signing, serialising, parsing), net of the proxy's calibrated cost, is
-  a third to a half of moto's own time, not a tenth.
+- **B6, the SDK's share ≤ 0.10 of moto's time.** The call counts are now the minimal ones (a
+  launch is one RunInstances; terminate then describe-until-gone is TerminateInstances and one
+  DescribeInstances), and the client's time per launch fell from about 10 ms to about 5 ms, but
+  moto's own time fell with it (it no longer answers a DescribeInstances per launch), so the
+  share stayed where it was: 0.38–0.48 for a launch and 0.42–0.57 for a terminate over three
+  runs, against 0.35–0.47 and 0.14–0.38 before. What remains is the AWS SDK's own work per call: serialising and
+  signing the request, and parsing its XML answer through the SDK's schema-driven
+  deserialiser. Against a server that answers at once, a RunInstances through the SDK costs
+  about 1.5 ms once its code is hot (after thousands of calls), already over a tenth of moto's
+  ~10 ms; in B6's 20 launches that code is not hot yet, and a whole launch costs the client
+  about 5 ms (a CLI command, one launch per process, is colder still). Our own code around the
+  call (the spawn's Effect pipeline, reading the agent, the user-data, decoding the answer) is
+  about 1 ms of the hot 2.6 ms. A tenth of moto's time needs an EC2 client of our own (the
+  Query protocol, SigV4 and a reader for the few fields decoded) instead of the AWS SDK; against
+  real EC2, whose RunInstances takes hundreds of milliseconds, the same 5 ms would be about 1 %. The
+  proxy's cost per call is now calibrated from alternating pairs (the median of 40
+  differences): the earlier difference of two batch means moved from 1.5 to 4.5 ms between runs.
 `

@@ -62,6 +62,7 @@ export const isLoopbackUrl = (url: string): boolean => {
 
 /** What this process knows about a name it launched, so retries and look-ups stay truthful. */
 interface LaunchState {
+  readonly region: string
   /** Bumped whenever an earlier token's outcome is settled as "no instance", so a retry gets a fresh token. */
   generation: number
   /** RunInstances was sent at least once, so every further attempt must look for the instance first. */
@@ -70,6 +71,12 @@ interface LaunchState {
   instanceId: string | null
   /** Since when a RunInstances whose outcome we do not know may have created an instance we cannot see yet. */
   uncertainSince: number | null
+  /**
+   * A RunInstances was sent after an earlier one whose outcome stayed unknown (nothing by that
+   * name was visible yet): two instances may carry the name, so only a search by name is
+   * complete. While false, the instance this process got is the only one.
+   */
+  twinPossible: boolean
   capacity: Schedule.ScheduleDriver<unknown, unknown, never> | null
 }
 
@@ -201,6 +208,30 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
     /** The instance id this process knows for a ref: given, or from its own launch. */
     const knownId = (ref: InstanceRef): string | null => ref.providerRef ?? launches.get(ref.name)?.instanceId ?? null
 
+    /**
+     * The instance and region of a ref when this process launched it and knows no other
+     * instance can carry its name: then the id alone answers describe and terminate, with no
+     * search by name. Anything else (another process's instance, a launch whose outcome was once
+     * unknown, a ref without an id) takes the complete search.
+     */
+    const onlyInstance = (ref: InstanceRef): { readonly id: string; readonly region: string } | null => {
+      const state = launches.get(ref.name)
+      if (state === undefined || state.twinPossible || state.instanceId === null) return null
+      if (ref.providerRef !== null && ref.providerRef !== state.instanceId) return null
+      if (ref.region !== null && ref.region !== state.region) return null
+      return { id: state.instanceId, region: state.region }
+    }
+
+    /**
+     * Once `describe` has said gone, this process stops vouching for the name: a later call (a
+     * reaper's, a repeated terminate) takes the complete search, and the launch's state is freed.
+     */
+    const forget = (name: string): void => {
+      const id = launches.get(name)?.instanceId
+      if (id !== null && id !== undefined) launched.delete(id)
+      launches.delete(name)
+    }
+
     /** Whether an instance of this name may exist that EC2 does not show yet. */
     const mayBeInvisible = (ref: InstanceRef): boolean => {
       const id = knownId(ref)
@@ -271,33 +302,6 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
       })
     }
 
-    /**
-     * Polls until EC2 shows the new instance. Until then it is "not visible yet", never gone: EC2
-     * is eventually consistent right after RunInstances. Past the window the instance is taken
-     * as launched, and describe and terminate give it another window from then; the engine's
-     * boot time-out and terminate take it from there.
-     */
-    const awaitVisible = (region: string, instanceId: string): Effect.Effect<void, AwsError> =>
-      Effect.gen(function* () {
-        const deadline = Date.now() + visibilityMs
-        let pause = 100
-        for (;;) {
-          const instance = yield* byId(region, instanceId)
-          if (instance !== null) {
-            const state = observedState(instance.State.Name)
-            if (state === "pending" || state === "running") return
-            return yield* deathOf(instance, region)
-          }
-          if (Date.now() >= deadline) {
-            const mine = launched.get(instanceId)
-            if (mine !== undefined) mine.since = Date.now()
-            return
-          }
-          yield* Effect.sleep(Duration.millis(pause))
-          pause = Math.min(pause * 2, 2_000)
-        }
-      })
-
     /** Terminates every instance but the oldest: a duplicate must never be left running. */
     const keepOldest = (region: string, instances: ReadonlyArray<Instance>): Effect.Effect<Instance | null, AwsError> =>
       Effect.gen(function* () {
@@ -319,10 +323,12 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
     ): Effect.Effect<Instance, AwsError> =>
       Effect.gen(function* () {
         const state: LaunchState = launches.get(name) ?? {
+          region,
           generation: 0,
           tried: false,
           instanceId: null,
           uncertainSince: null,
+          twinPossible: false,
           capacity: null
         }
         launches.set(name, state)
@@ -335,6 +341,8 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
               state.instanceId = existing.InstanceId
               return existing
             }
+            // The earlier attempt may still have made an instance EC2 does not show yet.
+            if (state.uncertainSince !== null) state.twinPossible = true
           }
           state.tried = true
           state.uncertainSince = Date.now()
@@ -352,17 +360,17 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
             )
           )
           state.uncertainSince = null
+          // RunInstances' answer names the instance and its state: no DescribeInstances is needed
+          // to wait for it. Until DescribeInstances shows it, describe says pending and terminate
+          // retries (see `mayBeInvisible`); the engine's boot time-out bounds the rest.
+          const observed = observedState(instance.State.Name)
+          if (observed !== "pending" && observed !== "running") {
+            // It died at launch; its token is spent on a dead instance.
+            state.generation += 1
+            return yield* deathOf(instance, region)
+          }
           state.instanceId = instance.InstanceId
           launched.set(instance.InstanceId, { since: Date.now(), seen: false })
-          yield* awaitVisible(region, instance.InstanceId).pipe(
-            Effect.tapError(() =>
-              Effect.sync(() => {
-                // It died at launch; its token is spent on a dead instance.
-                state.instanceId = null
-                state.generation += 1
-              })
-            )
-          )
           return instance
         })
 
@@ -461,10 +469,19 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
       Effect.gen(function* () {
         yield* ready("describe")
         yield* requireName("describe", ref.name)
-        const found = yield* locateAll(ref, "DescribeInstances")
-        const states = found.map((f) => observedState(f.instance.State.Name))
-        for (const wanted of ["running", "pending", "stopping"] as const) if (states.includes(wanted)) return wanted
-        return found.length === 0 && mayBeInvisible(ref) ? "pending" : "gone"
+        let state: ObservedState
+        const only = onlyInstance(ref)
+        if (only !== null) {
+          const instance = yield* byId(only.region, only.id).pipe(Effect.mapError((e) => toProviderError(e)))
+          state = instance !== null ? observedState(instance.State.Name) : mayBeInvisible(ref) ? "pending" : "gone"
+        } else {
+          const found = yield* locateAll(ref, "DescribeInstances")
+          const states = found.map((f) => observedState(f.instance.State.Name))
+          const live = (["running", "pending", "stopping"] as const).find((wanted) => states.includes(wanted))
+          state = live ?? (found.length === 0 && mayBeInvisible(ref) ? "pending" : "gone")
+        }
+        if (state === "gone") forget(ref.name)
+        return state
       })
 
     const listRegion = (region: string): Effect.Effect<ReadonlyArray<ProviderInstance>, ProviderError> =>
@@ -508,10 +525,36 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
         return perRegion.flat().sort((a, b) => a.name.localeCompare(b.name))
       })
 
+    /**
+     * TerminateInstances on the id alone, when it is all there is (`onlyInstance`): its answer
+     * says what became of the instance, so nothing is looked up before or after. True when the
+     * instance is ending or EC2 no longer knows it; false when the answer is not conclusive, and
+     * the complete search has to decide.
+     */
+    const terminateOnly = (ref: InstanceRef, only: { readonly id: string; readonly region: string }): Effect.Effect<boolean, ProviderError> =>
+      api.terminateInstances(only.region, [only.id]).pipe(
+        Effect.map((changes): boolean | null =>
+          changes.some((c) => c.InstanceId === only.id && observedState(c.CurrentState.Name) === "gone")
+        ),
+        Effect.catchIf(
+          (e) => e.code === "InvalidInstanceID.NotFound" || e.code === "InvalidInstanceID.Malformed",
+          () => Effect.succeed(null)
+        ),
+        Effect.mapError((e) => toProviderError(e)),
+        Effect.flatMap((ended) => {
+          if (ended === true) return Effect.sync(() => launched.delete(only.id)).pipe(Effect.as(true))
+          if (ended === false) return Effect.succeed(false)
+          // EC2 does not know the id: long gone, or just created and not visible to it yet.
+          return mayBeInvisible(ref) ? notVisibleYet("TerminateInstances", ref) : Effect.succeed(true)
+        })
+      )
+
     const terminate = (ref: InstanceRef): Effect.Effect<void, ProviderError> =>
       Effect.gen(function* () {
         yield* ready("terminate")
         yield* requireName("terminate", ref.name)
+        const only = onlyInstance(ref)
+        if (only !== null && (yield* terminateOnly(ref, only))) return
         const found = yield* locateAll(ref, "TerminateInstances")
         const live = found.filter((f) => observedState(f.instance.State.Name) !== "gone")
         if (live.length === 0) {

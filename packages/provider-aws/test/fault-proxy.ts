@@ -8,7 +8,8 @@ import type { AddressInfo, Socket } from "node:net"
  * - `error-after`: passes the call to moto (which acts on it), then answers with an AWS error,
  *   as when EC2 did the work but the answer was lost.
  * - `delay`: passes the call on and holds the answer back for `ms`.
- * - `hide`: for DescribeInstances, answers as EC2 does for an instance it does not show yet.
+ * - `hide`: for DescribeInstances and TerminateInstances, answers as EC2 does for an instance
+ *   it does not show yet (eventual consistency right after RunInstances); moto never sees the call.
  */
 export type Fault =
   | { readonly kind: "error"; readonly status: number; readonly code: string; readonly message?: string }
@@ -29,6 +30,8 @@ export interface FaultProxy {
   readonly setRules: (rules: ReadonlyArray<FaultRule>) => void
   /** Calls of `action` seen since the rules were last set. */
   readonly calls: (action: string) => number
+  /** Every call seen since the rules were last set, in order, by action. */
+  readonly log: () => ReadonlyArray<string>
 }
 
 const readAll = (req: IncomingMessage): Promise<Buffer> =>
@@ -67,6 +70,7 @@ export const startFaultProxy = (target: string): Effect.Effect<FaultProxy, never
     const upstream = new URL(target)
     let rules: ReadonlyArray<FaultRule> = []
     let counts = new Map<string, number>()
+    let log: Array<string> = []
     const sockets = new Set<Socket>()
 
     const forward = (req: IncomingMessage, body: Buffer): Promise<{ status: number; headers: Record<string, string>; body: Buffer }> =>
@@ -102,14 +106,15 @@ export const startFaultProxy = (target: string): Effect.Effect<FaultProxy, never
       const action = params.get("Action") ?? "unknown"
       const call = (counts.get(action) ?? 0) + 1
       counts.set(action, call)
+      log.push(action)
       const rule = rules.find((r) => r.action === action && (r.calls === "all" || r.calls.includes(call)))
       const fault = rule?.fault
       if (fault?.kind === "error") {
         return send(res, fault.status, errorBody(action, fault.code, fault.message ?? defaultMessages[fault.code] ?? fault.code))
       }
-      if (fault?.kind === "hide" && action === "DescribeInstances") {
+      if (fault?.kind === "hide" && (action === "DescribeInstances" || action === "TerminateInstances")) {
         const ids = [...params.keys()].filter((k) => k.startsWith("InstanceId."))
-        return ids.length > 0
+        return ids.length > 0 || action === "TerminateInstances"
           ? send(res, 400, errorBody(action, "InvalidInstanceID.NotFound", `The instance ID '${params.get(ids[0] ?? "") ?? ""}' does not exist`))
           : send(res, 200, emptyReservations)
       }
@@ -149,7 +154,9 @@ export const startFaultProxy = (target: string): Effect.Effect<FaultProxy, never
       setRules: (next) => {
         rules = next
         counts = new Map()
+        log = []
       },
-      calls: (action) => counts.get(action) ?? 0
+      calls: (action) => counts.get(action) ?? 0,
+      log: () => [...log]
     }
   })

@@ -210,12 +210,15 @@ describe("aws provider on moto: start-up, and injected faults", () => {
       )
     }
 
-    it.effect("a fresh instance DescribeInstances does not show yet is pending, never gone, and is not given up on", () =>
+    it.effect("a fresh instance EC2 does not show yet is pending, never gone, and is not given up on", () =>
       Effect.gen(function* () {
         const { moto, proxy } = yield* Fixture
-        const provider = yield* providerVia({ visibilityTimeout: Duration.seconds(2) })
+        const provider = yield* providerVia({ visibilityTimeout: Duration.seconds(20) })
         const name = newName()
-        proxy.setRules([{ action: "DescribeInstances", calls: "all", fault: { kind: "hide" } }])
+        proxy.setRules([
+          { action: "DescribeInstances", calls: "all", fault: { kind: "hide" } },
+          { action: "TerminateInstances", calls: "all", fault: { kind: "hide" } }
+        ])
         const spawned = yield* spawnNamed(provider, name).pipe(Effect.timeout(Duration.seconds(20)))
         const ref = { name, providerRef: spawned.providerRef, region: REGION }
         expect(yield* provider.describe(ref)).toBe("pending")
@@ -223,6 +226,8 @@ describe("aws provider on moto: start-up, and injected faults", () => {
         // Terminating what cannot be seen yet must not report success: it would leak.
         const early = yield* Effect.flip(provider.terminate(ref))
         expect(early.reason).toBe("transient")
+        const byName = yield* Effect.flip(provider.terminate({ ...ref, providerRef: null, region: null }))
+        expect(byName.reason).toBe("transient")
         expect((yield* countIn(moto, name)).live).toBe(1)
         proxy.setRules([])
         expect(yield* provider.describe(ref)).toBe("running")
@@ -232,16 +237,89 @@ describe("aws provider on moto: start-up, and injected faults", () => {
       })
     )
 
-    it.effect("a spawn that sees its instance only after a while waits for it", () =>
+    it.effect("a launch is RunInstances alone; terminating it is TerminateInstances, then one DescribeInstances says gone", () =>
+      Effect.gen(function* () {
+        const { moto, proxy } = yield* Fixture
+        const provider = yield* providerVia()
+        // The region's start-up (identity, group, key, image) happens once, before counting.
+        const warm = newName()
+        yield* spawnNamed(provider, warm)
+        yield* cleanUp(provider, warm)
+        const name = newName()
+        proxy.setRules([])
+        const spawned = yield* spawnNamed(provider, name)
+        expect(proxy.log()).toEqual(["RunInstances"])
+        const ref = { name, providerRef: spawned.providerRef, region: REGION }
+        proxy.setRules([])
+        expect(yield* provider.describe(ref)).toBe("running")
+        expect(proxy.log()).toEqual(["DescribeInstances"])
+        proxy.setRules([])
+        yield* provider.terminate(ref)
+        expect(proxy.log()).toEqual(["TerminateInstances"])
+        expect((yield* countIn(moto, name)).live).toBe(0)
+        proxy.setRules([])
+        expect(yield* provider.describe(ref)).toBe("gone")
+        expect(proxy.log()).toEqual(["DescribeInstances"])
+        // Once gone, the provider no longer vouches for the name: a second terminate or describe
+        // (a reaper, another process) searches by name as well, and still finds nothing.
+        proxy.setRules([])
+        yield* provider.terminate(ref)
+        expect(yield* provider.describe(ref)).toBe("gone")
+        expect(proxy.log().filter((a) => a !== "DescribeInstances")).toEqual([])
+      })
+    )
+
+    it.effect("another provider (another process) terminating the instance also looks for others of its name", () =>
+      Effect.gen(function* () {
+        const { moto, proxy } = yield* Fixture
+        const provider = yield* providerVia()
+        const other = yield* providerVia({}, true)
+        const name = newName()
+        const spawned = yield* spawnNamed(provider, name)
+        const ref = { name, providerRef: spawned.providerRef, region: REGION }
+        proxy.setRules([])
+        yield* other.terminate(ref)
+        expect(proxy.log()).toEqual(["DescribeInstances", "DescribeInstances", "TerminateInstances"])
+        expect((yield* countIn(moto, name)).live).toBe(0)
+        expect(yield* other.describe(ref)).toBe("gone")
+        expect(yield* provider.describe(ref)).toBe("gone")
+      })
+    )
+
+    it.effect("a launch whose first answer was lost while EC2 showed nothing yet may leave two instances: terminate ends both", () =>
       Effect.gen(function* () {
         const { moto, proxy } = yield* Fixture
         const provider = yield* providerVia()
         const name = newName()
-        proxy.setRules([{ action: "DescribeInstances", calls: [1, 2, 3], fault: { kind: "hide" } }])
-        yield* spawnNamed(provider, name)
-        expect(proxy.calls("DescribeInstances")).toBeGreaterThanOrEqual(4)
-        expect(yield* countIn(moto, name)).toEqual({ created: 1, live: 1 })
-        yield* cleanUp(provider, name)
+        // RunInstances #1 starts an instance but its answer is lost; the look-up before the
+        // retry does not see it yet; RunInstances #2 starts a second one.
+        proxy.setRules([
+          runInstances([1], { kind: "error-after", status: 500, code: "InternalError" }),
+          { action: "DescribeInstances", calls: [1], fault: { kind: "hide" } }
+        ])
+        const spawned = yield* spawnNamed(provider, name)
+        expect(proxy.calls("RunInstances")).toBe(2)
+        expect(yield* countIn(moto, name)).toEqual({ created: 2, live: 2 })
+        proxy.setRules([])
+        const ref = { name, providerRef: spawned.providerRef, region: REGION }
+        yield* provider.terminate(ref)
+        expect((yield* countIn(moto, name)).live).toBe(0)
+        expect(yield* provider.describe(ref)).toBe("gone")
+      })
+    )
+
+    it.effect("a call unanswered within requestTimeout fails as TimeoutError at the limit, not when the answer comes", () =>
+      Effect.gen(function* () {
+        const { proxy } = yield* Fixture
+        const provider = yield* providerVia({ requestTimeout: Duration.millis(300), callRetry: Schedule.stop })
+        proxy.setRules([{ action: "DescribeInstances", calls: "all", fault: { kind: "delay", ms: 3_000 } }])
+        const started = Date.now()
+        const error = yield* Effect.flip(provider.describe({ name: newName(), providerRef: null, region: REGION }))
+        const took = Date.now() - started
+        proxy.setRules([])
+        expect(error.reason).toBe("transient")
+        expect(awsErrorCode(error)).toBe("TimeoutError")
+        expect(took).toBeLessThan(2_000)
       })
     )
 

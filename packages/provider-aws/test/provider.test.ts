@@ -98,6 +98,24 @@ describe("user-data", () => {
     execFileSync("/bin/sh", ["-n"], { input: script })
   })
 
+  it("compresses the agent once: launches share its gzip member, and each still inflates to its own script", () => {
+    const first = buildUserData({ name: name(), bootstrap: bootstrap("https://cp.example.com/a"), agentSource: agent, maxLifetimeSeconds: 60 })
+    const second = buildUserData({ name: name(), bootstrap: { ...bootstrap("https://cp.example.com/b"), token: "beef" }, agentSource: agent, maxLifetimeSeconds: 60 })
+    const bytes = (u: { readonly base64: string }) => Buffer.from(u.base64, "base64")
+    const [a, b] = [bytes(first), bytes(second)]
+    let shared = 0
+    while (shared < a.length && a[shared] === b[shared]) shared++
+    // The agent's member (~13 KB) is byte for byte the same; only the small second one differs.
+    expect(shared).toBeGreaterThan(10_000)
+    expect(a.length - shared).toBeLessThan(1_000)
+    for (const u of [first, second]) expect(gunzipSync(bytes(u)).toString("utf8")).toBe(u.script)
+    expect(second.script).toContain("'--url' 'https://cp.example.com/b'")
+    expect(second.script).toContain("export SKYREPL_AGENT_TOKEN='beef'")
+    // Another agent is compressed anew, never served from the first one's member.
+    const other = buildUserData({ name: name(), bootstrap: bootstrap("https://cp.example.com/a"), agentSource: `${agent}# v2\n`, maxLifetimeSeconds: 60 })
+    expect(gunzipSync(bytes(other)).toString("utf8")).toContain("# v2\n")
+  })
+
   it("quotes what it interpolates", () => {
     const script = buildUserData({ name: name(), bootstrap: bootstrap("http://h:1/a'b$(x)"), agentSource: "print(1)\n", maxLifetimeSeconds: 60 }).script
     expect(script).toContain(`'http://h:1/a'"'"'b$(x)'`)
