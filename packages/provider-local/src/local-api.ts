@@ -1,5 +1,5 @@
 import type { ProviderErrorReason } from "@skyrepl/core"
-import { Data, Duration, Effect } from "effect"
+import { Clock, Data, Deferred, Duration, Effect, FiberId } from "effect"
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { join } from "node:path"
@@ -164,6 +164,48 @@ export const scanProcesses: Effect.Effect<ReadonlyArray<ProcessInfo>, LocalApiEr
     new LocalApiError({ operation: "scan", reason: "internal", message: `cannot read /proc: ${String(cause)}`, cause })
 })
 
+/**
+ * A scan that starts after the caller asked, shared by every caller that asked before it
+ * started. Terminating 200 sandboxes at once has each termination scan /proc a few times while
+ * it waits, and every scan reads a file per process of the machine: scanned one by one, they
+ * were most of the controller's CPU. Shared, one scan answers all the waiting callers, and each
+ * still sees a snapshot taken after its own request (so "gone" is never an old answer).
+ *
+ * A scan waits after the previous one for as long as that one took, which keeps scanning to at
+ * most about half of this process's time however many callers wait; a lone caller on a quiet
+ * machine waits for nothing.
+ */
+const liveClock = Clock.make()
+let nextScan: Deferred.Deferred<ReadonlyArray<ProcessInfo>, LocalApiError> | null = null
+let quietUntil = 0
+
+export const freshProcesses: Effect.Effect<ReadonlyArray<ProcessInfo>, LocalApiError> = Effect.suspend(() => {
+  if (nextScan !== null) return Deferred.await(nextScan)
+  const shared = Deferred.unsafeMake<ReadonlyArray<ProcessInfo>, LocalApiError>(FiberId.none)
+  nextScan = shared
+  const scan = Effect.suspend(() => {
+    // Callers from here on ask for the scan after this one.
+    nextScan = null
+    const started = performance.now()
+    return Effect.ensuring(
+      scanProcesses,
+      Effect.sync(() => {
+        const ended = performance.now()
+        quietUntil = ended + (ended - started)
+      })
+    )
+  })
+  // A daemon: a caller that is interrupted must not leave the others without their answer. The
+  // pause is real time (a test's virtual clock would never end it), and at least one yield, so
+  // that callers made runnable at the same moment join this scan.
+  const pause = Math.max(0, quietUntil - performance.now())
+  const run = (pause === 0 ? Effect.yieldNow() : Effect.sleep(Duration.millis(pause)).pipe(Effect.withClock(liveClock))).pipe(
+    Effect.zipRight(Effect.exit(scan)),
+    Effect.flatMap((exit) => Deferred.done(shared, exit))
+  )
+  return Effect.zipRight(Effect.forkDaemon(run), Deferred.await(shared))
+})
+
 /** Zombies and dead tasks hold no resources: they are waiting to be reaped, nothing else. */
 export const isLive = (p: ProcessInfo): boolean => p.state !== "Z" && p.state !== "X" && p.state !== "x"
 
@@ -289,7 +331,7 @@ export const terminateSandbox = (
     const deadline = Date.now() + Duration.toMillis(Duration.decode(timeout))
     let pause = 5
     for (;;) {
-      const processes = yield* scanProcesses
+      const processes = yield* freshProcesses
       const sandbox = findSandboxes(processes, provider).get(name)
       if (sandbox === undefined) return
       const denied = yield* Effect.try({

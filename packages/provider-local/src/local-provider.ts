@@ -31,6 +31,7 @@ import {
   probeNamespacesSync,
   procAvailable,
   removeInstanceDir,
+  freshProcesses,
   scanProcesses,
   startSandbox,
   startTimeMs,
@@ -125,7 +126,7 @@ export const make = (options: LocalProviderOptions = {}): Effect.Effect<Provider
     const requireName = (operation: string, name: string) =>
       isInstanceName(name) ? Effect.void : fail(operation, "invalid-request", `"${name}" is not a SkyREPL instance name`)
 
-    const sandboxes = Effect.map(scanProcesses, (processes) => findSandboxes(processes, PROVIDER_ID))
+    const sandboxes = Effect.map(freshProcesses, (processes) => findSandboxes(processes, PROVIDER_ID))
 
     /**
      * The run, for the agent to start before it registers: one round trip to the controller and

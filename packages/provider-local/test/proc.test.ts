@@ -1,3 +1,5 @@
+import { Effect } from "effect"
+import { spawn } from "node:child_process"
 import { describe, expect, it } from "vitest"
 import { LocalApi } from "../src/index.ts"
 
@@ -89,5 +91,28 @@ describe("grouping processes into sandboxes", () => {
       "local"
     )
     expect(sandboxes.get("repl-a")?.root.pid).toBe(40)
+  })
+})
+
+describe("shared /proc scans", () => {
+  const alive = (processes: ReadonlyArray<LocalApi.ProcessInfo>, pid: number) =>
+    processes.some((p) => p.pid === pid && LocalApi.isLive(p))
+
+  it("callers asking at once share one scan, and every answer is taken after its caller asked", async () => {
+    const child = spawn("sleep", ["30"], { stdio: "ignore" })
+    const pid = child.pid ?? -1
+    try {
+      expect(alive(await Effect.runPromise(LocalApi.freshProcesses), pid)).toBe(true)
+      const gone = new Promise((resolve) => child.once("exit", resolve))
+      child.kill("SIGKILL")
+      await gone
+      // Asked after the process ended: no scan from before may answer.
+      expect(alive(await Effect.runPromise(LocalApi.freshProcesses), pid)).toBe(false)
+      const answers = await Effect.runPromise(Effect.all(Array.from({ length: 50 }, () => LocalApi.freshProcesses), { concurrency: "unbounded" }))
+      expect(new Set(answers).size).toBe(1)
+      expect(answers[0]?.some((p) => p.pid === process.pid)).toBe(true)
+    } finally {
+      child.kill("SIGKILL")
+    }
   })
 })
