@@ -329,7 +329,8 @@ export const terminateSandbox = (
 ): Effect.Effect<void, LocalApiError> =>
   Effect.gen(function* () {
     const deadline = Date.now() + Duration.toMillis(Duration.decode(timeout))
-    let pause = 5
+    // SIGKILLed processes are usually gone within a millisecond or two: look again soon, then back off.
+    let pause = 1
     for (;;) {
       const processes = yield* freshProcesses
       const sandbox = findSandboxes(processes, provider).get(name)
