@@ -44,15 +44,21 @@ than a focused fix, so it is left for a decision.
   the baseline before the SDK does anything. Reaching 1.5× needs an agent already running when
   the launch comes (a warm pool, which docs/decisions.md rules out for now) or an agent that is
   not a Python program.
-- **B2, \`repl run list\` ≤ ¼ and \`repl run -c\` ≤ ½ of \`aws --version\`.** A listing no longer
-  starts an endpoint, writes, or loads a provider; what is left is a fresh Bun process
-  evaluating Effect, clipanion (whose default context opens the three stdio streams, about 8 ms
-  in Bun) and the store's driver, then one cold pass through the store's open and the query.
-  Measured in-process with the instrumented bundle at low load: about 17 ms to start the bundle,
-  26 ms to evaluate the CLI's modules, 15 ms to parse and enter the command, 20 ms to open the
-  store, 8 ms to close. \`repl run -c\` adds a launch in a cold process: the Python agent's start
-  (about 33 ms, as in B1), the first HTTP requests through a hub the JIT has not seen, and the
-  termination with its confirmation that the sandbox is gone.
+- **B2, \`repl run list\` ≤ ¼ and \`repl run -c\` ≤ ½ of \`aws --version\`.** Both are now at the
+  line rather than clear of it: over this round's runs \`run list\` measured 0.23–0.24× and
+  \`run -c\` 0.48–0.53×, so a run can show either verdict. A listing no longer starts an
+  endpoint, writes, or loads a provider; what is left is a fresh Bun process evaluating Effect,
+  clipanion (whose default context opens the three stdio streams, about 8 ms in Bun) and the
+  store's driver, then one cold pass through the store's open and the query (measured
+  in-process with an instrumented bundle: about 21 ms to start the bundle, 25 ms to evaluate
+  the CLI's modules, 15 ms to parse and enter the command, 14 ms to open the store, 8 ms to
+  close). \`repl run -c\` adds a launch in that cold process, measured the same way: 25 ms to
+  start the agent endpoint and record the controller (node:http alone is about 18 ms to load and
+  listen in Bun, against about 3 ms for \`Bun.serve\`), 20 ms to spawn the sandbox, 50 ms for the
+  Python agent to come up and register, then about 30 ms to finish the run, terminate the
+  sandbox and confirm it gone, which the CLI waits for. The next step is an agent endpoint on
+  \`Bun.serve\` when running on Bun (a second transport beside node:http, which the engine tests
+  would exercise on both runtimes).
 - **B3, p99 ≤ 1 s for 200 launches at once.** Two cores: 200 agents and their sandboxes need
   about 200 × the sequential launch time ÷ 2 of CPU before the last can finish (the "CPU floor"
   row), and every launch runs its own Python agent, whose start alone is about 25 ms of CPU:
