@@ -21,6 +21,7 @@ Each change is a focused one in its own area; the suites of that area pass on No
 | lease renewal (packages/core/src/engine/skyrepl.ts) | Not a speed problem: found by B4, whose 512 MiB runs outlive one lease TTL. The renewal fiber computed its expiry once, so every renewal wrote the same instant; after one TTL a live controller's leases looked expired to every other controller, and a second engine on the same store (as every \`repl\` command in another terminal is) reaped a run that was still streaming | Each renewal computes its own expiry. A new end-to-end test (test/engine.test.ts) opens the store from other controllers several TTLs into a run and fails without the fix |
 | engine start (packages/core/src/engine/skyrepl.ts, lifecycle.ts) | Every engine started the agent endpoint (loading node:http, one of the costlier modules in Bun) and wrote its controller row at start; the reaper renewed and claimed with write transactions even when there was nothing to take; closing then removed the row and checkpointed the WAL. A \`repl run list\` paid all of it | The endpoint and the row are made on first need (\`register\`: the first launch or claim); the reaper looks before it claims. A read-only command starts no server and writes nothing. A test checks an engine that only reads has no row and a launch then makes it |
 | providers in the CLI (packages/cli/src/providers.ts, core \`LazyProvider\`) | Every command imported and built all three providers (AWS and OrbStack code, option decoding, a cold first pass through Effect's layers) although a command uses one or none | \`SkyRepl.layer\` takes \`{ id, layer }\` entries built on first use, and the CLI gives each provider behind a dynamic \`import()\`: a local run never loads the AWS or OrbStack code. Tested: built once on first use; a lazy layer that fails is a \`ProviderError\` (unavailable) for that call only |
+| agent endpoint server (packages/core/src/hub/transport.ts, new) | Measured in a cold \`repl run -c\`: starting the agent endpoint took 25 ms, of which loading node:http and listening were about 18 ms in Bun (\`Bun.serve\`: about 3 ms) | The hub answers through one request/answer shape served by \`Bun.serve\` on Bun and node:http on Node; its new test suite runs on both. \`repl run -c\` about 19 ms faster at the median (same machine, alternating runs) |
 | OrbStack provider (orbstack-api.ts) | execa (with its dependencies) was imported by every command, through the OrbStack provider | Imported on the first \`orbctl\` call |
 | store open (packages/store-sqlite/src/sqlite-store.ts) | Every open took the write lock (BEGIN IMMEDIATE … COMMIT) to check the schema version and control id | Read first, without the lock; only a new or outdated file settles them under the lock |
 | launch (core launch.ts, provider-local, agent) | After spawning, a launch waited for the agent to register, then sent it the run over the event stream and waited for that to arrive: a second round trip before the command even started | The bootstrap carries the run; the local provider puts it in the agent's environment (\`SKYREPL_AGENT_RUN\`, private like the token) and the agent starts it before registering. The engine still sends the run (the agent ignores the repeat) and applies an exit only once it has recorded the run as running; tested with a spawn slowed down by a second |
@@ -44,21 +45,18 @@ than a focused fix, so it is left for a decision.
   the baseline before the SDK does anything. Reaching 1.5× needs an agent already running when
   the launch comes (a warm pool, which docs/decisions.md rules out for now) or an agent that is
   not a Python program.
-- **B2, \`repl run list\` ≤ ¼ and \`repl run -c\` ≤ ½ of \`aws --version\`.** Both are now at the
-  line rather than clear of it: over this round's runs \`run list\` measured 0.23–0.24× and
-  \`run -c\` 0.48–0.53×, so a run can show either verdict. A listing no longer starts an
-  endpoint, writes, or loads a provider; what is left is a fresh Bun process evaluating Effect,
-  clipanion (whose default context opens the three stdio streams, about 8 ms in Bun) and the
-  store's driver, then one cold pass through the store's open and the query (measured
-  in-process with an instrumented bundle: about 21 ms to start the bundle, 25 ms to evaluate
-  the CLI's modules, 15 ms to parse and enter the command, 14 ms to open the store, 8 ms to
-  close). \`repl run -c\` adds a launch in that cold process, measured the same way: 25 ms to
-  start the agent endpoint and record the controller (node:http alone is about 18 ms to load and
-  listen in Bun, against about 3 ms for \`Bun.serve\`), 20 ms to spawn the sandbox, 50 ms for the
-  Python agent to come up and register, then about 30 ms to finish the run, terminate the
-  sandbox and confirm it gone, which the CLI waits for. The next step is an agent endpoint on
-  \`Bun.serve\` when running on Bun (a second transport beside node:http, which the engine tests
-  would exercise on both runtimes).
+- **B2, \`repl run list\` ≤ ¼ and \`repl run -c\` ≤ ½ of \`aws --version\`.** Both sit near the
+  line rather than clear of it (over this round's runs \`run list\` measured 0.23–0.24× and, before
+  the endpoint moved to \`Bun.serve\`, \`run -c\` 0.48–0.53×), so a loaded run can show either
+  verdict. A listing no longer starts an endpoint, writes, or loads a provider; what is left is a
+  fresh Bun process evaluating Effect, clipanion (whose default context opens the three stdio
+  streams, about 8 ms in Bun) and the store's driver, then one cold pass through the store's open
+  and the query (measured in-process with an instrumented bundle: about 21 ms to start the
+  bundle, 25 ms to evaluate the CLI's modules, 15 ms to parse and enter the command, 14 ms to
+  open the store, 8 ms to close). \`repl run -c\` adds a launch in that cold process: the agent
+  endpoint (now about 7 ms), about 20 ms to spawn the sandbox, about 50 ms for the Python agent
+  to come up and register, then about 30 ms to finish the run, terminate the sandbox and confirm
+  it gone, which the CLI waits for.
 - **B3, p99 ≤ 1 s for 200 launches at once.** Two cores: 200 agents and their sandboxes need
   about 200 × the sequential launch time ÷ 2 of CPU before the last can finish (the "CPU floor"
   row), and every launch runs its own Python agent, whose start alone is about 25 ms of CPU:

@@ -26,10 +26,10 @@ export const sendJson = (res: ServerResponse, status: number, body: unknown): vo
 }
 
 /** Parses and decodes a JSON body; the error is a one-line reason for a 400 answer. */
-export const decodeJson = <A, I>(schema: Schema.Schema<A, I>, body: Buffer): Either.Either<A, string> => {
+export const decodeJson = <A, I>(schema: Schema.Schema<A, I>, body: Uint8Array): Either.Either<A, string> => {
   let parsed: unknown
   try {
-    parsed = JSON.parse(body.toString("utf8"))
+    parsed = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.length).toString("utf8"))
   } catch {
     return Either.left("body is not JSON")
   }

@@ -1,0 +1,258 @@
+import { Effect } from "effect"
+import type { IncomingMessage, ServerResponse } from "node:http"
+import type { AddressInfo } from "node:net"
+import { HubError } from "../errors.ts"
+
+/**
+ * The HTTP server under the agent endpoint: `Bun.serve` on Bun, `node:http` on Node. The hub's
+ * logic sees one request shape and answers with one answer shape, whichever serves it.
+ *
+ * Two servers because of start-up cost: in Bun, loading node:http and listening takes about
+ * 18 ms of a cold process, Bun.serve about 3 ms, and every `repl run` starts a hub. On Node,
+ * node:http is the native server.
+ */
+
+/** A request as the hub sees it. */
+export interface HubRequest {
+  readonly method: string
+  readonly path: string
+  readonly query: URLSearchParams
+  readonly header: (name: string) => string | undefined
+  /** The body, or null when it is larger than the server's limit or the connection broke. */
+  readonly body: () => Promise<Uint8Array | null>
+}
+
+/** An open event stream. Writes after it ended are dropped. */
+export interface EventSink {
+  readonly write: (text: string) => void
+  readonly end: () => void
+  /** Called once, when the stream ends from either side. */
+  readonly onClose: (listener: () => void) => void
+}
+
+export type HubAnswer =
+  | { readonly _tag: "json"; readonly status: number; readonly body: unknown }
+  | { readonly _tag: "events"; readonly opened: (sink: EventSink) => void }
+
+export const json = (status: number, body: unknown): HubAnswer => ({ _tag: "json", status, body })
+
+export interface Listening {
+  readonly address: string
+  readonly port: number
+  /** Stops accepting and ends every open connection. */
+  readonly close: Effect.Effect<void>
+}
+
+export interface ServeOptions {
+  readonly host: string
+  readonly port: number
+  readonly maxBodyBytes: number
+  readonly handle: (request: HubRequest) => Promise<HubAnswer>
+}
+
+const sseHeaders = { "content-type": "text/event-stream", "cache-control": "no-cache" } as const
+
+const failedToListen = (cause: unknown): HubError =>
+  new HubError({ message: `agent endpoint: ${cause instanceof Error ? cause.message : String(cause)}`, cause })
+
+// ---------------------------------------------------------------------------------------------
+// Bun.serve, reached through globalThis: the core compiles without Bun's types, so only the part
+// used here is declared, and its presence is checked before use.
+
+interface BunServer {
+  readonly port: number
+  readonly hostname: string
+  stop(closeActiveConnections?: boolean): unknown
+  unref(): unknown
+}
+
+interface BunServeOptions {
+  readonly hostname: string
+  readonly port: number
+  /** Seconds; 0 disables it. Event streams are quiet between pings, which can be minutes apart. */
+  readonly idleTimeout: number
+  readonly maxRequestBodySize: number
+  readonly fetch: (request: Request) => Promise<Response>
+  readonly error: (error: Error) => Response
+}
+
+type BunServe = (options: BunServeOptions) => BunServer
+
+const bunServe = (): BunServe | null => {
+  const bun: unknown = Reflect.get(globalThis, "Bun")
+  if (typeof bun !== "object" || bun === null) return null
+  const serve: unknown = Reflect.get(bun, "serve")
+  if (typeof serve !== "function") return null
+  return (options) => Reflect.apply(serve, bun, [options])
+}
+
+const jsonResponse = (status: number, body: unknown): Response =>
+  new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } })
+
+const encoder = new TextEncoder()
+
+const eventResponse = (request: Request, opened: (sink: EventSink) => void): Response => {
+  const listeners: Array<() => void> = []
+  let ended = false
+  let controller: ReadableStreamDefaultController<Uint8Array> | null = null
+  const finish = () => {
+    if (ended) return
+    ended = true
+    for (const listener of listeners.splice(0)) listener()
+  }
+  const sink: EventSink = {
+    write: (text) => {
+      if (!ended && controller !== null) controller.enqueue(encoder.encode(text))
+    },
+    end: () => {
+      if (ended) return
+      controller?.close()
+      finish()
+    },
+    onClose: (listener) => {
+      if (ended) listener()
+      else listeners.push(listener)
+    }
+  }
+  request.signal.addEventListener("abort", finish, { once: true })
+  const body = new ReadableStream<Uint8Array>({
+    start: (c) => {
+      controller = c
+      opened(sink)
+    },
+    cancel: finish
+  })
+  return new Response(body, { status: 200, headers: sseHeaders })
+}
+
+const serveBun = (serve: BunServe, options: ServeOptions): Effect.Effect<Listening, HubError> =>
+  Effect.try({
+    try: () => {
+      const server = serve({
+        hostname: options.host,
+        port: options.port,
+        idleTimeout: 0,
+        maxRequestBodySize: options.maxBodyBytes,
+        fetch: async (request) => {
+          const url = new URL(request.url)
+          const answer = await options.handle({
+            method: request.method,
+            path: url.pathname,
+            query: url.searchParams,
+            header: (name) => request.headers.get(name) ?? undefined,
+            body: () => request.arrayBuffer().then((b) => new Uint8Array(b), () => null)
+          })
+          return answer._tag === "json" ? jsonResponse(answer.status, answer.body) : eventResponse(request, answer.opened)
+        },
+        error: (error) => jsonResponse(500, { error: String(error) })
+      })
+      // Agents keep connections open; they must not hold the process open at exit.
+      server.unref()
+      const close = Effect.promise(async () => {
+        await server.stop(true)
+      })
+      return { address: server.hostname, port: server.port, close }
+    },
+    catch: failedToListen
+  })
+
+// ---------------------------------------------------------------------------------------------
+// node:http
+
+/** The request body, or null when it is larger than `maxBytes` or the connection broke. */
+const readBody = (req: IncomingMessage, maxBytes: number): Promise<Uint8Array | null> =>
+  new Promise((resolve) => {
+    const chunks: Array<Buffer> = []
+    let size = 0
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.length
+      if (size > maxBytes) {
+        resolve(null)
+        req.destroy()
+        return
+      }
+      chunks.push(chunk)
+    })
+    req.on("end", () => {
+      const body = Buffer.concat(chunks)
+      resolve(new Uint8Array(body.buffer, body.byteOffset, body.length))
+    })
+    req.on("error", () => resolve(null))
+  })
+
+const sendJson = (res: ServerResponse, status: number, body: unknown): void => {
+  const text = JSON.stringify(body)
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) })
+  res.end(text)
+}
+
+/**
+ * On Node a write after end is an 'error' event that nothing listens for, which ends the
+ * process: a stream ended by a reconnect or a shutdown is written to no more.
+ */
+const nodeSink = (res: ServerResponse): EventSink => ({
+  write: (text) => {
+    if (!res.writableEnded && !res.destroyed) res.write(text)
+  },
+  end: () => {
+    if (!res.writableEnded) res.end()
+  },
+  onClose: (listener) => {
+    if (res.destroyed) listener()
+    else res.once("close", listener)
+  }
+})
+
+const serveNode = (options: ServeOptions): Effect.Effect<Listening, HubError> =>
+  Effect.gen(function* () {
+    // Loaded here, not at the top: an engine that never launches never starts a hub.
+    const { createServer } = yield* Effect.promise(() => import("node:http"))
+    const server = createServer((req, res) => {
+      const url = new URL(req.url ?? "/", "http://hub")
+      const header = (name: string) => {
+        const value = req.headers[name.toLowerCase()]
+        return Array.isArray(value) ? value[0] : value
+      }
+      options
+        .handle({
+          method: req.method ?? "GET",
+          path: url.pathname,
+          query: url.searchParams,
+          header,
+          body: () => readBody(req, options.maxBodyBytes)
+        })
+        .then(
+          (answer) => {
+            if (answer._tag === "json") return sendJson(res, answer.status, answer.body)
+            res.writeHead(200, { ...sseHeaders, connection: "keep-alive" })
+            answer.opened(nodeSink(res))
+          },
+          (error: unknown) => {
+            if (!res.headersSent) sendJson(res, 500, { error: String(error) })
+            else res.end()
+          }
+        )
+    })
+    // Agents keep one connection per stream; idle sockets must not hold the process open at exit.
+    server.keepAliveTimeout = 30_000
+    const address = yield* Effect.async<AddressInfo, HubError>((resume) => {
+      server.once("error", (error) => resume(Effect.fail(failedToListen(error))))
+      server.listen(options.port, options.host, () => {
+        const bound = server.address()
+        if (bound === null || typeof bound === "string") resume(Effect.fail(failedToListen(new Error("no TCP address"))))
+        else resume(Effect.succeed(bound))
+      })
+    })
+    server.unref()
+    const close = Effect.async<void>((resume) => {
+      server.close(() => resume(Effect.void))
+      server.closeAllConnections()
+    })
+    return { address: address.address, port: address.port, close }
+  })
+
+/** Listens on `host:port` (0: any free port) with the runtime's own server. */
+export const serve = (options: ServeOptions): Effect.Effect<Listening, HubError> => {
+  const bun = bunServe()
+  return bun === null ? serveNode(options) : serveBun(bun, options)
+}

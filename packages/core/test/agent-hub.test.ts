@@ -1,0 +1,162 @@
+import { Deferred, Effect, Exit, Scope } from "effect"
+import { describe, expect, it } from "vitest"
+import { makeAgentHub, type AgentHub, type AgentSession } from "../src/hub/agent-hub.ts"
+import { AGENT_PROTOCOL_VERSION, MAX_OUTPUT_BYTES } from "../src/hub/protocol.ts"
+
+// The hub runs on Bun.serve under Bun and on node:http under Node; this suite runs on both
+// (npm test runs every suite on each runtime), so both servers answer the same protocol.
+
+const runtime = typeof Reflect.get(globalThis, "Bun") === "object" ? "Bun.serve" : "node:http"
+
+interface Fixture {
+  readonly hub: AgentHub
+  readonly session: AgentSession
+  readonly outputs: Array<{ runId: string; stream: string; offset: number; data: Uint8Array }>
+  readonly scope: Scope.CloseableScope
+}
+
+const TOKEN = "t0ken-for-the-hub-test"
+const NAME = "repl-abcdefgh-mwrlfv7nn50z8k-mwrlfv7nurar77"
+
+const start = async (): Promise<Fixture> => {
+  const scope = await Effect.runPromise(Scope.make())
+  const outputs: Fixture["outputs"] = []
+  const { hub, session } = await Effect.runPromise(
+    Effect.gen(function* () {
+      const hub = yield* makeAgentHub({
+        host: "127.0.0.1",
+        port: 0,
+        publicUrl: null,
+        heartbeatIntervalMs: 60_000,
+        deadmanTimeoutMs: 120_000,
+        controlSecret: "control-secret",
+        onControlCancel: (runId) => Effect.succeed(`cancelled ${runId}`)
+      })
+      const session = yield* hub.open(NAME, TOKEN, {
+        onOutput: (runId, stream, offset, data) =>
+          Effect.sync(() => {
+            outputs.push({ runId, stream, offset, data })
+            return { next: offset + data.length, gap: false }
+          }),
+        onExit: () => Effect.void
+      })
+      return { hub, session }
+    }).pipe(Scope.extend(scope))
+  )
+  return { hub, session, outputs, scope }
+}
+
+const stop = (f: Fixture) => Effect.runPromise(Scope.close(f.scope, Exit.void))
+
+const agentHeaders = (token = TOKEN, protocol = String(AGENT_PROTOCOL_VERSION)) => ({
+  authorization: `Bearer ${token}`,
+  "x-skyrepl-protocol": protocol,
+  "x-skyrepl-instance": NAME
+})
+
+const register = (f: Fixture, headers = agentHeaders()) =>
+  fetch(`${f.hub.url}/v1/agent/register`, {
+    method: "POST",
+    headers: { ...headers, "content-type": "application/json" },
+    body: JSON.stringify({ protocol: AGENT_PROTOCOL_VERSION, instance: NAME, hostname: "h", pid: 1, agentVersion: "1.0.0", python: "3.11.2" })
+  })
+
+/** Reads an event stream until `until` holds for what has arrived; returns the text. */
+const readUntil = async (body: ReadableStream<Uint8Array>, until: (text: string) => boolean): Promise<{ text: string; ended: boolean }> => {
+  const reader = body.getReader()
+  const decoder = new TextDecoder()
+  let text = ""
+  for (;;) {
+    const { value, done } = await reader.read()
+    if (done) return { text, ended: true }
+    text += decoder.decode(value)
+    if (until(text)) {
+      reader.releaseLock()
+      return { text, ended: false }
+    }
+  }
+}
+
+describe(`agent hub on ${runtime}`, () => {
+  it("refuses a wrong token (401) and another protocol (409), and registers the right agent", async () => {
+    const f = await start()
+    try {
+      expect((await register(f, agentHeaders("wrong-token"))).status).toBe(401)
+      expect((await register(f, agentHeaders(TOKEN, "99"))).status).toBe(409)
+      expect(Effect.runSync(Deferred.isDone(f.session.registered))).toBe(false)
+      const answer = await register(f)
+      expect(answer.status).toBe(200)
+      expect(await answer.json()).toMatchObject({ protocol: AGENT_PROTOCOL_VERSION, maxOutputBytes: MAX_OUTPUT_BYTES })
+      expect(Effect.runSync(Deferred.isDone(f.session.registered))).toBe(true)
+      const malformed = await fetch(`${f.hub.url}/v1/agent/register`, { method: "POST", headers: agentHeaders(), body: "{not json" })
+      expect(malformed.status).toBe(400)
+    } finally {
+      await stop(f)
+    }
+  })
+
+  it("passes output bytes through exactly, and refuses a body over the limit", async () => {
+    const f = await start()
+    try {
+      const bytes = new Uint8Array(300_000).map((_, i) => i % 251)
+      const ok = await fetch(`${f.hub.url}/v1/agent/output?runId=r1&stream=stdout&offset=0`, {
+        method: "POST",
+        headers: { ...agentHeaders(), "content-type": "application/octet-stream" },
+        body: bytes
+      })
+      expect(ok.status).toBe(200)
+      expect(await ok.json()).toEqual({ next: bytes.length })
+      expect(f.outputs).toHaveLength(1)
+      expect(f.outputs[0]?.offset).toBe(0)
+      expect(Buffer.from(f.outputs[0]?.data ?? []).equals(Buffer.from(bytes))).toBe(true)
+      const tooLarge = await fetch(`${f.hub.url}/v1/agent/output?runId=r1&stream=stdout&offset=${bytes.length}`, {
+        method: "POST",
+        headers: { ...agentHeaders(), "content-type": "application/octet-stream" },
+        body: new Uint8Array(MAX_OUTPUT_BYTES + 1)
+      }).then((r) => r.status, () => 413)
+      expect(tooLarge).toBe(413)
+      expect(f.outputs).toHaveLength(1)
+    } finally {
+      await stop(f)
+    }
+  })
+
+  it("streams events to the agent, and a second stream ends the first", async () => {
+    const f = await start()
+    try {
+      const first = await fetch(`${f.hub.url}/v1/agent/events`, { headers: agentHeaders() })
+      expect(first.status).toBe(200)
+      expect(first.headers.get("content-type")).toContain("text/event-stream")
+      if (first.body === null) throw new Error("no event stream body")
+      const firstBody = first.body
+      expect((await readUntil(firstBody, (t) => t.includes(": connected"))).ended).toBe(false)
+      await Effect.runPromise(f.session.startRun({ runId: "r1", command: "echo hi", env: {}, workdir: null, maxDurationMs: null }))
+      const run = await readUntil(firstBody, (t) => t.includes("event: run"))
+      expect(run.text).toContain('"runId":"r1"')
+      // A reconnect gets the run again (the agent ignores repeats) and the old stream ends.
+      const second = await fetch(`${f.hub.url}/v1/agent/events`, { headers: agentHeaders() })
+      if (second.body === null) throw new Error("no event stream body")
+      expect((await readUntil(second.body, (t) => t.includes('"runId":"r1"'))).ended).toBe(false)
+      expect((await readUntil(firstBody, () => false)).ended).toBe(true)
+      await Effect.runPromise(f.session.shutdown)
+      expect((await readUntil(second.body, (t) => t.includes("event: shutdown"))).ended).toBe(false)
+    } finally {
+      await stop(f)
+    }
+  })
+
+  it("answers another controller's cancel only with the control secret, and stops listening when closed", async () => {
+    const f = await start()
+    const cancel = (secret: string) =>
+      fetch(`${f.hub.url}/v1/control/runs/r9/cancel`, { method: "POST", headers: { authorization: `Bearer ${secret}` } })
+    try {
+      expect((await cancel("not-the-secret")).status).toBe(401)
+      const answer = await cancel("control-secret")
+      expect(answer.status).toBe(200)
+      expect(await answer.json()).toEqual({ runId: "r9", state: "cancelled r9" })
+    } finally {
+      await stop(f)
+    }
+    await expect(register(f)).rejects.toThrow()
+  })
+})
