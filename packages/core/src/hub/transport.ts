@@ -1,7 +1,8 @@
 import { Effect } from "effect"
-import type { IncomingMessage, ServerResponse } from "node:http"
+import type { ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
 import { HubError } from "../errors.ts"
+import { readBody, sendJson } from "./http.ts"
 
 /**
  * The HTTP server under the agent endpoint: `Bun.serve` on Bun, `node:http` on Node. The hub's
@@ -158,33 +159,6 @@ const serveBun = (serve: BunServe, options: ServeOptions): Effect.Effect<Listeni
 
 // ---------------------------------------------------------------------------------------------
 // node:http
-
-/** The request body, or null when it is larger than `maxBytes` or the connection broke. */
-const readBody = (req: IncomingMessage, maxBytes: number): Promise<Uint8Array | null> =>
-  new Promise((resolve) => {
-    const chunks: Array<Buffer> = []
-    let size = 0
-    req.on("data", (chunk: Buffer) => {
-      size += chunk.length
-      if (size > maxBytes) {
-        resolve(null)
-        req.destroy()
-        return
-      }
-      chunks.push(chunk)
-    })
-    req.on("end", () => {
-      const body = Buffer.concat(chunks)
-      resolve(new Uint8Array(body.buffer, body.byteOffset, body.length))
-    })
-    req.on("error", () => resolve(null))
-  })
-
-const sendJson = (res: ServerResponse, status: number, body: unknown): void => {
-  const text = JSON.stringify(body)
-  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) })
-  res.end(text)
-}
 
 /**
  * On Node a write after end is an 'error' event that nothing listens for, which ends the
