@@ -1,4 +1,4 @@
-import { Context, Duration, Effect, Layer, Option, PubSub, Schedule, Scope } from "effect"
+import { Context, Duration, Effect, Layer, PubSub, Schedule, Scope } from "effect"
 import { randomBytes } from "node:crypto"
 import { hostname } from "node:os"
 import { SkyReplConfig, type SkyReplSettings } from "../config.ts"
@@ -79,7 +79,12 @@ export const make = (
         const entry = pending.get(id)
         if (entry === undefined) return Effect.fail(new UnknownProvider({ provider: id, known: providerIds }))
         // Only a success is kept: a failed build is tried again by the next caller.
-        return building.withPermits(1)(Effect.suspend(() => Option.match(Option.fromNullable(built.get(id)), { onSome: Effect.succeed, onNone: () => buildLazy(entry) })))
+        return building.withPermits(1)(
+          Effect.suspend(() => {
+            const raced = built.get(id)
+            return raced !== undefined ? Effect.succeed(raced) : buildLazy(entry)
+          })
+        )
       })
     const identity = { id: newId(Date.now()), pid: process.pid, hostname: hostname() }
     const changes = yield* PubSub.unbounded<string>()
@@ -87,12 +92,15 @@ export const make = (
     // The control handler needs the engine, which needs the hub: tie the knot through a ref.
     const self: { engine: SkyReplService | null } = { engine: null }
 
+    const secret = randomBytes(24).toString("hex")
+    /** Started, and kept even if recording it failed: the next `register` records it again. */
+    let endpoint: AgentHub | null = null
+    /** Started and recorded. */
     let hub: AgentHub | null = null
     const registering = yield* Effect.makeSemaphore(1)
     // The hub and the record live as long as the engine, not as the first caller's scope.
     const startAndRecord = Effect.gen(function* () {
-      const secret = randomBytes(24).toString("hex")
-      const started = yield* makeAgentHub({
+      const started = endpoint ?? (yield* makeAgentHub({
         host: settings.hubHost,
         port: settings.hubPort,
         publicUrl: settings.controlPlaneUrl,
@@ -101,7 +109,8 @@ export const make = (
         controlSecret: secret,
         onControlCancel: (runId) =>
           self.engine === null ? Effect.succeed("unavailable") : handleControlCancel(self.engine, runId)
-      }).pipe(Scope.extend(scope))
+      }).pipe(Scope.extend(scope)))
+      endpoint = started
       const now = Date.now()
       yield* store.upsertController(
         new Controller({ ...identity, hubUrl: started.url, secret, startedAt: now, leaseExpiresAt: now + ms(settings.leaseTtl) })
