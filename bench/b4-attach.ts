@@ -65,7 +65,7 @@ export const b4: Benchmark = {
             met: null
           },
           {
-            what: "disk alone / pipe throughput (what any store that keeps the output can reach)",
+            what: "disk alone / pipe throughput (the most a store that keeps the output can reach)",
             value: bytes / mib / (r.diskMs / 1000) / pipeRate.median,
             target: "(reported: the disk floor)",
             met: null

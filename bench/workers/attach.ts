@@ -156,7 +156,7 @@ const storeOnce = () =>
 /**
  * The disk alone: the same bytes written to a new file in 4 MiB writes (no fsync, as the store
  * does not sync either), then removed. Output is kept, so every byte lands in pages the kernel
- * has to hand out fresh; this is the floor under any durable store on this machine.
+ * has to hand out fresh; this is the floor under every durable store on this machine.
  */
 const diskOnce = (): number => {
   const path = join(home, `disk-only-${Date.now()}.bin`)
