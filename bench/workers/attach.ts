@@ -5,8 +5,7 @@
  * the in-process reader, and a reader in a second engine on the same store (as `repl run
  * attach` from another process sees it: through the store), compare it with their own clock.
  */
-import { attach, launch, SkyRepl } from "@skyrepl/core"
-import { LocalProvider } from "@skyrepl/provider-local"
+import { attach, launch } from "@skyrepl/core"
 import { SqliteStore } from "@skyrepl/store-sqlite"
 import { Effect, Fiber, ManagedRuntime, Stream } from "effect"
 import { spawn } from "node:child_process"
@@ -14,24 +13,18 @@ import { closeSync, openSync, rmSync, writeSync } from "node:fs"
 import { join } from "node:path"
 import { performance } from "node:perf_hooks"
 import { now } from "../harness.ts"
+import { benchHome, localEngine } from "./engine.ts"
 import { seedLaunches } from "../seed.ts"
 
-const home = process.env["BENCH_HOME"] ?? ""
-if (home === "") throw new Error("BENCH_HOME is required")
+const home = benchHome()
 const bytes = Number(process.env["BENCH_BYTES"] ?? String(8 * 2 ** 20))
 const ticks = Number(process.env["BENCH_TICKS"] ?? "20")
 const python = process.env["SKYREPL_PYTHON"] ?? "/usr/bin/python3"
 /** The largest output upload the controller accepts (`maxOutputBytes`, docs/agent-protocol.md). */
 const MAX_OUTPUT_BYTES = 4 * 2 ** 20
 
-const layer = () =>
-  SkyRepl.layer({
-    providers: [LocalProvider.layer({ home })],
-    store: SqliteStore.layer({ filename: join(home, "state.db") }),
-    config: { home }
-  })
-const runtime = ManagedRuntime.make(layer())
-const other = ManagedRuntime.make(layer())
+const runtime = ManagedRuntime.make(localEngine(home))
+const other = ManagedRuntime.make(localEngine(home))
 await runtime.runPromise(Effect.void)
 await other.runPromise(Effect.void)
 

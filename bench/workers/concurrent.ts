@@ -4,26 +4,16 @@
  * the `launch` call to its result (the command ran and its output is in); the scope closes
  * (instance terminated) after that. Prints one JSON line.
  */
-import { launch, SkyRepl } from "@skyrepl/core"
-import { LocalProvider } from "@skyrepl/provider-local"
-import { SqliteStore } from "@skyrepl/store-sqlite"
-import { Effect, Exit, ManagedRuntime, Stream } from "effect"
-import { join } from "node:path"
+import { launch } from "@skyrepl/core"
+import { Effect, Exit, Stream } from "effect"
 import { now } from "../harness.ts"
+import { benchHome, startedRuntime } from "./engine.ts"
 
-const home = process.env["BENCH_HOME"] ?? ""
-if (home === "") throw new Error("BENCH_HOME is required")
+const home = benchHome()
 const sequential = Number(process.env["BENCH_SEQUENTIAL"] ?? "5")
 const concurrent = Number(process.env["BENCH_CONCURRENT"] ?? "10")
 
-const runtime = ManagedRuntime.make(
-  SkyRepl.layer({
-    providers: [LocalProvider.layer({ home })],
-    store: SqliteStore.layer({ filename: join(home, "state.db") }),
-    config: { home }
-  })
-)
-await runtime.runPromise(Effect.void)
+const runtime = await startedRuntime(home)
 
 /** One launch: ms to its result, and whether it printed what it should. */
 const once = Effect.gen(function* () {

@@ -12,17 +12,16 @@
  * Parameters come in the environment (BENCH_HOME, BENCH_ROUNDS, BENCH_WARMUP); the samples
  * go to stdout as one JSON line.
  */
-import { launch, SkyRepl } from "@skyrepl/core"
-import { LocalApi, LocalProvider } from "@skyrepl/provider-local"
-import { SqliteStore } from "@skyrepl/store-sqlite"
-import { Effect, ManagedRuntime, Stream } from "effect"
+import { launch } from "@skyrepl/core"
+import { LocalApi } from "@skyrepl/provider-local"
+import { Effect, Stream } from "effect"
 import { spawn } from "node:child_process"
 import { existsSync, mkdirSync } from "node:fs"
 import { join } from "node:path"
 import { interleave, now, which } from "../harness.ts"
+import { benchHome, startedRuntime } from "./engine.ts"
 
-const home = process.env["BENCH_HOME"] ?? ""
-if (home === "") throw new Error("BENCH_HOME is required")
+const home = benchHome()
 const rounds = Number(process.env["BENCH_ROUNDS"] ?? "10")
 const warmup = Number(process.env["BENCH_WARMUP"] ?? "2")
 
@@ -59,14 +58,7 @@ const baselineOnce = (i: number): Promise<number> =>
     child.on("close", (code) => (code === 0 && first !== null ? resolve(first) : reject(new Error(`baseline exited ${code}`))))
   })
 
-const runtime = ManagedRuntime.make(
-  SkyRepl.layer({
-    providers: [LocalProvider.layer({ home })],
-    store: SqliteStore.layer({ filename: join(home, "state.db") }),
-    config: { home }
-  })
-)
-await runtime.runPromise(Effect.void)
+const runtime = await startedRuntime(home)
 
 const sdk = { first: [] as Array<number>, result: [] as Array<number>, closed: [] as Array<number> }
 
