@@ -5,14 +5,16 @@
  */
 import { Schema } from "effect"
 import { join } from "node:path"
-import { type Benchmark, bunBin, type Figure, finishHome, lastJsonLine, type Ratio, repoRoot, scratchHome, timeOk, timeProcess, viteNodeBin } from "./harness.ts"
+import { type Benchmark, bunBin, type Figure, finishHome, lastJsonLine, type Ratio, repoRoot, scratchHome, stats, timeOk, timeProcess, viteNodeBin } from "./harness.ts"
 
 const Single = Schema.Struct({
   runtime: Schema.String,
-  ops: Schema.Number,
-  rawMs: Schema.Number,
-  selectMs: Schema.Number,
-  ms: Schema.Number,
+  warmupOps: Schema.Number,
+  roundOps: Schema.Number,
+  rawMs: Schema.Array(Schema.Number),
+  selectMs: Schema.Array(Schema.Number),
+  coldMs: Schema.Number,
+  roundMs: Schema.Array(Schema.Number),
   cpuMs: Schema.Number,
   errors: Schema.Number,
   firstError: Schema.NullOr(Schema.String)
@@ -41,21 +43,30 @@ export const b5: Benchmark = {
         const [file, args] = runtime === "bun" ? [bunBin, [worker]] : [viteNodeBin, [worker]]
         const out = await timeOk(file, args, { env: { ...process.env, BENCH_HOME: home, BENCH_MODE: "single", BENCH_OPS: String(ops) }, cwd: repoRoot })
         const r = Schema.decodeUnknownSync(Single)(lastJsonLine(out.stdout))
-        const tps = (r.ops / r.ms) * 1000
-        const ips = (r.ops / r.rawMs) * 1000
+        // Rounds are timed in ms; a round's rate is ops per second. The median round is the
+        // figure; the slowest round is the "p99" (with five rounds, the worst one).
+        const rates = (ms: ReadonlyArray<number>) => ms.map((m) => (r.roundOps / m) * 1000)
+        const rateFigure = (what: string, unit: string, ms: ReadonlyArray<number>): Figure => {
+          const s = stats(rates(ms))
+          return { what, unit, stats: { ...s, p99: s.min } }
+        }
+        const transitionRate = stats(rates(r.roundMs)).median
+        const insertRate = stats(rates(r.rawMs)).median
+        const timedOps = r.roundOps * r.roundMs.length
         figures.push(
-          { what: `${r.runtime}: raw INSERTs through the same driver (autocommit, one by one)`, unit: "ops/s", value: ips },
-          { what: `${r.runtime}: \`SELECT 1\` through the same client (its own cost per statement)`, unit: "ops/s", value: (r.ops / r.selectMs) * 1000 },
-          { what: `${r.runtime}: store transitions (compare-and-set, one by one)`, unit: "transitions/s", value: tps },
+          rateFigure(`${r.runtime}: raw INSERTs through the same driver (autocommit, one by one; per round, p99 = slowest round)`, "ops/s", r.rawMs),
+          rateFigure(`${r.runtime}: \`SELECT 1\` through the same client (its own cost per statement)`, "ops/s", r.selectMs),
+          rateFigure(`${r.runtime}: store transitions (compare-and-set, one by one; per round, p99 = slowest round)`, "transitions/s", r.roundMs),
+          { what: `${r.runtime}: store transitions, first ${r.warmupOps} (cold: the JIT still compiling)`, unit: "transitions/s", value: (r.warmupOps / r.coldMs) * 1000 },
           {
             what: `${r.runtime}: store transitions per second of this process's CPU time (what they cost, whatever else the machine runs)`,
             unit: "transitions/CPU-s",
-            value: (r.ops / r.cpuMs) * 1000
+            value: (timedOps / r.cpuMs) * 1000
           }
         )
         ratios.push(
-          { what: `${r.runtime}: transitions / raw inserts`, value: tps / ips, target: "(reported)", met: null },
-          { what: `${r.runtime}: transitions per second, one process`, value: tps, unit: "/s", target: "≥ 20,000/s", met: tps >= 20_000 }
+          { what: `${r.runtime}: transitions / raw inserts (median rounds)`, value: transitionRate / insertRate, target: "(reported)", met: null },
+          { what: `${r.runtime}: transitions per second, one process (median round)`, value: transitionRate, unit: "/s", target: "≥ 20,000/s", met: transitionRate >= 20_000 }
         )
         if (r.errors > 0) notes.push(`${r.runtime}: ${r.errors} single-process errors, first: ${r.firstError}`)
       } finally {
@@ -103,6 +114,9 @@ export const b5: Benchmark = {
     } finally {
       finishHome(home)
     }
+    notes.push(
+      `Single process: ${ctx.smoke ? 20 : 2_000} transitions first (reported as the cold figure), then five rounds of ${ctx.smoke ? 40 : 4_000}, each timed; the same for the raw INSERTs and \`SELECT 1\`.`
+    )
     notes.push("Each process opens the shared file itself (schema and control id settled under the write lock), seeds its own records, then writes.")
     return {
       id: "B5",
