@@ -100,14 +100,18 @@ export interface StoreService {
    * Appends output at `offset` of `stream`. Idempotent: bytes already stored are skipped, so an
    * agent's retry never duplicates output. Returns the next expected offset of that stream; a
    * chunk that starts beyond it is refused with reason `constraint` (a gap would corrupt replay).
+   *
+   * `deflated`, when given, is `data` compressed in the zlib format (as the agent uploads it): a
+   * store may keep those bytes instead of `data`, and must still give back `data` when read.
    */
   readonly appendOutput: (
     runId: string,
     stream: OutputStream,
     offset: number,
-    data: Uint8Array
+    data: Uint8Array,
+    deflated?: Uint8Array
   ) => Effect.Effect<number, StoreError>
-  /** Chunks of a run in write order with `seq` greater than `afterSeq`, at most `limit`. */
+  /** Chunks of a run in write order with `seq` greater than `afterSeq`, at most `limit`, as written (never compressed). */
   readonly readOutput: (
     runId: string,
     afterSeq: number,

@@ -108,6 +108,31 @@ export const migrations: ReadonlyArray<Migration> = [
       `CREATE UNIQUE INDEX output_stream_offset ON output (run_id, stream, "offset")`,
       `CREATE INDEX output_run_seq ON output (run_id, seq)`
     ]
+  },
+  {
+    version: 2,
+    name: "compressed output",
+    // `size` is the chunk's length in its stream (what a reader gets back); `data` holds those
+    // bytes as `encoding` says. SQLite cannot add a constrained column in place, so the table is
+    // rebuilt; seq values are copied, so readers' cursors stay valid.
+    statements: [
+      `CREATE TABLE output_v2 (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL REFERENCES runs (id),
+        stream TEXT NOT NULL ${oneOf("stream", OutputStream.literals)},
+        "offset" INTEGER NOT NULL CHECK ("offset" >= 0),
+        size INTEGER NOT NULL CHECK (size > 0),
+        encoding TEXT NOT NULL ${oneOf("encoding", ["identity", "deflate"])},
+        data BLOB NOT NULL CHECK (length(data) > 0),
+        CHECK (encoding <> 'identity' OR length(data) = size)
+      )`,
+      `INSERT INTO output_v2 (seq, run_id, stream, "offset", size, encoding, data)
+        SELECT seq, run_id, stream, "offset", length(data), 'identity', data FROM output`,
+      `DROP TABLE output`,
+      `ALTER TABLE output_v2 RENAME TO output`,
+      `CREATE UNIQUE INDEX output_stream_offset ON output (run_id, stream, "offset")`,
+      `CREATE INDEX output_run_seq ON output (run_id, seq)`
+    ]
   }
 ]
 

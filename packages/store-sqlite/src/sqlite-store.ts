@@ -15,7 +15,7 @@ import {
   ManifestMachine,
   ManifestState,
   newControlId,
-  OutputChunk,
+  type OutputChunk,
   Run,
   RunMachine,
   type RunPatch,
@@ -33,6 +33,7 @@ import { makeClient } from "./client.ts"
 import { CONTROL_ID_FILE, readControlIdFile, writeControlIdFile } from "./control-id.ts"
 import { type Mapped, mapStoreErrors, openAttempt, retryBusy } from "./errors.ts"
 import { latestVersion, migrate, schemaVersion } from "./migrations.ts"
+import { OutputChunkFromRow } from "./output-encoding.ts"
 
 export interface SqliteStoreOptions {
   /** Path of the database file; `:memory:` for a private in-memory store. */
@@ -66,22 +67,10 @@ const runColumns =
   "owner_controller_id AS ownerControllerId, created_at AS createdAt, started_at AS startedAt, ended_at AS endedAt"
 const allocationColumns =
   "id, instance_id AS instanceId, run_id AS runId, state, created_at AS createdAt, released_at AS releasedAt"
-const outputColumns = 'run_id AS runId, seq, stream, "offset" AS offset, data'
+const outputColumns = 'run_id AS runId, seq, stream, "offset" AS offset, size, encoding, data'
 
 /** `env` is stored as JSON text. */
 const RunFromRow = Schema.compose(Schema.Struct({ ...Run.fields, env: Schema.parseJson(Env) }), Run)
-
-/**
- * better-sqlite3 returns a Node `Buffer`, bun:sqlite a `Uint8Array`: callers get a plain
- * `Uint8Array` from both. A copy rather than a view, because a small `Buffer` can be a slice of
- * a shared pool, and a view's `.buffer` would hand out the rest of that pool.
- */
-const PlainBytes = Schema.transform(Schema.Uint8ArrayFromSelf, Schema.Uint8ArrayFromSelf, {
-  strict: true,
-  decode: (bytes) => (bytes.constructor === Uint8Array ? bytes : new Uint8Array(bytes)),
-  encode: (bytes) => bytes
-})
-const OutputChunkFromRow = Schema.compose(Schema.Struct({ ...OutputChunk.fields, data: PlainBytes }), OutputChunk)
 
 const decodeControllers = Schema.decodeUnknownEither(Schema.Array(Controller))
 const decodeManifests = Schema.decodeUnknownEither(Schema.Array(Manifest))
@@ -104,22 +93,27 @@ const decodeOutputEnd = Schema.decodeUnknownEither(
 
 /** The offset just past the last byte stored for a stream (NULL when there is none). */
 const streamEnd = (run: string, stream: string) =>
-  `SELECT o."offset" + length(o.data) FROM output AS o WHERE o.run_id = ${run} AND o.stream = ${stream} ` +
+  `SELECT o."offset" + o.size FROM output AS o WHERE o.run_id = ${run} AND o.stream = ${stream} ` +
   `ORDER BY o."offset" DESC LIMIT 1`
 
 /**
- * Stores the part of a chunk (run, stream, offset, bytes) that lies past the end of its stream,
- * and only when the chunk reaches the end (no gap) and the run exists. BLOB `substr` counts bytes.
+ * Stores the part of a chunk (run, stream, offset, size, encoding, bytes) that lies past the end
+ * of its stream, and only when the chunk reaches the end (no gap) and the run exists. BLOB
+ * `substr` counts bytes, so a plain chunk that overlaps the end is cut to its new part; a
+ * compressed one cannot be cut, so it is stored only when it starts exactly at the end (the
+ * caller then sends the new part plain).
  */
 const appendStatement =
-  "WITH chunk (run_id, stream, start, data) AS (VALUES (?, ?, ?, ?)), " +
+  "WITH chunk (run_id, stream, start, size, encoding, data) AS (VALUES (?, ?, ?, ?, ?, ?)), " +
   `tail (next) AS MATERIALIZED (SELECT coalesce((${streamEnd("chunk.run_id", "chunk.stream")}), 0) FROM chunk) ` +
-  'INSERT INTO output (run_id, stream, "offset", data) ' +
-  "SELECT chunk.run_id, chunk.stream, tail.next, substr(chunk.data, tail.next - chunk.start + 1) " +
+  'INSERT INTO output (run_id, stream, "offset", size, encoding, data) ' +
+  "SELECT chunk.run_id, chunk.stream, tail.next, chunk.start + chunk.size - tail.next, chunk.encoding, " +
+  "CASE WHEN chunk.start = tail.next THEN chunk.data ELSE substr(chunk.data, tail.next - chunk.start + 1) END " +
   "FROM chunk, tail " +
-  "WHERE chunk.start <= tail.next AND chunk.start + length(chunk.data) > tail.next " +
+  "WHERE chunk.start + chunk.size > tail.next " +
+  "AND (chunk.start = tail.next OR (chunk.encoding = 'identity' AND chunk.start < tail.next)) " +
   "AND EXISTS (SELECT 1 FROM runs WHERE runs.id = chunk.run_id) " +
-  'RETURNING "offset" + length(data) AS next'
+  'RETURNING "offset" + size AS next'
 
 const decodeNextRows = Schema.decodeUnknownEither(Schema.Array(Schema.Struct({ next: Schema.Number })))
 
@@ -655,7 +649,7 @@ export const make = (options: MakeOptions): Effect.Effect<StoreService, StoreErr
      * a read says why: a resend, a gap, an unknown run, or a tail that moved in between (tried
      * again).
      */
-    const appendOutput: StoreService["appendOutput"] = (runId, stream, offset, data) =>
+    const appendOutput: StoreService["appendOutput"] = (runId, stream, offset, data, deflated) =>
       operation("appendOutput")(
         Effect.suspend((): Effect.Effect<number, Failure> => {
           if (!isCount(offset)) {
@@ -686,16 +680,21 @@ export const make = (options: MakeOptions): Effect.Effect<StoreService, StoreErr
                   message: `appendOutput: ${stream} of run "${runId}" kept growing under concurrent writers`
                 })
               }
-              return yield* attempt(remaining - 1)
+              return yield* attempt(remaining - 1, undefined)
             })
-          const attempt = (remaining: number): Effect.Effect<number, Failure> =>
+          // Compressed bytes only for a first try that starts at the stream's end; a retry, or a
+          // chunk that overlaps what is stored, goes plain (see appendStatement).
+          const attempt = (remaining: number, packed: Uint8Array | undefined): Effect.Effect<number, Failure> =>
             data.length === 0
               ? explain(remaining)
               : Effect.flatMap(
-                  Effect.flatMap(query(appendStatement, [runId, stream, offset, data]), decodeNextRows),
+                  Effect.flatMap(
+                    query(appendStatement, [runId, stream, offset, data.length, packed === undefined ? "identity" : "deflate", packed ?? data]),
+                    decodeNextRows
+                  ),
                   (rows) => (rows[0] !== undefined ? Effect.succeed(rows[0].next) : explain(remaining))
                 )
-          return attempt(CAS_ATTEMPTS)
+          return attempt(CAS_ATTEMPTS, deflated !== undefined && deflated.length > 0 && deflated.length < data.length ? deflated : undefined)
         })
       )
 

@@ -16,6 +16,7 @@ import { Effect, Fiber, Option, Schema } from "effect"
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { deflateSync } from "node:zlib"
 import { BUSY_TIMEOUT_MS, makeClient } from "../src/client.ts"
 import { latestVersion } from "../src/migrations.ts"
 import { OpenReport, type WorkPlan, WorkReport } from "./fixtures/protocol.ts"
@@ -190,6 +191,94 @@ describe("SqliteStore on SQLite", () => {
           Effect.all([reasonOf(store.getRun(launch.run.id)), reasonOf(store.getInstance(launch.instance.id))])
         )
         expect(reasons).toEqual([Option.some("decode"), Option.some("decode")])
+      })
+    )
+  })
+
+  describe("compressed output", () => {
+    const text = (n: number) => new TextEncoder().encode(Array.from({ length: n }, (_, i) => `line ${i} of the log\n`).join(""))
+    const decoded = (chunks: ReadonlyArray<{ readonly data: Uint8Array }>) => new TextDecoder().decode(Buffer.concat(chunks.map((c) => c.data)))
+    const Rows = Schema.Array(Schema.Struct({ encoding: Schema.String, size: Schema.Number, stored: Schema.Number }))
+    const storedRows = (filename: string) =>
+      withRaw(filename, (sql) => sql.unsafe('SELECT encoding, size, length(data) AS stored FROM output ORDER BY seq')).pipe(
+        Effect.flatMap(Schema.decodeUnknown(Rows))
+      )
+
+    it.effect("keeps the compressed form it is given, and reads back the bytes as written", () =>
+      Effect.gen(function* () {
+        const filename = join(freshHome(), "state.db")
+        const data = text(5000)
+        const launch = yield* withStore(filename, (store) =>
+          Effect.gen(function* () {
+            const launch = yield* createLaunch(store)
+            expect(yield* store.appendOutput(launch.run.id, "stdout", 0, data, deflateSync(data))).toBe(data.length)
+            expect(yield* store.appendOutput(launch.run.id, "stdout", data.length, data)).toBe(2 * data.length)
+            return launch
+          })
+        )
+        const rows = yield* storedRows(filename)
+        expect(rows.map((r) => [r.encoding, r.size])).toEqual([["deflate", data.length], ["identity", data.length]])
+        expect(rows[0]!.stored).toBeLessThan(data.length / 5)
+        const chunks = yield* withStore(filename, (store) => store.readOutput(launch.run.id, 0, 10))
+        expect(decoded(chunks)).toBe(new TextDecoder().decode(data).repeat(2))
+      })
+    )
+
+    it.effect("a compressed row that does not inflate to its size is a decode error", () =>
+      Effect.gen(function* () {
+        const filename = join(freshHome(), "state.db")
+        const data = text(100)
+        const launch = yield* withStore(filename, (store) =>
+          Effect.gen(function* () {
+            const launch = yield* createLaunch(store)
+            yield* store.appendOutput(launch.run.id, "stdout", 0, data, deflateSync(data))
+            return launch
+          })
+        )
+        yield* withRaw(filename, (sql) => sql.unsafe("UPDATE output SET size = size - 1"))
+        expect(yield* withStore(filename, (store) => reasonOf(store.readOutput(launch.run.id, 0, 10)))).toEqual(Option.some("decode"))
+        yield* withRaw(filename, (sql) => sql.unsafe("UPDATE output SET size = size + 1, data = x'789c00'"))
+        expect(yield* withStore(filename, (store) => reasonOf(store.readOutput(launch.run.id, 0, 10)))).toEqual(Option.some("decode"))
+      })
+    )
+
+    it.effect("a version 1 database keeps its output, and its readers' cursors, across the upgrade", () =>
+      Effect.gen(function* () {
+        const filename = join(freshHome(), "state.db")
+        const first = text(10)
+        const launch = yield* withStore(filename, (store) =>
+          Effect.gen(function* () {
+            const launch = yield* createLaunch(store)
+            yield* store.appendOutput(launch.run.id, "stdout", 0, first)
+            yield* store.appendOutput(launch.run.id, "stderr", 0, first)
+            return launch
+          })
+        )
+        // The output table as version 1 made it.
+        yield* withRaw(filename, (sql) =>
+          Effect.gen(function* () {
+            yield* sql.unsafe(
+              'CREATE TABLE output_v1 (seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL REFERENCES runs (id), stream TEXT NOT NULL, "offset" INTEGER NOT NULL, data BLOB NOT NULL)'
+            )
+            yield* sql.unsafe('INSERT INTO output_v1 (seq, run_id, stream, "offset", data) SELECT seq, run_id, stream, "offset", data FROM output')
+            yield* sql.unsafe("DROP TABLE output")
+            yield* sql.unsafe("ALTER TABLE output_v1 RENAME TO output")
+            yield* sql.unsafe("PRAGMA user_version = 1")
+          })
+        )
+        const { before, after } = yield* withStore(filename, (store) =>
+          Effect.gen(function* () {
+            const before = yield* store.readOutput(launch.run.id, 0, 10)
+            yield* store.appendOutput(launch.run.id, "stdout", first.length, first, deflateSync(first))
+            const after = yield* store.readOutput(launch.run.id, before[before.length - 1]!.seq, 10)
+            return { before, after }
+          })
+        )
+        expect(before.map((c) => [c.stream, c.offset, c.data.length])).toEqual([["stdout", 0, first.length], ["stderr", 0, first.length]])
+        expect(after.map((c) => [c.stream, c.offset])).toEqual([["stdout", first.length]])
+        expect(decoded(after)).toBe(new TextDecoder().decode(first))
+        const version = yield* withRaw(filename, (sql) => sql.unsafe("PRAGMA user_version"))
+        expect(version).toEqual([{ user_version: latestVersion }])
       })
     )
   })

@@ -8,6 +8,7 @@ import { OutputChunk, Run, type OutputStream } from "../domain/run.ts"
 import { IllegalTransition, StoreError, type StoreErrorReason } from "../errors.ts"
 import { formatInstanceName, newId } from "../naming.ts"
 import { Store, type StoreService } from "../store.ts"
+import { deflateSync } from "node:zlib"
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
@@ -677,6 +678,35 @@ export const storeSuite = (name: string, makeLayer: () => Layer.Layer<Store, unk
             expect(yield* store.appendOutput(run.id, "stdout", 256, view)).toBe(306)
             const chunks = yield* store.readOutput(run.id, 0, 10)
             expect(chunks.map((c) => Array.from(c.data))).toEqual([Array.from(data), Array.from(view)])
+          })
+        )
+      )
+
+      it.effect("output handed over with its compressed form reads back as written", () =>
+        withStore((store) =>
+          Effect.gen(function* () {
+            const { run } = yield* createLaunch(store)
+            const first = bytes("0123456789".repeat(100))
+            expect(yield* store.appendOutput(run.id, "stdout", 0, first, deflateSync(first))).toBe(1000)
+            // A resend of the same compressed chunk is skipped like a plain one.
+            expect(yield* store.appendOutput(run.id, "stdout", 0, first, deflateSync(first))).toBe(1000)
+            // One that overlaps what is stored keeps only its new part, compressed or not.
+            const second = bytes("abcdefghij".repeat(50))
+            expect(yield* store.appendOutput(run.id, "stdout", 990, bytes("0123456789").subarray(0, 10))).toBe(1000)
+            const overlapping = new Uint8Array([...first.subarray(900), ...second])
+            expect(yield* store.appendOutput(run.id, "stdout", 900, overlapping, deflateSync(overlapping))).toBe(1500)
+            // Compressed bytes that are no smaller than the chunk are not worth keeping, but the chunk is.
+            const tiny = bytes("z")
+            expect(yield* store.appendOutput(run.id, "stderr", 0, tiny, deflateSync(tiny))).toBe(1)
+            const chunks = yield* store.readOutput(run.id, 0, 100)
+            expect(concat(chunks, "stdout")).toBe(text(first) + text(second))
+            expect(concat(chunks, "stderr")).toBe("z")
+            expect(chunks.map((c) => [c.stream, c.offset, c.data.length])).toEqual([
+              ["stdout", 0, 1000],
+              ["stdout", 1000, 500],
+              ["stderr", 0, 1]
+            ])
+            expect(chunks.every((c) => c.data instanceof Uint8Array)).toBe(true)
           })
         )
       )

@@ -1,0 +1,55 @@
+import { OutputChunk } from "@skyrepl/core"
+import { type Either, ParseResult, Schema, type SchemaAST } from "effect"
+import { inflateSync } from "node:zlib"
+
+/**
+ * How a stored output chunk holds its bytes: as written (`identity`), or compressed in the zlib
+ * format (`deflate`), as the agent uploads output that compresses well. Kept compressed, a
+ * chatty run's output costs the disk a fraction of its size, and writing it costs SQLite a
+ * fraction of the pages.
+ */
+export const OutputEncoding = Schema.Literal("identity", "deflate")
+export type OutputEncoding = typeof OutputEncoding.Type
+
+/** An output row as stored. `size` is the chunk's length in its stream, whatever the encoding. */
+const OutputRow = Schema.Struct({
+  runId: Schema.String,
+  seq: Schema.Number,
+  stream: OutputChunk.fields.stream,
+  offset: Schema.Number,
+  size: Schema.Number,
+  encoding: OutputEncoding,
+  data: Schema.Uint8ArrayFromSelf
+})
+
+/**
+ * better-sqlite3 returns a Node `Buffer`, bun:sqlite a `Uint8Array`: callers get a plain
+ * `Uint8Array` from both. A copy rather than a view, because a small `Buffer` can be a slice of
+ * a shared pool, and a view's `.buffer` would hand out the rest of that pool.
+ */
+const plain = (bytes: Uint8Array): Uint8Array => (bytes.constructor === Uint8Array ? bytes : new Uint8Array(bytes))
+
+/** The bytes a compressed row stands for; anything but exactly `size` bytes is a corrupt row. */
+const inflate = (row: typeof OutputRow.Type, ast: SchemaAST.AST): Either.Either<Uint8Array, ParseResult.ParseIssue> => {
+  try {
+    // The bound keeps a damaged row from inflating into more memory than the chunk can hold.
+    const bytes = inflateSync(row.data, { maxOutputLength: row.size })
+    return bytes.length === row.size
+      ? ParseResult.succeed(plain(bytes))
+      : ParseResult.fail(new ParseResult.Type(ast, row, `chunk ${row.seq} inflates to ${bytes.length} bytes, not ${row.size}`))
+  } catch (cause) {
+    const reason = cause instanceof Error ? cause.message : String(cause)
+    return ParseResult.fail(new ParseResult.Type(ast, row, `chunk ${row.seq} does not inflate: ${reason}`))
+  }
+}
+
+/** A stored row to the chunk readers get: its bytes as written. */
+export const OutputChunkFromRow = Schema.transformOrFail(OutputRow, Schema.typeSchema(OutputChunk), {
+  strict: true,
+  decode: (row, _, ast) => {
+    const bytes = row.encoding === "identity" ? ParseResult.succeed(plain(row.data)) : inflate(row, ast)
+    return ParseResult.map(bytes, (data) => new OutputChunk({ runId: row.runId, seq: row.seq, stream: row.stream, offset: row.offset, data }))
+  },
+  encode: (chunk, _, ast) =>
+    ParseResult.fail(new ParseResult.Forbidden(ast, chunk, "output rows are written by appendOutput, not encoded from chunks"))
+})
