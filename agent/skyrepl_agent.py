@@ -38,6 +38,12 @@ CHUNK = 256 * 1024
 MAX_UPLOAD = 16 * 1024 * 1024
 # Bytes asked of the pipe per read (its size, see PIPE_SIZE): fewer reads for a fast writer.
 READ_SIZE = 1024 * 1024
+# Uploads of at least DEFLATE_MIN bytes are compressed (zlib, level 1: about as fast as the pipe
+# delivers text) when the controller takes `deflate` and a sample of the first DEFLATE_SAMPLE
+# bytes shrinks below DEFLATE_KEEP of its size: random or already-compressed output goes as it is.
+DEFLATE_MIN = 4096
+DEFLATE_SAMPLE = 64 * 1024
+DEFLATE_KEEP = 0.9
 # Acknowledged bytes kept per stream so that a controller that lost its last chunks (answered,
 # then crashed before storing them) can ask for them again with a 409.
 RETAIN = 4 * 1024 * 1024
@@ -577,7 +583,7 @@ class Http(object):
                 return
         conn.close()
 
-    def request(self, method, path, body=None, content_type=None, timeout=None):
+    def request(self, method, path, body=None, content_type=None, timeout=None, encoding=None):
         """Returns (status, body). Raises OSError/HttpError on transport failure, Ending
         when the controller refused the token (the agent is then ending)."""
         if timeout is None:
@@ -585,6 +591,8 @@ class Http(object):
         headers = dict(self.headers)
         if content_type is not None:
             headers["Content-Type"] = content_type
+        if encoding is not None:
+            headers["Content-Encoding"] = encoding
         conn, reused = self._take(timeout)
         try:
             resp, data = self._exchange(conn, method, path, body, headers)
@@ -643,6 +651,21 @@ def _json_next(data):
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         return None
     return value
+
+
+def pack(body):
+    """An upload's body and its Content-Encoding: compressed when that pays, else as it is."""
+    if len(body) < DEFLATE_MIN:
+        return body, None
+    import zlib  # only once output is large enough to compress: start-up stays lean
+
+    head = memoryview(body)[:DEFLATE_SAMPLE]
+    sample = zlib.compress(head, 1)
+    if len(sample) > DEFLATE_KEEP * len(head):
+        return body, None
+    if len(head) == len(body):
+        return sample, "deflate"
+    return zlib.compress(body, 1), "deflate"
 
 
 class OutStream(object):
@@ -783,6 +806,8 @@ class Agent(object):
         self.deadman_timeout = cfg.deadman_timeout
         # Largest output upload; the register answer may raise it.
         self.upload_limit = CHUNK
+        # Whether the controller takes compressed uploads (its register answer says).
+        self.deflate = False
         self.last_ok = time.monotonic()
         self.http = Http(self, cfg)
         self.children = Children(log, os.getpid() == 1)
@@ -928,6 +953,8 @@ class Agent(object):
         limit = answer.get("maxOutputBytes")
         if isinstance(limit, int) and not isinstance(limit, bool) and CHUNK <= limit <= MAX_UPLOAD:
             self.upload_limit = limit
+        encodings = answer.get("outputEncodings")
+        self.deflate = isinstance(encodings, list) and "deflate" in encodings
         self.log(
             "registered; heartbeat every %.3gs, dead-man after %.3gs"
             % (self.heartbeat_interval, self.deadman_timeout)
@@ -1222,8 +1249,13 @@ class Agent(object):
                         break
                     stream.cond.wait()
                 offset, body = stream.take(self.upload_limit)
+            payload, encoding = pack(body) if self.deflate else (body, None)
+            # A compressed upload names its inflated size, so the controller inflates it once,
+            # into exactly that much memory.
+            target = path + str(offset) if encoding is None else "%s%d&size=%d" % (path, offset, len(body))
             try:
-                status, data = self.http.request("POST", path + str(offset), body, "application/octet-stream")
+                status, data = self.http.request("POST", target, payload, "application/octet-stream",
+                                                 encoding=encoding)
             except (OSError, HttpError) as err:
                 self.log("run %s %s: upload at %d failed: %s" % (run.id, stream.name, offset, _describe(err)))
             else:

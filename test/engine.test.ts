@@ -6,6 +6,7 @@ import { execa } from "execa"
 import { existsSync } from "node:fs"
 import { join } from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
+import { makeClient } from "../packages/store-sqlite/src/client.ts"
 import { bunBin, engineLayer, eventually, processesOf, removeHome, startOwner, tempHome, testSettings, text } from "./support.ts"
 
 let home: string
@@ -205,6 +206,42 @@ describe("attach", () => {
     expect(seen.out).toBe("1\n2\n3\n")
     // Live: the lines arrived as they were written, not in one piece at the end.
     expect(seen.count).toBeGreaterThanOrEqual(3)
+  })
+
+  it("text output crosses compressed and is kept so; every reader gets the bytes as written", async () => {
+    // 6 MiB of log lines: several uploads, each large enough to be compressed by the agent.
+    const command = "i=0; while [ $i -lt 40 ]; do seq 100000 $((100000 + 20000)); i=$((i + 1)); done"
+    const expected = (await execa("/bin/sh", ["-c", command], { stripFinalNewline: false })).stdout
+    const { live, replayed, runId } = await runEngine(
+      Effect.gen(function* () {
+        const { live, runId } = yield* Effect.scoped(
+          Effect.gen(function* () {
+            const run = yield* launch({ command })
+            const live = text(yield* collect(run.output))
+            yield* run.result
+            return { live, runId: run.id }
+          })
+        )
+        return { live, replayed: text(yield* collect(attach(runId, { follow: false }))), runId }
+      })
+    )
+    expect(live.length).toBe(expected.length)
+    expect(live === expected).toBe(true)
+    expect(replayed === expected).toBe(true)
+    const rows = await Effect.runPromise(
+      Effect.scoped(
+        Effect.flatMap(makeClient(join(home, "state.db")), (sql) =>
+          sql.unsafe<{ encoding: string; size: number; stored: number }>(
+            "SELECT encoding, size, length(data) AS stored FROM output WHERE run_id = ?",
+            [runId]
+          )
+        )
+      )
+    )
+    const deflated = rows.filter((r) => r.encoding === "deflate")
+    expect(deflated.length).toBeGreaterThan(0)
+    expect(rows.reduce((n, r) => n + r.size, 0)).toBe(expected.length)
+    expect(rows.reduce((n, r) => n + r.stored, 0) * 2).toBeLessThan(expected.length)
   })
 
   it("fails with RunNotFound for an unknown run", async () => {

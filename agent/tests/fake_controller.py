@@ -7,6 +7,7 @@ tests can assert on it. Hooks let a test make it misbehave on purpose.
 """
 
 import json
+import zlib
 import socket
 import sys
 import threading
@@ -30,8 +31,13 @@ class FakeController(object):
         self.heartbeats = []
         self.heartbeat_status = 200
         self.outputs = {}
-        # (runId, stream, offset, length, status) per output request, in arrival order.
+        # (runId, stream, offset, length, status) per output request, in arrival order; length
+        # counts the bytes of the run (after inflating a compressed upload).
         self.output_log = []
+        # Content encodings named in the register answer (`outputEncodings`), when set.
+        self.output_encodings = None
+        # (stream, Content-Encoding or None, bytes on the wire, bytes of the run) per upload.
+        self.wire_log = []
         # hook(controller, run_id, stream, offset, data, store) -> (status, body); `store()`
         # does what the real controller does and returns its (status, body).
         self.output_hook = None
@@ -213,9 +219,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._answer(failing, {"error": "not now"})
             if ctrl.register_answer is not None:
                 return self._answer(*ctrl.register_answer)
-            return self._answer(
-                200, {"protocol": 1, "heartbeatIntervalMs": ctrl.heartbeat_ms, "deadmanTimeoutMs": ctrl.deadman_ms}
-            )
+            answer = {"protocol": 1, "heartbeatIntervalMs": ctrl.heartbeat_ms, "deadmanTimeoutMs": ctrl.deadman_ms}
+            if ctrl.output_encodings is not None:
+                answer["outputEncodings"] = ctrl.output_encodings
+            return self._answer(200, answer)
         if url.path == "/v1/agent/heartbeat":
             with ctrl.cond:
                 ctrl.heartbeats.append((headers, json.loads(body.decode("utf-8"))))
@@ -226,6 +233,16 @@ class _Handler(BaseHTTPRequestHandler):
             run_id = query["runId"][0]
             stream = query["stream"][0]
             offset = int(query["offset"][0])
+            encoding = self.headers.get("Content-Encoding")
+            wire = len(body)
+            if encoding == "deflate":
+                body = zlib.decompress(body)
+                if int(query["size"][0]) != len(body):
+                    return self._answer(400, {"error": "size does not match the inflated body"})
+            elif encoding is not None:
+                return self._answer(415, {"error": "unsupported content-encoding"})
+            with ctrl.cond:
+                ctrl.wire_log.append((stream, encoding, wire, len(body)))
 
             def store():
                 return ctrl.store(run_id, stream, offset, body)

@@ -405,6 +405,36 @@ class UploadTests(AgentTestCase):
         self.assertEqual(self.ctrl.output("r1", "stdout"), data)
         self.assertTrue(all(n <= 256 * 1024 for _, _, _, n, _ in self.ctrl.output_log))
 
+    def test_output_that_compresses_is_uploaded_deflated_when_the_controller_takes_it(self):
+        self.ctrl.output_encodings = ["deflate"]
+        text = b"".join(b"line %d of a chatty log\n" % i for i in range(150000))
+        noise = os.urandom(2 * 1024 * 1024)
+        for name, data in (("text", text), ("noise", noise)):
+            with open(self.path(name), "wb") as f:
+                f.write(data)
+        self.start_agent()
+        self.run_command("r1", "cat text; cat noise >&2", workdir=self.tmp)
+        report = self.assert_complete("r1", timeout=60)
+        self.assert_exit(report, 0, None, "exited")
+        self.assertEqual(self.ctrl.output("r1", "stdout"), text)
+        self.assertEqual(self.ctrl.output("r1", "stderr"), noise)
+        stdout = [(enc, wire, raw) for st, enc, wire, raw in self.ctrl.wire_log if st == "stdout"]
+        stderr = [(enc, wire, raw) for st, enc, wire, raw in self.ctrl.wire_log if st == "stderr"]
+        # Every upload large enough to pay went compressed, and text shrinks several times over.
+        self.assertTrue(all(enc == "deflate" for enc, _, raw in stdout if raw >= 4096), stdout)
+        self.assertLess(sum(wire for _, wire, _ in stdout) * 4, len(text))
+        # Random bytes do not compress: they go as they are.
+        self.assertTrue(all(enc is None and wire == raw for enc, wire, raw in stderr), stderr)
+
+    def test_uploads_stay_plain_when_the_register_answer_names_no_encodings(self):
+        with open(self.path("text"), "wb") as f:
+            f.write(b"the same line again\n" * 50000)
+        self.start_agent()
+        self.run_command("r1", "cat text", workdir=self.tmp)
+        self.assert_complete("r1", stdout=b"the same line again\n" * 50000, timeout=60)
+        self.assertTrue(self.ctrl.wire_log)
+        self.assertTrue(all(enc is None and wire == raw for _, enc, wire, raw in self.ctrl.wire_log))
+
     def test_large_output_arrives_byte_exact(self):
         big = os.urandom(20 * 1024 * 1024)
         small = os.urandom(3 * 1024 * 1024 + 17)

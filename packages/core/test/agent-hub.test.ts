@@ -1,5 +1,6 @@
 import { Deferred, Effect, Exit, Scope } from "effect"
 import { describe, expect, it } from "vitest"
+import { deflateSync, gzipSync } from "node:zlib"
 import { makeAgentHub, type AgentHub, type AgentSession } from "../src/hub/agent-hub.ts"
 import { AGENT_PROTOCOL_VERSION, MAX_OUTPUT_BYTES } from "../src/hub/protocol.ts"
 
@@ -11,7 +12,7 @@ const runtime = typeof Reflect.get(globalThis, "Bun") === "object" ? "Bun.serve"
 interface Fixture {
   readonly hub: AgentHub
   readonly session: AgentSession
-  readonly outputs: Array<{ runId: string; stream: string; offset: number; data: Uint8Array }>
+  readonly outputs: Array<{ runId: string; stream: string; offset: number; data: Uint8Array; deflated: Uint8Array | undefined }>
   readonly scope: Scope.CloseableScope
 }
 
@@ -33,9 +34,9 @@ const start = async (): Promise<Fixture> => {
         onControlCancel: (runId) => Effect.succeed(`cancelled ${runId}`)
       })
       const session = yield* hub.open(NAME, TOKEN, {
-        onOutput: (runId, stream, offset, data) =>
+        onOutput: (runId, stream, offset, data, deflated) =>
           Effect.sync(() => {
-            outputs.push({ runId, stream, offset, data })
+            outputs.push({ runId, stream, offset, data, deflated })
             return { next: offset + data.length, gap: false }
           }),
         onExit: () => Effect.void
@@ -86,7 +87,7 @@ describe(`agent hub on ${runtime}`, () => {
       expect(Effect.runSync(Deferred.isDone(f.session.registered))).toBe(false)
       const answer = await register(f)
       expect(answer.status).toBe(200)
-      expect(await answer.json()).toMatchObject({ protocol: AGENT_PROTOCOL_VERSION, maxOutputBytes: MAX_OUTPUT_BYTES })
+      expect(await answer.json()).toMatchObject({ protocol: AGENT_PROTOCOL_VERSION, maxOutputBytes: MAX_OUTPUT_BYTES, outputEncodings: ["deflate"] })
       expect(Effect.runSync(Deferred.isDone(f.session.registered))).toBe(true)
       const malformed = await fetch(`${f.hub.url}/v1/agent/register`, { method: "POST", headers: agentHeaders(), body: "{not json" })
       expect(malformed.status).toBe(400)
@@ -116,6 +117,41 @@ describe(`agent hub on ${runtime}`, () => {
       }).then((r) => r.status, () => 413)
       expect(tooLarge).toBe(413)
       expect(f.outputs).toHaveLength(1)
+    } finally {
+      await stop(f)
+    }
+  })
+
+  it("inflates a deflated upload once, hands over both forms, and refuses bad or oversized ones", async () => {
+    const f = await start()
+    const post = (offset: number, body: Uint8Array, encoding: string, size?: number) =>
+      fetch(`${f.hub.url}/v1/agent/output?runId=r1&stream=stdout&offset=${offset}${size === undefined ? "" : `&size=${size}`}`, {
+        method: "POST",
+        headers: { ...agentHeaders(), "content-type": "application/octet-stream", "content-encoding": encoding },
+        body
+      })
+    try {
+      const text = new TextEncoder().encode("a line of output\n".repeat(20_000))
+      const packed = deflateSync(text)
+      const ok = await post(0, packed, "deflate", text.length)
+      expect(ok.status).toBe(200)
+      expect(await ok.json()).toEqual({ next: text.length })
+      expect(f.outputs).toHaveLength(1)
+      expect(Buffer.from(f.outputs[0]?.data ?? []).equals(Buffer.from(text))).toBe(true)
+      expect(Buffer.from(f.outputs[0]?.deflated ?? []).equals(packed)).toBe(true)
+      // A size over the largest upload is refused before anything is inflated; a body that
+      // inflates past the size it named, or short of it, or not at all, is refused too.
+      const huge = deflateSync(new Uint8Array(MAX_OUTPUT_BYTES + 1))
+      expect((await post(text.length, huge, "deflate", MAX_OUTPUT_BYTES + 1)).status).toBe(413)
+      expect((await post(text.length, huge, "deflate", 100)).status).toBe(400)
+      expect((await post(text.length, packed, "deflate", text.length + 1)).status).toBe(400)
+      expect((await post(text.length, packed, "deflate")).status).toBe(400)
+      expect((await post(text.length, new Uint8Array([1, 2, 3, 4]), "deflate", 10)).status).toBe(400)
+      expect((await post(text.length, gzipSync(text), "br", text.length)).status).toBe(415)
+      expect(f.outputs).toHaveLength(1)
+      const plain = await post(text.length, new Uint8Array([104, 105]), "identity")
+      expect(await plain.json()).toEqual({ next: text.length + 2 })
+      expect(f.outputs[1]?.deflated).toBeUndefined()
     } finally {
       await stop(f)
     }

@@ -6,7 +6,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "n
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { gunzipSync } from "node:zlib"
-import { AwsProvider, archOfInstanceType, buildUserData, USER_DATA_LIMIT, validSpecForms } from "../src/index.ts"
+import { AwsProvider, archOfInstanceType, buildUserData, compactAgent, USER_DATA_LIMIT, validSpecForms } from "../src/index.ts"
 import { AwsError, reasonOf, toProviderError } from "../src/errors.ts"
 import { isLoopbackUrl, observedState } from "../src/aws-provider.ts"
 import { regionFromConfigFile } from "../src/options.ts"
@@ -87,7 +87,7 @@ describe("user-data", () => {
     const script = gunzipSync(Buffer.from(userData.base64, "base64")).toString("utf8")
     expect(script).toBe(userData.script)
     expect(script.startsWith("#!/bin/sh\n")).toBe(true)
-    expect(script).toContain(agent)
+    expect(script).toContain(compactAgent(agent))
     expect(script).toContain("export SKYREPL_AGENT_ALLOW_POWEROFF=1")
     expect(script).toContain("'--shutdown' 'poweroff'")
     expect(script).toContain("'--url' 'https://cp.example.com:8443/x'")
@@ -112,8 +112,21 @@ describe("user-data", () => {
     expect(second.script).toContain("'--url' 'https://cp.example.com/b'")
     expect(second.script).toContain("export SKYREPL_AGENT_TOKEN='beef'")
     // Another agent is compressed anew, never served from the first one's member.
-    const other = buildUserData({ name: name(), bootstrap: bootstrap("https://cp.example.com/a"), agentSource: `${agent}# v2\n`, maxLifetimeSeconds: 60 })
-    expect(gunzipSync(bytes(other)).toString("utf8")).toContain("# v2\n")
+    const other = buildUserData({ name: name(), bootstrap: bootstrap("https://cp.example.com/a"), agentSource: `${agent}V2 = 2\n`, maxLifetimeSeconds: 60 })
+    expect(gunzipSync(bytes(other)).toString("utf8")).toContain("V2 = 2\n")
+  })
+
+  it("drops only the agent's comment lines: Python parses what it ships to the same tree", () => {
+    const compact = compactAgent(agent)
+    expect(compact.length).toBeLessThan(agent.length)
+    expect(compact.split("\n").some((line) => line.trimStart().startsWith("#"))).toBe(false)
+    const tree = (source: string) =>
+      execFileSync("python3", ["-c", "import ast, sys; print(ast.dump(ast.parse(sys.stdin.read())))"], { input: source, maxBuffer: 64 * 2 ** 20 }).toString()
+    expect(tree(compact)).toBe(tree(agent))
+    // A comment-looking line inside a string is what this would get wrong; the tree shows it.
+    const quotes = '"'.repeat(3)
+    const tricky = `TEXT = ${quotes}\n# not a comment\n${quotes}\n`
+    expect(tree(compactAgent(tricky))).not.toBe(tree(tricky))
   })
 
   it("quotes what it interpolates", () => {

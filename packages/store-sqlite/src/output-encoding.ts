@@ -1,6 +1,5 @@
-import { OutputChunk } from "@skyrepl/core"
-import { type Either, ParseResult, Schema, type SchemaAST } from "effect"
-import { inflateSync } from "node:zlib"
+import { inflateExact, OutputChunk } from "@skyrepl/core"
+import { Either, ParseResult, Schema, type SchemaAST } from "effect"
 
 /**
  * How a stored output chunk holds its bytes: as written (`identity`), or compressed in the zlib
@@ -30,18 +29,8 @@ const OutputRow = Schema.Struct({
 const plain = (bytes: Uint8Array): Uint8Array => (bytes.constructor === Uint8Array ? bytes : new Uint8Array(bytes))
 
 /** The bytes a compressed row stands for; anything but exactly `size` bytes is a corrupt row. */
-const inflate = (row: typeof OutputRow.Type, ast: SchemaAST.AST): Either.Either<Uint8Array, ParseResult.ParseIssue> => {
-  try {
-    // The bound keeps a damaged row from inflating into more memory than the chunk can hold.
-    const bytes = inflateSync(row.data, { maxOutputLength: row.size })
-    return bytes.length === row.size
-      ? ParseResult.succeed(plain(bytes))
-      : ParseResult.fail(new ParseResult.Type(ast, row, `chunk ${row.seq} inflates to ${bytes.length} bytes, not ${row.size}`))
-  } catch (cause) {
-    const reason = cause instanceof Error ? cause.message : String(cause)
-    return ParseResult.fail(new ParseResult.Type(ast, row, `chunk ${row.seq} does not inflate: ${reason}`))
-  }
-}
+const inflate = (row: typeof OutputRow.Type, ast: SchemaAST.AST): Either.Either<Uint8Array, ParseResult.ParseIssue> =>
+  Either.mapLeft(inflateExact(row.data, row.size), (reason) => new ParseResult.Type(ast, row, `output chunk ${row.seq} ${reason}`))
 
 /** A stored row to the chunk readers get: its bytes as written. */
 export const OutputChunkFromRow = Schema.transformOrFail(OutputRow, Schema.typeSchema(OutputChunk), {

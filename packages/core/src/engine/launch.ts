@@ -118,10 +118,10 @@ const nextOffset = (engine: SkyReplService, runId: string, stream: OutputChunk["
  * exit must not be applied to a run still recorded as pending.
  */
 const handlersFor = (engine: SkyReplService, runId: string, started: Deferred.Deferred<void>): SessionHandlers => ({
-  onOutput: (id, stream, offset, data) =>
+  onOutput: (id, stream, offset, data, deflated) =>
     id !== runId
       ? Effect.succeed({ next: 0, gap: true })
-      : engine.store.appendOutput(id, stream, offset, data).pipe(
+      : engine.store.appendOutput(id, stream, offset, data, deflated).pipe(
           Effect.map((next) => ({ next, gap: false })),
           Effect.tap(() => PubSub.publish(engine.changes, id)),
           Effect.catchAll((error) =>

@@ -1,6 +1,7 @@
 import { Deferred, Effect, Either, Runtime, Schema, type Scope } from "effect"
 import { timingSafeEqual } from "node:crypto"
 import { decodeJson, sseEvent } from "./http.ts"
+import { decodeUpload, OUTPUT_ENCODINGS } from "../output-encoding.ts"
 import type { OutputStream } from "../domain/run.ts"
 import type { HubError } from "../errors.ts"
 import {
@@ -16,12 +17,16 @@ import { type EventSink, type HubAnswer, type HubRequest, json, serve } from "./
 
 /** What the engine does with what an agent sends. The hub itself holds no durable state. */
 export interface SessionHandlers {
-  /** Stores output; returns the next offset expected on that stream, or `gap` with that offset. */
+  /**
+   * Stores output; returns the next offset expected on that stream, or `gap` with that offset.
+   * `deflated` is the same bytes in the zlib format when the agent sent them compressed.
+   */
   readonly onOutput: (
     runId: string,
     stream: OutputStream,
     offset: number,
-    data: Uint8Array
+    data: Uint8Array,
+    deflated: Uint8Array | undefined
   ) => Effect.Effect<{ readonly next: number; readonly gap: boolean }>
   readonly onExit: (report: ExitReport) => Effect.Effect<void>
 }
@@ -155,14 +160,17 @@ export const makeAgentHub = (options: HubOptions): Effect.Effect<AgentHub, HubEr
           protocol: AGENT_PROTOCOL_VERSION,
           heartbeatIntervalMs: options.heartbeatIntervalMs,
           deadmanTimeoutMs: options.deadmanTimeoutMs,
-          maxOutputBytes: MAX_OUTPUT_BYTES
+          maxOutputBytes: MAX_OUTPUT_BYTES,
+          outputEncodings: OUTPUT_ENCODINGS
         })
       }
       if (req.method === "POST" && path === "/v1/agent/output") {
         const decoded = Schema.decodeUnknownEither(OutputQuery)(Object.fromEntries(query))
         if (Either.isLeft(decoded)) return json(400, { error: decoded.left.message })
-        const { runId, stream, offset } = decoded.right
-        const result = await run(state.handlers.onOutput(runId, stream, offset, body))
+        const { runId, stream, offset, size } = decoded.right
+        const upload = decodeUpload(req.header("content-encoding"), size, body, MAX_OUTPUT_BYTES)
+        if (Either.isLeft(upload)) return json(upload.left.status, { error: upload.left.error })
+        const result = await run(state.handlers.onOutput(runId, stream, offset, upload.right.data, upload.right.deflated))
         return json(result.gap ? 409 : 200, { next: result.next })
       }
       if (req.method === "POST" && path === "/v1/agent/exit") {

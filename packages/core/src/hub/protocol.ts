@@ -40,7 +40,9 @@ export const HeartbeatRequest = Schema.Struct({ runs: Schema.Array(Schema.String
 export const OutputQuery = Schema.Struct({
   runId: Schema.String.pipe(Schema.minLength(1)),
   stream: OutputStream,
-  offset: Schema.NumberFromString.pipe(Schema.int(), Schema.nonNegative())
+  offset: Schema.NumberFromString.pipe(Schema.int(), Schema.nonNegative()),
+  /** With `Content-Encoding: deflate`: the upload's inflated length. */
+  size: Schema.optional(Schema.NumberFromString.pipe(Schema.int(), Schema.nonNegative()))
 })
 
 export const RunCommand = Schema.Struct({
