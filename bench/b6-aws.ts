@@ -7,10 +7,11 @@
  * `aws ec2 describe-instances` with the same tag filter on the same moto.
  */
 import { formatInstanceName, newControlId, newId, type ProviderService } from "@skyrepl/core"
-import { AwsProvider } from "@skyrepl/provider-aws"
+import { AwsProvider, buildUserData } from "@skyrepl/provider-aws"
 import { Effect, Exit, Scope } from "effect"
 import { createServer, request, type Server } from "node:http"
 import type { AddressInfo } from "node:net"
+import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { motoCredentials, startMoto } from "../tools/aws-emulator/src/moto.ts"
 import {
@@ -136,14 +137,68 @@ export const b6: Benchmark = {
       const firstName = newName()
       const first = await traced(provider.spawn(firstName, spec, bootstrap))
       await run(terminateAndConfirm({ name: firstName, providerRef: first.value.providerRef, region: first.value.region }))
-      const launches = ctx.smoke ? 2 : 20
+      // The baseline: the same RunInstances a careful hand-written launch sends (the provider's
+      // image, security group, key pair, user-data, shutdown behaviour, metadata options and
+      // tags), through the same SDK, the same HTTP handler and the same proxy, timed in
+      // alternation with the provider's spawn. What differs is only SkyREPL's own work.
+      const sdk = await import("@aws-sdk/client-ec2")
+      const fetchHandler = process.versions["bun"] !== undefined ? new (await import("@smithy/fetch-http-handler")).FetchHttpHandler() : undefined
+      const handWritten = new sdk.EC2Client({
+        region,
+        endpoint: proxy.url,
+        credentials: { ...motoCredentials },
+        maxAttempts: 1,
+        ...(fetchHandler === undefined ? {} : { requestHandler: fetchHandler })
+      })
+      const described = await handWritten.send(new sdk.DescribeInstancesCommand({ InstanceIds: [first.value.providerRef ?? ""] }))
+      const template = described.Reservations?.[0]?.Instances?.[0]
+      if (template === undefined) throw new Error("moto does not show the first instance")
+      proxy.calls.splice(0)
+      const handUserData = buildUserData({ name: newName(), bootstrap, agentSource: readFileSync(bootstrap.agentScript, "utf8"), maxLifetimeSeconds: 3_600 }).base64
+      const handLaunch = async () => {
+        const name = newName()
+        const tags = [
+          { Key: "Name", Value: name },
+          { Key: MANAGED_TAG, Value: "true" },
+          { Key: "skyrepl:control-id", Value: controlId },
+          { Key: "skyrepl:expires-at", Value: new Date(Date.now() + 3_600_000).toISOString() }
+        ]
+        const out = await handWritten.send(
+          new sdk.RunInstancesCommand({
+            ImageId: template.ImageId,
+            InstanceType: template.InstanceType,
+            MinCount: 1,
+            MaxCount: 1,
+            ClientToken: name,
+            KeyName: template.KeyName,
+            SecurityGroupIds: (template.SecurityGroups ?? []).map((g) => g.GroupId ?? ""),
+            UserData: handUserData,
+            InstanceInitiatedShutdownBehavior: "terminate",
+            MetadataOptions: { HttpTokens: "required", HttpEndpoint: "enabled" },
+            TagSpecifications: [
+              { ResourceType: "instance", Tags: tags },
+              { ResourceType: "volume", Tags: tags.slice(0, 3) }
+            ]
+          })
+        )
+        return out.Instances?.[0]?.InstanceId ?? ""
+      }
+      const handTerminate = (id: string) => handWritten.send(new sdk.TerminateInstancesCommand({ InstanceIds: [id] }))
+      const tracedPromise = <A>(f: () => Promise<A>) => traced(Effect.promise(f))
+
+      const launches = ctx.smoke ? 2 : 30
       const spawnRuns: Array<Awaited<ReturnType<typeof traced>>> = []
       const termRuns: Array<Awaited<ReturnType<typeof traced>>> = []
       const terminateOnly: Array<Awaited<ReturnType<typeof traced>>> = []
+      const handSpawns: Array<Awaited<ReturnType<typeof traced>>> = []
+      const handTerminates: Array<Awaited<ReturnType<typeof traced>>> = []
       for (let i = 0; i < launches; i++) {
         const name = newName()
+        const hand = await tracedPromise(handLaunch)
+        handSpawns.push(hand)
         const spawned = await traced(provider.spawn(name, spec, bootstrap))
         spawnRuns.push(spawned)
+        handTerminates.push(await tracedPromise(() => handTerminate(String(hand.value))))
         const ref = { name, providerRef: spawned.value.providerRef, region: spawned.value.region }
         // Half the rounds time `terminate` on its own, to tell its calls from the engine's
         // describe-until-gone that follows it.
@@ -176,7 +231,11 @@ export const b6: Benchmark = {
       const overhead = (rs: ReadonlyArray<{ readonly ms: number; readonly motoMs: number; readonly calls: ReadonlyArray<Call> }>) =>
         stats(rs.map((r) => Math.max(0, r.ms - r.motoMs - proxyCostMs * r.calls.length) / r.motoMs))
       const launchOverhead = overhead(spawnRuns)
-      const termOverhead = overhead(termRuns)
+      const termOverhead = overhead(terminateOnly)
+      const handLaunchOverhead = overhead(handSpawns)
+      const handTermOverhead = overhead(handTerminates)
+      const spawnVsHand = stats(spawnRuns.map((r) => r.ms)).median / stats(handSpawns.map((r) => r.ms)).median
+      const terminateVsHand = stats(terminateOnly.map((r) => r.ms)).median / stats(handTerminates.map((r) => r.ms)).median
 
       // The listing: fill moto with managed instances through the provider, then list them.
       const managed = ctx.smoke ? 10 : 1_000
@@ -245,9 +304,12 @@ export const b6: Benchmark = {
         { what: `terminate + describe until gone: API calls — ${count(termRuns[0]?.calls ?? [])}`, unit: "calls", stats: callsPerTerminate },
         { what: `provider.terminate alone: API calls — ${count(terminateOnly[0]?.calls ?? [])}`, unit: "calls", stats: stats(terminateOnly.map((r) => r.calls.length)) },
         { what: "proxy's own cost per call (calibrated, subtracted from the SDK's share)", unit: "ms", value: proxyCostMs },
-        { what: "launch: wall time", unit: "ms", stats: stats(spawnRuns.map((r) => r.ms)) },
+        { what: "launch: hand-written RunInstances (same input, same SDK), wall time", unit: "ms", stats: stats(handSpawns.map((r) => r.ms)) },
+        { what: "launch: provider.spawn, wall time", unit: "ms", stats: stats(spawnRuns.map((r) => r.ms)) },
         { what: "launch: moto's own time (sum over its calls)", unit: "ms", stats: stats(spawnRuns.map((r) => r.motoMs)) },
-        { what: "terminate: wall time", unit: "ms", stats: stats(termRuns.map((r) => r.ms)) },
+        { what: "terminate: hand-written TerminateInstances, wall time", unit: "ms", stats: stats(handTerminates.map((r) => r.ms)) },
+        { what: "terminate: provider.terminate, wall time", unit: "ms", stats: stats(terminateOnly.map((r) => r.ms)) },
+        { what: "terminate + describe until gone: wall time", unit: "ms", stats: stats(termRuns.map((r) => r.ms)) },
         { what: `${listing}, ${managed} managed instances`, unit: "ms", stats: listStats },
         ...(awsStats === null ? [] : [{ what: `aws ec2 describe-instances, ${managed} managed instances`, unit: "ms", stats: awsStats }])
       ]
@@ -266,8 +328,20 @@ export const b6: Benchmark = {
           target: "≤ 2 calls plus describes while shutting down",
           met: termRuns.every((r) => r.calls.filter((c) => c.action !== "DescribeInstances").length <= 1)
         },
-        { what: "launch: SDK time beyond moto's, as a share of moto's", value: launchOverhead.median, target: "≤ 0.10", met: launchOverhead.median <= 0.1 },
-        { what: "terminate: SDK time beyond moto's, as a share of moto's", value: termOverhead.median, target: "≤ 0.10", met: termOverhead.median <= 0.1 },
+        { what: "launch: provider.spawn / hand-written RunInstances (medians; SkyREPL's overhead)", value: spawnVsHand, target: "≤ 1.10 (overhead ≤ 10 %)", met: spawnVsHand <= 1.1 },
+        { what: "terminate: provider.terminate / hand-written TerminateInstances (medians)", value: terminateVsHand, target: "≤ 1.10 (overhead ≤ 10 %)", met: terminateVsHand <= 1.1 },
+        {
+          what: `launch: time outside moto as a share of moto's (provider; the hand-written call: ${handLaunchOverhead.median.toFixed(2)})`,
+          value: launchOverhead.median,
+          target: "(reported: mostly the AWS SDK's own work)",
+          met: null
+        },
+        {
+          what: `terminate: time outside moto as a share of moto's (provider; the hand-written call: ${handTermOverhead.median.toFixed(2)})`,
+          value: termOverhead.median,
+          target: "(reported: mostly the AWS SDK's own work)",
+          met: null
+        },
         awsStats === null
           ? { what: "listing / aws ec2 describe-instances", value: null, target: "< 1 (faster than the AWS CLI)", met: null }
           : {
@@ -278,7 +352,8 @@ export const b6: Benchmark = {
             }
       ]
       const notes = [
-        "Calls are counted by a proxy between the provider and moto; moto's time is from the proxy forwarding a request to the whole answer arriving. The SDK's share is the rest of the wall time less the proxy's own cost per call, calibrated with the same trivial request sent to moto through the proxy and directly, in alternation (the median of 40 pairs' differences).",
+        "Calls are counted by a proxy between the provider and moto; moto's time is from the proxy forwarding a request to the whole answer arriving. The time outside moto is the rest of the wall time less the proxy's own cost per call, calibrated with the same trivial request sent to moto through the proxy and directly, in alternation (the median of 40 pairs' differences).",
+        "The overhead target is read against the issue's baseline for B6, a minimal hand-written launch: the same RunInstances input (the provider's image, security group, key pair, user-data, tags), through the same AWS SDK client settings and HTTP handler and the same proxy, alternating with the provider's spawn round by round; terminate likewise against a bare TerminateInstances. The time outside moto is also reported for both: most of it is the AWS SDK's own serialising, signing and XML parsing, which the hand-written call pays as well.",
         `First launch in a region includes its one-time set-up (AMI look-up, security group, key pair): ${count(first.calls)}.`,
         ...(cliKnowsAws ? [] : ["`repl orphans --provider aws` is not available: the CLI does not register the aws provider yet, so the listing was timed in process through the provider's `list`."]),
         ...(awsCli === null ? ["The AWS CLI is not installed: the listing's baseline is unavailable."] : [])

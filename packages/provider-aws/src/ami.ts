@@ -28,6 +28,12 @@ export interface AmiCacheOptions {
   readonly ttl: Duration.Duration
   /** Part of the key, so an emulator's images never stand in for real AWS's. */
   readonly endpoint: string | null
+  /**
+   * The entries this process already read or resolved, kept by the provider: a launch then
+   * costs no file read and no JSON decode. A new provider (a new process) starts empty and
+   * reads the file, so an edited or deleted cache still counts from the next process on.
+   */
+  readonly memo?: Map<string, typeof CacheEntry.Type>
 }
 
 const cacheKey = (options: AmiCacheOptions, region: string, version: UbuntuVersion, arch: Arch): string =>
@@ -71,8 +77,13 @@ export const resolveUbuntuImage = (
     const path = join(options.cacheDir, CACHE_FILE)
     const key = cacheKey(options, region, version, arch)
     const now = Date.now()
+    const fresh = (entry: typeof CacheEntry.Type | undefined): entry is typeof CacheEntry.Type =>
+      entry !== undefined && now - entry.resolvedAt < Duration.toMillis(options.ttl) && entry.resolvedAt <= now
+    const remembered = options.memo?.get(key)
+    if (fresh(remembered)) return { imageId: remembered.imageId, name: remembered.name }
     const cached = readCache(path).entries[key]
-    if (cached !== undefined && now - cached.resolvedAt < Duration.toMillis(options.ttl) && cached.resolvedAt <= now) {
+    if (fresh(cached)) {
+      options.memo?.set(key, cached)
       return { imageId: cached.imageId, name: cached.name }
     }
     const owner = canonicalOwner(region)
@@ -98,6 +109,7 @@ export const resolveUbuntuImage = (
       )
     }
     const resolved = { imageId: newest.ImageId, name: newest.Name }
+    options.memo?.set(key, { ...resolved, resolvedAt: now })
     // Re-read before writing: another process may have cached other entries meanwhile.
     yield* Effect.try(() => {
       const fresh = readCache(path)

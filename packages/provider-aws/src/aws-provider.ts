@@ -16,8 +16,8 @@ import {
   type SpecOptions
 } from "@skyrepl/core"
 import { Duration, Effect, Either, Layer, Schedule } from "effect"
-import { readFileSync } from "node:fs"
-import { resolveUbuntuImage } from "./ami.ts"
+import { readFileSync, statSync } from "node:fs"
+import { type AmiCacheOptions, resolveUbuntuImage } from "./ami.ts"
 import { type AwsApi, defaultCallRetry, type Instance, makeAwsApi, type Tag, tagValue } from "./aws-api.ts"
 import { AwsError, type ErrorContext, providerError, reasonOf, toProviderError } from "./errors.ts"
 import { type AwsProviderOptions, resolveOptions, type ResolvedOptions } from "./options.ts"
@@ -110,6 +110,8 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
     /** Regions this process launched in; a later `list` scans them too. */
     const usedRegions = new Set<string>()
     const launches = new Map<string, LaunchState>()
+    /** AMI look-ups this provider has read or made (see `AmiCacheOptions.memo`). */
+    const amiMemo: NonNullable<AmiCacheOptions["memo"]> = new Map()
     /**
      * Instance ids this process got from RunInstances. Until DescribeInstances has shown one
      * (`seen`), "not found" means "not visible yet", for `visibilityTimeout` after `since`.
@@ -156,6 +158,13 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
       })
 
     const setupFor = (region: string): Effect.Effect<RegionSetup, ProviderError> =>
+      Effect.suspend(() => {
+        // Set up once per region: after that, no lock to take.
+        const done = setups.get(region)
+        return done !== undefined ? Effect.succeed(done) : setUpOnce(region)
+      })
+
+    const setUpOnce = (region: string): Effect.Effect<RegionSetup, ProviderError> =>
       setupLock.withPermits(1)(
         Effect.suspend(() => {
           const done = setups.get(region)
@@ -281,9 +290,23 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
       )
     }
 
+    /**
+     * The agent's source, read again only when its file changed (size or modification time):
+     * a launch then costs a stat, not a 50 KB read and decode, and the unchanged text is the
+     * same string, which the user-data's cached install step recognises at once.
+     */
+    let agentCache: { readonly path: string; readonly size: number; readonly mtimeMs: number; readonly source: string } | null = null
     const readAgent = (path: string): Effect.Effect<string, ProviderError> =>
       Effect.try({
-        try: () => readFileSync(path, "utf8"),
+        try: () => {
+          const info = statSync(path)
+          if (agentCache !== null && agentCache.path === path && agentCache.size === info.size && agentCache.mtimeMs === info.mtimeMs) {
+            return agentCache.source
+          }
+          const source = readFileSync(path, "utf8")
+          agentCache = { path, size: info.size, mtimeMs: info.mtimeMs, source }
+          return source
+        },
         catch: (cause) => providerError("spawn", "unavailable", `cannot read the agent script ${path}: ${String(cause)}`, cause)
       })
 
@@ -382,14 +405,18 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
           }
         })
 
-        const driver = state.capacity ?? (yield* Schedule.driver(capacitySchedule))
-        state.capacity = driver
+        // The back-off's driver is made on the first capacity error: most launches never see one.
+        const capacityDriver = Effect.suspend(() =>
+          state.capacity !== null
+            ? Effect.succeed(state.capacity)
+            : Effect.tap(Schedule.driver(capacitySchedule), (driver) => Effect.sync(() => (state.capacity = driver)))
+        )
         const withCapacityBackoff = (): Effect.Effect<Instance, AwsError> =>
           retried.pipe(
             Effect.catchIf(
               (e) => reasonOf(e) === "capacity",
               (e) =>
-                driver.next(e).pipe(
+                Effect.flatMap(capacityDriver, (driver) => driver.next(e)).pipe(
                   Effect.matchEffect({
                     onFailure: () => Effect.fail(e),
                     onSuccess: () => withCapacityBackoff()
@@ -425,7 +452,7 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
         const setup = yield* setupFor(region)
         const image = yield* resolveUbuntuImage(
           api,
-          { cacheDir: resolved.cacheDir, ttl: resolved.amiCacheTtl, endpoint: resolved.endpoint },
+          { cacheDir: resolved.cacheDir, ttl: resolved.amiCacheTtl, endpoint: resolved.endpoint, memo: amiMemo },
           region,
           aws.version,
           aws.arch

@@ -118,6 +118,33 @@ describe("AMI resolution", () => {
       })
     )
 
+    it.effect("a provider remembers what it read or looked up: its later launches touch neither the file nor AWS", () =>
+      Effect.gen(function* () {
+        const { proxy, dir } = yield* Fixture
+        const cacheFile = join(dir, "cache", "aws-amis.json")
+        rmSync(cacheFile, { force: true })
+        const newest = yield* imageNamed("ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20250115")
+        const p = yield* provider()
+        proxy.setRules([])
+        expect(yield* imageOf(p, "ubuntu:noble:amd64")).toBe(newest)
+        expect(proxy.calls("DescribeImages")).toBe(1)
+        // The file gone, the same provider still knows; a new one looks up again.
+        rmSync(cacheFile)
+        proxy.setRules([])
+        expect(yield* imageOf(p, "ubuntu:noble:amd64")).toBe(newest)
+        expect(proxy.calls("DescribeImages")).toBe(0)
+        expect(yield* imageOf(yield* provider(), "ubuntu:noble:amd64")).toBe(newest)
+        expect(proxy.calls("DescribeImages")).toBe(1)
+        // Its memory keeps the time-to-live: an entry older than that is looked up again.
+        const short = yield* provider({ amiCacheTtl: Duration.millis(50) })
+        yield* imageOf(short, "ubuntu:noble:amd64")
+        yield* Effect.sleep(Duration.millis(80))
+        proxy.setRules([])
+        yield* imageOf(short, "ubuntu:noble:amd64")
+        expect(proxy.calls("DescribeImages")).toBe(1)
+      })
+    )
+
     it.effect("the cache is keyed by endpoint and region", () =>
       Effect.gen(function* () {
         const { dir } = yield* Fixture
