@@ -81,11 +81,13 @@ than a focused fix, so it is left for a decision.
 - **B5, 20,000 transitions/s.** Met in the rounds of a quiet machine (about 21,500/s on Bun and
   20,700/s on Node at load 1.2), missed when the machine is busy (17,900/s and 13,000/s at load
   2.4, right after B4's writes): the figure moves with the machine. Per transition, SQLite's own
-  compare-and-set UPDATE with its commit is about 20 µs through the bare driver (after the
-  checkpoint change in the table; about 27 µs before), the \`@effect/sql\` client adds about
+  compare-and-set UPDATE with its commit is about 20–27 µs through the bare driver, the
+  \`@effect/sql\` client adds about
   18 µs of its own per statement (the \`SELECT 1\` row), and the store's error mapping and the
   decoding of the returned row with its schema the rest. Turning the tracer off around store
-  calls made no measurable difference. A connection of our own over the raw drivers (tried on
+  calls made no measurable difference, nor did checkpointing the WAL less often (10,000 pages
+  instead of 1,000: faster on a WAL file already grown, slower in a fresh process that has to
+  grow it, so it was taken back out). A connection of our own over the raw drivers (tried on
   the \`perf-store\` branch) made 1.5×, but replaces the \`@effect/sql\` SQLite clients the
   design names, so it is left for a decision.
 - **B6, overhead ≤ 10 %: how it is read (met).** The verdict compares the provider with the

@@ -30,28 +30,11 @@ const loadDriver: Effect.Effect<DriverMake, StoreError> = Effect.tryPromise({
 })
 
 /**
- * WAL pages a commit may leave before it checkpoints them into the database (SQLite's default
- * is 1,000). A checkpoint syncs the WAL and the database file to disk, so with the default a
- * stream of small commits (state transitions, heartbeats) paid two syncs every few hundred
- * commits; at 10,000 (about 40 MB of WAL) that is a tenth as often. Measured on this project's
- * machines: about 37,000 against 54,000 compare-and-set UPDATEs per second through the bare
- * driver, and more when the disk is busy.
- */
-export const WAL_AUTOCHECKPOINT_PAGES = 10_000
-
-/**
- * The size a WAL is cut back to after a checkpoint resets it, so a burst of writes does not
- * leave a large file behind for the life of the connection.
- */
-export const JOURNAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
-
-/**
  * Connection settings, in an order that matters: the busy timeout first, so that switching to
  * WAL (which needs a lock) waits for a process that is creating the same file; then WAL, so
  * readers never block the writer; `synchronous = NORMAL`, which in WAL mode loses nothing on a
  * process crash and only the last commits on power loss (the orphan sweep covers that case);
- * checkpoints less often (see WAL_AUTOCHECKPOINT_PAGES); and foreign keys, which SQLite leaves
- * off per connection.
+ * and foreign keys, which SQLite leaves off per connection.
  *
  * These run unprepared: better-sqlite3's statement cache would keep a failed prepare (a lock
  * held by a process creating the file) for minutes. Its unprepared path throws instead, hence
@@ -62,8 +45,6 @@ const configure = (sql: SqlClient): Effect.Effect<void, StoreError> =>
     yield* sql.unsafe(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`).unprepared
     yield* sql.unsafe("PRAGMA journal_mode = WAL").unprepared
     yield* sql.unsafe("PRAGMA synchronous = NORMAL").unprepared
-    yield* sql.unsafe(`PRAGMA wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`).unprepared
-    yield* sql.unsafe(`PRAGMA journal_size_limit = ${JOURNAL_SIZE_LIMIT_BYTES}`).unprepared
     yield* sql.unsafe("PRAGMA foreign_keys = ON").unprepared
   }).pipe(openAttempt, retryBusy)
 
