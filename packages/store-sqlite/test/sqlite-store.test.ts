@@ -203,17 +203,23 @@ describe("SqliteStore on SQLite", () => {
       withRaw(filename, (sql) => sql.unsafe('SELECT encoding, size, length(data) AS stored FROM output ORDER BY seq')).pipe(
         Effect.flatMap(Schema.decodeUnknown(Rows))
       )
+    /** A new store file with one launch, whose output `write` appends; the file is closed after. */
+    const launchWithOutput = <E>(write: (store: StoreService, runId: string) => Effect.Effect<unknown, E>) =>
+      Effect.gen(function* () {
+        const filename = join(freshHome(), "state.db")
+        const launch = yield* withStore(filename, (store) =>
+          Effect.flatMap(createLaunch(store), (launch) => Effect.as(write(store, launch.run.id), launch))
+        )
+        return { filename, launch }
+      })
 
     it.effect("keeps the compressed form it is given, and reads back the bytes as written", () =>
       Effect.gen(function* () {
-        const filename = join(freshHome(), "state.db")
         const data = text(5000)
-        const launch = yield* withStore(filename, (store) =>
+        const { filename, launch } = yield* launchWithOutput((store, runId) =>
           Effect.gen(function* () {
-            const launch = yield* createLaunch(store)
-            expect(yield* store.appendOutput(launch.run.id, "stdout", 0, data, deflateSync(data))).toBe(data.length)
-            expect(yield* store.appendOutput(launch.run.id, "stdout", data.length, data)).toBe(2 * data.length)
-            return launch
+            expect(yield* store.appendOutput(runId, "stdout", 0, data, deflateSync(data))).toBe(data.length)
+            expect(yield* store.appendOutput(runId, "stdout", data.length, data)).toBe(2 * data.length)
           })
         )
         const rows = yield* storedRows(filename)
@@ -226,15 +232,8 @@ describe("SqliteStore on SQLite", () => {
 
     it.effect("a compressed row that does not inflate to its size is a decode error", () =>
       Effect.gen(function* () {
-        const filename = join(freshHome(), "state.db")
         const data = text(100)
-        const launch = yield* withStore(filename, (store) =>
-          Effect.gen(function* () {
-            const launch = yield* createLaunch(store)
-            yield* store.appendOutput(launch.run.id, "stdout", 0, data, deflateSync(data))
-            return launch
-          })
-        )
+        const { filename, launch } = yield* launchWithOutput((store, runId) => store.appendOutput(runId, "stdout", 0, data, deflateSync(data)))
         yield* withRaw(filename, (sql) => sql.unsafe("UPDATE output SET size = size - 1"))
         expect(yield* withStore(filename, (store) => reasonOf(store.readOutput(launch.run.id, 0, 10)))).toEqual(Option.some("decode"))
         yield* withRaw(filename, (sql) => sql.unsafe("UPDATE output SET size = size + 1, data = x'789c00'"))
@@ -244,15 +243,9 @@ describe("SqliteStore on SQLite", () => {
 
     it.effect("a version 1 database keeps its output, and its readers' cursors, across the upgrade", () =>
       Effect.gen(function* () {
-        const filename = join(freshHome(), "state.db")
         const first = text(10)
-        const launch = yield* withStore(filename, (store) =>
-          Effect.gen(function* () {
-            const launch = yield* createLaunch(store)
-            yield* store.appendOutput(launch.run.id, "stdout", 0, first)
-            yield* store.appendOutput(launch.run.id, "stderr", 0, first)
-            return launch
-          })
+        const { filename, launch } = yield* launchWithOutput((store, runId) =>
+          Effect.zipRight(store.appendOutput(runId, "stdout", 0, first), store.appendOutput(runId, "stderr", 0, first))
         )
         // The output table as version 1 made it.
         yield* withRaw(filename, (sql) =>

@@ -225,7 +225,7 @@ const serveNode = (options: ServeOptions): Effect.Effect<Listening, HubError> =>
     return { address: address.address, port: address.port, close }
   })
 
-/** Listens on `host:port` (0: any free port) with the runtime's own server. */
+/** Listens on `host:port` (port 0: one the system picks) with the runtime's own server. */
 export const serve = (options: ServeOptions): Effect.Effect<Listening, HubError> => {
   const bun = bunServe()
   return bun === null ? serveNode(options) : serveBun(bun, options)
