@@ -157,6 +157,45 @@ describe(`agent hub on ${runtime}`, () => {
     }
   })
 
+  it("finds each agent's session by its token among many, and a closed session's token stops working", async () => {
+    const f = await start()
+    const others = await Effect.runPromise(Scope.make())
+    try {
+      const seen = new Map<string, Array<number>>()
+      const tokens = Array.from({ length: 50 }, (_, i) => `token-${i}-${"x".repeat(20)}`)
+      await Effect.runPromise(
+        Effect.forEach(tokens, (token, i) =>
+          f.hub.open(`${NAME.slice(0, -2)}${String(i).padStart(2, "0")}`, token, {
+            onOutput: (_runId, _stream, offset, data) =>
+              Effect.sync(() => {
+                seen.set(token, [...(seen.get(token) ?? []), data.length])
+                return { next: offset + data.length, gap: false }
+              }),
+            onExit: () => Effect.void
+          })
+        ).pipe(Scope.extend(others))
+      )
+      const post = (token: string, size: number) =>
+        fetch(`${f.hub.url}/v1/agent/output?runId=r1&stream=stdout&offset=0`, {
+          method: "POST",
+          headers: { ...agentHeaders(token), "content-type": "application/octet-stream" },
+          body: new Uint8Array(size)
+        }).then((r) => r.status)
+      for (const [i, token] of tokens.entries()) expect(await post(token, i + 1)).toBe(200)
+      expect(tokens.map((t) => seen.get(t))).toEqual(tokens.map((_, i) => [i + 1]))
+      expect(f.outputs).toHaveLength(0)
+      expect(await post(TOKEN, 7)).toBe(200)
+      expect(f.outputs.map((o) => o.data.length)).toEqual([7])
+      expect(await post(`${TOKEN}-not`, 1)).toBe(401)
+      await Effect.runPromise(Scope.close(others, Exit.void))
+      expect(await post(tokens[0]!, 1)).toBe(401)
+      expect(await post(TOKEN, 1)).toBe(200)
+    } finally {
+      await Effect.runPromise(Scope.close(others, Exit.void))
+      await stop(f)
+    }
+  })
+
   it("streams events to the agent, and a second stream ends the first", async () => {
     const f = await start()
     try {

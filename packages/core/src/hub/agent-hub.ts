@@ -1,5 +1,5 @@
 import { Deferred, Effect, Either, Runtime, Schema, type Scope } from "effect"
-import { timingSafeEqual } from "node:crypto"
+import { createHash, timingSafeEqual } from "node:crypto"
 import { decodeJson, sseEvent } from "./http.ts"
 import { decodeUpload, OUTPUT_ENCODINGS } from "../output-encoding.ts"
 import type { OutputStream } from "../domain/run.ts"
@@ -101,7 +101,14 @@ export const makeAgentHub = (options: HubOptions): Effect.Effect<AgentHub, HubEr
   Effect.gen(function* () {
     const runtime = yield* Effect.runtime<never>()
     const run = Runtime.runPromise(runtime)
+    /**
+     * Sessions by a digest of their token: a request finds its session in one look-up rather
+     * than comparing its token with every session's (200 instances made every request 200
+     * compares). The digest reveals nothing of the token, and the token itself is still
+     * compared in constant time with the one found.
+     */
     const sessions = new Map<string, SessionState>()
+    const digest = (token: string | Buffer): string => createHash("sha256").update(token).digest("hex")
     const controlSecret = Buffer.from(options.controlSecret)
 
     const flushTo = (state: SessionState) => {
@@ -117,10 +124,8 @@ export const makeAgentHub = (options: HubOptions): Effect.Effect<AgentHub, HubEr
       const instance = req.header("x-skyrepl-instance")
       const token = bearer(req)
       // The token alone identifies the session; the instance header only makes logs readable.
-      let state: SessionState | undefined
-      for (const s of sessions.values()) {
-        if (sameSecret(token, s.token)) state = s
-      }
+      const found = sessions.get(digest(token))
+      const state = found !== undefined && sameSecret(token, found.token) ? found : undefined
       if (state === undefined) return json(401, { error: "unknown token", instance: instance ?? null })
       if (req.header("x-skyrepl-protocol") !== String(AGENT_PROTOCOL_VERSION)) {
         return json(409, { error: "protocol mismatch", protocol: AGENT_PROTOCOL_VERSION })
@@ -228,11 +233,12 @@ export const makeAgentHub = (options: HubOptions): Effect.Effect<AgentHub, HubEr
           shuttingDown: false,
           stream: null
         }
-        sessions.set(instanceName, state)
+        const key = digest(state.token)
+        sessions.set(key, state)
         yield* Effect.addFinalizer(() =>
           Effect.sync(() => {
             state.stream?.end()
-            sessions.delete(instanceName)
+            if (sessions.get(key) === state) sessions.delete(key)
           })
         )
         const session: AgentSession = {
