@@ -15,7 +15,7 @@ export * from "./provider.ts"
 export * from "./store.ts"
 export { agentArguments, type AgentLaunch, agentRunVariables, agentScriptPath } from "./agent-script.ts"
 export { AGENT_PROTOCOL_VERSION } from "./hub/protocol.ts"
-export { inflateExact } from "./output-encoding.ts"
+export { inflateExact, ownBytes } from "./output-encoding.ts"
 export {
   attach,
   cancel,

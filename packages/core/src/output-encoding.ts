@@ -20,18 +20,27 @@ export interface RefusedUpload {
 }
 
 /**
+ * Bytes as a plain `Uint8Array` over memory of their own. Node's `Buffer` (from zlib, from
+ * better-sqlite3) becomes a plain view when it fills its own memory; one that does not (a small
+ * one from Node's shared pool) is copied, so no caller ever holds a view, through `.buffer`, of
+ * memory that is not theirs.
+ */
+export const ownBytes = (bytes: Uint8Array): Uint8Array => {
+  if (bytes.byteOffset !== 0 || bytes.buffer.byteLength !== bytes.length) return new Uint8Array(bytes)
+  return bytes.constructor === Uint8Array ? bytes : new Uint8Array(bytes.buffer, 0, bytes.length)
+}
+
+/**
  * Inflates zlib data that must come to exactly `size` bytes, into one buffer of that size:
  * node:zlib otherwise inflates in 16 KiB pieces and joins them, which cost more than the
- * inflating. A result that does not fill its own buffer (a small one from Node's pool) is
- * copied, so no caller ever holds a view of memory that is not theirs.
+ * inflating.
  */
 export const inflateExact = (deflated: Uint8Array, size: number): Either.Either<Uint8Array, string> => {
   if (size === 0) return Either.left("a compressed chunk cannot be empty")
   try {
     const bytes = inflateSync(deflated, { chunkSize: Math.max(64, size), maxOutputLength: size })
     if (bytes.length !== size) return Either.left(`inflates to ${bytes.length} bytes, not ${size}`)
-    const own = bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.length
-    return Either.right(own ? new Uint8Array(bytes.buffer, 0, bytes.length) : new Uint8Array(bytes))
+    return Either.right(ownBytes(bytes))
   } catch (cause) {
     if (cause instanceof RangeError) return Either.left(`inflates to more than ${size} bytes`)
     return Either.left(`is not zlib data: ${cause instanceof Error ? cause.message : String(cause)}`)

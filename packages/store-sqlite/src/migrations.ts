@@ -2,6 +2,7 @@ import type { SqlClient } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { AllocationState, InstanceState, ManifestState, OutputStream, RunState, StoreError } from "@skyrepl/core"
 import { Effect, type ParseResult, Schema } from "effect"
+import { OutputEncoding } from "./output-encoding.ts"
 
 const quote = (literal: string): string => `'${literal.replaceAll("'", "''")}'`
 
@@ -122,7 +123,7 @@ export const migrations: ReadonlyArray<Migration> = [
         stream TEXT NOT NULL ${oneOf("stream", OutputStream.literals)},
         "offset" INTEGER NOT NULL CHECK ("offset" >= 0),
         size INTEGER NOT NULL CHECK (size > 0),
-        encoding TEXT NOT NULL ${oneOf("encoding", ["identity", "deflate"])},
+        encoding TEXT NOT NULL ${oneOf("encoding", OutputEncoding.literals)},
         data BLOB NOT NULL CHECK (length(data) > 0),
         CHECK (encoding <> 'identity' OR length(data) = size)
       )`,

@@ -1,4 +1,4 @@
-import { inflateExact, OutputChunk } from "@skyrepl/core"
+import { inflateExact, OutputChunk, ownBytes } from "@skyrepl/core"
 import { Either, ParseResult, Schema, type SchemaAST } from "effect"
 
 /**
@@ -21,22 +21,19 @@ const OutputRow = Schema.Struct({
   data: Schema.Uint8ArrayFromSelf
 })
 
-/**
- * better-sqlite3 returns a Node `Buffer`, bun:sqlite a `Uint8Array`: callers get a plain
- * `Uint8Array` from both. A copy rather than a view, because a small `Buffer` can be a slice of
- * a shared pool, and a view's `.buffer` would hand out the rest of that pool.
- */
-const plain = (bytes: Uint8Array): Uint8Array => (bytes.constructor === Uint8Array ? bytes : new Uint8Array(bytes))
-
 /** The bytes a compressed row stands for; anything but exactly `size` bytes is a corrupt row. */
 const inflate = (row: typeof OutputRow.Type, ast: SchemaAST.AST): Either.Either<Uint8Array, ParseResult.ParseIssue> =>
   Either.mapLeft(inflateExact(row.data, row.size), (reason) => new ParseResult.Type(ast, row, `output chunk ${row.seq} ${reason}`))
 
-/** A stored row to the chunk readers get: its bytes as written. */
+/**
+ * A stored row to the chunk readers get: its bytes as written, as a plain `Uint8Array` of their
+ * own whichever driver read them (better-sqlite3 gives a Node `Buffer`, bun:sqlite a
+ * `Uint8Array`).
+ */
 export const OutputChunkFromRow = Schema.transformOrFail(OutputRow, Schema.typeSchema(OutputChunk), {
   strict: true,
   decode: (row, _, ast) => {
-    const bytes = row.encoding === "identity" ? ParseResult.succeed(plain(row.data)) : inflate(row, ast)
+    const bytes = row.encoding === "identity" ? ParseResult.succeed(ownBytes(row.data)) : inflate(row, ast)
     return ParseResult.map(bytes, (data) => new OutputChunk({ runId: row.runId, seq: row.seq, stream: row.stream, offset: row.offset, data }))
   },
   encode: (chunk, _, ast) =>
