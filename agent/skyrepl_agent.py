@@ -871,8 +871,8 @@ class Agent(object):
             )
         )
         if self.cfg.startup_run is not None:
-            # Before registering: the run's output waits in the agent until the controller
-            # answers, and the launch saves the round trip of being sent the run.
+            # Before registering: the run starts at once and its output is uploaded as it is
+            # read, and the launch saves the round trip of being sent the run.
             self._on_run(self.cfg.startup_run)
         threading.Thread(target=self._guard, args=(self._deadman_loop,), name="deadman", daemon=True).start()
         threading.Thread(target=self._guard, args=(self._boot,), name="boot", daemon=True).start()

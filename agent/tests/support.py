@@ -123,6 +123,12 @@ class AgentTestCase(unittest.TestCase):
     def path(self, name):
         return os.path.join(self.tmp, name)
 
+    def write_files(self, **files):
+        """Writes each name=bytes into the test's directory, for a run to read."""
+        for name, data in files.items():
+            with open(self.path(name), "wb") as f:
+                f.write(data)
+
     def agent_env(self, **extra):
         env = dict(os.environ)
         env.pop("SKYREPL_AGENT_ALLOW_POWEROFF", None)

@@ -374,8 +374,7 @@ class UploadTests(AgentTestCase):
 
     def test_uploads_grow_to_the_size_the_register_answer_names(self):
         big = os.urandom(24 * 1024 * 1024)
-        with open(self.path("big"), "wb") as f:
-            f.write(big)
+        self.write_files(big=big)
         limit = 1024 * 1024
         self.ctrl.register_answer = (
             200,
@@ -397,8 +396,7 @@ class UploadTests(AgentTestCase):
             {"protocol": 1, "heartbeatIntervalMs": self.ctrl.heartbeat_ms, "deadmanTimeoutMs": self.ctrl.deadman_ms, "maxOutputBytes": 1 << 30},
         )
         data = os.urandom(8 * 1024 * 1024)
-        with open(self.path("data"), "wb") as f:
-            f.write(data)
+        self.write_files(data=data)
         self.start_agent()
         self.run_command("r1", "cat data", workdir=self.tmp)
         self.assert_complete("r1", timeout=60)
@@ -409,9 +407,7 @@ class UploadTests(AgentTestCase):
         self.ctrl.output_encodings = ["deflate"]
         text = b"".join(b"line %d of a chatty log\n" % i for i in range(150000))
         noise = os.urandom(2 * 1024 * 1024)
-        for name, data in (("text", text), ("noise", noise)):
-            with open(self.path(name), "wb") as f:
-                f.write(data)
+        self.write_files(text=text, noise=noise)
         self.start_agent()
         self.run_command("r1", "cat text; cat noise >&2", workdir=self.tmp)
         report = self.assert_complete("r1", timeout=60)
@@ -427,8 +423,7 @@ class UploadTests(AgentTestCase):
         self.assertTrue(all(enc is None and wire == raw for enc, wire, raw in stderr), stderr)
 
     def test_uploads_stay_plain_when_the_register_answer_names_no_encodings(self):
-        with open(self.path("text"), "wb") as f:
-            f.write(b"the same line again\n" * 50000)
+        self.write_files(text=b"the same line again\n" * 50000)
         self.start_agent()
         self.run_command("r1", "cat text", workdir=self.tmp)
         self.assert_complete("r1", stdout=b"the same line again\n" * 50000, timeout=60)
@@ -438,9 +433,7 @@ class UploadTests(AgentTestCase):
     def test_large_output_arrives_byte_exact(self):
         big = os.urandom(20 * 1024 * 1024)
         small = os.urandom(3 * 1024 * 1024 + 17)
-        for name, data in (("big", big), ("small", small)):
-            with open(self.path(name), "wb") as f:
-                f.write(data)
+        self.write_files(big=big, small=small)
         self.start_agent()
         started = time.monotonic()
         self.run_command("r1", "cat big; cat small >&2", workdir=self.tmp)

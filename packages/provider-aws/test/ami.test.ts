@@ -67,6 +67,15 @@ const imageNamed = (name: string) =>
     return id
   })
 
+/** The cache file, deleted: the next look-up in a new provider asks AWS. */
+const emptyCache = Effect.map(Fixture, ({ dir }) => {
+  const cacheFile = join(dir, "cache", "aws-amis.json")
+  rmSync(cacheFile, { force: true })
+  return cacheFile
+})
+
+const NOBLE_AMD64_NEWEST = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20250115"
+
 describe("AMI resolution", () => {
   layer(fixture, { excludeTestServices: true, timeout: Duration.seconds(60) })((it) => {
     it.effect("picks Canonical's newest server image for each version and architecture, never a decoy", () =>
@@ -86,10 +95,9 @@ describe("AMI resolution", () => {
 
     it.effect("caches the look-up for a day under the cache directory; deleting the cache forces a fresh one", () =>
       Effect.gen(function* () {
-        const { proxy, dir } = yield* Fixture
-        const cacheFile = join(dir, "cache", "aws-amis.json")
-        rmSync(cacheFile, { force: true })
-        const newest = yield* imageNamed("ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20250115")
+        const { proxy } = yield* Fixture
+        const cacheFile = yield* emptyCache
+        const newest = yield* imageNamed(NOBLE_AMD64_NEWEST)
         const older = yield* imageNamed("ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20240301")
 
         proxy.setRules([])
@@ -120,10 +128,9 @@ describe("AMI resolution", () => {
 
     it.effect("a provider remembers what it read or looked up: its later launches touch neither the file nor AWS", () =>
       Effect.gen(function* () {
-        const { proxy, dir } = yield* Fixture
-        const cacheFile = join(dir, "cache", "aws-amis.json")
-        rmSync(cacheFile, { force: true })
-        const newest = yield* imageNamed("ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20250115")
+        const { proxy } = yield* Fixture
+        const cacheFile = yield* emptyCache
+        const newest = yield* imageNamed(NOBLE_AMD64_NEWEST)
         const p = yield* provider()
         proxy.setRules([])
         expect(yield* imageOf(p, "ubuntu:noble:amd64")).toBe(newest)
