@@ -116,17 +116,34 @@ describe("user-data", () => {
     expect(gunzipSync(bytes(other)).toString("utf8")).toContain("V2 = 2\n")
   })
 
-  it("drops only the agent's comment lines: Python parses what it ships to the same tree", () => {
+  it("drops only the agent's comment lines and docstrings: Python parses what it ships to the same tree", () => {
     const compact = compactAgent(agent)
     expect(compact.length).toBeLessThan(agent.length)
     expect(compact.split("\n").some((line) => line.trimStart().startsWith("#"))).toBe(false)
+    const quotes = '"'.repeat(3)
+    expect(compact).not.toContain(quotes)
+    // The tree with docstrings taken out (a body that was only one becomes `pass`).
+    const withoutDocstrings = [
+      "import ast, sys",
+      "tree = ast.parse(sys.stdin.read())",
+      "for node in ast.walk(tree):",
+      "    body = getattr(node, 'body', None)",
+      "    if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body \\",
+      "            and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \\",
+      "            and isinstance(body[0].value.value, str):",
+      "        node.body = body[1:] or [ast.Pass()]",
+      "print(ast.dump(tree))"
+    ].join("\n")
     const tree = (source: string) =>
-      execFileSync("python3", ["-c", "import ast, sys; print(ast.dump(ast.parse(sys.stdin.read())))"], { input: source, maxBuffer: 64 * 2 ** 20 }).toString()
+      execFileSync("python3", ["-c", withoutDocstrings], { input: source, maxBuffer: 64 * 2 ** 20 }).toString()
     expect(tree(compact)).toBe(tree(agent))
     // A comment-looking line inside a string is what this would get wrong; the tree shows it.
-    const quotes = '"'.repeat(3)
     const tricky = `TEXT = ${quotes}\n# not a comment\n${quotes}\n`
     expect(tree(compactAgent(tricky))).not.toBe(tree(tricky))
+    // A docstring that is a whole body becomes `pass`; a string that is not a docstring stays.
+    const shapes = `${quotes}Module.${quotes}\nclass A(Exception):\n    ${quotes}Only this.\n    Two lines.${quotes}\n\ndef f(x):\n    ${quotes}Doc.${quotes}\n    y = ${quotes}kept${quotes}\n    return x, y\n`
+    expect(compactAgent(shapes)).toBe("class A(Exception):\n    pass\n\ndef f(x):\n    y = " + quotes + "kept" + quotes + "\n    return x, y\n")
+    expect(tree(compactAgent(shapes))).toBe(tree(shapes))
   })
 
   it("quotes what it interpolates", () => {
