@@ -6,21 +6,39 @@ commands from an event stream, runs them, uploads their output with byte offsets
 exits, and ends the instance by itself when the controller goes silent (the dead-man switch).
 
 Python 3.8+, standard library only, one file: every provider ships this very file unchanged.
-Imports are kept to what the hot path needs, because the agent's start-up is part of every
-launch's latency.
+
+Start-up is part of every launch's latency, so the agent imports only C modules and `os`:
+json, socket, subprocess, signal, threading and urllib.parse would cost about 25 ms here, more
+than Python's own start, because they pull in re, enum, functools and collections. It uses their
+C cores instead (_json, _socket, _signal, _thread) and os.posix_spawn, through the small
+equivalents in "Lean start-up" below; where a C core is missing (another Python), the full module
+is imported on first use instead.
 """
 
-import json
+import _thread
+import io
 import os
 import select
-import signal
-import socket
-import subprocess
 import sys
-import threading
 import time
-from collections import deque
-from urllib.parse import quote, urlsplit
+
+try:
+    import _signal
+except ImportError:  # not CPython: the module that wraps it has the same names
+    import signal as _signal
+try:
+    import _socket
+except ImportError:
+    import socket as _socket
+try:
+    from _collections import deque
+except ImportError:
+    from collections import deque
+try:
+    from _json import encode_basestring_ascii as _json_quote
+    from _json import make_scanner as _json_scanner
+except ImportError:
+    _json_quote = _json_scanner = None
 
 PROTOCOL = 1
 AGENT_VERSION = "1.0.0"
@@ -71,6 +89,231 @@ USAGE = (
     " [--heartbeat-interval SECONDS] [--deadman-timeout SECONDS]"
     " [--shutdown exit|poweroff|command:CMD] [--workdir DIR] [--log FILE]"
 )
+
+
+# -- lean start-up ---------------------------------------------------------------------------
+# What the agent needs of json, urllib.parse, threading and signal, on their C cores (see the
+# module docstring for why). Each is the part of the module's behaviour the agent relies on.
+
+_JSON_SPACE = " \t\n\r"
+
+
+class _JsonPlain(object):
+    """The settings _json's scanner reads off a json.JSONDecoder: plain types, no hooks."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = float
+
+
+def _json_module():
+    import json
+
+    return json
+
+
+def json_loads(text):
+    """json.loads: one JSON value, with only whitespace around it; ValueError otherwise."""
+    if _json_scanner is None:
+        return _json_module().loads(text)
+    start = len(text) - len(text.lstrip(_JSON_SPACE))
+    try:
+        value, end = _json_scanner(_JsonPlain)(text, start)
+    except (StopIteration, SystemError):
+        # Malformed. _json describes some faults with json.decoder's exception, and only if
+        # json.decoder is imported already (SystemError otherwise): json itself says what is wrong.
+        return _json_module().loads(text)
+    if text[end:].strip(_JSON_SPACE):
+        return _json_module().loads(text)
+    return value
+
+
+def json_dumps(value):
+    """json.dumps, compact, of what the agent sends: dicts with str keys, lists, str, int,
+    float, bool and None."""
+    if _json_quote is None:
+        return _json_module().dumps(value, separators=(",", ":"))
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return _json_quote(value)
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("%r is not JSON" % value)
+        return float.__repr__(value)
+    if isinstance(value, dict):
+        return "{%s}" % ",".join("%s:%s" % (_json_quote(k), json_dumps(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return "[%s]" % ",".join(json_dumps(v) for v in value)
+    raise TypeError("%s is not JSON" % type(value).__name__)
+
+
+class Url(object):
+    """The parts of an http(s) URL the agent uses, as urllib.parse.urlsplit gives them: scheme
+    and host in lower case, the port as a number (None if absent), the path without query or
+    fragment. ValueError for a URL that is not http or https or has no host or a bad port."""
+
+    def __init__(self, text):
+        scheme, sep, rest = text.partition("://")
+        self.scheme = scheme.lower()
+        if not sep or self.scheme not in ("http", "https"):
+            raise ValueError("not an http:// or https:// URL")
+        end = len(rest)
+        for mark in "/?#":
+            found = rest.find(mark)
+            if found != -1 and found < end:
+                end = found
+        netloc = rest[:end].rpartition("@")[2]
+        path = rest[end:]
+        for mark in "?#":
+            path = path.partition(mark)[0]
+        self.path = path
+        if netloc.startswith("["):
+            host, bracket, after = netloc[1:].partition("]")
+            if not bracket or (after and not after.startswith(":")):
+                raise ValueError("bad IPv6 address in the URL")
+            port = after[1:]
+        else:
+            host, _, port = netloc.partition(":")
+        self.host = host.lower()
+        if not self.host:
+            raise ValueError("the URL has no host")
+        self.port = None
+        if port:
+            if not port.isdigit() or not port.isascii() or int(port) > 65535:
+                raise ValueError("port %r is not a number from 0 to 65535" % port)
+            self.port = int(port)
+
+
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+
+
+def quote_component(text):
+    """urllib.parse.quote(text, safe=""): everything but unreserved characters %-escaped."""
+    return "".join(chr(b) if b in _UNRESERVED else "%%%02X" % b for b in text.encode("utf-8"))
+
+
+class Condition(object):
+    """threading.Condition's `with`, wait and notify_all, on _thread locks. A waiter sleeps on
+    a lock of its own that notify_all releases; wait returns whether it was notified."""
+
+    def __init__(self):
+        self._lock = _thread.allocate_lock()
+        self._waiters = []
+
+    def __enter__(self):
+        self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self._lock.release()
+
+    def wait(self, timeout=None):
+        waiter = _thread.allocate_lock()
+        waiter.acquire()
+        self._waiters.append(waiter)
+        self._lock.release()
+        notified = False
+        try:
+            if timeout is None:
+                notified = waiter.acquire()
+            elif timeout > 0:
+                notified = waiter.acquire(True, timeout)
+            else:
+                notified = waiter.acquire(False)
+        finally:
+            self._lock.acquire()
+            if not notified and waiter in self._waiters:
+                self._waiters.remove(waiter)
+        return notified
+
+    def notify_all(self):
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.release()
+
+
+class Event(object):
+    """threading.Event: a flag that can be waited for."""
+
+    def __init__(self):
+        self._cond = Condition()
+        self._set = False
+
+    def is_set(self):
+        return self._set
+
+    def set(self):
+        with self._cond:
+            self._set = True
+            self._cond.notify_all()
+
+    def wait(self, timeout=None):
+        with self._cond:
+            if not self._set and (timeout is None or timeout > 0):
+                self._cond.wait(timeout)
+            return self._set
+
+
+def start_thread(log, name, fn, *args):
+    """A daemon thread (the process does not wait for it) running fn(*args); an exception it
+    lets out is logged, and Ending just ends it."""
+    _thread.start_new_thread(_guarded, (log, name, fn, args))
+
+
+def _guarded(log, name, fn, args):
+    try:
+        fn(*args)
+    except Ending:
+        pass
+    except Exception as err:
+        log("internal error in %s: %r" % (name, err))
+
+
+class Timer(object):
+    """threading.Timer: fn(*args) after `seconds`, on its own thread, unless cancelled first."""
+
+    def __init__(self, log, seconds, fn, *args):
+        self._cancelled = Event()
+        start_thread(log, "timer", self._run, seconds, fn, args)
+
+    def _run(self, seconds, fn, args):
+        if not self._cancelled.wait(seconds):
+            fn(*args)
+
+    def cancel(self):
+        self._cancelled.set()
+
+
+def _signal_names():
+    # As signal.Signals names them: of two names for one number, the first in alphabetical order.
+    names = {}
+    for name in sorted(vars(_signal)):
+        number = getattr(_signal, name)
+        if name.isupper() and name.startswith("SIG") and not name.startswith("SIG_") and isinstance(number, int):
+            names.setdefault(number, name)
+    return names
+
+
+SIGNAL_NAMES = _signal_names()
+
+
+def signal_name(number):
+    name = SIGNAL_NAMES.get(number)
+    if name is not None:
+        return name
+    if _signal.SIGRTMIN < number < _signal.SIGRTMAX:
+        return "SIGRTMIN+%d" % (number - _signal.SIGRTMIN)
+    return "SIG%d" % number
 
 
 class BadArgs(Exception):
@@ -152,13 +395,9 @@ def parse_args(argv, environ):
     if not cfg.instance:
         raise BadArgs("--instance is required")
     try:
-        parts = urlsplit(cfg.url)
-        port = parts.port
+        Url(cfg.url)
     except ValueError as err:
-        raise BadArgs("--url %r: %s" % (cfg.url, err))
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadArgs("--url must be an http:// or https:// URL, got %r" % cfg.url)
-    del port
+        raise BadArgs("--url must be an http:// or https:// URL with a host, got %r: %s" % (cfg.url, err))
     if "--heartbeat-interval" in values:
         cfg.heartbeat_interval = _seconds("--heartbeat-interval", values["--heartbeat-interval"])
     if "--deadman-timeout" in values:
@@ -169,14 +408,14 @@ def parse_args(argv, environ):
     ):
         raise BadArgs("--shutdown must be exit, poweroff or command:CMD, got %r" % shutdown)
     cfg.shutdown = shutdown
-    cfg.workdir = values.get("--workdir") or os.getcwd()
+    cfg.workdir = os.path.abspath(values.get("--workdir") or os.getcwd())
     if not os.path.isdir(cfg.workdir):
         raise BadArgs("--workdir %r is not a directory" % cfg.workdir)
     cfg.log = values.get("--log")
     startup_run = environ.get(RUN_VARIABLE)
     if startup_run:
         try:
-            cfg.startup_run = json.loads(startup_run)
+            cfg.startup_run = json_loads(startup_run)
         except ValueError:
             raise BadArgs("%s is not JSON" % RUN_VARIABLE)
         if not isinstance(cfg.startup_run, dict):
@@ -202,15 +441,6 @@ class Log(object):
             os.write(self.fd, line.encode("utf-8", "replace"))
         except OSError:
             pass
-
-
-def signal_name(number):
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        if signal.SIGRTMIN < number < signal.SIGRTMAX:
-            return "SIGRTMIN+%d" % (number - signal.SIGRTMIN)
-        return "SIG%d" % number
 
 
 def split_returncode(returncode):
@@ -276,51 +506,108 @@ def group_alive(pgid):
     return False
 
 
+# Signals Python ignores in itself that a child must get back at their default (subprocess's
+# restore_signals): `yes | head` in a run must end by SIGPIPE.
+_RESTORED_SIGNALS = tuple(getattr(_signal, n) for n in ("SIGPIPE", "SIGXFZ", "SIGXFSZ") if hasattr(_signal, n))
+
+
+class Child(object):
+    """A started process: its pid and, once waited for, its returncode (subprocess's convention:
+    negative for the signal that ended it)."""
+
+    def __init__(self, pid, popen=None):
+        self.pid = pid
+        self.returncode = None
+        # The subprocess.Popen behind it where posix_spawn could not be used (see Children).
+        self.popen = popen
+
+
 class Children(object):
     """Starts child processes and collects their exit statuses.
 
-    Normally the agent's only children are the ones it starts, so subprocess's own per-pid wait
-    is all there is to it. As PID 1 of a pid namespace (the local sandbox), every orphan of the
-    namespace is re-parented to the agent and must be reaped, or zombies pile up. A periodic
-    `waitpid(-1, WNOHANG)` beside subprocess would race it: whichever reaps a run's shell first
-    takes its status, and subprocess turns a stolen status into exit code 0. So as PID 1 one
-    reaper thread owns every wait: it blocks in `waitpid(-1)`, hands a tracked child's status to
-    whoever waits for it, and drops the statuses of orphans. subprocess never waits for a child
-    here: `spawn` registers the pid under the lock the reaper takes before it looks a pid up (so
-    a child that exits at once is not mistaken for an orphan), and `wait` stores the status in
-    `Popen.returncode`, so no Popen is ever left for subprocess's own clean-up to poll.
+    Children start with os.posix_spawn (subprocess costs ~8 ms of imports at start-up; see the
+    module docstring), stdin from /dev/null. posix_spawn has no working-directory argument: the
+    child inherits the agent's, so a spawn enters the run's directory and returns to the agent's
+    own (held open as `home`), under `cond` so that spawns do not interleave. The agent names
+    every other path absolutely. Where posix_spawn or its setsid is missing, subprocess is used.
+
+    Normally the agent's only children are the ones it starts, and a per-pid wait is all there
+    is to it. As PID 1 of a pid namespace (the local sandbox), every orphan of the namespace is
+    re-parented to the agent and must be reaped, or zombies pile up. A periodic
+    `waitpid(-1, WNOHANG)` beside per-pid waits would race them: whichever reaps a run's shell
+    first takes its status. So as PID 1 one reaper thread owns every wait: it blocks in
+    `waitpid(-1)`, hands a tracked child's status to whoever waits for it, and drops the statuses
+    of orphans. `spawn` registers the pid under the lock the reaper takes before it looks a pid
+    up, so a child that exits at once is not mistaken for an orphan.
     """
 
     def __init__(self, log, reap_all):
         self.log = log
         self.reap_all = reap_all
-        self.cond = threading.Condition()
+        self.cond = Condition()
         self.statuses = {}
+        self.home = os.open(".", os.O_RDONLY)
+        self.posix_spawn = hasattr(os, "posix_spawnp")
         if reap_all:
-            threading.Thread(target=self._reap, name="reaper", daemon=True).start()
+            start_thread(log, "reaper", self._reap)
 
-    def spawn(self, argv, **kwargs):
-        if not self.reap_all:
-            return subprocess.Popen(argv, **kwargs)
+    def spawn(self, argv, stdout, stderr, env, cwd=None, new_session=False):
+        """Starts argv (looked up on PATH) with stdin from /dev/null. OSError, ValueError or
+        TypeError if it cannot be started."""
         with self.cond:
-            proc = subprocess.Popen(argv, **kwargs)
-            self.statuses[proc.pid] = None
-            self.cond.notify_all()
-        return proc
+            child = self._start(argv, stdout, stderr, env, cwd, new_session)
+            if self.reap_all:
+                self.statuses[child.pid] = None
+                self.cond.notify_all()
+        return child
 
-    def wait(self, proc):
-        """Blocks until `proc` exits; returns (exitCode, signal name)."""
-        if not self.reap_all:
-            return split_returncode(proc.wait())
-        with self.cond:
-            while self.statuses.get(proc.pid) is None:
-                self.cond.wait()
-            status = self.statuses.pop(proc.pid)
-        if os.WIFSIGNALED(status):
-            proc.returncode = -os.WTERMSIG(status)
+    def _start(self, argv, stdout, stderr, env, cwd, new_session):
+        if self.posix_spawn:
+            # stdout and stderr first: /dev/null must not take the place of one of them.
+            actions = [
+                (os.POSIX_SPAWN_DUP2, stdout, 1),
+                (os.POSIX_SPAWN_DUP2, stderr, 2),
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            ]
+            if cwd is not None:
+                os.chdir(cwd)
+            try:
+                return Child(
+                    os.posix_spawnp(
+                        argv[0], argv, env, file_actions=actions, setsid=new_session, setsigdef=_RESTORED_SIGNALS
+                    )
+                )
+            except NotImplementedError:
+                self.posix_spawn = False
+            finally:
+                if cwd is not None:
+                    os.fchdir(self.home)
+        import subprocess
+
+        with open(os.devnull, "rb") as devnull:
+            popen = subprocess.Popen(
+                argv, stdin=devnull, stdout=stdout, stderr=stderr, cwd=cwd, env=env, start_new_session=new_session
+            )
+        return Child(popen.pid, popen)
+
+    def wait(self, child):
+        """Blocks until `child` exits; returns (exitCode, signal name)."""
+        if self.reap_all:
+            with self.cond:
+                while self.statuses.get(child.pid) is None:
+                    self.cond.wait()
+                status = self.statuses.pop(child.pid)
         else:
-            proc.returncode = os.WEXITSTATUS(status)
-        return split_returncode(proc.returncode)
+            try:
+                status = os.waitpid(child.pid, 0)[1]
+            except ChildProcessError:
+                # Already reaped by someone else (SIGCHLD ignored): as subprocess, exit code 0.
+                status = 0
+        child.returncode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        if child.popen is not None:
+            # Waited for here: subprocess must not poll for it again.
+            child.popen.returncode = child.returncode
+        return split_returncode(child.returncode)
 
     def _reap(self):
         while True:
@@ -328,8 +615,11 @@ class Children(object):
                 pid, status = os.waitpid(-1, 0)
             except ChildProcessError:
                 # No child at all: wait for the next spawn, or for an orphan to be re-parented.
+                # A child spawned since waitpid looked is waited for at once (its notify came
+                # before this wait); an orphan may wait a second to be reaped.
                 with self.cond:
-                    self.cond.wait(1.0)
+                    if None not in self.statuses.values():
+                        self.cond.wait(1.0)
                 continue
             except OSError as err:
                 self.log("waitpid failed: %s" % err)
@@ -470,6 +760,41 @@ class HttpResponse(object):
         return line + b"\n"
 
 
+def _open_tcp(host, port, timeout):
+    """socket.create_connection on _socket: each address of `host` in turn until one connects."""
+    failure = None
+    try:
+        # As bytes: a str host goes through the idna codec, which imports re (~10 ms).
+        name = host.encode("ascii")
+    except UnicodeEncodeError:
+        name = host.encode("idna")
+    for family, kind, proto, _, address in _socket.getaddrinfo(name, port, 0, _socket.SOCK_STREAM):
+        sock = _socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+            return sock
+        except OSError as err:
+            sock.close()
+            failure = err
+    if failure is None:
+        raise OSError("no address for %s" % host)
+    raise failure
+
+
+class _SocketReader(io.RawIOBase):
+    """The raw stream under a buffered reader of a socket: socket.makefile("rb") on _socket."""
+
+    def __init__(self, sock):
+        self._sock = sock
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        return self._sock.recv_into(buffer)
+
+
 class HttpConnection(object):
     """One HTTP/1.1 connection to the controller: what the agent needs of http.client, without
     importing it (it pulls in the email package, about a quarter of the agent's start-up, which
@@ -488,17 +813,27 @@ class HttpConnection(object):
         self._host_header = name if port in (None, default) else "%s:%d" % (name, port)
 
     def _connect(self):
-        sock = socket.create_connection((self.host, self.port or (443 if self.ssl_context else 80)), self.timeout)
+        port = self.port or (443 if self.ssl_context else 80)
+        if self.ssl_context is not None:
+            # ssl wraps only socket.socket: a controller behind TLS pays for importing socket.
+            import socket
+
+            sock = socket.create_connection((self.host, port), self.timeout)
+        else:
+            sock = _open_tcp(self.host, port, self.timeout)
         try:
             # Headers and body go out together or back to back: no waiting on Nagle.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
             if self.ssl_context is not None:
                 sock = self.ssl_context.wrap_socket(sock, server_hostname=self.host)
+                rfile = sock.makefile("rb")
+            else:
+                rfile = io.BufferedReader(_SocketReader(sock))
         except BaseException:
             sock.close()
             raise
         self.sock = sock
-        self._rfile = sock.makefile("rb")
+        self._rfile = rfile
 
     def request(self, method, path, body=None, headers=None):
         if self.sock is None:
@@ -540,12 +875,12 @@ class Http(object):
     POOL_SIZE = 8
 
     def __init__(self, agent, cfg):
-        parts = urlsplit(cfg.url)
+        url = Url(cfg.url)
         self.agent = agent
-        self.https = parts.scheme == "https"
-        self.host = parts.hostname
-        self.port = parts.port
-        self.prefix = parts.path.rstrip("/")
+        self.https = url.scheme == "https"
+        self.host = url.host
+        self.port = url.port
+        self.prefix = url.path.rstrip("/")
         self.headers = {
             "Authorization": "Bearer " + cfg.token,
             "X-SkyREPL-Protocol": str(PROTOCOL),
@@ -553,7 +888,7 @@ class Http(object):
             "User-Agent": "skyrepl-agent/" + AGENT_VERSION,
         }
         self.idle = []
-        self.lock = threading.Lock()
+        self.lock = _thread.allocate_lock()
         self.ssl_context = None
 
     def connection(self, timeout):
@@ -600,7 +935,7 @@ class Http(object):
             # A pooled connection the server closed while idle fails on first use; that is no
             # answer from the controller, so one immediate retry on a fresh one is right. A
             # time-out is an answer that did not come: retrying at once would double the wait.
-            if not reused or isinstance(err, socket.timeout):
+            if not reused or isinstance(err, _socket.timeout):
                 raise
             conn = self.connection(timeout)
             resp, data = self._exchange(conn, method, path, body, headers)
@@ -645,7 +980,7 @@ class Http(object):
 
 def _json_next(data):
     try:
-        value = json.loads(data.decode("utf-8"))["next"]
+        value = json_loads(data.decode("utf-8"))["next"]
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -679,7 +1014,7 @@ class OutStream(object):
 
     def __init__(self, name):
         self.name = name
-        self.cond = threading.Condition()
+        self.cond = Condition()
         self.chunks = deque()
         self.held = 0
         self.end = 0
@@ -756,7 +1091,7 @@ class OutStream(object):
 class Run(object):
     def __init__(self, run_id):
         self.id = run_id
-        self.lock = threading.Lock()
+        self.lock = _thread.allocate_lock()
         self.proc = None
         self.pgid = None
         self.stdout = OutStream("stdout")
@@ -768,8 +1103,8 @@ class Run(object):
         self.exited = False
         self.exit_code = None
         self.signal = None
-        self.exited_event = threading.Event()
-        self.reported = threading.Event()
+        self.exited_event = Event()
+        self.reported = Event()
         self.timers = []
 
     def exit_payload(self):
@@ -781,13 +1116,6 @@ class Run(object):
             "stdoutBytes": self.stdout.end,
             "stderrBytes": self.stderr.end,
         }
-
-
-def _timer(seconds, fn, *args):
-    timer = threading.Timer(seconds, fn, args)
-    timer.daemon = True
-    timer.start()
-    return timer
 
 
 def _positive_ms(value):
@@ -811,15 +1139,15 @@ class Agent(object):
         self.last_ok = time.monotonic()
         self.http = Http(self, cfg)
         self.children = Children(log, os.getpid() == 1)
-        self.lock = threading.Lock()
+        self.lock = _thread.allocate_lock()
         self.runs = {}
         self.seen = set()
         self.ending = False
         # Set when the agent ends: heartbeats and the event stream stop.
-        self.end_event = threading.Event()
+        self.end_event = Event()
         # Set when uploads and exit reports must stop too (at once, or after a `shutdown`
         # event's grace for the killed runs' last output).
-        self.stop_event = threading.Event()
+        self.stop_event = Event()
         self.signalled = None
         env = dict(os.environ)
         # Runs are the user's code: they get the instance's environment, not the agent's secret.
@@ -857,8 +1185,8 @@ class Agent(object):
     # -- start-up ----------------------------------------------------------------------------
 
     def main(self):
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, self._on_signal)
+        for sig in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP):
+            _signal.signal(sig, self._on_signal)
         self.log(
             "agent %s starting for %s (python %s, pid %d%s), controller %s"
             % (
@@ -874,8 +1202,8 @@ class Agent(object):
             # Before registering: the run starts at once and its output is uploaded as it is
             # read, and the launch saves the round trip of being sent the run.
             self._on_run(self.cfg.startup_run)
-        threading.Thread(target=self._guard, args=(self._deadman_loop,), name="deadman", daemon=True).start()
-        threading.Thread(target=self._guard, args=(self._boot,), name="boot", daemon=True).start()
+        start_thread(self.log, "deadman", self._deadman_loop)
+        start_thread(self.log, "boot", self._boot)
         # The main thread only turns signals into an ending: a Python signal handler runs on
         # this thread between bytecodes and must not take locks another frame here may hold.
         while True:
@@ -888,26 +1216,18 @@ class Agent(object):
     def _on_signal(self, signum, frame):
         self.signalled = signum
 
-    def _guard(self, fn, *args):
-        try:
-            fn(*args)
-        except Ending:
-            pass
-        except Exception as err:
-            self.log("internal error in %s: %r" % (threading.current_thread().name, err))
-
     def _boot(self):
         if not self._register():
             return
-        threading.Thread(target=self._guard, args=(self._heartbeat_loop,), name="heartbeat", daemon=True).start()
-        self._guard(self._events_loop)
+        start_thread(self.log, "heartbeat", self._heartbeat_loop)
+        self._events_loop()
 
     def _register(self):
-        body = json.dumps(
+        body = json_dumps(
             {
                 "protocol": PROTOCOL,
                 "instance": self.cfg.instance,
-                "hostname": socket.gethostname(),
+                "hostname": _socket.gethostname(),
                 "pid": os.getpid(),
                 "agentVersion": AGENT_VERSION,
                 "python": "%d.%d.%d" % sys.version_info[:3],
@@ -934,7 +1254,7 @@ class Agent(object):
 
     def _registered(self, data):
         try:
-            answer = json.loads(data.decode("utf-8")) if data.strip() else {}
+            answer = json_loads(data.decode("utf-8")) if data.strip() else {}
         except ValueError:
             self.log("register answer is not JSON (%s); keeping the flags' timings" % _snippet(data))
             answer = {}
@@ -976,7 +1296,7 @@ class Agent(object):
         while not self.end_event.wait(self.heartbeat_interval):
             with self.lock:
                 runs = sorted(self.runs)
-            body = json.dumps({"runs": runs}).encode("utf-8")
+            body = json_dumps({"runs": runs}).encode("utf-8")
             try:
                 status, data = self.http.request("POST", "/v1/agent/heartbeat", body, "application/json")
             except (OSError, HttpError) as err:
@@ -1057,7 +1377,7 @@ class Agent(object):
             self.log("ignoring unknown event %r" % event)
             return
         try:
-            payload = json.loads(text) if text.strip() else {}
+            payload = json_loads(text) if text.strip() else {}
         except ValueError:
             self.log("ignoring %s event with malformed data: %s" % (event, _snippet(text.encode("utf-8"))))
             return
@@ -1097,7 +1417,9 @@ class Agent(object):
             if run_id in self.seen or self.ending:
                 return
             self.seen.add(run_id)
-        self._start_run(run_id, command, env or {}, workdir or self.cfg.workdir, _positive_ms(max_ms))
+        # A relative workdir is taken from the default one: the agent's own cwd is no one's choice.
+        workdir = os.path.join(self.cfg.workdir, workdir) if workdir else self.cfg.workdir
+        self._start_run(run_id, command, env or {}, workdir, _positive_ms(max_ms))
 
     def _on_cancel(self, payload):
         run_id = payload.get("runId")
@@ -1120,8 +1442,6 @@ class Agent(object):
         failure = None
         fds = []
         if not os.path.isdir(workdir):
-            # Checked before forking: a failed exec inside Popen is the one case where
-            # subprocess reaps a child itself, which the PID 1 reaper must not have to race.
             failure = "workdir %r is not a directory" % workdir
         elif any("\0" in k or "=" in k or not k or "\0" in v for k, v in env.items()):
             failure = "env holds a name or value that cannot be passed to a process"
@@ -1135,16 +1455,7 @@ class Agent(object):
                 fds += [wake_r, wake_w]
                 for fd in (out_r, err_r):
                     _grow_pipe(fd)
-                with open(os.devnull, "rb") as devnull:
-                    run.proc = self.children.spawn(
-                        ["/bin/sh", "-c", command],
-                        stdin=devnull,
-                        stdout=out_w,
-                        stderr=err_w,
-                        cwd=workdir,
-                        env=full_env,
-                        start_new_session=True,
-                    )
+                run.proc = self.children.spawn(["/bin/sh", "-c", command], out_w, err_w, full_env, workdir, True)
             except (OSError, ValueError, TypeError) as err:
                 failure = "cannot start: %s" % err
                 for fd in fds:
@@ -1168,16 +1479,12 @@ class Agent(object):
         else:
             self.log("run %s: started pid %d in %s" % (run_id, run.pgid, workdir))
             for stream, fd in ((run.stdout, out_r), (run.stderr, err_r)):
-                threading.Thread(
-                    target=self._guard, args=(self._read_loop, run, stream, fd), name="read-%s" % stream.name, daemon=True
-                ).start()
+                start_thread(self.log, "read-" + stream.name, self._read_loop, run, stream, fd)
             if max_duration is not None:
-                run.timers.append(_timer(max_duration, self._kill, run, "timed_out"))
+                run.timers.append(Timer(self.log, max_duration, self._kill, run, "timed_out"))
         for stream in (run.stdout, run.stderr):
-            threading.Thread(
-                target=self._guard, args=(self._upload_loop, run, stream), name="upload-%s" % stream.name, daemon=True
-            ).start()
-        threading.Thread(target=self._guard, args=(self._supervise, run), name="run", daemon=True).start()
+            start_thread(self.log, "upload-" + stream.name, self._upload_loop, run, stream)
+        start_thread(self.log, "run", self._supervise, run)
 
     def _kill(self, run, reason):
         """Starts ending a run that is still going: SIGTERM to its group, SIGKILL after the grace.
@@ -1187,8 +1494,8 @@ class Agent(object):
                 return False
             if run.reason is None:
                 run.reason = reason
-                run.timers.append(_timer(KILL_GRACE, self._kill_hard, run))
-        signal_group(run.pgid, signal.SIGTERM)
+                run.timers.append(Timer(self.log, KILL_GRACE, self._kill_hard, run))
+        signal_group(run.pgid, _signal.SIGTERM)
         return True
 
     def _kill_hard(self, run):
@@ -1196,7 +1503,7 @@ class Agent(object):
             if run.exited:
                 # The supervisor now owns the group (it clears lingering members itself).
                 return
-        signal_group(run.pgid, signal.SIGKILL)
+        signal_group(run.pgid, _signal.SIGKILL)
 
     def _read_loop(self, run, stream, fd):
         watch_both = select.poll()
@@ -1234,7 +1541,7 @@ class Agent(object):
                 os.close(run.wake_r)
 
     def _upload_loop(self, run, stream):
-        path = "/v1/agent/output?runId=%s&stream=%s&offset=" % (quote(run.id, safe=""), stream.name)
+        path = "/v1/agent/output?runId=%s&stream=%s&offset=" % (quote_component(run.id), stream.name)
         attempt = 0
         while True:
             with stream.cond:
@@ -1304,16 +1611,16 @@ class Agent(object):
         background child holding the output pipe would keep the run open forever."""
         if not group_alive(run.pgid):
             return
-        signal_group(run.pgid, signal.SIGTERM)
+        signal_group(run.pgid, _signal.SIGTERM)
         deadline = time.monotonic() + KILL_GRACE
         while time.monotonic() < deadline:
             time.sleep(0.05)
             if not group_alive(run.pgid):
                 return
-        signal_group(run.pgid, signal.SIGKILL)
+        signal_group(run.pgid, _signal.SIGKILL)
 
     def _report_exit(self, run):
-        body = json.dumps(run.exit_payload()).encode("utf-8")
+        body = json_dumps(run.exit_payload()).encode("utf-8")
         attempt = 0
         while not self.stop_reports:
             try:
@@ -1352,7 +1659,7 @@ class Agent(object):
             self.stop_event.set()
         self.end_event.set()
         self.log("ending: %s" % why)
-        threading.Thread(target=self._end, args=(runs, status, kind), name="end", daemon=True).start()
+        start_thread(self.log, "end", self._end, runs, status, kind)
 
     def _end(self, runs, status, kind):
         try:
@@ -1364,7 +1671,7 @@ class Agent(object):
                 time.sleep(0.05)
             for run in runs:
                 if run.pgid is not None:
-                    signal_group(run.pgid, signal.SIGKILL)
+                    signal_group(run.pgid, _signal.SIGKILL)
             for run in runs:
                 run.exited_event.wait(max(0.0, deadline + 1.0 - time.monotonic()))
             if kind == "shutdown":
@@ -1392,7 +1699,7 @@ class Agent(object):
             if left <= 0.05:
                 self.log("run %s: no time left to report its exit" % run.id)
                 continue
-            body = json.dumps(run.exit_payload()).encode("utf-8")
+            body = json_dumps(run.exit_payload()).encode("utf-8")
             try:
                 status, _ = self.http.request("POST", "/v1/agent/exit", body, "application/json", timeout=left)
             except (Ending, OSError, HttpError) as err:
@@ -1417,11 +1724,8 @@ class Agent(object):
 
     def _run_quietly(self, argv):
         try:
-            with open(os.devnull, "rb") as devnull:
-                proc = self.children.spawn(
-                    argv, stdin=devnull, stdout=self.output_fd, stderr=self.output_fd, env=self.base_env
-                )
-        except OSError as err:
+            proc = self.children.spawn(argv, self.output_fd, self.output_fd, self.base_env)
+        except (OSError, ValueError, TypeError) as err:
             self.log("cannot run %s: %s" % (argv[0], err))
             return None
         code, sig = self.children.wait(proc)
@@ -1453,6 +1757,29 @@ def _snippet(data):
     return data[:200].decode("utf-8", "replace").replace("\n", " ")
 
 
+def _prepare_fds():
+    """Descriptors as a child should find them: 0-2 open (a child's stdout and stderr are
+    dup2'd onto 1 and 2, so a pipe must never be given one of those numbers), and everything the
+    agent inherited above 2 closed on exec (what subprocess's close_fds did)."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.set_inheritable(os.open(os.devnull, os.O_RDWR), True)
+    for listing in ("/proc/self/fd", "/dev/fd"):
+        try:
+            names = os.listdir(listing)
+        except OSError:
+            continue
+        for name in names:
+            if name.isdigit() and int(name) > 2:
+                try:
+                    os.set_inheritable(int(name), False)
+                except OSError:
+                    pass  # the listing's own descriptor, closed by now
+        return
+
+
 def main(argv=None):
     if argv is None:
         argv = sys.argv[1:]
@@ -1470,6 +1797,7 @@ def main(argv=None):
             % POWEROFF_VARIABLE
         )
         return EXIT_BAD_ARGS
+    _prepare_fds()
     if cfg.log:
         try:
             cfg.log_fd = os.open(cfg.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

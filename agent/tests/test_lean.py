@@ -1,0 +1,221 @@
+"""The agent's lean start-up: its small stand-ins for json, urllib.parse, threading, signal and
+subprocess behave as the modules they replace, and importing the agent loads none of those."""
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+from urllib.parse import quote, urlsplit
+
+from .support import AGENT
+
+
+def load_agent():
+    spec = importlib.util.spec_from_file_location("skyrepl_agent_under_test", AGENT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+agent = load_agent()
+
+
+def logged():
+    lines = []
+    return lines, lines.append
+
+
+class StartUpImportTests(unittest.TestCase):
+    def test_importing_the_agent_loads_no_module_that_costs_start_up_time(self):
+        heavy = ["json", "re", "enum", "socket", "subprocess", "threading", "signal", "urllib.parse",
+                 "functools", "collections", "selectors", "encodings.idna"]
+        code = (
+            "import sys; sys.path.insert(0, %r); import skyrepl_agent; "
+            "print(' '.join(m for m in %r if m in sys.modules))" % (os.path.dirname(AGENT), heavy)
+        )
+        out = subprocess.run([sys.executable, "-S", "-c", code], stdout=subprocess.PIPE, check=True)
+        self.assertEqual(out.stdout.decode().strip(), "")
+
+
+class JsonTests(unittest.TestCase):
+    def test_loads_reads_what_json_reads(self):
+        texts = ['{"a": 1, "b": [true, false, null], "c": {"d": "e\\u00e9\\n"}}', " 5 ", "\n[1.5e3, -0, -2]\t",
+                 '"\\ud83d\\ude00"', "{}", "[]", "NaN", '{"next": 12}']
+        for text in texts:
+            self.assertEqual(repr(agent.json_loads(text)), repr(json.loads(text)), text)
+
+    def test_loads_refuses_what_json_refuses_with_a_value_error(self):
+        for text in ["{not json", "[1,", '"abc', "nul", '{"a":1} x', "", "   ", "{'a': 1}", '{"a" 1}']:
+            with self.assertRaises(ValueError, msg=text):
+                agent.json_loads(text)
+
+    def test_dumps_writes_what_json_reads_back(self):
+        values = [{"runs": ["a", "b"]}, {"runId": "r\"1\\", "exitCode": None, "signal": "SIGKILL", "ok": True},
+                  {"n": 12, "x": 0.5, "big": 2 ** 70, "neg": -3, "uni": "\u00e9\U0001f600\x00"}, [], {}, "plain"]
+        for value in values:
+            text = agent.json_dumps(value)
+            self.assertEqual(json.loads(text), value)
+            self.assertEqual(text, json.dumps(value, separators=(",", ":")))
+
+    def test_dumps_refuses_what_is_not_json(self):
+        for value in [float("nan"), float("inf"), {1: "a"}, object()]:
+            with self.assertRaises((ValueError, TypeError, AttributeError), msg=repr(value)):
+                agent.json_dumps(value)
+
+
+class UrlTests(unittest.TestCase):
+    def test_parts_are_those_urlsplit_gives(self):
+        urls = ["http://127.0.0.1:38301", "https://cp.example.com/base/", "http://Host.Example:80/a/b?x=1#f",
+                "http://[::1]:8080/p", "https://user:pw@h.example:443", "HTTP://h", "http://h:/x"]
+        for url in urls:
+            mine, theirs = agent.Url(url), urlsplit(url)
+            self.assertEqual((mine.scheme, mine.host, mine.port, mine.path),
+                             (theirs.scheme, theirs.hostname, theirs.port, theirs.path), url)
+
+    def test_bad_urls_are_refused(self):
+        for url in ["ftp://h", "h:80", "http://", "http://:80", "http://h:99999", "http://h:x1", "http://[::1",
+                    "http://[::1]x"]:
+            with self.assertRaises(ValueError, msg=url):
+                agent.Url(url)
+
+    def test_quote_component_is_quote_with_nothing_safe(self):
+        for text in ["01JX5AB", "a b/c?d&e=f", "\u00e9\U0001f600", "~._-", "%41"]:
+            self.assertEqual(agent.quote_component(text), quote(text, safe=""))
+
+
+class SignalNameTests(unittest.TestCase):
+    def test_names_are_those_of_the_signal_module(self):
+        def expected(number):
+            try:
+                return signal.Signals(number).name
+            except ValueError:
+                if signal.SIGRTMIN < number < signal.SIGRTMAX:
+                    return "SIGRTMIN+%d" % (number - signal.SIGRTMIN)
+                return "SIG%d" % number
+
+        for number in range(1, 70):
+            self.assertEqual(agent.signal_name(number), expected(number), number)
+
+
+class ThreadingTests(unittest.TestCase):
+    def test_a_wait_times_out_unless_notified(self):
+        cond = agent.Condition()
+        started = time.monotonic()
+        with cond:
+            self.assertFalse(cond.wait(0.05))
+        self.assertGreaterEqual(time.monotonic() - started, 0.04)
+        with cond:
+            self.assertFalse(cond.wait(0))
+
+    def test_notify_all_wakes_every_waiter(self):
+        cond = agent.Condition()
+        woken = []
+        lines, log = logged()
+
+        def waiter(name):
+            with cond:
+                woken.append((name, cond.wait(5)))
+
+        for name in ("a", "b", "c"):
+            agent.start_thread(log, name, waiter, name)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with cond:
+                if len(cond._waiters) == 3:
+                    cond.notify_all()
+                    break
+            time.sleep(0.005)
+        while time.monotonic() < deadline and len(woken) < 3:
+            time.sleep(0.005)
+        self.assertEqual(sorted(woken), [("a", True), ("b", True), ("c", True)])
+        self.assertEqual(lines, [])
+
+    def test_event_and_timer(self):
+        event = agent.Event()
+        self.assertFalse(event.wait(0.01))
+        lines, log = logged()
+        agent.Timer(log, 0.02, event.set)
+        self.assertTrue(event.wait(5))
+        self.assertTrue(event.is_set())
+        cancelled = agent.Event()
+        timer = agent.Timer(log, 0.05, cancelled.set)
+        timer.cancel()
+        self.assertFalse(cancelled.wait(0.2))
+        self.assertEqual(lines, [])
+
+    def test_a_thread_that_fails_is_logged_by_name(self):
+        lines, log = logged()
+        done = agent.Event()
+
+        def fail():
+            try:
+                raise RuntimeError("boom")
+            finally:
+                done.set()
+
+        agent.start_thread(log, "worker", fail)
+        self.assertTrue(done.wait(5))
+        deadline = time.monotonic() + 5
+        while not lines and time.monotonic() < deadline:
+            time.sleep(0.005)
+        self.assertEqual(lines, ["internal error in worker: RuntimeError('boom')"])
+
+
+class ChildrenTests(unittest.TestCase):
+    """Both ways of starting a child: posix_spawn, and subprocess where posix_spawn is missing."""
+
+    def run_child(self, use_posix_spawn, command, cwd=None, new_session=True):
+        lines, log = logged()
+        children = agent.Children(log, False)
+        children.posix_spawn = use_posix_spawn
+        out_r, out_w = os.pipe()
+        try:
+            child = children.spawn(["/bin/sh", "-c", command], out_w, out_w, dict(os.environ), cwd, new_session)
+        finally:
+            os.close(out_w)
+        with os.fdopen(out_r, "rb") as out:
+            output = out.read()
+        return children.wait(child), output, child
+
+    def test_the_child_gets_its_directory_stdin_session_and_signals(self):
+        here = os.getcwd()
+        with tempfile.TemporaryDirectory() as workdir:
+            for use_posix_spawn in (True, False):
+                command = "pwd; cat; cut -d' ' -f6 /proc/$$/stat; grep -E '^SigIgn' /proc/self/status; exit 3"
+                (code, sig), output, child = self.run_child(use_posix_spawn, command, workdir)
+                lines = output.decode().split("\n")
+                self.assertEqual((code, sig), (3, None))
+                self.assertEqual(lines[0], os.path.realpath(workdir))
+                # stdin is /dev/null (cat ends at once); the child leads its own session.
+                self.assertEqual(int(lines[1]), child.pid)
+                # SIGPIPE (13) and SIGXFSZ (25), which Python ignores, are back at their default.
+                ignored = int(lines[2].split()[1], 16)
+                self.assertEqual(ignored & ((1 << 12) | (1 << 24)), 0, lines[2])
+                self.assertEqual(os.getcwd(), here)
+
+    def test_only_stdio_is_inherited(self):
+        inherited = os.open(os.devnull, os.O_RDONLY)
+        os.set_inheritable(inherited, True)
+        try:
+            agent._prepare_fds()
+            for use_posix_spawn in (True, False):
+                _, output, _ = self.run_child(use_posix_spawn, "ls /proc/$$/fd")
+                self.assertEqual(sorted(int(fd) for fd in output.split()), [0, 1, 2])
+        finally:
+            os.close(inherited)
+
+    def test_signals_and_failures_to_start(self):
+        for use_posix_spawn in (True, False):
+            (code, sig), _, _ = self.run_child(use_posix_spawn, "kill -TERM $$", new_session=False)
+            self.assertEqual((code, sig), (None, "SIGTERM"))
+            with self.assertRaises(OSError):
+                self.run_child(use_posix_spawn, "true", cwd="/nonexistent/dir")
+
+
+if __name__ == "__main__":
+    unittest.main()
