@@ -33,6 +33,7 @@ Each change is a focused one in its own area; the suites of that area pass on No
 | AWS provider: per-launch work (aws-provider.ts, ami.ts) | Timed against a server that answers RunInstances at once, the provider's spawn cost about 1.2 ms (Bun) to 1.7 ms (Node) more than the same RunInstances sent by hand through the same SDK: every launch re-read and re-decoded the 56 KB agent and the AMI cache file, took the region set-up lock, and built a capacity back-off driver | The agent is re-read only when its file's size or time changes; a provider remembers the AMI entries it read or resolved (a new provider still reads the file); set-up is looked up before the lock; the back-off driver is made on the first capacity error. About 0.9 ms over the hand-written call now, of which about 0.3 ms is the call wrapper (time limit, error mapping, decoding the answer) |
 | B5's measurement (bench/workers/store.ts) | The figure was one pass of 20,000 transitions from a cold process, so it included the JIT compiling the store's code path and moved with whatever else the machine ran | A first pass of 2,000 (reported on its own, as the cold figure), then five timed rounds of 4,000; the median round is the figure and the slowest round its "p99". The raw-INSERT and \`SELECT 1\` baselines are timed the same way |
 | agent start-up (agent/skyrepl_agent.py) | Timing the agent inside B1's launches: about 25–30 ms between its exec and its first output upload went to importing \`json\`, \`socket\`, \`subprocess\`, \`signal\`, \`threading\` and \`urllib.parse\`, which pull in \`re\`, \`enum\`, \`functools\` and \`collections\` (more than Python's own start); \`getaddrinfo\` with a str host also loaded the idna codec (\`re\` again) on the first request | The agent imports only C modules and \`os\`: small stand-ins on \`_json\`, \`_socket\`, \`_signal\` and \`_thread\` (JSON, URL parts, a buffered socket reader, Condition/Event/Timer), runs started with \`os.posix_spawn\`, host names passed as bytes; the full modules only where a C core is missing. Importing the agent went from about 30 ms to about 2 ms; exec → first upload from about 30 ms to about 5 ms; B1 first byte about 49 → 30 ms. Each stand-in is tested against the module it replaces, and a test checks importing the agent loads none of them. The PID 1 reaper no longer sleeps a second when a child is spawned between its \`waitpid\` and its wait (a race the faster start made visible as an occasional 1 s run). EC2 user-data now also drops docstrings, which keeps the larger agent at 13.7 KB gzipped |
+| attach in the writing process (packages/store-sqlite/src/output-encoding.ts \`RecentChunks\`) | Profiling B4's controller after compression: each compressed upload was inflated by the hub to check it and then again by the in-process reader reading it back from the store (a copy of the hub's bytes made it no better: a fresh 4 MiB array costs as much as inflating zeros into one) | The store keeps the inflated bytes of the compressed chunks it wrote last (16 MiB) and hands that very array to the first reader of each (the caller of \`appendOutput\` gives the array up; a later reader inflates its own). 512 MiB through attach: the controller's CPU from about 760 to about 560 ms, and B4 from about 0.26× to 0.28× of the pipe in the same conditions. Tested: the first reader gets the appended array, a second its own, and a damaged row is still read right from the memo in the writing process and refused by another |
 | agent hub (packages/core/src/hub/agent-hub.ts) | Not a speed problem but found by these runs: with launches this fast, a ping or event could be written to an event stream that had just been ended, which on Node is an unhandled 'error' that ends the process | Writes to an ended stream are skipped |
 
 ## Where a target is still missed, and what bounds it
@@ -70,14 +71,15 @@ than a focused fix, so it is left for a decision.
   sandbox under this load) and the store. Nothing failed and nothing was left.
 - **B4, attach ≥ 50 % of a pipe.** Output that compresses now crosses and is kept compressed
   (see the table), which lifted attach from about 85 MiB/s to about 250–320 MiB/s for B4's
-  512 MiB of text: past the "disk alone" row, the most a store that keeps the raw bytes could
-  do here. What bounds it now is CPU on two cores shared by the writer (\`head\`), the agent and
-  the controller, which run at once and keep both cores busy: the agent's reading and
-  compressing alone (Python, zlib level 1, measured without sending anything) runs at about
-  500 MiB/s, already about half of the pipe's 1,000–1,400 MiB/s, and the controller inflates
-  each upload once to check it and again for each reader that reads it from the store (about
-  half its CPU in this benchmark; the in-process reader could take the bytes the hub already
-  inflated, which is left as a note). Half a pipe would need the agent's compression and the
+  512 MiB (\`head -c … /dev/zero\`, as compressible as output gets), and the reader in the
+  controller now takes the bytes the hub already inflated (about 390–450 MiB/s on a quiet
+  machine, where the pipe also runs faster): well past the "disk alone" row, the most a store
+  that keeps the raw bytes could do here. What bounds it now is CPU on two cores shared by the
+  writer (\`head\`), the agent and the controller, which run at once and keep both cores busy:
+  the agent's reading and compressing alone (Python, zlib level 1, measured without sending
+  anything) runs at about 500 MiB/s, already about half of the pipe's 1,000–1,400 MiB/s, and
+  the controller still inflates each upload once to check it (a fifth of its CPU in this
+  benchmark, with SQLite a tenth). Half a pipe would need the agent's compression and the
   controller's work to fit in the time \`head\` takes to write, on cores \`head\` also uses.
 - **B5, 20,000 transitions/s.** Met on Bun and just missed on Node in the run above; over this
   round's runs the median round moved between about 18,000 and 23,500/s on Bun and between

@@ -103,6 +103,8 @@ export interface StoreService {
    *
    * `deflated`, when given, is `data` compressed in the zlib format (as the agent uploads it): a
    * store may keep those bytes instead of `data`, and must still give back `data` when read.
+   * The caller gives up `data`: a store may hand that very array to a reader (sparing it the
+   * inflating), so it must not be changed after the call.
    */
   readonly appendOutput: (
     runId: string,

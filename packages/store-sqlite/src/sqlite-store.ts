@@ -33,7 +33,7 @@ import { makeClient } from "./client.ts"
 import { CONTROL_ID_FILE, readControlIdFile, writeControlIdFile } from "./control-id.ts"
 import { type Mapped, mapStoreErrors, openAttempt, retryBusy } from "./errors.ts"
 import { latestVersion, migrate, schemaVersion } from "./migrations.ts"
-import { OutputChunkFromRow } from "./output-encoding.ts"
+import { outputChunkFromRow, RecentChunks } from "./output-encoding.ts"
 
 export interface SqliteStoreOptions {
   /** Path of the database file; `:memory:` for a private in-memory store. */
@@ -77,7 +77,6 @@ const decodeManifests = Schema.decodeUnknownEither(Schema.Array(Manifest))
 const decodeInstances = Schema.decodeUnknownEither(Schema.Array(Instance))
 const decodeRuns = Schema.decodeUnknownEither(Schema.Array(RunFromRow))
 const decodeAllocations = Schema.decodeUnknownEither(Schema.Array(Allocation))
-const decodeChunks = Schema.decodeUnknownEither(Schema.Array(OutputChunkFromRow))
 const decodeStateRows = <S extends string>(state: Schema.Schema<S>) =>
   Schema.decodeUnknownEither(Schema.Array(Schema.Struct({ state })))
 const decodeIdRows = Schema.decodeUnknownEither(Schema.Array(Schema.Struct({ id: Schema.String })))
@@ -113,9 +112,12 @@ const appendStatement =
   "WHERE chunk.start + chunk.size > tail.next " +
   "AND (chunk.start = tail.next OR (chunk.encoding = 'identity' AND chunk.start < tail.next)) " +
   "AND EXISTS (SELECT 1 FROM runs WHERE runs.id = chunk.run_id) " +
-  'RETURNING "offset" + size AS next'
+  'RETURNING seq, "offset" + size AS next'
 
-const decodeNextRows = Schema.decodeUnknownEither(Schema.Array(Schema.Struct({ next: Schema.Number })))
+const decodeNextRows = Schema.decodeUnknownEither(Schema.Array(Schema.Struct({ seq: Schema.Number, next: Schema.Number })))
+
+/** How much inflated output a store keeps for readers in its process (see RecentChunks). */
+const RECENT_OUTPUT_BYTES = 16 * 1024 * 1024
 
 // ---------------------------------------------------------------------------------------------
 // Transitions
@@ -211,6 +213,9 @@ export const make = (options: MakeOptions): Effect.Effect<StoreService, StoreErr
     const sql = yield* SqlClient
 
     const query = (text: string, params: ReadonlyArray<unknown> = []) => sql.unsafe(text, params)
+
+    const recentOutput = new RecentChunks(RECENT_OUTPUT_BYTES)
+    const decodeChunks = Schema.decodeUnknownEither(Schema.Array(outputChunkFromRow(recentOutput)))
 
     /**
      * A write transaction that takes the write lock at BEGIN. A deferred transaction that reads
@@ -692,7 +697,14 @@ export const make = (options: MakeOptions): Effect.Effect<StoreService, StoreErr
                     query(appendStatement, [runId, stream, offset, data.length, packed === undefined ? "identity" : "deflate", packed ?? data]),
                     decodeNextRows
                   ),
-                  (rows) => (rows[0] !== undefined ? Effect.succeed(rows[0].next) : explain(remaining))
+                  (rows) => {
+                    const [row] = rows
+                    if (row === undefined) return explain(remaining)
+                    // A compressed chunk is stored whole at `offset`: its readers here can have
+                    // the bytes the caller already holds.
+                    if (packed !== undefined) recentOutput.remember(row.seq, runId, stream, offset, data)
+                    return Effect.succeed(row.next)
+                  }
                 )
           return attempt(CAS_ATTEMPTS, deflated !== undefined && deflated.length > 0 && deflated.length < data.length ? deflated : undefined)
         })

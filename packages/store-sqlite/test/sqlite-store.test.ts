@@ -19,6 +19,7 @@ import { join } from "node:path"
 import { deflateSync } from "node:zlib"
 import { BUSY_TIMEOUT_MS, makeClient } from "../src/client.ts"
 import { latestVersion } from "../src/migrations.ts"
+import { RecentChunks } from "../src/output-encoding.ts"
 import { OpenReport, type WorkPlan, WorkReport } from "./fixtures/protocol.ts"
 import { lastLine, runTogether } from "./processes.ts"
 
@@ -240,6 +241,56 @@ describe("SqliteStore on SQLite", () => {
         expect(yield* withStore(filename, (store) => reasonOf(store.readOutput(launch.run.id, 0, 10)))).toEqual(Option.some("decode"))
       })
     )
+
+    it.effect("the first reader in the writing process gets a compressed chunk's bytes without inflating them; later readers inflate their own", () =>
+      Effect.gen(function* () {
+        const data = text(2000)
+        const expected = new TextDecoder().decode(data)
+        const filename = join(freshHome(), "state.db")
+        const { first, second, damaged } = yield* withStore(filename, (store) =>
+          Effect.gen(function* () {
+            const launch = yield* createLaunch(store)
+            yield* store.appendOutput(launch.run.id, "stdout", 0, data, deflateSync(data))
+            const [first] = yield* store.readOutput(launch.run.id, 0, 10)
+            const second = yield* store.readOutput(launch.run.id, 0, 10)
+            yield* store.appendOutput(launch.run.id, "stdout", data.length, data, deflateSync(data))
+            // The row on disk no longer inflates: only bytes kept from the append can answer.
+            yield* withRaw(filename, (sql) => sql.unsafe("UPDATE output SET data = x'789c00' WHERE \"offset\" > 0"))
+            const damaged = yield* store.readOutput(launch.run.id, first!.seq, 10)
+            return { first: first!, second, damaged }
+          })
+        )
+        // The very array appended, handed over once; the second reader's is its own.
+        expect(first.data).toBe(data)
+        expect(second[0]!.data).not.toBe(data)
+        expect(decoded(second)).toBe(expected)
+        expect(decoded(damaged)).toBe(expected)
+        // Another store (another process) reads the file as it is.
+        const other = yield* withStore(filename, (fresh) => reasonOf(fresh.readOutput(first.runId, first.seq, 10)))
+        expect(other).toEqual(Option.some("decode"))
+      })
+    )
+
+    it("keeps recent chunks within its budget, oldest out first, for one reader, matching a row only exactly", () => {
+      const recent = new RecentChunks(10)
+      const bytes = (n: number) => new Uint8Array(n).fill(n)
+      recent.remember(1, "r", "stdout", 0, bytes(4))
+      recent.remember(2, "r", "stdout", 4, bytes(4))
+      recent.remember(3, "r", "stdout", 8, bytes(4))
+      recent.remember(4, "r", "stdout", 12, bytes(11))
+      const row = (seq: number, offset: number, size = 4) => ({ seq, runId: "r", stream: "stdout", offset, size })
+      expect(recent.take(row(1, 0))).toBeUndefined()
+      expect(recent.take(row(4, 12, 11))).toBeUndefined()
+      expect(recent.take(row(3, 9))).toBeUndefined()
+      expect(recent.take({ ...row(3, 8), runId: "other" })).toBeUndefined()
+      expect(recent.take({ ...row(3, 8), stream: "stderr" })).toBeUndefined()
+      expect(recent.take(row(3, 8, 5))).toBeUndefined()
+      expect(recent.take(row(2, 4))).toEqual(bytes(4))
+      expect(recent.take(row(2, 4))).toBeUndefined()
+      // What was taken no longer counts against the budget.
+      recent.remember(5, "r", "stdout", 23, bytes(6))
+      expect(recent.take(row(3, 8))).toEqual(bytes(4))
+    })
 
     it.effect("a version 1 database keeps its output, and its readers' cursors, across the upgrade", () =>
       Effect.gen(function* () {
