@@ -16,6 +16,7 @@ is imported on first use instead.
 """
 
 import _thread
+import errno
 import io
 import os
 import select
@@ -123,7 +124,7 @@ def json_loads(text):
     try:
         value, end = _json_scanner(_JsonPlain)(text, start)
     except (StopIteration, SystemError):
-        # Malformed. _json describes some faults with json.decoder's exception, and only if
+        # Malformed. Some Pythons' _json describe a fault with json.decoder's exception only if
         # json.decoder is imported already (SystemError otherwise): json itself says what is wrong.
         return _json_module().loads(text)
     if text[end:].strip(_JSON_SPACE):
@@ -163,6 +164,8 @@ class Url(object):
     fragment. ValueError for a URL that is not http or https or has no host or a bad port."""
 
     def __init__(self, text):
+        if any(c <= " " or c == "\x7f" for c in text):
+            raise ValueError("the URL holds a space or a control character")
         scheme, sep, rest = text.partition("://")
         self.scheme = scheme.lower()
         if not sep or self.scheme not in ("http", "https"):
@@ -184,7 +187,9 @@ class Url(object):
             port = after[1:]
         else:
             host, _, port = netloc.partition(":")
-        self.host = host.lower()
+        # An IPv6 zone (after %) keeps its case, as urlsplit keeps it.
+        name, percent, zone = host.partition("%")
+        self.host = name.lower() + percent + zone
         if not self.host:
             raise ValueError("the URL has no host")
         self.port = None
@@ -511,6 +516,11 @@ def group_alive(pgid):
 _RESTORED_SIGNALS = tuple(getattr(_signal, n) for n in ("SIGPIPE", "SIGXFZ", "SIGXFSZ") if hasattr(_signal, n))
 
 
+# `sh -c THIS skyrepl-agent DIR ARGV...`: enters DIR, then becomes ARGV (same pid, session and
+# group); a directory it cannot enter ends it with 126 and the shell's one-line reason.
+_ENTER_THEN_EXEC = 'cd -- "$1" || exit 126; shift; exec "$@"'
+
+
 class Child(object):
     """A started process: its pid and, once waited for, its returncode (subprocess's convention:
     negative for the signal that ended it)."""
@@ -526,10 +536,11 @@ class Children(object):
     """Starts child processes and collects their exit statuses.
 
     Children start with os.posix_spawn (subprocess costs ~8 ms of imports at start-up; see the
-    module docstring), stdin from /dev/null. posix_spawn has no working-directory argument: the
-    child inherits the agent's, so a spawn enters the run's directory and returns to the agent's
-    own (held open as `home`), under `cond` so that spawns do not interleave. The agent names
-    every other path absolutely. Where posix_spawn or its setsid is missing, subprocess is used.
+    module docstring), stdin from /dev/null. posix_spawn has no working-directory argument, and
+    changing the agent's own for the spawn would move every other thread there too (a lazy
+    import could then load a module from a run's directory), so a child given a directory is
+    started through `/bin/sh`, which enters it and execs the child: one more exec (well under a
+    millisecond). Where posix_spawn or its setsid is missing, subprocess is used.
 
     Normally the agent's only children are the ones it starts, and a per-pid wait is all there
     is to it. As PID 1 of a pid namespace (the local sandbox), every orphan of the namespace is
@@ -546,7 +557,6 @@ class Children(object):
         self.reap_all = reap_all
         self.cond = Condition()
         self.statuses = {}
-        self.home = os.open(".", os.O_RDONLY)
         self.posix_spawn = hasattr(os, "posix_spawnp")
         if reap_all:
             start_thread(log, "reaper", self._reap)
@@ -562,6 +572,9 @@ class Children(object):
         return child
 
     def _start(self, argv, stdout, stderr, env, cwd, new_session):
+        if cwd is not None and not os.path.isdir(cwd):
+            # As subprocess would: the caller learns it here, not from the child's exit.
+            raise FileNotFoundError(errno.ENOENT, "no such directory", cwd)
         if self.posix_spawn:
             # stdout and stderr first: /dev/null must not take the place of one of them.
             actions = [
@@ -570,7 +583,7 @@ class Children(object):
                 (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
             ]
             if cwd is not None:
-                os.chdir(cwd)
+                argv = ["/bin/sh", "-c", _ENTER_THEN_EXEC, "skyrepl-agent", cwd] + list(argv)
             try:
                 return Child(
                     os.posix_spawnp(
@@ -579,9 +592,8 @@ class Children(object):
                 )
             except NotImplementedError:
                 self.posix_spawn = False
-            finally:
                 if cwd is not None:
-                    os.fchdir(self.home)
+                    argv = argv[5:]
         import subprocess
 
         with open(os.devnull, "rb") as devnull:
@@ -1798,6 +1810,9 @@ def main(argv=None):
         )
         return EXIT_BAD_ARGS
     _prepare_fds()
+    # Inherited as ignored, SIGCHLD would make the kernel discard every child's exit status (the
+    # waits would never return) and runs would inherit it too.
+    _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
     if cfg.log:
         try:
             cfg.log_fd = os.open(cfg.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

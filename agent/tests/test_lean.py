@@ -71,7 +71,8 @@ class JsonTests(unittest.TestCase):
 class UrlTests(unittest.TestCase):
     def test_parts_are_those_urlsplit_gives(self):
         urls = ["http://127.0.0.1:38301", "https://cp.example.com/base/", "http://Host.Example:80/a/b?x=1#f",
-                "http://[::1]:8080/p", "https://user:pw@h.example:443", "HTTP://h", "http://h:/x"]
+                "http://[::1]:8080/p", "https://user:pw@h.example:443", "HTTP://h", "http://h:/x",
+                "http://[fe80::1%25Eth0]:80/"]
         for url in urls:
             mine, theirs = agent.Url(url), urlsplit(url)
             self.assertEqual((mine.scheme, mine.host, mine.port, mine.path),
@@ -79,7 +80,7 @@ class UrlTests(unittest.TestCase):
 
     def test_bad_urls_are_refused(self):
         for url in ["ftp://h", "h:80", "http://", "http://:80", "http://h:99999", "http://h:x1", "http://[::1",
-                    "http://[::1]x"]:
+                    "http://[::1]x", "http://h\t:80", "http://h:8080\n", " http://h", "http://h/a b"]:
             with self.assertRaises(ValueError, msg=url):
                 agent.Url(url)
 
@@ -199,22 +200,71 @@ class ChildrenTests(unittest.TestCase):
                 self.assertEqual(os.getcwd(), here)
 
     def test_only_stdio_is_inherited(self):
-        inherited = os.open(os.devnull, os.O_RDONLY)
-        os.set_inheritable(inherited, True)
+        # In a process of its own: _prepare_fds changes the process it runs in.
+        code = """
+import os, sys
+sys.path.insert(0, %r)
+import skyrepl_agent as agent
+inherited = os.open(os.devnull, os.O_RDONLY)
+os.set_inheritable(inherited, True)
+agent._prepare_fds()
+for use_posix_spawn in (True, False):
+    children = agent.Children(print, False)
+    children.posix_spawn = use_posix_spawn
+    out_r, out_w = os.pipe()
+    child = children.spawn(["/bin/sh", "-c", "ls /proc/$$/fd"], out_w, out_w, dict(os.environ), "/", True)
+    os.close(out_w)
+    with os.fdopen(out_r, "rb") as out:
+        print(sorted(int(fd) for fd in out.read().split()))
+    children.wait(child)
+""" % os.path.dirname(AGENT)
+        out = subprocess.run([sys.executable, "-S", "-c", code], stdout=subprocess.PIPE, check=True)
+        self.assertEqual(out.stdout.decode().split("\n")[:2], ["[0, 1, 2]", "[0, 1, 2]"])
+
+    def test_a_spawn_into_a_directory_leaves_the_agent_where_it_is(self):
+        # Other threads of the agent keep running during a spawn: its own directory never moves.
+        here = os.getcwd()
+        seen = set()
+        stop = agent.Event()
+
+        def watch():
+            while not stop.is_set():
+                seen.add(os.getcwd())
+
+        lines, log = logged()
+        agent.start_thread(log, "watch", watch)
         try:
-            agent._prepare_fds()
-            for use_posix_spawn in (True, False):
-                _, output, _ = self.run_child(use_posix_spawn, "ls /proc/$$/fd")
-                self.assertEqual(sorted(int(fd) for fd in output.split()), [0, 1, 2])
+            with tempfile.TemporaryDirectory() as workdir:
+                for _ in range(20):
+                    (code, _), output, _ = self.run_child(True, "pwd", workdir)
+                    self.assertEqual((code, output.decode().strip()), (0, workdir))
         finally:
-            os.close(inherited)
+            stop.set()
+        self.assertEqual(seen, {here})
+        self.assertEqual(lines, [])
 
     def test_signals_and_failures_to_start(self):
         for use_posix_spawn in (True, False):
             (code, sig), _, _ = self.run_child(use_posix_spawn, "kill -TERM $$", new_session=False)
             self.assertEqual((code, sig), (None, "SIGTERM"))
-            with self.assertRaises(OSError):
+            with self.assertRaises(FileNotFoundError):
                 self.run_child(use_posix_spawn, "true", cwd="/nonexistent/dir")
+        # A directory that goes away between the check and the child's start: the child says so.
+        with tempfile.TemporaryDirectory() as workdir:
+            children = agent.Children(logged()[1], False)
+            real_isdir = os.path.isdir
+            os.path.isdir = lambda path: True if path == workdir + "/gone" else real_isdir(path)
+            try:
+                out_r, out_w = os.pipe()
+                child = children.spawn(["/bin/sh", "-c", "echo ran"], out_w, out_w, dict(os.environ), workdir + "/gone")
+                os.close(out_w)
+                with os.fdopen(out_r, "rb") as out:
+                    output = out.read().decode()
+            finally:
+                os.path.isdir = real_isdir
+            self.assertEqual(children.wait(child), (126, None))
+            self.assertIn("gone", output)
+            self.assertNotIn("ran", output)
 
 
 if __name__ == "__main__":
