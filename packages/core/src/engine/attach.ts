@@ -23,16 +23,18 @@ const pageSize = 512
 /**
  * Streams a run's output from the store: replay from `from`, then live. Each chunk is cut to
  * start exactly at the wanted offset, so a resumed reader sees no gap and no duplicate.
+ * `known`: the caller has just recorded the run (a launch's own handle), so it is not looked up
+ * first.
  */
 export const attachWith = (
   engine: SkyReplService,
   runId: string,
-  options: AttachOptions = {}
+  options: AttachOptions = {},
+  known = false
 ): Stream.Stream<OutputChunk, AttachError> =>
   Stream.unwrapScoped(
     Effect.gen(function* () {
-      const initial = yield* engine.store.getRun(runId)
-      if (Option.isNone(initial)) return yield* new RunNotFound({ runId })
+      if (!known && Option.isNone(yield* engine.store.getRun(runId))) return yield* new RunNotFound({ runId })
       const changes = yield* PubSub.subscribe(engine.changes)
       const follow = options.follow ?? true
       const next = { stdout: options.from?.stdout ?? 0, stderr: options.from?.stderr ?? 0 }
@@ -53,20 +55,30 @@ export const attachWith = (
         Effect.ignore
       )
 
+      /** The next chunks after `afterSeq`, cut to what is wanted; empty when nothing new is stored. */
+      const readNew = Effect.gen(function* () {
+        while (true) {
+          const chunks = yield* engine.store.readOutput(runId, afterSeq, pageSize)
+          if (chunks.length === 0) return []
+          afterSeq = chunks[chunks.length - 1]!.seq
+          const out = chunks.map(cut).filter((c): c is OutputChunk => c !== null)
+          if (out.length > 0) return out
+        }
+      })
+
       const step: Effect.Effect<Chunk.Chunk<OutputChunk>, Option.Option<AttachError>> = Effect.gen(function* () {
         while (true) {
-          // The state is read before the output: once a run is over, all its output is stored,
-          // so an empty read after a terminal state really is the end.
+          const out = yield* readNew
+          if (out.length > 0) return Chunk.fromIterable(out)
+          if (!follow) return yield* Effect.fail(Option.none())
+          // Nothing new: is the run over? Once it is, all its output is stored, so a read made
+          // after seeing the end state and still empty really is the end.
           const run = yield* engine.store.getRun(runId)
-          const over = Option.isNone(run) || RunMachine.isTerminal(run.value.state)
-          const chunks = yield* engine.store.readOutput(runId, afterSeq, pageSize)
-          if (chunks.length > 0) {
-            afterSeq = chunks[chunks.length - 1]!.seq
-            const out = chunks.map(cut).filter((c): c is OutputChunk => c !== null)
-            if (out.length > 0) return Chunk.fromIterable(out)
-            continue
+          if (Option.isNone(run) || RunMachine.isTerminal(run.value.state)) {
+            const rest = yield* readNew
+            if (rest.length > 0) return Chunk.fromIterable(rest)
+            return yield* Effect.fail(Option.none())
           }
-          if (!follow || over) return yield* Effect.fail(Option.none())
           yield* waitForChange
         }
       }).pipe(Effect.mapError((e) => (Option.isOption(e) ? e : Option.some(e))))

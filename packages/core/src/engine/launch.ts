@@ -333,7 +333,7 @@ export const launchWith = (
     return {
       id: runId,
       instance: { id: instanceId, name, provider: provider.id },
-      output: attachWith(engine, runId, { follow: true }),
+      output: attachWith(engine, runId, { follow: true }, true),
       result: Deferred.await(done),
       cancel: cancelRun(engine, runId)
     } satisfies RunHandle
