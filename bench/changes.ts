@@ -41,15 +41,26 @@ Each change is a focused one in its own area; the suites of that area pass on No
 Measured causes, from the figures above and from profiling during this work; each needs more
 than a focused fix, so it is left for a decision.
 
-- **B1, first byte ≤ 1.5× the bare sandbox.** The run now starts as soon as the agent does, so
-  what remains is the agent's own start: the interpreter, then \`json\`, \`subprocess\`,
-  \`threading\`, \`socket\` and \`signal\` (\`python3 -S agent.pyc --help\` takes about 25 ms here
-  against 10 ms for a bare \`python3 -S\`, which is nearly all the baseline pays), then its first
-  request to the controller, and the controller's records of the run before \`launch\` returns.
-  Measured against a fake controller, the agent alone reaches it about 33 ms after exec, 2.5×
-  the baseline before the SDK does anything. Reaching 1.5× needs an agent already running when
-  the launch comes (a warm pool, which docs/decisions.md rules out for now) or an agent that is
-  not a Python program.
+- **B1, first byte ≤ 1.5× the bare sandbox.** With the agent's imports down to C modules, the
+  agent sends its first output about 5 ms after its exec (the baseline's interpreter prints
+  about 1.5 ms after its own), and B1 is at about 2× (from 3.5×). Timed inside the launches
+  (Bun, a quiet machine, marks in the agent, the hub and the engine): the launch's records and
+  the spawn call take about 1.5 ms before the sandbox starts; the sandbox and the interpreter
+  start as in the baseline; the agent loads (about 2 ms: the module and its C imports),
+  starts the run and registers (about 1 ms), and its first upload is sent about 1.5 ms after
+  the run's first write; from the registration reaching the controller to the first byte
+  leaving \`run.output\` is then about 7 ms of work on the controller's one JavaScript thread,
+  all in a row: reading and decoding the registration, five store writes (instance ready and
+  allocated, the allocation, the run provisioning and running), returning the handle, setting
+  up the reader, storing the upload (which arrived during all this and waits for it), reading
+  it back and ending \`Stream.runHead\`. Each of these is a fraction of a millisecond of Effect
+  and SQLite work; no one of them is the bound, and together they are twice the 3.5 ms of
+  slack 1.5× leaves. Tried and measured: registering before starting the run (the controller's
+  work then starts sooner, but the agent's two threads contend, and B1 on Bun went from about
+  2.03× to 2.14× over alternating runs; taken back out). Reaching 1.5× needs the launch's
+  bookkeeping to leave the path to the first byte (records written after the handle is
+  returned, or an agent already running when the launch comes: a warm pool, which
+  docs/decisions.md rules out for now).
 - **B2, \`repl run list\` ≤ ¼ and \`repl run -c\` ≤ ½ of \`aws --version\`.** Both sit near the
   line rather than clear of it (over this round's runs \`run list\` measured 0.23–0.24× and, before
   the endpoint moved to \`Bun.serve\`, \`run -c\` 0.48–0.53×), so a loaded run can show either
@@ -64,11 +75,13 @@ than a focused fix, so it is left for a decision.
   it gone, which the CLI waits for.
 - **B3, p99 ≤ 1 s for 200 launches at once.** Two cores: 200 agents and their sandboxes need
   about 200 × the sequential launch time ÷ 2 of CPU before the last can finish (the "CPU floor"
-  row), and every launch runs its own Python agent, whose start alone is about 25 ms of CPU:
-  200 of them are 2.5 s of the 2 cores before the controller does anything; the controller's
-  own share is one JavaScript thread (process spawns, the hub's requests, the store), and with
-  /proc now scanned once for all waiters its largest costs are Bun's \`spawn\` (about 7 ms per
-  sandbox under this load) and the store. Nothing failed and nothing was left.
+  row). The agent's start is now about 3 ms of CPU over a bare interpreter's (it was about
+  25 ms), which took p99 from about 7.4 s to about 4.5 s, but a bare \`python3 -S\` is itself
+  about 10 ms of CPU, and the controller is one JavaScript thread that spends about 24 ms of
+  CPU per launch end to end (Bun, measured over 30 sequential launches): process spawns, the
+  hub's requests, about 15 store operations, and the /proc scans that confirm each sandbox is
+  gone (about a fifth of it). 200 launches are then about 5 s of that one thread. Nothing
+  failed and nothing was left.
 - **B4, attach ≥ 50 % of a pipe.** Output that compresses now crosses and is kept compressed
   (see the table), which lifted attach from about 85 MiB/s to about 250–320 MiB/s for B4's
   512 MiB (\`head -c … /dev/zero\`, as compressible as output gets), and the reader in the
