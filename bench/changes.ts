@@ -61,18 +61,21 @@ than a focused fix, so it is left for a decision.
   bookkeeping to leave the path to the first byte (records written after the handle is
   returned, or an agent already running when the launch comes: a warm pool, which
   docs/decisions.md rules out for now).
-- **B2, \`repl run list\` ≤ ¼ and \`repl run -c\` ≤ ½ of \`aws --version\`.** Both sit near the
-  line rather than clear of it (over this round's runs \`run list\` measured 0.23–0.24× and, before
-  the endpoint moved to \`Bun.serve\`, \`run -c\` 0.48–0.53×), so a loaded run can show either
-  verdict. A listing no longer starts an endpoint, writes, or loads a provider; what is left is a
-  fresh Bun process evaluating Effect, clipanion (whose default context opens the three stdio
-  streams, about 8 ms in Bun) and the store's driver, then one cold pass through the store's open
-  and the query (measured in-process with an instrumented bundle: about 21 ms to start the
-  bundle, 25 ms to evaluate the CLI's modules, 15 ms to parse and enter the command, 14 ms to
-  open the store, 8 ms to close). \`repl run -c\` adds a launch in that cold process: the agent
-  endpoint (now about 7 ms), about 20 ms to spawn the sandbox, about 50 ms for the Python agent
-  to come up and register, then about 30 ms to finish the run, terminate the sandbox and confirm
-  it gone, which the CLI waits for.
+- **B2, \`repl run list\` ≤ ¼ of \`aws --version\`.** \`run -c\` is clear of its line now
+  (0.45×: the agent's start no longer costs it 25 ms), but \`run list\` sits on its own (0.23–0.25×
+  over this work's runs; 101 ms against a limit of 101 ms in the run above), so a loaded run can
+  show either verdict. A listing no longer starts an endpoint, writes, or loads a provider;
+  what is left is a fresh Bun process evaluating Effect, clipanion and the store's driver, then
+  one cold pass through the store's open and the query (measured in-process with an
+  instrumented bundle: about 21 ms to start the bundle, 25 ms to evaluate the CLI's modules,
+  15 ms to parse and enter the command, 14 ms to open the store, 8 ms to close). Of the module
+  evaluation, about 8 ms is clipanion's: its \`Cli.defaultContext\` is a property built when the
+  module is evaluated, so importing clipanion creates \`process.stdin\`, \`stdout\` and \`stderr\`
+  and loads node:tty and the stream modules on Bun (profiled; a bare Bun touching the two
+  output streams costs the same). Tried: writing listings through the descriptors without the
+  streams, with a terminal test of our own; no measurable gain over alternating runs, since
+  clipanion has made the streams by then, so it was not kept. Removing that cost needs
+  clipanion's context made on first use (upstream) or a parser of our own.
 - **B3, p99 ≤ 1 s for 200 launches at once.** Two cores: 200 agents and their sandboxes need
   about 200 × the sequential launch time ÷ 2 of CPU before the last can finish (the "CPU floor"
   row). The agent's start is now about 3 ms of CPU over a bare interpreter's (it was about
