@@ -332,6 +332,8 @@ class Ending(Exception):
 class Config(object):
     def __init__(self):
         self.url = ""
+        # `url`'s parts (a Url), once it has been checked.
+        self.endpoint = None
         self.token = ""
         self.instance = ""
         self.heartbeat_interval = 5.0
@@ -400,7 +402,7 @@ def parse_args(argv, environ):
     if not cfg.instance:
         raise BadArgs("--instance is required")
     try:
-        Url(cfg.url)
+        cfg.endpoint = Url(cfg.url)
     except ValueError as err:
         raise BadArgs("--url must be an http:// or https:// URL with a host, got %r: %s" % (cfg.url, err))
     if "--heartbeat-interval" in values:
@@ -887,7 +889,7 @@ class Http(object):
     POOL_SIZE = 8
 
     def __init__(self, agent, cfg):
-        url = Url(cfg.url)
+        url = cfg.endpoint
         self.agent = agent
         self.https = url.scheme == "https"
         self.host = url.host
