@@ -584,18 +584,15 @@ class Children(object):
                 (os.POSIX_SPAWN_DUP2, stderr, 2),
                 (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
             ]
-            if cwd is not None:
-                argv = ["/bin/sh", "-c", _ENTER_THEN_EXEC, "skyrepl-agent", cwd] + list(argv)
+            spawned = argv if cwd is None else ["/bin/sh", "-c", _ENTER_THEN_EXEC, "skyrepl-agent", cwd] + list(argv)
             try:
                 return Child(
                     os.posix_spawnp(
-                        argv[0], argv, env, file_actions=actions, setsid=new_session, setsigdef=_RESTORED_SIGNALS
+                        spawned[0], spawned, env, file_actions=actions, setsid=new_session, setsigdef=_RESTORED_SIGNALS
                     )
                 )
             except NotImplementedError:
                 self.posix_spawn = False
-                if cwd is not None:
-                    argv = argv[5:]
         import subprocess
 
         with open(os.devnull, "rb") as devnull:
