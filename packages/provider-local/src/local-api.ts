@@ -137,10 +137,23 @@ const readProcess = (pid: string, seen: Map<number, { readonly key: string; read
   } else {
     const environ = readOrNull(`/proc/${pid}/environ`)
     markers = environ === null ? { instance: null, provider: null } : parseMarkers(environ)
+    if (!environSettled(parsed, environ)) return { ...parsed, ...markers }
   }
   seen.set(parsed.pid, { key, markers })
   return { ...parsed, ...markers }
 }
+
+/**
+ * Whether an environment read may stand for the process until it execs again. An exec sets
+ * the new command name before it records where the new environment lies, so a read in between
+ * finds it empty (Linux sets the environment's bounds only once the new program is mapped).
+ * Remembered, such a read would hide a sandbox's agent for good: the likely cause of a sandbox
+ * the provider suite once never saw start, under load, with two sandboxes starting at once. An
+ * empty read is therefore remembered only for kernel threads (pid 2 and its children), which
+ * have no environment.
+ */
+export const environSettled = (process: { readonly pid: number; readonly ppid: number }, environ: Uint8Array | null): boolean =>
+  environ === null || environ.length > 0 || process.pid === 2 || process.ppid === 2
 
 /**
  * One pass over /proc. Synchronous on purpose: a few small reads per process, and a snapshot

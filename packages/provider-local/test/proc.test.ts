@@ -51,6 +51,19 @@ describe("/proc parsing", () => {
   })
 })
 
+describe("remembering markers between scans", () => {
+  it("an empty environment is not remembered unless the process is a kernel thread", () => {
+    const user = { pid: 4242, ppid: 1 }
+    // Read while an exec had set the new command name but not yet the new environment.
+    expect(LocalApi.environSettled(user, new Uint8Array(0))).toBe(false)
+    expect(LocalApi.environSettled(user, Buffer.from("PATH=/bin\0"))).toBe(true)
+    // Gone, or another user's: nothing more to learn by reading again.
+    expect(LocalApi.environSettled(user, null)).toBe(true)
+    expect(LocalApi.environSettled({ pid: 77, ppid: 2 }, new Uint8Array(0))).toBe(true)
+    expect(LocalApi.environSettled({ pid: 2, ppid: 0 }, new Uint8Array(0))).toBe(true)
+  })
+})
+
 describe("grouping processes into sandboxes", () => {
   it("takes the topmost marked process as root and unmarked descendants as members", () => {
     const sandboxes = LocalApi.findSandboxes(
