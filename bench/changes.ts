@@ -62,9 +62,9 @@ than a focused fix, so it is left for a decision.
   returned, or an agent already running when the launch comes: a warm pool, which
   docs/decisions.md rules out for now).
 - **B2, \`repl run list\` ≤ ¼ of \`aws --version\`.** \`run -c\` is clear of its line now
-  (0.45×: the agent's start no longer costs it 25 ms), but \`run list\` sits on its own (0.23–0.25×
-  over this work's runs; 101 ms against a limit of 101 ms in the run above), so a loaded run can
-  show either verdict. A listing no longer starts an endpoint, writes, or loads a provider;
+  (0.42–0.45×: the agent's start no longer costs it 25 ms), but \`run list\` sits on its own
+  (0.23–0.25× over this work's runs: 0.24× in the run above, and 101 ms against a limit of
+  101 ms in the full run before it), so a loaded run can show either verdict. A listing no longer starts an endpoint, writes, or loads a provider;
   what is left is a fresh Bun process evaluating Effect, clipanion and the store's driver, then
   one cold pass through the store's open and the query (measured in-process with an
   instrumented bundle: about 21 ms to start the bundle, 25 ms to evaluate the CLI's modules,
@@ -79,7 +79,8 @@ than a focused fix, so it is left for a decision.
 - **B3, p99 ≤ 1 s for 200 launches at once.** Two cores: 200 agents and their sandboxes need
   about 200 × the sequential launch time ÷ 2 of CPU before the last can finish (the "CPU floor"
   row). The agent's start is now about 3 ms of CPU over a bare interpreter's (it was about
-  25 ms), which took p99 from about 7.4 s to about 4.5 s, but a bare \`python3 -S\` is itself
+  25 ms), which took p99 from about 7.4 s to 4.2–5.6 s over this round's full runs (the machine's
+  load moves it), but a bare \`python3 -S\` is itself
   about 10 ms of CPU, and the controller is one JavaScript thread that spends about 24 ms of
   CPU per launch end to end (Bun, measured over 30 sequential launches): process spawns, the
   hub's requests, about 15 store operations, and the /proc scans that confirm each sandbox is
@@ -97,10 +98,12 @@ than a focused fix, so it is left for a decision.
   the controller still inflates each upload once to check it (a fifth of its CPU in this
   benchmark, with SQLite a tenth). Half a pipe would need the agent's compression and the
   controller's work to fit in the time \`head\` takes to write, on cores \`head\` also uses.
-- **B5, 20,000 transitions/s.** Met on Bun and just missed on Node in the run above; over this
-  round's runs the median round moved between about 18,000 and 23,500/s on Bun and between
-  12,500 and 23,000/s on Node, within minutes and with the same code (checked against the
-  previous commit in alternation): on this shared machine the verdict follows the machine. Per transition, SQLite's own
+- **B5, 20,000 transitions/s.** Missed on both runtimes in the run above (16,900/s on Bun and
+  19,400/s on Node, load about 2); met on both in the full run just before it, with the same
+  store code and load about 1.5 (23,700/s and 20,800/s). Over this work's runs the median round
+  moved between about 16,000 and 23,700/s on Bun and between 12,500 and 23,000/s on Node within
+  minutes, with the same code (checked against the previous commit in alternation): on this
+  shared machine the verdict follows the machine's load. Per transition, SQLite's own
   compare-and-set UPDATE with its commit is about 20–27 µs through the bare driver, the
   \`@effect/sql\` client adds about
   18 µs of its own per statement (the \`SELECT 1\` row), and the store's error mapping and the
