@@ -1,4 +1,4 @@
-import { attach, type Bootstrap, cancel, getRun, launch, listInstances, listRuns, type ParsedSpec, Provider, SkyRepl } from "@skyrepl/core"
+import { attach, type Bootstrap, cancel, getRun, launch, listInstances, listRuns, type ParsedSpec, Provider, SkyRepl, Store, StoreError } from "@skyrepl/core"
 import { LocalProvider } from "@skyrepl/provider-local"
 import { SqliteStore } from "@skyrepl/store-sqlite"
 import { Chunk, Deferred, Duration, Effect, Exit, Fiber, Layer, Stream } from "effect"
@@ -460,5 +460,66 @@ describe("start-up cost", () => {
     )
     expect(out).toBe("early\n")
     expect(result).toMatchObject({ state: "succeeded", exitCode: 0, error: null })
+  })
+})
+
+describe("a store that fails", () => {
+  it("a run whose end the store cannot record still ends, and its instance is terminated", async () => {
+    // The SQLite store, made to fail every call the end of a run makes once `broken` is set.
+    let broken = false
+    const failure = (operation: string) => Effect.fail(new StoreError({ operation, reason: "io", message: "disk I/O error (test)" }))
+    const breakable = Layer.effect(
+      Store,
+      Effect.map(Store, (inner) => ({
+        ...inner,
+        getRun: (id: string) => (broken ? failure("getRun") : inner.getRun(id)),
+        transitionRun: (...args: Parameters<typeof inner.transitionRun>) => (broken ? failure("transitionRun") : inner.transitionRun(...args)),
+        getInstance: (id: string) => (broken ? failure("getInstance") : inner.getInstance(id)),
+        transitionInstance: (...args: Parameters<typeof inner.transitionInstance>) =>
+          broken ? failure("transitionInstance") : inner.transitionInstance(...args),
+        listRunsForInstance: (id: string) => (broken ? failure("listRunsForInstance") : inner.listRunsForInstance(id))
+      }))
+    ).pipe(Layer.provide(SqliteStore.layer({ filename: join(home, "state.db") })))
+    const layer = SkyRepl.layer({ providers: [LocalProvider.layer({ home })], store: breakable, config: testSettings(home) })
+    const { name, result } = await Effect.runPromise(
+      Effect.scoped(
+        Effect.gen(function* () {
+          const run = yield* launch({ command: "sleep 1; echo done" })
+          broken = true
+          return { name: run.instance.name, result: yield* run.result }
+        })
+      ).pipe(Effect.provide(layer))
+    )
+    // The handle got the command's own end, with what the store could not do.
+    expect(result).toMatchObject({ state: "succeeded", exitCode: 0 })
+    expect(result.error).toContain("the store did not record the run's end")
+    await eventually(`${name} gone`, async () => (await processesOf(name)).length === 0)
+  })
+
+  it("closing the scope terminates the instance through the provider even when the store fails and the agent cannot act", async () => {
+    let broken = false
+    const failure = (operation: string) => Effect.fail(new StoreError({ operation, reason: "io", message: "disk I/O error (test)" }))
+    const breakable = Layer.effect(
+      Store,
+      Effect.map(Store, (inner) => ({
+        ...inner,
+        getRun: (id: string) => (broken ? failure("getRun") : inner.getRun(id)),
+        getInstance: (id: string) => (broken ? failure("getInstance") : inner.getInstance(id)),
+        listRunsForInstance: (id: string) => (broken ? failure("listRunsForInstance") : inner.listRunsForInstance(id))
+      }))
+    ).pipe(Layer.provide(SqliteStore.layer({ filename: join(home, "state.db") })))
+    const layer = SkyRepl.layer({ providers: [LocalProvider.layer({ home })], store: breakable, config: testSettings(home) })
+    const name = await Effect.runPromise(
+      Effect.scoped(
+        Effect.gen(function* () {
+          const run = yield* launch({ command: "sleep 600" })
+          // Stopped, the agent cannot end the instance when it is told to shut down.
+          for (const pid of yield* Effect.promise(() => processesOf(run.instance.name))) process.kill(pid, "SIGSTOP")
+          broken = true
+          return run.instance.name
+        })
+      ).pipe(Effect.provide(layer))
+    )
+    expect(await processesOf(name)).toEqual([])
   })
 })

@@ -1,4 +1,4 @@
-import { Duration, Effect, Option, PubSub, Schedule } from "effect"
+import { Duration, Effect, Either, Option, PubSub, Schedule } from "effect"
 import { InstanceMachine, type Instance } from "../domain/instance.ts"
 import { RunMachine, type Run } from "../domain/run.ts"
 import { ProviderError, type StoreError } from "../errors.ts"
@@ -35,6 +35,11 @@ export const withProviderRetry = <A, R>(
 /**
  * Moves a run to a terminal state once. Whoever gets there first (agent exit, time-out,
  * cancel, a reaper) wins; later callers get the state that won.
+ *
+ * A store that fails to record the end still ends the run in this process: its handle gets the
+ * result (with the failure in `error`), so the launch goes on to terminate the instance and
+ * nobody waits forever on a run whose command is over. The store's error is still returned, so
+ * the agent is told its report was not taken (and repeats it until the instance ends).
  */
 export const finishRun = (
   engine: SkyReplService,
@@ -42,30 +47,49 @@ export const finishRun = (
   state: TerminalRunState,
   patch: { readonly exitCode?: number | null; readonly signal?: string | null; readonly error?: string | null } = {}
 ): Effect.Effect<RunResult, StoreError> =>
+  recordEnd(engine, runId, state, patch).pipe(
+    Effect.tapError((error) =>
+      completeLive(engine, runId, {
+        runId,
+        state,
+        exitCode: patch.exitCode ?? null,
+        signal: patch.signal ?? null,
+        error: `${patch.error === undefined || patch.error === null ? "" : `${patch.error}; `}the store did not record the run's end: ${error.message}`
+      })
+    ),
+    Effect.tap((result) => completeLive(engine, runId, result))
+  )
+
+const recordEnd = (
+  engine: SkyReplService,
+  runId: string,
+  state: TerminalRunState,
+  patch: { readonly exitCode?: number | null; readonly signal?: string | null; readonly error?: string | null }
+): Effect.Effect<RunResult, StoreError> =>
   Effect.gen(function* () {
     const current = yield* engine.store.getRun(runId)
     if (Option.isNone(current)) {
       return { runId, state: "failed", exitCode: null, signal: null, error: "run record missing" } satisfies RunResult
     }
-    let result: RunResult
-    if (RunMachine.isTerminal(current.value.state)) {
-      result = toResult(current.value)
-    } else {
-      // A run that never started cannot time out; it failed to start in time.
-      const target = RunMachine.canTransition(current.value.state, state) ? state : "failed"
-      const moved = yield* engine.store
-        .transitionRun(runId, target, { ...patch, endedAt: Date.now() })
-        .pipe(
-          Effect.catchTag("IllegalTransition", () =>
-            engine.store.getRun(runId).pipe(Effect.map((r) => Option.getOrElse(r, () => current.value)))
-          )
+    if (RunMachine.isTerminal(current.value.state)) return toResult(current.value)
+    // A run that never started cannot time out; it failed to start in time.
+    const target = RunMachine.canTransition(current.value.state, state) ? state : "failed"
+    const moved = yield* engine.store
+      .transitionRun(runId, target, { ...patch, endedAt: Date.now() })
+      .pipe(
+        Effect.catchTag("IllegalTransition", () =>
+          engine.store.getRun(runId).pipe(Effect.map((r) => Option.getOrElse(r, () => current.value)))
         )
-      result = toResult(moved)
-    }
+      )
+    return toResult(moved)
+  })
+
+/** Hands a run's result to its handle in this process (the first result wins) and wakes its readers. */
+const completeLive = (engine: SkyReplService, runId: string, result: RunResult): Effect.Effect<void> =>
+  Effect.gen(function* () {
     const live = engine.live.get(runId)
     if (live !== undefined) yield* live.complete(result)
     yield* PubSub.publish(engine.changes, runId)
-    return result
   })
 
 /** Polls `describe` until the provider says the resource is gone. */
@@ -89,6 +113,10 @@ const confirmGone = (provider: ProviderService, ref: InstanceRef) =>
  * (unless already over), allocations are released, the provider is asked to terminate, and
  * the record becomes `terminated` only once the provider confirms it is gone. On failure the
  * record stays `terminating` with its lease, so a later reaper retries.
+ *
+ * The provider is asked even when the store fails on the way (a full disk, a removed file):
+ * the bookkeeping then waits for a later reaper, but the instance does not keep running
+ * meanwhile. The store's error is returned once the provider has answered.
  */
 export const terminateInstance = (
   engine: SkyReplService,
@@ -96,23 +124,30 @@ export const terminateInstance = (
   why: string
 ): Effect.Effect<void, ProviderError | StoreError> =>
   Effect.gen(function* () {
-    const runs = yield* engine.store.listRunsForInstance(instance.id)
-    for (const run of runs) {
-      if (!RunMachine.isTerminal(run.state)) yield* finishRun(engine, run.id, "failed", { error: why })
-    }
-    const allocations = yield* engine.store.listAllocations({ states: ["active"] })
-    for (const allocation of allocations) {
-      if (allocation.instanceId === instance.id) {
-        yield* engine.store.transitionAllocation(allocation.id, "released", Date.now()).pipe(Effect.catchTag("IllegalTransition", () => Effect.void))
-      }
-    }
-    const fresh = Option.getOrElse(yield* engine.store.getInstance(instance.id), () => instance)
-    if (fresh.state === "terminated") return
-    if (fresh.state !== "terminating") {
-      yield* engine.store
-        .transitionInstance(fresh.id, "terminating")
-        .pipe(Effect.catchTag("IllegalTransition", () => Effect.void))
-    }
+    const recorded = yield* Effect.either(
+      Effect.gen(function* () {
+        const runs = yield* engine.store.listRunsForInstance(instance.id)
+        for (const run of runs) {
+          if (!RunMachine.isTerminal(run.state)) yield* finishRun(engine, run.id, "failed", { error: why })
+        }
+        const allocations = yield* engine.store.listAllocations({ states: ["active"] })
+        for (const allocation of allocations) {
+          if (allocation.instanceId === instance.id) {
+            yield* engine.store.transitionAllocation(allocation.id, "released", Date.now()).pipe(Effect.catchTag("IllegalTransition", () => Effect.void))
+          }
+        }
+        const fresh = Option.getOrElse(yield* engine.store.getInstance(instance.id), () => instance)
+        if (fresh.state !== "terminating" && fresh.state !== "terminated") {
+          yield* engine.store
+            .transitionInstance(fresh.id, "terminating")
+            .pipe(Effect.catchTag("IllegalTransition", () => Effect.void))
+        }
+        return fresh
+      })
+    )
+    if (Either.isRight(recorded) && recorded.right.state === "terminated") return
+    // The store's copy when it answered: it may know the provider's ref the caller's copy lacks.
+    const fresh = Either.getOrElse(recorded, () => instance)
     const provider = yield* engine.provider(fresh.provider).pipe(
       Effect.catchTag("UnknownProvider", () =>
         new ProviderError({
@@ -125,6 +160,7 @@ export const terminateInstance = (
     )
     yield* withProviderRetry(provider.terminate(refOf(fresh)))
     yield* confirmGone(provider, refOf(fresh))
+    if (Either.isLeft(recorded)) return yield* recorded.left
     yield* engine.store
       .transitionInstance(fresh.id, "terminated")
       .pipe(Effect.catchTag("IllegalTransition", () => Effect.void))
