@@ -464,31 +464,35 @@ describe("start-up cost", () => {
 })
 
 describe("a store that fails", () => {
-  it("a run whose end the store cannot record still ends, and its instance is terminated", async () => {
-    // The SQLite store, made to fail every call the end of a run makes once `broken` is set.
-    let broken = false
+  /** An engine on the SQLite store in `home`, whose calls that end runs and instances fail (disk I/O) once `broken` is set. */
+  const breakableEngine = () => {
+    const state = { broken: false }
     const failure = (operation: string) => Effect.fail(new StoreError({ operation, reason: "io", message: "disk I/O error (test)" }))
-    const breakable = Layer.effect(
+    const store = Layer.effect(
       Store,
       Effect.map(Store, (inner) => ({
         ...inner,
-        getRun: (id: string) => (broken ? failure("getRun") : inner.getRun(id)),
-        transitionRun: (...args: Parameters<typeof inner.transitionRun>) => (broken ? failure("transitionRun") : inner.transitionRun(...args)),
-        getInstance: (id: string) => (broken ? failure("getInstance") : inner.getInstance(id)),
+        getRun: (id: string) => (state.broken ? failure("getRun") : inner.getRun(id)),
+        transitionRun: (...args: Parameters<typeof inner.transitionRun>) => (state.broken ? failure("transitionRun") : inner.transitionRun(...args)),
+        getInstance: (id: string) => (state.broken ? failure("getInstance") : inner.getInstance(id)),
         transitionInstance: (...args: Parameters<typeof inner.transitionInstance>) =>
-          broken ? failure("transitionInstance") : inner.transitionInstance(...args),
-        listRunsForInstance: (id: string) => (broken ? failure("listRunsForInstance") : inner.listRunsForInstance(id))
+          state.broken ? failure("transitionInstance") : inner.transitionInstance(...args),
+        listRunsForInstance: (id: string) => (state.broken ? failure("listRunsForInstance") : inner.listRunsForInstance(id))
       }))
     ).pipe(Layer.provide(SqliteStore.layer({ filename: join(home, "state.db") })))
-    const layer = SkyRepl.layer({ providers: [LocalProvider.layer({ home })], store: breakable, config: testSettings(home) })
+    return { state, layer: SkyRepl.layer({ providers: [LocalProvider.layer({ home })], store, config: testSettings(home) }) }
+  }
+
+  it("a run whose end the store cannot record still ends, and its instance is terminated", async () => {
+    const engine = breakableEngine()
     const { name, result } = await Effect.runPromise(
       Effect.scoped(
         Effect.gen(function* () {
           const run = yield* launch({ command: "sleep 1; echo done" })
-          broken = true
+          engine.state.broken = true
           return { name: run.instance.name, result: yield* run.result }
         })
-      ).pipe(Effect.provide(layer))
+      ).pipe(Effect.provide(engine.layer))
     )
     // The handle got the command's own end, with what the store could not do.
     expect(result).toMatchObject({ state: "succeeded", exitCode: 0 })
@@ -497,28 +501,17 @@ describe("a store that fails", () => {
   })
 
   it("closing the scope terminates the instance through the provider even when the store fails and the agent cannot act", async () => {
-    let broken = false
-    const failure = (operation: string) => Effect.fail(new StoreError({ operation, reason: "io", message: "disk I/O error (test)" }))
-    const breakable = Layer.effect(
-      Store,
-      Effect.map(Store, (inner) => ({
-        ...inner,
-        getRun: (id: string) => (broken ? failure("getRun") : inner.getRun(id)),
-        getInstance: (id: string) => (broken ? failure("getInstance") : inner.getInstance(id)),
-        listRunsForInstance: (id: string) => (broken ? failure("listRunsForInstance") : inner.listRunsForInstance(id))
-      }))
-    ).pipe(Layer.provide(SqliteStore.layer({ filename: join(home, "state.db") })))
-    const layer = SkyRepl.layer({ providers: [LocalProvider.layer({ home })], store: breakable, config: testSettings(home) })
+    const engine = breakableEngine()
     const name = await Effect.runPromise(
       Effect.scoped(
         Effect.gen(function* () {
           const run = yield* launch({ command: "sleep 600" })
           // Stopped, the agent cannot end the instance when it is told to shut down.
           for (const pid of yield* Effect.promise(() => processesOf(run.instance.name))) process.kill(pid, "SIGSTOP")
-          broken = true
+          engine.state.broken = true
           return run.instance.name
         })
-      ).pipe(Effect.provide(layer))
+      ).pipe(Effect.provide(engine.layer))
     )
     expect(await processesOf(name)).toEqual([])
   })
