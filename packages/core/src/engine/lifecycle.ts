@@ -7,6 +7,9 @@ import type { RunResult, SkyReplService } from "./service.ts"
 
 export type TerminalRunState = RunResult["state"]
 
+/** What is known of how a run ended, beside its state. */
+type RunEndPatch = { readonly exitCode?: number | null; readonly signal?: string | null; readonly error?: string | null }
+
 export const toResult = (run: Run): RunResult => ({
   runId: run.id,
   state: RunMachine.isTerminal(run.state) ? (run.state as TerminalRunState) : "failed",
@@ -45,7 +48,7 @@ export const finishRun = (
   engine: SkyReplService,
   runId: string,
   state: TerminalRunState,
-  patch: { readonly exitCode?: number | null; readonly signal?: string | null; readonly error?: string | null } = {}
+  patch: RunEndPatch = {}
 ): Effect.Effect<RunResult, StoreError> =>
   recordEnd(engine, runId, state, patch).pipe(
     Effect.tapError((error) =>
@@ -54,7 +57,7 @@ export const finishRun = (
         state,
         exitCode: patch.exitCode ?? null,
         signal: patch.signal ?? null,
-        error: `${patch.error === undefined || patch.error === null ? "" : `${patch.error}; `}the store did not record the run's end: ${error.message}`
+        error: [patch.error, `the store did not record the run's end: ${error.message}`].filter((part) => typeof part === "string").join("; ")
       })
     ),
     Effect.tap((result) => completeLive(engine, runId, result))
@@ -64,7 +67,7 @@ const recordEnd = (
   engine: SkyReplService,
   runId: string,
   state: TerminalRunState,
-  patch: { readonly exitCode?: number | null; readonly signal?: string | null; readonly error?: string | null }
+  patch: RunEndPatch
 ): Effect.Effect<RunResult, StoreError> =>
   Effect.gen(function* () {
     const current = yield* engine.store.getRun(runId)
