@@ -19,6 +19,7 @@ import { Duration, Effect, Either, Layer, Schedule } from "effect"
 import { readFileSync, statSync } from "node:fs"
 import { type AmiCacheOptions, resolveUbuntuImage } from "./ami.ts"
 import { type AwsApi, defaultCallRetry, type Instance, makeAwsApi, type Tag, tagValue } from "./aws-api.ts"
+import { terminateWhileExiting } from "./exit-termination.ts"
 import { AwsError, type ErrorContext, providerError, reasonOf, toProviderError } from "./errors.ts"
 import { type AwsProviderOptions, resolveOptions, type ResolvedOptions } from "./options.ts"
 import { type RegionSetup, setUpRegion } from "./setup.ts"
@@ -33,6 +34,13 @@ export const EXPIRES_AT_TAG = "skyrepl:expires-at"
 
 /** Instance states that still exist (and may still cost money). */
 const LIVE_STATES = ["pending", "running", "stopping", "stopped"] as const
+
+/**
+ * The longest an exiting process waits for EC2 to take a termination (`terminateSync`). A
+ * termination normally takes well under a second; waiting longer keeps a user's terminal hung on
+ * an unreachable endpoint, and the dead-man switch ends the instance anyway.
+ */
+const EXIT_TERMINATION_LIMIT_MS = 10_000
 
 /**
  * `shutting-down` already counts as gone: the instance cannot come back, and billing stops. A
@@ -606,6 +614,35 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
         launches.delete(ref.name)
       })
 
+    /**
+     * For a process that is exiting (the Promise client's `exit` hook): terminates the instance
+     * before returning, through a child process (see exit-termination.ts). The id this process
+     * got from RunInstances is enough; without one, the child terminates whatever carries the
+     * name. Failing, it says so on stderr and returns: the agent's dead-man switch and the next
+     * process's reaper are the layers after this one.
+     */
+    const terminateSync = (ref: InstanceRef): void => {
+      if (resolved.problems.length > 0 || !isInstanceName(ref.name)) return
+      const region = ref.region ?? launches.get(ref.name)?.region ?? resolved.region
+      if (region === null) return
+      const id = onlyInstance(ref)?.id ?? knownId(ref)
+      const failure = terminateWhileExiting(
+        {
+          region,
+          endpoint: resolved.endpoint,
+          profile: resolved.profile,
+          credentials: resolved.credentials,
+          ids: id === null ? [] : [id],
+          name: ref.name,
+          managedTag: MANAGED_TAG
+        },
+        Math.min(Duration.toMillis(resolved.requestTimeout), EXIT_TERMINATION_LIMIT_MS)
+      )
+      if (failure !== null) {
+        process.stderr.write(`skyrepl: could not terminate ${ref.name} while exiting (${failure}); the agent's dead-man switch ends it later\n`)
+      }
+    }
+
     // -----------------------------------------------------------------------------------------
     // Snapshots
 
@@ -633,6 +670,7 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
       describe,
       list,
       terminate,
+      terminateSync,
       snapshots
     } satisfies ProviderService
   })

@@ -2,6 +2,7 @@ import { describe, expect, layer } from "@effect/vitest"
 import { launch, listInstances, type OutputChunk, SkyRepl } from "@skyrepl/core"
 import { SqliteStore } from "@skyrepl/store-sqlite"
 import { Chunk, Context, Duration, Effect, Layer, Stream } from "effect"
+import { execa } from "execa"
 import { spawn } from "node:child_process"
 import { join } from "node:path"
 import { AwsProvider } from "../src/index.ts"
@@ -35,7 +36,7 @@ const emulator = Layer.scoped(
   Effect.gen(function* () {
     const dir = yield* Effect.acquireRelease(Effect.sync(() => tempDir("e2e")), (d) => Effect.sync(() => removeDir(d)))
     const moto = yield* startMoto()
-    const harness = yield* startBootHarness({ endpoint: moto.url, regions: [REGION, OWNER_REGION], workDir: join(dir, "harness") })
+    const harness = yield* startBootHarness({ endpoint: moto.url, regions: [REGION, OWNER_REGION, EXITING_REGION], workDir: join(dir, "harness") })
     return { moto, harness, dir }
   }).pipe(Effect.orDie)
 )
@@ -45,6 +46,8 @@ const emulator = Layer.scoped(
  * and the in-process engines here all share one (see `withEngine`).
  */
 const OWNER_REGION = "us-west-2"
+/** The same, for the controller that leaves with process.exit. */
+const EXITING_REGION = "eu-west-1"
 
 const settings = (home: string) => ({
   home,
@@ -203,6 +206,41 @@ describe("aws end to end, through the boot harness", () => {
           expect(seen?.poweredOff).toBe("terminate")
           expect(seen?.powerRequests[0]).toMatch(/^poweroff/)
         }).pipe(Effect.scoped),
+      60_000
+    )
+
+    it.effect(
+      "a Promise-client process that leaves with process.exit terminates its instance before it is gone",
+      () =>
+        Effect.gen(function* () {
+          const { moto, dir } = yield* Emulator
+          const bun = join(import.meta.dirname, "..", "..", "..", "node_modules", ".bin", "bun")
+          const child = yield* Effect.promise(() =>
+            execa(bun, [join(import.meta.dirname, "fixtures", "exit-abruptly.ts"), join(dir, "exiting-home"), "sleep 600"], {
+              env: {
+                SKYREPL_AWS_ENDPOINT: moto.url,
+                AWS_ACCESS_KEY_ID: motoCredentials.accessKeyId,
+                AWS_SECRET_ACCESS_KEY: motoCredentials.secretAccessKey,
+                AWS_REGION: EXITING_REGION,
+                XDG_CACHE_HOME: join(dir, "exiting-cache"),
+                // Neither the dead-man switch nor a lease could end it within this test.
+                SKYREPL_DEADMAN_TIMEOUT: "10m",
+                SKYREPL_LEASE_TTL: "10m"
+              },
+              reject: false,
+              timeout: 60_000
+            })
+          )
+          expect(child.exitCode, child.stderr).toBe(0)
+          const line = child.stdout.split("\n").find((l) => l.startsWith("{"))
+          const launched: unknown = JSON.parse(line ?? "null")
+          if (typeof launched !== "object" || launched === null || !("name" in launched) || typeof launched.name !== "string") {
+            throw new Error(`no launch line in ${child.stdout}`)
+          }
+          // Asked as soon as the process is gone: only its exit hook can have ended the instance.
+          const instance = yield* instanceIdOf(moto, launched.name, EXITING_REGION)
+          expect(["shutting-down", "terminated"]).toContain(instance?.state)
+        }),
       60_000
     )
   })

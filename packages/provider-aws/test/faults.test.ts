@@ -59,11 +59,19 @@ const spawnNamed = (provider: ProviderService, name: string) =>
     })
   })
 
+/**
+ * Options for a provider that talks to moto straight, in a region of its own: terminateSync
+ * blocks this process, and with it the in-process proxy. (The region's key pair is then this
+ * endpoint's alone; the proxy's providers keep theirs.)
+ */
+const DIRECT_REGION = "eu-central-1"
+const direct = (moto: MotoServer, dir: string) => optionsFor(moto, dir, { region: DIRECT_REGION })
+
 /** How many instances moto has ever had with this name, and how many are still live. */
-const countIn = (moto: MotoServer, name: string) =>
+const countIn = (moto: MotoServer, name: string, region: string = REGION) =>
   Effect.gen(function* () {
-    const all = (yield* motoInstances(moto.url)).filter((i) => i.name === name)
-    const live = (yield* liveInMoto(moto.url)).filter((i) => i.name === name)
+    const all = (yield* motoInstances(moto.url, region)).filter((i) => i.name === name)
+    const live = (yield* liveInMoto(moto.url, region)).filter((i) => i.name === name)
     return { created: all.length, live: live.length }
   })
 
@@ -401,10 +409,66 @@ describe("aws provider on moto: start-up, and injected faults", () => {
       })
     )
 
+    it.effect("terminateSync, for a process that is exiting: its own launch is terminated in EC2 before it returns", () =>
+      Effect.gen(function* () {
+        const { moto, dir } = yield* Fixture
+        const provider = yield* AwsProvider.make(direct(moto, dir))
+        const name = newName()
+        yield* spawnNamed(provider, name)
+        expect((yield* countIn(moto, name, DIRECT_REGION)).live).toBe(1)
+        provider.terminateSync?.({ name, providerRef: null, region: null })
+        expect(yield* countIn(moto, name, DIRECT_REGION)).toEqual({ created: 1, live: 0 })
+        expect(yield* provider.describe({ name, providerRef: null, region: DIRECT_REGION })).toBe("gone")
+      })
+    )
+
+    it.effect("terminateSync without the instance's id (another process's launch) terminates what carries the name, nothing else", () =>
+      Effect.gen(function* () {
+        const { moto, dir } = yield* Fixture
+        const launcher = yield* AwsProvider.make(direct(moto, dir))
+        const [name, neighbour] = [newName(), newName()]
+        yield* spawnNamed(launcher, name)
+        yield* spawnNamed(launcher, neighbour)
+        const exiting = yield* AwsProvider.make(direct(moto, dir))
+        exiting.terminateSync?.({ name, providerRef: null, region: null })
+        expect((yield* countIn(moto, name, DIRECT_REGION)).live).toBe(0)
+        expect((yield* countIn(moto, neighbour, DIRECT_REGION)).live).toBe(1)
+        yield* launcher.terminate({ name: neighbour, providerRef: null, region: DIRECT_REGION })
+      })
+    )
+
+    it.effect("terminateSync with EC2 not answering returns at the provider's requestTimeout and says why on stderr", () =>
+      Effect.gen(function* () {
+        const { proxy } = yield* Fixture
+        // The proxy lives in this process, which terminateSync blocks: it cannot answer.
+        const provider = yield* providerVia({ requestTimeout: Duration.seconds(1) }, true)
+        const name = newName()
+        yield* spawnNamed(provider, name)
+        proxy.setRules([])
+        const said: Array<string> = []
+        const write = process.stderr.write.bind(process.stderr)
+        process.stderr.write = (chunk: string | Uint8Array) => said.push(String(chunk)) > 0
+        const started = Date.now()
+        try {
+          provider.terminateSync?.({ name, providerRef: null, region: null })
+        } finally {
+          process.stderr.write = write
+        }
+        const took = Date.now() - started
+        expect(took).toBeGreaterThanOrEqual(1_000)
+        expect(took).toBeLessThan(5_000)
+        expect(said).toEqual([
+          `skyrepl: could not terminate ${name} while exiting (no answer from EC2 within 1000 ms); the agent's dead-man switch ends it later\n`
+        ])
+        yield* cleanUp(provider, name)
+      })
+    )
+
     it.effect("nothing launched in this file is left running in moto", () =>
       Effect.gen(function* () {
         const { moto } = yield* Fixture
-        const ours = (yield* liveInMoto(moto.url)).filter((i) => i.name?.startsWith(`repl-${controlId}-`) === true)
+        const live = [...(yield* liveInMoto(moto.url)), ...(yield* liveInMoto(moto.url, DIRECT_REGION))]
+        const ours = live.filter((i) => i.name?.startsWith(`repl-${controlId}-`) === true)
         expect(ours).toEqual([])
       })
     )

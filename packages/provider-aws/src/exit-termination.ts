@@ -1,0 +1,68 @@
+import { spawnSync } from "node:child_process"
+import { existsSync } from "node:fs"
+import { createRequire } from "node:module"
+import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
+import type { AwsCredentials } from "./options.ts"
+
+/** What terminate-at-exit.mjs reads on stdin: the instances, and how to reach EC2 as the provider does. */
+export interface ExitTermination {
+  readonly region: string
+  readonly endpoint: string | null
+  readonly profile: string | null
+  readonly credentials: AwsCredentials | null
+  /** The instances to terminate; when empty, those carrying `name` and `managedTag` are. */
+  readonly ids: ReadonlyArray<string>
+  readonly name: string
+  readonly managedTag: string
+}
+
+const helperName = "terminate-at-exit.mjs"
+
+/**
+ * The helper script's path: next to this module, or — when this code was bundled into another
+ * file (the CLI bundle) — in the installed package. Null when neither has it.
+ */
+const locateHelper = (): string | null => {
+  const beside = fileURLToPath(new URL(`./${helperName}`, import.meta.url))
+  if (existsSync(beside)) return beside
+  try {
+    const installed = join(dirname(createRequire(import.meta.url).resolve("@skyrepl/provider-aws/package.json")), "src", helperName)
+    if (existsSync(installed)) return installed
+  } catch {
+    // Not installed where this process can resolve it.
+  }
+  return null
+}
+
+/**
+ * Terminates instances from a process that is exiting, synchronously: a child process makes the
+ * AWS calls while this one waits, for at most `timeoutMs`. Returns null when EC2 accepted the
+ * termination, else why not (the caller reports it; the layers after this one take over).
+ *
+ * The child runs under this process's own runtime (`process.execPath`, Node or Bun) and
+ * inherits its environment, so the SDK's credential chain finds what it found here; what was
+ * given in code (endpoint, profile, static credentials) goes on stdin.
+ */
+export const terminateWhileExiting = (request: ExitTermination, timeoutMs: number): string | null => {
+  // In an executable built with `bun build --compile`, process.execPath is the user's program:
+  // started with the helper's path, it would run that program again, not the helper.
+  if (process.versions["bun"] !== undefined && import.meta.url.includes("/$bunfs/")) {
+    return "a compiled Bun executable has no separate runtime to run the terminating process"
+  }
+  const helper = locateHelper()
+  if (helper === null) return `${helperName} is not installed next to the AWS provider`
+  const child = spawnSync(process.execPath, [helper], {
+    input: JSON.stringify(request),
+    stdio: ["pipe", "ignore", "pipe"],
+    timeout: timeoutMs,
+    killSignal: "SIGKILL",
+    encoding: "utf8"
+  })
+  if (child.error !== undefined) {
+    return child.error.message.includes("ETIMEDOUT") ? `no answer from EC2 within ${timeoutMs} ms` : child.error.message
+  }
+  if (child.status === 0) return null
+  const said = child.stderr.trim().split("\n").at(-1) ?? ""
+  return said === "" ? `the terminating process ended with ${child.status ?? child.signal}` : said
+}

@@ -1,0 +1,79 @@
+// Terminates EC2 instances for a process that is exiting (AwsProvider's `terminateSync`).
+//
+// An `exit` handler can only run synchronous code, and an AWS call is asynchronous; so the
+// exiting process starts this script with `spawnSync`, hands it the request on stdin (so
+// credentials never appear in a command line or an environment), and waits for it to end. Plain
+// JavaScript because it runs under whatever runtime the exiting process runs, and Node runs no
+// TypeScript. The request is written by exit-termination.ts, which is its only caller.
+//
+// Exit status: 0 when EC2 accepted the termination (or there was nothing to terminate), 1 with
+// one line on stderr otherwise.
+import { DescribeInstancesCommand, EC2Client, TerminateInstancesCommand } from "@aws-sdk/client-ec2"
+import { readFileSync } from "node:fs"
+
+const fail = (message) => {
+  process.stderr.write(`${message}\n`)
+  process.exit(1)
+}
+
+const isText = (value) => typeof value === "string" && value.length > 0
+
+/** The request, checked field by field: anything else in it is refused rather than guessed at. */
+const readRequest = () => {
+  let request
+  try {
+    request = JSON.parse(readFileSync(0, "utf8"))
+  } catch (error) {
+    fail(`the request on stdin is not JSON: ${String(error)}`)
+  }
+  if (typeof request !== "object" || request === null) fail("the request on stdin is not an object")
+  const { region, endpoint, profile, credentials, ids, name, managedTag } = request
+  if (!isText(region)) fail("the request names no region")
+  if (!Array.isArray(ids) || !ids.every(isText)) fail("the request's ids are not a list of instance ids")
+  if (ids.length === 0 && !(isText(name) && isText(managedTag))) fail("the request names neither instance ids nor a name")
+  if (endpoint !== null && !isText(endpoint)) fail("the request's endpoint is not a URL")
+  if (profile !== null && !isText(profile)) fail("the request's profile is not a name")
+  if (credentials !== null && !(typeof credentials === "object" && isText(credentials.accessKeyId) && isText(credentials.secretAccessKey))) {
+    fail("the request's credentials lack an access key id or a secret")
+  }
+  return { region, endpoint, profile, credentials, ids, name, managedTag }
+}
+
+const request = readRequest()
+const client = new EC2Client({
+  region: request.region,
+  // One attempt: the caller bounds the whole process's time, and the layers after this one
+  // (the agent's dead-man switch, the next process's reaper) cover a call that failed.
+  maxAttempts: 1,
+  ...(request.endpoint === null ? {} : { endpoint: request.endpoint }),
+  ...(request.profile === null ? {} : { profile: request.profile }),
+  ...(request.credentials === null ? {} : { credentials: request.credentials })
+})
+
+try {
+  let ids = request.ids
+  if (ids.length === 0) {
+    // No id known (the launch had not heard back from RunInstances): whatever carries the name.
+    const found = await client.send(
+      new DescribeInstancesCommand({
+        Filters: [
+          { Name: "tag:Name", Values: [request.name] },
+          { Name: `tag:${request.managedTag}`, Values: ["true"] },
+          { Name: "instance-state-name", Values: ["pending", "running", "stopping", "stopped"] }
+        ]
+      })
+    )
+    ids = (found.Reservations ?? []).flatMap((r) => (r.Instances ?? []).map((i) => i.InstanceId)).filter(isText)
+  }
+  if (ids.length > 0) await client.send(new TerminateInstancesCommand({ InstanceIds: ids }))
+  process.stdout.write(`${JSON.stringify({ terminated: ids })}\n`)
+  process.exit(0)
+} catch (error) {
+  // Gone already, between the launch and now: the outcome this was for.
+  if (typeof error === "object" && error !== null && error.name === "InvalidInstanceID.NotFound") {
+    process.stdout.write(`${JSON.stringify({ terminated: [] })}\n`)
+    process.exit(0)
+  }
+  const code = typeof error === "object" && error !== null && "name" in error ? `${String(error.name)}: ` : ""
+  fail(`${code}${error instanceof Error ? error.message : String(error)}`)
+}
