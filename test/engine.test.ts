@@ -1,4 +1,4 @@
-import { attach, type Bootstrap, cancel, getRun, launch, listInstances, listRuns, type ParsedSpec, Provider, SkyRepl, Store, StoreError } from "@skyrepl/core"
+import { AGENT_PROTOCOL_VERSION, attach, type Bootstrap, cancel, getRun, launch, listInstances, listRuns, type ParsedSpec, Provider, SkyRepl, Store, StoreError } from "@skyrepl/core"
 import { LocalProvider } from "@skyrepl/provider-local"
 import { SqliteStore } from "@skyrepl/store-sqlite"
 import { Chunk, Deferred, Duration, Effect, Exit, Fiber, Layer, Stream } from "effect"
@@ -460,6 +460,42 @@ describe("start-up cost", () => {
     )
     expect(out).toBe("early\n")
     expect(result).toMatchObject({ state: "succeeded", exitCode: 0, error: null })
+  })
+})
+
+describe("an agent that uploads past the end of the stored output", () => {
+  it("is answered 409 with the offset where the stream continues, and nothing is stored", async () => {
+    // The launch's own agent, and a second client holding its token as a confused agent would.
+    const seen: Array<Bootstrap> = []
+    const recording = Layer.effect(
+      Provider,
+      Effect.map(LocalProvider.make({ home }), (local) => ({
+        ...local,
+        spawn: (name: string, spec: ParsedSpec, bootstrap: Bootstrap) => Effect.zipRight(Effect.sync(() => seen.push(bootstrap)), local.spawn(name, spec, bootstrap))
+      }))
+    )
+    const layer = SkyRepl.layer({ providers: [recording], store: SqliteStore.layer({ filename: join(home, "state.db") }), config: testSettings(home) })
+    const { answer, out } = await Effect.runPromise(
+      Effect.scoped(
+        Effect.gen(function* () {
+          const run = yield* launch({ command: "printf abc; sleep 600" })
+          yield* Stream.runHead(run.output)
+          const bootstrap = seen[0]!
+          const answer = yield* Effect.promise(async () => {
+            const response = await fetch(`${bootstrap.agentUrl}/v1/agent/output?runId=${run.id}&stream=stdout&offset=10`, {
+              method: "POST",
+              headers: { authorization: `Bearer ${bootstrap.token}`, "x-skyrepl-protocol": String(AGENT_PROTOCOL_VERSION) },
+              body: "zz"
+            })
+            return { status: response.status, body: (await response.json()) as unknown }
+          })
+          yield* run.cancel
+          return { answer, out: text(yield* collect(run.output)) }
+        })
+      ).pipe(Effect.provide(layer))
+    )
+    expect(answer).toEqual({ status: 409, body: { next: 3 } })
+    expect(out).toBe("abc")
   })
 })
 

@@ -113,6 +113,11 @@ export interface StoreService {
     data: Uint8Array,
     deflated?: Uint8Array
   ) => Effect.Effect<number, StoreError>
+  /**
+   * Where `stream` of a run continues: the offset after its last stored byte, 0 before any.
+   * Answers an agent that skipped ahead without reading the output; an unknown run is `not-found`.
+   */
+  readonly outputEnd: (runId: string, stream: OutputStream) => Effect.Effect<number, StoreError>
   /** Chunks of a run in write order with `seq` greater than `afterSeq`, at most `limit`, as written (never compressed). */
   readonly readOutput: (
     runId: string,

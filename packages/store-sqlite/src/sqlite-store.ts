@@ -16,6 +16,7 @@ import {
   ManifestState,
   newControlId,
   type OutputChunk,
+  type OutputStream,
   Run,
   RunMachine,
   type RunPatch,
@@ -647,6 +648,17 @@ export const make = (options: MakeOptions): Effect.Effect<StoreService, StoreErr
     // -------------------------------------------------------------------------------------------
     // Output
 
+    /** Where a stream of a run continues (0 before any output); an unknown run is not found. */
+    const endOf = (name: string, runId: string, stream: OutputStream): Effect.Effect<number, Failure> =>
+      Effect.gen(function* () {
+        const [end] = yield* Effect.flatMap(
+          query(`SELECT (SELECT 1 FROM runs WHERE id = ?) AS found, (${streamEnd("?", "?")}) AS next`, [runId, runId, stream]),
+          decodeOutputEnd
+        )
+        if (end === undefined || end.found === null) return yield* notFound(name, "run", runId)
+        return end.next ?? 0
+      })
+
     /**
      * One statement finds where the stream ends and writes only the bytes after that point, so
      * reading the end and writing after it cannot be split by another writer, and the write lock
@@ -662,15 +674,7 @@ export const make = (options: MakeOptions): Effect.Effect<StoreService, StoreErr
           }
           const explain = (remaining: number): Effect.Effect<number, Failure> =>
             Effect.gen(function* () {
-              const [end] = yield* Effect.flatMap(
-                query(
-                  `SELECT (SELECT 1 FROM runs WHERE id = ?) AS found, (${streamEnd("?", "?")}) AS next`,
-                  [runId, runId, stream]
-                ),
-                decodeOutputEnd
-              )
-              if (end === undefined || end.found === null) return yield* notFound("appendOutput", "run", runId)
-              const next = end.next ?? 0
+              const next = yield* endOf("appendOutput", runId, stream)
               if (offset > next) {
                 return yield* refused(
                   "appendOutput",
@@ -709,6 +713,8 @@ export const make = (options: MakeOptions): Effect.Effect<StoreService, StoreErr
           return attempt(CAS_ATTEMPTS, deflated !== undefined && deflated.length > 0 && deflated.length < data.length ? deflated : undefined)
         })
       )
+
+    const outputEnd: StoreService["outputEnd"] = (runId, stream) => operation("outputEnd")(endOf("outputEnd", runId, stream))
 
     const readOutput: StoreService["readOutput"] = (runId, afterSeq, limit) =>
       operation("readOutput")(
@@ -750,6 +756,7 @@ export const make = (options: MakeOptions): Effect.Effect<StoreService, StoreErr
       listRunsForInstance,
       transitionRun,
       appendOutput,
+      outputEnd,
       readOutput
     } satisfies StoreService
   })

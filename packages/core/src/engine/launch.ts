@@ -99,19 +99,6 @@ const stateOfExit = (report: ExitReport): { state: TerminalRunState; error: stri
   }
 }
 
-/** Next expected byte of a stream, for answering an agent that skipped ahead. */
-const nextOffset = (engine: SkyReplService, runId: string, stream: OutputChunk["stream"]) =>
-  Effect.gen(function* () {
-    let next = 0
-    let after = 0
-    while (true) {
-      const chunks = yield* engine.store.readOutput(runId, after, 1024)
-      if (chunks.length === 0) return next
-      for (const c of chunks) if (c.stream === stream) next = Math.max(next, c.offset + c.data.length)
-      after = chunks[chunks.length - 1]!.seq
-    }
-  })
-
 /**
  * `started` opens once the launch has recorded the run as running (or given up): an agent that
  * started the run on its own at boot (`Bootstrap.run`) can report its exit before that, and the
@@ -126,7 +113,7 @@ const handlersFor = (engine: SkyReplService, runId: string, started: Deferred.De
           Effect.tap(() => PubSub.publish(engine.changes, id)),
           Effect.catchAll((error) =>
             error.reason === "constraint"
-              ? nextOffset(engine, id, stream).pipe(Effect.map((next) => ({ next, gap: true })), Effect.orDie)
+              ? engine.store.outputEnd(id, stream).pipe(Effect.map((next) => ({ next, gap: true })), Effect.orDie)
               : Effect.die(error)
           )
         ),

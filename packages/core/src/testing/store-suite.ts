@@ -666,6 +666,26 @@ export const storeSuite = (name: string, makeLayer: () => Layer.Layer<Store, unk
         )
       )
 
+      it.effect("outputEnd says where each stream continues, without reading the output", () =>
+        withStore((store) =>
+          Effect.gen(function* () {
+            const { run } = yield* createLaunch(store)
+            expect(yield* store.outputEnd(run.id, "stdout")).toBe(0)
+            yield* store.appendOutput(run.id, "stdout", 0, bytes("abcdef"))
+            yield* store.appendOutput(run.id, "stderr", 0, bytes("xy"))
+            yield* store.appendOutput(run.id, "stdout", 4, bytes("efgh"))
+            const big = bytes("z".repeat(5000))
+            yield* store.appendOutput(run.id, "stdout", 8, big, deflateSync(big))
+            expect(yield* store.outputEnd(run.id, "stdout")).toBe(5008)
+            expect(yield* store.outputEnd(run.id, "stderr")).toBe(2)
+            // A resend moves nothing.
+            yield* store.appendOutput(run.id, "stderr", 0, bytes("xy"))
+            expect(yield* store.outputEnd(run.id, "stderr")).toBe(2)
+            yield* expectStoreError(store.outputEnd("missing", "stdout"), "not-found")
+          })
+        )
+      )
+
       it.effect("keeps binary data exactly", () =>
         withStore((store) =>
           Effect.gen(function* () {
