@@ -220,7 +220,7 @@ export const freshProcesses: Effect.Effect<ReadonlyArray<ProcessInfo>, LocalApiE
 })
 
 /** Zombies and dead tasks hold no resources: they are waiting to be reaped, nothing else. */
-export const isLive = (p: ProcessInfo): boolean => p.state !== "Z" && p.state !== "X" && p.state !== "x"
+export const isLive = (p: Pick<ProcessInfo, "state">): boolean => p.state !== "Z" && p.state !== "X" && p.state !== "x"
 
 /** The boot time from /proc/stat, to turn a start time in ticks into a wall-clock time. */
 export const bootTimeMs = (): number | null => {
@@ -331,9 +331,55 @@ export const killSandbox = (sandbox: Sandbox, processes: ReadonlyArray<ProcessIn
   return denied
 }
 
+// ---------------------------------------------------------------------------------------------
+// Seeing a namespace sandbox end
+
 /**
- * Kills the sandbox `name` and waits until /proc shows none of it alive. A sandbox that is not
- * there is success. Bounded: processes stuck in the kernel make it fail as `transient`.
+ * The pid in the innermost pid namespace, from the `NSpid:` line of /proc/PID/status (one pid
+ * per namespace, outermost first). Null without nesting, or without the line (kernels before 4.1).
+ */
+export const innermostPid = (status: string): number | null => {
+  const line = status.split("\n").find((l) => l.startsWith("NSpid:"))
+  const pids = line === undefined ? [] : line.slice("NSpid:".length).trim().split(/\s+/)
+  return pids.length < 2 ? null : toInt(pids[pids.length - 1])
+}
+
+/**
+ * The init of a namespace sandbox's pid namespace (pid 1 inside, the one child of `unshare
+ * --fork`), or null when the snapshot shows no such shape: a process-group sandbox, or one whose
+ * `unshare` has not forked yet. Read before the kill, while its status can still be read.
+ *
+ * The kernel lets a namespace's init finish exiting only once every other process of the
+ * namespace is gone, so watching it (and `unshare`, which is outside) tells when the whole
+ * sandbox is gone without scanning every process of the machine.
+ */
+export const namespaceInit = (sandbox: Sandbox): ProcessInfo | null => {
+  const children = sandbox.members.filter((p) => p.ppid === sandbox.root.pid)
+  const init = children.length === 1 ? children[0] : undefined
+  if (init === undefined) return null
+  const status = readOrNull(`/proc/${init.pid}/status`)
+  return status !== null && innermostPid(status.toString("latin1")) === 1 ? init : null
+}
+
+/** Whether the process seen as `p` has ended: gone, a zombie, or its pid now another process's. */
+export const hasEnded = (p: ProcessInfo): boolean => {
+  const stat = readOrNull(`/proc/${p.pid}/stat`)
+  const now = stat === null ? null : parseStat(stat.toString("latin1"))
+  return now === null || now.startTicks !== p.startTicks || !isLive(now)
+}
+
+const stillAlive = (name: string, left: ReadonlyArray<ProcessInfo>) =>
+  new LocalApiError({
+    operation: "terminate",
+    reason: "transient",
+    message: `processes of ${name} still alive after SIGKILL: ${left.map((p) => `${p.pid}(${p.state})`).join(", ")}`
+  })
+
+/**
+ * Kills the sandbox `name` and waits until none of it is alive: for a namespace sandbox, until
+ * its `unshare` and its namespace's init have ended; otherwise until a scan of /proc shows none
+ * of it. A sandbox that is not there is success. Bounded: processes stuck in the kernel make it
+ * fail as `transient`.
  */
 export const terminateSandbox = (
   provider: string,
@@ -348,6 +394,7 @@ export const terminateSandbox = (
       const processes = yield* freshProcesses
       const sandbox = findSandboxes(processes, provider).get(name)
       if (sandbox === undefined) return
+      const init = namespaceInit(sandbox)
       const denied = yield* Effect.try({
         try: () => killSandbox(sandbox, processes),
         catch: (cause) =>
@@ -360,14 +407,17 @@ export const terminateSandbox = (
           message: `not allowed to kill processes ${denied.join(", ")} of ${name}`
         })
       }
-      if (Date.now() >= deadline) {
-        const left = sandbox.members.map((p) => `${p.pid}(${p.state})`).join(", ")
-        return yield* new LocalApiError({
-          operation: "terminate",
-          reason: "transient",
-          message: `processes of ${name} still alive after SIGKILL: ${left}`
-        })
+      if (init !== null) {
+        const watched = [sandbox.root, init]
+        for (;;) {
+          const left = watched.filter((p) => !hasEnded(p))
+          if (left.length === 0) return
+          if (Date.now() >= deadline) return yield* stillAlive(name, left)
+          yield* Effect.sleep(Duration.millis(pause))
+          pause = Math.min(pause * 2, 100)
+        }
       }
+      if (Date.now() >= deadline) return yield* stillAlive(name, sandbox.members)
       yield* Effect.sleep(Duration.millis(pause))
       pause = Math.min(pause * 2, 100)
     }

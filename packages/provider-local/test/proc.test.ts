@@ -42,6 +42,15 @@ describe("/proc parsing", () => {
     expect(LocalApi.parseStat("42 (x) S 1 2")).toBeNull()
   })
 
+  it("reads a process's pid in its innermost pid namespace from NSpid, only when it is nested", () => {
+    const status = (nspid: string) => `Name:\tpython3\nTgid:\t4242\nPid:\t4242\n${nspid}PPid:\t4241\n`
+    expect(LocalApi.innermostPid(status("NSpid:\t4242\t1\n"))).toBe(1)
+    expect(LocalApi.innermostPid(status("NSpid:\t4242\t87\t1\n"))).toBe(1)
+    expect(LocalApi.innermostPid(status("NSpid:\t4242\t17\n"))).toBe(17)
+    expect(LocalApi.innermostPid(status("NSpid:\t4242\n"))).toBeNull()
+    expect(LocalApi.innermostPid(status(""))).toBeNull()
+  })
+
   it("finds the markers in a NUL-separated environment, in any position", () => {
     const environ = Buffer.from("PATH=/bin\0SKYREPL_SANDBOX_PROVIDER=local\0X=SKYREPL_INSTANCE=no\0SKYREPL_INSTANCE=repl-a\0")
     expect(LocalApi.parseMarkers(environ)).toEqual({ instance: "repl-a", provider: "local" })

@@ -6,7 +6,7 @@ import { execa } from "execa"
 import { existsSync } from "node:fs"
 import { hostname } from "node:os"
 import type { Readable } from "node:stream"
-import { LocalProvider } from "../src/index.ts"
+import { LocalApi, LocalProvider } from "../src/index.ts"
 import {
   cmdline,
   environ,
@@ -277,6 +277,11 @@ describe("local provider", () => {
           expect(detached.sid).toBe(detached.pid)
           expect(detached.sid).not.toBe(run.sid)
           expect(detached.sid).not.toBe(sandbox.root.sid)
+          // A namespace sandbox is seen gone by its namespace's init alone (the kernel ends the
+          // init last), so this checks that shortcut against every process the sandbox had.
+          const init = LocalApi.namespaceInit(sandbox)
+          if (mode.isolation === "namespaces") expect(init?.ppid).toBe(sandbox.root.pid)
+          else expect(init).toBeNull()
 
           yield* provider.terminate(ref)
           for (const member of sandbox.members) expect(stillAlive(member)).toBe(false)
