@@ -14,6 +14,7 @@ const WorkerOutput = Schema.Struct({
   seqFailures: Schema.Number,
   concurrent: Schema.Array(Schema.Number),
   closed: Schema.Array(Schema.Number),
+  launched: Schema.Array(Schema.Number),
   concurrentTotal: Schema.Number,
   errors: Schema.Array(Schema.String)
 })
@@ -48,6 +49,7 @@ export const b3: Benchmark = {
         figures: [
           { what: "sequential: launch → result", unit: "ms", stats: seq },
           { what: `${concurrent} at once: launch → result`, unit: "ms", stats: con },
+          { what: `${concurrent} at once: launch → launch returned (run started)`, unit: "ms", stats: stats(r.launched) },
           { what: `${concurrent} at once: launch → scope closed (terminated)`, unit: "ms", stats: stats(r.closed) },
           { what: "sequential throughput", unit: "launches/s", value: seqRate },
           { what: `${concurrent} at once: throughput (all done)`, unit: "launches/s", value: conRate },
@@ -62,7 +64,14 @@ export const b3: Benchmark = {
             unit: "",
             met: r.errors.length + r.seqFailures === 0
           },
-          { what: "p99 launch latency at once", value: con.p99, unit: "ms", target: "≤ 1000 ms", met: con.p99 <= 1000 },
+          { what: "p99 launch latency at once (launch → result)", value: con.p99, unit: "ms", target: "≤ 1000 ms", met: con.p99 <= 1000 },
+          {
+            what: "p99 at once, launch → launch returned (the call's own latency)",
+            value: stats(r.launched).p99,
+            unit: "ms",
+            target: "(reported: the verdict above is on the stricter figure)",
+            met: null
+          },
           {
             what: "p99 at once / CPU floor (sequential median × launches ÷ cores)",
             value: con.p99 / floor,

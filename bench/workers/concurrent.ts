@@ -1,8 +1,9 @@
 /**
  * B3's measuring process (Bun): one engine, `BENCH_SEQUENTIAL` launches of `echo hi` one after
  * another (the baseline), then `BENCH_CONCURRENT` launched at once. Each launch is timed from
- * the `launch` call to its result (the command ran and its output is in); the scope closes
- * (instance terminated) after that. Prints one JSON line.
+ * the `launch` call to its result (the command ran and its output is in), and to `launch`
+ * returning (the run started); the scope closes (instance terminated) after that. Prints one
+ * JSON line.
  */
 import { launch } from "@skyrepl/core"
 import { Effect, Exit, Stream } from "effect"
@@ -21,10 +22,11 @@ const once = Effect.gen(function* () {
   const outcome = yield* Effect.scoped(
     Effect.gen(function* () {
       const run = yield* launch({ command: "echo hi" })
+      const launchedMs = now() - start
       const chunks = yield* Stream.runCollect(run.output)
       const result = yield* run.result
       const text = [...chunks].map((c) => Buffer.from(c.data).toString("utf8")).join("")
-      return { ms: now() - start, ok: result.state === "succeeded" && text === "hi\n" }
+      return { ms: now() - start, launchedMs, ok: result.state === "succeeded" && text === "hi\n" }
     })
   )
   return { ...outcome, closedMs: now() - start }
@@ -47,11 +49,13 @@ const exits = await runtime.runPromise(Effect.forEach(Array.from({ length: concu
 const conTotal = now() - conStart
 const con: Array<number> = []
 const closed: Array<number> = []
+const launched: Array<number> = []
 const errors: Array<string> = []
 for (const exit of exits) {
   if (Exit.isSuccess(exit)) {
     con.push(exit.value.ms)
     closed.push(exit.value.closedMs)
+    launched.push(exit.value.launchedMs)
     if (!exit.value.ok) errors.push("wrong output or state")
   } else {
     errors.push(String(exit.cause).slice(0, 300))
@@ -59,6 +63,6 @@ for (const exit of exits) {
 }
 await runtime.dispose()
 process.stdout.write(
-  JSON.stringify({ sequential: seq, sequentialTotal: seqTotal, seqFailures, concurrent: con, closed, concurrentTotal: conTotal, errors }) + "\n"
+  JSON.stringify({ sequential: seq, sequentialTotal: seqTotal, seqFailures, concurrent: con, closed, launched, concurrentTotal: conTotal, errors }) + "\n"
 )
 process.exit(0)
