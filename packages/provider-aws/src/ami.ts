@@ -117,3 +117,39 @@ export const resolveUbuntuImage = (
     }).pipe(Effect.ignore)
     return resolved
   })
+
+/**
+ * An AMI given in the spec (a snapshot, or any image the account can launch): it must exist in
+ * the region, be `available`, and be for Linux on x86-64 or arm64. Its architecture picks the
+ * instance type when the spec names none. Not cached: a snapshot can be deleted at any time.
+ */
+export const describeGivenImage = (
+  api: AwsApi,
+  region: string,
+  imageId: string
+): Effect.Effect<ResolvedImage & { readonly arch: Arch }, ProviderError> =>
+  Effect.gen(function* () {
+    const images = yield* api.describeImages(region, { imageIds: [imageId] }).pipe(
+      Effect.catchIf(
+        (e) => e.code === "InvalidAMIID.NotFound" || e.code === "InvalidAMIID.Unavailable",
+        () => Effect.succeed([])
+      ),
+      Effect.mapError((e) => toProviderError(e))
+    )
+    const image = images.find((i) => i.ImageId === imageId)
+    if (image === undefined) {
+      return yield* providerError("DescribeImages", "not-found", `the image ${imageId} does not exist in ${region}, or this account cannot launch it`)
+    }
+    if (image.State !== undefined && image.State !== "available") {
+      return yield* providerError("DescribeImages", "invalid-request", `the image ${imageId} is ${image.State}, not available; a new snapshot is usable once it is available`)
+    }
+    const arch = (Object.keys(ec2Architecture) as Array<Arch>).find((a) => ec2Architecture[a] === image.Architecture)
+    if (arch === undefined) {
+      return yield* providerError(
+        "DescribeImages",
+        "invalid-request",
+        `the image ${imageId} is for ${image.Architecture ?? "an unknown architecture"}; SkyREPL launches x86_64 and arm64 Linux images`
+      )
+    }
+    return { imageId, name: image.Name ?? imageId, arch }
+  })

@@ -17,14 +17,14 @@ import {
 } from "@skyrepl/core"
 import { Duration, Effect, Either, Layer, Schedule } from "effect"
 import { readFileSync, statSync } from "node:fs"
-import { type AmiCacheOptions, resolveUbuntuImage } from "./ami.ts"
+import { type AmiCacheOptions, describeGivenImage, resolveUbuntuImage } from "./ami.ts"
 import { type AwsApi, defaultCallRetry, type Instance, makeAwsApi, type Tag, tagValue } from "./aws-api.ts"
 import { terminateWhileExiting } from "./exit-termination.ts"
 import { AwsError, type ErrorContext, providerError, reasonOf, toProviderError } from "./errors.ts"
 import { type AwsProviderOptions, resolveOptions, type ResolvedOptions } from "./options.ts"
 import { type RegionSetup, setUpRegion } from "./setup.ts"
 import { MANAGED_TAG, makeSnapshots } from "./snapshots.ts"
-import { awsSpecOf, parseSpec as parseAwsSpec, PROVIDER_ID } from "./spec.ts"
+import { archOfInstanceType, awsSpecOf, defaultInstanceTypes, parseSpec as parseAwsSpec, PROVIDER_ID } from "./spec.ts"
 import { buildUserData, USER_DATA_LIMIT } from "./user-data.ts"
 
 export { PROVIDER_ID }
@@ -458,13 +458,28 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
         }
         usedRegions.add(region)
         const setup = yield* setupFor(region)
-        const image = yield* resolveUbuntuImage(
-          api,
-          { cacheDir: resolved.cacheDir, ttl: resolved.amiCacheTtl, endpoint: resolved.endpoint, memo: amiMemo },
-          region,
-          aws.version,
-          aws.arch
-        )
+        const image =
+          aws.image.kind === "ubuntu"
+            ? {
+                ...(yield* resolveUbuntuImage(
+                  api,
+                  { cacheDir: resolved.cacheDir, ttl: resolved.amiCacheTtl, endpoint: resolved.endpoint, memo: amiMemo },
+                  region,
+                  aws.image.version,
+                  aws.image.arch
+                )),
+                arch: aws.image.arch
+              }
+            : yield* describeGivenImage(api, region, aws.image.imageId)
+        const instanceType = aws.instanceType ?? defaultInstanceTypes[image.arch]
+        const typeArch = archOfInstanceType(instanceType)
+        if (typeArch !== image.arch) {
+          return yield* providerError(
+            "RunInstances",
+            "invalid-request",
+            `the image ${image.imageId} is ${image.arch} but ${instanceType} is ${typeArch ?? "not a type SkyREPL knows"}; pick a type of the image's architecture`
+          )
+        }
         const controlId = Either.match(parseInstanceName(name), { onLeft: () => "", onRight: (p) => p.controlId })
         const tags: ReadonlyArray<Tag> = [
           { key: "Name", value: name },
@@ -473,10 +488,10 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
           { key: EXPIRES_AT_TAG, value: new Date(created + lifetime).toISOString() }
         ]
         const sdkTags = tags.map((t) => ({ Key: t.key, Value: t.value }))
-        const context: ErrorContext = { identity: setup.identity.Arn, instanceType: aws.instanceType, spot: aws.spot }
+        const context: ErrorContext = { identity: setup.identity.Arn, instanceType, spot: aws.spot }
         const instance = yield* launch(name, region, (clientToken) => ({
           ImageId: image.imageId,
-          InstanceType: aws.instanceType,
+          InstanceType: instanceType,
           MinCount: 1,
           MaxCount: 1,
           ClientToken: clientToken,

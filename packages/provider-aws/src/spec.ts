@@ -12,12 +12,20 @@ export type UbuntuVersion = keyof typeof ubuntuVersions
 
 export const defaultInstanceTypes: Readonly<Record<Arch, string>> = { amd64: "t3.micro", arm64: "t4g.micro" }
 
+/**
+ * The image a launch boots: the newest Canonical Ubuntu of a release, or a given AMI (one made by
+ * `repl snapshot create`, or any other the account can launch). An AMI's architecture is learnt
+ * from EC2 when the instance is launched.
+ */
+export type AwsImage =
+  | { readonly kind: "ubuntu"; readonly version: UbuntuVersion; readonly arch: Arch }
+  | { readonly kind: "ami"; readonly imageId: string }
+
 /** What a launch asks EC2 for, read back from `ParsedSpec.attributes`. */
 export interface AwsSpec {
-  readonly instanceType: string
-  readonly distro: "ubuntu"
-  readonly version: UbuntuVersion
-  readonly arch: Arch
+  /** Null for an AMI given alone: the default type of the image's architecture. */
+  readonly instanceType: string | null
+  readonly image: AwsImage
   readonly spot: boolean
   readonly region: string | null
 }
@@ -25,8 +33,13 @@ export interface AwsSpec {
 export const validSpecForms: ReadonlyArray<string> = [
   "(empty): ubuntu:noble:amd64 on a t3.micro",
   "an instance type, e.g. t4g.nano or c8g.large: Ubuntu 24.04 (noble), arm64 on Graviton families (a1, t4g, c7g, m8g …), amd64 on the others",
-  "ubuntu:VERSION:ARCH with VERSION noble, jammy or focal and ARCH amd64 or arm64, on a t3.micro (amd64) or t4g.micro (arm64)"
+  "ubuntu:VERSION:ARCH with VERSION noble, jammy or focal and ARCH amd64 or arm64, on a t3.micro (amd64) or t4g.micro (arm64)",
+  "an AMI id, e.g. a snapshot's ami-0123456789abcdef0: that image on a t3.micro (x86_64) or t4g.micro (arm64)",
+  "INSTANCE-TYPE:AMI-ID, e.g. c7g.large:ami-0123456789abcdef0: that image on that type (their architectures must match)"
 ]
+
+/** EC2's image ids: `ami-` and 8 (older) or 17 hexadecimal digits. */
+const amiPattern = /^ami-(?:[0-9a-f]{8}|[0-9a-f]{17})$/
 
 const sizes = "(?:nano|micro|small|medium|large|[0-9]*xlarge|metal(?:-[0-9]+xl)?)"
 /** `c7gn.large`: family letters, generation, attribute letters, optional `-flex`-style variant, size. */
@@ -51,7 +64,10 @@ export const archOfInstanceType = (instanceType: string): Arch | null => {
 const invalid = (spec: string, message: string): InvalidSpec =>
   new InvalidSpec({ provider: PROVIDER_ID, spec, message, validForms: validSpecForms })
 
-const parsed = (canonical: string, spec: Omit<AwsSpec, "distro">): ParsedSpec => ({
+const parsed = (
+  canonical: string,
+  spec: { readonly instanceType: string; readonly version: UbuntuVersion; readonly arch: Arch; readonly spot: boolean; readonly region: string | null }
+): ParsedSpec => ({
   provider: PROVIDER_ID,
   canonical,
   region: spec.region,
@@ -62,6 +78,13 @@ const parsed = (canonical: string, spec: Omit<AwsSpec, "distro">): ParsedSpec =>
     arch: spec.arch,
     spot: String(spec.spot)
   }
+})
+
+const parsedAmi = (canonical: string, imageId: string, instanceType: string | null, spot: boolean, region: string | null): ParsedSpec => ({
+  provider: PROVIDER_ID,
+  canonical,
+  region,
+  attributes: { image: imageId, ...(instanceType === null ? {} : { instanceType }), spot: String(spot) }
 })
 
 const isVersion = (text: string): text is UbuntuVersion => Object.hasOwn(ubuntuVersions, text)
@@ -87,8 +110,23 @@ export const parseSpec = (
       parsed("ubuntu:noble:amd64", { instanceType: defaultInstanceTypes.amd64, version: "noble", arch: "amd64", spot, region })
     )
   }
+  if (amiPattern.test(text)) return Effect.succeed(parsedAmi(text, text, null, spot, region))
+  if (text.startsWith("ami-")) {
+    return Effect.fail(invalid(text, `"${text}" is not an AMI id (ami- and 8 or 17 hexadecimal digits)`))
+  }
+  const parts = text.split(":")
+  if (parts.length === 2 && parts[1]!.startsWith("ami-")) {
+    const [instanceType, imageId] = parts as [string, string]
+    if (!amiPattern.test(imageId)) {
+      return Effect.fail(invalid(text, `"${imageId}" is not an AMI id (ami- and 8 or 17 hexadecimal digits)`))
+    }
+    if (archOfInstanceType(instanceType) === null) {
+      return Effect.fail(invalid(text, `"${instanceType}" is not an instance type SkyREPL can launch (e.g. t3.micro, c7g.large)`))
+    }
+    return Effect.succeed(parsedAmi(text, imageId, instanceType, spot, region))
+  }
   if (text.includes(":")) {
-    const [distro, version, arch, ...rest] = text.split(":")
+    const [distro, version, arch, ...rest] = parts
     if (distro !== "ubuntu" || rest.length > 0 || version === undefined || arch === undefined) {
       return Effect.fail(invalid(text, `the aws provider does not know the spec "${text}"; images are ubuntu:VERSION:ARCH`))
     }
@@ -116,8 +154,12 @@ export const parseSpec = (
 
 /** Reads the provider's own fields back from a spec it parsed. */
 export const awsSpecOf = (spec: ParsedSpec): AwsSpec | null => {
-  const { instanceType, version, arch, spot } = spec.attributes
+  const { instanceType, version, arch, spot, image } = spec.attributes
+  if (image !== undefined) {
+    if (!amiPattern.test(image)) return null
+    return { instanceType: instanceType ?? null, image: { kind: "ami", imageId: image }, spot: spot === "true", region: spec.region }
+  }
   if (instanceType === undefined || version === undefined || !isVersion(version)) return null
   if (arch !== "amd64" && arch !== "arm64") return null
-  return { instanceType, distro: "ubuntu", version, arch, spot: spot === "true", region: spec.region }
+  return { instanceType, image: { kind: "ubuntu", version, arch }, spot: spot === "true", region: spec.region }
 }

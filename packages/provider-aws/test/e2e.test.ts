@@ -1,7 +1,8 @@
 import { describe, expect, layer } from "@effect/vitest"
-import { launch, listInstances, type OutputChunk, SkyRepl } from "@skyrepl/core"
+import { createSnapshot, deleteSnapshot, launch, listInstances, type OutputChunk, SkyRepl } from "@skyrepl/core"
 import { SqliteStore } from "@skyrepl/store-sqlite"
 import { Chunk, Context, Duration, Effect, Layer, Stream } from "effect"
+import { DescribeInstancesCommand } from "@aws-sdk/client-ec2"
 import { execa } from "execa"
 import { spawn } from "node:child_process"
 import { join } from "node:path"
@@ -12,6 +13,7 @@ import {
   motoInstances,
   type MotoServer,
   optionsFor,
+  rawClient,
   removeDir,
   REGION,
   instanceTags,
@@ -206,6 +208,39 @@ describe("aws end to end, through the boot harness", () => {
           expect(seen?.poweredOff).toBe("terminate")
           expect(seen?.powerRequests[0]).toMatch(/^poweroff/)
         }).pipe(Effect.scoped),
+      60_000
+    )
+
+    it.effect(
+      "a snapshot of a running instance launches as a spec, and its run works as any other",
+      () =>
+        Effect.gen(function* () {
+          const { moto } = yield* Emulator
+          const { snapshot, out, name } = yield* withEngine(
+            Effect.gen(function* () {
+              const snapshot = yield* Effect.scoped(
+                Effect.gen(function* () {
+                  const source = yield* launch({ provider: "aws", command: "sleep 30" })
+                  return yield* createSnapshot(source.id, "e2e base")
+                })
+              )
+              const { out, name } = yield* Effect.scoped(
+                Effect.gen(function* () {
+                  const run = yield* launch({ provider: "aws", spec: snapshot.id, command: "echo from the snapshot" })
+                  const chunks = Chunk.toReadonlyArray(yield* Stream.runCollect(run.output))
+                  expect(yield* run.result).toMatchObject({ state: "succeeded", exitCode: 0 })
+                  return { out: text(chunks, "stdout"), name: run.instance.name }
+                })
+              )
+              yield* deleteSnapshot("aws", snapshot.id, REGION)
+              return { snapshot, out, name }
+            })
+          )
+          expect(out).toBe("from the snapshot\n")
+          const instance = yield* awaitTerminated(moto, name, Duration.seconds(10))
+          const described = yield* Effect.promise(() => rawClient(moto.url).send(new DescribeInstancesCommand({ InstanceIds: [instance.id] })))
+          expect(described.Reservations?.[0]?.Instances?.[0]?.ImageId).toBe(snapshot.id)
+        }),
       60_000
     )
 

@@ -64,6 +64,32 @@ describe("specs", () => {
     })
   )
 
+  it.effect("an AMI id (a snapshot) runs that image, on the type given before it or on its architecture's default", () =>
+    Effect.gen(function* () {
+      const provider = yield* makeWith({ AWS_REGION: "eu-west-2" })
+      expect(yield* provider.parseSpec("ami-0123456789abcdef0")).toEqual({
+        provider: "aws",
+        canonical: "ami-0123456789abcdef0",
+        region: "eu-west-2",
+        attributes: { image: "ami-0123456789abcdef0", spot: "false" }
+      })
+      expect((yield* provider.parseSpec("c7g.large:ami-0a11b22c", { spot: true })).attributes).toEqual({
+        image: "ami-0a11b22c",
+        instanceType: "c7g.large",
+        spot: "true"
+      })
+      for (const [spec, message] of [
+        ["ami-xyz", "is not an AMI id"],
+        ["ami-0123", "is not an AMI id"],
+        ["t3.micro:ami-nothex00", "is not an AMI id"],
+        ["mac2.metal:ami-0123456789abcdef0", "is not an instance type SkyREPL can launch"]
+      ] as const) {
+        const error = yield* Effect.flip(provider.parseSpec(spec))
+        expect([spec, error.message]).toEqual([spec, expect.stringContaining(message)])
+      }
+    })
+  )
+
   it.effect("anything else is InvalidSpec listing the valid forms, including a malformed region", () =>
     Effect.gen(function* () {
       const provider = yield* makeWith({ AWS_REGION: "us-east-1" })

@@ -1,9 +1,9 @@
 import { describe, expect, layer } from "@effect/vitest"
-import { agentScriptPath, formatInstanceName, newControlId, newId, type ProviderService, type ProviderSnapshots } from "@skyrepl/core"
-import { DescribeImagesCommand, DescribeSnapshotsCommand } from "@aws-sdk/client-ec2"
+import { agentScriptPath, formatInstanceName, newControlId, newId, type ParsedSpec, type ProviderService, type ProviderSnapshots } from "@skyrepl/core"
+import { DescribeImagesCommand, DescribeInstancesCommand, DescribeSnapshotsCommand } from "@aws-sdk/client-ec2"
 import { Context, Duration, Effect, Layer } from "effect"
 import { AwsProvider } from "../src/index.ts"
-import { type MotoServer, optionsFor, rawClient, REGION, removeDir, startMoto, tempDir } from "./support.ts"
+import { type MotoServer, motoInstances, optionsFor, rawClient, REGION, removeDir, startMoto, tempDir } from "./support.ts"
 
 // Snapshots are AMIs made with CreateImage; deleting one deregisters the AMI and deletes its EBS
 // snapshots.
@@ -71,6 +71,37 @@ describe("snapshots", () => {
         expect(yield* ebsSnapshots(moto, ebs)).toEqual([])
         yield* snapshots.delete(snapshot.id, REGION)
         yield* snapshots.delete(snapshot.id, null)
+      })
+    )
+
+    it.scoped("a snapshot launches as a spec: its AMI on its architecture's type; an unknown AMI or a type of another architecture launches nothing", () =>
+      Effect.gen(function* () {
+        const { moto, provider, snapshots } = yield* Fixture
+        const bootstrap = { agentUrl: "http://127.0.0.1:9", token: "t", heartbeatIntervalMs: 1000, deadmanTimeoutMs: 5000, agentScript: agentScriptPath }
+        const newName = () => formatInstanceName({ controlId: newControlId(), manifestId: newId(), instanceId: newId() })
+        const spawnScoped = (name: string, spec: ParsedSpec) =>
+          Effect.acquireRelease(provider.spawn(name, spec, bootstrap), (s) =>
+            Effect.orDie(provider.terminate({ name, providerRef: s.providerRef, region: s.region }))
+          )
+        const source = newName()
+        const spawned = yield* spawnScoped(source, yield* Effect.orDie(provider.parseSpec(undefined)))
+        const snapshot = yield* snapshots.create({ name: source, providerRef: spawned.providerRef, region: spawned.region }, "base")
+
+        const fromSnapshot = newName()
+        const launched = yield* spawnScoped(fromSnapshot, yield* Effect.orDie(provider.parseSpec(snapshot.id)))
+        const described = yield* Effect.promise(() =>
+          rawClient(moto.url).send(new DescribeInstancesCommand({ InstanceIds: [launched.providerRef] }))
+        )
+        const instance = described.Reservations?.[0]?.Instances?.[0]
+        expect([instance?.ImageId, instance?.InstanceType]).toEqual([snapshot.id, "t3.micro"])
+
+        const before = (yield* motoInstances(moto.url)).length
+        const unknown = yield* Effect.flip(provider.spawn(newName(), yield* Effect.orDie(provider.parseSpec("ami-0123456789abcdef0")), bootstrap))
+        expect([unknown.reason, unknown.message]).toEqual(["not-found", expect.stringContaining("the image ami-0123456789abcdef0 does not exist in")])
+        const mismatch = yield* Effect.flip(provider.spawn(newName(), yield* Effect.orDie(provider.parseSpec(`t4g.nano:${snapshot.id}`)), bootstrap))
+        expect([mismatch.reason, mismatch.message]).toEqual(["invalid-request", expect.stringContaining(`the image ${snapshot.id} is amd64 but t4g.nano is arm64`)])
+        expect((yield* motoInstances(moto.url)).length).toBe(before)
+        yield* snapshots.delete(snapshot.id, REGION)
       })
     )
 
