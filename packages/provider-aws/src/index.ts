@@ -5,5 +5,5 @@
 export * as AwsProvider from "./aws-provider.ts"
 export { AwsError, awsErrorCode } from "./errors.ts"
 export type { AwsCredentials, AwsProviderOptions } from "./options.ts"
-export { archOfInstanceType, type Arch, type AwsImage, type AwsSpec, defaultInstanceTypes, ubuntuVersions, validSpecForms } from "./spec.ts"
+export { archOfInstanceType, type Arch, type AwsImage, type AwsSpec, defaultInstanceTypes, type UbuntuVersion, ubuntuVersions, validSpecForms } from "./spec.ts"
 export { buildUserData, compactAgent, USER_DATA_LIMIT, type UserData, type UserDataInput } from "./user-data.ts"

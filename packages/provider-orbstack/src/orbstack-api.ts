@@ -166,6 +166,8 @@ export interface Orbctl {
   readonly info: (name: string) => Effect.Effect<Option.Option<MachineInfo>, ProviderError>
   /** `orbctl create DISTRO:VERSION NAME -a ARCH`. */
   readonly create: (name: string, spec: OrbStackSpec) => Effect.Effect<void, ProviderError>
+  /** `orbctl start NAME`. */
+  readonly start: (name: string) => Effect.Effect<void, ProviderError>
   /** `orbctl stop NAME`; `false` when there is no such machine. */
   readonly stop: (name: string) => Effect.Effect<boolean, ProviderError>
   /** `orbctl delete -f NAME`; `false` when there is no such machine. */
@@ -215,6 +217,7 @@ export const makeOrbctl = (options: OrbctlOptions): Orbctl => {
         return Effect.fail(classify("info", name, result))
       }),
     create: (name, spec) => Effect.asVoid(ok("create", name, ["create", `${spec.distro}:${spec.version}`, name, "-a", spec.arch])),
+    start: (name) => Effect.asVoid(ok("start", name, ["start", name])),
     stop: (name) => unlessMissing("stop", name, ["stop", name]),
     delete: (name) => unlessMissing("delete", name, ["delete", "-f", name]),
     clone: (source, target) => Effect.asVoid(ok("clone", source, ["clone", source, target])),

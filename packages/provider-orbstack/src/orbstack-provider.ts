@@ -21,7 +21,7 @@ import { agentUrlFor, discoverIp, systemLookup } from "./network.ts"
 import { loadedExecaSync, makeOrbctl, observedState, type Orbctl } from "./orbstack-api.ts"
 import { locateOrbctl, type OrbStackProviderOptions, type ResolvedOptions, resolveOptions } from "./options.ts"
 import { makeSnapshots } from "./snapshots.ts"
-import { parseSpec as parseOrbStackSpec, PROVIDER_ID, specOf } from "./spec.ts"
+import { parseSpec as parseOrbStackSpec, PROVIDER_ID, snapshotOf, specOf } from "./spec.ts"
 
 export { PROVIDER_ID, validSpecForms } from "./spec.ts"
 
@@ -161,8 +161,13 @@ export const make = (options: OrbStackProviderOptions = {}): Effect.Effect<Provi
           try: () => readFileSync(bootstrap.agentScript),
           catch: (cause) => providerError("spawn", "unavailable", `cannot read the agent script ${bootstrap.agentScript}: ${String(cause)}`, cause)
         })
-        yield* creator.create(name, specOf(spec))
+        // A snapshot is a stopped machine: the new one is its clone, started. A clone that then
+        // fails is deleted below; a failed create is rolled back by OrbStack itself.
+        const snapshot = snapshotOf(spec)
+        if (snapshot === null) yield* creator.create(name, specOf(spec))
+        else yield* creator.clone(snapshot, name)
         return yield* Effect.gen(function* () {
+          if (snapshot !== null) yield* orbctl.start(name)
           const providerRef = yield* awaitRunning(orbctl, name, Date.now() + Duration.toMillis(resolved.bootTimeout))
           const address = yield* discoverIp(orbctl, name, lookupHost)
           if (address === null) {

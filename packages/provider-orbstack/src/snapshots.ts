@@ -2,22 +2,9 @@ import type { InstanceRef, ProviderError, ProviderSnapshots, Snapshot } from "@s
 import { Effect, Option } from "effect"
 import { providerError, vmNotFound } from "./failures.ts"
 import type { Orbctl } from "./orbstack-api.ts"
-import { PROVIDER_ID } from "./spec.ts"
+import { isSnapshotMachine, PROVIDER_ID, SNAPSHOT_PREFIX, snapshotMachine, snapshotNamePattern as namePattern } from "./spec.ts"
 
-/**
- * A snapshot is a stopped clone of an instance's machine, named `replsnap-{name}`. The prefix
- * keeps snapshots out of the instance sweep (they do not start with `repl-`) and keeps
- * `snapshot delete` away from machines SkyREPL did not make.
- */
-export const SNAPSHOT_PREFIX = "replsnap-"
-
-/** A machine name must also be a hostname label: 63 characters at most. */
-const namePattern = /^[a-z0-9](?:[a-z0-9-]{0,53})$/
-
-export const snapshotMachine = (name: string): string => `${SNAPSHOT_PREFIX}${name}`
-
-export const isSnapshotMachine = (machine: string): boolean =>
-  machine.startsWith(SNAPSHOT_PREFIX) && namePattern.test(machine.slice(SNAPSHOT_PREFIX.length))
+export { SNAPSHOT_PREFIX } from "./spec.ts"
 
 const snapshotOf = (machine: string, source: string | null, createdAt: number | null): Snapshot => ({
   id: machine,

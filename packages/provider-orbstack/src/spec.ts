@@ -23,12 +23,29 @@ export interface OrbStackSpec {
   readonly arch: Arch
 }
 
+/**
+ * A snapshot is a stopped clone of an instance's machine, named `replsnap-{name}`. The prefix
+ * keeps snapshots out of the instance sweep (they do not start with `repl-`) and keeps
+ * `snapshot delete` away from machines SkyREPL did not make. A snapshot's id (its machine's
+ * name) is also a spec: a new machine cloned from it.
+ */
+export const SNAPSHOT_PREFIX = "replsnap-"
+
+/** A machine name must also be a hostname label: 63 characters at most. */
+export const snapshotNamePattern = /^[a-z0-9](?:[a-z0-9-]{0,53})$/
+
+export const snapshotMachine = (name: string): string => `${SNAPSHOT_PREFIX}${name}`
+
+export const isSnapshotMachine = (machine: string): boolean =>
+  machine.startsWith(SNAPSHOT_PREFIX) && snapshotNamePattern.test(machine.slice(SNAPSHOT_PREFIX.length))
+
 export const validSpecForms: ReadonlyArray<string> = [
   "(empty): ubuntu:noble on this Mac's own architecture",
   "DISTRO[:VERSION[:ARCH]], e.g. ubuntu, ubuntu:jammy, ubuntu:22.04:amd64",
   "DISTRO: ubuntu (the default)",
   "VERSION: noble or 24.04 (the default), jammy or 22.04, focal or 20.04",
-  "ARCH: arm64 (the default on Apple Silicon) or amd64"
+  "ARCH: arm64 (the default on Apple Silicon) or amd64",
+  `a snapshot's id, ${SNAPSHOT_PREFIX}NAME: a new machine cloned from it`
 ]
 
 const isVersion = (text: string): text is UbuntuVersion => Object.hasOwn(ubuntuVersions, text)
@@ -68,6 +85,12 @@ export const parseSpec = (
   }
   if (options.spot === true) return invalid(text, "OrbStack has no spot machines; drop spot")
   if (text === "") return Effect.succeed(toParsed({ distro: "ubuntu", version: defaultVersion, arch: defaultArch }))
+  if (text.startsWith(SNAPSHOT_PREFIX)) {
+    if (!isSnapshotMachine(text)) {
+      return invalid(text, `"${text}" is not a snapshot id (${SNAPSHOT_PREFIX} and lower-case letters, digits and hyphens)`)
+    }
+    return Effect.succeed({ provider: PROVIDER_ID, canonical: text, region: null, attributes: { snapshot: text } })
+  }
   const parts = text.split(":")
   const [distro, versionText, archText] = parts
   if (parts.length > 3 || parts.some((part) => part === "")) {
@@ -84,6 +107,12 @@ export const parseSpec = (
     return invalid(text, `architecture "${archText}" is not arm64 or amd64`)
   }
   return Effect.succeed(toParsed({ distro, version, arch: archText ?? defaultArch }))
+}
+
+/** The snapshot a parsed spec clones, or null for a spec that creates a machine. */
+export const snapshotOf = (parsed: ParsedSpec): string | null => {
+  const snapshot = parsed.attributes["snapshot"]
+  return snapshot !== undefined && isSnapshotMachine(snapshot) ? snapshot : null
 }
 
 /** The machine spec a parsed spec stands for; it was produced by `parseSpec`, so it is trusted. */

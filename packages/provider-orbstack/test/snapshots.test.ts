@@ -52,6 +52,30 @@ describe("snapshots: orbctl clone to a stopped machine", () => {
       expect(inside.stdout.trim()).toBe("kept")
       yield* Effect.promise(() => emulator.orbctl(["stop", snapshot.id]))
 
+      // Its id is a spec: a new instance is a clone of it, started, with the agent of its own
+      // launch; the snapshot itself stays stopped and untouched.
+      const spec = yield* provider.parseSpec(snapshot.id)
+      expect(spec).toEqual({ provider: "orbstack", canonical: snapshot.id, region: null, attributes: { snapshot: snapshot.id } })
+      const cloned = emulator.newName()
+      const clonedRef: InstanceRef = { name: cloned, providerRef: null, region: null }
+      yield* Effect.acquireRelease(
+        Effect.flatMap(controller.bootstrap(cloned), (bootstrap) => provider.spawn(cloned, spec, bootstrap)),
+        () => Effect.orDie(provider.terminate(clonedRef))
+      )
+      yield* controller.registration(cloned, "30 seconds")
+      expect(yield* provider.describe(clonedRef)).toBe("running")
+      const fromClone = yield* Effect.promise(() => emulator.orbctl(["run", "-m", cloned, "cat", "/root/mark"]))
+      expect(fromClone.stdout.trim()).toBe("kept")
+      expect((yield* machines).find((m) => m.name === snapshot.id)?.state).toBe("stopped")
+      yield* provider.terminate(clonedRef)
+      // A snapshot that is not there launches nothing.
+      const missingSpec = yield* provider.parseSpec(`${SNAPSHOT_PREFIX}no-such-snapshot`)
+      const gone = emulator.newName()
+      const refusedLaunch = yield* Effect.flip(Effect.flatMap(controller.bootstrap(gone), (bootstrap) => provider.spawn(gone, missingSpec, bootstrap)))
+      expect(refusedLaunch.reason).toBe("not-found")
+      expect((yield* machines).map((m) => m.name).sort()).toEqual([name, snapshot.id].sort())
+      expect((yield* Effect.flip(provider.parseSpec(`${SNAPSHOT_PREFIX}Not_A_Name`))).message).toContain("is not a snapshot id")
+
       const again = yield* Effect.flip(snapshots.create(ref, "base-image"))
       expect(again.reason).toBe("invalid-request")
       expect(again.message).toContain("already exists")
