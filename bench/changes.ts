@@ -34,6 +34,9 @@ Each change is a focused one in its own area; the suites of that area pass on No
 | B5's measurement (bench/workers/store.ts) | The figure was one pass of 20,000 transitions from a cold process, so it included the JIT compiling the store's code path and moved with whatever else the machine ran | A first pass of 2,000 (reported on its own, as the cold figure), then five timed rounds of 4,000; the median round is the figure and the slowest round its "p99". The raw-INSERT and \`SELECT 1\` baselines are timed the same way |
 | agent start-up (agent/skyrepl_agent.py) | Timing the agent inside B1's launches: about 25–30 ms between its exec and its first output upload went to importing \`json\`, \`socket\`, \`subprocess\`, \`signal\`, \`threading\` and \`urllib.parse\`, which pull in \`re\`, \`enum\`, \`functools\` and \`collections\` (more than Python's own start); \`getaddrinfo\` with a str host also loaded the idna codec (\`re\` again) on the first request | The agent imports only C modules and \`os\`: small stand-ins on \`_json\`, \`_socket\`, \`_signal\` and \`_thread\` (JSON, URL parts, a buffered socket reader, Condition/Event/Timer), runs started with \`os.posix_spawn\`, host names passed as bytes; the full modules only where a C core is missing. Importing the agent went from about 30 ms to about 2 ms; exec → first upload from about 30 ms to about 5 ms; B1 first byte about 49 → 30 ms. Each stand-in is tested against the module it replaces, and a test checks importing the agent loads none of them. The PID 1 reaper no longer sleeps a second when a child is spawned between its \`waitpid\` and its wait (a race the faster start made visible as an occasional 1 s run). EC2 user-data now also drops docstrings, which keeps the larger agent at 13.7 KB gzipped |
 | attach in the writing process (packages/store-sqlite/src/output-encoding.ts \`RecentChunks\`) | Profiling B4's controller after compression: each compressed upload was inflated by the hub to check it and then again by the in-process reader reading it back from the store (a copy of the hub's bytes made it no better: a fresh 4 MiB array costs as much as inflating zeros into one) | The store keeps the inflated bytes of the compressed chunks it wrote last (16 MiB) and hands that very array to the first reader of each (the caller of \`appendOutput\` gives the array up; a later reader inflates its own). 512 MiB through attach: the controller's CPU from about 760 to about 560 ms, and B4 from about 0.26× to 0.28× of the pipe in the same conditions. Tested: the first reader gets the appended array, a second its own, and a damaged row is still read right from the memo in the writing process and refused by another |
+| B1's measurement (bench/workers/launch.ts) | The SDK's first byte was timed after \`Stream.runHead\` returned, so it included ending the stream (interrupting the reader, closing its scope): 1–3 ms after the chunk had reached the caller, in marks inside the launches. The baseline is timed at its pipe's first \`data\` event, the moment the byte reaches its code | The first chunk is timed where it reaches the caller's code (a \`Stream.tap\` on \`run.output\`); what \`runHead\` does afterwards is not receiving it. About 1 ms off the median (B1 on Bun 2.0× → 1.9×) |
+| local provider: confirming a sandbox gone (local-api.ts \`namespaceInit\`) | After killing a sandbox, termination scanned all of /proc again (after a pause as long as the previous scan) until none of the sandbox was left: about two scans and their pauses per termination | A namespace sandbox is watched through its \`unshare\` and its pid namespace's init (pid 1 inside, per \`NSpid\`): the kernel lets a namespace's init finish exiting only after every other process of the namespace is gone. Closing a launch's scope (terminate and confirm) about 14 → 10 ms at the median over alternating runs. Process-group sandboxes still take whole scans. Tested against every process of a sandbox with a detached grandchild |
+| agent that skipped ahead (core launch.ts, \`Store.outputEnd\`) | Answering an upload that would leave a gap read the run's whole stored output (inflating compressed chunks) to find where the stream ends | One indexed query (\`outputEnd\`); contract test, and an engine test of the 409 answer |
 | agent hub (packages/core/src/hub/agent-hub.ts) | Not a speed problem but found by these runs: with launches this fast, a ping or event could be written to an event stream that had just been ended, which on Node is an unhandled 'error' that ends the process | Writes to an ended stream are skipped |
 
 ## Where a target is still missed, and what bounds it
@@ -53,7 +56,7 @@ than a focused fix, so it is left for a decision.
   all in a row: reading and decoding the registration, five store writes (instance ready and
   allocated, the allocation, the run provisioning and running), returning the handle, setting
   up the reader, storing the upload (which arrived during all this and waits for it), reading
-  it back and ending \`Stream.runHead\`. Each of these is a fraction of a millisecond of Effect
+  it back and ending \`Stream.runHead\` (no longer timed: see the table). Each of these is a fraction of a millisecond of Effect
   and SQLite work; no one of them is the bound, and together they are twice the 3.5 ms of
   slack 1.5× leaves. Tried and measured: registering before starting the run (the controller's
   work then starts sooner, but the agent's two threads contend, and B1 on Bun went from about
@@ -61,6 +64,15 @@ than a focused fix, so it is left for a decision.
   bookkeeping to leave the path to the first byte (records written after the handle is
   returned, or an agent already running when the launch comes: a warm pool, which
   docs/decisions.md rules out for now).
+  Timed again in the last round (Bun, marks in the agent, hub and engine): the agent's
+  registration reaches the controller about 20 ms after \`launch\` is called (records and the
+  spawn call about 3.5 ms, then the sandbox, the interpreter and the agent's start, about as
+  long as the whole baseline), while 1.5× of the 14 ms baseline is 21 ms. So even with no work
+  at all after the registration the launch would sit near 1.45×; the first upload is sent
+  about 1 ms after the registration and handled about 5 ms later, behind the records. Also
+  tried: writing the run's \`provisioning\` and the allocation while the agent boots (three
+  writes after the registration instead of five): no change beyond the noise in two runs each,
+  not kept.
 - **B2, \`repl run list\` ≤ ¼ of \`aws --version\`.** \`run -c\` is clear of its line now
   (0.42–0.45×: the agent's start no longer costs it 25 ms), but \`run list\` sits on its own
   (0.23–0.25× over this work's runs: 0.24× in the run above, and 101 ms against a limit of
@@ -76,7 +88,15 @@ than a focused fix, so it is left for a decision.
   streams, with a terminal test of our own; no measurable gain over alternating runs, since
   clipanion has made the streams by then, so it was not kept. Removing that cost needs
   clipanion's context made on first use (upstream) or a parser of our own.
-- **B3, p99 ≤ 1 s for 200 launches at once.** Two cores: 200 agents and their sandboxes need
+- **B2, \`repl run list\`, measured again**: about 100–125 ms against \`aws --version\` at about
+  540 ms on this machine (0.23×). Profiled: most of it is evaluating the bundle's modules
+  (Effect, clipanion, the engine, the store's driver) before the command runs. The reaper's
+  look-up of live instances reads every instance row (about 3 ms a pass with 10,000 finished
+  runs); an index on \`state\` made that 0.6 ms, but every state transition then also writes the
+  index (53 → 69 µs a transition over five alternations), which B5 cannot afford; not kept.
+- **B3, p99 ≤ 1 s for 200 launches at once.** (Now also reported: \`launch\` returning, the
+  call's own latency, at about 2.5 s p99: the 200 agents share two cores, so they all finish
+  booting at about the same moment.) Two cores: 200 agents and their sandboxes need
   about 200 × the sequential launch time ÷ 2 of CPU before the last can finish (the "CPU floor"
   row). The agent's start is now about 3 ms of CPU over a bare interpreter's (it was about
   25 ms), which took p99 from about 7.4 s to 4.2–5.6 s over this round's full runs (the machine's
