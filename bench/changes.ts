@@ -75,8 +75,8 @@ than a focused fix, so it is left for a decision.
   not kept.
 - **B2, \`repl run list\` ≤ ¼ of \`aws --version\`.** \`run -c\` is clear of its line now
   (0.42–0.45×: the agent's start no longer costs it 25 ms), but \`run list\` sits on its own
-  (0.23–0.25× over this work's runs: 0.24× in the run above, and 101 ms against a limit of
-  101 ms in the full run before it), so a loaded run can show either verdict. A listing no longer starts an endpoint, writes, or loads a provider;
+  (0.22–0.25× over this work's runs: 0.22× in the run above, and 101 ms against a limit of
+  101 ms in an earlier full run), so a loaded run can show either verdict. A listing no longer starts an endpoint, writes, or loads a provider;
   what is left is a fresh Bun process evaluating Effect, clipanion and the store's driver, then
   one cold pass through the store's open and the query (measured in-process with an
   instrumented bundle: about 21 ms to start the bundle, 25 ms to evaluate the CLI's modules,
@@ -99,8 +99,8 @@ than a focused fix, so it is left for a decision.
   booting at about the same moment.) Two cores: 200 agents and their sandboxes need
   about 200 × the sequential launch time ÷ 2 of CPU before the last can finish (the "CPU floor"
   row). The agent's start is now about 3 ms of CPU over a bare interpreter's (it was about
-  25 ms), which took p99 from about 7.4 s to 4.2–5.6 s over this round's full runs (the machine's
-  load moves it), but a bare \`python3 -S\` is itself
+  25 ms), which took p99 from about 7.4 s to 4.2–5.6 s over the last rounds' full runs (4.7 s in
+  the run above; the machine's load moves it), but a bare \`python3 -S\` is itself
   about 10 ms of CPU, and the controller is one JavaScript thread that spends about 24 ms of
   CPU per launch end to end (Bun, measured over 30 sequential launches): process spawns, the
   hub's requests, about 15 store operations, and the /proc scans that confirm each sandbox is
@@ -110,17 +110,22 @@ than a focused fix, so it is left for a decision.
   (see the table), which lifted attach from about 85 MiB/s to about 250–320 MiB/s for B4's
   512 MiB (\`head -c … /dev/zero\`, as compressible as output gets), and the reader in the
   controller now takes the bytes the hub already inflated (about 390–450 MiB/s on a quiet
-  machine, where the pipe also runs faster): well past the "disk alone" row, the most a store
+  machine, where the pipe also runs faster; 364 MiB/s, 0.31× of a 1,176 MiB/s pipe, in the run
+  above): well past the "disk alone" row, the most a store
   that keeps the raw bytes could do here. What bounds it now is CPU on two cores shared by the
   writer (\`head\`), the agent and the controller, which run at once and keep both cores busy:
   the agent's reading and compressing alone (Python, zlib level 1, measured without sending
   anything) runs at about 500 MiB/s, already about half of the pipe's 1,000–1,400 MiB/s, and
   the controller still inflates each upload once to check it (a fifth of its CPU in this
-  benchmark, with SQLite a tenth). Half a pipe would need the agent's compression and the
+  benchmark, with SQLite a tenth). Measured in Python on this machine: zlib level 1 compresses
+  B4's zeros at about 520 MiB/s and inflates them at about 570 MiB/s on one core, so half of a
+  1,200–1,350 MiB/s pipe (600–670 MiB/s) would take more than both cores for compressing and
+  checking alone. Half a pipe would need the agent's compression and the
   controller's work to fit in the time \`head\` takes to write, on cores \`head\` also uses.
-- **B5, 20,000 transitions/s.** Missed on both runtimes in the run above (16,900/s on Bun and
-  19,400/s on Node, load about 2); met on both in the full run just before it, with the same
-  store code and load about 1.5 (23,700/s and 20,800/s). Over this work's runs the median round
+- **B5, 20,000 transitions/s.** Missed on both runtimes in the run above (18,300/s on Bun and
+  16,700/s on Node, load about 2.5) and in the previous round's last full run (16,900/s and
+  19,400/s, load about 2); met on both in the full run before that, with the same store code
+  and load about 1.5 (23,700/s and 20,800/s). Over this work's runs the median round
   moved between about 16,000 and 23,700/s on Bun and between 12,500 and 23,000/s on Node within
   minutes, with the same code (checked against the previous commit in alternation): on this
   shared machine the verdict follows the machine's load. Per transition, SQLite's own
