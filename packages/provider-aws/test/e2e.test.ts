@@ -212,7 +212,7 @@ describe("aws end to end, through the boot harness", () => {
     )
 
     it.effect(
-      "a snapshot of a running instance launches as a spec, and its run works as any other",
+      "a snapshot of a running instance launches as a spec, and its run works like every other",
       () =>
         Effect.gen(function* () {
           const { moto } = yield* Emulator
