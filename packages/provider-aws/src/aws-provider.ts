@@ -631,16 +631,17 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
 
     /**
      * For a process that is exiting (the Promise client's `exit` hook): terminates the instance
-     * before returning, through a child process (see exit-termination.ts). The id this process
-     * got from RunInstances is enough; without one, the child terminates whatever carries the
-     * name. Failing, it says so on stderr and returns: the agent's dead-man switch and the next
-     * process's reaper are the layers after this one.
+     * before returning, through a child process (see exit-termination.ts). When this process
+     * launched the instance and knows no other can carry its name (\`onlyInstance\`), its id is
+     * enough; otherwise the child also terminates whatever carries the name. Failing, it says so
+     * on stderr and returns: the agent's dead-man switch and the next process's reaper are the
+     * layers after this one.
      */
     const terminateSync = (ref: InstanceRef): void => {
       if (resolved.problems.length > 0 || !isInstanceName(ref.name)) return
       const region = ref.region ?? launches.get(ref.name)?.region ?? resolved.region
       if (region === null) return
-      const id = onlyInstance(ref)?.id ?? knownId(ref)
+      const id = knownId(ref)
       const failure = terminateWhileExiting(
         {
           region,
@@ -648,6 +649,7 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
           profile: resolved.profile,
           credentials: resolved.credentials,
           ids: id === null ? [] : [id],
+          searchByName: onlyInstance(ref) === null,
           name: ref.name,
           managedTag: MANAGED_TAG
         },

@@ -11,8 +11,10 @@ export interface ExitTermination {
   readonly endpoint: string | null
   readonly profile: string | null
   readonly credentials: AwsCredentials | null
-  /** The instances to terminate; when empty, those carrying `name` and `managedTag` are. */
+  /** Instances known to be the one to terminate. */
   readonly ids: ReadonlyArray<string>
+  /** Also terminate every live instance carrying `name` and `managedTag` (when `ids` may not be all). */
+  readonly searchByName: boolean
   readonly name: string
   readonly managedTag: string
 }

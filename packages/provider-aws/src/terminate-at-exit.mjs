@@ -27,16 +27,18 @@ const readRequest = () => {
     fail(`the request on stdin is not JSON: ${String(error)}`)
   }
   if (typeof request !== "object" || request === null) fail("the request on stdin is not an object")
-  const { region, endpoint, profile, credentials, ids, name, managedTag } = request
+  const { region, endpoint, profile, credentials, ids, searchByName, name, managedTag } = request
   if (!isText(region)) fail("the request names no region")
   if (!Array.isArray(ids) || !ids.every(isText)) fail("the request's ids are not a list of instance ids")
-  if (ids.length === 0 && !(isText(name) && isText(managedTag))) fail("the request names neither instance ids nor a name")
+  if (typeof searchByName !== "boolean") fail("the request does not say whether to search by name")
+  if (searchByName && !(isText(name) && isText(managedTag))) fail("the request asks for a search by name but names no name or tag")
+  if (!searchByName && ids.length === 0) fail("the request names no instance")
   if (endpoint !== null && !isText(endpoint)) fail("the request's endpoint is not a URL")
   if (profile !== null && !isText(profile)) fail("the request's profile is not a name")
   if (credentials !== null && !(typeof credentials === "object" && isText(credentials.accessKeyId) && isText(credentials.secretAccessKey))) {
     fail("the request's credentials lack an access key id or a secret")
   }
-  return { region, endpoint, profile, credentials, ids, name, managedTag }
+  return { region, endpoint, profile, credentials, ids, searchByName, name, managedTag }
 }
 
 const request = readRequest()
@@ -52,8 +54,9 @@ const client = new EC2Client({
 
 try {
   let ids = request.ids
-  if (ids.length === 0) {
-    // No id known (the launch had not heard back from RunInstances): whatever carries the name.
+  if (request.searchByName) {
+    // The id may not be all (no answer from RunInstances yet, or an answer lost and retried):
+    // whatever carries the name too.
     const found = await client.send(
       new DescribeInstancesCommand({
         Filters: [
@@ -63,7 +66,8 @@ try {
         ]
       })
     )
-    ids = (found.Reservations ?? []).flatMap((r) => (r.Instances ?? []).map((i) => i.InstanceId)).filter(isText)
+    const named = (found.Reservations ?? []).flatMap((r) => (r.Instances ?? []).map((i) => i.InstanceId)).filter(isText)
+    ids = [...new Set([...ids, ...named])]
   }
   if (ids.length > 0) await client.send(new TerminateInstancesCommand({ InstanceIds: ids }))
   process.stdout.write(`${JSON.stringify({ terminated: ids })}\n`)

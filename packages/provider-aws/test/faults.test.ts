@@ -1,6 +1,6 @@
 import { describe, expect, layer } from "@effect/vitest"
 import { agentScriptPath, formatInstanceName, newControlId, newId, type ProviderError, type ProviderErrorReason, type ProviderService } from "@skyrepl/core"
-import { DescribeInstancesCommand, DescribeSecurityGroupsCommand } from "@aws-sdk/client-ec2"
+import { DescribeInstancesCommand, DescribeSecurityGroupsCommand, RunInstancesCommand } from "@aws-sdk/client-ec2"
 import { Cause, Context, Duration, Effect, Exit, Layer, Option, Schedule } from "effect"
 import { readdirSync, readFileSync, statSync } from "node:fs"
 import { join } from "node:path"
@@ -422,16 +422,40 @@ describe("aws provider on moto: start-up, and injected faults", () => {
       })
     )
 
-    it.effect("terminateSync without the instance's id (another process's launch) terminates what carries the name, nothing else", () =>
+    it.effect("terminateSync for another process's launch terminates what carries the name (a twin too), nothing else", () =>
       Effect.gen(function* () {
         const { moto, dir } = yield* Fixture
         const launcher = yield* AwsProvider.make(direct(moto, dir))
-        const [name, neighbour] = [newName(), newName()]
-        yield* spawnNamed(launcher, name)
+        const [name, other, neighbour] = [newName(), newName(), newName()]
+        const spawned = yield* spawnNamed(launcher, name)
+        yield* spawnNamed(launcher, other)
         yield* spawnNamed(launcher, neighbour)
+        // A second instance under the first's name, as a launch whose answer was lost may leave.
+        yield* Effect.promise(async () => {
+          const client = rawClient(moto.url, DIRECT_REGION)
+          const source = await client.send(new DescribeInstancesCommand({ InstanceIds: [spawned.providerRef] }))
+          const tags = [
+            { Key: "Name", Value: name },
+            { Key: "skyrepl:managed", Value: "true" }
+          ]
+          await client.send(
+            new RunInstancesCommand({
+              ImageId: source.Reservations?.[0]?.Instances?.[0]?.ImageId ?? "",
+              InstanceType: "t3.micro",
+              MinCount: 1,
+              MaxCount: 1,
+              TagSpecifications: [{ ResourceType: "instance", Tags: tags }]
+            })
+          )
+          client.destroy()
+        })
+        expect((yield* countIn(moto, name, DIRECT_REGION)).live).toBe(2)
         const exiting = yield* AwsProvider.make(direct(moto, dir))
-        exiting.terminateSync?.({ name, providerRef: null, region: null })
+        // With the id, as a reaper's record has it, and without one.
+        exiting.terminateSync?.({ name, providerRef: spawned.providerRef, region: null })
+        exiting.terminateSync?.({ name: other, providerRef: null, region: null })
         expect((yield* countIn(moto, name, DIRECT_REGION)).live).toBe(0)
+        expect((yield* countIn(moto, other, DIRECT_REGION)).live).toBe(0)
         expect((yield* countIn(moto, neighbour, DIRECT_REGION)).live).toBe(1)
         yield* launcher.terminate({ name: neighbour, providerRef: null, region: DIRECT_REGION })
       })
