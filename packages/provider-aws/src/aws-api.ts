@@ -163,6 +163,16 @@ export type Identity = typeof Identity.Type
 
 const Vpcs = Schema.Struct({ Vpcs: Schema.optional(Schema.Array(Schema.Struct({ VpcId: Schema.String }))) })
 
+const Subnets = Schema.Struct({
+  Subnets: Schema.optional(Schema.Array(Schema.Struct({ SubnetId: Schema.String, AvailabilityZone: Schema.String })))
+})
+
+/** A default subnet: the one EC2 uses in its availability zone when a launch names none. */
+export interface Subnet {
+  readonly subnetId: string
+  readonly availabilityZone: string
+}
+
 const SecurityGroups = Schema.Struct({
   SecurityGroups: Schema.optional(Schema.Array(Schema.Struct({ GroupId: Schema.String, GroupName: Schema.optional(Schema.String) })))
 })
@@ -222,6 +232,8 @@ export interface AwsApi {
   /** The access key the credential chain resolves to, for messages; null when there is none. */
   readonly accessKeyId: (region: string) => Effect.Effect<string | null>
   readonly defaultVpc: (region: string) => Effect.Effect<string | null, AwsError>
+  /** The default subnet of each availability zone of the default VPC, by zone name. */
+  readonly defaultSubnets: (region: string) => Effect.Effect<ReadonlyArray<Subnet>, AwsError>
   readonly findSecurityGroup: (region: string, vpcId: string, name: string) => Effect.Effect<string | null, AwsError>
   readonly createSecurityGroup: (
     region: string,
@@ -369,6 +381,19 @@ export const makeAwsApi = (config: AwsApiConfig): AwsApi => {
           c.ec2.send(new c.sdk.ec2.DescribeVpcsCommand({ Filters: [{ Name: "isDefault", Values: ["true"] }] }), { abortSignal: signal })
         )
       ).pipe(Effect.map((out) => out.Vpcs?.[0]?.VpcId ?? null)),
+
+    defaultSubnets: (region) =>
+      retried(
+        call(region, "DescribeSubnets", Subnets, (c, signal) =>
+          c.ec2.send(new c.sdk.ec2.DescribeSubnetsCommand({ Filters: [{ Name: "default-for-az", Values: ["true"] }] }), { abortSignal: signal })
+        )
+      ).pipe(
+        Effect.map((out) =>
+          (out.Subnets ?? [])
+            .map((s) => ({ subnetId: s.SubnetId, availabilityZone: s.AvailabilityZone }))
+            .sort((a, b) => a.availabilityZone.localeCompare(b.availabilityZone))
+        )
+      ),
 
     findSecurityGroup: (region, vpcId, name) =>
       retried(

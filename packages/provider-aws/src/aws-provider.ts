@@ -18,7 +18,7 @@ import {
 import { Duration, Effect, Either, Layer, Schedule } from "effect"
 import { readFileSync, statSync } from "node:fs"
 import { type AmiCacheOptions, describeGivenImage, resolveUbuntuImage } from "./ami.ts"
-import { type AwsApi, defaultCallRetry, type Instance, makeAwsApi, type Tag, tagValue } from "./aws-api.ts"
+import { type AwsApi, defaultCallRetry, type Instance, makeAwsApi, type Subnet, type Tag, tagValue } from "./aws-api.ts"
 import { terminateWhileExiting } from "./exit-termination.ts"
 import { AwsError, type ErrorContext, providerError, reasonOf, toProviderError } from "./errors.ts"
 import { type AwsProviderOptions, resolveOptions, type ResolvedOptions } from "./options.ts"
@@ -86,6 +86,14 @@ interface LaunchState {
    */
   twinPossible: boolean
   capacity: Schedule.ScheduleDriver<unknown, unknown, never> | null
+  /**
+   * The subnet the next RunInstances names, once EC2 refused one for capacity: each retry after
+   * such a refusal goes to the next availability zone's default subnet. Null before any refusal
+   * (EC2 then picks the zone), and when the region's default subnets are not known.
+   */
+  subnetId: string | null
+  /** How many capacity refusals this launch had: which zone comes next. */
+  capacityRefusals: number
 }
 
 /** Builds the provider. Cheap: no SDK import, no network; AWS is first touched by a call that needs it. */
@@ -342,6 +350,24 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
       })
 
     /**
+     * The region's default subnets, looked up on a launch's first capacity refusal (most launches
+     * never see one) and kept. When they cannot be listed (no ec2:DescribeSubnets, say), retries
+     * go without a subnet, as EC2 picks the zone: the shortage is still waited out, only not
+     * spread; the failure is remembered so it is not asked again.
+     */
+    const subnets = new Map<string, ReadonlyArray<Subnet>>()
+    const subnetsOf = (region: string): Effect.Effect<ReadonlyArray<Subnet>> =>
+      Effect.suspend(() => {
+        const known = subnets.get(region)
+        if (known !== undefined) return Effect.succeed(known)
+        return api.defaultSubnets(region).pipe(
+          Effect.tapError((e) => Effect.logWarning(`listing the default subnets of ${region} failed (${e.message}); capacity retries stay in the zone EC2 picks`)),
+          Effect.orElseSucceed((): ReadonlyArray<Subnet> => []),
+          Effect.tap((found) => Effect.sync(() => subnets.set(region, found)))
+        )
+      })
+
+    /**
      * RunInstances at most once per outcome we cannot rule out. Every attempt after the first
      * looks for the instance by its Name tag before launching: a response lost to a time-out or a
      * 5xx may hide an instance that exists, and ClientToken alone is not enough (moto ignores it;
@@ -350,7 +376,7 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
     const launch = (
       name: string,
       region: string,
-      input: (clientToken: string) => Parameters<AwsApi["runInstance"]>[1]
+      input: (clientToken: string, subnetId: string | null) => Parameters<AwsApi["runInstance"]>[1]
     ): Effect.Effect<Instance, AwsError> =>
       Effect.gen(function* () {
         const state: LaunchState = launches.get(name) ?? {
@@ -360,7 +386,9 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
           instanceId: null,
           uncertainSince: null,
           twinPossible: false,
-          capacity: null
+          capacity: null,
+          subnetId: null,
+          capacityRefusals: 0
         }
         launches.set(name, state)
 
@@ -378,7 +406,7 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
           state.tried = true
           state.uncertainSince = Date.now()
           const token = state.generation === 0 ? name : `${name}.${state.generation}`
-          const instance = yield* api.runInstance(region, input(token)).pipe(
+          const instance = yield* api.runInstance(region, input(token, state.subnetId)).pipe(
             Effect.tapError((error) =>
               Effect.sync(() => {
                 // Only a transient failure (a 5xx, a lost connection, a time-out) leaves open
@@ -419,6 +447,13 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
             ? Effect.succeed(state.capacity)
             : Effect.tap(Schedule.driver(capacitySchedule), (driver) => Effect.sync(() => (state.capacity = driver)))
         )
+        // A capacity shortage is usually one availability zone's: each retry after one asks for
+        // the next zone's default subnet, so the retries are spread over the region.
+        const nextZone = Effect.gen(function* () {
+          state.capacityRefusals += 1
+          const subnets = yield* subnetsOf(region)
+          state.subnetId = subnets.length === 0 ? null : subnets[(state.capacityRefusals - 1) % subnets.length]!.subnetId
+        })
         const withCapacityBackoff = (): Effect.Effect<Instance, AwsError> =>
           retried.pipe(
             Effect.catchIf(
@@ -427,7 +462,7 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
                 Effect.flatMap(capacityDriver, (driver) => driver.next(e)).pipe(
                   Effect.matchEffect({
                     onFailure: () => Effect.fail(e),
-                    onSuccess: () => withCapacityBackoff()
+                    onSuccess: () => Effect.zipRight(nextZone, withCapacityBackoff())
                   })
                 )
             )
@@ -489,7 +524,7 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
         ]
         const sdkTags = tags.map((t) => ({ Key: t.key, Value: t.value }))
         const context: ErrorContext = { identity: setup.identity.Arn, instanceType, spot: aws.spot }
-        const instance = yield* launch(name, region, (clientToken) => ({
+        const instance = yield* launch(name, region, (clientToken, subnetId) => ({
           ImageId: image.imageId,
           InstanceType: instanceType,
           MinCount: 1,
@@ -497,6 +532,7 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
           ClientToken: clientToken,
           KeyName: setup.keyName,
           SecurityGroupIds: [setup.securityGroupId],
+          ...(subnetId === null ? {} : { SubnetId: subnetId }),
           UserData: userData.base64,
           // The agent's power-off (dead-man switch, shutdown, its own exit) must end the bill.
           InstanceInitiatedShutdownBehavior: "terminate",

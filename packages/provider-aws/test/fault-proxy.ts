@@ -32,6 +32,8 @@ export interface FaultProxy {
   readonly calls: (action: string) => number
   /** Every call seen since the rules were last set, in order, by action. */
   readonly log: () => ReadonlyArray<string>
+  /** The query parameters of each call of `action` since the rules were last set, in order. */
+  readonly params: (action: string) => ReadonlyArray<URLSearchParams>
 }
 
 const readAll = (req: IncomingMessage): Promise<Buffer> =>
@@ -71,6 +73,7 @@ export const startFaultProxy = (target: string): Effect.Effect<FaultProxy, never
     let rules: ReadonlyArray<FaultRule> = []
     let counts = new Map<string, number>()
     let log: Array<string> = []
+    let seen: Array<URLSearchParams> = []
     const sockets = new Set<Socket>()
 
     const forward = (req: IncomingMessage, body: Buffer): Promise<{ status: number; headers: Record<string, string>; body: Buffer }> =>
@@ -107,6 +110,7 @@ export const startFaultProxy = (target: string): Effect.Effect<FaultProxy, never
       const call = (counts.get(action) ?? 0) + 1
       counts.set(action, call)
       log.push(action)
+      seen.push(params)
       const rule = rules.find((r) => r.action === action && (r.calls === "all" || r.calls.includes(call)))
       const fault = rule?.fault
       if (fault?.kind === "error") {
@@ -155,8 +159,10 @@ export const startFaultProxy = (target: string): Effect.Effect<FaultProxy, never
         rules = next
         counts = new Map()
         log = []
+        seen = []
       },
       calls: (action) => counts.get(action) ?? 0,
-      log: () => [...log]
+      log: () => [...log],
+      params: (action) => seen.filter((p) => p.get("Action") === action)
     }
   })

@@ -1,6 +1,6 @@
 import { describe, expect, layer } from "@effect/vitest"
 import { agentScriptPath, formatInstanceName, newControlId, newId, type ProviderError, type ProviderErrorReason, type ProviderService } from "@skyrepl/core"
-import { DescribeInstancesCommand, DescribeSecurityGroupsCommand, RunInstancesCommand } from "@aws-sdk/client-ec2"
+import { DescribeInstancesCommand, DescribeSecurityGroupsCommand, DescribeSubnetsCommand, RunInstancesCommand } from "@aws-sdk/client-ec2"
 import { Cause, Context, Duration, Effect, Exit, Layer, Option, Schedule } from "effect"
 import { readdirSync, readFileSync, statSync } from "node:fs"
 import { join } from "node:path"
@@ -406,6 +406,43 @@ describe("aws provider on moto: start-up, and injected faults", () => {
         expect(proxy.calls("CreateKeyPair")).toBe(0)
         expect(proxy.calls("DeleteKeyPair")).toBe(0)
         expect(proxy.calls("RunInstances")).toBe(0)
+      })
+    )
+
+    it.effect("capacity retries go to the next availability zone each time; without the subnets listed, they stay where EC2 picks", () =>
+      Effect.gen(function* () {
+        const { moto, proxy } = yield* Fixture
+        // Its own provider: the shared one has listed the subnets already (the scenarios above).
+        const provider = yield* providerVia({}, true)
+        const zoneOf = new Map(
+          (yield* Effect.promise(() => rawClient(moto.url).send(new DescribeSubnetsCommand({ Filters: [{ Name: "default-for-az", Values: ["true"] }] }))))
+            .Subnets?.map((s) => [s.SubnetId ?? "", s.AvailabilityZone ?? ""] as const) ?? []
+        )
+        expect(zoneOf.size).toBeGreaterThan(2)
+        const ice = runInstances([1, 2], { kind: "error", status: 500, code: "InsufficientInstanceCapacity" })
+        proxy.setRules([ice])
+        const name = newName()
+        const spawned = yield* spawnNamed(provider, name)
+        const subnets = proxy.params("RunInstances").map((p) => p.get("SubnetId"))
+        expect(subnets).toHaveLength(3)
+        // The first names no subnet (EC2 picks); each retry after a refusal the next zone's.
+        expect(subnets[0]).toBeNull()
+        const zones = subnets.slice(1).map((id) => zoneOf.get(id ?? ""))
+        expect(zones.every((z) => z !== undefined)).toBe(true)
+        expect(new Set(zones).size).toBe(2)
+        expect(proxy.calls("DescribeSubnets")).toBe(1)
+        const launched = yield* Effect.promise(() => rawClient(moto.url).send(new DescribeInstancesCommand({ InstanceIds: [spawned.providerRef] })))
+        expect(launched.Reservations?.[0]?.Instances?.[0]?.SubnetId).toBe(subnets[2])
+        yield* cleanUp(provider, name)
+
+        // A provider that may not list subnets still waits the shortage out, in EC2's choice of zone.
+        const refused = yield* providerVia({}, true)
+        proxy.setRules([ice, { action: "DescribeSubnets", calls: "all", fault: { kind: "error", status: 403, code: "UnauthorizedOperation" } }])
+        const other = newName()
+        yield* spawnNamed(refused, other)
+        expect(proxy.params("RunInstances").map((p) => p.get("SubnetId"))).toEqual([null, null, null])
+        expect(proxy.calls("DescribeSubnets")).toBe(1)
+        yield* cleanUp(refused, other)
       })
     )
 
