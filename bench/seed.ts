@@ -4,10 +4,11 @@
  * table (walking 10,000 records through every transition one by one would take longer than
  * the benchmarks that use them).
  */
-import { Instance, Manifest, newId, formatInstanceName, Run, type StoreService } from "@skyrepl/core"
+import type { Instance, StoreService } from "@skyrepl/core"
 import { SqliteStore } from "@skyrepl/store-sqlite"
 import { Effect } from "effect"
 import { join } from "node:path"
+import { launchRecords } from "../packages/core/src/testing/records.ts"
 import { makeClient } from "../packages/store-sqlite/src/client.ts"
 
 export interface SeedOptions {
@@ -29,48 +30,18 @@ export const seedLaunches = (store: StoreService, options: SeedOptions): Effect.
     const owner = options.owner ?? "seed0000000000"
     for (let i = 0; i < options.count; i++) {
       const at = base + i * 1000
-      const manifestId = newId(at)
-      const instanceId = newId(at)
-      const runId = newId(at)
-      const name = formatInstanceName({ controlId: store.controlId, manifestId, instanceId })
-      names.push(name)
-      yield* store.createLaunch(
-        new Manifest({ id: manifestId, controllerId: owner, state: "open", createdAt: at }),
-        new Instance({
-          id: instanceId,
-          name,
-          manifestId,
-          provider: "local",
-          spec: "sandbox",
-          region: null,
-          providerRef: String(100000 + i),
-          state: "requested",
-          ownerControllerId: owner,
-          leaseExpiresAt: options.leaseExpiresAt === undefined ? null : options.leaseExpiresAt,
-          agentToken: "0".repeat(48),
-          error: null,
-          createdAt: at,
-          updatedAt: at
-        }),
-        new Run({
-          id: runId,
-          manifestId,
-          instanceId,
-          provider: "local",
-          command: `echo seeded run ${i}`,
-          env: {},
-          workdir: null,
-          maxDurationMs: null,
-          state: "pending",
-          exitCode: null,
-          signal: null,
-          error: null,
-          ownerControllerId: owner,
-          createdAt: at,
-          startedAt: null,
-          endedAt: null
-        })
-      )
+      const { manifest, instance, run } = launchRecords(store.controlId, {
+        controllerId: owner,
+        provider: "local",
+        spec: "sandbox",
+        providerRef: String(100000 + i),
+        command: `echo seeded run ${i}`,
+        env: {},
+        leaseExpiresAt: options.leaseExpiresAt === undefined ? null : options.leaseExpiresAt,
+        createdAt: at
+      })
+      names.push(instance.name)
+      yield* store.createLaunch(manifest, instance, run)
     }
     return names
   })

@@ -4,4 +4,5 @@
  * @module @skyrepl/core/testing
  */
 export * from "./provider-suite.ts"
+export * from "./records.ts"
 export * from "./store-suite.ts"

@@ -3,10 +3,10 @@ import { Effect, Either, type Layer, Option, type Scope, TestClock } from "effec
 import { Allocation } from "../domain/allocation.ts"
 import { Controller } from "../domain/controller.ts"
 import { Instance, type InstanceState } from "../domain/instance.ts"
-import { Manifest } from "../domain/manifest.ts"
 import { OutputChunk, Run, type OutputStream } from "../domain/run.ts"
 import { IllegalTransition, StoreError, type StoreErrorReason } from "../errors.ts"
-import { formatInstanceName, newId } from "../naming.ts"
+import { newId } from "../naming.ts"
+import { type LaunchRecordOptions, type LaunchRecords, launchRecords } from "./records.ts"
 import { Store, type StoreService } from "../store.ts"
 import { deflateSync } from "node:zlib"
 
@@ -16,66 +16,12 @@ import { deflateSync } from "node:zlib"
 /** A fixed point on the test clock, so times written by the store can be compared exactly. */
 const T0 = 1_800_000_000_000
 
-interface Launch {
-  readonly manifest: Manifest
-  readonly instance: Instance
-  readonly run: Run
-}
+type Launch = LaunchRecords
 
-interface LaunchOverrides {
-  readonly controllerId?: string
-  readonly provider?: string
-  readonly ownerControllerId?: string | null
-  readonly leaseExpiresAt?: number | null
-  readonly createdAt?: number
-  readonly env?: Readonly<Record<string, string>>
-}
+type LaunchOverrides = Omit<LaunchRecordOptions, "createdAt"> & { readonly createdAt?: number }
 
-const makeLaunch = (store: StoreService, overrides: LaunchOverrides = {}): Launch => {
-  const controllerId = overrides.controllerId ?? "controller-a"
-  const createdAt = overrides.createdAt ?? T0
-  const manifestId = newId(createdAt)
-  const instanceId = newId(createdAt)
-  const provider = overrides.provider ?? "local"
-  const owner = overrides.ownerControllerId === undefined ? controllerId : overrides.ownerControllerId
-  return {
-    manifest: new Manifest({ id: manifestId, controllerId, state: "open", createdAt }),
-    instance: new Instance({
-      id: instanceId,
-      name: formatInstanceName({ controlId: store.controlId, manifestId, instanceId }),
-      manifestId,
-      provider,
-      spec: `${provider}:small`,
-      region: null,
-      providerRef: null,
-      state: "requested",
-      ownerControllerId: owner,
-      leaseExpiresAt: overrides.leaseExpiresAt === undefined ? createdAt + 30_000 : overrides.leaseExpiresAt,
-      agentToken: `token-${instanceId}`,
-      error: null,
-      createdAt,
-      updatedAt: createdAt
-    }),
-    run: new Run({
-      id: newId(createdAt),
-      manifestId,
-      instanceId,
-      provider,
-      command: "echo hello",
-      env: overrides.env ?? { GREETING: "hello" },
-      workdir: null,
-      maxDurationMs: null,
-      state: "pending",
-      exitCode: null,
-      signal: null,
-      error: null,
-      ownerControllerId: owner,
-      createdAt,
-      startedAt: null,
-      endedAt: null
-    })
-  }
-}
+const makeLaunch = (store: StoreService, overrides: LaunchOverrides = {}): Launch =>
+  launchRecords(store.controlId, { ...overrides, createdAt: overrides.createdAt ?? T0 })
 
 const createLaunch = (store: StoreService, overrides: LaunchOverrides = {}) =>
   Effect.gen(function* () {
