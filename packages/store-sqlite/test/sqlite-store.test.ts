@@ -1,16 +1,7 @@
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import type { SqlClient } from "@effect/sql/SqlClient"
-import {
-  Allocation,
-  Instance,
-  Manifest,
-  newId,
-  formatInstanceName,
-  Run,
-  Store,
-  StoreError,
-  type StoreService
-} from "@skyrepl/core"
+import { Allocation, Instance, Store, StoreError, type StoreService } from "@skyrepl/core"
+import { launchRecords } from "@skyrepl/core/testing"
 import { SqliteStore } from "@skyrepl/store-sqlite"
 import { Effect, Fiber, Option, Schema } from "effect"
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
@@ -30,47 +21,8 @@ const freshHome = () => mkdtempSync(join(root, "home-"))
 
 const T0 = 1_800_000_000_000
 
-const launchOf = (store: StoreService, createdAt = T0) => {
-  const manifestId = newId(createdAt)
-  const instanceId = newId(createdAt)
-  return {
-    manifest: new Manifest({ id: manifestId, controllerId: "controller", state: "open", createdAt }),
-    instance: new Instance({
-      id: instanceId,
-      name: formatInstanceName({ controlId: store.controlId, manifestId, instanceId }),
-      manifestId,
-      provider: "local",
-      spec: "local",
-      region: null,
-      providerRef: null,
-      state: "requested",
-      ownerControllerId: "controller",
-      leaseExpiresAt: createdAt + 30_000,
-      agentToken: "token",
-      error: null,
-      createdAt,
-      updatedAt: createdAt
-    }),
-    run: new Run({
-      id: newId(createdAt),
-      manifestId,
-      instanceId,
-      provider: "local",
-      command: "true",
-      env: {},
-      workdir: null,
-      maxDurationMs: null,
-      state: "pending",
-      exitCode: null,
-      signal: null,
-      error: null,
-      ownerControllerId: "controller",
-      createdAt,
-      startedAt: null,
-      endedAt: null
-    })
-  }
-}
+const launchOf = (store: StoreService, createdAt = T0) =>
+  launchRecords(store.controlId, { controllerId: "controller", spec: "local", command: "true", env: {}, createdAt })
 
 const createLaunch = (store: StoreService, createdAt = T0) =>
   Effect.gen(function* () {
