@@ -234,4 +234,40 @@ describe(`agent hub on ${runtime}`, () => {
     }
     await expect(register(f)).rejects.toThrow()
   })
+
+  it("closing lets an answer already being made reach its caller, ends the event streams, and stops listening", async () => {
+    // An owner's process ends right after its run does: a cancel that run's end has just answered
+    // must still reach the other process, or it takes the owner for gone.
+    const scope = await Effect.runPromise(Scope.make())
+    const hub = await Effect.runPromise(
+      Effect.gen(function* () {
+        const hub = yield* makeAgentHub({
+          host: "127.0.0.1",
+          port: 0,
+          publicUrl: null,
+          heartbeatIntervalMs: 60_000,
+          deadmanTimeoutMs: 120_000,
+          controlSecret: "control-secret",
+          onControlCancel: (runId) => Effect.as(Effect.sleep("300 millis"), `cancelled ${runId}`)
+        })
+        yield* hub.open(NAME, TOKEN, { onOutput: () => Effect.succeed({ next: 0, gap: false }), onExit: () => Effect.void })
+        return hub
+      }).pipe(Scope.extend(scope))
+    )
+    const events = await fetch(`${hub.url}/v1/agent/events`, { headers: agentHeaders() })
+    expect(events.status).toBe(200)
+    const streamed = readUntil(events.body!, () => false)
+    const answer = fetch(`${hub.url}/v1/control/runs/r7/cancel`, { method: "POST", headers: { authorization: "Bearer control-secret" } }).then(
+      async (res) => ({ status: res.status, body: (await res.json()) as unknown }),
+      (error: unknown) => ({ status: 0, body: String(error) })
+    )
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    const started = Date.now()
+    await Effect.runPromise(Scope.close(scope, Exit.void))
+    const took = Date.now() - started
+    expect(await answer).toEqual({ status: 200, body: { runId: "r7", state: "cancelled r7" } })
+    expect((await streamed).ended).toBe(true)
+    expect(took).toBeLessThan(1_500)
+    await expect(fetch(`${hub.url}/v1/agent/register`, { method: "POST", headers: agentHeaders() })).rejects.toThrow()
+  })
 })

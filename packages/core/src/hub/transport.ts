@@ -40,7 +40,10 @@ export const json = (status: number, body: unknown): HubAnswer => ({ _tag: "json
 export interface Listening {
   readonly address: string
   readonly port: number
-  /** Stops accepting and ends every open connection. */
+  /**
+   * Stops accepting, ends the event streams, lets requests already being answered finish (for
+   * up to `closeGrace`), then ends every connection still open.
+   */
   readonly close: Effect.Effect<void>
 }
 
@@ -52,6 +55,39 @@ export interface ServeOptions {
 }
 
 const sseHeaders = { "content-type": "text/event-stream", "cache-control": "no-cache" } as const
+
+/**
+ * How long closing waits for answers already on their way. An engine closes its endpoint as its
+ * process ends, often right after its last run did; a request answered at that moment (another
+ * process's cancel, which the run's end has just completed, or an agent's exit report) must
+ * still reach its caller, or the caller takes a live owner for a gone one.
+ */
+const closeGrace = 2_000
+
+const within = (work: Promise<unknown>, ms: number): Promise<void> =>
+  new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms)
+    const done = () => {
+      clearTimeout(timer)
+      resolve()
+    }
+    work.then(done, done)
+  })
+
+/** The event streams a server has open, ended together when it closes. */
+const openStreams = () => {
+  const sinks = new Set<EventSink>()
+  return {
+    add: (sink: EventSink) => {
+      sinks.add(sink)
+      sink.onClose(() => sinks.delete(sink))
+      return sink
+    },
+    endAll: () => {
+      for (const sink of [...sinks]) sink.end()
+    }
+  }
+}
 
 const failedToListen = (cause: unknown): HubError =>
   new HubError({ message: `agent endpoint: ${cause instanceof Error ? cause.message : String(cause)}`, cause })
@@ -92,7 +128,7 @@ const jsonResponse = (status: number, body: unknown): Response =>
 
 const encoder = new TextEncoder()
 
-const eventResponse = (request: Request, opened: (sink: EventSink) => void): Response => {
+const eventResponse = (request: Request, opened: (sink: EventSink) => void, streams: ReturnType<typeof openStreams>): Response => {
   const listeners: Array<() => void> = []
   let ended = false
   let controller: ReadableStreamDefaultController<Uint8Array> | null = null
@@ -119,7 +155,7 @@ const eventResponse = (request: Request, opened: (sink: EventSink) => void): Res
   const body = new ReadableStream<Uint8Array>({
     start: (c) => {
       controller = c
-      opened(sink)
+      opened(streams.add(sink))
     },
     cancel: finish
   })
@@ -129,6 +165,7 @@ const eventResponse = (request: Request, opened: (sink: EventSink) => void): Res
 const serveBun = (serve: BunServe, options: ServeOptions): Effect.Effect<Listening, HubError> =>
   Effect.try({
     try: () => {
+      const streams = openStreams()
       const server = serve({
         hostname: options.host,
         port: options.port,
@@ -143,13 +180,17 @@ const serveBun = (serve: BunServe, options: ServeOptions): Effect.Effect<Listeni
             header: (name) => request.headers.get(name) ?? undefined,
             body: () => request.arrayBuffer().then((b) => new Uint8Array(b), () => null)
           })
-          return answer._tag === "json" ? jsonResponse(answer.status, answer.body) : eventResponse(request, answer.opened)
+          return answer._tag === "json" ? jsonResponse(answer.status, answer.body) : eventResponse(request, answer.opened, streams)
         },
         error: (error) => jsonResponse(500, { error: String(error) })
       })
       // Agents keep connections open; they must not hold the process open at exit.
       server.unref()
+      // With the event streams ended, a graceful stop resolves once the requests in flight have
+      // been answered.
       const close = Effect.promise(async () => {
+        streams.endAll()
+        await within(Promise.resolve(server.stop(false)), closeGrace)
         await server.stop(true)
       })
       return { address: server.hostname, port: server.port, close }
@@ -181,7 +222,14 @@ const serveNode = (options: ServeOptions): Effect.Effect<Listening, HubError> =>
   Effect.gen(function* () {
     // Loaded here, not at the top: an engine that never launches never starts a hub.
     const { createServer } = yield* Effect.promise(() => import("node:http"))
+    const streams = openStreams()
+    let closing = false
     const server = createServer((req, res) => {
+      // Once closing, a connection whose answer has gone out is closed rather than kept alive,
+      // so the server's close does not wait for keep-alive time-outs.
+      res.once("finish", () => {
+        if (closing) setImmediate(() => server.closeIdleConnections())
+      })
       const url = new URL(req.url ?? "/", "http://hub")
       const header = (name: string) => {
         const value = req.headers[name.toLowerCase()]
@@ -199,7 +247,7 @@ const serveNode = (options: ServeOptions): Effect.Effect<Listening, HubError> =>
           (answer) => {
             if (answer._tag === "json") return sendJson(res, answer.status, answer.body)
             res.writeHead(200, { ...sseHeaders, connection: "keep-alive" })
-            answer.opened(nodeSink(res))
+            answer.opened(streams.add(nodeSink(res)))
           },
           (error: unknown) => {
             if (!res.headersSent) sendJson(res, 500, { error: String(error) })
@@ -218,8 +266,12 @@ const serveNode = (options: ServeOptions): Effect.Effect<Listening, HubError> =>
       })
     })
     server.unref()
-    const close = Effect.async<void>((resume) => {
-      server.close(() => resume(Effect.void))
+    // server.close stops accepting, closes idle keep-alive connections, and calls back once the
+    // requests in flight have been answered (the event streams are ended first).
+    const close = Effect.promise(async () => {
+      closing = true
+      streams.endAll()
+      await within(new Promise<void>((resolve) => server.close(() => resolve())), closeGrace)
       server.closeAllConnections()
     })
     return { address: address.address, port: address.port, close }
