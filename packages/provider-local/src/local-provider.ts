@@ -42,6 +42,9 @@ import { findOnPath, isExecutable, type LocalProviderOptions, resolveOptions } f
 
 export const PROVIDER_ID = "local"
 
+/** How many ended sandboxes a provider remembers for `describe` (see `ended`). */
+const ENDED_REMEMBERED = 512
+
 /** `sandbox`: namespaces where this machine has them; `process`: always a plain process group. */
 export type LocalSpecMode = "sandbox" | "process"
 
@@ -129,6 +132,23 @@ export const make = (options: LocalProviderOptions = {}): Effect.Effect<Provider
     const sandboxes = Effect.map(freshProcesses, (processes) => findSandboxes(processes, PROVIDER_ID))
 
     /**
+     * Sandboxes this provider terminated and saw end, the most recent few hundred. The engine
+     * asks `describe` right after each terminate, to confirm the instance is gone; terminate has
+     * just seen that (the namespace's init gone, or a scan of /proc showing none of it), and no
+     * process can bring an ended sandbox back, so `describe` answers from here instead of
+     * scanning /proc again. A spawn of the name (which the engine never repeats) forgets it.
+     */
+    const ended = new Set<string>()
+    const rememberEnded = (name: string) => {
+      ended.delete(name)
+      ended.add(name)
+      if (ended.size > ENDED_REMEMBERED) {
+        const oldest = ended.values().next()
+        if (oldest.done !== true) ended.delete(oldest.value)
+      }
+    }
+
+    /**
      * The run, for the agent to start before it registers: one round trip to the controller and
      * back saved from every launch. Linux caps one environment string at 128 KiB (and refuses
      * the exec beyond it), so a larger run is left to the event the engine sends anyway.
@@ -141,6 +161,7 @@ export const make = (options: LocalProviderOptions = {}): Effect.Effect<Provider
     const spawn = (name: string, spec: ParsedSpec, bootstrap: Bootstrap): Effect.Effect<SpawnResult, ProviderError> =>
       Effect.gen(function* () {
         yield* requireName("spawn", name)
+        ended.delete(name)
         yield* requireProc("spawn")
         const python = resolved.python.path
         if (python === null) {
@@ -191,6 +212,7 @@ export const make = (options: LocalProviderOptions = {}): Effect.Effect<Provider
       Effect.gen(function* () {
         yield* requireName("describe", ref.name)
         yield* requireProc("describe")
+        if (ended.has(ref.name)) return "gone"
         const live = yield* Effect.mapError(sandboxes, toProviderError)
         return live.has(ref.name) ? "running" : "gone"
       })
@@ -220,6 +242,7 @@ export const make = (options: LocalProviderOptions = {}): Effect.Effect<Provider
         yield* requireName("terminate", ref.name)
         yield* requireProc("terminate")
         yield* terminateSandbox(PROVIDER_ID, ref.name, resolved.terminateTimeout).pipe(Effect.mapError(toProviderError))
+        rememberEnded(ref.name)
         yield* removeInstanceDir(instancePaths(instancesDir, ref.name)).pipe(Effect.mapError(toProviderError))
       })
 
