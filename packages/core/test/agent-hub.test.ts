@@ -19,7 +19,8 @@ interface Fixture {
 const TOKEN = "t0ken-for-the-hub-test"
 const NAME = "repl-abcdefgh-mwrlfv7nn50z8k-mwrlfv7nurar77"
 
-const start = async (): Promise<Fixture> => {
+/** A hub with one open session; `onControlCancel` answers another controller's cancel. */
+const start = async (onControlCancel = (runId: string) => Effect.succeed(`cancelled ${runId}`)): Promise<Fixture> => {
   const scope = await Effect.runPromise(Scope.make())
   const outputs: Fixture["outputs"] = []
   const { hub, session } = await Effect.runPromise(
@@ -31,7 +32,7 @@ const start = async (): Promise<Fixture> => {
         heartbeatIntervalMs: 60_000,
         deadmanTimeoutMs: 120_000,
         controlSecret: "control-secret",
-        onControlCancel: (runId) => Effect.succeed(`cancelled ${runId}`)
+        onControlCancel
       })
       const session = yield* hub.open(NAME, TOKEN, {
         onOutput: (runId, stream, offset, data, deflated) =>
@@ -238,22 +239,8 @@ describe(`agent hub on ${runtime}`, () => {
   it("closing lets an answer already being made reach its caller, ends the event streams, and stops listening", async () => {
     // An owner's process ends right after its run does: a cancel that run's end has just answered
     // must still reach the other process, or it takes the owner for gone.
-    const scope = await Effect.runPromise(Scope.make())
-    const hub = await Effect.runPromise(
-      Effect.gen(function* () {
-        const hub = yield* makeAgentHub({
-          host: "127.0.0.1",
-          port: 0,
-          publicUrl: null,
-          heartbeatIntervalMs: 60_000,
-          deadmanTimeoutMs: 120_000,
-          controlSecret: "control-secret",
-          onControlCancel: (runId) => Effect.as(Effect.sleep("300 millis"), `cancelled ${runId}`)
-        })
-        yield* hub.open(NAME, TOKEN, { onOutput: () => Effect.succeed({ next: 0, gap: false }), onExit: () => Effect.void })
-        return hub
-      }).pipe(Scope.extend(scope))
-    )
+    const f = await start((runId) => Effect.as(Effect.sleep("300 millis"), `cancelled ${runId}`))
+    const { hub } = f
     const events = await fetch(`${hub.url}/v1/agent/events`, { headers: agentHeaders() })
     expect(events.status).toBe(200)
     const streamed = readUntil(events.body!, () => false)
@@ -263,11 +250,11 @@ describe(`agent hub on ${runtime}`, () => {
     )
     await new Promise((resolve) => setTimeout(resolve, 50))
     const started = Date.now()
-    await Effect.runPromise(Scope.close(scope, Exit.void))
+    await stop(f)
     const took = Date.now() - started
     expect(await answer).toEqual({ status: 200, body: { runId: "r7", state: "cancelled r7" } })
     expect((await streamed).ended).toBe(true)
     expect(took).toBeLessThan(1_500)
-    await expect(fetch(`${hub.url}/v1/agent/register`, { method: "POST", headers: agentHeaders() })).rejects.toThrow()
+    await expect(register(f)).rejects.toThrow()
   })
 })
