@@ -2,7 +2,6 @@ import { describe, expect, layer } from "@effect/vitest"
 import { createSnapshot, deleteSnapshot, launch, listInstances, type OutputChunk, SkyRepl } from "@skyrepl/core"
 import { SqliteStore } from "@skyrepl/store-sqlite"
 import { Chunk, Context, Duration, Effect, Layer, Stream } from "effect"
-import { DescribeInstancesCommand } from "@aws-sdk/client-ec2"
 import { execa } from "execa"
 import { spawn } from "node:child_process"
 import { join } from "node:path"
@@ -13,7 +12,7 @@ import {
   motoInstances,
   type MotoServer,
   optionsFor,
-  rawClient,
+  rawInstance,
   removeDir,
   REGION,
   instanceTags,
@@ -50,6 +49,9 @@ const emulator = Layer.scoped(
 const OWNER_REGION = "us-west-2"
 /** The same, for the controller that leaves with process.exit. */
 const EXITING_REGION = "eu-west-1"
+
+/** The controllers in their own processes run on the Bun installed beside the repository. */
+const bun = join(import.meta.dirname, "..", "..", "..", "node_modules", ".bin", "bun")
 
 const settings = (home: string) => ({
   home,
@@ -162,7 +164,6 @@ describe("aws end to end, through the boot harness", () => {
         Effect.gen(function* () {
           const { moto, harness, dir } = yield* Emulator
           const home = join(dir, "owner-home")
-          const bun = join(import.meta.dirname, "..", "..", "..", "node_modules", ".bin", "bun")
           const child = spawn(bun, [join(import.meta.dirname, "fixtures", "owner.ts"), home, "sleep 600"], {
             env: {
               ...process.env,
@@ -238,8 +239,7 @@ describe("aws end to end, through the boot harness", () => {
           )
           expect(out).toBe("from the snapshot\n")
           const instance = yield* awaitTerminated(moto, name, Duration.seconds(10))
-          const described = yield* Effect.promise(() => rawClient(moto.url).send(new DescribeInstancesCommand({ InstanceIds: [instance.id] })))
-          expect(described.Reservations?.[0]?.Instances?.[0]?.ImageId).toBe(snapshot.id)
+          expect((yield* rawInstance(moto.url, instance.id))?.ImageId).toBe(snapshot.id)
         }),
       60_000
     )
@@ -249,7 +249,6 @@ describe("aws end to end, through the boot harness", () => {
       () =>
         Effect.gen(function* () {
           const { moto, dir } = yield* Emulator
-          const bun = join(import.meta.dirname, "..", "..", "..", "node_modules", ".bin", "bun")
           const child = yield* Effect.promise(() =>
             execa(bun, [join(import.meta.dirname, "fixtures", "exit-abruptly.ts"), join(dir, "exiting-home"), "sleep 600"], {
               env: {

@@ -1,12 +1,12 @@
 import { describe, expect, layer } from "@effect/vitest"
 import { agentScriptPath, formatInstanceName, newControlId, newId, type ProviderError, type ProviderErrorReason, type ProviderService } from "@skyrepl/core"
-import { DescribeInstancesCommand, DescribeSecurityGroupsCommand, DescribeSubnetsCommand, RunInstancesCommand } from "@aws-sdk/client-ec2"
+import { DescribeInstancesCommand, DescribeSecurityGroupsCommand, DescribeSubnetsCommand } from "@aws-sdk/client-ec2"
 import { Cause, Context, Duration, Effect, Exit, Layer, Option, Schedule } from "effect"
 import { readdirSync, readFileSync, statSync } from "node:fs"
 import { join } from "node:path"
 import { AwsProvider, awsErrorCode, type AwsProviderOptions } from "../src/index.ts"
 import { type FaultProxy, type FaultRule, startFaultProxy } from "./fault-proxy.ts"
-import { liveInMoto, motoInstances, type MotoServer, optionsFor, rawClient, REGION, removeDir, startMoto, tempDir } from "./support.ts"
+import { liveInMoto, motoInstances, type MotoServer, optionsFor, rawClient, rawInstance, REGION, removeDir, runRaw, startMoto, tempDir } from "./support.ts"
 
 // A proxy between the SDK and moto breaks chosen calls. Whatever it does, a launch succeeds or
 // fails with the tagged error its cause deserves, and no instance is left running in moto.
@@ -431,8 +431,7 @@ describe("aws provider on moto: start-up, and injected faults", () => {
         expect(zones.every((z) => z !== undefined)).toBe(true)
         expect(new Set(zones).size).toBe(2)
         expect(proxy.calls("DescribeSubnets")).toBe(1)
-        const launched = yield* Effect.promise(() => rawClient(moto.url).send(new DescribeInstancesCommand({ InstanceIds: [spawned.providerRef] })))
-        expect(launched.Reservations?.[0]?.Instances?.[0]?.SubnetId).toBe(subnets[2])
+        expect((yield* rawInstance(moto.url, spawned.providerRef))?.SubnetId).toBe(subnets[2])
         yield* cleanUp(provider, name)
 
         // A provider that may not list subnets still waits the shortage out, in EC2's choice of zone.
@@ -459,7 +458,7 @@ describe("aws provider on moto: start-up, and injected faults", () => {
       })
     )
 
-    it.effect("terminateSync for another process's launch terminates what carries the name (a twin too), nothing else", () =>
+    it.scoped("terminateSync for another process's launch terminates what carries the name (a twin too), nothing else", () =>
       Effect.gen(function* () {
         const { moto, dir } = yield* Fixture
         const launcher = yield* AwsProvider.make(direct(moto, dir))
@@ -468,24 +467,7 @@ describe("aws provider on moto: start-up, and injected faults", () => {
         yield* spawnNamed(launcher, other)
         yield* spawnNamed(launcher, neighbour)
         // A second instance under the first's name, as a launch whose answer was lost may leave.
-        yield* Effect.promise(async () => {
-          const client = rawClient(moto.url, DIRECT_REGION)
-          const source = await client.send(new DescribeInstancesCommand({ InstanceIds: [spawned.providerRef] }))
-          const tags = [
-            { Key: "Name", Value: name },
-            { Key: "skyrepl:managed", Value: "true" }
-          ]
-          await client.send(
-            new RunInstancesCommand({
-              ImageId: source.Reservations?.[0]?.Instances?.[0]?.ImageId ?? "",
-              InstanceType: "t3.micro",
-              MinCount: 1,
-              MaxCount: 1,
-              TagSpecifications: [{ ResourceType: "instance", Tags: tags }]
-            })
-          )
-          client.destroy()
-        })
+        yield* runRaw(moto.url, { Name: name, "skyrepl:managed": "true" }, DIRECT_REGION)
         expect((yield* countIn(moto, name, DIRECT_REGION)).live).toBe(2)
         const exiting = yield* AwsProvider.make(direct(moto, dir))
         // With the id, as a reaper's record has it, and without one.

@@ -1,9 +1,9 @@
 import { describe, expect, layer } from "@effect/vitest"
 import { agentScriptPath, formatInstanceName, newControlId, newId, type ParsedSpec, type ProviderService, type ProviderSnapshots } from "@skyrepl/core"
-import { DescribeImagesCommand, DescribeInstancesCommand, DescribeSnapshotsCommand } from "@aws-sdk/client-ec2"
+import { DescribeImagesCommand, DescribeSnapshotsCommand } from "@aws-sdk/client-ec2"
 import { Context, Duration, Effect, Layer } from "effect"
 import { AwsProvider } from "../src/index.ts"
-import { type MotoServer, motoInstances, optionsFor, rawClient, REGION, removeDir, startMoto, tempDir } from "./support.ts"
+import { type MotoServer, motoInstances, optionsFor, rawClient, rawInstance, REGION, removeDir, startMoto, tempDir } from "./support.ts"
 
 // Snapshots are AMIs made with CreateImage; deleting one deregisters the AMI and deletes its EBS
 // snapshots.
@@ -89,10 +89,7 @@ describe("snapshots", () => {
 
         const fromSnapshot = newName()
         const launched = yield* spawnScoped(fromSnapshot, yield* Effect.orDie(provider.parseSpec(snapshot.id)))
-        const described = yield* Effect.promise(() =>
-          rawClient(moto.url).send(new DescribeInstancesCommand({ InstanceIds: [launched.providerRef] }))
-        )
-        const instance = described.Reservations?.[0]?.Instances?.[0]
+        const instance = yield* rawInstance(moto.url, launched.providerRef)
         expect([instance?.ImageId, instance?.InstanceType]).toEqual([snapshot.id, "t3.micro"])
 
         const before = (yield* motoInstances(moto.url)).length

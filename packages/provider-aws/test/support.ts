@@ -2,6 +2,7 @@ import {
   DescribeInstanceAttributeCommand,
   DescribeInstancesCommand,
   EC2Client,
+  type Instance as Ec2Instance,
   RunInstancesCommand,
   TerminateInstancesCommand
 } from "@aws-sdk/client-ec2"
@@ -94,14 +95,19 @@ export const shutdownBehaviour = (endpoint: string, instanceId: string, region: 
     return out.InstanceInitiatedShutdownBehavior?.Value
   })
 
-export const instanceTags = (endpoint: string, instanceId: string, region: string = REGION): Effect.Effect<Record<string, string>> =>
+/** One instance as moto describes it (image, type, subnet, tags …), asked past the provider. */
+export const rawInstance = (endpoint: string, instanceId: string, region: string = REGION): Effect.Effect<Ec2Instance | undefined> =>
   Effect.promise(async () => {
     const client = rawClient(endpoint, region)
     const out = await client.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }))
     client.destroy()
-    const tags = out.Reservations?.[0]?.Instances?.[0]?.Tags ?? []
-    return Object.fromEntries(tags.map((t) => [t.Key ?? "", t.Value ?? ""]))
+    return out.Reservations?.[0]?.Instances?.[0]
   })
+
+export const instanceTags = (endpoint: string, instanceId: string, region: string = REGION): Effect.Effect<Record<string, string>> =>
+  Effect.map(rawInstance(endpoint, instanceId, region), (instance) =>
+    Object.fromEntries((instance?.Tags ?? []).map((t) => [t.Key ?? "", t.Value ?? ""]))
+  )
 
 /** Starts an instance in moto behind the provider's back, terminated when the scope closes. */
 export const runRaw = (endpoint: string, tags: Record<string, string>, region: string = REGION) =>
