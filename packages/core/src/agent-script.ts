@@ -1,29 +1,17 @@
-import { existsSync } from "node:fs"
-import { createRequire } from "node:module"
-import { dirname, join } from "node:path"
+import { join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { shippedFile } from "./package-file.ts"
 import type { Bootstrap, BootstrapRun } from "./provider.ts"
-
-const relative = join("agent", "skyrepl_agent.py")
 
 /**
  * Absolute path of the on-instance agent. It lives once, at the repository's `agent/`, so every
- * provider ships the very same file (local exec, cloud-init, `orbctl run`). Found from this
- * module's own location, or — when this code was bundled into another file (the CLI bundle) —
- * from where `@skyrepl/core` is installed.
+ * provider ships the very same file (local exec, cloud-init, `orbctl run`). When it is nowhere,
+ * the source-relative path names what is missing.
  */
-const locate = (): string => {
-  const fromSource = fileURLToPath(new URL("../../../agent/skyrepl_agent.py", import.meta.url))
-  if (existsSync(fromSource)) return fromSource
-  try {
-    const core = dirname(createRequire(import.meta.url).resolve("@skyrepl/core/package.json"))
-    const fromPackage = join(core, "..", "..", relative)
-    if (existsSync(fromPackage)) return fromPackage
-  } catch {
-    // Not resolvable from here: fall through to the source-relative path, which names what is missing.
-  }
-  return fromSource
-}
+const fromThisModule = "../../../agent/skyrepl_agent.py"
+const locate = (): string =>
+  shippedFile(import.meta.url, fromThisModule, "@skyrepl/core", join("..", "..", "agent", "skyrepl_agent.py")) ??
+  fileURLToPath(new URL(fromThisModule, import.meta.url))
 
 export const agentScriptPath: string = locate()
 

@@ -14,6 +14,7 @@ export * from "./naming.ts"
 export * from "./provider.ts"
 export * from "./store.ts"
 export { agentArguments, type AgentLaunch, agentRunVariables, agentScriptPath } from "./agent-script.ts"
+export { shippedFile } from "./package-file.ts"
 export { AGENT_PROTOCOL_VERSION } from "./hub/protocol.ts"
 export { inflateExact, ownBytes } from "./output-encoding.ts"
 export {

@@ -1,8 +1,6 @@
+import { shippedFile } from "@skyrepl/core"
 import { spawnSync } from "node:child_process"
-import { existsSync } from "node:fs"
-import { createRequire } from "node:module"
-import { dirname, join } from "node:path"
-import { fileURLToPath } from "node:url"
+import { join } from "node:path"
 import type { AwsCredentials } from "./options.ts"
 
 /** What terminate-at-exit.mjs reads on stdin: the instances, and how to reach EC2 as the provider does. */
@@ -22,22 +20,6 @@ export interface ExitTermination {
 const helperName = "terminate-at-exit.mjs"
 
 /**
- * The helper script's path: next to this module, or — when this code was bundled into another
- * file (the CLI bundle) — in the installed package. Null when neither has it.
- */
-const locateHelper = (): string | null => {
-  const beside = fileURLToPath(new URL(`./${helperName}`, import.meta.url))
-  if (existsSync(beside)) return beside
-  try {
-    const installed = join(dirname(createRequire(import.meta.url).resolve("@skyrepl/provider-aws/package.json")), "src", helperName)
-    if (existsSync(installed)) return installed
-  } catch {
-    // Not installed where this process can resolve it.
-  }
-  return null
-}
-
-/**
  * Terminates instances from a process that is exiting, synchronously: a child process makes the
  * AWS calls while this one waits, for at most `timeoutMs`. Returns null when EC2 accepted the
  * termination, else why not (the caller reports it; the layers after this one take over).
@@ -52,7 +34,7 @@ export const terminateWhileExiting = (request: ExitTermination, timeoutMs: numbe
   if (process.versions["bun"] !== undefined && import.meta.url.includes("/$bunfs/")) {
     return "a compiled Bun executable has no separate runtime to run the terminating process"
   }
-  const helper = locateHelper()
+  const helper = shippedFile(import.meta.url, `./${helperName}`, "@skyrepl/provider-aws", join("src", helperName))
   if (helper === null) return `${helperName} is not installed next to the AWS provider`
   const child = spawnSync(process.execPath, [helper], {
     input: JSON.stringify(request),
