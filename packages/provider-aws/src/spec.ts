@@ -41,6 +41,8 @@ export const validSpecForms: ReadonlyArray<string> = [
 /** EC2's image ids: `ami-` and 8 (older) or 17 hexadecimal digits. */
 const amiPattern = /^ami-(?:[0-9a-f]{8}|[0-9a-f]{17})$/
 
+const notAnAmi = (id: string): string => `"${id}" is not an AMI id (ami- and 8 or 17 hexadecimal digits)`
+
 const sizes = "(?:nano|micro|small|medium|large|[0-9]*xlarge|metal(?:-[0-9]+xl)?)"
 /** `c7gn.large`: family letters, generation, attribute letters, optional `-flex`-style variant, size. */
 const instanceTypePattern = new RegExp(`^([a-z]+)([0-9]+)([a-z]*)(?:-([a-z0-9]+))?\\.${sizes}$`)
@@ -112,13 +114,13 @@ export const parseSpec = (
   }
   if (amiPattern.test(text)) return Effect.succeed(parsedAmi(text, text, null, spot, region))
   if (text.startsWith("ami-")) {
-    return Effect.fail(invalid(text, `"${text}" is not an AMI id (ami- and 8 or 17 hexadecimal digits)`))
+    return Effect.fail(invalid(text, notAnAmi(text)))
   }
   const parts = text.split(":")
   if (parts.length === 2 && parts[1]!.startsWith("ami-")) {
     const [instanceType, imageId] = parts as [string, string]
     if (!amiPattern.test(imageId)) {
-      return Effect.fail(invalid(text, `"${imageId}" is not an AMI id (ami- and 8 or 17 hexadecimal digits)`))
+      return Effect.fail(invalid(text, notAnAmi(imageId)))
     }
     if (archOfInstanceType(instanceType) === null) {
       return Effect.fail(invalid(text, `"${instanceType}" is not an instance type SkyREPL can launch (e.g. t3.micro, c7g.large)`))
