@@ -1,4 +1,4 @@
-import type { SqlClient } from "@effect/sql/SqlClient"
+import type { HeldConnection } from "./connection.ts"
 import type { SqlError } from "@effect/sql/SqlError"
 import { AllocationState, InstanceState, ManifestState, OutputStream, RunState, StoreError } from "@skyrepl/core"
 import { Effect, type ParseResult, Schema } from "effect"
@@ -141,18 +141,18 @@ export const latestVersion: number = migrations.reduce((max, m) => Math.max(max,
 
 const UserVersion = Schema.Array(Schema.Struct({ user_version: Schema.Number }))
 
+/** The schema version the file is at (0 for a new file). */
+export const schemaVersion = (db: HeldConnection): Effect.Effect<number, SqlError | ParseResult.ParseError> =>
+  Effect.map(Effect.flatMap(db.unprepared("PRAGMA user_version"), Schema.decodeUnknown(UserVersion)), ([row]) => row?.user_version ?? 0)
+
 /**
  * Brings the schema up to `latestVersion`. The version lives in `PRAGMA user_version`, which
  * is part of the database header and so commits or rolls back with the caller's transaction:
  * run inside a write transaction, two processes opening a new file cannot both migrate it.
  */
-/** The schema version the file is at (0 for a new file). */
-export const schemaVersion = (sql: SqlClient): Effect.Effect<number, SqlError | ParseResult.ParseError> =>
-  Effect.map(Effect.flatMap(sql.unsafe("PRAGMA user_version"), Schema.decodeUnknown(UserVersion)), ([row]) => row?.user_version ?? 0)
-
-export const migrate = (sql: SqlClient): Effect.Effect<void, SqlError | StoreError | ParseResult.ParseError> =>
+export const migrate = (db: HeldConnection): Effect.Effect<void, SqlError | StoreError | ParseResult.ParseError> =>
   Effect.gen(function* () {
-    const current = yield* schemaVersion(sql)
+    const current = yield* schemaVersion(db)
     if (current > latestVersion) {
       return yield* new StoreError({
         operation: "migrate",
@@ -162,7 +162,7 @@ export const migrate = (sql: SqlClient): Effect.Effect<void, SqlError | StoreErr
     }
     for (const migration of migrations) {
       if (migration.version <= current) continue
-      for (const statement of migration.statements) yield* sql.unsafe(statement).unprepared
-      yield* sql.unsafe(`PRAGMA user_version = ${migration.version}`).unprepared
+      for (const statement of migration.statements) yield* db.unprepared(statement)
+      yield* db.unprepared(`PRAGMA user_version = ${migration.version}`)
     }
   })

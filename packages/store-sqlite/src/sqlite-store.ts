@@ -1,4 +1,4 @@
-import { SqlClient, TransactionConnection } from "@effect/sql/SqlClient"
+import { SqlClient } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import {
   Allocation,
@@ -26,11 +26,12 @@ import {
   StoreError,
   type StoreService
 } from "@skyrepl/core"
-import { Clock, Effect, Exit, Layer, Option, type ParseResult, Schema, type Scope } from "effect"
+import { Clock, Effect, Layer, Option, type ParseResult, Schema, type Scope } from "effect"
 import { mkdirSync } from "node:fs"
 import { homedir } from "node:os"
 import { dirname, join } from "node:path"
 import { makeClient } from "./client.ts"
+import { hold } from "./connection.ts"
 import { CONTROL_ID_FILE, readControlIdFile, writeControlIdFile } from "./control-id.ts"
 import { type Mapped, mapStoreErrors, openAttempt, retryBusy } from "./errors.ts"
 import { latestVersion, migrate, schemaVersion } from "./migrations.ts"
@@ -206,46 +207,17 @@ const isCount = (n: number): boolean => Number.isSafeInteger(n) && n >= 0
 const bindSlots = (n: number): string => Array.from({ length: n }, () => "?").join(", ")
 
 /**
- * The store on any `SqlClient` for SQLite. Brings the schema up to date and settles the control
- * id, then returns the service; the client's lifetime is the caller's.
+ * The store on a `SqlClient` for SQLite made for it alone: it holds the client's connection
+ * until the scope closes (connection.ts), so nothing else can use the client meanwhile. Brings
+ * the schema up to date and settles the control id, then returns the service.
  */
-export const make = (options: MakeOptions): Effect.Effect<StoreService, StoreError, SqlClient> =>
+export const make = (options: MakeOptions): Effect.Effect<StoreService, StoreError, SqlClient | Scope.Scope> =>
   Effect.gen(function* () {
-    const sql = yield* SqlClient
-
-    const query = (text: string, params: ReadonlyArray<unknown> = []) => sql.unsafe(text, params)
+    const db = yield* Effect.flatMap(SqlClient, hold).pipe(openAttempt)
+    const { query, writeTransaction } = db
 
     const recentOutput = new RecentChunks(RECENT_OUTPUT_BYTES)
     const decodeChunks = Schema.decodeUnknownEither(Schema.Array(outputChunkFromRow(recentOutput)))
-
-    /**
-     * A write transaction that takes the write lock at BEGIN. A deferred transaction that reads
-     * first and writes later can find at the write that another process committed since its
-     * read; SQLite then fails it (SQLITE_BUSY_SNAPSHOT) with no wait that could help. Taking
-     * the lock up front makes read-modify-write safe and leaves any waiting to the busy
-     * handling. Written out rather than `sql.withTransaction`, which issues a plain BEGIN and
-     * answers a failed BEGIN or COMMIT with a defect.
-     */
-    const writeTransaction = <A, E, R>(body: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.scoped(
-          Effect.gen(function* () {
-            const connection = yield* restore(sql.reserve)
-            yield* connection.execute("BEGIN IMMEDIATE", [], undefined)
-            const result = yield* Effect.exit(
-              restore(Effect.provideService(body, TransactionConnection, [connection, 0] as const))
-            )
-            if (Exit.isSuccess(result)) {
-              const committed = yield* Effect.exit(connection.execute("COMMIT", [], undefined))
-              if (Exit.isSuccess(committed)) return result.value
-              yield* Effect.ignore(connection.execute("ROLLBACK", [], undefined))
-              return yield* Effect.failCause(committed.cause)
-            }
-            yield* Effect.ignore(connection.execute("ROLLBACK", [], undefined))
-            return yield* Effect.failCause(result.cause)
-          })
-        )
-      )
 
     /** Every public operation: typed errors, and lock contention waited out rather than reported. */
     const operation =
@@ -259,16 +231,16 @@ export const make = (options: MakeOptions): Effect.Effect<StoreService, StoreErr
 
     const settleControlId = writeTransaction(
       Effect.gen(function* () {
-        yield* migrate(sql)
+        yield* migrate(db)
         const [stored] = yield* Effect.flatMap(
-          query("SELECT value FROM meta WHERE key = 'control_id'").unprepared,
+          db.unprepared("SELECT value FROM meta WHERE key = 'control_id'"),
           decodeMetaRows
         )
         if (stored !== undefined) return stored.value
         const remembered =
           options.controlIdFile === null ? Option.none<string>() : yield* readControlIdFile(options.controlIdFile)
         const controlId = Option.getOrElse(remembered, newControlId)
-        yield* query("INSERT INTO meta (key, value) VALUES ('control_id', ?)", [controlId]).unprepared
+        yield* db.unprepared("INSERT INTO meta (key, value) VALUES ('control_id', ?)", [controlId])
         return controlId
       })
     )
@@ -277,8 +249,8 @@ export const make = (options: MakeOptions): Effect.Effect<StoreService, StoreErr
     // lock; taking it (BEGIN IMMEDIATE, COMMIT) would be a good part of a short command's cost.
     // What the read sees is committed, so settling again under the lock would find the same.
     const alreadySettled = Effect.gen(function* () {
-      if ((yield* schemaVersion(sql)) !== latestVersion) return Option.none<string>()
-      const [stored] = yield* Effect.flatMap(query("SELECT value FROM meta WHERE key = 'control_id'").unprepared, decodeMetaRows)
+      if ((yield* schemaVersion(db)) !== latestVersion) return Option.none<string>()
+      const [stored] = yield* Effect.flatMap(db.unprepared("SELECT value FROM meta WHERE key = 'control_id'"), decodeMetaRows)
       return Option.fromNullable(stored?.value)
     })
 

@@ -3,12 +3,13 @@ import type { SqlClient } from "@effect/sql/SqlClient"
 import { Allocation, Instance, Store, StoreError, type StoreService } from "@skyrepl/core"
 import { launchRecords } from "@skyrepl/core/testing"
 import { SqliteStore } from "@skyrepl/store-sqlite"
-import { Effect, Fiber, Option, Schema } from "effect"
+import { Deferred, Effect, Fiber, Option, Schema } from "effect"
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { deflateSync } from "node:zlib"
 import { BUSY_TIMEOUT_MS, makeClient } from "../src/client.ts"
+import { type HeldConnection, hold } from "../src/connection.ts"
 import { latestVersion } from "../src/migrations.ts"
 import { RecentChunks } from "../src/output-encoding.ts"
 import { OpenReport, type WorkPlan, WorkReport } from "./fixtures/protocol.ts"
@@ -313,6 +314,68 @@ describe("SqliteStore on SQLite", () => {
           )
         }),
       30_000
+    )
+  })
+
+  describe("the held connection", () => {
+    const heldOn = (filename: string) =>
+      Effect.gen(function* () {
+        const db = yield* Effect.flatMap(makeClient(filename), hold)
+        yield* db.query("CREATE TABLE t (v TEXT)")
+        return db
+      })
+    const values = (db: HeldConnection) =>
+      Effect.map(db.query("SELECT v FROM t ORDER BY v"), (rows) => rows.map((row) => (row as { v: string }).v))
+
+    it.scoped("a statement outside a transaction waits for it to end, and is not rolled back with it", () =>
+      Effect.gen(function* () {
+        const db = yield* heldOn(join(freshHome(), "held.db"))
+        const open = yield* Deferred.make<void>()
+        const release = yield* Deferred.make<void>()
+        const transaction = yield* db
+          .writeTransaction(
+            Effect.gen(function* () {
+              yield* db.query("INSERT INTO t VALUES ('inside')")
+              yield* Deferred.succeed(open, undefined)
+              yield* Deferred.await(release)
+              return yield* Effect.fail("given up")
+            })
+          )
+          .pipe(Effect.flip, Effect.fork)
+        yield* Deferred.await(open)
+        const outside = yield* db.query("INSERT INTO t VALUES ('outside')").pipe(Effect.zipRight(values(db)), Effect.fork)
+        // Run on the same connection at once, it would see 'inside' and go down with the rollback.
+        for (let i = 0; i < 20; i++) yield* Effect.yieldNow()
+        expect(Option.isNone(yield* Fiber.poll(outside))).toBe(true)
+        yield* Deferred.succeed(release, undefined)
+        expect(yield* Fiber.join(transaction)).toBe("given up")
+        expect(yield* Fiber.join(outside)).toEqual(["outside"])
+        expect(yield* values(db)).toEqual(["outside"])
+      })
+    )
+
+    it.scoped("inside a transaction its fiber's statements run at once and a nested transaction joins it", () =>
+      Effect.gen(function* () {
+        const db = yield* heldOn(join(freshHome(), "held.db"))
+        const seen = yield* db.writeTransaction(
+          Effect.gen(function* () {
+            yield* db.query("INSERT INTO t VALUES ('a')")
+            yield* db.writeTransaction(db.query("INSERT INTO t VALUES ('b')"))
+            return yield* values(db)
+          })
+        )
+        expect(seen).toEqual(["a", "b"])
+        const failed = yield* db
+          .writeTransaction(
+            Effect.gen(function* () {
+              yield* db.writeTransaction(db.query("INSERT INTO t VALUES ('c')"))
+              return yield* Effect.fail("given up")
+            })
+          )
+          .pipe(Effect.flip)
+        expect(failed).toBe("given up")
+        expect(yield* values(db)).toEqual(["a", "b"])
+      })
     )
   })
 
