@@ -14,17 +14,44 @@ export const BUSY_TIMEOUT_MS = 200
 type DriverMake = (filename: string) => Effect.Effect<SqlClient, never, Scope.Scope | Reactivity.Reactivity>
 
 /**
+ * How many prepared statements a connection keeps, by SQL text. The store runs about 40
+ * distinct statements, over 20 of them in every launch, in the same order each time: a cache
+ * smaller than that evicts, least recently used first, exactly the statement needed next, so
+ * every statement would be prepared again each time (about 1 ms of a launch). 200 is the Node
+ * driver's own default; bun:sqlite keeps 20.
+ */
+export const STATEMENT_CACHE_SIZE = 200
+
+/**
+ * bun:sqlite's cache size is a static of its `Database` class (`MAX_QUERY_CACHE_SIZE`, read
+ * at every `query`), so it is raised for the whole process; it is never lowered.
+ */
+const keepStatementsOnBun = (sqlite: unknown): void => {
+  if (typeof sqlite !== "object" || sqlite === null || !("Database" in sqlite)) return
+  const database: unknown = sqlite.Database
+  if (typeof database !== "function" || !("MAX_QUERY_CACHE_SIZE" in database)) return
+  const current = database.MAX_QUERY_CACHE_SIZE
+  if (typeof current === "number" && current < STATEMENT_CACHE_SIZE) {
+    Object.assign(database, { MAX_QUERY_CACHE_SIZE: STATEMENT_CACHE_SIZE })
+  }
+}
+
+/** A variable, so that type checking (which never sees Bun's types) leaves the import alone. */
+const bunSqlite = "bun:sqlite"
+
+/**
  * better-sqlite3 is a Node addon that Bun cannot load, and bun:sqlite exists only in Bun: the
  * driver is imported on demand so neither runtime ever touches the other's.
  */
 const loadDriver: Effect.Effect<DriverMake, StoreError> = Effect.tryPromise({
   try: (): Promise<DriverMake> =>
     process.versions.bun !== undefined
-      ? import("@effect/sql-sqlite-bun/SqliteClient").then(
-          (driver) => (filename) => driver.make({ filename, disableWAL: true })
-        )
+      ? Promise.all([import("@effect/sql-sqlite-bun/SqliteClient"), import(bunSqlite)]).then(([driver, sqlite]) => {
+          keepStatementsOnBun(sqlite)
+          return (filename) => driver.make({ filename, disableWAL: true })
+        })
       : import("@effect/sql-sqlite-node/SqliteClient").then(
-          (driver) => (filename) => driver.make({ filename, disableWAL: true })
+          (driver) => (filename) => driver.make({ filename, disableWAL: true, prepareCacheSize: STATEMENT_CACHE_SIZE })
         ),
   catch: (cause) => fromDriverFailure("load-driver", cause)
 })

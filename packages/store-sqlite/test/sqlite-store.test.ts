@@ -317,6 +317,65 @@ describe("SqliteStore on SQLite", () => {
     )
   })
 
+  describe("prepared statements", () => {
+    /** A launch's whole life through the store, as the engine writes and reads it. */
+    const lifecycle = (store: StoreService, createdAt: number) =>
+      Effect.gen(function* () {
+        const { instance, run, manifest } = yield* createLaunch(store, createdAt)
+        yield* store.transitionInstance(instance.id, "spawning")
+        yield* store.transitionInstance(instance.id, "booting", { providerRef: `ref-${createdAt}`, region: null })
+        yield* store.transitionInstance(instance.id, "ready")
+        const allocation = new Allocation({ id: `a-${createdAt}`, instanceId: instance.id, runId: run.id, state: "active", createdAt, releasedAt: null })
+        yield* store.createAllocation(allocation)
+        yield* store.transitionInstance(instance.id, "allocated")
+        yield* store.transitionRun(run.id, "provisioning")
+        yield* store.transitionRun(run.id, "running", { startedAt: createdAt })
+        yield* store.appendOutput(run.id, "stdout", 0, new TextEncoder().encode("hi\n"))
+        yield* store.readOutput(run.id, 0, 10)
+        yield* store.outputEnd(run.id, "stdout")
+        yield* store.getRun(run.id)
+        yield* store.transitionRun(run.id, "succeeded", { exitCode: 0, endedAt: createdAt })
+        yield* store.transitionAllocation(allocation.id, "released", createdAt)
+        yield* store.getInstance(instance.id)
+        yield* store.transitionInstance(instance.id, "terminating")
+        yield* store.transitionInstance(instance.id, "terminated")
+        yield* store.closeManifest(manifest.id)
+        yield* store.listRuns()
+        yield* store.listInstances()
+      })
+
+    it.effect.skipIf(process.versions.bun === undefined)(
+      "on Bun, a launch's statements stay prepared from one launch to the next",
+      () =>
+        Effect.gen(function* () {
+          // bun:sqlite prepares a statement in `query` unless its cache has one for that text.
+          const specifier = "bun:sqlite"
+          const sqlite: { Database: { prototype: { query: (this: unknown, sql: string) => object } } } = yield* Effect.promise(() => import(specifier))
+          const query = sqlite.Database.prototype.query
+          const statements = new Set<object>()
+          let pass: Array<object> = []
+          sqlite.Database.prototype.query = function (sql) {
+            const statement = query.call(this, sql)
+            pass.push(statement)
+            return statement
+          }
+          yield* Effect.addFinalizer(() => Effect.sync(() => void (sqlite.Database.prototype.query = query)))
+          yield* withStore(join(freshHome(), "state.db"), (store) =>
+            Effect.gen(function* () {
+              yield* lifecycle(store, T0)
+              for (const statement of pass) statements.add(statement)
+              // More than bun:sqlite's own cache holds, in the same order every time: with 20,
+              // least recently used out first, each would be prepared again in every launch.
+              expect(statements.size).toBeGreaterThan(20)
+              pass = []
+              yield* lifecycle(store, T0 + 1)
+              expect(pass.filter((statement) => !statements.has(statement)).length).toBe(0)
+            })
+          )
+        }).pipe(Effect.scoped)
+    )
+  })
+
   describe("the held connection", () => {
     const heldOn = (filename: string) =>
       Effect.gen(function* () {
