@@ -361,6 +361,38 @@ export const namespaceInit = (sandbox: Sandbox): ProcessInfo | null => {
   return status !== null && innermostPid(status.toString("latin1")) === 1 ? init : null
 }
 
+/** One process read on its own (its stat and its markers), or null when it is gone. */
+const readOneProcess = (pid: number): ProcessInfo | null => {
+  const stat = readOrNull(`/proc/${pid}/stat`)
+  const parsed = stat === null ? null : parseStat(stat.toString("latin1"))
+  if (parsed === null) return null
+  const environ = readOrNull(`/proc/${pid}/environ`)
+  return { ...parsed, ...(environ === null ? { instance: null, provider: null } : parseMarkers(environ)) }
+}
+
+/**
+ * The namespace sandbox `name` found from its `unshare` (`pid`, what spawn returned) without a
+ * scan of /proc: that process, checked to carry the sandbox's markers (a pid reused since
+ * belongs to someone else), and its one child, checked to be pid 1 of its own pid namespace.
+ * Null when that shape is not there (a process-group sandbox, an `unshare` that has not forked
+ * yet or has ended, a kernel without /proc/PID/task/TID/children); the caller then scans.
+ */
+export const namespaceSandboxAt = (
+  provider: string,
+  name: string,
+  pid: number
+): { readonly root: ProcessInfo; readonly init: ProcessInfo } | null => {
+  const root = readOneProcess(pid)
+  if (root === null || !isLive(root) || root.provider !== provider || root.instance !== name) return null
+  const children = readOrNull(`/proc/${pid}/task/${pid}/children`)
+  const pids = children === null ? [] : children.toString("latin1").trim().split(" ").filter((c) => c !== "")
+  const initPid = pids.length === 1 ? toInt(pids[0]) : null
+  const init = initPid === null ? null : readOneProcess(initPid)
+  if (init === null || init.ppid !== pid || !isLive(init)) return null
+  const status = readOrNull(`/proc/${init.pid}/status`)
+  return status !== null && innermostPid(status.toString("latin1")) === 1 ? { root, init } : null
+}
+
 /** Whether the process seen as `p` has ended: gone, a zombie, or its pid now another process's. */
 export const hasEnded = (p: ProcessInfo): boolean => {
   const stat = readOrNull(`/proc/${p.pid}/stat`)
@@ -375,48 +407,67 @@ const stillAlive = (name: string, left: ReadonlyArray<ProcessInfo>) =>
     message: `processes of ${name} still alive after SIGKILL: ${left.map((p) => `${p.pid}(${p.state})`).join(", ")}`
   })
 
+/** Waits until every process in `watched` has ended, looking again soon, then backing off. */
+const untilEnded = (
+  name: string,
+  watched: ReadonlyArray<ProcessInfo>,
+  deadline: number
+): Effect.Effect<void, LocalApiError> =>
+  Effect.gen(function* () {
+    // SIGKILLed processes are usually gone within a millisecond or two.
+    let pause = 1
+    for (;;) {
+      const left = watched.filter((p) => !hasEnded(p))
+      if (left.length === 0) return
+      if (Date.now() >= deadline) return yield* stillAlive(name, left)
+      yield* Effect.sleep(Duration.millis(pause))
+      pause = Math.min(pause * 2, 100)
+    }
+  })
+
+const killFailed = (name: string) => (cause: unknown) =>
+  new LocalApiError({ operation: "terminate", reason: "internal", message: `cannot signal ${name}: ${String(cause)}`, cause })
+
+const deniedKill = (name: string, denied: ReadonlyArray<number>) =>
+  new LocalApiError({ operation: "terminate", reason: "auth", message: `not allowed to kill processes ${denied.join(", ")} of ${name}` })
+
 /**
  * Kills the sandbox `name` and waits until none of it is alive: for a namespace sandbox, until
  * its `unshare` and its namespace's init have ended; otherwise until a scan of /proc shows none
  * of it. A sandbox that is not there is success. Bounded: processes stuck in the kernel make it
  * fail as `transient`.
+ *
+ * `pid`, the sandbox's `unshare` as spawn returned it, spares the scan of every process on the
+ * machine (a few milliseconds of the controller's one thread, per termination): SIGKILL to a
+ * pid namespace's init makes the kernel kill every other process in the namespace, so the
+ * sandbox's members need not be found one by one.
  */
 export const terminateSandbox = (
   provider: string,
   name: string,
-  timeout: Duration.DurationInput
+  timeout: Duration.DurationInput,
+  pid: number | null = null
 ): Effect.Effect<void, LocalApiError> =>
   Effect.gen(function* () {
     const deadline = Date.now() + Duration.toMillis(Duration.decode(timeout))
-    // SIGKILLed processes are usually gone within a millisecond or two: look again soon, then back off.
+    const known = pid === null ? null : namespaceSandboxAt(provider, name, pid)
+    if (known !== null) {
+      const denied = yield* Effect.try({
+        try: () => [known.root, known.init].filter((p) => sendKill(p.pid) === "denied").map((p) => p.pid),
+        catch: killFailed(name)
+      })
+      if (denied.length > 0) return yield* deniedKill(name, denied)
+      return yield* untilEnded(name, [known.root, known.init], deadline)
+    }
     let pause = 1
     for (;;) {
       const processes = yield* freshProcesses
       const sandbox = findSandboxes(processes, provider).get(name)
       if (sandbox === undefined) return
       const init = namespaceInit(sandbox)
-      const denied = yield* Effect.try({
-        try: () => killSandbox(sandbox, processes),
-        catch: (cause) =>
-          new LocalApiError({ operation: "terminate", reason: "internal", message: `cannot signal ${name}: ${String(cause)}`, cause })
-      })
-      if (denied.length > 0) {
-        return yield* new LocalApiError({
-          operation: "terminate",
-          reason: "auth",
-          message: `not allowed to kill processes ${denied.join(", ")} of ${name}`
-        })
-      }
-      if (init !== null) {
-        const watched = [sandbox.root, init]
-        for (;;) {
-          const left = watched.filter((p) => !hasEnded(p))
-          if (left.length === 0) return
-          if (Date.now() >= deadline) return yield* stillAlive(name, left)
-          yield* Effect.sleep(Duration.millis(pause))
-          pause = Math.min(pause * 2, 100)
-        }
-      }
+      const denied = yield* Effect.try({ try: () => killSandbox(sandbox, processes), catch: killFailed(name) })
+      if (denied.length > 0) return yield* deniedKill(name, denied)
+      if (init !== null) return yield* untilEnded(name, [sandbox.root, init], deadline)
       if (Date.now() >= deadline) return yield* stillAlive(name, sandbox.members)
       yield* Effect.sleep(Duration.millis(pause))
       pause = Math.min(pause * 2, 100)

@@ -282,6 +282,14 @@ describe("local provider", () => {
           const init = LocalApi.namespaceInit(sandbox)
           if (mode.isolation === "namespaces") expect(init?.ppid).toBe(sandbox.root.pid)
           else expect(init).toBeNull()
+          // Terminate finds a namespace sandbox from its `unshare` (the providerRef) without a
+          // scan, and kills only that and the namespace's init: the kernel ends the rest.
+          const found = LocalApi.namespaceSandboxAt("local", name, Number(ref.providerRef))
+          if (mode.isolation === "namespaces") {
+            expect([found?.root.pid, found?.init.pid]).toEqual([sandbox.root.pid, init?.pid])
+            expect(LocalApi.namespaceSandboxAt("local", context.newName(), Number(ref.providerRef))).toBeNull()
+            expect(LocalApi.namespaceSandboxAt("local", name, process.pid)).toBeNull()
+          } else expect(found).toBeNull()
 
           yield* provider.terminate(ref)
           for (const member of sandbox.members) expect(stillAlive(member)).toBe(false)
