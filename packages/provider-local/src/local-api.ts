@@ -1,7 +1,8 @@
 import type { ProviderErrorReason } from "@skyrepl/core"
 import { Clock, Data, Deferred, Duration, Effect, FiberId } from "effect"
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync } from "node:fs"
+import { rm } from "node:fs/promises"
 import { join } from "node:path"
 
 /**
@@ -551,9 +552,13 @@ export const instancePaths = (instancesDir: string, name: string): InstancePaths
   return { dir, workdir: join(dir, "work"), agentLog: join(dir, "agent.log"), consoleLog: join(dir, "console.log") }
 }
 
+/**
+ * Asynchronous: a run's workdir can hold any number of files, and removing them must not hold
+ * the controller's one thread (every other launch's agent is served on it).
+ */
 export const removeInstanceDir = (paths: InstancePaths): Effect.Effect<void, LocalApiError> =>
-  Effect.try({
-    try: () => rmSync(paths.dir, { recursive: true, force: true }),
+  Effect.tryPromise({
+    try: () => rm(paths.dir, { recursive: true, force: true }),
     catch: (cause) =>
       new LocalApiError({ operation: "terminate", reason: "internal", message: `cannot remove ${paths.dir}: ${String(cause)}`, cause })
   })
