@@ -39,6 +39,11 @@ Each change is a focused one in its own area; the suites of that area pass on No
 | local provider: \`describe\` after terminate (local-provider.ts) | Every termination is confirmed by the engine with \`describe\`, which scanned all of /proc again although the provider's terminate had just seen the sandbox end | Made after the full run above, so not in its figures. The provider remembers the last 512 sandboxes it ended and answers \`gone\` for them (a spawn of the name forgets it). Controller CPU per sequential launch about 28 → 25 ms, closing a launch's scope about 10 → 7 ms (alternating runs). Found with it: an engine closing its endpoint cut answers still being written, so another process's cancel answered by a live owner that ended right after was reported as \`terminated-directly\`; the endpoint now closes gracefully (a hub test on both servers) |
 | agent that skipped ahead (core launch.ts, \`Store.outputEnd\`) | Answering an upload that would leave a gap read the run's whole stored output (inflating compressed chunks) to find where the stream ends | One indexed query (\`outputEnd\`); contract test, and an engine test of the 409 answer |
 | agent hub (packages/core/src/hub/agent-hub.ts) | Not a speed problem but found by these runs: with launches this fast, a ping or event could be written to an event stream that had just been ended, which on Node is an unhandled 'error' that ends the process | Writes to an ended stream are skipped |
+| SQLite store: the connection (packages/store-sqlite/src/connection.ts, new) | Profiling B5: a transition is one UPDATE … RETURNING of about 24 µs through the driver, and \`@effect/sql\`'s per-statement acquiring (semaphore, scope, span, compiling) added about 20 µs more to each | The store's client is made for it alone, so the store takes the client's connection once and runs statements on it; a statement outside a transaction still waits while another fiber's transaction is open (tested with a rollback that would otherwise take it along). A transition about 55 → 40 µs on Bun in a hot loop; every store operation of a launch gains the same |
+| SQLite store on Bun: prepared statements (packages/store-sqlite/src/client.ts) | Profiling a launch's controller CPU: bun:sqlite keeps 20 prepared statements per connection (least recently used out first), and a launch runs 21 distinct ones in the same order every time, so each was compiled again in every launch (about 1.2 ms) | The cache is raised to 200, the Node driver's own default (bun:sqlite's \`MAX_QUERY_CACHE_SIZE\` is a static, so for the whole process; never lowered). A test counts statements prepared again over a second launch's worth of store calls: 20 without the change, 0 with it |
+| local provider: terminating a namespace sandbox (local-api.ts \`namespaceSandboxAt\`) | Each termination began with a scan of every process on the machine (two small files each) to find the sandbox's members: about 2.5 ms of the controller's thread per launch | From the \`unshare\` pid spawn returned (checked by its markers, so a reused pid is refused) and its one child, checked to be pid 1 of its namespace: SIGKILL to those two, and the kernel kills every other process in the namespace. Other shapes still scan. The existing test (a sandbox with a detached grandchild) checks both lookups agree and that no process of the sandbox is left |
+| local provider: removing an instance's directory (local-api.ts) | \`rmSync\` of the instance directory on the controller's thread, about 1 ms a launch, more for a run that left many files | \`fs.promises.rm\`: the same removal, off the thread |
+| B5's baselines (bench/workers/store.ts) | The raw-INSERT and \`SELECT 1\` baselines went through \`SqlClient\`'s per-statement acquiring, which the store no longer uses | Both run on the connection as the store holds it, so the ratio compares a transition with the driver call it makes. Running them first also warms that shared path before the transitions' own warm-up, as a controller's steady traffic does |
 
 ## Where a target is still missed, and what bounds it
 
@@ -74,6 +79,14 @@ than a focused fix, so it is left for a decision.
   tried: writing the run's \`provisioning\` and the allocation while the agent boots (three
   writes after the registration instead of five): no change beyond the noise in two runs each,
   not kept.
+  This round: with the store's statements cheaper (see the table) the records after the
+  registration take about 1.5 ms instead of 2–3.5 ms, and the wait for the registration lost
+  its \`Effect.timeoutFail\` race in a trial (about 1 ms less in marks), but three alternating
+  runs of B1 each way showed no difference beyond the noise, so that was not kept. On Node
+  the launch also pays for \`child_process.spawn\`, which forks the whole controller: measured
+  here, 1.2 ms from a 50 MB process and 3.8 ms from a 300 MB one, on the event loop, where Bun's
+  spawn takes 0.3 ms whatever its size. A small process kept to spawn sandboxes would remove
+  that; it is not built.
 - **B2, \`repl run list\` ≤ ¼ of \`aws --version\`.** \`run -c\` is clear of its line now
   (0.42–0.45×: the agent's start no longer costs it 25 ms), but \`run list\` sits on its own
   (0.22–0.25× over this work's runs: 0.22× in the run above, and 101 ms against a limit of
@@ -102,11 +115,15 @@ than a focused fix, so it is left for a decision.
   row). The agent's start is now about 3 ms of CPU over a bare interpreter's (it was about
   25 ms), which took p99 from about 7.4 s to 4.2–5.6 s over the last rounds' full runs (4.7 s in
   the run above; the machine's load moves it), but a bare \`python3 -S\` is itself
-  about 10 ms of CPU, and the controller is one JavaScript thread that spends about 24 ms of
-  CPU per launch end to end (Bun, measured over 30 sequential launches): process spawns, the
-  hub's requests, about 15 store operations, and the /proc scans that confirm each sandbox is
-  gone (about a fifth of it). 200 launches are then about 5 s of that one thread. Nothing
-  failed and nothing was left.
+  about 10 ms of CPU, and the controller is one JavaScript thread, which spent about 31 ms of
+  CPU per launch end to end (user and system time, Bun, 40 sequential launches) before this
+  round's store and termination changes (see the table) and about 23.5 ms after them (three
+  alternations with the code before). What is left is spread thin: process spawns, the hub's
+  requests, about 20 store statements, and Effect's own work around each, with no function
+  above a few percent of a profile. 200 launches are about 4.7 s of that one thread, which is
+  where p99 sits. Reaching 1 s would take the controller's work per launch under 5 ms, and
+  even then the interpreters alone are 200 × 10 ms ÷ 2 cores = 1 s. Nothing failed and nothing
+  was left.
 - **B4, attach ≥ 50 % of a pipe.** Output that compresses now crosses and is kept compressed
   (see the table), which lifted attach from about 85 MiB/s to about 250–320 MiB/s for B4's
   512 MiB (\`head -c … /dev/zero\`, as compressible as output gets), and the reader in the
@@ -123,10 +140,15 @@ than a focused fix, so it is left for a decision.
   1,200–1,350 MiB/s pipe (600–670 MiB/s) would take more than both cores for compressing and
   checking alone. Half a pipe would need the agent's compression and the
   controller's work to fit in the time \`head\` takes to write, on cores \`head\` also uses.
-- **B5, 20,000 transitions/s.** Missed on both runtimes in the run above (18,300/s on Bun and
-  16,700/s on Node, load about 2.5) and in the previous round's last full run (16,900/s and
-  19,400/s, load about 2); met on both in the full run before that, with the same store code
-  and load about 1.5 (23,700/s and 20,800/s). Over this work's runs the median round
+- **B5, 20,000 transitions/s (met this round).** Since the store holds its connection (see the table), met on
+  both runtimes in every run of B5 this round, up to a load of about 3.5: 23,500–35,400/s on
+  Bun and 20,600–25,300/s on Node (the run above has its own figure). Node's margin is the
+  smaller: there the UPDATE itself is about 32 µs of a 49 µs transition (profiled), the rest
+  being the wait for another fiber's transaction, decoding the row and garbage collection.
+  Before this round the figure followed the machine's load: missed on both runtimes in the
+  previous round's full runs (18,300/s on Bun and 16,700/s on Node, load about 2.5; 16,900/s
+  and 19,400/s, load about 2) and met at load about 1.5 (23,700/s and 20,800/s). Over the
+  earlier runs the median round
   moved between about 16,000 and 23,700/s on Bun and between 12,500 and 23,000/s on Node within
   minutes, with the same code (checked against the previous commit in alternation): on this
   shared machine the verdict follows the machine's load. Per transition, SQLite's own
@@ -138,7 +160,8 @@ than a focused fix, so it is left for a decision.
   instead of 1,000: faster on a WAL file already grown, slower in a fresh process that has to
   grow it, so it was taken back out). A connection of our own over the raw drivers (tried on
   the \`perf-store\` branch) made 1.5×, but replaces the \`@effect/sql\` SQLite clients the
-  design names, so it is left for a decision.
+  design names; holding the client's own connection (this round) keeps them and gets most of
+  that.
 - **B6, overhead ≤ 10 %: how it is read (met).** The verdict compares the provider with the
   issue's baseline for B6, a minimal hand-written launch: the same RunInstances (or
   TerminateInstances) through the same AWS SDK client settings, alternating round by round.
