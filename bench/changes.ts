@@ -36,7 +36,7 @@ Each change is a focused one in its own area; the suites of that area pass on No
 | attach in the writing process (packages/store-sqlite/src/output-encoding.ts \`RecentChunks\`) | Profiling B4's controller after compression: each compressed upload was inflated by the hub to check it and then again by the in-process reader reading it back from the store (a copy of the hub's bytes made it no better: a fresh 4 MiB array costs as much as inflating zeros into one) | The store keeps the inflated bytes of the compressed chunks it wrote last (16 MiB) and hands that very array to the first reader of each (the caller of \`appendOutput\` gives the array up; a later reader inflates its own). 512 MiB through attach: the controller's CPU from about 760 to about 560 ms, and B4 from about 0.26× to 0.28× of the pipe in the same conditions. Tested: the first reader gets the appended array, a second its own, and a damaged row is still read right from the memo in the writing process and refused by another |
 | B1's measurement (bench/workers/launch.ts) | The SDK's first byte was timed after \`Stream.runHead\` returned, so it included ending the stream (interrupting the reader, closing its scope): 1–3 ms after the chunk had reached the caller, in marks inside the launches. The baseline is timed at its pipe's first \`data\` event, the moment the byte reaches its code | The first chunk is timed where it reaches the caller's code (a \`Stream.tap\` on \`run.output\`); what \`runHead\` does afterwards is not receiving it. About 1 ms off the median (B1 on Bun 2.0× → 1.9×) |
 | local provider: confirming a sandbox gone (local-api.ts \`namespaceInit\`) | After killing a sandbox, termination scanned all of /proc again (after a pause as long as the previous scan) until none of the sandbox was left: about two scans and their pauses per termination | A namespace sandbox is watched through its \`unshare\` and its pid namespace's init (pid 1 inside, per \`NSpid\`): the kernel lets a namespace's init finish exiting only after every other process of the namespace is gone. Closing a launch's scope (terminate and confirm) about 14 → 10 ms at the median over alternating runs. Process-group sandboxes still take whole scans. Tested against every process of a sandbox with a detached grandchild |
-| local provider: \`describe\` after terminate (local-provider.ts) | Every termination is confirmed by the engine with \`describe\`, which scanned all of /proc again although the provider's terminate had just seen the sandbox end | Made after the full run above, so not in its figures. The provider remembers the last 512 sandboxes it ended and answers \`gone\` for them (a spawn of the name forgets it). Controller CPU per sequential launch about 28 → 25 ms, closing a launch's scope about 10 → 7 ms (alternating runs). Found with it: an engine closing its endpoint cut answers still being written, so another process's cancel answered by a live owner that ended right after was reported as \`terminated-directly\`; the endpoint now closes gracefully (a hub test on both servers) |
+| local provider: \`describe\` after terminate (local-provider.ts) | Every termination is confirmed by the engine with \`describe\`, which scanned all of /proc again although the provider's terminate had just seen the sandbox end | Made after the previous round's full run; the run above includes it. The provider remembers the last 512 sandboxes it ended and answers \`gone\` for them (a spawn of the name forgets it). Controller CPU per sequential launch about 28 → 25 ms, closing a launch's scope about 10 → 7 ms (alternating runs). Found with it: an engine closing its endpoint cut answers still being written, so another process's cancel answered by a live owner that ended right after was reported as \`terminated-directly\`; the endpoint now closes gracefully (a hub test on both servers) |
 | agent that skipped ahead (core launch.ts, \`Store.outputEnd\`) | Answering an upload that would leave a gap read the run's whole stored output (inflating compressed chunks) to find where the stream ends | One indexed query (\`outputEnd\`); contract test, and an engine test of the 409 answer |
 | agent hub (packages/core/src/hub/agent-hub.ts) | Not a speed problem but found by these runs: with launches this fast, a ping or event could be written to an event stream that had just been ended, which on Node is an unhandled 'error' that ends the process | Writes to an ended stream are skipped |
 | SQLite store: the connection (packages/store-sqlite/src/connection.ts, new) | Profiling B5: a transition is one UPDATE … RETURNING of about 24 µs through the driver, and \`@effect/sql\`'s per-statement acquiring (semaphore, scope, span, compiling) added about 20 µs more to each | The store's client is made for it alone, so the store takes the client's connection once and runs statements on it; a statement outside a transaction still waits while another fiber's transaction is open (tested with a rollback that would otherwise take it along). A transition about 55 → 40 µs on Bun in a hot loop; every store operation of a launch gains the same |
@@ -79,8 +79,10 @@ than a focused fix, so it is left for a decision.
   tried: writing the run's \`provisioning\` and the allocation while the agent boots (three
   writes after the registration instead of five): no change beyond the noise in two runs each,
   not kept.
-  This round: with the store's statements cheaper (see the table) the records after the
-  registration take about 1.5 ms instead of 2–3.5 ms, and the wait for the registration lost
+  This round: B1 in the run above is 1.78× on Bun (25.4 ms) and 1.88× on Node (32.9 ms), its
+  best yet, at a load of about 0.5 when it started (the previous round's full run, 1.97× and
+  1.84×, started at about 2). With the store's statements cheaper (see the table) the records
+  after the registration take about 1.5 ms instead of 2–3.5 ms, and the wait for the registration lost
   its \`Effect.timeoutFail\` race in a trial (about 1 ms less in marks), but three alternating
   runs of B1 each way showed no difference beyond the noise, so that was not kept. On Node
   the launch also pays for \`child_process.spawn\`, which forks the whole controller: measured
@@ -89,7 +91,7 @@ than a focused fix, so it is left for a decision.
   that; it is not built.
 - **B2, \`repl run list\` ≤ ¼ of \`aws --version\`.** \`run -c\` is clear of its line now
   (0.42–0.45×: the agent's start no longer costs it 25 ms), but \`run list\` sits on its own
-  (0.22–0.25× over this work's runs: 0.22× in the run above, and 101 ms against a limit of
+  (0.22–0.25× over this work's runs: 0.23× in the run above, and 101 ms against a limit of
   101 ms in an earlier full run), so a loaded run can show either verdict. A listing no longer starts an endpoint, writes, or loads a provider;
   what is left is a fresh Bun process evaluating Effect, clipanion and the store's driver, then
   one cold pass through the store's open and the query (measured in-process with an
@@ -113,7 +115,7 @@ than a focused fix, so it is left for a decision.
   booting at about the same moment.) Two cores: 200 agents and their sandboxes need
   about 200 × the sequential launch time ÷ 2 of CPU before the last can finish (the "CPU floor"
   row). The agent's start is now about 3 ms of CPU over a bare interpreter's (it was about
-  25 ms), which took p99 from about 7.4 s to 4.2–5.6 s over the last rounds' full runs (4.7 s in
+  25 ms), which took p99 from about 7.4 s to 4.2–5.6 s over the last rounds' full runs (4.5 s in
   the run above; the machine's load moves it), but a bare \`python3 -S\` is itself
   about 10 ms of CPU, and the controller is one JavaScript thread, which spent about 31 ms of
   CPU per launch end to end (user and system time, Bun, 40 sequential launches) before this
@@ -128,7 +130,7 @@ than a focused fix, so it is left for a decision.
   (see the table), which lifted attach from about 85 MiB/s to about 250–320 MiB/s for B4's
   512 MiB (\`head -c … /dev/zero\`, as compressible as output gets), and the reader in the
   controller now takes the bytes the hub already inflated (about 390–450 MiB/s on a quiet
-  machine, where the pipe also runs faster; 364 MiB/s, 0.31× of a 1,176 MiB/s pipe, in the run
+  machine, where the pipe also runs faster; 346 MiB/s, 0.29× of a 1,200 MiB/s pipe, in the run
   above): well past the "disk alone" row, the most a store
   that keeps the raw bytes could do here. What bounds it now is CPU on two cores shared by the
   writer (\`head\`), the agent and the controller, which run at once and keep both cores busy:
@@ -140,11 +142,16 @@ than a focused fix, so it is left for a decision.
   1,200–1,350 MiB/s pipe (600–670 MiB/s) would take more than both cores for compressing and
   checking alone. Half a pipe would need the agent's compression and the
   controller's work to fit in the time \`head\` takes to write, on cores \`head\` also uses.
-- **B5, 20,000 transitions/s (met this round).** Since the store holds its connection (see the table), met on
-  both runtimes in every run of B5 this round, up to a load of about 3.5: 23,500–35,400/s on
-  Bun and 20,600–25,300/s on Node (the run above has its own figure). Node's margin is the
-  smaller: there the UPDATE itself is about 32 µs of a 49 µs transition (profiled), the rest
-  being the wait for another fiber's transaction, decoding the row and garbage collection.
+- **B5, 20,000 transitions/s: met on Bun, at the line on Node.** Since the store holds its
+  connection (see the table), Bun met it in every run of B5 this round, up to a load of about
+  3.5 (23,500–35,400/s; 27,500/s in the run above). Node sits at the line: 19,200–25,300/s over
+  the same runs, 19,600/s (missed by 2 %) in the run above. There better-sqlite3's UPDATE …
+  RETURNING is about 21 µs when called bare (measured on a table like \`instances\`) and 32 µs of
+  a 49 µs transition in a profile; the other 15–20 µs are the Node driver's statement cache (an
+  Effect \`Cache\`), the store's semaphore for open transactions (about 7 µs: taken out for a
+  measurement, 46 → 37 µs), decoding the row with its schema and garbage collection. A cheaper
+  admission (counting statements in and out instead of the semaphore, so that a transaction
+  waits for them) measured the same, so it was not kept.
   Before this round the figure followed the machine's load: missed on both runtimes in the
   previous round's full runs (18,300/s on Bun and 16,700/s on Node, load about 2.5; 16,900/s
   and 19,400/s, load about 2) and met at load about 1.5 (23,700/s and 20,800/s). Over the
