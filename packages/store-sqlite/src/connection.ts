@@ -26,7 +26,8 @@ export interface HeldConnection {
    * reads first and writes later can find at the write that another process committed since
    * its read; SQLite then fails it (SQLITE_BUSY_SNAPSHOT) with no wait that could help. Taking
    * the lock up front makes read-modify-write safe and leaves any waiting to the busy handling.
-   * Called inside a transaction, `body` joins it.
+   * (`sql.withTransaction` issues a plain BEGIN, and answers a failed BEGIN or COMMIT with a
+   * defect.) Called inside a transaction, `body` joins it.
    */
   readonly writeTransaction: <A, E, R>(body: Effect.Effect<A, E, R>) => Effect.Effect<A, E | SqlError, R>
 }

@@ -1,7 +1,7 @@
-import type { HeldConnection } from "./connection.ts"
 import type { SqlError } from "@effect/sql/SqlError"
 import { AllocationState, InstanceState, ManifestState, OutputStream, RunState, StoreError } from "@skyrepl/core"
 import { Effect, type ParseResult, Schema } from "effect"
+import type { HeldConnection } from "./connection.ts"
 import { OutputEncoding } from "./output-encoding.ts"
 
 const quote = (literal: string): string => `'${literal.replaceAll("'", "''")}'`
