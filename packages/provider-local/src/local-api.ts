@@ -362,14 +362,8 @@ export const namespaceInit = (sandbox: Sandbox): ProcessInfo | null => {
   return status !== null && innermostPid(status.toString("latin1")) === 1 ? init : null
 }
 
-/** One process read on its own (its stat and its markers), or null when it is gone. */
-const readOneProcess = (pid: number): ProcessInfo | null => {
-  const stat = readOrNull(`/proc/${pid}/stat`)
-  const parsed = stat === null ? null : parseStat(stat.toString("latin1"))
-  if (parsed === null) return null
-  const environ = readOrNull(`/proc/${pid}/environ`)
-  return { ...parsed, ...(environ === null ? { instance: null, provider: null } : parseMarkers(environ)) }
-}
+/** One process read on its own, as a scan reads it (the scan's memory of markers left as is). */
+const readOneProcess = (pid: number): ProcessInfo | null => readProcess(String(pid), new Map())
 
 /**
  * The namespace sandbox `name` found from its `unshare` (`pid`, what spawn returned) without a
@@ -438,19 +432,20 @@ const deniedKill = (name: string, denied: ReadonlyArray<number>) =>
  * of it. A sandbox that is not there is success. Bounded: processes stuck in the kernel make it
  * fail as `transient`.
  *
- * `pid`, the sandbox's `unshare` as spawn returned it, spares the scan of every process on the
- * machine (a few milliseconds of the controller's one thread, per termination): SIGKILL to a
- * pid namespace's init makes the kernel kill every other process in the namespace, so the
- * sandbox's members need not be found one by one.
+ * `providerRef`, the pid of the sandbox's `unshare` as spawn returned it, spares the scan of
+ * every process on the machine (a few milliseconds of the controller's one thread, per
+ * termination): SIGKILL to a pid namespace's init makes the kernel kill every other process in
+ * the namespace, so the sandbox's members need not be found one by one.
  */
 export const terminateSandbox = (
   provider: string,
   name: string,
   timeout: Duration.DurationInput,
-  pid: number | null = null
+  providerRef: string | null = null
 ): Effect.Effect<void, LocalApiError> =>
   Effect.gen(function* () {
     const deadline = Date.now() + Duration.toMillis(Duration.decode(timeout))
+    const pid = providerRef === null ? null : toInt(providerRef)
     const known = pid === null ? null : namespaceSandboxAt(provider, name, pid)
     if (known !== null) {
       const denied = yield* Effect.try({

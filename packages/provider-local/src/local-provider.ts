@@ -241,8 +241,9 @@ export const make = (options: LocalProviderOptions = {}): Effect.Effect<Provider
       Effect.gen(function* () {
         yield* requireName("terminate", ref.name)
         yield* requireProc("terminate")
-        const pid = ref.providerRef !== null && /^[0-9]+$/.test(ref.providerRef) ? Number(ref.providerRef) : null
-        yield* terminateSandbox(PROVIDER_ID, ref.name, resolved.terminateTimeout, pid).pipe(Effect.mapError(toProviderError))
+        yield* terminateSandbox(PROVIDER_ID, ref.name, resolved.terminateTimeout, ref.providerRef).pipe(
+          Effect.mapError(toProviderError)
+        )
         rememberEnded(ref.name)
         yield* removeInstanceDir(instancePaths(instancesDir, ref.name)).pipe(Effect.mapError(toProviderError))
       })
