@@ -1014,6 +1014,27 @@ def pack(body):
     return zlib.compress(body, 1), "deflate"
 
 
+class Upload(object):
+    """One upload made ready: where it starts in its stream, how many bytes it carries, and the
+    body as sent with its Content-Encoding. One packed on a thread of its own (the next upload,
+    compressed while the one before it is in flight) is ready once `ready` is set."""
+
+    def __init__(self, offset, body):
+        self.offset = offset
+        self.size = len(body)
+        self.payload = body
+        self.encoding = None
+        self.ready = Event()
+
+    def pack(self, deflate):
+        try:
+            if deflate:
+                self.payload, self.encoding = pack(self.payload)
+        finally:
+            # Should compressing fail (out of memory), the bytes go as they are.
+            self.ready.set()
+
+
 class OutStream(object):
     """One output stream of a run: what was read, what the controller acknowledged.
 
@@ -1051,9 +1072,11 @@ class OutStream(object):
             self.eof = True
             self.cond.notify_all()
 
-    def take(self, limit):
-        """The bytes to upload next, from `next`, at most `limit`. Called with the lock held."""
-        start = self.next
+    def take(self, limit, start=None):
+        """The bytes to upload next, from `next` (or `start`, beyond it), at most `limit`.
+        Called with the lock held."""
+        if start is None:
+            start = self.next
         want = min(limit, self.end - start)
         pieces = []
         pos = self.held
@@ -1554,6 +1577,10 @@ class Agent(object):
     def _upload_loop(self, run, stream):
         path = "/v1/agent/output?runId=%s&stream=%s&offset=" % (quote_component(run.id), stream.name)
         attempt = 0
+        # The upload after the one in flight, compressed on a thread of its own meanwhile: for a
+        # fast writer, compressing (the agent's part) and storing (the controller's) then overlap
+        # instead of taking turns. Used only if the controller asks next for where it starts.
+        ahead = None
         while True:
             with stream.cond:
                 while True:
@@ -1566,14 +1593,24 @@ class Agent(object):
                     if stream.next < stream.end:
                         break
                     stream.cond.wait()
-                offset, body = stream.take(self.upload_limit)
-            payload, encoding = pack(body) if self.deflate else (body, None)
+                packed_ahead = ahead is not None and ahead.offset == stream.next
+                upload = ahead if packed_ahead else Upload(*stream.take(self.upload_limit))
+                following = upload.offset + upload.size
+                ahead = None
+                if self.deflate and stream.end - following >= DEFLATE_MIN:
+                    ahead = Upload(*stream.take(self.upload_limit, following))
+                    start_thread(self.log, "pack-" + stream.name, ahead.pack, True)
+            if packed_ahead:
+                upload.ready.wait()
+            else:
+                upload.pack(self.deflate)
+            offset = upload.offset
             # A compressed upload names its inflated size, so the controller inflates it once,
             # into exactly that much memory.
-            target = path + str(offset) if encoding is None else "%s%d&size=%d" % (path, offset, len(body))
+            target = path + str(offset) if upload.encoding is None else "%s%d&size=%d" % (path, offset, upload.size)
             try:
-                status, data = self.http.request("POST", target, payload, "application/octet-stream",
-                                                 encoding=encoding)
+                status, data = self.http.request("POST", target, upload.payload, "application/octet-stream",
+                                                 encoding=upload.encoding)
             except (OSError, HttpError) as err:
                 self.log("run %s %s: upload at %d failed: %s" % (run.id, stream.name, offset, _describe(err)))
             else:
@@ -1583,7 +1620,7 @@ class Agent(object):
                     if position is None and ok:
                         self.log("run %s %s: answer without a valid next; taking the chunk as stored"
                                  % (run.id, stream.name))
-                        position = offset + len(body)
+                        position = offset + upload.size
                     if position is not None:
                         stream.acknowledge(position, self.log, run.id)
                         # A 409 that does not move the stream would spin: back off for it.
