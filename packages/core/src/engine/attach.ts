@@ -1,4 +1,4 @@
-import { Chunk, Duration, Effect, Option, PubSub, Queue, Stream } from "effect"
+import { Chunk, Duration, Effect, Option, Stream } from "effect"
 import { type OutputChunk, type Offsets, RunMachine } from "../domain/run.ts"
 import { type AttachError, RunNotFound } from "../errors.ts"
 import type { SkyReplService } from "./service.ts"
@@ -18,6 +18,12 @@ export interface AttachOptions {
  * that of an in-process reader (50 ms made it about 30 ms at the median).
  */
 const pollInterval = Duration.millis(10)
+/**
+ * The same for a run this engine hosts: its output and its end are signalled here, so reading
+ * the store again only covers what no signal tells of (another process that claimed the run
+ * after this one's lease lapsed, say).
+ */
+const hostedPollInterval = Duration.seconds(1)
 const pageSize = 512
 
 /**
@@ -35,7 +41,7 @@ export const attachWith = (
   Stream.unwrapScoped(
     Effect.gen(function* () {
       if (!known && Option.isNone(yield* engine.store.getRun(runId))) return yield* new RunNotFound({ runId })
-      const changes = yield* PubSub.subscribe(engine.changes)
+      const nextChange = yield* engine.changes.listen(runId)
       const follow = options.follow ?? true
       const next = { stdout: options.from?.stdout ?? 0, stderr: options.from?.stderr ?? 0 }
       let afterSeq = 0
@@ -49,10 +55,8 @@ export const attachWith = (
         return { ...chunk, offset: wanted, data: chunk.data.subarray(wanted - chunk.offset) }
       }
 
-      const waitForChange = Queue.take(changes).pipe(
-        Effect.repeat({ until: (id) => id === runId }),
-        Effect.timeout(pollInterval),
-        Effect.ignore
+      const waitForChange = Effect.suspend(() =>
+        nextChange.pipe(Effect.timeout(engine.live.has(runId) ? hostedPollInterval : pollInterval), Effect.ignore)
       )
 
       /** The next chunks after `afterSeq`, cut to what is wanted; empty when nothing new is stored. */

@@ -1,4 +1,4 @@
-import { Deferred, Duration, Effect, Either, Option, PubSub, Schedule, Schema, type Scope, type Stream } from "effect"
+import { Deferred, Duration, Effect, Either, Option, Schedule, Schema, type Scope, type Stream } from "effect"
 import { randomBytes } from "node:crypto"
 import { agentScriptPath } from "../agent-script.ts"
 import { Allocation } from "../domain/allocation.ts"
@@ -110,7 +110,7 @@ const handlersFor = (engine: SkyReplService, runId: string, started: Deferred.De
       ? Effect.succeed({ next: 0, gap: true })
       : engine.store.appendOutput(id, stream, offset, data, deflated).pipe(
           Effect.map((next) => ({ next, gap: false })),
-          Effect.tap(() => PubSub.publish(engine.changes, id)),
+          Effect.tap(() => engine.changes.publish(id)),
           Effect.catchAll((error) =>
             error.reason === "constraint"
               ? engine.store.outputEnd(id, stream).pipe(Effect.map((next) => ({ next, gap: true })), Effect.orDie)

@@ -1,4 +1,4 @@
-import { Duration, Effect, Either, Option, PubSub, Schedule } from "effect"
+import { Duration, Effect, Either, Option, Schedule } from "effect"
 import { InstanceMachine, type Instance } from "../domain/instance.ts"
 import { RunMachine, type Run } from "../domain/run.ts"
 import { ProviderError, type StoreError } from "../errors.ts"
@@ -92,7 +92,7 @@ const completeLive = (engine: SkyReplService, runId: string, result: RunResult):
   Effect.gen(function* () {
     const live = engine.live.get(runId)
     if (live !== undefined) yield* live.complete(result)
-    yield* PubSub.publish(engine.changes, runId)
+    yield* engine.changes.publish(runId)
   })
 
 /** Polls `describe` until the provider says the resource is gone. */

@@ -1,10 +1,11 @@
-import type { Effect, PubSub } from "effect"
+import type { Effect } from "effect"
 import type { SkyReplSettings } from "../config.ts"
 import type { RunState } from "../domain/run.ts"
 import type { HubError, ProviderError, StoreError, UnknownProvider } from "../errors.ts"
 import type { AgentHub, AgentSession } from "../hub/agent-hub.ts"
 import type { ProviderService } from "../provider.ts"
 import type { StoreService } from "../store.ts"
+import type { RunChanges } from "./run-changes.ts"
 
 /** The result of a run once it has ended. */
 export interface RunResult {
@@ -51,8 +52,8 @@ export interface SkyReplService {
   readonly registered: () => boolean
   /** Runs hosted by this process, for in-process waiters; not part of the public API. @internal */
   readonly live: Map<string, LiveRun>
-  /** Run ids whose output or state changed in this process: wakes `attach` without polling. */
-  readonly changes: PubSub.PubSub<string>
+  /** Runs whose output or state changed in this process: wakes `attach` without polling. */
+  readonly changes: RunChanges
   /** A provider by id; one given as a `LazyProvider` is built on this first call. */
   readonly provider: (id: string) => Effect.Effect<ProviderService, UnknownProvider | ProviderError>
   /** A provider only if it is already built: for code that cannot wait (an exiting process). @internal */

@@ -1,4 +1,4 @@
-import { Context, Duration, Effect, Layer, PubSub, Schedule, Scope } from "effect"
+import { Context, Duration, Effect, Layer, Schedule, Scope } from "effect"
 import { randomBytes } from "node:crypto"
 import { hostname } from "node:os"
 import { SkyReplConfig, type SkyReplSettings } from "../config.ts"
@@ -11,6 +11,7 @@ import { Store, type StoreService } from "../store.ts"
 import { handleControlCancel } from "./cancel.ts"
 import { makeClient, type SkyReplClient } from "./client.ts"
 import { reapExpired } from "./lifecycle.ts"
+import * as RunChanges from "./run-changes.ts"
 import type { LiveRun, SkyReplService } from "./service.ts"
 
 /**
@@ -87,7 +88,7 @@ export const make = (
         )
       })
     const identity = { id: newId(Date.now()), pid: process.pid, hostname: hostname() }
-    const changes = yield* PubSub.unbounded<string>()
+    const changes = RunChanges.make()
     const live = new Map<string, LiveRun>()
     // The control handler needs the engine, which needs the hub: tie the knot through a ref.
     const self: { engine: SkyReplService | null } = { engine: null }
