@@ -52,7 +52,7 @@ export interface SkyReplService {
   readonly registered: () => boolean
   /** Runs hosted by this process, for in-process waiters; not part of the public API. @internal */
   readonly live: Map<string, LiveRun>
-  /** Runs whose output or state changed in this process: wakes `attach` without polling. */
+  /** Runs whose output or state changed in this process: wakes `attach` without polling. @internal */
   readonly changes: RunChanges
   /** A provider by id; one given as a `LazyProvider` is built on this first call. */
   readonly provider: (id: string) => Effect.Effect<ProviderService, UnknownProvider | ProviderError>
