@@ -999,19 +999,44 @@ def _json_next(data):
     return value
 
 
-def pack(body):
-    """An upload's body and its Content-Encoding: compressed when that pays, else as it is."""
-    if len(body) < DEFLATE_MIN:
-        return body, None
+def _joined(pieces):
+    """The bytes of `pieces` as one object: the piece itself when there is one whole one."""
+    if len(pieces) == 1 and isinstance(pieces[0], bytes):
+        return pieces[0]
+    return b"".join(pieces)
+
+
+def _prefix(pieces, size):
+    """The first `size` bytes of `pieces`, as views."""
+    out = []
+    for piece in pieces:
+        if size <= 0:
+            break
+        view = memoryview(piece)[:size]
+        out.append(view)
+        size -= len(view)
+    return out
+
+
+def pack(pieces, size):
+    """An upload's body and its Content-Encoding: compressed when that pays, else as it is. The
+    bytes come as the pieces they were read in, compressed one after another into one stream:
+    joining them first would copy every byte once more."""
+    if size < DEFLATE_MIN:
+        return _joined(pieces), None
     import zlib  # only once output is large enough to compress: start-up stays lean
 
-    head = memoryview(body)[:DEFLATE_SAMPLE]
+    head = _prefix(pieces, DEFLATE_SAMPLE)
+    head = head[0] if len(head) == 1 else b"".join(head)
     sample = zlib.compress(head, 1)
     if len(sample) > DEFLATE_KEEP * len(head):
-        return body, None
-    if len(head) == len(body):
+        return _joined(pieces), None
+    if len(head) == size:
         return sample, "deflate"
-    return zlib.compress(body, 1), "deflate"
+    deflater = zlib.compressobj(1)
+    out = [deflater.compress(piece) for piece in pieces]
+    out.append(deflater.flush())
+    return b"".join(out), "deflate"
 
 
 class Upload(object):
@@ -1019,19 +1044,23 @@ class Upload(object):
     body as sent with its Content-Encoding. One packed on a thread of its own (the next upload,
     compressed while the one before it is in flight) is ready once `ready` is set."""
 
-    def __init__(self, offset, body):
+    def __init__(self, offset, pieces):
         self.offset = offset
-        self.size = len(body)
-        self.payload = body
+        self.size = sum(len(piece) for piece in pieces)
+        self.pieces = pieces
+        self.payload = None
         self.encoding = None
         self.ready = Event()
 
     def pack(self, deflate):
         try:
             if deflate:
-                self.payload, self.encoding = pack(self.payload)
+                self.payload, self.encoding = pack(self.pieces, self.size)
         finally:
             # Should compressing fail (out of memory), the bytes go as they are.
+            if self.payload is None:
+                self.payload = _joined(self.pieces)
+            self.pieces = None
             self.ready.set()
 
 
@@ -1073,8 +1102,8 @@ class OutStream(object):
             self.cond.notify_all()
 
     def take(self, limit, start=None):
-        """The bytes to upload next, from `next` (or `start`, beyond it), at most `limit`.
-        Called with the lock held."""
+        """The bytes to upload next, from `next` (or `start`, beyond it), at most `limit`, as the
+        pieces they were read in (a whole read as itself). Called with the lock held."""
         if start is None:
             start = self.next
         want = min(limit, self.end - start)
@@ -1086,15 +1115,13 @@ class OutStream(object):
                 pos += size
                 continue
             lo = start - pos if start > pos else 0
-            piece = memoryview(chunk)[lo:lo + want]
+            piece = chunk if lo == 0 and want >= size else memoryview(chunk)[lo:lo + want]
             pieces.append(piece)
             want -= len(piece)
             pos += size
             if want <= 0:
                 break
-        if len(pieces) == 1 and len(pieces[0]) == len(pieces[0].obj):
-            return start, pieces[0].obj
-        return start, b"".join(pieces)
+        return start, pieces
 
     def acknowledge(self, position, log, run_id):
         """Applies a `next` from the controller. A `next` before the bytes still held cannot be

@@ -1,6 +1,7 @@
 """The upload loop in-process, against a stand-in for its HTTP client: which uploads it makes,
 in what order, and what it does between them."""
 
+import os
 import re
 import tempfile
 import unittest
@@ -50,11 +51,11 @@ class UploadLoopTests(unittest.TestCase):
         self.packed = []
         original = agent.pack
 
-        def recording_pack(body):
-            entry = (bytes(body), agent.Event())
+        def recording_pack(pieces, size):
+            entry = (b"".join(pieces), agent.Event())
             self.packed.append(entry)
             try:
-                return original(body)
+                return original(pieces, size)
             finally:
                 entry[1].set()
 
@@ -128,6 +129,31 @@ class UploadLoopTests(unittest.TestCase):
         self.agent._upload_loop(self.run_, self.stream)
         self.assertEqual(http.requests, [(0, b"x" * 100)])
         self.assertEqual([body for body, _ in self.packed], [b"x" * 100])
+
+
+class PackTests(unittest.TestCase):
+    def test_pieces_are_compressed_into_one_stream_that_inflates_to_them_in_order(self):
+        pieces = [DATA[:1000], memoryview(DATA)[1000:70000], DATA[70000:]]
+        body, encoding = agent.pack(pieces, len(DATA))
+        self.assertEqual(encoding, "deflate")
+        self.assertEqual(zlib.decompress(body), DATA)
+
+    def test_the_sample_spans_pieces_shorter_than_it(self):
+        text = b"a repeated line of text\n" * 400
+        pieces = [text[i : i + 100] for i in range(0, len(text), 100)]
+        body, encoding = agent.pack(pieces, len(text))
+        self.assertEqual((encoding, zlib.decompress(body)), ("deflate", text))
+
+    def test_bytes_that_do_not_compress_go_as_they_are_in_one_body(self):
+        noise = os.urandom(200 * 1024)
+        body, encoding = agent.pack([noise[:5], memoryview(noise)[5:]], len(noise))
+        self.assertEqual((encoding, bytes(body)), (None, noise))
+
+    def test_one_whole_read_is_sent_as_itself(self):
+        small = b"x" * 100
+        body, encoding = agent.pack([small], len(small))
+        self.assertIs(body, small)
+        self.assertIsNone(encoding)
 
 
 if __name__ == "__main__":
