@@ -1,5 +1,4 @@
 import { spawn } from "node:child_process"
-import { createHash } from "node:crypto"
 import { existsSync, mkdirSync, readFileSync, realpathSync, statSync } from "node:fs"
 import { basename, join } from "node:path"
 
@@ -38,7 +37,9 @@ export const makeAgentCache = (dir: string): AgentCache => {
     if (known !== undefined && known.stamp === stamp) return known.key
     const real = realpathSync(python)
     const py = statSync(real)
-    const key = createHash("sha256")
+    // Taken here, not imported: node:crypto loads the stream modules, and every CLI command
+    // that builds this provider (a listing too) would pay for them.
+    const key = process.getBuiltinModule("node:crypto").createHash("sha256")
       .update(readFileSync(script))
       .update(`\0${real}\0${py.size}:${py.mtimeMs}`)
       .digest("hex")

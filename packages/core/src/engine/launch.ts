@@ -1,5 +1,4 @@
 import { Deferred, Duration, Effect, Either, Option, Schedule, Schema, type Scope, type Stream } from "effect"
-import { randomBytes } from "node:crypto"
 import { agentScriptPath } from "../agent-script.ts"
 import { Allocation } from "../domain/allocation.ts"
 import { Instance } from "../domain/instance.ts"
@@ -8,7 +7,7 @@ import { type OutputChunk, Run } from "../domain/run.ts"
 import { AgentError, type AttachError, type CancelError, InvalidLaunchOptions, type LaunchError } from "../errors.ts"
 import type { ExitReport } from "../hub/protocol.ts"
 import type { SessionHandlers } from "../hub/agent-hub.ts"
-import { formatInstanceName, newId } from "../naming.ts"
+import { formatInstanceName, newId, randomHex } from "../naming.ts"
 import { attachWith } from "./attach.ts"
 import { type CancelResult, cancelRun } from "./cancel.ts"
 import { finishRun, refOf, type TerminalRunState, terminateInstance, withProviderRetry } from "./lifecycle.ts"
@@ -157,7 +156,7 @@ export const launchWith = (
     const instanceId = newId(started)
     const runId = newId(started)
     const name = formatInstanceName({ controlId: store.controlId, manifestId, instanceId })
-    const token = randomBytes(24).toString("hex")
+    const token = randomHex(24)
     const leaseExpiresAt = started + Duration.toMillis(settings.leaseTtl)
     const progress = (phase: LaunchProgress["phase"]) =>
       Effect.sync(() => options.onProgress?.({ phase, runId, instance: name, elapsedMs: Date.now() - started }))

@@ -1,11 +1,10 @@
 import { Context, Duration, Effect, Layer, Schedule, Scope } from "effect"
-import { randomBytes } from "node:crypto"
 import { hostname } from "node:os"
 import { SkyReplConfig, type SkyReplSettings } from "../config.ts"
 import { Controller } from "../domain/controller.ts"
 import { ProviderError, UnknownProvider } from "../errors.ts"
 import { type AgentHub, makeAgentHub } from "../hub/agent-hub.ts"
-import { newId } from "../naming.ts"
+import { newId, randomHex } from "../naming.ts"
 import { Provider, type ProviderService } from "../provider.ts"
 import { Store, type StoreService } from "../store.ts"
 import { handleControlCancel } from "./cancel.ts"
@@ -93,7 +92,7 @@ export const make = (
     // The control handler needs the engine, which needs the hub: tie the knot through a ref.
     const self: { engine: SkyReplService | null } = { engine: null }
 
-    const secret = randomBytes(24).toString("hex")
+    const secret = randomHex(24)
     /** Started, and kept even if recording it failed: the next `register` records it again. */
     let endpoint: AgentHub | null = null
     /** Started and recorded. */

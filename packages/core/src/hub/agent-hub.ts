@@ -1,5 +1,4 @@
 import { Deferred, Effect, Either, Exit, Runtime, Schema, type Scope } from "effect"
-import { createHash, timingSafeEqual } from "node:crypto"
 import { decodeJson, sseEvent } from "./http.ts"
 import { decodeUpload, OUTPUT_ENCODINGS } from "../output-encoding.ts"
 import type { OutputStream } from "../domain/run.ts"
@@ -80,9 +79,15 @@ interface SessionState {
 /** Output uploads are the largest requests an agent sends (see MAX_OUTPUT_BYTES). */
 const MAX_BODY = MAX_OUTPUT_BYTES
 
+/**
+ * node:crypto, taken when a hub starts: importing it loads the stream modules with it, which
+ * every CLI command would pay for (bench B2), though most start no hub.
+ */
+const nodeCrypto = () => process.getBuiltinModule("node:crypto")
+
 const sameSecret = (given: string, expected: Buffer): boolean => {
   const buf = Buffer.from(given)
-  return buf.length === expected.length && timingSafeEqual(buf, expected)
+  return buf.length === expected.length && nodeCrypto().timingSafeEqual(buf, expected)
 }
 
 const bearer = (req: HubRequest): string => {
@@ -108,6 +113,7 @@ export const makeAgentHub = (options: HubOptions): Effect.Effect<AgentHub, HubEr
      * compared in constant time with the one found.
      */
     const sessions = new Map<string, SessionState>()
+    const { createHash } = nodeCrypto()
     const digest = (token: string | Buffer): string => createHash("sha256").update(token).digest("hex")
     const controlSecret = Buffer.from(options.controlSecret)
 
