@@ -13,6 +13,8 @@ echo "== typecheck"
 npx tsc -p tsconfig.json --noEmit
 # bun test's example needs Bun's types (bun:test), which the rest of the code must not see.
 npx tsc -p examples/bun-test --noEmit
+# So does the CLI's build script (Bun.build and its plugin API).
+npx tsc -p packages/cli/scripts --noEmit
 echo "== agent (unittest, $($python --version))"
 (cd agent && "$python" -m unittest discover -s tests -t .)
 echo "== API reference (TypeDoc into docs/api; a warning fails the build)"

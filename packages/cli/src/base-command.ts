@@ -4,13 +4,14 @@ import { Cause, Effect, Exit, Fiber, Logger, type Scope } from "effect"
 import { explain } from "./errors.ts"
 import { useColor } from "./format.ts"
 import { engineLayer, loadSettings } from "./runtime.ts"
+import { type Output, stderr, stdout } from "./stdio.ts"
 
 /** Engine warnings (a failed reap, a slow termination) go to stderr, never into stdout's data. */
 const stderrLogger = Logger.replace(
   Logger.defaultLogger,
   Logger.make(({ logLevel, message }) => {
     const text = Array.isArray(message) ? message.map(String).join(" ") : String(message)
-    process.stderr.write(`repl: ${logLevel.label.toLowerCase()}: ${text}\n`)
+    stderr.write(`repl: ${logLevel.label.toLowerCase()}: ${text}\n`)
   })
 )
 
@@ -37,17 +38,17 @@ export abstract class SkyReplCommand extends Command {
   }
 
   protected get color(): boolean {
-    return useColor(process.stdout)
+    return useColor(stdout)
   }
 
   /** Set once stdout's reader is gone (`repl run … | head -1`): the program is then stopped. */
   private pipeBroken = false
   private stop: () => void = () => undefined
 
-  private write(stream: NodeJS.WritableStream, data: string | Uint8Array): void {
+  private write(output: Output, data: string | Uint8Array): void {
     if (this.pipeBroken) return
     try {
-      stream.write(data)
+      output.write(data)
     } catch (error) {
       if (!isBrokenPipe(error)) throw error
       this.brokenPipe()
@@ -61,15 +62,14 @@ export abstract class SkyReplCommand extends Command {
 
   /** Writes to stdout; a closed pipe stops the program (and so ends its instances) quietly. */
   protected out(data: string | Uint8Array): void {
-    this.write(this.context.stdout, data)
+    this.write(stdout, data)
   }
 
   protected err(data: string | Uint8Array): void {
-    this.write(this.context.stderr, data)
+    this.write(stderr, data)
   }
 
   async execute(): Promise<number> {
-    const stderr = this.context.stderr
     const main = Effect.gen(this, function* () {
       const settings = yield* loadSettings
       const prebuilt = yield* this.preflight(settings)
@@ -85,13 +85,13 @@ export abstract class SkyReplCommand extends Command {
     const onStdoutError = (error: unknown) => {
       if (isBrokenPipe(error)) this.brokenPipe()
     }
-    process.stdout.on("error", onStdoutError)
+    const stopListening = stdout.onStreamError(onStdoutError)
     process.once("SIGINT", interrupt)
     process.once("SIGTERM", interrupt)
     const exit = await Effect.runPromise(Fiber.await(fiber))
     process.off("SIGINT", interrupt)
     process.off("SIGTERM", interrupt)
-    process.stdout.off("error", onStdoutError)
+    stopListening()
     // Like any filter in a pipeline whose reader left: no message, status 128 + SIGPIPE.
     if (this.pipeBroken) return BROKEN_PIPE
     if (Exit.isSuccess(exit)) return exit.value

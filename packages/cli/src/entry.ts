@@ -1,4 +1,4 @@
-import { writeSync } from "node:fs"
+import { stderr, stdout } from "./stdio.ts"
 import { VERSION } from "./version.ts"
 
 // No top-level await in this file: the CLI is bundled as CommonJS with precompiled bytecode
@@ -7,30 +7,21 @@ import { VERSION } from "./version.ts"
 
 const argv = process.argv.slice(2)
 
-const flush = async () => {
-  // Let buffered output reach a pipe before exiting; process.exit does not wait for it.
-  await new Promise<void>((resolve) => process.stdout.write("", () => resolve()))
-  await new Promise<void>((resolve) => process.stderr.write("", () => resolve()))
-}
-
-/**
- * Writes to stdout without touching `process.stdout`: on Bun its first use builds a stream and
- * loads node:tty, which costs more than starting Bun itself. A descriptor left non-blocking by
- * whoever gave it to us can refuse the write (EAGAIN); the stream then does it properly.
- */
-const writeOut = async (text: string): Promise<void> => {
-  try {
-    writeSync(1, text)
-  } catch {
-    process.stdout.write(text)
-    await flush()
-  }
-}
+/** Lets output handed to a stream reach its pipe before exiting: process.exit does not wait. */
+const flush = () => Promise.all([stdout.flush(), stderr.flush()])
 
 const run = async (): Promise<void> => {
   // `repl --version` is what scripts and shells call most; answering it before the engine's
   // modules load keeps it at the cost of starting Bun.
-  if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-v")) return writeOut(`${VERSION}\n`)
+  if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-v")) {
+    try {
+      stdout.write(`${VERSION}\n`)
+    } catch {
+      // Its reader is gone (`repl --version | true`): nothing to tell anyone.
+    }
+    await flush()
+    return
+  }
   const { main } = await import("./main.ts")
   const code = await main(argv)
   await flush()

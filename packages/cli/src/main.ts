@@ -11,13 +11,14 @@ import { SnapshotCreateCommand } from "./commands/snapshot/create.ts"
 import { SnapshotDeleteCommand } from "./commands/snapshot/delete.ts"
 import { SnapshotListCommand } from "./commands/snapshot/list.ts"
 import { useColor } from "./format.ts"
+import { stderr, stdout } from "./stdio.ts"
 import { VERSION } from "./version.ts"
 
 /** Bad usage: one line naming the problem, exit 2, as POSIX utilities do. */
 const USAGE = 2
 
 export const makeCli = (): Cli => {
-  const cli = new Cli({ binaryName: "repl", binaryLabel: "SkyREPL", binaryVersion: VERSION, enableColors: useColor(process.stdout) })
+  const cli = new Cli({ binaryName: "repl", binaryLabel: "SkyREPL", binaryVersion: VERSION, enableColors: useColor(stdout) })
   cli.register(Builtins.HelpCommand)
   cli.register(Builtins.VersionCommand)
   for (const command of [RunCommand, RunListCommand, RunAttachCommand, RunCancelCommand, InstanceListCommand, AllocationListCommand, OrphansCommand, SnapshotCreateCommand, SnapshotListCommand, SnapshotDeleteCommand]) {
@@ -30,24 +31,27 @@ export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
   const cli = makeCli()
   let command
   try {
-    command = cli.process([...argv], Cli.defaultContext)
+    // No stdio in the context: the CLI's commands write through ./stdio.ts, and the streams
+    // are not made unless something needs them (see the build script for clipanion's side).
+    command = cli.process([...argv], { env: process.env })
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error)
     // clipanion's parse errors span several lines (candidates, usage); the first says what is wrong.
     const first = message.split("\n").find((l) => l.trim() !== "") ?? "invalid usage"
-    process.stderr.write(`repl: ${first.trim()} (see 'repl --help')\n`)
+    stderr.write(`repl: ${first.trim()} (see 'repl --help')\n`)
     return USAGE
   }
-  if (!(command instanceof SkyReplCommand)) return cli.run(command, Cli.defaultContext)
+  // clipanion's own commands (help, version) write to the context's streams.
+  if (!(command instanceof SkyReplCommand)) return cli.run(command, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr })
   if (command.help) {
-    process.stdout.write(cli.usage(command, { detailed: true, colored: useColor(process.stdout) }))
+    stdout.write(cli.usage(command, { detailed: true, colored: useColor(stdout) }))
     return 0
   }
   try {
     return await command.validateAndExecute()
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error)
-    process.stderr.write(`repl: ${message.split("\n")[0]}\n`)
+    stderr.write(`repl: ${message.split("\n")[0]}\n`)
     return USAGE
   }
 }

@@ -7,6 +7,7 @@ import { dim, useColor } from "../format.ts"
 import { UsageFailure } from "../errors.ts"
 import { parseDurationFlag, parseEnvFlags } from "../options.ts"
 import { buildProvider, checkSpec } from "../runtime.ts"
+import { stderr as stderrOutput } from "../stdio.ts"
 
 /** `timeout(1)` uses 124 for a command that ran out of time; scripts already know it. */
 const TIMED_OUT = 124
@@ -78,8 +79,8 @@ export class RunCommand extends SkyReplCommand {
       const checked = this.checked ?? { env: {}, maxDuration: undefined }
       const stdout = { write: (data: string | Uint8Array) => this.out(data) }
       const stderr = { write: (data: string | Uint8Array) => this.err(data) }
-      const showProgress = this.progress ?? (process.stderr.isTTY === true && !this.json)
-      const color = useColor(process.stderr)
+      const showProgress = this.progress ?? (stderrOutput.isTTY && !this.json)
+      const color = useColor(stderrOutput)
       const onProgress = (event: LaunchProgress) => {
         if (!showProgress || event.phase === "terminated" || event.phase === "terminating") return
         const seconds = (event.elapsedMs / 1000).toFixed(2)
