@@ -93,7 +93,22 @@ than a focused fix, so it is left for a decision.
   here, 1.2 ms from a 50 MB process and 3.8 ms from a 300 MB one, on the event loop, where Bun's
   spawn takes 0.3 ms whatever its size. A small process kept to spawn sandboxes would remove
   that; it is not built.
-- **B2, \`repl run list\` ≤ ¼ of \`aws --version\`.** \`run -c\` is clear of its line now
+  Latest round: 1.82× on Bun (17.7 ms against 9.7 ms) and 1.89× on Node in the run above, on a
+  faster machine than before (every figure moved, the baseline by a third). Timed again with
+  marks in the agent, the hub and the engine: which side is the bound depends on the load. On
+  a quiet machine the controller has written its records and set up the reader before the
+  output arrives (its registration comes about 4 ms before the upload: the agent's module and
+  start, about 2 ms, then \`sh -c 'echo hi'\` itself), and storing and handing over the chunk
+  takes about 1.2 ms; on a loaded one, the upload waits up to 5 ms behind the records. Tried,
+  measured in 40 alternating launches, and not kept (see the table): yielding to the event loop
+  after the registration, the wait without the time-out race, and skipping the records
+  altogether as a measurement: none moved the first byte.
+- **B2, \`repl run list\` ≤ ¼ of \`aws --version\`: met (0.21× in the run above).** This
+  round the machine got faster for Python (\`aws --version\` about 280–310 ms against about
+  490 ms before), which put \`run list\` at 0.27–0.29× in the first full run of the round; the
+  stdio change in the table (no stream made, no stream modules loaded) took it from about 72 to
+  59 ms. The history below is from before that change.
+- **B2 before this round.** \`run -c\` is clear of its line now
   (0.42–0.45×: the agent's start no longer costs it 25 ms), but \`run list\` sits on its own
   (0.22–0.25× over this work's runs: 0.23× in the run above, and 101 ms against a limit of
   101 ms in an earlier full run), so a loaded run can show either verdict. A listing no longer starts an endpoint, writes, or loads a provider;
@@ -130,6 +145,13 @@ than a focused fix, so it is left for a decision.
   where p99 sits. Reaching 1 s would take the controller's work per launch under 5 ms, and
   even then the interpreters alone are 200 × 10 ms ÷ 2 cores = 1 s. Nothing failed and nothing
   was left.
+  Latest round: p99 2.19 s in the run above (4.5 s in the previous full run), mostly from the
+  readers' wake-ups (see the table: about 23 → 13 ms of controller CPU per launch when 200 are
+  read at once), and from a faster machine. The "CPU floor" row is 0.96×: the launches end when
+  the CPU of the 200 sequential launches would, spread on two cores. What bounds it is unchanged:
+  200 interpreters at about 10 ms of CPU each are 1 s of both cores, and the controller's thread
+  still spends about 13 ms per launch (spawning, about 20 store statements, the hub's requests,
+  Effect's own work), about 2.6 s of one thread.
 - **B4, attach ≥ 50 % of a pipe.** Output that compresses now crosses and is kept compressed
   (see the table), which lifted attach from about 85 MiB/s to about 250–320 MiB/s for B4's
   512 MiB (\`head -c … /dev/zero\`, as compressible as output gets), and the reader in the
@@ -146,7 +168,16 @@ than a focused fix, so it is left for a decision.
   1,200–1,350 MiB/s pipe (600–670 MiB/s) would take more than both cores for compressing and
   checking alone. Half a pipe would need the agent's compression and the
   controller's work to fit in the time \`head\` takes to write, on cores \`head\` also uses.
-- **B5, 20,000 transitions/s: met on Bun, at the line on Node.** Since the store holds its
+  Latest round: the agent compresses the next upload while one is in flight (see the table), so
+  its compressing and the controller's inflating and storing overlap: 588 MiB/s in the run above
+  (about 330–345 MiB/s before), but the pipe ran at 1,540 MiB/s on the faster machine, so 0.38×.
+  Both cores are then busy: per 4 MiB, about 6 ms of the agent's compressing and about 5 ms of
+  the controller's work (inflating about 2.7 ms, with allocating the 4 MiB it inflates into,
+  SQLite about 1 ms, HTTP and Effect the rest), against about 2.6 ms for the pipe's 4 MiB.
+- **B5, 20,000 transitions/s: met on both in the run above** (36,000/s on Bun, 31,400/s on
+  Node, on the faster machine; no store change this round). On the slower machine of the
+  previous rounds Node sat at the line, as below.
+- **B5 before this round: met on Bun, at the line on Node.** Since the store holds its
   connection (see the table), Bun met it in every run of B5 this round, up to a load of about
   3.5 (23,500–35,400/s; 27,500/s in the run above). Node sits at the line: 19,200–25,300/s over
   the same runs, 19,600/s (missed by 2 %) in the run above. There better-sqlite3's UPDATE …
