@@ -9,12 +9,13 @@ import { fstatSync, writeSync } from "node:fs"
  * the descriptor with one `write`, and the streams are made only when needed:
  *
  * - past `SYNC_LIMIT` bytes: a write to a pipe whose reader is not reading would block, and
- *   with it the engine (a run's agent would lose its controller). The first bytes fit in any
- *   pipe's buffer; a larger output continues through the stream, which buffers instead;
- * - when the descriptor refuses to block (EAGAIN: left non-blocking by whoever gave it to us);
- * - for a stream's error listeners (a closed pipe while the stream is writing).
+ *   with it the engine (a run's agent would lose its controller). The first bytes fit in a
+ *   pipe's buffer (16 KiB or more on Linux and macOS); a larger output continues through the
+ *   stream, which buffers instead;
+ * - when the descriptor refuses to block (EAGAIN: left non-blocking by whoever gave it to us).
  *
- * A closed pipe on a direct write throws the EPIPE error, as a stream's write reports it.
+ * A closed pipe on a direct write throws the EPIPE error; once a stream is made, its errors go
+ * to the listeners given to `onStreamError`.
  */
 export interface Output {
   /** Whether this is a terminal (looked up once). */
