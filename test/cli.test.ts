@@ -94,6 +94,19 @@ describe("repl run", () => {
     expect(live).toEqual([])
   })
 
+  it("a slow reader gets every byte: the CLI exits only once its output is written", async () => {
+    // 3 MB is far past what the CLI writes directly; the reader starts late, so most of it is
+    // still queued for the pipe when the run ends (Bun's process.exit used to drop it).
+    const piped = await execa("bash", ["-c", `set -o pipefail; '${repl}' run -c 'yes | head -c 3000000' | (sleep 1; wc -c)`], {
+      env: env(),
+      reject: false,
+      timeout: 60_000
+    })
+    expect(piped.stderr).toBe("")
+    expect(piped.exitCode).toBe(0)
+    expect(piped.stdout.trim()).toBe("3000000")
+  })
+
   it("Ctrl-C cancels the run, terminates the instance and exits 130", async () => {
     const { child, name } = startRun("sleep 600")
     const instance = await name

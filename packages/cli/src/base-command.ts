@@ -85,7 +85,7 @@ export abstract class SkyReplCommand extends Command {
     const onStdoutError = (error: unknown) => {
       if (isBrokenPipe(error)) this.brokenPipe()
     }
-    const stopListening = stdout.onStreamError(onStdoutError)
+    const stopListening = stdout.onSinkError(onStdoutError)
     process.once("SIGINT", interrupt)
     process.once("SIGTERM", interrupt)
     const exit = await Effect.runPromise(Fiber.await(fiber))

@@ -5,36 +5,39 @@ import { fstatSync, writeSync } from "node:fs"
  *
  * On Bun, `process.stdout` and `process.stderr` are streams made on first use, and making them
  * loads node:tty, node:net and the stream modules: about 10 ms, more than a `repl run list`
- * spends on its query (bench B2). A command's output is usually a few lines, so it goes to
- * the descriptor with one `write`, and the streams are made only when needed:
+ * spends on its query (bench B2). A command's output is usually a few lines, so it goes to the
+ * descriptor with one `write`. The rest goes through an asynchronous writer (`Sink`):
  *
  * - past `SYNC_LIMIT` bytes: a write to a pipe whose reader is not reading would block, and
  *   with it the engine (a run's agent would lose its controller). The first bytes fit in a
- *   pipe's buffer (16 KiB or more on Linux and macOS); a larger output continues through the
- *   stream, which buffers instead;
+ *   pipe's buffer (16 KiB or more on Linux and macOS); a larger output is queued instead;
  * - when the descriptor refuses to block (EAGAIN: left non-blocking by whoever gave it to us).
  *
- * A closed pipe on a direct write throws the EPIPE error; once a stream is made, its errors go
- * to the listeners given to `onStreamError`.
+ * `flush` waits until everything queued is written. On Bun that matters: `process.exit` drops
+ * what `process.stdout` still holds for a slow pipe (and its write callbacks and
+ * `writableLength` do not say when it is out), so the sink there is `Bun.write`, whose promise
+ * settles once the bytes are written.
+ *
+ * A closed pipe on a direct write throws the EPIPE error; a queued write's error goes to the
+ * listeners given to `onSinkError`, and nothing more is queued after it.
  */
 export interface Output {
   /** Whether this is a terminal (looked up once). */
   readonly isTTY: boolean
   /** Writes `data` after everything written before it. */
   readonly write: (data: string | Uint8Array) => void
-  /** Called with the stream's errors, if a stream is ever made. Returns a remover. */
-  readonly onStreamError: (listener: (error: unknown) => void) => () => void
-  /** Resolves once what was handed to a stream has left it (at once if none was made). */
+  /** Called with a queued write's error. Returns a remover. */
+  readonly onSinkError: (listener: (error: unknown) => void) => () => void
+  /** Resolves once everything queued is written (at once if nothing was). */
   readonly flush: () => Promise<void>
 }
 
-/** What is used of `process.stdout` or `stderr` once a stream is needed. */
-export interface OutputStream {
-  readonly write: (data: string | Uint8Array, callback?: () => void) => boolean
-  readonly on: (event: "error", listener: (error: unknown) => void) => unknown
+/** Writes bytes in the background; the promise settles once they are written. */
+export interface Sink {
+  readonly write: (data: Uint8Array) => Promise<unknown>
 }
 
-/** Bytes written directly before output continues through the stream. */
+/** Bytes written directly before output is queued. */
 export const SYNC_LIMIT = 16 * 1024
 
 const codeOf = (error: unknown): unknown =>
@@ -50,26 +53,31 @@ const isTerminal = (fd: number): boolean => {
   }
 }
 
-export const descriptorOutput = (fd: number, openStream: () => OutputStream): Output => {
+export const descriptorOutput = (fd: number, openSink: () => Sink): Output => {
   let direct = 0
-  let stream: OutputStream | null = null
-  let terminal: boolean | null = null
+  let sink: Sink | null = null
+  let queue: Promise<void> = Promise.resolve()
+  let failed = false
   const listeners = new Set<(error: unknown) => void>()
-  const onError = (error: unknown) => {
-    for (const listener of listeners) listener(error)
-  }
 
-  const toStream = (): OutputStream => {
-    if (stream === null) {
-      stream = openStream()
-      stream.on("error", onError)
-    }
-    return stream
+  const enqueue = (bytes: Uint8Array): void => {
+    const target = (sink ??= openSink())
+    queue = queue.then(() =>
+      failed
+        ? undefined
+        : target.write(bytes).then(
+            () => undefined,
+            (error: unknown) => {
+              failed = true
+              for (const listener of listeners) listener(error)
+            }
+          )
+    )
   }
 
   const write = (data: string | Uint8Array): void => {
     const bytes = typeof data === "string" ? Buffer.from(data) : data
-    if (stream === null && direct + bytes.length <= SYNC_LIMIT) {
+    if (sink === null && direct + bytes.length <= SYNC_LIMIT) {
       let done = 0
       try {
         while (done < bytes.length) done += writeSync(fd, bytes, done)
@@ -78,30 +86,47 @@ export const descriptorOutput = (fd: number, openStream: () => OutputStream): Ou
       } catch (error) {
         if (codeOf(error) !== "EAGAIN") throw error
         direct += done
-        toStream().write(bytes.subarray(done))
+        enqueue(bytes.subarray(done))
         return
       }
     }
-    toStream().write(bytes)
+    enqueue(bytes)
   }
 
+  let terminal: boolean | null = null
   return {
     get isTTY() {
       terminal ??= isTerminal(fd)
       return terminal
     },
     write,
-    onStreamError: (listener) => {
+    onSinkError: (listener) => {
       listeners.add(listener)
       return () => listeners.delete(listener)
     },
-    flush: () =>
-      new Promise<void>((resolve) => {
-        if (stream === null) resolve()
-        else stream.write("", () => resolve())
+    flush: () => queue
+  }
+}
+
+/**
+ * The runtime's writer for stdout or stderr: `Bun.write` on Bun (reached through globalThis:
+ * the CLI compiles without Bun's types), the stream's write and its callback elsewhere.
+ */
+const sinkFor = (name: "stdout" | "stderr"): Sink => {
+  const bun: unknown = Reflect.get(globalThis, "Bun")
+  const bunWrite: unknown = typeof bun === "object" && bun !== null ? Reflect.get(bun, "write") : undefined
+  if (typeof bun === "object" && bun !== null && typeof bunWrite === "function") {
+    const file: unknown = Reflect.get(bun, name)
+    return { write: (data) => Promise.resolve(Reflect.apply(bunWrite, bun, [file, data])) }
+  }
+  const stream = process[name]
+  return {
+    write: (data) =>
+      new Promise<void>((resolve, reject) => {
+        stream.write(data, (error) => (error ? reject(error) : resolve()))
       })
   }
 }
 
-export const stdout: Output = descriptorOutput(1, () => process.stdout)
-export const stderr: Output = descriptorOutput(2, () => process.stderr)
+export const stdout: Output = descriptorOutput(1, () => sinkFor("stdout"))
+export const stderr: Output = descriptorOutput(2, () => sinkFor("stderr"))

@@ -2,23 +2,22 @@ import { execFileSync } from "node:child_process"
 import { closeSync, constants as fs, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Writable } from "node:stream"
 import { afterEach, describe, expect, it } from "vitest"
 import { descriptorOutput, SYNC_LIMIT } from "../src/stdio.ts"
 
-/** A stream standing in for `process.stdout`: what it was given, and whether it was made. */
-const fakeStream = () => {
+/** A sink standing in for the runtime's writer: what it was given, and whether it was made. */
+const fakeSink = () => {
   const chunks: Array<Buffer> = []
   let made = 0
   const open = () => {
     made++
-    const stream = new Writable({
-      write(chunk: Buffer, _encoding, callback) {
-        chunks.push(Buffer.from(chunk))
-        callback()
+    return {
+      write: async (data: Uint8Array) => {
+        // Settles later, as a write to a slow pipe does: order must hold all the same.
+        await new Promise((resolve) => setTimeout(resolve, 1))
+        chunks.push(Buffer.from(data))
       }
-    })
-    return stream
+    }
   }
   return { open, made: () => made, text: () => Buffer.concat(chunks).toString() }
 }
@@ -57,37 +56,37 @@ const fifo = () => {
 }
 
 describe("the CLI's descriptor output", () => {
-  it("writes a short output to the descriptor and never makes the stream", () => {
+  it("writes a short output to the descriptor and never makes the sink", () => {
     const file = join(scratch(), "out")
     const fd = openSync(file, "w")
-    const stream = fakeStream()
-    const out = descriptorOutput(fd, stream.open)
+    const sink = fakeSink()
+    const out = descriptorOutput(fd, sink.open)
     out.write("RUN  STATE\n")
     out.write(new TextEncoder().encode("abc  succeeded\n"))
     closeSync(fd)
     expect(readFileSync(file, "utf8")).toBe("RUN  STATE\nabc  succeeded\n")
-    expect(stream.made()).toBe(0)
+    expect(sink.made()).toBe(0)
   })
 
-  it("past the direct limit, the rest goes through the stream, in order", async () => {
+  it("past the direct limit, the rest is queued, and flush waits until all of it is written, in order", async () => {
     const file = join(scratch(), "out")
     const fd = openSync(file, "w")
-    const stream = fakeStream()
-    const out = descriptorOutput(fd, stream.open)
+    const sink = fakeSink()
+    const out = descriptorOutput(fd, sink.open)
     const line = "x".repeat(1023) + "\n"
     const lines = (SYNC_LIMIT / line.length) * 2
     for (let i = 0; i < lines; i++) out.write(line)
     await out.flush()
     closeSync(fd)
-    expect(stream.made()).toBe(1)
-    expect(readFileSync(file, "utf8") + stream.text()).toBe(line.repeat(lines))
+    expect(sink.made()).toBe(1)
+    expect(readFileSync(file, "utf8") + sink.text()).toBe(line.repeat(lines))
     expect(readFileSync(file, "utf8").length).toBeLessThanOrEqual(SYNC_LIMIT)
   })
 
-  it("a descriptor that refuses to block hands the rest of the write to the stream", () => {
+  it("a descriptor that refuses to block hands the rest of the write to the sink", async () => {
     const pipe = fifo()
-    const stream = fakeStream()
-    const out = descriptorOutput(pipe.writer, stream.open)
+    const sink = fakeSink()
+    const out = descriptorOutput(pipe.writer, sink.open)
     // Fill the pipe so that the next direct write cannot go through whole.
     const filler = Buffer.alloc(1024 * 1024, 0x61)
     let filled = 0
@@ -97,17 +96,19 @@ describe("the CLI's descriptor output", () => {
       // EAGAIN: full.
     }
     out.write("after the pipe filled\n")
-    expect(stream.made()).toBe(1)
-    expect(pipe.drain().length + stream.text().length).toBe(filled + "after the pipe filled\n".length)
-    expect(stream.text().endsWith("after the pipe filled\n")).toBe(true)
+    out.write("and then this\n")
+    await out.flush()
+    expect(sink.made()).toBe(1)
+    expect(pipe.drain().length).toBe(filled)
+    expect(sink.text()).toBe("after the pipe filled\nand then this\n")
     closeSync(pipe.writer)
     closeSync(pipe.reader)
   })
 
-  it("a pipe whose reader left fails the write with EPIPE, as a stream reports it", () => {
+  it("a pipe whose reader left fails a direct write with EPIPE", () => {
     const pipe = fifo()
     closeSync(pipe.reader)
-    const out = descriptorOutput(pipe.writer, fakeStream().open)
+    const out = descriptorOutput(pipe.writer, fakeSink().open)
     let code: unknown
     try {
       out.write("nobody reads this\n")
@@ -118,9 +119,29 @@ describe("the CLI's descriptor output", () => {
     closeSync(pipe.writer)
   })
 
+  it("a queued write's error goes to the listeners once, and nothing more is written after it", async () => {
+    const file = join(scratch(), "out")
+    const fd = openSync(file, "w")
+    const written: Array<string> = []
+    const out = descriptorOutput(fd, () => ({
+      write: async (data: Uint8Array) => {
+        written.push(Buffer.from(data).toString())
+        if (written.length === 1) throw Object.assign(new Error("EPIPE: broken pipe, write"), { code: "EPIPE" })
+      }
+    }))
+    const errors: Array<unknown> = []
+    out.onSinkError((error) => errors.push(error))
+    out.write("x".repeat(SYNC_LIMIT + 1))
+    out.write("after the error\n")
+    await out.flush()
+    closeSync(fd)
+    expect(written).toEqual(["x".repeat(SYNC_LIMIT + 1)])
+    expect(errors.map((e) => (e instanceof Error && "code" in e ? e.code : e))).toEqual(["EPIPE"])
+  })
+
   it("a file is not a terminal", () => {
     const fd = openSync(join(scratch(), "out"), "w")
-    expect(descriptorOutput(fd, fakeStream().open).isTTY).toBe(false)
+    expect(descriptorOutput(fd, fakeSink().open).isTTY).toBe(false)
     closeSync(fd)
   })
 })
