@@ -3,15 +3,22 @@
  * well faster than Bun parsing the bundle's source on every call; the AWS SDK and the Node
  * SQLite driver stay outside (loaded only by the commands that use them).
  *
- * One change is made to clipanion on the way in. Its `Cli` module builds `Cli.defaultContext`
- * when it is evaluated, from `process.stdin`, `stdout` and `stderr` and node:tty's colour
- * depth; on Bun that makes the three streams and loads node:tty, node:net and the stream
+ * Two libraries are changed on the way in, so that evaluating them makes no stdio stream. On
+ * Bun, making `process.stdin`, `stdout` or `stderr` loads node:tty, node:net and the stream
  * modules, about 10 ms of every command (bench B2), although the CLI's commands write through
- * their descriptors (src/stdio.ts). The bundle's copy makes those four entries getters that
- * run on first use, and not enumerable, so that clipanion's own spreading of the default
- * context into a command's does not run them either (src/main.ts gives the streams to the
- * commands that need them: clipanion's help and version). The edit names the exact text it
- * replaces, and the build fails if clipanion's is different (a new version to look at).
+ * their descriptors (src/stdio.ts):
+ *
+ * - clipanion's `Cli` module builds `Cli.defaultContext` from the three streams and node:tty's
+ *   colour depth. The bundle's copy makes those four entries getters that run on first use,
+ *   and not enumerable, so that clipanion's own spreading of the default context into a
+ *   command's does not run them either (src/main.ts gives the streams to the commands that
+ *   need them: clipanion's help and version);
+ * - Effect's logger module asks `process.stdout` whether it is a terminal (to colour its pretty
+ *   logger, which the CLI does not use). The bundle's copy asks the descriptor: the same answer
+ *   (a stream's isTTY is isatty of its descriptor), node:tty loaded only for a character device.
+ *
+ * Each edit names the exact text it replaces, and the build fails if the library's text is
+ * different (a new version to look at: both are pinned).
  */
 import type { BunPlugin } from "bun"
 import { rmSync } from "node:fs"
@@ -45,39 +52,34 @@ const edits: ReadonlyArray<{ readonly file: RegExp; readonly from: string; reado
     from: "import tty from 'tty';",
     // Loaded when the colour depth is first asked for (the lazy context above), not before.
     to: "const tty = { get WriteStream() { return process.getBuiltinModule('node:tty').WriteStream; } };"
+  },
+  {
+    file: /effect[\\/]dist[\\/]esm[\\/]internal[\\/]logger\.js$/,
+    from: [
+      'const hasProcessStdout = typeof process === "object" && process !== null && typeof process.stdout === "object" && process.stdout !== null;',
+      "const processStdoutIsTTY = hasProcessStdout && process.stdout.isTTY === true;"
+    ].join("\n"),
+    to: [
+      'const hasProcessStdout = typeof process === "object" && process !== null;',
+      "const processStdoutIsTTY = hasProcessStdout && (() => {",
+      "  try {",
+      '    return process.getBuiltinModule("node:fs").fstatSync(1).isCharacterDevice() && process.getBuiltinModule("node:tty").isatty(1);',
+      "  } catch {",
+      "    return false;",
+      "  }",
+      "})();"
+    ].join("\n")
   }
 ]
-
-// Effect's logger module asks \`process.stdout\` whether it is a terminal when it is evaluated
-// (to colour its pretty logger, which the CLI does not use), and on Bun asking makes the stream.
-// The bundle's copy asks the descriptor instead: the same answer (a stream's isTTY is isatty of
-// its descriptor), with node:tty loaded only for a character device.
-const effectLogger = {
-  file: /effect[\\/]dist[\\/]esm[\\/]internal[\\/]logger\.js$/,
-  from: [
-    'const hasProcessStdout = typeof process === "object" && process !== null && typeof process.stdout === "object" && process.stdout !== null;',
-    "const processStdoutIsTTY = hasProcessStdout && process.stdout.isTTY === true;"
-  ].join("\n"),
-  to: [
-    'const hasProcessStdout = typeof process === "object" && process !== null;',
-    "const processStdoutIsTTY = hasProcessStdout && (() => {",
-    "  try {",
-    '    return process.getBuiltinModule("node:fs").fstatSync(1).isCharacterDevice() && process.getBuiltinModule("node:tty").isatty(1);',
-    "  } catch {",
-    "    return false;",
-    "  }",
-    "})();"
-  ].join("\n")
-}
 
 const lazyStdio: BunPlugin = {
   name: "lazy-stdio",
   setup(build) {
-    for (const edit of [...edits, effectLogger]) {
+    for (const edit of edits) {
       build.onLoad({ filter: edit.file }, async ({ path }) => {
         const source = await Bun.file(path).text()
         if (!source.includes(edit.from)) {
-          throw new Error(`${path}: the text packages/cli/scripts/build.ts replaces is not there (a new clipanion?)`)
+          throw new Error(`${path}: the text packages/cli/scripts/build.ts replaces is not there (a new version of the library?)`)
         }
         return { contents: source.replace(edit.from, edit.to), loader: "js" }
       })

@@ -85,7 +85,6 @@ export const descriptorOutput = (fd: number, openSink: () => Sink): Output => {
         return
       } catch (error) {
         if (codeOf(error) !== "EAGAIN") throw error
-        direct += done
         enqueue(bytes.subarray(done))
         return
       }
