@@ -1,4 +1,4 @@
-import { StoreError } from "@skyrepl/core"
+import { randomHex, StoreError } from "@skyrepl/core"
 import { Effect, Either, Option, Schema } from "effect"
 import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
 import { basename, dirname, join } from "node:path"
@@ -55,7 +55,7 @@ export const readControlIdFile = (path: string): Effect.Effect<Option.Option<str
 export const writeControlIdFile = (path: string, controlId: string): Effect.Effect<void, StoreError> =>
   Effect.try({
     try: () => {
-      const temporary = join(dirname(path), `.${basename(path)}.${process.pid}.${Buffer.from(crypto.getRandomValues(new Uint8Array(4))).toString("hex")}`)
+      const temporary = join(dirname(path), `.${basename(path)}.${process.pid}.${randomHex(4)}`)
       try {
         writeFileSync(temporary, `${controlId}\n`, { mode: 0o600 })
         renameSync(temporary, path)

@@ -79,17 +79,6 @@ interface SessionState {
 /** Output uploads are the largest requests an agent sends (see MAX_OUTPUT_BYTES). */
 const MAX_BODY = MAX_OUTPUT_BYTES
 
-/**
- * node:crypto, taken when a hub starts: importing it loads the stream modules with it, which
- * every CLI command would pay for (bench B2), though most start no hub.
- */
-const nodeCrypto = () => process.getBuiltinModule("node:crypto")
-
-const sameSecret = (given: string, expected: Buffer): boolean => {
-  const buf = Buffer.from(given)
-  return buf.length === expected.length && nodeCrypto().timingSafeEqual(buf, expected)
-}
-
 const bearer = (req: HubRequest): string => {
   const header = req.header("authorization") ?? ""
   return header.startsWith("Bearer ") ? header.slice(7) : ""
@@ -113,8 +102,14 @@ export const makeAgentHub = (options: HubOptions): Effect.Effect<AgentHub, HubEr
      * compared in constant time with the one found.
      */
     const sessions = new Map<string, SessionState>()
-    const { createHash } = nodeCrypto()
+    // node:crypto is taken when a hub starts, not imported: importing it loads the stream
+    // modules, which every CLI command would pay for (bench B2), though most start no hub.
+    const { createHash, timingSafeEqual } = process.getBuiltinModule("node:crypto")
     const digest = (token: string | Buffer): string => createHash("sha256").update(token).digest("hex")
+    const sameSecret = (given: string, expected: Buffer): boolean => {
+      const buf = Buffer.from(given)
+      return buf.length === expected.length && timingSafeEqual(buf, expected)
+    }
     const controlSecret = Buffer.from(options.controlSecret)
 
     const flushTo = (state: SessionState) => {
