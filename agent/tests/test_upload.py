@@ -4,6 +4,7 @@ in what order, and what it does between them."""
 import os
 import re
 import tempfile
+import time
 import unittest
 import zlib
 
@@ -37,6 +38,7 @@ def ok(next_offset):
 class UploadLoopTests(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="skyrepl-upload-")
+        self.addCleanup(os.rmdir, self.tmp)
         cfg = agent.parse_args(["--url", "http://127.0.0.1:9", "--token", "t", "--instance", "i", "--workdir", self.tmp], {})
         self.lines, log = logged()
         self.agent = agent.Agent(cfg, log)
@@ -70,12 +72,12 @@ class UploadLoopTests(unittest.TestCase):
 
     def wait_for_packing(self, data):
         """Waits (at most ANSWER_WAIT) until `data` has been compressed; whether it was."""
-        event = agent.Event()
-        for _ in range(int(ANSWER_WAIT / 0.01)):
+        deadline = time.monotonic() + ANSWER_WAIT
+        while time.monotonic() < deadline:
             done = self.packing_of(data)
             if done is not None and done.wait(0.01):
                 return True
-            event.wait(0.01)
+            time.sleep(0.01)
         return False
 
     def test_the_next_upload_is_compressed_while_the_one_before_it_is_in_flight(self):
