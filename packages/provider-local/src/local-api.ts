@@ -29,7 +29,10 @@ export interface ProcessInfo {
   readonly ppid: number
   readonly pgid: number
   readonly sid: number
-  /** The one-letter state from /proc/PID/stat (`R`, `S`, `Z` …). */
+  /**
+   * The one-letter state from /proc/PID/stat (`R`, `S`, `Z` …), except that a zombie main
+   * thread whose process still has other threads is read as `R` (see `liveState`).
+   */
   readonly state: string
   /** Start time in clock ticks since boot. */
   readonly startTicks: number
@@ -124,11 +127,30 @@ type Markers = ReturnType<typeof parseMarkers>
  */
 const markerCache = new Map<number, { readonly key: string; readonly markers: Markers }>()
 
+/**
+ * A stat read as this module judges liveness: /proc/PID/stat describes the main thread, and
+ * when a multi-threaded process is killed its main thread can be done (a zombie) while another
+ * thread is still exiting. For a pid namespace's init (the agent, which runs threads) that other
+ * thread is the one still killing and reaping the rest of the namespace, and for a process-group
+ * sandbox's agent the sandbox is not gone either. So a zombie with other threads still listed
+ * is read as running; the /proc/PID/task look-up is made for zombies only.
+ */
+const liveState = <S extends { readonly pid: number; readonly state: string }>(stat: S | null): S | null => {
+  if (stat === null || stat.state !== "Z") return stat
+  let threads = 0
+  try {
+    threads = readdirSync(`/proc/${stat.pid}/task`).length
+  } catch {
+    // Gone meanwhile: a zombie it is.
+  }
+  return threads > 1 ? { ...stat, state: "R" } : stat
+}
+
 const readProcess = (pid: string, seen: Map<number, { readonly key: string; readonly markers: Markers }>): ProcessInfo | null => {
   const stat = readOrNull(`/proc/${pid}/stat`)
   if (stat === null) return null
   const text = stat.toString("latin1")
-  const parsed = parseStat(text)
+  const parsed = liveState(parseStat(text))
   if (parsed === null) return null
   const key = `${parsed.startTicks} ${text.slice(text.indexOf("("), text.lastIndexOf(")") + 1)}`
   const cached = markerCache.get(parsed.pid)
@@ -391,7 +413,7 @@ export const namespaceSandboxAt = (
 /** Whether the process seen as `p` has ended: gone, a zombie, or its pid now another process's. */
 export const hasEnded = (p: ProcessInfo): boolean => {
   const stat = readOrNull(`/proc/${p.pid}/stat`)
-  const now = stat === null ? null : parseStat(stat.toString("latin1"))
+  const now = stat === null ? null : liveState(parseStat(stat.toString("latin1")))
   return now === null || now.startTicks !== p.startTicks || !isLive(now)
 }
 

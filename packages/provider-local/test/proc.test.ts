@@ -1,5 +1,6 @@
 import { Effect } from "effect"
 import { spawn } from "node:child_process"
+import { readFileSync } from "node:fs"
 import { describe, expect, it } from "vitest"
 import { LocalApi } from "../src/index.ts"
 
@@ -136,5 +137,33 @@ describe("shared /proc scans", () => {
     } finally {
       child.kill("SIGKILL")
     }
+  })
+})
+
+describe("seeing a process end", () => {
+  it("a zombie main thread whose other thread still runs is read as live and has not ended; once that thread is gone, it has", async () => {
+    // The main thread exits on its own (pthread_exit) while another thread sleeps: the kernel
+    // shows the process as a zombie with two threads, as it does a killed agent whose last
+    // thread is still tearing its pid namespace down.
+    const script = [
+      "import ctypes, os, sys, threading, time",
+      "threading.Thread(target=time.sleep, args=(2,)).start()",
+      "time.sleep(0.1)",
+      "sys.stdout.write('%d\\n' % os.getpid()); sys.stdout.flush()",
+      "ctypes.CDLL(None).pthread_exit(None)"
+    ].join("\n")
+    const child = spawn("python3", ["-c", script], { stdio: ["ignore", "pipe", "ignore"] })
+    const exited = new Promise((resolve) => child.on("exit", resolve))
+    const pid = await new Promise<number>((resolve) => child.stdout.once("data", (d: Buffer) => resolve(Number(d.toString().trim()))))
+    // Wait until the kernel shows the main thread as a zombie.
+    const rawState = () => LocalApi.parseStat(readFileSync(`/proc/${pid}/stat`, "latin1"))?.state
+    for (let i = 0; i < 100 && rawState() !== "Z"; i++) await new Promise((resolve) => setTimeout(resolve, 10))
+    expect(rawState()).toBe("Z")
+    const seen = Effect.runSync(LocalApi.scanProcesses).find((p) => p.pid === pid)
+    if (seen === undefined) return expect.unreachable()
+    expect(LocalApi.isLive(seen)).toBe(true)
+    expect(LocalApi.hasEnded(seen)).toBe(false)
+    await exited
+    expect(LocalApi.hasEnded(seen)).toBe(true)
   })
 })
