@@ -7,22 +7,27 @@ exits, and ends the instance by itself when the controller goes silent (the dead
 
 Python 3.8+, standard library only, one file: every provider ships this very file unchanged.
 
-Start-up is part of every launch's latency, so the agent imports only C modules and `os`:
-json, socket, subprocess, signal, threading and urllib.parse would cost about 25 ms here, more
-than Python's own start, because they pull in re, enum, functools and collections. It uses their
-C cores instead (_json, _socket, _signal, _thread) and os.posix_spawn, through the small
-equivalents in "Lean start-up" below; where a C core is missing (another Python), the full module
-is imported on first use instead.
+Start-up is part of every launch's latency, so the agent imports only C modules: json, socket,
+subprocess, signal, threading and urllib.parse would cost about 25 ms here, more than Python's
+own start, because they pull in re, enum, functools and collections, and os itself about 1 ms
+more. It uses their C cores instead (_json, _socket, _signal, _thread, posix) and posix_spawn,
+through the small equivalents in "Lean start-up" below; where a C core is missing (another
+Python), the full module is imported on first use instead.
 """
 
 import _thread
 import errno
 import io
-import os
 import select
 import sys
 import time
 
+try:
+    # os's C core. os itself, with posixpath, stat and _collections_abc, took about 1.2 ms of
+    # every launch's start here, for os.path and os.environ, which are replaced below.
+    import posix as _os
+except ImportError:  # not a POSIX CPython: os has the same names
+    import os as _os
 try:
     import _signal
 except ImportError:  # not CPython: the module that wraps it has the same names
@@ -93,8 +98,62 @@ USAGE = (
 
 
 # -- lean start-up ---------------------------------------------------------------------------
-# What the agent needs of json, urllib.parse, threading and signal, on their C cores (see the
-# module docstring for why). Each is the part of the module's behaviour the agent relies on.
+# What the agent needs of os, json, urllib.parse, threading and signal, on their C cores (see
+# the module docstring for why). Each is the part of the module's behaviour the agent relies on.
+
+DEVNULL = "/dev/null"
+
+
+def environ():
+    """The process's environment as os.environ has it: names and values decoded as the file
+    system's encoding, with undecodable bytes kept as surrogates."""
+    if _os.__name__ == "os":
+        return dict(_os.environ)
+    encoding = sys.getfilesystemencoding()
+    return dict(
+        (name.decode(encoding, "surrogateescape"), value.decode(encoding, "surrogateescape"))
+        for name, value in _os.environ.items()
+    )
+
+
+def isdir(path):
+    """os.path.isdir: an existing directory, following links."""
+    try:
+        return _os.stat(path).st_mode & 0o170000 == 0o040000
+    except (OSError, ValueError):
+        return False
+
+
+def join(base, path):
+    """os.path.join of two parts: an absolute `path` replaces `base`."""
+    if path.startswith("/") or not base:
+        return path
+    return base + path if base.endswith("/") else base + "/" + path
+
+
+def normpath(path):
+    """posixpath.normpath: `.`, `..` and repeated slashes resolved in the text (POSIX keeps
+    exactly two leading slashes, which may mean something else)."""
+    if not path:
+        return "."
+    initial = 0
+    if path.startswith("/"):
+        initial = 2 if path.startswith("//") and not path.startswith("///") else 1
+    parts = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part != ".." or (not initial and not parts) or (parts and parts[-1] == ".."):
+            parts.append(part)
+        elif parts:
+            parts.pop()
+    return "/" * initial + "/".join(parts) or "."
+
+
+def abspath(path):
+    """os.path.abspath: `path` from the working directory, normalised."""
+    return normpath(join(_os.getcwd(), path))
+
 
 _JSON_SPACE = " \t\n\r"
 
@@ -415,8 +474,8 @@ def parse_args(argv, environ):
     ):
         raise BadArgs("--shutdown must be exit, poweroff or command:CMD, got %r" % shutdown)
     cfg.shutdown = shutdown
-    cfg.workdir = os.path.abspath(values.get("--workdir") or os.getcwd())
-    if not os.path.isdir(cfg.workdir):
+    cfg.workdir = abspath(values.get("--workdir") or _os.getcwd())
+    if not isdir(cfg.workdir):
         raise BadArgs("--workdir %r is not a directory" % cfg.workdir)
     cfg.log = values.get("--log")
     startup_run = environ.get(RUN_VARIABLE)
@@ -431,7 +490,7 @@ def parse_args(argv, environ):
 
 
 class Log(object):
-    """One `os.write` per line on an O_APPEND descriptor: whole lines, no lock, no buffering."""
+    """One `write` per line on an O_APPEND descriptor: whole lines, no lock, no buffering."""
 
     def __init__(self, fd):
         self.fd = fd
@@ -441,11 +500,11 @@ class Log(object):
         line = "%s.%03dZ skyrepl-agent[%d] %s\n" % (
             time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)),
             int(now * 1000) % 1000,
-            os.getpid(),
+            _os.getpid(),
             message,
         )
         try:
-            os.write(self.fd, line.encode("utf-8", "replace"))
+            _os.write(self.fd, line.encode("utf-8", "replace"))
         except OSError:
             pass
 
@@ -459,7 +518,7 @@ def split_returncode(returncode):
 
 def signal_group(pgid, sig):
     try:
-        os.killpg(pgid, sig)
+        _os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
 
@@ -474,7 +533,7 @@ def _proc_matches_namespace():
     if _proc_usable is None:
         try:
             with open("/proc/self/stat", "rb") as f:
-                _proc_usable = int(f.read().split(None, 1)[0]) == os.getpid()
+                _proc_usable = int(f.read().split(None, 1)[0]) == _os.getpid()
         except (OSError, ValueError):
             _proc_usable = False
     return _proc_usable
@@ -487,7 +546,7 @@ def group_alive(pgid):
     and micro-VM inits do not) keeps forever; only /proc tells those apart.
     """
     try:
-        os.killpg(pgid, 0)
+        _os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
@@ -495,7 +554,7 @@ def group_alive(pgid):
     if not _proc_matches_namespace():
         return True
     try:
-        names = os.listdir("/proc")
+        names = _os.listdir("/proc")
     except OSError:
         return True
     for name in names:
@@ -537,7 +596,7 @@ class Child(object):
 class Children(object):
     """Starts child processes and collects their exit statuses.
 
-    Children start with os.posix_spawn (subprocess costs ~8 ms of imports at start-up; see the
+    Children start with _os.posix_spawn (subprocess costs ~8 ms of imports at start-up; see the
     module docstring), stdin from /dev/null. posix_spawn has no working-directory argument, and
     changing the agent's own for the spawn would move every other thread there too (a lazy
     import could then load a module from a run's directory), so a child given a directory is
@@ -559,7 +618,7 @@ class Children(object):
         self.reap_all = reap_all
         self.cond = Condition()
         self.statuses = {}
-        self.posix_spawn = hasattr(os, "posix_spawnp")
+        self.posix_spawn = hasattr(_os, "posix_spawnp")
         if reap_all:
             start_thread(log, "reaper", self._reap)
 
@@ -574,20 +633,20 @@ class Children(object):
         return child
 
     def _start(self, argv, stdout, stderr, env, cwd, new_session):
-        if cwd is not None and not os.path.isdir(cwd):
+        if cwd is not None and not isdir(cwd):
             # As subprocess would: the caller learns it here, not from the child's exit.
             raise FileNotFoundError(errno.ENOENT, "no such directory", cwd)
         if self.posix_spawn:
             # stdout and stderr first: /dev/null must not take the place of one of them.
             actions = [
-                (os.POSIX_SPAWN_DUP2, stdout, 1),
-                (os.POSIX_SPAWN_DUP2, stderr, 2),
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (_os.POSIX_SPAWN_DUP2, stdout, 1),
+                (_os.POSIX_SPAWN_DUP2, stderr, 2),
+                (_os.POSIX_SPAWN_OPEN, 0, DEVNULL, _os.O_RDONLY, 0),
             ]
             spawned = argv if cwd is None else ["/bin/sh", "-c", _ENTER_THEN_EXEC, "skyrepl-agent", cwd] + list(argv)
             try:
                 return Child(
-                    os.posix_spawnp(
+                    _os.posix_spawnp(
                         spawned[0], spawned, env, file_actions=actions, setsid=new_session, setsigdef=_RESTORED_SIGNALS
                     )
                 )
@@ -595,7 +654,7 @@ class Children(object):
                 self.posix_spawn = False
         import subprocess
 
-        with open(os.devnull, "rb") as devnull:
+        with open(DEVNULL, "rb") as devnull:
             popen = subprocess.Popen(
                 argv, stdin=devnull, stdout=stdout, stderr=stderr, cwd=cwd, env=env, start_new_session=new_session
             )
@@ -610,11 +669,11 @@ class Children(object):
                 status = self.statuses.pop(child.pid)
         else:
             try:
-                status = os.waitpid(child.pid, 0)[1]
+                status = _os.waitpid(child.pid, 0)[1]
             except ChildProcessError:
                 # Already reaped by someone else (SIGCHLD ignored): as subprocess, exit code 0.
                 status = 0
-        child.returncode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        child.returncode = -_os.WTERMSIG(status) if _os.WIFSIGNALED(status) else _os.WEXITSTATUS(status)
         if child.popen is not None:
             # Waited for here: subprocess must not poll for it again.
             child.popen.returncode = child.returncode
@@ -623,7 +682,7 @@ class Children(object):
     def _reap(self):
         while True:
             try:
-                pid, status = os.waitpid(-1, 0)
+                pid, status = _os.waitpid(-1, 0)
             except ChildProcessError:
                 # No child at all: wait for the next spawn, or for an orphan to be re-parented.
                 # A child spawned since waitpid looked is waited for at once (its notify came
@@ -1067,7 +1126,7 @@ class Upload(object):
 class OutStream(object):
     """One output stream of a run: what was read, what the controller acknowledged.
 
-    Bytes are kept as the chunks `os.read` returned (no copying into one growing buffer, whose
+    Bytes are kept as the chunks `_os.read` returned (no copying into one growing buffer, whose
     front would be moved on every acknowledgement). `held` is the offset of the first chunk;
     `next` is where the controller wants the next upload to start; `acked` the furthest point it
     ever acknowledged.
@@ -1199,7 +1258,7 @@ class Agent(object):
         self.deflate = False
         self.last_ok = time.monotonic()
         self.http = Http(self, cfg)
-        self.children = Children(log, os.getpid() == 1)
+        self.children = Children(log, _os.getpid() == 1)
         self.lock = _thread.allocate_lock()
         self.runs = {}
         self.seen = set()
@@ -1210,7 +1269,7 @@ class Agent(object):
         # event's grace for the killed runs' last output).
         self.stop_event = Event()
         self.signalled = None
-        env = dict(os.environ)
+        env = environ()
         # Runs are the user's code: they get the instance's environment, not the agent's secret.
         env.pop(TOKEN_VARIABLE, None)
         env.pop(RUN_VARIABLE, None)
@@ -1254,7 +1313,7 @@ class Agent(object):
                 AGENT_VERSION,
                 self.cfg.instance,
                 "%d.%d.%d" % sys.version_info[:3],
-                os.getpid(),
+                _os.getpid(),
                 ", reaping orphans as pid 1" if self.children.reap_all else "",
                 self.cfg.url,
             )
@@ -1289,7 +1348,7 @@ class Agent(object):
                 "protocol": PROTOCOL,
                 "instance": self.cfg.instance,
                 "hostname": _socket.gethostname(),
-                "pid": os.getpid(),
+                "pid": _os.getpid(),
                 "agentVersion": AGENT_VERSION,
                 "python": "%d.%d.%d" % sys.version_info[:3],
             }
@@ -1479,7 +1538,7 @@ class Agent(object):
                 return
             self.seen.add(run_id)
         # A relative workdir is taken from the default one: the agent's own cwd is no one's choice.
-        workdir = os.path.join(self.cfg.workdir, workdir) if workdir else self.cfg.workdir
+        workdir = join(self.cfg.workdir, workdir) if workdir else self.cfg.workdir
         self._start_run(run_id, command, env or {}, workdir, _positive_ms(max_ms))
 
     def _on_cancel(self, payload):
@@ -1502,17 +1561,17 @@ class Agent(object):
             self.runs[run_id] = run
         failure = None
         fds = []
-        if not os.path.isdir(workdir):
+        if not isdir(workdir):
             failure = "workdir %r is not a directory" % workdir
         elif any("\0" in k or "=" in k or not k or "\0" in v for k, v in env.items()):
             failure = "env holds a name or value that cannot be passed to a process"
         else:
             try:
-                out_r, out_w = os.pipe()
+                out_r, out_w = _os.pipe()
                 fds += [out_r, out_w]
-                err_r, err_w = os.pipe()
+                err_r, err_w = _os.pipe()
                 fds += [err_r, err_w]
-                wake_r, wake_w = os.pipe()
+                wake_r, wake_w = _os.pipe()
                 fds += [wake_r, wake_w]
                 for fd in (out_r, err_r):
                     _grow_pipe(fd)
@@ -1520,11 +1579,11 @@ class Agent(object):
             except (OSError, ValueError, TypeError) as err:
                 failure = "cannot start: %s" % err
                 for fd in fds:
-                    os.close(fd)
+                    _os.close(fd)
             else:
                 # The child holds its own copies; the read ends reach EOF once every writer is gone.
-                os.close(out_w)
-                os.close(err_w)
+                _os.close(out_w)
+                _os.close(err_w)
                 run.pgid = run.proc.pid
                 run.wake_r, run.wake_w = wake_r, wake_w
                 run.readers_left = 2
@@ -1586,20 +1645,20 @@ class Agent(object):
                     if not any(f == fd for f, _ in ready):
                         draining = True
                         continue
-                data = os.read(fd, READ_SIZE)
+                data = _os.read(fd, READ_SIZE)
                 if not data:
                     break
                 stream.feed(data, self)
         except OSError as err:
             self.log("run %s %s: read failed: %s" % (run.id, stream.name, err))
         finally:
-            os.close(fd)
+            _os.close(fd)
             stream.set_eof()
             with run.lock:
                 run.readers_left -= 1
                 last = run.readers_left == 0
             if last:
-                os.close(run.wake_r)
+                _os.close(run.wake_r)
 
     def _upload_loop(self, run, stream):
         path = "/v1/agent/output?runId=%s&stream=%s&offset=" % (quote_component(run.id), stream.name)
@@ -1674,7 +1733,7 @@ class Agent(object):
             run.exited_event.set()
             self.log("run %s: shell ended (%s, %s)" % (run.id, _outcome(code, sig), run.reason or "exited"))
             self._clear_group(run)
-            os.close(run.wake_w)
+            _os.close(run.wake_w)
         for stream in (run.stdout, run.stderr):
             with stream.cond:
                 while not stream.complete and not self.stop_reports:
@@ -1761,7 +1820,7 @@ class Agent(object):
         except Exception as err:
             self.log("internal error while ending: %r" % (err,))
         self.log("exiting with status %d" % status)
-        os._exit(status)
+        _os._exit(status)
 
     def _report_once(self, runs):
         # The controller has been silent for the whole window: a live one answers an exit in
@@ -1838,18 +1897,18 @@ def _prepare_fds():
     agent inherited above 2 closed on exec (what subprocess's close_fds did)."""
     for fd in (0, 1, 2):
         try:
-            os.fstat(fd)
+            _os.fstat(fd)
         except OSError:
-            os.set_inheritable(os.open(os.devnull, os.O_RDWR), True)
+            _os.set_inheritable(_os.open(DEVNULL, _os.O_RDWR), True)
     for listing in ("/proc/self/fd", "/dev/fd"):
         try:
-            names = os.listdir(listing)
+            names = _os.listdir(listing)
         except OSError:
             continue
         for name in names:
             if name.isdigit() and int(name) > 2:
                 try:
-                    os.set_inheritable(int(name), False)
+                    _os.set_inheritable(int(name), False)
                 except OSError:
                     pass  # the listing's own descriptor, closed by now
         return
@@ -1859,14 +1918,15 @@ def main(argv=None):
     if argv is None:
         argv = sys.argv[1:]
     try:
-        cfg = parse_args(argv, os.environ)
+        env = environ()
+        cfg = parse_args(argv, env)
     except BadArgs as err:
         sys.stderr.write("skyrepl-agent: %s (see --help)\n" % err)
         return EXIT_BAD_ARGS
     if cfg is None:
         sys.stdout.write(USAGE + "\n")
         return EXIT_OK
-    if cfg.shutdown == "poweroff" and os.environ.get(POWEROFF_VARIABLE) != "1":
+    if cfg.shutdown == "poweroff" and env.get(POWEROFF_VARIABLE) != "1":
         sys.stderr.write(
             "skyrepl-agent: refusing --shutdown poweroff without %s=1 (only a cloud bootstrap sets it)\n"
             % POWEROFF_VARIABLE
@@ -1878,7 +1938,7 @@ def main(argv=None):
     _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
     if cfg.log:
         try:
-            cfg.log_fd = os.open(cfg.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            cfg.log_fd = _os.open(cfg.log, _os.O_WRONLY | _os.O_APPEND | _os.O_CREAT, 0o600)
         except OSError as err:
             sys.stderr.write("skyrepl-agent: cannot open --log %r: %s\n" % (cfg.log, err))
             return EXIT_BAD_ARGS

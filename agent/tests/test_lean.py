@@ -1,9 +1,10 @@
-"""The agent's lean start-up: its small stand-ins for json, urllib.parse, threading, signal and
-subprocess behave as the modules they replace, and importing the agent loads none of those."""
+"""The agent's lean start-up: its small stand-ins for os, json, urllib.parse, threading, signal
+and subprocess behave as the modules they replace, and importing the agent loads none of those."""
 
 import importlib.util
 import json
 import os
+import posixpath
 import signal
 import subprocess
 import sys
@@ -32,7 +33,7 @@ def logged():
 
 class StartUpImportTests(unittest.TestCase):
     def test_importing_the_agent_loads_no_module_that_costs_start_up_time(self):
-        heavy = ["json", "re", "enum", "socket", "subprocess", "threading", "signal", "urllib.parse",
+        heavy = ["os", "json", "re", "enum", "socket", "subprocess", "threading", "signal", "urllib.parse",
                  "functools", "collections", "selectors", "encodings.idna"]
         code = (
             "import sys; sys.path.insert(0, %r); import skyrepl_agent; "
@@ -66,6 +67,40 @@ class JsonTests(unittest.TestCase):
         for value in [float("nan"), float("inf"), {1: "a"}, object()]:
             with self.assertRaises((ValueError, TypeError, AttributeError), msg=repr(value)):
                 agent.json_dumps(value)
+
+
+class OsTests(unittest.TestCase):
+    def test_environ_is_what_os_environ_holds(self):
+        # Run in a child with bytes that are not UTF-8 in its environment, which os.environ keeps
+        # as surrogates.
+        code = (
+            "import sys; sys.path.insert(0, %r); import skyrepl_agent as a; import os; "
+            "print(a.environ() == dict(os.environ), ascii(a.environ()['SKYREPL_ODD']))" % os.path.dirname(AGENT)
+        )
+        env = dict(os.environb)
+        env[b"SKYREPL_ODD"] = b"caf\xe9 \xc3\xa9"
+        out = subprocess.run([sys.executable, "-S", "-c", code], stdout=subprocess.PIPE, env=env, check=True)
+        self.assertEqual(out.stdout.decode().strip(), "True 'caf\\udce9 \\xe9'")
+
+    def test_path_helpers_are_those_of_posixpath(self):
+        paths = ["", ".", "..", "/", "//", "///", "a", "a/b", "a//b/", "/a/./b/../c", "../../x", "a/../..",
+                 "//x/y", "///x/../y", "/..", "a/b/../../..", "./a/", "/tmp/run dir/../w"]
+        for path in paths:
+            self.assertEqual(agent.normpath(path), posixpath.normpath(path), repr(path))
+            if path:
+                self.assertEqual(agent.abspath(path), posixpath.abspath(path), repr(path))
+        for base in ["", "/", "/work", "/work/", "rel"]:
+            for path in ["x", "x/y", "/abs", "", "./z"]:
+                self.assertEqual(agent.join(base, path), posixpath.join(base, path), repr((base, path)))
+
+    def test_isdir_is_os_path_isdir(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            afile = os.path.join(tmp, "f")
+            open(afile, "w").close()
+            link = os.path.join(tmp, "link")
+            os.symlink(tmp, link)
+            for path in [tmp, afile, link, os.path.join(tmp, "missing"), "/", "", "a\0b"]:
+                self.assertEqual(agent.isdir(path), os.path.isdir(path), repr(path))
 
 
 class UrlTests(unittest.TestCase):
@@ -252,8 +287,8 @@ for use_posix_spawn in (True, False):
         # A directory that goes away between the check and the child's start: the child says so.
         with tempfile.TemporaryDirectory() as workdir:
             children = agent.Children(logged()[1], False)
-            real_isdir = os.path.isdir
-            os.path.isdir = lambda path: True if path == workdir + "/gone" else real_isdir(path)
+            real_isdir = agent.isdir
+            agent.isdir = lambda path: True if path == workdir + "/gone" else real_isdir(path)
             try:
                 out_r, out_w = os.pipe()
                 child = children.spawn(["/bin/sh", "-c", "echo ran"], out_w, out_w, dict(os.environ), workdir + "/gone")
@@ -261,7 +296,7 @@ for use_posix_spawn in (True, False):
                 with os.fdopen(out_r, "rb") as out:
                     output = out.read().decode()
             finally:
-                os.path.isdir = real_isdir
+                agent.isdir = real_isdir
             self.assertEqual(children.wait(child), (126, None))
             self.assertIn("gone", output)
             self.assertNotIn("ran", output)
