@@ -231,8 +231,8 @@ describe("attach", () => {
     const rows = await Effect.runPromise(
       Effect.scoped(
         Effect.flatMap(makeClient(join(home, "state.db")), (sql) =>
-          sql.unsafe<{ encoding: string; size: number; stored: number }>(
-            "SELECT encoding, size, length(data) AS stored FROM output WHERE run_id = ?",
+          sql.unsafe<{ encoding: string; size: number; stored: number; head: string }>(
+            "SELECT encoding, size, length(data) AS stored, hex(substr(data, 1, 2)) AS head FROM output WHERE run_id = ?",
             [runId]
           )
         )
@@ -240,6 +240,8 @@ describe("attach", () => {
     )
     const deflated = rows.filter((r) => r.encoding === "deflate")
     expect(deflated.length).toBeGreaterThan(0)
+    // The agent took the controller's first choice, gzip: its rows keep gzip's magic bytes.
+    expect(deflated.every((r) => r.head === "1F8B")).toBe(true)
     expect(rows.reduce((n, r) => n + r.size, 0)).toBe(expected.length)
     expect(rows.reduce((n, r) => n + r.stored, 0) * 2).toBeLessThan(expected.length)
   })

@@ -101,8 +101,9 @@ export interface StoreService {
    * agent's retry never duplicates output. Returns the next expected offset of that stream; a
    * chunk that starts beyond it is refused with reason `constraint` (a gap would corrupt replay).
    *
-   * `deflated`, when given, is `data` compressed in the zlib format (as the agent uploads it): a
-   * store may keep those bytes instead of `data`, and must still give back `data` when read.
+   * `deflated`, when given, is `data` DEFLATE-compressed in the zlib or the gzip wrapper (as the
+   * agent uploads it; the first bytes tell which, see `inflateExact`'s `either`): a store may
+   * keep those bytes instead of `data`, and must still give back `data` when read.
    * The caller gives up `data`: a store may hand that very array to a reader (sparing it the
    * inflating), so it must not be changed after the call.
    */

@@ -88,7 +88,7 @@ describe(`agent hub on ${runtime}`, () => {
       expect(Effect.runSync(Deferred.isDone(f.session.registered))).toBe(false)
       const answer = await register(f)
       expect(answer.status).toBe(200)
-      expect(await answer.json()).toMatchObject({ protocol: AGENT_PROTOCOL_VERSION, maxOutputBytes: MAX_OUTPUT_BYTES, outputEncodings: ["deflate"] })
+      expect(await answer.json()).toMatchObject({ protocol: AGENT_PROTOCOL_VERSION, maxOutputBytes: MAX_OUTPUT_BYTES, outputEncodings: ["gzip", "deflate"] })
       expect(Effect.runSync(Deferred.isDone(f.session.registered))).toBe(true)
       const malformed = await fetch(`${f.hub.url}/v1/agent/register`, { method: "POST", headers: agentHeaders(), body: "{not json" })
       expect(malformed.status).toBe(400)
@@ -149,10 +149,38 @@ describe(`agent hub on ${runtime}`, () => {
       expect((await post(text.length, packed, "deflate")).status).toBe(400)
       expect((await post(text.length, new Uint8Array([1, 2, 3, 4]), "deflate", 10)).status).toBe(400)
       expect((await post(text.length, gzipSync(text), "br", text.length)).status).toBe(415)
+      // Each encoding is its own wrapper: gzip data named deflate is refused, and the reverse.
+      expect((await post(text.length, gzipSync(text), "deflate", text.length)).status).toBe(400)
+      expect((await post(text.length, packed, "gzip", text.length)).status).toBe(400)
       expect(f.outputs).toHaveLength(1)
       const plain = await post(text.length, new Uint8Array([104, 105]), "identity")
       expect(await plain.json()).toEqual({ next: text.length + 2 })
       expect(f.outputs[1]?.deflated).toBeUndefined()
+    } finally {
+      await stop(f)
+    }
+  })
+
+  it("inflates a gzip upload (also named x-gzip) and hands over both forms", async () => {
+    const f = await start()
+    const post = (offset: number, body: Uint8Array, encoding: string, size?: number) =>
+      fetch(`${f.hub.url}/v1/agent/output?runId=r1&stream=stdout&offset=${offset}${size === undefined ? "" : `&size=${size}`}`, {
+        method: "POST",
+        headers: { ...agentHeaders(), "content-type": "application/octet-stream", "content-encoding": encoding },
+        body
+      })
+    try {
+      const text = new TextEncoder().encode("a line of output\n".repeat(20_000))
+      const packed = gzipSync(text)
+      const ok = await post(0, packed, "gzip", text.length)
+      expect(await ok.json()).toEqual({ next: text.length })
+      expect(Buffer.from(f.outputs[0]?.data ?? []).equals(Buffer.from(text))).toBe(true)
+      expect(Buffer.from(f.outputs[0]?.deflated ?? []).equals(packed)).toBe(true)
+      const more = gzipSync(text.subarray(0, 1000))
+      expect(await (await post(text.length, more, "X-Gzip", 1000)).json()).toEqual({ next: text.length + 1000 })
+      expect((await post(text.length + 1000, packed, "gzip", text.length - 1)).status).toBe(400)
+      expect((await post(text.length + 1000, packed, "gzip")).status).toBe(400)
+      expect(f.outputs).toHaveLength(2)
     } finally {
       await stop(f)
     }

@@ -2,10 +2,12 @@ import { inflateExact, OutputChunk, ownBytes } from "@skyrepl/core"
 import { Either, ParseResult, Schema, type SchemaAST } from "effect"
 
 /**
- * How a stored output chunk holds its bytes: as written (`identity`), or compressed in the zlib
- * format (`deflate`), as the agent uploads output that compresses well. Kept compressed, a
+ * How a stored output chunk holds its bytes: as written (`identity`), or DEFLATE-compressed
+ * (`deflate`), kept as the agent uploaded it: in the zlib wrapper (Content-Encoding `deflate`)
+ * or the gzip one (`gzip`), which a reader tells apart by their first bytes. Kept compressed, a
  * chatty run's output costs the disk a fraction of its size, and writing it costs SQLite a
- * fraction of the pages.
+ * fraction of the pages. (One value for both wrappers: a value of its own for gzip would have
+ * meant rebuilding every existing output table for its CHECK constraint; see decisions.md.)
  */
 export const OutputEncoding = Schema.Literal("identity", "deflate")
 export type OutputEncoding = typeof OutputEncoding.Type
@@ -23,7 +25,7 @@ const OutputRow = Schema.Struct({
 
 /** The bytes a compressed row stands for; anything but exactly `size` bytes is a corrupt row. */
 const inflate = (row: typeof OutputRow.Type, ast: SchemaAST.AST): Either.Either<Uint8Array, ParseResult.ParseIssue> =>
-  Either.mapLeft(inflateExact(row.data, row.size), (reason) => new ParseResult.Type(ast, row, `output chunk ${row.seq} ${reason}`))
+  Either.mapLeft(inflateExact(row.data, row.size, "either"), (reason) => new ParseResult.Type(ast, row, `output chunk ${row.seq} ${reason}`))
 
 /**
  * The inflated bytes of the compressed chunks one store wrote last, by `seq`, within a byte

@@ -7,7 +7,7 @@ import { Deferred, Effect, Fiber, Option, Schema } from "effect"
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { deflateSync } from "node:zlib"
+import { deflateSync, gzipSync } from "node:zlib"
 import { BUSY_TIMEOUT_MS, makeClient } from "../src/client.ts"
 import { type HeldConnection, hold } from "../src/connection.ts"
 import { latestVersion } from "../src/migrations.ts"
@@ -184,6 +184,25 @@ describe("SqliteStore on SQLite", () => {
       })
     )
 
+    it.effect("keeps a gzip-wrapped form as it is given, beside zlib-wrapped ones, and another store reads both back", () =>
+      Effect.gen(function* () {
+        const data = text(5000)
+        const gzipped = gzipSync(data)
+        const { filename, launch } = yield* launchWithOutput((store, runId) =>
+          Effect.gen(function* () {
+            yield* store.appendOutput(runId, "stdout", 0, data, gzipped)
+            yield* store.appendOutput(runId, "stdout", data.length, data, deflateSync(data))
+          })
+        )
+        const rows = yield* storedRows(filename)
+        expect(rows.map((r) => [r.encoding, r.size])).toEqual([["deflate", data.length], ["deflate", data.length]])
+        expect(rows[0]!.stored).toBe(gzipped.length)
+        // A fresh store, as another process: nothing is kept in memory, both rows are inflated.
+        const chunks = yield* withStore(filename, (store) => store.readOutput(launch.run.id, 0, 10))
+        expect(decoded(chunks)).toBe(new TextDecoder().decode(data).repeat(2))
+      })
+    )
+
     it.effect("a compressed row that does not inflate to its size is a decode error", () =>
       Effect.gen(function* () {
         const data = text(100)
@@ -191,6 +210,13 @@ describe("SqliteStore on SQLite", () => {
         yield* withRaw(filename, (sql) => sql.unsafe("UPDATE output SET size = size - 1"))
         expect(yield* withStore(filename, (store) => reasonOf(store.readOutput(launch.run.id, 0, 10)))).toEqual(Option.some("decode"))
         yield* withRaw(filename, (sql) => sql.unsafe("UPDATE output SET size = size + 1, data = x'789c00'"))
+        expect(yield* withStore(filename, (store) => reasonOf(store.readOutput(launch.run.id, 0, 10)))).toEqual(Option.some("decode"))
+        // A gzip header on a body that is not gzip data, and gzip data whose CRC does not match.
+        yield* withRaw(filename, (sql) => sql.unsafe("UPDATE output SET data = x'1f8b0800000000000003'"))
+        expect(yield* withStore(filename, (store) => reasonOf(store.readOutput(launch.run.id, 0, 10)))).toEqual(Option.some("decode"))
+        const corrupt = gzipSync(data)
+        corrupt.writeUInt8(corrupt.readUInt8(corrupt.length - 8) ^ 0xff, corrupt.length - 8)
+        yield* withRaw(filename, (sql) => sql.unsafe("UPDATE output SET data = ?", [corrupt]))
         expect(yield* withStore(filename, (store) => reasonOf(store.readOutput(launch.run.id, 0, 10)))).toEqual(Option.some("decode"))
       })
     )

@@ -18,7 +18,8 @@ import { type EventSink, type HubAnswer, type HubRequest, json, serve } from "./
 export interface SessionHandlers {
   /**
    * Stores output; returns the next offset expected on that stream, or `gap` with that offset.
-   * `deflated` is the same bytes in the zlib format when the agent sent them compressed.
+   * `deflated` is the same bytes DEFLATE-compressed, in the zlib or the gzip wrapper, when the
+   * agent sent them compressed.
    */
   readonly onOutput: (
     runId: string,

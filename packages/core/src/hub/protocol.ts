@@ -41,7 +41,7 @@ export const OutputQuery = Schema.Struct({
   runId: Schema.String.pipe(Schema.minLength(1)),
   stream: OutputStream,
   offset: Schema.NumberFromString.pipe(Schema.int(), Schema.nonNegative()),
-  /** With `Content-Encoding: deflate`: the upload's inflated length. */
+  /** With a compressed `Content-Encoding` (`gzip`, `deflate`): the upload's inflated length. */
   size: Schema.optional(Schema.NumberFromString.pipe(Schema.int(), Schema.nonNegative()))
 })
 

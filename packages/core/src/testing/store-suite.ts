@@ -8,7 +8,7 @@ import { IllegalTransition, StoreError, type StoreErrorReason } from "../errors.
 import { newId } from "../naming.ts"
 import { type LaunchRecordOptions, type LaunchRecords, launchRecords } from "./records.ts"
 import { Store, type StoreService } from "../store.ts"
-import { deflateSync } from "node:zlib"
+import { deflateSync, gzipSync } from "node:zlib"
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
@@ -673,6 +673,22 @@ export const storeSuite = (name: string, makeLayer: () => Layer.Layer<Store, unk
               ["stderr", 0, 1]
             ])
             expect(chunks.every((c) => c.data instanceof Uint8Array)).toBe(true)
+          })
+        )
+      )
+
+      it.effect("output handed over in the gzip wrapper reads back as written, beside zlib-wrapped chunks", () =>
+        withStore((store) =>
+          Effect.gen(function* () {
+            const { run } = yield* createLaunch(store)
+            const first = bytes("gzip-wrapped output\n".repeat(100))
+            const second = bytes("zlib-wrapped output\n".repeat(100))
+            expect(yield* store.appendOutput(run.id, "stdout", 0, first, gzipSync(first))).toBe(first.length)
+            expect(yield* store.appendOutput(run.id, "stdout", first.length, second, deflateSync(second))).toBe(first.length + second.length)
+            // A resend, compressed, is skipped as any other.
+            expect(yield* store.appendOutput(run.id, "stdout", 0, first, gzipSync(first))).toBe(first.length + second.length)
+            const chunks = yield* store.readOutput(run.id, 0, 100)
+            expect(concat(chunks, "stdout")).toBe(text(first) + text(second))
           })
         )
       )
