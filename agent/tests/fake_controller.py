@@ -235,8 +235,12 @@ class _Handler(BaseHTTPRequestHandler):
             offset = int(query["offset"][0])
             encoding = self.headers.get("Content-Encoding")
             wire = len(body)
-            if encoding == "deflate":
-                body = zlib.decompress(body)
+            if encoding in ("gzip", "deflate"):
+                # wbits 31 reads only the gzip format and 15 only the zlib one, as HTTP names them.
+                try:
+                    body = zlib.decompress(body, 31 if encoding == "gzip" else 15)
+                except zlib.error:
+                    return self._answer(400, {"error": "the body is not %s data" % encoding})
                 if int(query["size"][0]) != len(body):
                     return self._answer(400, {"error": "size does not match the inflated body"})
             elif encoding is not None:

@@ -422,6 +422,23 @@ class UploadTests(AgentTestCase):
         # Random bytes do not compress: they go as they are.
         self.assertTrue(all(enc is None and wire == raw for enc, wire, raw in stderr), stderr)
 
+    def upload_encodings(self, listed):
+        """The encodings of the uploads that were large enough to compress, with `listed` as
+        the register answer's outputEncodings."""
+        text = b"".join(b"line %d of a chatty log\n" % i for i in range(40000))
+        self.write_files(text=text)
+        self.ctrl.output_encodings = listed
+        self.start_agent()
+        self.run_command("r1", "cat text", workdir=self.tmp)
+        self.assert_complete("r1", stdout=text, timeout=60)
+        return set(enc for _, enc, _, raw in self.ctrl.wire_log if raw >= 4096)
+
+    def test_uploads_use_the_first_listed_encoding_the_agent_knows(self):
+        self.assertEqual(self.upload_encodings(["br", 7, ["gzip"], "gzip", "deflate"]), {"gzip"})
+
+    def test_uploads_follow_the_controllers_order_of_encodings(self):
+        self.assertEqual(self.upload_encodings(["deflate", "gzip"]), {"deflate"})
+
     def test_uploads_stay_plain_when_the_register_answer_names_no_encodings(self):
         self.write_files(text=b"the same line again\n" * 50000)
         self.start_agent()

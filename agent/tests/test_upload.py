@@ -26,7 +26,7 @@ class ScriptedHttp(object):
     def request(self, method, path, body=None, content_type=None, timeout=None, encoding=None):
         query = dict(re.findall(r"([a-z]+)=([^&]*)", path.split("?", 1)[1]))
         offset = int(query["offset"])
-        raw = zlib.decompress(body) if encoding == "deflate" else bytes(body)
+        raw = zlib.decompress(body, agent.ENCODING_WBITS[encoding]) if encoding is not None else bytes(body)
         self.requests.append((offset, raw))
         return self.answer(offset, len(raw), raw)
 
@@ -43,7 +43,7 @@ class UploadLoopTests(unittest.TestCase):
         self.lines, log = logged()
         self.agent = agent.Agent(cfg, log)
         self.agent.upload_limit = LIMIT
-        self.agent.deflate = True
+        self.agent.encoding = "gzip"
         self.run_ = agent.Run("r1")
         self.stream = self.run_.stdout
         self.stream.feed(DATA, self.agent)
@@ -53,11 +53,11 @@ class UploadLoopTests(unittest.TestCase):
         self.packed = []
         original = agent.pack
 
-        def recording_pack(pieces, size):
+        def recording_pack(pieces, size, encoding):
             entry = (b"".join(pieces), agent.Event())
             self.packed.append(entry)
             try:
-                return original(pieces, size)
+                return original(pieces, size, encoding)
             finally:
                 entry[1].set()
 
@@ -136,24 +136,38 @@ class UploadLoopTests(unittest.TestCase):
 class PackTests(unittest.TestCase):
     def test_pieces_are_compressed_into_one_stream_that_inflates_to_them_in_order(self):
         pieces = [DATA[:1000], memoryview(DATA)[1000:70000], DATA[70000:]]
-        body, encoding = agent.pack(pieces, len(DATA))
-        self.assertEqual(encoding, "deflate")
+        for name in ("gzip", "deflate"):
+            body, encoding = agent.pack(pieces, len(DATA), name)
+            self.assertEqual(encoding, name)
+            self.assertEqual(zlib.decompress(body, agent.ENCODING_WBITS[name]), DATA)
+
+    def test_each_encoding_has_its_own_wrapper(self):
+        # gzip.decompress reads only the gzip format and zlib.decompress (wbits 15) only the zlib
+        # one: each body is what its Content-Encoding names, as HTTP defines them.
+        import gzip
+
+        body, _ = agent.pack([DATA], len(DATA), "gzip")
+        self.assertEqual(gzip.decompress(body), DATA)
+        self.assertRaises(zlib.error, zlib.decompress, body)
+        body, _ = agent.pack([DATA], len(DATA), "deflate")
         self.assertEqual(zlib.decompress(body), DATA)
+        self.assertRaises(OSError, gzip.decompress, body)
 
     def test_the_sample_spans_pieces_shorter_than_it(self):
         text = b"a repeated line of text\n" * 400
         pieces = [text[i : i + 100] for i in range(0, len(text), 100)]
-        body, encoding = agent.pack(pieces, len(text))
-        self.assertEqual((encoding, zlib.decompress(body)), ("deflate", text))
+        for name in ("gzip", "deflate"):
+            body, encoding = agent.pack(pieces, len(text), name)
+            self.assertEqual((encoding, zlib.decompress(body, agent.ENCODING_WBITS[name])), (name, text))
 
     def test_bytes_that_do_not_compress_go_as_they_are_in_one_body(self):
         noise = os.urandom(200 * 1024)
-        body, encoding = agent.pack([noise[:5], memoryview(noise)[5:]], len(noise))
+        body, encoding = agent.pack([noise[:5], memoryview(noise)[5:]], len(noise), "gzip")
         self.assertEqual((encoding, bytes(body)), (None, noise))
 
     def test_one_whole_read_is_sent_as_itself(self):
         small = b"x" * 100
-        body, encoding = agent.pack([small], len(small))
+        body, encoding = agent.pack([small], len(small), "gzip")
         self.assertIs(body, small)
         self.assertIsNone(encoding)
 
