@@ -64,6 +64,14 @@ const register = (f: Fixture, headers = agentHeaders()) =>
   })
 
 /** Reads an event stream until `until` holds for what has arrived; returns the text. */
+/** Posts run r1's stdout at `offset` with a Content-Encoding and, when given, the inflated size. */
+const compressedPoster = (f: Fixture) => (offset: number, body: Uint8Array, encoding: string, size?: number) =>
+  fetch(`${f.hub.url}/v1/agent/output?runId=r1&stream=stdout&offset=${offset}${size === undefined ? "" : `&size=${size}`}`, {
+    method: "POST",
+    headers: { ...agentHeaders(), "content-type": "application/octet-stream", "content-encoding": encoding },
+    body
+  })
+
 const readUntil = async (body: ReadableStream<Uint8Array>, until: (text: string) => boolean): Promise<{ text: string; ended: boolean }> => {
   const reader = body.getReader()
   const decoder = new TextDecoder()
@@ -125,12 +133,7 @@ describe(`agent hub on ${runtime}`, () => {
 
   it("inflates a deflated upload once, hands over both forms, and refuses bad or oversized ones", async () => {
     const f = await start()
-    const post = (offset: number, body: Uint8Array, encoding: string, size?: number) =>
-      fetch(`${f.hub.url}/v1/agent/output?runId=r1&stream=stdout&offset=${offset}${size === undefined ? "" : `&size=${size}`}`, {
-        method: "POST",
-        headers: { ...agentHeaders(), "content-type": "application/octet-stream", "content-encoding": encoding },
-        body
-      })
+    const post = compressedPoster(f)
     try {
       const text = new TextEncoder().encode("a line of output\n".repeat(20_000))
       const packed = deflateSync(text)
@@ -163,12 +166,7 @@ describe(`agent hub on ${runtime}`, () => {
 
   it("inflates a gzip upload (also named x-gzip) and hands over both forms", async () => {
     const f = await start()
-    const post = (offset: number, body: Uint8Array, encoding: string, size?: number) =>
-      fetch(`${f.hub.url}/v1/agent/output?runId=r1&stream=stdout&offset=${offset}${size === undefined ? "" : `&size=${size}`}`, {
-        method: "POST",
-        headers: { ...agentHeaders(), "content-type": "application/octet-stream", "content-encoding": encoding },
-        body
-      })
+    const post = compressedPoster(f)
     try {
       const text = new TextEncoder().encode("a line of output\n".repeat(20_000))
       const packed = gzipSync(text)
