@@ -16,7 +16,7 @@ export * from "./store.ts"
 export { agentArguments, type AgentLaunch, agentRunVariables, agentScriptPath } from "./agent-script.ts"
 export { shippedFile } from "./package-file.ts"
 export { AGENT_PROTOCOL_VERSION } from "./hub/protocol.ts"
-export { inflateExact, ownBytes } from "./output-encoding.ts"
+export { type DeflateWrapper, inflateExact, ownBytes } from "./output-encoding.ts"
 export {
   attach,
   cancel,
