@@ -606,8 +606,8 @@ class Children(object):
     module docstring), stdin from /dev/null. posix_spawn has no working-directory argument, and
     changing the agent's own for the spawn would move every other thread there too (a lazy
     import could then load a module from a run's directory), so a child given a directory is
-    started through `/bin/sh`, which enters it and execs the child: one more exec (well under a
-    millisecond). Where posix_spawn or its setsid is missing, subprocess is used.
+    started through `/bin/sh`, which enters it and execs the child: one more exec (about half a
+    millisecond; a run in the agent's own directory is given none, see _start_run). Where posix_spawn or its setsid is missing, subprocess is used.
 
     Normally the agent's only children are the ones it starts, and a per-pid wait is all there
     is to it. As PID 1 of a pid namespace (the local sandbox), every orphan of the namespace is
@@ -1287,6 +1287,11 @@ class Agent(object):
         env.pop(RUN_VARIABLE, None)
         self.base_env = env
         self.output_fd = cfg.log_fd if cfg.log_fd is not None else 2
+        # The agent never changes directory: a run in this one needs no shell to enter it.
+        try:
+            self.cwd = _os.getcwd()
+        except OSError:
+            self.cwd = None
 
     # -- timing ----------------------------------------------------------------------------
 
@@ -1588,7 +1593,11 @@ class Agent(object):
                 fds += [wake_r, wake_w]
                 for fd in (out_r, err_r):
                     _grow_pipe(fd)
-                run.proc = self.children.spawn(["/bin/sh", "-c", command], out_w, err_w, full_env, workdir, True)
+                # A run in the agent's own directory (the usual case: the default workdir, where
+                # the providers start the agent) inherits it, sparing the shell that enters a
+                # directory (about 0.5 ms of every run's start).
+                cwd = None if workdir == self.cwd else workdir
+                run.proc = self.children.spawn(["/bin/sh", "-c", command], out_w, err_w, full_env, cwd, True)
             except (OSError, ValueError, TypeError) as err:
                 failure = "cannot start: %s" % err
                 for fd in fds:

@@ -202,6 +202,42 @@ class ThreadingTests(unittest.TestCase):
         self.assertEqual(lines, ["internal error in worker: RuntimeError('boom')"])
 
 
+class RunDirectoryTests(unittest.TestCase):
+    """Where a run starts, with the agent in-process: its reports are stopped from the start, so
+    nothing is sent and the run's output stays in its stream."""
+
+    def run_pwd(self, workdir):
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = agent.parse_args(["--url", "http://127.0.0.1:9", "--token", "t", "--instance", "i", "--workdir", tmp], {})
+            runner = agent.Agent(cfg, logged()[1])
+            runner.stop_event.set()
+            directories = []
+            spawn = runner.children.spawn
+
+            def recording(argv, stdout, stderr, env, cwd=None, new_session=False):
+                directories.append(cwd)
+                return spawn(argv, stdout, stderr, env, cwd, new_session)
+
+            runner.children.spawn = recording
+            runner._start_run("r1", "pwd", {}, workdir or tmp, None)
+            run = runner.runs["r1"]
+            self.assertTrue(run.exited_event.wait(10))
+            deadline = time.monotonic() + 10
+            while not run.stdout.eof and time.monotonic() < deadline:
+                time.sleep(0.01)
+            return directories, b"".join(run.stdout.chunks).decode().strip(), tmp
+
+    def test_a_run_in_the_agents_own_directory_inherits_it(self):
+        directories, printed, _ = self.run_pwd(os.getcwd())
+        self.assertEqual(directories, [None])
+        self.assertEqual(printed, os.getcwd())
+
+    def test_a_run_elsewhere_is_started_in_its_directory(self):
+        directories, printed, tmp = self.run_pwd(None)
+        self.assertEqual(directories, [tmp])
+        self.assertEqual(printed, tmp)
+
+
 class ChildrenTests(unittest.TestCase):
     """Both ways of starting a child: posix_spawn, and subprocess where posix_spawn is missing."""
 
