@@ -685,7 +685,7 @@ export const storeSuite = (name: string, makeLayer: () => Layer.Layer<Store, unk
             const second = bytes("zlib-wrapped output\n".repeat(100))
             expect(yield* store.appendOutput(run.id, "stdout", 0, first, gzipSync(first))).toBe(first.length)
             expect(yield* store.appendOutput(run.id, "stdout", first.length, second, deflateSync(second))).toBe(first.length + second.length)
-            // A resend, compressed, is skipped as any other.
+            // A resend, compressed, is skipped like every other.
             expect(yield* store.appendOutput(run.id, "stdout", 0, first, gzipSync(first))).toBe(first.length + second.length)
             const chunks = yield* store.readOutput(run.id, 0, 100)
             expect(concat(chunks, "stdout")).toBe(text(first) + text(second))
