@@ -120,7 +120,9 @@ than a focused fix, so it is left for a decision.
   about 0.9 ms of it on Bun; \`Bun.spawn\` measured 0.06 ms cheaper). Over the B1 worker's
   launches JavaScriptCore's JIT thread uses 4–9 ms of CPU per launch (falling slowly over the
   first 160), on the same two cores as the agent's interpreter; turning off its top tier
-  (\`BUN_JSC_useFTLJIT=0\`, as a measurement) changed nothing. No one step is the bound.
+  (\`BUN_JSC_useFTLJIT=0\`, as a measurement) changed nothing. No one step is the bound. In the
+  run above, on a machine at about two-thirds of its previous speed: 1.76× on Bun (24.1 ms
+  against 13.6 ms) and 1.85× on Node.
 - **B2, \`repl run list\` ≤ ¼ of \`aws --version\`: met (0.21× in the run above).** This
   round the machine got faster for Python (\`aws --version\` about 280–310 ms against about
   490 ms before), which put \`run list\` at 0.27–0.29× in the first full run of the round; the
@@ -169,7 +171,8 @@ than a focused fix, so it is left for a decision.
   the CPU of the 200 sequential launches would, spread on two cores. What bounds it is unchanged:
   200 interpreters at about 10 ms of CPU each are 1 s of both cores, and the controller's thread
   still spends about 13 ms per launch (spawning, about 20 store statements, the hub's requests,
-  Effect's own work), about 2.6 s of one thread.
+  Effect's own work), about 2.6 s of one thread. This round's run, on the slower machine: p99
+  3.05 s, 1.12× its CPU floor (sequential launches 27.2 ms at the median against 22.7 ms).
 - **B4, attach ≥ 50 % of a pipe.** Output that compresses now crosses and is kept compressed
   (see the table), which lifted attach from about 85 MiB/s to about 250–320 MiB/s for B4's
   512 MiB (\`head -c … /dev/zero\`, as compressible as output gets), and the reader in the
@@ -198,10 +201,21 @@ than a focused fix, so it is left for a decision.
   \`head\`'s 1.1 ms and the agent's pipe read. zlib's deflating at level 1 alone (3.7 ms, with
   no checksum) and the controller's inflating into a fresh 4 MiB (about 0.8 ms, and 0.7 ms of
   page faults for that memory) are already more than half of what is left. Also tried: uploads
-  of up to 16 MiB (fewer requests per byte): no faster, so the cap stays at 4 MiB.
-- **B5, 20,000 transitions/s: met on both in the run above** (36,000/s on Bun, 31,400/s on
-  Node, on the faster machine; no store change this round). On the slower machine of the
-  previous rounds Node sat at the line, as below.
+  of up to 16 MiB (fewer requests per byte): no faster, so the cap stays at 4 MiB. In the run
+  above: 0.41× (455 MiB/s against a 1,115 MiB/s pipe; 0.38× in the previous round's run).
+- **B5, 20,000 transitions/s: met on Bun, 15/s short on Node in the run above** (22,659/s on
+  Bun, 19,985/s on Node). No change this round touches a transition: the store's statements,
+  its connection and its client are as they were when the previous round's full run measured
+  36,000/s on Bun and 31,400/s on Node. The machine ran this round's run at about two-thirds of
+  that speed: \`SELECT 1\` on the same connection at 177,000/s on Bun and 103,000/s on Node
+  against 301,000/s and 154,000/s, and \`aws --version\` at 517 ms against 280–310 ms. Node's
+  B5 alone, run twice right after an earlier full run of this round: 28,500/s and 18,500/s. As
+  in the rounds below, on this shared machine Node's verdict follows the machine's speed; an
+  Effect \`Cache\` look-up in the Node driver, the one per-statement cost not yet measured, is
+  about 1.4 µs of a transition's 50 (measured bare), so bypassing the driver for it was not
+  worth it.
+- **B5 in the previous round: met on both** (36,000/s on Bun, 31,400/s on Node, on the faster
+  machine). On the slower machine of the rounds before, Node sat at the line, as below.
 - **B5 before this round: met on Bun, at the line on Node.** Since the store holds its
   connection (see the table), Bun met it in every run of B5 this round, up to a load of about
   3.5 (23,500–35,400/s; 27,500/s in the run above). Node sits at the line: 19,200–25,300/s over
