@@ -602,12 +602,13 @@ class Child(object):
 class Children(object):
     """Starts child processes and collects their exit statuses.
 
-    Children start with _os.posix_spawn (subprocess costs ~8 ms of imports at start-up; see the
+    Children start with posix_spawn (subprocess costs ~8 ms of imports at start-up; see the
     module docstring), stdin from /dev/null. posix_spawn has no working-directory argument, and
     changing the agent's own for the spawn would move every other thread there too (a lazy
     import could then load a module from a run's directory), so a child given a directory is
     started through `/bin/sh`, which enters it and execs the child: one more exec (about half a
-    millisecond; a run in the agent's own directory is given none, see _start_run). Where posix_spawn or its setsid is missing, subprocess is used.
+    millisecond; a run in the agent's own directory is given none, see _start_run). Where
+    posix_spawn or its setsid is missing, subprocess is used.
 
     Normally the agent's only children are the ones it starts, and a per-pid wait is all there
     is to it. As PID 1 of a pid namespace (the local sandbox), every orphan of the namespace is
@@ -1137,7 +1138,7 @@ class Upload(object):
 class OutStream(object):
     """One output stream of a run: what was read, what the controller acknowledged.
 
-    Bytes are kept as the chunks `_os.read` returned (no copying into one growing buffer, whose
+    Bytes are kept as the chunks `read` returned (no copying into one growing buffer, whose
     front would be moved on every acknowledgement). `held` is the offset of the first chunk;
     `next` is where the controller wants the next upload to start; `acked` the furthest point it
     ever acknowledged.
@@ -1258,7 +1259,7 @@ def _positive_ms(value):
 
 
 class Agent(object):
-    def __init__(self, cfg, log):
+    def __init__(self, cfg, log, environment=None):
         self.cfg = cfg
         self.log = log
         self.heartbeat_interval = cfg.heartbeat_interval
@@ -1281,7 +1282,8 @@ class Agent(object):
         # event's grace for the killed runs' last output).
         self.stop_event = Event()
         self.signalled = None
-        env = environ()
+        # `environment`: the process's, when the caller has decoded it already (main has).
+        env = dict(environment) if environment is not None else environ()
         # Runs are the user's code: they get the instance's environment, not the agent's secret.
         env.pop(TOKEN_VARIABLE, None)
         env.pop(RUN_VARIABLE, None)
@@ -1964,7 +1966,7 @@ def main(argv=None):
         except OSError as err:
             sys.stderr.write("skyrepl-agent: cannot open --log %r: %s\n" % (cfg.log, err))
             return EXIT_BAD_ARGS
-    agent = Agent(cfg, Log(cfg.log_fd if cfg.log_fd is not None else 2))
+    agent = Agent(cfg, Log(cfg.log_fd if cfg.log_fd is not None else 2), env)
     agent.main()
     return EXIT_OK
 
