@@ -5,6 +5,7 @@ import { Chunk, Deferred, Duration, Effect, Exit, Fiber, Layer, Stream } from "e
 import { execa } from "execa"
 import { existsSync } from "node:fs"
 import { join } from "node:path"
+import { gzipSync } from "node:zlib"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { makeClient } from "../packages/store-sqlite/src/client.ts"
 import { bunBin, engineLayer, eventually, processesOf, removeHome, startOwner, tempHome, testSettings, text } from "./support.ts"
@@ -208,8 +209,8 @@ describe("attach", () => {
     expect(seen.count).toBeGreaterThanOrEqual(3)
   })
 
-  it("text output crosses compressed and is kept so; every reader gets the bytes as written", async () => {
-    // 6 MiB of log lines: several uploads, each large enough to be compressed by the agent.
+  it("text output is stored compressed (by the controller for a local agent on Bun); every reader gets the bytes as written", async () => {
+    // 6 MiB of log lines: several uploads, each large enough to be worth compressing.
     const command = "i=0; while [ $i -lt 40 ]; do seq 100000 $((100000 + 20000)); i=$((i + 1)); done"
     const expected = (await execa("/bin/sh", ["-c", command], { stripFinalNewline: false })).stdout
     const { live, replayed, runId } = await runEngine(
@@ -231,8 +232,8 @@ describe("attach", () => {
     const rows = await Effect.runPromise(
       Effect.scoped(
         Effect.flatMap(makeClient(join(home, "state.db")), (sql) =>
-          sql.unsafe<{ encoding: string; size: number; stored: number; head: string }>(
-            "SELECT encoding, size, length(data) AS stored, hex(substr(data, 1, 2)) AS head FROM output WHERE run_id = ?",
+          sql.unsafe<{ encoding: string; offset: number; size: number; stored: number; head: string; data: Uint8Array }>(
+            'SELECT encoding, "offset", size, length(data) AS stored, hex(substr(data, 1, 2)) AS head, data FROM output WHERE run_id = ?',
             [runId]
           )
         )
@@ -240,10 +241,19 @@ describe("attach", () => {
     )
     const deflated = rows.filter((r) => r.encoding === "deflate")
     expect(deflated.length).toBeGreaterThan(0)
-    // The agent took the controller's first choice, gzip: its rows keep gzip's magic bytes.
     expect(deflated.every((r) => r.head === "1F8B")).toBe(true)
+    // The local agent is on this machine. Under Bun, whose zlib is the faster, it sent its output
+    // as written, and what is stored is this runtime's own gzip of those bytes (the agent's
+    // Python zlib makes other bytes); under Node the agent compressed it.
+    const bytes = Buffer.from(expected)
+    for (const row of typeof Reflect.get(globalThis, "Bun") === "object" ? deflated : []) {
+      const own = gzipSync(bytes.subarray(row.offset, row.offset + row.size), { level: 1 })
+      expect(Buffer.from(row.data).equals(own)).toBe(true)
+    }
     expect(rows.reduce((n, r) => n + r.size, 0)).toBe(expected.length)
-    expect(rows.reduce((n, r) => n + r.stored, 0) * 2).toBeLessThan(expected.length)
+    // DEFLATE level 1 keeps these lines in about a third of their size with zlib's own
+    // algorithm (Node), and in about half with the faster one Bun's zlib uses at that level.
+    expect(rows.reduce((n, r) => n + r.stored, 0) * 3).toBeLessThan(expected.length * 2)
   })
 
   it("fails with RunNotFound for an unknown run", async () => {

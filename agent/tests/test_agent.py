@@ -439,6 +439,10 @@ class UploadTests(AgentTestCase):
     def test_uploads_follow_the_controllers_order_of_encodings(self):
         self.assertEqual(self.upload_encodings(["deflate", "gzip"]), {"deflate"})
 
+    def test_uploads_stay_plain_when_the_register_answer_lists_none(self):
+        # A controller compressing for an agent on its own machine answers with an empty list.
+        self.assertEqual(self.upload_encodings([]), {None})
+
     def test_uploads_stay_plain_when_the_register_answer_names_no_encodings(self):
         self.write_files(text=b"the same line again\n" * 50000)
         self.start_agent()

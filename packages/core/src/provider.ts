@@ -15,6 +15,13 @@ export interface ProviderCapabilities {
   readonly regions: boolean
   readonly warmPool: boolean
   readonly ssh: boolean
+  /**
+   * The agent runs on the controller's own machine (a local sandbox): its uploads cross no
+   * network, so a controller whose zlib is faster than the agent's (on Bun) has it send output
+   * as written and compresses what it stores. Absent or false: the agent compresses, and the
+   * network carries a fraction of a chatty run's bytes.
+   */
+  readonly agentOnHost?: boolean
 }
 
 /**

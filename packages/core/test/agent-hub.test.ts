@@ -1,7 +1,8 @@
 import { Deferred, Effect, Exit, Scope } from "effect"
 import { describe, expect, it } from "vitest"
-import { deflateSync, gzipSync } from "node:zlib"
-import { makeAgentHub, type AgentHub, type AgentSession } from "../src/hub/agent-hub.ts"
+import { randomBytes } from "node:crypto"
+import { deflateSync, gunzipSync, gzipSync } from "node:zlib"
+import { makeAgentHub, type AgentHub, type AgentSession, type SessionOptions } from "../src/hub/agent-hub.ts"
 import { AGENT_PROTOCOL_VERSION, MAX_OUTPUT_BYTES } from "../src/hub/protocol.ts"
 
 // The hub runs on Bun.serve under Bun and on node:http under Node; this suite runs on both
@@ -20,7 +21,10 @@ const TOKEN = "t0ken-for-the-hub-test"
 const NAME = "repl-abcdefgh-mwrlfv7nn50z8k-mwrlfv7nurar77"
 
 /** A hub with one open session; `onControlCancel` answers another controller's cancel. */
-const start = async (onControlCancel = (runId: string) => Effect.succeed(`cancelled ${runId}`)): Promise<Fixture> => {
+const start = async (
+  onControlCancel = (runId: string) => Effect.succeed(`cancelled ${runId}`),
+  sessionOptions: SessionOptions = {}
+): Promise<Fixture> => {
   const scope = await Effect.runPromise(Scope.make())
   const outputs: Fixture["outputs"] = []
   const { hub, session } = await Effect.runPromise(
@@ -41,7 +45,7 @@ const start = async (onControlCancel = (runId: string) => Effect.succeed(`cancel
             return { next: offset + data.length, gap: false }
           }),
         onExit: () => Effect.void
-      })
+      }, sessionOptions)
       return { hub, session }
     }).pipe(Scope.extend(scope))
   )
@@ -119,6 +123,8 @@ describe(`agent hub on ${runtime}`, () => {
       expect(f.outputs).toHaveLength(1)
       expect(f.outputs[0]?.offset).toBe(0)
       expect(Buffer.from(f.outputs[0]?.data ?? []).equals(Buffer.from(bytes))).toBe(true)
+      // Where the agent compresses (the default), what came as written stays so.
+      expect(f.outputs[0]?.deflated).toBeUndefined()
       const tooLarge = await fetch(`${f.hub.url}/v1/agent/output?runId=r1&stream=stdout&offset=${bytes.length}`, {
         method: "POST",
         headers: { ...agentHeaders(), "content-type": "application/octet-stream" },
@@ -179,6 +185,44 @@ describe(`agent hub on ${runtime}`, () => {
       expect((await post(text.length + 1000, packed, "gzip", text.length - 1)).status).toBe(400)
       expect((await post(text.length + 1000, packed, "gzip")).status).toBe(400)
       expect(f.outputs).toHaveLength(2)
+    } finally {
+      await stop(f)
+    }
+  })
+
+  it("compressing for the agent, offers it no encoding and compresses what is worth it for the store", async () => {
+    const f = await start(undefined, { compressOutput: true })
+    const post = compressedPoster(f)
+    try {
+      expect(await (await register(f)).json()).toMatchObject({ outputEncodings: [] })
+      const large = new TextEncoder().encode("a line of output\n".repeat(20_000))
+      const small = large.subarray(0, 8192)
+      const random = randomBytes(200_000)
+      let offset = 0
+      for (const bytes of [large, small, random, large.subarray(0, 4095)]) {
+        const answer = await post(offset, bytes, "identity")
+        offset += bytes.length
+        expect(await answer.json()).toEqual({ next: offset })
+      }
+      const [first, second, third, fourth] = f.outputs
+      // Larger than the 64 KiB sample, and the sample alone: each handed over as written and
+      // as gzip data of exactly those bytes.
+      for (const [output, bytes] of [[first, large], [second, small]] as const) {
+        expect(Buffer.from(output?.data ?? []).equals(Buffer.from(bytes))).toBe(true)
+        const deflated = Buffer.from(output?.deflated ?? [])
+        expect(deflated.subarray(0, 2).toString("hex")).toBe("1f8b")
+        expect(gunzipSync(deflated).equals(Buffer.from(bytes))).toBe(true)
+        expect(deflated.length * 10).toBeLessThan(bytes.length)
+      }
+      // Random bytes do not shrink, and under 4 KiB is not worth it: both kept as written.
+      expect(Buffer.from(third?.data ?? []).equals(random)).toBe(true)
+      expect(third?.deflated).toBeUndefined()
+      expect(fourth?.data.length).toBe(4095)
+      expect(fourth?.deflated).toBeUndefined()
+      // An agent that compresses anyway (an older one) is still taken, its bytes as they came.
+      const packed = gzipSync(large)
+      expect(await (await post(offset, packed, "gzip", large.length)).json()).toEqual({ next: offset + large.length })
+      expect(Buffer.from(f.outputs[4]?.deflated ?? []).equals(packed)).toBe(true)
     } finally {
       await stop(f)
     }

@@ -120,7 +120,9 @@ export const make = (options: LocalProviderOptions = {}): Effect.Effect<Provider
       snapshots: false,
       regions: false,
       warmPool: false,
-      ssh: false
+      ssh: false,
+      // The sandbox is a process of this machine: its uploads cross no network.
+      agentOnHost: true
     }
 
     const requireProc = (operation: string) =>

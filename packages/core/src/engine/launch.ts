@@ -8,6 +8,7 @@ import { AgentError, type AttachError, type CancelError, InvalidLaunchOptions, t
 import type { ExitReport } from "../hub/protocol.ts"
 import type { SessionHandlers } from "../hub/agent-hub.ts"
 import { formatInstanceName, newId, randomHex } from "../naming.ts"
+import { RUNTIME_COMPRESSES_FASTER } from "../output-encoding.ts"
 import { attachWith } from "./attach.ts"
 import { type CancelResult, cancelRun } from "./cancel.ts"
 import { finishRun, refOf, type TerminalRunState, terminateInstance, withProviderRetry } from "./lifecycle.ts"
@@ -198,7 +199,9 @@ export const launchWith = (
     })
 
     const recordedRunning = yield* Deferred.make<void>()
-    const session = yield* hub.open(name, token, handlersFor(engine, runId, recordedRunning))
+    const session = yield* hub.open(name, token, handlersFor(engine, runId, recordedRunning), {
+      compressOutput: provider.capabilities.agentOnHost === true && RUNTIME_COMPRESSES_FASTER
+    })
     const done = yield* Deferred.make<RunResult>()
     engine.live.set(runId, {
       runId,

@@ -1,6 +1,6 @@
 import { Deferred, Effect, Either, Exit, Runtime, Schema, type Scope } from "effect"
 import { decodeJson, sseEvent } from "./http.ts"
-import { decodeUpload, OUTPUT_ENCODINGS } from "../output-encoding.ts"
+import { compressForStore, decodeUpload, OUTPUT_ENCODINGS } from "../output-encoding.ts"
 import type { OutputStream } from "../domain/run.ts"
 import type { HubError } from "../errors.ts"
 import {
@@ -42,6 +42,17 @@ export interface AgentSession {
   readonly shutdown: Effect.Effect<void>
 }
 
+export interface SessionOptions {
+  /**
+   * The hub, not the agent, compresses this session's output: the register answer lists no
+   * output encoding, so the agent uploads output as written, and the hub compresses what it hands
+   * to `onOutput` (compressForStore). The engine asks this for an agent on this machine when this
+   * runtime's zlib is the faster (ProviderCapabilities.agentOnHost, RUNTIME_COMPRESSES_FASTER):
+   * across no network, the agent's compressing would only add an inflate here.
+   */
+  readonly compressOutput?: boolean
+}
+
 export interface AgentHub {
   /** The URL agents are told to call. */
   readonly url: string
@@ -49,7 +60,8 @@ export interface AgentHub {
   readonly open: (
     instanceName: string,
     token: string,
-    handlers: SessionHandlers
+    handlers: SessionHandlers,
+    options?: SessionOptions
   ) => Effect.Effect<AgentSession, never, Scope.Scope>
 }
 
@@ -68,6 +80,10 @@ interface SessionState {
   readonly name: string
   readonly token: Buffer
   readonly handlers: SessionHandlers
+  /** Output encodings offered at registration: none when the hub compresses. */
+  readonly encodings: ReadonlyArray<string>
+  /** Whether the hub compresses uploads that came as written (SessionOptions.compressOutput). */
+  readonly compresses: boolean
   readonly registered: Deferred.Deferred<RegisterRequest>
   lastSeen: number
   /** Runs sent and not finished: resent on every reconnect (the agent ignores repeats). */
@@ -169,7 +185,7 @@ export const makeAgentHub = (options: HubOptions): Effect.Effect<AgentHub, HubEr
           heartbeatIntervalMs: options.heartbeatIntervalMs,
           deadmanTimeoutMs: options.deadmanTimeoutMs,
           maxOutputBytes: MAX_OUTPUT_BYTES,
-          outputEncodings: OUTPUT_ENCODINGS
+          outputEncodings: state.encodings
         })
       }
       if (req.method === "POST" && path === "/v1/agent/output") {
@@ -178,7 +194,9 @@ export const makeAgentHub = (options: HubOptions): Effect.Effect<AgentHub, HubEr
         const { runId, stream, offset, size } = decoded.right
         const upload = decodeUpload(req.header("content-encoding"), size, body, MAX_OUTPUT_BYTES)
         if (Either.isLeft(upload)) return json(upload.left.status, { error: upload.left.error })
-        const result = await run(state.handlers.onOutput(runId, stream, offset, upload.right.data, upload.right.deflated))
+        const { data } = upload.right
+        const deflated = upload.right.deflated ?? (state.compresses ? compressForStore(data) : undefined)
+        const result = await run(state.handlers.onOutput(runId, stream, offset, data, deflated))
         return json(result.gap ? 409 : 200, { next: result.next })
       }
       if (req.method === "POST" && path === "/v1/agent/exit") {
@@ -222,13 +240,16 @@ export const makeAgentHub = (options: HubOptions): Effect.Effect<AgentHub, HubEr
 
     const url = options.publicUrl ?? `http://${listening.address}:${listening.port}`
 
-    const open: AgentHub["open"] = (instanceName, token, handlers) =>
+    const open: AgentHub["open"] = (instanceName, token, handlers, sessionOptions = {}) =>
       Effect.gen(function* () {
         const registered = yield* Deferred.make<RegisterRequest>()
+        const compresses = sessionOptions.compressOutput === true
         const state: SessionState = {
           name: instanceName,
           token: Buffer.from(token),
           handlers,
+          encodings: compresses ? [] : OUTPUT_ENCODINGS,
+          compresses,
           registered,
           lastSeen: Date.now(),
           runs: new Map(),
