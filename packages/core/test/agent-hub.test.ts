@@ -27,6 +27,7 @@ const start = async (
 ): Promise<Fixture> => {
   const scope = await Effect.runPromise(Scope.make())
   const outputs: Fixture["outputs"] = []
+  const ends = new Map<string, number>()
   const { hub, session } = await Effect.runPromise(
     Effect.gen(function* () {
       const hub = yield* makeAgentHub({
@@ -39,9 +40,13 @@ const start = async (
         onControlCancel
       })
       const session = yield* hub.open(NAME, TOKEN, {
+        // As a store does: a chunk that starts beyond what its stream holds is a gap.
         onOutput: (runId, stream, offset, data, deflated) =>
           Effect.sync(() => {
+            const end = ends.get(`${runId}/${stream}`) ?? 0
+            if (offset > end) return { next: end, gap: true }
             outputs.push({ runId, stream, offset, data, deflated })
+            ends.set(`${runId}/${stream}`, Math.max(end, offset + data.length))
             return { next: offset + data.length, gap: false }
           }),
         onExit: () => Effect.void
@@ -223,6 +228,32 @@ describe(`agent hub on ${runtime}`, () => {
       const packed = gzipSync(large)
       expect(await (await post(offset, packed, "gzip", large.length)).json()).toEqual({ next: offset + large.length })
       expect(Buffer.from(f.outputs[4]?.deflated ?? []).equals(packed)).toBe(true)
+    } finally {
+      await stop(f)
+    }
+  })
+
+  it("stores an upload handed over before the one ahead of it after that one, and refuses a true gap", async () => {
+    const f = await start()
+    const post = compressedPoster(f)
+    try {
+      const bytes = new TextEncoder().encode("0123456789")
+      // The second upload arrives first: it waits for the first instead of being refused.
+      const second = post(5, bytes.subarray(5), "identity")
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      expect(f.outputs).toHaveLength(0)
+      expect(await (await post(0, bytes.subarray(0, 5), "identity")).json()).toEqual({ next: 5 })
+      const answer = await second
+      expect(answer.status).toBe(200)
+      expect(await answer.json()).toEqual({ next: 10 })
+      expect(f.outputs.map((o) => o.offset)).toEqual([0, 5])
+      // Nothing is on its way before offset 20: after waiting its while, the upload is a gap.
+      const started = Date.now()
+      const gap = await post(20, bytes, "identity")
+      expect(gap.status).toBe(409)
+      expect(await gap.json()).toEqual({ next: 10 })
+      expect(Date.now() - started).toBeGreaterThanOrEqual(200)
+      expect(f.outputs).toHaveLength(2)
     } finally {
       await stop(f)
     }

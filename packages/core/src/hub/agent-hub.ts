@@ -84,6 +84,12 @@ interface SessionState {
   readonly encodings: ReadonlyArray<string>
   /** Whether the hub compresses uploads that came as written (SessionOptions.compressOutput). */
   readonly compresses: boolean
+  /** Output uploads being read or stored (see handleOutput). */
+  readonly uploads: Set<HeldUpload>
+  /** Uploads refused as a gap for now, waiting for their stream's next store. */
+  readonly waiters: Set<StoreWaiter>
+  /** Output uploads stored so far: whether any was stored while one waited. */
+  stores: number
   readonly registered: Deferred.Deferred<RegisterRequest>
   lastSeen: number
   /** Runs sent and not finished: resent on every reconnect (the agent ignores repeats). */
@@ -92,6 +98,27 @@ interface SessionState {
   shuttingDown: boolean
   stream: EventSink | null
 }
+
+/** An output upload the hub is reading or storing; `done` settles when it has answered. */
+interface HeldUpload {
+  readonly runId: string
+  readonly stream: OutputStream
+  readonly offset: number
+  readonly done: Promise<void>
+}
+
+interface StoreWaiter {
+  readonly runId: string
+  readonly stream: OutputStream
+  readonly wake: () => void
+}
+
+/**
+ * How long an upload that starts beyond what its stream has stored waits for the upload before
+ * it (see handleOutput) before it is refused with a 409: the runtime was seen to take an agent's
+ * second request 15 ms before its first.
+ */
+const GAP_WAIT_MS = 250
 
 /** Output uploads are the largest requests an agent sends (see MAX_OUTPUT_BYTES). */
 const MAX_BODY = MAX_OUTPUT_BYTES
@@ -137,8 +164,71 @@ export const makeAgentHub = (options: HubOptions): Effect.Effect<AgentHub, HubEr
       if (state.shuttingDown) writeEvent(res, "shutdown", {})
     }
 
+    /** Settles true once `state` stores an upload of that stream, false after `ms`. */
+    const nextStored = (state: SessionState, runId: string, stream: OutputStream, ms: number): Promise<boolean> =>
+      new Promise((resolve) => {
+        const waiter: StoreWaiter = { runId, stream, wake: () => finish(true) }
+        const timer = setTimeout(() => finish(false), ms)
+        const finish = (stored: boolean) => {
+          clearTimeout(timer)
+          state.waiters.delete(waiter)
+          resolve(stored)
+        }
+        state.waiters.add(waiter)
+      })
+
+    /**
+     * An output upload. The agent keeps two of a stream's uploads in flight, on two connections
+     * (UPLOADS_IN_FLIGHT), and the runtime can hand the later one over first, even before it has
+     * read the earlier one's request. Stored first, the later one would be refused as a gap (409)
+     * and sent again, so it waits: for the earlier uploads of its stream that the hub is reading
+     * or storing, and, when it still starts beyond what is stored, for the stream's next store,
+     * up to GAP_WAIT_MS, before it is refused. Decoding and compressing do not wait.
+     */
+    const handleOutput = async (state: SessionState, req: HubRequest): Promise<HubAnswer> => {
+      const decoded = Schema.decodeUnknownEither(OutputQuery)(Object.fromEntries(req.query))
+      if (Either.isLeft(decoded)) return json(400, { error: decoded.left.message })
+      const { runId, stream, offset, size } = decoded.right
+      let done = (): void => {}
+      const upload: HeldUpload = { runId, stream, offset, done: new Promise<void>((resolve) => (done = resolve)) }
+      const earlier = () =>
+        Array.from(state.uploads, (other) =>
+          other.runId === runId && other.stream === stream && other.offset < offset ? other.done : undefined
+        ).filter((pending) => pending !== undefined)
+      state.uploads.add(upload)
+      try {
+        const body = await req.body()
+        if (body === null) return json(413, { error: "body too large or connection broken" })
+        const decodedBody = decodeUpload(req.header("content-encoding"), size, body, MAX_OUTPUT_BYTES)
+        if (Either.isLeft(decodedBody)) return json(decodedBody.left.status, { error: decodedBody.left.error })
+        const { data } = decodedBody.right
+        const deflated = decodedBody.right.deflated ?? (state.compresses ? compressForStore(data) : undefined)
+        const store = () => run(state.handlers.onOutput(runId, stream, offset, data, deflated))
+        const deadline = Date.now() + GAP_WAIT_MS
+        let pending = earlier()
+        if (pending.length > 0) await Promise.all(pending)
+        let seen = state.stores
+        let result = await store()
+        while (result.gap) {
+          pending = earlier()
+          if (pending.length > 0) await Promise.all(pending)
+          else if (state.stores === seen && !(await nextStored(state, runId, stream, deadline - Date.now()))) break
+          seen = state.stores
+          result = await store()
+        }
+        if (!result.gap) {
+          state.stores += 1
+          for (const waiter of state.waiters) if (waiter.runId === runId && waiter.stream === stream) waiter.wake()
+        }
+        return json(result.gap ? 409 : 200, { next: result.next })
+      } finally {
+        state.uploads.delete(upload)
+        done()
+      }
+    }
+
     const handleAgent = async (req: HubRequest): Promise<HubAnswer> => {
-      const { path, query } = req
+      const { path } = req
       const instance = req.header("x-skyrepl-instance")
       const token = bearer(req)
       // The token alone identifies the session; the instance header only makes logs readable.
@@ -168,6 +258,8 @@ export const makeAgentHub = (options: HubOptions): Effect.Effect<AgentHub, HubEr
         }
       }
 
+      if (req.method === "POST" && path === "/v1/agent/output") return handleOutput(state, req)
+
       const body = await req.body()
       if (body === null) return json(413, { error: "body too large or connection broken" })
 
@@ -187,17 +279,6 @@ export const makeAgentHub = (options: HubOptions): Effect.Effect<AgentHub, HubEr
           maxOutputBytes: MAX_OUTPUT_BYTES,
           outputEncodings: state.encodings
         })
-      }
-      if (req.method === "POST" && path === "/v1/agent/output") {
-        const decoded = Schema.decodeUnknownEither(OutputQuery)(Object.fromEntries(query))
-        if (Either.isLeft(decoded)) return json(400, { error: decoded.left.message })
-        const { runId, stream, offset, size } = decoded.right
-        const upload = decodeUpload(req.header("content-encoding"), size, body, MAX_OUTPUT_BYTES)
-        if (Either.isLeft(upload)) return json(upload.left.status, { error: upload.left.error })
-        const { data } = upload.right
-        const deflated = upload.right.deflated ?? (state.compresses ? compressForStore(data) : undefined)
-        const result = await run(state.handlers.onOutput(runId, stream, offset, data, deflated))
-        return json(result.gap ? 409 : 200, { next: result.next })
       }
       if (req.method === "POST" && path === "/v1/agent/exit") {
         const decoded = decodeJson(ExitReport, body)
@@ -250,6 +331,9 @@ export const makeAgentHub = (options: HubOptions): Effect.Effect<AgentHub, HubEr
           handlers,
           encodings: compresses ? [] : OUTPUT_ENCODINGS,
           compresses,
+          uploads: new Set(),
+          waiters: new Set(),
+          stores: 0,
           registered,
           lastSeen: Date.now(),
           runs: new Map(),
