@@ -55,7 +55,7 @@ EXIT_TOKEN_REFUSED = 3
 EXIT_PROTOCOL_REFUSED = 4
 
 # The protocol's cap on one output request, unless the register answer names a larger one
-# (`maxOutputBytes`, at most MAX_UPLOAD). While one upload is in flight the pipe keeps being
+# (`maxOutputBytes`, at most MAX_UPLOAD). While uploads are in flight the pipe keeps being
 # read, and the next upload takes all of it up to the cap: a fast writer is sent in few large
 # requests, a slow one still one read at a time.
 CHUNK = 256 * 1024
@@ -77,6 +77,13 @@ ENCODING_WBITS = {"gzip": 31, "deflate": 15}
 # Acknowledged bytes kept per stream so that a controller that lost its last chunks (answered,
 # then crashed before storing them) can ask for them again with a 409.
 RETAIN = 4 * 1024 * 1024
+# Output uploads in flight per stream: the next is sent while the one before it awaits its
+# answer, so reading and compressing here, the network, and storing in the controller overlap
+# instead of taking turns, and a distant controller's round trip is waited for once per two
+# uploads, not once per upload.
+UPLOADS_IN_FLIGHT = 2
+# What the answer to an upload meant for the uploads sent after it (Agent._answer).
+IN_ORDER, MOVED, FAILED = "in order", "moved", "failed"
 # Unacknowledged bytes per stream before the agent stops reading the pipe: a slow or absent
 # controller then slows the writer down instead of growing the agent without bound.
 MAX_UNACKED = 16 * 1024 * 1024
@@ -998,6 +1005,12 @@ class Http(object):
     def request(self, method, path, body=None, content_type=None, timeout=None, encoding=None):
         """Returns (status, body). Raises OSError/HttpError on transport failure, Ending
         when the controller refused the token (the agent is then ending)."""
+        return self.send(method, path, body, content_type, timeout, encoding).answer()
+
+    def send(self, method, path, body=None, content_type=None, timeout=None, encoding=None):
+        """Sends a request and returns its Exchange, whose answer is read later: requests on
+        different connections can be in flight at once. Raises OSError/HttpError when it
+        cannot be sent."""
         if timeout is None:
             timeout = self.agent.request_timeout
         headers = dict(self.headers)
@@ -1005,31 +1018,7 @@ class Http(object):
             headers["Content-Type"] = content_type
         if encoding is not None:
             headers["Content-Encoding"] = encoding
-        conn, reused = self._take(timeout)
-        try:
-            resp, data = self._exchange(conn, method, path, body, headers)
-        except (OSError, HttpError) as err:
-            # A pooled connection the server closed while idle fails on first use; that is no
-            # answer from the controller, so one immediate retry on a fresh one is right. A
-            # time-out is an answer that did not come: retrying at once would double the wait.
-            if not reused or isinstance(err, _socket.timeout):
-                raise
-            conn = self.connection(timeout)
-            resp, data = self._exchange(conn, method, path, body, headers)
-        if resp.will_close:
-            conn.close()
-        else:
-            self._give_back(conn)
-        return self._answered(resp.status), data
-
-    def _exchange(self, conn, method, path, body, headers):
-        try:
-            conn.request(method, self.prefix + path, body=body, headers=headers)
-            resp = conn.getresponse()
-            return resp, resp.read()
-        except BaseException:
-            conn.close()
-            raise
+        return Exchange(self, method, self.prefix + path, body, headers, timeout)
 
     def open_events(self, timeout):
         """Opens the event stream; the caller reads lines from the response and closes conn."""
@@ -1053,6 +1042,71 @@ class Http(object):
             self.agent.end("the controller refused the token", EXIT_TOKEN_REFUSED, "refused")
             raise Ending()
         return status
+
+
+class Exchange(object):
+    """One request sent on a connection of the pool, its answer read by `answer` (once) or
+    given up by `abandon`. `retried`: it was sent a second time, on a fresh connection."""
+
+    def __init__(self, http, method, path, body, headers, timeout):
+        self.http = http
+        self.request = (method, path, body, headers)
+        self.timeout = timeout
+        self.retried = False
+        self.conn, reused = http._take(timeout)
+        try:
+            self._send()
+        except (OSError, HttpError) as err:
+            if not reused or isinstance(err, _socket.timeout):
+                raise
+            self._again()
+        self.reused = reused and not self.retried
+
+    def _send(self):
+        method, path, body, headers = self.request
+        try:
+            self.conn.request(method, path, body=body, headers=headers)
+        except BaseException:
+            self.conn.close()
+            raise
+
+    def _again(self):
+        # A pooled connection the server closed while idle fails on first use; that is no
+        # answer from the controller, so one immediate retry on a fresh one is right. A time-out
+        # is an answer that did not come: retrying at once would double the wait.
+        self.retried = True
+        self.conn = self.http.connection(self.timeout)
+        self._send()
+
+    def _read(self):
+        try:
+            resp = self.conn.getresponse()
+            return resp, resp.read()
+        except BaseException:
+            self.conn.close()
+            raise
+
+    def answer(self):
+        """(status, body). Raises OSError/HttpError on transport failure, Ending when the
+        controller refused the token (the agent is then ending)."""
+        try:
+            resp, data = self._read()
+        except (OSError, HttpError) as err:
+            if not self.reused or isinstance(err, _socket.timeout):
+                raise
+            self.reused = False
+            self._again()
+            resp, data = self._read()
+        if resp.will_close:
+            self.conn.close()
+        else:
+            self.http._give_back(self.conn)
+        return self.http._answered(resp.status), data
+
+    def abandon(self):
+        """Closes the connection without reading the answer: the controller may still act on
+        the request."""
+        self.conn.close()
 
 
 def _json_next(data):
@@ -1112,16 +1166,15 @@ def pack(pieces, size, encoding):
 
 class Upload(object):
     """One upload made ready: where it starts in its stream, how many bytes it carries, and the
-    body as sent with its Content-Encoding. One packed on a thread of its own (the next upload,
-    compressed while the one before it is in flight) is ready once `ready` is set."""
+    body as sent with its Content-Encoding."""
 
     def __init__(self, offset, pieces):
         self.offset = offset
         self.size = sum(len(piece) for piece in pieces)
+        self.end = offset + self.size
         self.pieces = pieces
         self.payload = None
         self.encoding = None
-        self.ready = Event()
 
     def pack(self, encoding):
         try:
@@ -1132,7 +1185,6 @@ class Upload(object):
             if self.payload is None:
                 self.payload = _joined(self.pieces)
             self.pieces = None
-            self.ready.set()
 
 
 class OutStream(object):
@@ -1687,61 +1739,93 @@ class Agent(object):
     def _upload_loop(self, run, stream):
         path = "/v1/agent/output?runId=%s&stream=%s&offset=" % (quote_component(run.id), stream.name)
         attempt = 0
-        # The upload after the one in flight, compressed on a thread of its own meanwhile: for a
-        # fast writer, compressing (the agent's part) and storing (the controller's) then overlap
-        # instead of taking turns. Used only if the controller asks next for where it starts.
-        ahead = None
-        while True:
-            with stream.cond:
-                while True:
+        # Uploads sent and not yet answered, oldest first, each sent from where the one before
+        # it ends: while one awaits its answer the next is packed and sent (UPLOADS_IN_FLIGHT).
+        in_flight = deque()
+        try:
+            while True:
+                upload = None
+                with stream.cond:
+                    while not in_flight:
+                        if self.stop_reports:
+                            return
+                        if stream.abandoned or (stream.eof and stream.next >= stream.end):
+                            stream.complete = True
+                            stream.cond.notify_all()
+                            return
+                        if stream.next < stream.end:
+                            break
+                        stream.cond.wait()
                     if self.stop_reports:
                         return
-                    if stream.abandoned or (stream.eof and stream.next >= stream.end):
-                        stream.complete = True
-                        stream.cond.notify_all()
-                        return
-                    if stream.next < stream.end:
-                        break
-                    stream.cond.wait()
-                packed_ahead = ahead is not None and ahead.offset == stream.next
-                upload = ahead if packed_ahead else Upload(*stream.take(self.upload_limit))
-                following = upload.offset + upload.size
-                ahead = None
-                if self.encoding is not None and stream.end - following >= DEFLATE_MIN:
-                    ahead = Upload(*stream.take(self.upload_limit, following))
-                    start_thread(self.log, "pack-" + stream.name, ahead.pack, self.encoding)
-            if packed_ahead:
-                upload.ready.wait()
-            else:
-                upload.pack(self.encoding)
-            offset = upload.offset
-            # A compressed upload names its inflated size, so the controller inflates it once,
-            # into exactly that much memory.
-            target = path + str(offset) if upload.encoding is None else "%s%d&size=%d" % (path, offset, upload.size)
-            try:
-                status, data = self.http.request("POST", target, upload.payload, "application/octet-stream",
-                                                 encoding=upload.encoding)
-            except (OSError, HttpError) as err:
-                self.log("run %s %s: upload at %d failed: %s" % (run.id, stream.name, offset, _describe(err)))
-            else:
-                ok = 200 <= status < 300
-                if ok or status == 409:
-                    position = _json_next(data)
-                    if position is None and ok:
-                        self.log("run %s %s: answer without a valid next; taking the chunk as stored"
-                                 % (run.id, stream.name))
-                        position = offset + upload.size
-                    if position is not None:
-                        stream.acknowledge(position, self.log, run.id)
-                        # A 409 that does not move the stream would spin: back off for it.
-                        if ok or position != offset:
-                            attempt = 0
-                            continue
-                self.log("run %s %s: upload at %d answered %d: %s"
-                         % (run.id, stream.name, offset, status, _snippet(data)))
-            if self.pause(self.backoff(attempt)):
-                return
-            attempt += 1
+                    start = in_flight[-1][0].end if in_flight else stream.next
+                    if len(in_flight) < UPLOADS_IN_FLIGHT and not stream.abandoned and start < stream.end:
+                        upload = Upload(*stream.take(self.upload_limit, start))
+                if upload is not None:
+                    upload.pack(self.encoding)
+                    # A compressed upload names its inflated size, so the controller inflates it
+                    # once, into exactly that much memory.
+                    target = path + str(upload.offset)
+                    if upload.encoding is not None:
+                        target = "%s&size=%d" % (target, upload.size)
+                    try:
+                        exchange = self.http.send("POST", target, upload.payload, "application/octet-stream",
+                                                  encoding=upload.encoding)
+                    except (OSError, HttpError) as err:
+                        self.log("run %s %s: upload at %d failed: %s"
+                                 % (run.id, stream.name, upload.offset, _describe(err)))
+                        outcome = FAILED
+                    else:
+                        in_flight.append((upload, exchange))
+                        continue
+                else:
+                    upload, exchange = in_flight.popleft()
+                    outcome = self._answer(run, stream, upload, exchange)
+                    if outcome == IN_ORDER:
+                        attempt = 0
+                        continue
+                # What was sent after this upload was sent from where it should have ended: it
+                # is given up, and uploads start again from the controller's `next`.
+                while in_flight:
+                    in_flight.popleft()[1].abandon()
+                if outcome == MOVED:
+                    attempt = 0
+                    continue
+                if self.pause(self.backoff(attempt)):
+                    return
+                attempt += 1
+        finally:
+            for _, exchange in in_flight:
+                exchange.abandon()
+
+    def _answer(self, run, stream, upload, exchange):
+        """Reads the answer to `upload` and applies its `next`: IN_ORDER when the controller
+        took it and expects next where the upload after it starts, MOVED when it expects other
+        bytes (a 409, bytes it already had), FAILED when there is no usable answer."""
+        offset = upload.offset
+        try:
+            status, data = exchange.answer()
+        except (OSError, HttpError) as err:
+            self.log("run %s %s: upload at %d failed: %s" % (run.id, stream.name, offset, _describe(err)))
+            return FAILED
+        ok = 200 <= status < 300
+        if ok or status == 409:
+            position = _json_next(data)
+            if position is None and ok:
+                self.log("run %s %s: answer without a valid next; taking the chunk as stored"
+                         % (run.id, stream.name))
+                position = upload.end
+            if position is not None:
+                stream.acknowledge(position, self.log, run.id)
+                # An upload sent a second time may have reached the controller after the one
+                # sent behind it, which was then refused: that one goes again.
+                if ok and position == upload.end and not exchange.retried:
+                    return IN_ORDER
+                # A 409 that does not move the stream would spin: that one backs off.
+                if ok or position != offset:
+                    return MOVED
+        self.log("run %s %s: upload at %d answered %d: %s" % (run.id, stream.name, offset, status, _snippet(data)))
+        return FAILED
 
     def _supervise(self, run):
         if run.proc is not None:
