@@ -50,6 +50,8 @@ Each change is a focused one in its own area; the suites of that area pass on No
 | agent start-up: \`os\` (agent/skyrepl_agent.py) | Timing the agent inside B1's launches with marks in the agent, the hub and the engine: from its first line to starting the run took about 4 ms, of which importing \`os\` (with \`posixpath\`, \`stat\` and \`_collections_abc\`, not frozen in Debian's Python) was about 1.2 ms, for \`os.path\` and \`os.environ\` | The agent takes \`posix\`, os's C core, with small stand-ins for \`os.environ\`, \`isdir\`, \`join\` and \`abspath\`, each tested against the module it replaces (undecodable environment bytes included); the import test now also refuses \`os\`. From the agent's first line to its \`main\` about 3.2 → 1.8 ms in the marks; B1 on Bun about 1.85× → 1.75× over three alternations each way (Node about 1.83× → 1.76×) |
 | agent: a run's directory (agent/skyrepl_agent.py) | posix_spawn has no working-directory argument, so every run started through a \`/bin/sh\` that entered its directory and exec'd the run's own shell: one more exec, about 0.5 ms (measured in Python, 100 starts each way), though a run in the default workdir is already where the agent runs | A run in the agent's own directory (the local provider starts the agent in the default workdir) inherits it; others still go through the shell that enters theirs. B1's SDK first byte about 0.5 ms lower over three alternations each way (within the noise of the ratio) |
 | output uploads in the gzip wrapper (agent, core output-encoding.ts, hub) | \`perf\` over B4 (both cores, every process): per 4 MiB the agent spent about 7.1 ms (zlib's deflating 3.7, its Adler-32 checksum 1.25, the pipe read 0.7), the controller's thread about 4.4 ms (its threads for the JIT and the collector about 1.9 more), and \`head\` 1.1: about 14.5 ms of CPU per 4 MiB on two cores, with them idle about a tenth of the time | The register answer lists \`["gzip", "deflate"]\` and the agent takes the first it knows: the same DEFLATE data in gzip's wrapper, whose CRC-32 costs zlib about a third of its Adler-32, and which the controller also gunzips faster. Each upload is checked against the format its \`Content-Encoding\` names; the store keeps either wrapper under \`deflate\` (told apart by the first bytes; no output table rebuilt, see docs/decisions.md). B4 about 450 → 530 MiB/s over three alternations of three transfers each (zeros, a loaded machine); agents and controllers of either age still agree |
+| output of a local sandbox compressed by the controller on Bun (core output-encoding.ts \`compressForStore\`, hub, engine, provider-local \`agentOnHost\`) | With the gzip change in, the agent still spent about 4–5 ms per 4 MiB in CPython's zlib (level 1: 5 ms on zeros, 32 ms on log text), and the controller about 1 ms inflating each upload to check it, with nothing crossing a network. Bun's zlib takes a faster algorithm at level 1: about 1 ms on zeros and 17 ms on log text (Node's: 3 and 43 ms) | The local provider declares \`agentOnHost\`; where the runtime's zlib is the faster (Bun) the register answer lists no encoding, the agent uploads as written, and the hub compresses by the agent's rule before storing, on the event loop (zlib's thread pool was slower: about 490 against 590 MiB/s, on Node too). Bun's level 1 keeps log text in about half its size, not a third (docs/decisions.md). B4 about 586 → 700 MiB/s (medians of eight transfers each, alternating). Tested in the hub suite (no encoding offered, what is worth compressing compressed, random and small bytes kept), in the agent's (an empty list keeps uploads plain) and end to end (on Bun the stored rows are the runtime's own gzip of the bytes; the test fails with the agent compressing) |
+| two output uploads per stream in flight (agent \`UPLOADS_IN_FLIGHT\`, \`Http.send\`/\`Exchange\`; hub \`handleOutput\`) | Timing both ends after the change above: per 4 MiB the agent's request took about 7.6 ms from send to answer, of which the controller's handler was about 2 ms and the body about 2.3 ms; between answering one upload and being handed the next, the controller waited about 3 ms, the cores partly idle | The agent sends the next upload on a second connection while the one before it awaits its answer and reads answers in order; an answer that moves the stream, a failure, or a resend on a fresh connection gives up the request behind it unread. Two connections give no order on arrival (Bun took a second request 15 ms before the first), so the hub stores a stream's uploads in offset order: one beyond what is stored waits for the earlier ones it is reading, then up to 250 ms for the next store, before a 409 (about 4 % of uploads were resent before that). B4 about 700 → 780–900 MiB/s. Tested in process (the order of sends and answers, what is given up after a 409, a failure and a resend), against a socket (two requests in flight on two connections, the stale-connection retry, no retry on a fresh one) and in the hub suite (the second upload stored after the first; a true gap refused after the wait) |
 | tried for B1 and B3, not kept | B1: the output upload often reaches the controller while it is still writing the launch's records after the registration; B3: with 200 launches at once, creating each sandbox's directory waited on the filesystem for about 2 ms on the controller's thread | Yielding to the event loop once after the registration (so that an upload already there is stored first): no change in 40 alternating launches. The wait for the registration without \`Effect.timeoutFail\`'s race: its own mark about 0.9 ms sooner, the first byte no sooner (the thread was busy either way). The three records after the registration skipped altogether, as a measurement only: 0.13 ms. The sandbox's directory and log file made with \`fs.promises\`: B3's p99 unchanged and its median from about 2.7 to 3.9 s (the launches then progress in lockstep) |
 
 ## Where a target is still missed, and what bounds it
@@ -121,9 +123,10 @@ than a focused fix, so it is left for a decision.
   launches JavaScriptCore's JIT thread uses 4–9 ms of CPU per launch (falling slowly over the
   first 160), on the same two cores as the agent's interpreter; turning off its top tier
   (\`BUN_JSC_useFTLJIT=0\`, as a measurement) changed nothing. No one step is the bound. In the
-  run above, on a machine at about two-thirds of its previous speed: 1.76× on Bun (24.1 ms
-  against 13.6 ms) and 1.85× on Node.
-- **B2, \`repl run list\` ≤ ¼ of \`aws --version\`: met (0.21× in the run above).** This
+  run above: 1.73× on Bun (19.1 ms against 11.1 ms) and 1.82× on Node (27.4 ms against
+  15.1 ms); in the previous round's, on a slower machine, 1.76× and 1.85×.
+- **B2, \`repl run list\` ≤ ¼ of \`aws --version\`: met (0.23× in the run above, with \`aws
+  --version\` at 348 ms; 0.21× in the previous round's).** This
   round the machine got faster for Python (\`aws --version\` about 280–310 ms against about
   490 ms before), which put \`run list\` at 0.27–0.29× in the first full run of the round; the
   stdio change in the table (no stream made, no stream modules loaded) took it from about 72 to
@@ -171,9 +174,23 @@ than a focused fix, so it is left for a decision.
   the CPU of the 200 sequential launches would, spread on two cores. What bounds it is unchanged:
   200 interpreters at about 10 ms of CPU each are 1 s of both cores, and the controller's thread
   still spends about 13 ms per launch (spawning, about 20 store statements, the hub's requests,
-  Effect's own work), about 2.6 s of one thread. This round's run, on the slower machine: p99
-  3.05 s, 1.12× its CPU floor (sequential launches 27.2 ms at the median against 22.7 ms).
-- **B4, attach ≥ 50 % of a pipe.** Output that compresses now crosses and is kept compressed
+  Effect's own work), about 2.6 s of one thread. In the run above: p99 2.75 s, 0.83× its CPU
+  floor (sequential launches 33.1 ms at the median); in the previous round's, on a slower
+  machine, 3.05 s and 1.12×.
+- **B4, attach ≥ 50 % of a pipe: met in the run above (0.66×), near the line when the pipe
+  runs fast.** This round the last two rows of the table took attach from about 586 MiB/s to
+  about 780–900 MiB/s in alternating transfers: a local sandbox's agent uploads as written and
+  the controller, on Bun, compresses with its faster zlib; and the agent keeps two uploads in
+  flight, so its sending and the controller's storing no longer take turns. In the run above:
+  670 MiB/s against a 1,019 MiB/s pipe. The pipe is the noisier half of the ratio: over this
+  round's B4-only runs it gave 1,010–1,910 MiB/s at the median of three (attach 566–900), so
+  the ratio ran 0.41–0.66. What bounds attach now is the controller's one thread, about nine
+  tenths busy (\`perf\` over every process, 2 GiB): per 4 MiB about 1.5 ms receiving the body
+  (the kernel's copy and Bun's), 1 ms compressing, and about 2 ms storing, reading back and
+  handing over in Effect and SQLite; the cores are idle about a tenth of the time. Moving the
+  compressing off that thread was measured slower through zlib's thread pool (see the table);
+  a worker of its own would have to copy each 4 MiB to it, most of what it would save.
+  Before this round: output that compresses crossed and was kept compressed
   (see the table), which lifted attach from about 85 MiB/s to about 250–320 MiB/s for B4's
   512 MiB (\`head -c … /dev/zero\`, as compressible as output gets), and the reader in the
   controller now takes the bytes the hub already inflated (about 390–450 MiB/s on a quiet
@@ -203,8 +220,12 @@ than a focused fix, so it is left for a decision.
   page faults for that memory) are already more than half of what is left. Also tried: uploads
   of up to 16 MiB (fewer requests per byte): no faster, so the cap stays at 4 MiB. In the run
   above: 0.41× (455 MiB/s against a 1,115 MiB/s pipe; 0.38× in the previous round's run).
-- **B5, 20,000 transitions/s: met on Bun, 15/s short on Node in the run above** (22,659/s on
-  Bun, 19,985/s on Node). No change this round touches a transition: the store's statements,
+- **B5, 20,000 transitions/s: met on both in the run above** (24,326/s on Bun, 20,532/s on
+  Node, near the line as in every round). No change this round touches a transition. A CPU
+  profile of Node's B5 this round: about two-thirds of a transition is inside better-sqlite3's
+  statement (the UPDATE … RETURNING), the rest Effect's fibers and the decoding.
+- **B5 in the previous round: met on Bun, 15/s short on Node** (22,659/s on
+  Bun, 19,985/s on Node). No change that round touched a transition: the store's statements,
   its connection and its client are as they were when the previous round's full run measured
   36,000/s on Bun and 31,400/s on Node. The machine ran this round's run at about two-thirds of
   that speed: \`SELECT 1\` on the same connection at 177,000/s on Bun and 103,000/s on Node
