@@ -81,6 +81,19 @@ const compressedPoster = (f: Fixture) => (offset: number, body: Uint8Array, enco
     body
   })
 
+/** Runs `body` against a hub with one open session (see `start`), and closes it afterwards. */
+const withHub = async (
+  body: (f: Fixture, post: ReturnType<typeof compressedPoster>) => Promise<void>,
+  sessionOptions: SessionOptions = {}
+): Promise<void> => {
+  const f = await start(undefined, sessionOptions)
+  try {
+    await body(f, compressedPoster(f))
+  } finally {
+    await stop(f)
+  }
+}
+
 const readUntil = async (body: ReadableStream<Uint8Array>, until: (text: string) => boolean): Promise<{ text: string; ended: boolean }> => {
   const reader = body.getReader()
   const decoder = new TextDecoder()
@@ -143,9 +156,7 @@ describe(`agent hub on ${runtime}`, () => {
   })
 
   it("inflates a deflated upload once, hands over both forms, and refuses bad or oversized ones", async () => {
-    const f = await start()
-    const post = compressedPoster(f)
-    try {
+    await withHub(async (f, post) => {
       const text = new TextEncoder().encode("a line of output\n".repeat(20_000))
       const packed = deflateSync(text)
       const ok = await post(0, packed, "deflate", text.length)
@@ -170,15 +181,11 @@ describe(`agent hub on ${runtime}`, () => {
       const plain = await post(text.length, new Uint8Array([104, 105]), "identity")
       expect(await plain.json()).toEqual({ next: text.length + 2 })
       expect(f.outputs[1]?.deflated).toBeUndefined()
-    } finally {
-      await stop(f)
-    }
+    })
   })
 
   it("inflates a gzip upload (also named x-gzip) and hands over both forms", async () => {
-    const f = await start()
-    const post = compressedPoster(f)
-    try {
+    await withHub(async (f, post) => {
       const text = new TextEncoder().encode("a line of output\n".repeat(20_000))
       const packed = gzipSync(text)
       const ok = await post(0, packed, "gzip", text.length)
@@ -190,15 +197,11 @@ describe(`agent hub on ${runtime}`, () => {
       expect((await post(text.length + 1000, packed, "gzip", text.length - 1)).status).toBe(400)
       expect((await post(text.length + 1000, packed, "gzip")).status).toBe(400)
       expect(f.outputs).toHaveLength(2)
-    } finally {
-      await stop(f)
-    }
+    })
   })
 
   it("compressing for the agent, offers it no encoding and compresses what is worth it for the store", async () => {
-    const f = await start(undefined, { compressOutput: true })
-    const post = compressedPoster(f)
-    try {
+    await withHub(async (f, post) => {
       expect(await (await register(f)).json()).toMatchObject({ outputEncodings: [] })
       const large = new TextEncoder().encode("a line of output\n".repeat(20_000))
       const small = large.subarray(0, 8192)
@@ -228,15 +231,11 @@ describe(`agent hub on ${runtime}`, () => {
       const packed = gzipSync(large)
       expect(await (await post(offset, packed, "gzip", large.length)).json()).toEqual({ next: offset + large.length })
       expect(Buffer.from(f.outputs[4]?.deflated ?? []).equals(packed)).toBe(true)
-    } finally {
-      await stop(f)
-    }
+    }, { compressOutput: true })
   })
 
   it("stores an upload handed over before the one ahead of it after that one, and refuses a true gap", async () => {
-    const f = await start()
-    const post = compressedPoster(f)
-    try {
+    await withHub(async (f, post) => {
       const bytes = new TextEncoder().encode("0123456789")
       // The second upload arrives first: it waits for the first instead of being refused.
       const second = post(5, bytes.subarray(5), "identity")
@@ -254,9 +253,7 @@ describe(`agent hub on ${runtime}`, () => {
       expect(await gap.json()).toEqual({ next: 10 })
       expect(Date.now() - started).toBeGreaterThanOrEqual(200)
       expect(f.outputs).toHaveLength(2)
-    } finally {
-      await stop(f)
-    }
+    })
   })
 
   it("finds each agent's session by its token among many, and a closed session's token stops working", async () => {
