@@ -386,6 +386,8 @@ export const providerSuite = (name: string, options: ProviderSuiteOptions): void
           for (const flag of ["spot", "snapshots", "regions", "warmPool", "ssh"] as const) {
             expect(typeof provider.capabilities[flag]).toBe("boolean")
           }
+          // Optional: absent means the agent is not on the controller's machine.
+          expect(["boolean", "undefined"]).toContain(typeof provider.capabilities.agentOnHost)
         })
       )
 
