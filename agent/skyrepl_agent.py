@@ -1053,14 +1053,11 @@ class Exchange(object):
         self.request = (method, path, body, headers)
         self.timeout = timeout
         self.retried = False
-        self.conn, reused = http._take(timeout)
+        self.conn, self.reused = http._take(timeout)
         try:
             self._send()
         except (OSError, HttpError) as err:
-            if not reused or isinstance(err, _socket.timeout):
-                raise
-            self._again()
-        self.reused = reused and not self.retried
+            self._again(err)
 
     def _send(self):
         method, path, body, headers = self.request
@@ -1070,10 +1067,14 @@ class Exchange(object):
             self.conn.close()
             raise
 
-    def _again(self):
-        # A pooled connection the server closed while idle fails on first use; that is no
-        # answer from the controller, so one immediate retry on a fresh one is right. A time-out
-        # is an answer that did not come: retrying at once would double the wait.
+    def _again(self, err):
+        """Sends the request again on a fresh connection after `err` on a pooled one, or raises
+        `err`. A pooled connection the server closed while idle fails on first use; that is no
+        answer from the controller, so one immediate retry on a fresh one is right. A time-out
+        is an answer that did not come: retrying at once would double the wait."""
+        if not self.reused or isinstance(err, _socket.timeout):
+            raise err
+        self.reused = False
         self.retried = True
         self.conn = self.http.connection(self.timeout)
         self._send()
@@ -1092,10 +1093,7 @@ class Exchange(object):
         try:
             resp, data = self._read()
         except (OSError, HttpError) as err:
-            if not self.reused or isinstance(err, _socket.timeout):
-                raise
-            self.reused = False
-            self._again()
+            self._again(err)
             resp, data = self._read()
         if resp.will_close:
             self.conn.close()
@@ -1772,9 +1770,7 @@ class Agent(object):
                         exchange = self.http.send("POST", target, upload.payload, "application/octet-stream",
                                                   encoding=upload.encoding)
                     except (OSError, HttpError) as err:
-                        self.log("run %s %s: upload at %d failed: %s"
-                                 % (run.id, stream.name, upload.offset, _describe(err)))
-                        outcome = FAILED
+                        outcome = self._failed(run, stream, upload, err)
                     else:
                         in_flight.append((upload, exchange))
                         continue
@@ -1806,8 +1802,7 @@ class Agent(object):
         try:
             status, data = exchange.answer()
         except (OSError, HttpError) as err:
-            self.log("run %s %s: upload at %d failed: %s" % (run.id, stream.name, offset, _describe(err)))
-            return FAILED
+            return self._failed(run, stream, upload, err)
         ok = 200 <= status < 300
         if ok or status == 409:
             position = _json_next(data)
@@ -1825,6 +1820,11 @@ class Agent(object):
                 if ok or position != offset:
                     return MOVED
         self.log("run %s %s: upload at %d answered %d: %s" % (run.id, stream.name, offset, status, _snippet(data)))
+        return FAILED
+
+    def _failed(self, run, stream, upload, err):
+        """Logs an upload that got no answer (it could not be sent, or its answer not read)."""
+        self.log("run %s %s: upload at %d failed: %s" % (run.id, stream.name, upload.offset, _describe(err)))
         return FAILED
 
     def _supervise(self, run):
