@@ -4,4 +4,5 @@
  */
 export * as LocalProvider from "./local-provider.ts"
 export * as LocalApi from "./local-api.ts"
-export { IsolationMode, type LocalProviderOptions } from "./options.ts"
+export { ForkServerMode, IsolationMode, type LocalProviderOptions } from "./options.ts"
+export type { ForkAgent, ForkRequest, ForkServer } from "./fork-server.ts"

@@ -3,7 +3,8 @@ import { Clock, Data, Deferred, Duration, Effect, FiberId } from "effect"
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync } from "node:fs"
 import { rm } from "node:fs/promises"
-import { join } from "node:path"
+import { dirname, join } from "node:path"
+import { FORK_SERVER_SCRIPT, type ForkServer } from "./fork-server.ts"
 
 /**
  * Every process of a sandbox carries these variables from its first exec on, and children
@@ -588,6 +589,8 @@ export interface SandboxCommand {
   readonly namespaces: NamespaceSupport | null
   readonly python: string
   readonly agentScript: string
+  /** The agent's source, when `agentScript` is a compiled copy of it (a fork server's key). */
+  readonly agentSource?: string
   readonly agentArgs: ReadonlyArray<string>
   /** Variables for the agent that must not appear on its command line (the token). */
   readonly secretEnv: Readonly<Record<string, string>>
@@ -600,14 +603,21 @@ export interface SandboxCommand {
 const inheritedVariables = ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM"]
 const fallbackPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-const sandboxEnv = (command: SandboxCommand): Record<string, string> => {
+export const inheritedEnv = (): Record<string, string> => {
   const env: Record<string, string> = {}
   for (const [key, value] of Object.entries(process.env)) {
     if (value !== undefined && (inheritedVariables.includes(key) || key.startsWith("LC_"))) env[key] = value
   }
   env["PATH"] ??= fallbackPath
-  return { ...env, ...command.secretEnv, [INSTANCE_MARKER]: command.name, [PROVIDER_MARKER]: command.provider }
+  return env
 }
+
+const sandboxEnv = (command: SandboxCommand): Record<string, string> => ({
+  ...inheritedEnv(),
+  ...command.secretEnv,
+  [INSTANCE_MARKER]: command.name,
+  [PROVIDER_MARKER]: command.provider
+})
 
 /**
  * The hostname is set by writing the uts namespace's own /proc entry from the shell, which
@@ -661,9 +671,52 @@ const spawnFailure = (file: string, cause: unknown): LocalApiError => {
  * Plain `node:child_process`: a wrapper library costs more to load than this whole call takes,
  * and the CLI loads it for every command.
  */
-export const startSandbox = (command: SandboxCommand): Effect.Effect<number, LocalApiError> =>
+export const startSandbox = (command: SandboxCommand, forkServer?: ForkServer): Effect.Effect<number, LocalApiError> =>
   Effect.gen(function* () {
     yield* prepareDirs(command)
+    if (forkServer !== undefined) {
+      const forked = yield* forkSandbox(command, forkServer)
+      if (forked !== null) return forked
+    }
+    return yield* execSandbox(command)
+  })
+
+/**
+ * The sandbox forked by `server`, or null to exec it. A server that ended with the request
+ * unanswered may have forked it: whatever of it is found is killed before the exec, and a root
+ * forked but not yet marked ends by itself when it finds its server gone (the agent's
+ * `_enter_sandbox`), so the name never runs twice.
+ */
+const forkSandbox = (command: SandboxCommand, server: ForkServer): Effect.Effect<number | null, LocalApiError> =>
+  server
+    .fork(
+      {
+        python: command.python,
+        source: command.agentSource ?? command.agentScript,
+        path: command.agentScript,
+        server: join(dirname(command.agentSource ?? command.agentScript), FORK_SERVER_SCRIPT)
+      },
+      {
+        name: command.name,
+        argv: command.agentArgs,
+        env: sandboxEnv(command),
+        cwd: command.paths.workdir,
+        console: command.paths.consoleLog,
+        namespaces:
+          command.namespaces === null ? "none" : command.namespaces.flags.includes("--map-root-user") ? "user" : "root"
+      }
+    )
+    .pipe(
+      Effect.catchAll(() =>
+        Effect.as(Effect.ignore(terminateSandbox(command.provider, command.name, forkServerGrace)), null)
+      )
+    )
+
+/** How long a sandbox of a fork server that ended mid-request is given to be seen ending. */
+const forkServerGrace = Duration.seconds(5)
+
+const execSandbox = (command: SandboxCommand): Effect.Effect<number, LocalApiError> =>
+  Effect.gen(function* () {
     const [file, args] = commandLine(command)
     const child = yield* Effect.try({
       try: () => {

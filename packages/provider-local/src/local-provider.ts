@@ -32,12 +32,14 @@ import {
   procAvailable,
   removeInstanceDir,
   freshProcesses,
+  inheritedEnv,
   scanProcesses,
   startSandbox,
   startTimeMs,
   terminateSandbox
 } from "./local-api.ts"
 import { makeAgentCache } from "./agent-cache.ts"
+import { makeForkServer } from "./fork-server.ts"
 import { findOnPath, isExecutable, type LocalProviderOptions, resolveOptions } from "./options.ts"
 
 export const PROVIDER_ID = "local"
@@ -93,6 +95,23 @@ const fail = (operation: string, reason: ProviderError["reason"], message: strin
  * so a fresh controller sees every sandbox without a store.
  */
 export const make = (options: LocalProviderOptions = {}): Effect.Effect<ProviderService> =>
+  Effect.map(build(options), (built) => built.service)
+
+/**
+ * The provider for a layer: its fork server, if it started one, ends with the layer. (A
+ * provider from `make` leaves its server to end with this process, which closes its stdin.)
+ */
+export const layer = (options: LocalProviderOptions = {}): Layer.Layer<Provider> =>
+  Layer.scoped(
+    Provider,
+    Effect.gen(function* () {
+      const built = yield* build(options)
+      yield* Effect.addFinalizer(() => built.close)
+      return built.service
+    })
+  )
+
+const build = (options: LocalProviderOptions): Effect.Effect<{ readonly service: ProviderService; readonly close: Effect.Effect<void> }> =>
   Effect.gen(function* () {
     const resolved = yield* resolveOptions(options)
     const hasProc = procAvailable()
@@ -110,6 +129,10 @@ export const make = (options: LocalProviderOptions = {}): Effect.Effect<Provider
     const insistOnNamespaces = resolved.isolation === "namespaces"
     const instancesDir = join(resolved.home, "local", "instances")
     const agentCache = makeAgentCache(join(resolved.home, "local", "agent-cache"))
+    const forkServer =
+      resolved.forkServer === "never"
+        ? undefined
+        : makeForkServer(inheritedEnv(), join(resolved.home, "local", "fork-server.log"), resolved.forkServer)
     const capabilities: ProviderCapabilities = {
       get isolation() {
         if (insistOnNamespaces) return "namespaces"
@@ -165,6 +188,7 @@ export const make = (options: LocalProviderOptions = {}): Effect.Effect<Provider
         yield* requireName("spawn", name)
         ended.delete(name)
         yield* requireProc("spawn")
+        if (resolved.problems.length > 0) return yield* fail("spawn", "invalid-request", resolved.problems.join("; "))
         const python = resolved.python.path
         if (python === null) {
           return yield* fail(
@@ -204,9 +228,10 @@ export const make = (options: LocalProviderOptions = {}): Effect.Effect<Provider
           namespaces,
           python,
           agentScript: agentCache.pathFor(bootstrap.agentScript, python),
+          agentSource: bootstrap.agentScript,
           agentArgs: agentArguments(name, bootstrap, { shutdown: "exit", workdir: paths.workdir, log: paths.agentLog }),
           secretEnv: { SKYREPL_AGENT_TOKEN: bootstrap.token, ...startupRun(bootstrap) }
-        }).pipe(Effect.mapError(toProviderError))
+        }, forkServer).pipe(Effect.mapError(toProviderError))
         return { providerRef: String(pid), region: null }
       })
 
@@ -258,7 +283,7 @@ export const make = (options: LocalProviderOptions = {}): Effect.Effect<Provider
       if (sandbox !== undefined) killSandbox(sandbox, processes)
     }
 
-    return {
+    const service = {
       id: PROVIDER_ID,
       specVersion: PROVIDER_SPEC_VERSION,
       capabilities,
@@ -269,7 +294,5 @@ export const make = (options: LocalProviderOptions = {}): Effect.Effect<Provider
       terminate,
       terminateSync
     } satisfies ProviderService
+    return { service, close: forkServer?.close ?? Effect.void }
   })
-
-export const layer = (options: LocalProviderOptions = {}): Layer.Layer<Provider> =>
-  Layer.effect(Provider, make(options))

@@ -20,7 +20,17 @@ export interface LocalProviderOptions {
   readonly isolation?: IsolationMode
   /** How long `terminate` waits for /proc to show the sandbox gone before it reports failure. Default 10 s. */
   readonly terminateTimeout?: Duration.DurationInput
+  /**
+   * Whether sandboxes are forked from an interpreter that has loaded the agent already (docs/
+   * architecture.md, "Fork server"): `auto` starts it with the second launch and forks from
+   * the first launch after it is ready; `always` starts it with the first launch, which waits
+   * for it; `never` execs every sandbox. `SKYREPL_FORK_SERVER`, default `auto`.
+   */
+  readonly forkServer?: ForkServerMode
 }
+
+export const ForkServerMode = Schema.Literal("auto", "always", "never")
+export type ForkServerMode = typeof ForkServerMode.Type
 
 /** Options after defaults and the environment were applied. */
 export interface ResolvedOptions {
@@ -33,6 +43,9 @@ export interface ResolvedOptions {
   }
   readonly isolation: IsolationMode
   readonly terminateTimeout: Duration.DurationInput
+  readonly forkServer: ForkServerMode
+  /** What is wrong with the variables read (one message each); spawns fail with them. */
+  readonly problems: ReadonlyArray<string>
 }
 
 export const isExecutable = (path: string): boolean => {
@@ -74,11 +87,25 @@ export const resolveOptions = (options: LocalProviderOptions): Effect.Effect<Res
     const envPython = yield* Config.option(Config.nonEmptyString("SKYREPL_PYTHON")).pipe(
       Effect.orElseSucceed(Option.none)
     )
+    const envForkServer = yield* Config.option(Config.nonEmptyString("SKYREPL_FORK_SERVER")).pipe(
+      Effect.orElseSucceed(Option.none)
+    )
+    const problems: Array<string> = []
+    const forkServer = Option.match(envForkServer, {
+      onNone: () => "auto" as const,
+      onSome: (text) => {
+        if (Schema.is(ForkServerMode)(text)) return text
+        problems.push(`SKYREPL_FORK_SERVER: "${text}" is not one of auto, always, never`)
+        return "auto" as const
+      }
+    })
     const home = options.home ?? Option.getOrElse(envHome, () => join(homedir(), ".repl"))
     return {
       home,
       python: resolvePython(options.python ?? Option.getOrUndefined(envPython)),
       isolation: options.isolation ?? "auto",
-      terminateTimeout: options.terminateTimeout ?? "10 seconds"
+      terminateTimeout: options.terminateTimeout ?? "10 seconds",
+      forkServer: options.forkServer ?? forkServer,
+      problems: options.forkServer === undefined ? problems : []
     }
   })

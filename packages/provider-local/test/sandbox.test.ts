@@ -3,7 +3,7 @@ import { type FakeController, makeFakeController } from "@skyrepl/core/testing"
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Schema, Scope } from "effect"
 import { execa } from "execa"
-import { existsSync } from "node:fs"
+import { existsSync, readFileSync } from "node:fs"
 import { hostname } from "node:os"
 import type { Readable } from "node:stream"
 import { LocalApi, LocalProvider } from "../src/index.ts"
@@ -54,10 +54,16 @@ const firstLine = (stream: Readable) =>
     stream.on("end", onEnd)
   })
 
+/**
+ * Each kind of sandbox exec'd, and forked by the agent's fork server: both must look alike to
+ * everything that finds, lists and kills sandboxes.
+ */
 const modes = [
-  { label: "namespace sandbox", isolation: "namespaces", spec: "sandbox" },
-  { label: "process group", isolation: "auto", spec: "process" },
-  { label: "process group (isolation none)", isolation: "none", spec: "sandbox" }
+  { label: "namespace sandbox", isolation: "namespaces", spec: "sandbox", forkServer: "never" },
+  { label: "process group", isolation: "auto", spec: "process", forkServer: "never" },
+  { label: "process group (isolation none)", isolation: "none", spec: "sandbox", forkServer: "never" },
+  { label: "namespace sandbox, forked", isolation: "namespaces", spec: "sandbox", forkServer: "always" },
+  { label: "process group, forked", isolation: "auto", spec: "process", forkServer: "always" }
 ] as const
 
 describe("local provider", () => {
@@ -141,6 +147,30 @@ describe("local provider", () => {
     })
   )
 
+  it.scopedLive("a SKYREPL_FORK_SERVER that is not a mode fails spawns with the variable named, and starts nothing", () =>
+    Effect.gen(function* () {
+      process.env["SKYREPL_FORK_SERVER"] = "yes"
+      const provider = yield* LocalProvider.make({ home: context.home }).pipe(
+        Effect.ensuring(Effect.sync(() => delete process.env["SKYREPL_FORK_SERVER"]))
+      )
+      const controller = yield* makeFakeController()
+      const name = context.newName()
+      const error = yield* Effect.flip(provider.spawn(name, yield* provider.parseSpec("sandbox"), yield* controller.bootstrap(name)))
+      expect([error.reason, error.message]).toEqual([
+        "invalid-request",
+        'SKYREPL_FORK_SERVER: "yes" is not one of auto, always, never'
+      ])
+      expect(existsSync(instanceDir(name))).toBe(false)
+      // An option given in code is used as it is, whatever the variable says.
+      process.env["SKYREPL_FORK_SERVER"] = "yes"
+      const given = yield* LocalProvider.make({ home: context.home, forkServer: "never" }).pipe(
+        Effect.ensuring(Effect.sync(() => delete process.env["SKYREPL_FORK_SERVER"]))
+      )
+      yield* spawnScoped(given, controller, name, "sandbox")
+      yield* controller.registration(name, "30 seconds")
+    })
+  )
+
   it.scopedLive("refuses to spawn a name that is already running", () =>
     Effect.gen(function* () {
       const provider = yield* LocalProvider.make({ home: context.home })
@@ -185,7 +215,7 @@ describe("local provider", () => {
     describe(mode.label, () => {
       it.scopedLive("runs detached, in its own session, with the token only in its environment", () =>
         Effect.gen(function* () {
-          const provider = yield* LocalProvider.make({ home: context.home, isolation: mode.isolation })
+          const provider = yield* LocalProvider.make({ home: context.home, isolation: mode.isolation, forkServer: mode.forkServer })
           const controller = yield* makeFakeController()
           const name = context.newName()
           const secret = `controller-secret-${name}`
@@ -202,9 +232,15 @@ describe("local provider", () => {
           if (sandbox === undefined) return expect.unreachable("the sandbox is not in /proc")
           expect(String(sandbox.root.pid)).toBe(ref.providerRef)
           expect(sandbox.root.sid).toBe(sandbox.root.pid)
+          // Forked, not exec'd: the root has the name the fork server gives it.
+          expect(readFileSync(`/proc/${sandbox.root.pid}/comm`, "utf8").trim() === "skyrepl-sandbox").toBe(
+            mode.forkServer === "always"
+          )
           for (const member of sandbox.members) {
             expect(cmdline(member.pid).join(" ")).not.toContain(bootstrap.token)
             expect(environ(member.pid).join("\n")).not.toContain(secret)
+            // A forked sandbox wrote its own variables over the fork server's.
+            expect(environ(member.pid).join("\n")).not.toContain("SKYREPL_FORK_SERVER_ROOM")
           }
           expect(sandbox.members.some((p) => environ(p.pid).includes(`SKYREPL_AGENT_TOKEN=${bootstrap.token}`))).toBe(
             true
@@ -224,7 +260,7 @@ describe("local provider", () => {
 
       it.scopedLive("a run inside carries the marker, not the token, and sees the sandbox's hostname", () =>
         Effect.gen(function* () {
-          const provider = yield* LocalProvider.make({ home: context.home, isolation: mode.isolation })
+          const provider = yield* LocalProvider.make({ home: context.home, isolation: mode.isolation, forkServer: mode.forkServer })
           const controller = yield* makeFakeController()
           const name = context.newName()
           yield* spawnScoped(provider, controller, name, mode.spec)
@@ -247,7 +283,7 @@ describe("local provider", () => {
 
       it.scopedLive("terminate kills the whole tree, including a grandchild that detached into its own session", () =>
         Effect.gen(function* () {
-          const provider = yield* LocalProvider.make({ home: context.home, isolation: mode.isolation })
+          const provider = yield* LocalProvider.make({ home: context.home, isolation: mode.isolation, forkServer: mode.forkServer })
           const controller = yield* makeFakeController()
           const name = context.newName()
           const { ref } = yield* spawnScoped(provider, controller, name, mode.spec)
@@ -300,7 +336,7 @@ describe("local provider", () => {
 
       it.scopedLive("ends itself through the agent's dead-man switch when its controller goes away", () =>
         Effect.gen(function* () {
-          const provider = yield* LocalProvider.make({ home: context.home, isolation: mode.isolation })
+          const provider = yield* LocalProvider.make({ home: context.home, isolation: mode.isolation, forkServer: mode.forkServer })
           const controllerScope = yield* Scope.make()
           const controller = yield* makeFakeController({ heartbeatIntervalMs: 250, deadmanTimeoutMs: 3_000 }).pipe(
             Scope.extend(controllerScope)
@@ -320,14 +356,14 @@ describe("local provider", () => {
       it.scopedLive("outlives the process that spawned it, and a fresh provider with no store finds it", () =>
         Effect.gen(function* () {
           const controller = yield* makeFakeController()
-          const provider = yield* LocalProvider.make({ home: context.home, isolation: mode.isolation })
+          const provider = yield* LocalProvider.make({ home: context.home, isolation: mode.isolation, forkServer: mode.forkServer })
           for (const after of ["exit", "wait"] as const) {
             const name = context.newName()
             const bootstrap = yield* controller.bootstrap(name)
             // Registered first so a failure below still ends the sandbox.
             yield* Effect.addFinalizer(() => Effect.orDie(provider.terminate({ name, providerRef: null, region: null })))
             const [file, args] = typescriptRunner(fixture("spawn.ts"))
-            const request = { home: context.home, spec: mode.spec, name, after, bootstrap }
+            const request = { home: context.home, spec: mode.spec, name, after, bootstrap, forkServer: mode.forkServer }
             const spawner = yield* Effect.acquireRelease(
               Effect.sync(() =>
                 execa(file, args, { env: { SKYREPL_FIXTURE_REQUEST: JSON.stringify(request) }, reject: false })
@@ -344,8 +380,21 @@ describe("local provider", () => {
             if (after === "exit") expect({ exitCode: finished.exitCode, stderr: finished.stderr }).toMatchObject({ exitCode: 0 })
             else expect(finished.signal).toBe("SIGKILL")
             const spawned = Schema.decodeUnknownSync(
-              Schema.parseJson(Schema.Struct({ providerRef: Schema.String, region: Schema.Null }))
+              Schema.parseJson(
+                Schema.Struct({ providerRef: Schema.String, region: Schema.Null, forkServerPid: Schema.NullOr(Schema.Number) })
+              )
             )(line)
+            // The fork server ends with the process that started it; the sandbox it forked does not.
+            if (mode.forkServer === "never") expect(spawned.forkServerPid).toBeNull()
+            else {
+              const server = spawned.forkServerPid
+              if (server === null) return expect.unreachable("the spawner started no fork server")
+              yield* eventually(
+                Effect.sync(() => (cmdline(server).join(" ").includes("skyrepl_fork_server.py") ? undefined : true)),
+                "10 seconds",
+                "the fork server to end with its controller"
+              )
+            }
 
             yield* controller.registration(name, "30 seconds")
             const listed = (yield* provider.list()).find((entry) => entry.name === name)
