@@ -41,7 +41,7 @@ const baselineOnce = (i: number): Promise<number> =>
         ? [interpreter[0]!, interpreter.slice(1)]
         : [
             namespaces.unshare,
-            [...namespaces.flags, "--", "/bin/sh", "-c", 'printf %s "$0" > /proc/sys/kernel/hostname && exec "$@"', name, ...interpreter]
+            [...namespaces.flags, "--", "/bin/sh", "-c", '{ printf %s "$0" > /proc/sys/kernel/hostname; } 2>/dev/null || hostname "$0" && exec "$@"', name, ...interpreter]
           ]
     let first: number | null = null
     const start = now()

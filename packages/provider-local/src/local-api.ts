@@ -622,8 +622,11 @@ const sandboxEnv = (command: SandboxCommand): Record<string, string> => ({
 /**
  * The hostname is set by writing the uts namespace's own /proc entry from the shell, which
  * costs no extra exec; positional parameters keep the name and paths out of shell parsing.
+ * Inside a user namespace (not root: `--map-root-user`) that file is refused, as it wants root
+ * of the whole machine, so the shell falls back to `hostname`, whose sethostname(2) the
+ * namespace allows.
  */
-const setHostnameThenExec = 'printf %s "$0" > /proc/sys/kernel/hostname && exec "$@"'
+const setHostnameThenExec = '{ printf %s "$0" > /proc/sys/kernel/hostname; } 2>/dev/null || hostname "$0" && exec "$@"'
 
 /**
  * `-S`: the agent uses the standard library only, and skipping `site` (site-packages, `.pth`

@@ -3,8 +3,9 @@ import { type FakeController, makeFakeController } from "@skyrepl/core/testing"
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Schema, Scope } from "effect"
 import { execa } from "execa"
-import { existsSync, readFileSync } from "node:fs"
-import { hostname } from "node:os"
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { hostname, tmpdir } from "node:os"
+import { join } from "node:path"
 import type { Readable } from "node:stream"
 import { LocalApi, LocalProvider } from "../src/index.ts"
 import {
@@ -198,6 +199,41 @@ describe("local provider", () => {
       expect(hostname()).not.toBe(name)
     })
   )
+
+  // CI runs as root; a user's machine does not. As another user, namespaces come through a user
+  // namespace (`--map-root-user`), where the hostname must be set by sethostname(2).
+  const setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].find((path) => existsSync(path))
+  for (const forkServer of ["never", "always"] as const) {
+    it.scopedLive.skipIf(process.getuid?.() !== 0 || setpriv === undefined)(
+      `as a user who is not root, a namespace sandbox starts with the instance's hostname (fork server ${forkServer})`,
+      () =>
+        Effect.gen(function* () {
+          const controller = yield* makeFakeController()
+          const name = context.newName()
+          const home = mkdtempSync(join(tmpdir(), "skyrepl-local-nobody-"))
+          chmodSync(home, 0o777)
+          yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(home, { recursive: true, force: true })))
+          const provider = yield* LocalProvider.make({ home })
+          yield* Effect.addFinalizer(() => Effect.orDie(provider.terminate({ name, providerRef: null, region: null })))
+          const bootstrap = yield* controller.bootstrap(name)
+          const [file, args] = typescriptRunner(fixture("spawn.ts"))
+          const request = { home, spec: "sandbox", name, after: "exit", bootstrap, forkServer }
+          const spawner = yield* Effect.promise(() =>
+            execa(setpriv ?? "", ["--reuid=65534", "--regid=65534", "--clear-groups", file, ...args], {
+              env: { SKYREPL_FIXTURE_REQUEST: JSON.stringify(request), HOME: home },
+              reject: false
+            })
+          )
+          expect({ exitCode: spawner.exitCode, stderr: spawner.stderr }).toMatchObject({ exitCode: 0 })
+          const registration = yield* controller.registration(name, "30 seconds")
+          expect([registration.hostname, registration.pid]).toEqual([name, 1])
+          const sandbox = yield* sandboxOf(name)
+          expect(sandbox?.root.pid).toBeDefined()
+          expect(readFileSync(`/proc/${sandbox?.root.pid}/status`, "utf8")).toMatch(/^Uid:\s+65534\s/m)
+        }),
+      60_000
+    )
+  }
 
   it.scopedLive("a process-group sandbox keeps the host's hostname", () =>
     Effect.gen(function* () {
