@@ -109,14 +109,27 @@ def _sandbox_environ(env):
     return out, block
 
 
+def _make_dirs(path):
+    """mkdir -p, each new directory the owner's alone."""
+    try:
+        _os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        _make_dirs(path.rsplit("/", 1)[0])
+        _os.mkdir(path, 0o700)
+
+
 def _enter_sandbox(libc, request, server_pid):
-    """In the sandbox's root, just forked: everything the exec'd sandbox had before its
-    namespaces, then the namespaces. Returns the pid of the namespace's init, or None when the
+    """In the sandbox's root, just forked: its directory (`cwd`, made here, the console log's
+    beside it), then everything the exec'd sandbox had before its namespaces, then the
+    namespaces. Returns the pid of the namespace's init, or None when the
     sandbox has none (a plain process group) and this process is the agent."""
     _os.setsid()
     # As an exec'd interpreter has them (the fork server ignores both).
     _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
     _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+    _make_dirs(request["cwd"])
     console = _os.open(request["console"], _os.O_WRONLY | _os.O_APPEND | _os.O_CREAT, 0o600)
     devnull = _os.open("/dev/null", _os.O_RDONLY)
     _os.dup2(devnull, 0)

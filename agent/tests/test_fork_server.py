@@ -66,7 +66,7 @@ class ForkServerTests(AgentTestCase):
         line, self.pending = self.pending.split(b"\n", 1)
         return json.loads(line)
 
-    def request(self, server, request_id, namespaces="none", argv=None, env=None):
+    def request(self, server, request_id, namespaces="none", argv=None, env=None, cwd=None, console=None):
         request = {
             "name": "repl-test-forked",
             "argv": argv if argv is not None else [
@@ -78,8 +78,8 @@ class ForkServerTests(AgentTestCase):
                 "--log", self.path("agent.log"),
             ],
             "env": env if env is not None else {"PATH": "/usr/bin:/bin", MARK_VARIABLE: self.mark, "SKYREPL_INSTANCE": "repl-test-forked"},
-            "cwd": self.tmp,
-            "console": self.path("console.log"),
+            "cwd": cwd or self.tmp,
+            "console": console or self.path("console.log"),
             "namespaces": namespaces,
         }
         server.stdin.write(("%d %s\n" % (request_id, json.dumps(request))).encode())
@@ -95,7 +95,8 @@ class ForkServerTests(AgentTestCase):
 
     def test_a_forked_agent_registers_and_runs_with_its_own_variables_where_proc_reads_them(self):
         server = self.start_server()
-        answer = self.request(server, 1)
+        # The fork makes its directory, parents too, and the console log goes beside it.
+        answer = self.request(server, 1, cwd=self.path("instance/work"), console=self.path("instance/console.log"))
         self.assertEqual(answer["id"], 1)
         pid = answer["pid"]
         self.ctrl.wait_for(lambda: self.ctrl.registrations, what="a registration")
@@ -108,7 +109,9 @@ class ForkServerTests(AgentTestCase):
         # Its own session, like a process exec'd detached.
         self.assertEqual(pgid, pid)
         self.run_command("r1", 'echo "$SKYREPL_INSTANCE in $PWD"; test -z "$SKYREPL_FORK_SERVER_ROOM"')
-        self.assert_complete("r1", stdout=("repl-test-forked in %s\n" % self.tmp).encode())
+        self.assert_complete("r1", stdout=("repl-test-forked in %s\n" % self.path("instance/work")).encode())
+        self.assertEqual(os.stat(self.path("instance")).st_mode & 0o777, 0o700)
+        self.assertTrue(os.path.exists(self.path("instance/console.log")))
 
     def test_runs_the_agent_from_a_compiled_copy(self):
         import py_compile

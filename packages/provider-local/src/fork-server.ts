@@ -20,7 +20,9 @@ export interface ForkRequest {
   readonly name: string
   readonly argv: ReadonlyArray<string>
   readonly env: Readonly<Record<string, string>>
+  /** The sandbox's working directory, which the fork makes (parents too) if it is not there. */
   readonly cwd: string
+  /** The log for the sandbox's stdout and stderr, in a directory `cwd`'s making makes. */
   readonly console: string
   /** `none`: a process group; `root`: namespaces as root; `user`: inside a user namespace too. */
   readonly namespaces: "none" | "root" | "user"

@@ -97,6 +97,17 @@ const providerPrefix = Buffer.from(`${PROVIDER_MARKER}=`)
 const startsWith = (buffer: Buffer, start: number, end: number, prefix: Buffer): boolean =>
   end - start >= prefix.length && buffer.compare(prefix, 0, prefix.length, start, start + prefix.length) === 0
 
+/**
+ * What a forked sandbox leaves after its variables: the rest of the fork server's room, NULs
+ * (see fork-server.ts). Compared in one call instead of read as thousands of empty entries.
+ */
+let zeros = Buffer.alloc(0)
+const onlyZeros = (buffer: Buffer, start: number): boolean => {
+  const length = buffer.length - start
+  if (zeros.length < length) zeros = Buffer.alloc(length)
+  return zeros.compare(buffer, start, buffer.length, 0, length) === 0
+}
+
 /** /proc/PID/environ is raw bytes separated by NUL; only the two marker entries are decoded. */
 export const parseMarkers = (environ: Buffer): { readonly instance: string | null; readonly provider: string | null } => {
   let instance: string | null = null
@@ -104,6 +115,7 @@ export const parseMarkers = (environ: Buffer): { readonly instance: string | nul
   let start = 0
   while (start < environ.length) {
     const nul = environ.indexOf(0, start)
+    if (nul === start && onlyZeros(environ, start)) break
     const end = nul < 0 ? environ.length : nul
     if (startsWith(environ, start, end, instancePrefix)) {
       instance = environ.toString("utf8", start + instancePrefix.length, end)
@@ -676,11 +688,14 @@ const spawnFailure = (file: string, cause: unknown): LocalApiError => {
  */
 export const startSandbox = (command: SandboxCommand, forkServer?: ForkServer): Effect.Effect<number, LocalApiError> =>
   Effect.gen(function* () {
-    yield* prepareDirs(command)
+    // A forked sandbox makes its own directories: with many launches at once, directory
+    // operations in one parent wait on each other for milliseconds, which this process's one
+    // thread should not.
     if (forkServer !== undefined) {
       const forked = yield* forkSandbox(command, forkServer)
       if (forked !== null) return forked
     }
+    yield* prepareDirs(command)
     return yield* execSandbox(command)
   })
 

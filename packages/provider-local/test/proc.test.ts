@@ -59,6 +59,14 @@ describe("/proc parsing", () => {
     expect(LocalApi.parseMarkers(Buffer.alloc(0))).toEqual({ instance: null, provider: null })
     expect(LocalApi.parseMarkers(Buffer.from([0xff, 0, 0xfe, 0]))).toEqual({ instance: null, provider: null })
   })
+
+  it("reads a forked sandbox's markers before the rest of its fork server's room, and an entry after an empty one", () => {
+    const forked = Buffer.concat([Buffer.from("PATH=/bin\0SKYREPL_INSTANCE=repl-f\0SKYREPL_SANDBOX_PROVIDER=local\0"), Buffer.alloc(60_000)])
+    expect(LocalApi.parseMarkers(forked)).toEqual({ instance: "repl-f", provider: "local" })
+    // An empty entry that is not the end: what follows it still counts.
+    const gap = Buffer.concat([Buffer.from("A=1\0"), Buffer.alloc(3), Buffer.from("SKYREPL_INSTANCE=repl-g\0"), Buffer.alloc(2)])
+    expect(LocalApi.parseMarkers(gap)).toEqual({ instance: "repl-g", provider: null })
+  })
 })
 
 describe("remembering markers between scans", () => {
