@@ -8,6 +8,9 @@
  *   with os.system: spawn to the first byte on a pipe. No SDK, no store, no agent.
  * - sdk: `launch({ command: "echo hi" })` to the first chunk of `run.output` reaching the
  *   caller's code, then the run's result and the closing of its scope (instance terminated and confirmed gone).
+ *   After its first launches the local provider forks these from its fork server.
+ * - exec: the same through a second engine whose local provider never forks
+ *   (`SKYREPL_FORK_SERVER=never`): every sandbox exec'd, as a process's first launch is.
  *
  * Parameters come in the environment (BENCH_HOME, BENCH_ROUNDS, BENCH_WARMUP); the samples
  * go to stdout as one JSON line.
@@ -59,17 +62,20 @@ const baselineOnce = (i: number): Promise<number> =>
   })
 
 const runtime = await startedRuntime(home)
+// The provider reads SKYREPL_FORK_SERVER when its layer is built.
+process.env["SKYREPL_FORK_SERVER"] = "never"
+const execRuntime = await startedRuntime(home)
+delete process.env["SKYREPL_FORK_SERVER"]
 
 const sdk = { first: [] as Array<number>, result: [] as Array<number>, closed: [] as Array<number> }
 
-const sdkOnce = async (): Promise<number> => {
+/** One launch through `engine`: ms to its first byte, to its result, and to its scope closed. */
+const timedLaunch = async (engine: typeof runtime) => {
   const start = now()
-  const timing = await runtime.runPromise(
+  const timing = await engine.runPromise(
     Effect.scoped(
       Effect.gen(function* () {
         const run = yield* launch({ command: "echo hi" })
-        // Timed where the chunk reaches the caller's code, as the baseline's is at its pipe's
-        // first `data` event; what runHead does after (ending the stream) is not receiving it.
         let first: number | null = null
         yield* Stream.runHead(run.output.pipe(Stream.tap(() => Effect.sync(() => void (first ??= now() - start)))))
         if (first === null) return yield* Effect.dieMessage("the run's output ended without a byte")
@@ -78,18 +84,25 @@ const sdkOnce = async (): Promise<number> => {
       })
     )
   )
+  return { ...timing, closed: now() - start }
+}
+
+const sdkOnce = async (): Promise<number> => {
+  const timing = await timedLaunch(runtime)
   sdk.first.push(timing.first)
   sdk.result.push(timing.result)
-  sdk.closed.push(now() - start)
+  sdk.closed.push(timing.closed)
   return timing.first
 }
 
 let i = 0
 const samples = await interleave(rounds, warmup, [
   { key: "baseline", measure: () => baselineOnce(i++) },
-  { key: "sdk", measure: sdkOnce }
+  { key: "sdk", measure: sdkOnce },
+  { key: "exec", measure: async () => (await timedLaunch(execRuntime)).first }
 ])
 await runtime.dispose()
+await execRuntime.dispose()
 
 const keep = (xs: Array<number>) => xs.slice(warmup)
 process.stdout.write(
@@ -100,6 +113,7 @@ process.stdout.write(
     baseline: samples.get("baseline") ?? [],
     first: keep(sdk.first),
     result: keep(sdk.result),
+    exec: samples.get("exec") ?? [],
     closed: keep(sdk.closed)
   }) + "\n"
 )
