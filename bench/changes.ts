@@ -52,6 +52,8 @@ Each change is a focused one in its own area; the suites of that area pass on No
 | output uploads in the gzip wrapper (agent, core output-encoding.ts, hub) | \`perf\` over B4 (both cores, every process): per 4 MiB the agent spent about 7.1 ms (zlib's deflating 3.7, its Adler-32 checksum 1.25, the pipe read 0.7), the controller's thread about 4.4 ms (its threads for the JIT and the collector about 1.9 more), and \`head\` 1.1: about 14.5 ms of CPU per 4 MiB on two cores, with them idle about a tenth of the time | The register answer lists \`["gzip", "deflate"]\` and the agent takes the first it knows: the same DEFLATE data in gzip's wrapper, whose CRC-32 costs zlib about a third of its Adler-32, and which the controller also gunzips faster. Each upload is checked against the format its \`Content-Encoding\` names; the store keeps either wrapper under \`deflate\` (told apart by the first bytes; no output table rebuilt, see docs/decisions.md). B4 about 450 → 530 MiB/s over three alternations of three transfers each (zeros, a loaded machine); agents and controllers of either age still agree |
 | output of a local sandbox compressed by the controller on Bun (core output-encoding.ts \`compressForStore\`, hub, engine, provider-local \`agentOnHost\`) | With the gzip change in, the agent still spent about 4–5 ms per 4 MiB in CPython's zlib (level 1: 5 ms on zeros, 32 ms on log text), and the controller about 1 ms inflating each upload to check it, with nothing crossing a network. Bun's zlib takes a faster algorithm at level 1: about 1 ms on zeros and 17 ms on log text (Node's: 3 and 43 ms) | The local provider declares \`agentOnHost\`; where the runtime's zlib is the faster (Bun) the register answer lists no encoding, the agent uploads as written, and the hub compresses by the agent's rule before storing, on the event loop (zlib's thread pool was slower: about 490 against 590 MiB/s, on Node too). Bun's level 1 keeps log text in about half its size, not a third (docs/decisions.md). B4 about 586 → 700 MiB/s (medians of eight transfers each, alternating). Tested in the hub suite (no encoding offered, what is worth compressing compressed, random and small bytes kept), in the agent's (an empty list keeps uploads plain) and end to end (on Bun the stored rows are the runtime's own gzip of the bytes; the test fails with the agent compressing) |
 | two output uploads per stream in flight (agent \`UPLOADS_IN_FLIGHT\`, \`Http.send\`/\`Exchange\`; hub \`handleOutput\`) | Timing both ends after the change above: per 4 MiB the agent's request took about 7.6 ms from send to answer, of which the controller's handler was about 2 ms and the body about 2.3 ms; between answering one upload and being handed the next, the controller waited about 3 ms, the cores partly idle | The agent sends the next upload on a second connection while the one before it awaits its answer and reads answers in order; an answer that moves the stream, a failure, or a resend on a fresh connection gives up the request behind it unread. Two connections give no order on arrival (Bun took a second request 15 ms before the first), so the hub stores a stream's uploads in offset order: one beyond what is stored waits for the earlier ones it is reading, then up to 250 ms for the next store, before a 409 (3–15 % of uploads were resent before that, Bun and Node). B4 about 700 → 780–900 MiB/s. Tested in process (the order of sends and answers, what is given up after a 409, a failure and a resend), against a socket (two requests in flight on two connections, the stale-connection retry, no retry on a fresh one) and in the hub suite (the second upload stored after the first; a true gap refused after the wait) |
+| local provider: a fork server (agent/skyrepl_fork_server.py, new; provider-local fork-server.ts, new; local-api.ts) | B1's measured bound: the SDK added about 8 ms to an 11 ms bare sandbox, spread over many small steps, of which the largest was in every sandbox: a cold \`python3 -S\` running the agent's bytecode is about 12.5 ms of CPU, where a fork of an interpreter that has loaded the agent is about 1.8 ms | From a provider's second spawn on, each sandbox is forked from one interpreter that has loaded the agent: the root in its own session, \`unshare(2)\` of pid, mount, uts and ipc (and user, not root), pid 1 inside running the agent's \`main\`, the sandbox's variables written over the server's initial environment, so that /proc and every scan see an exec'd sandbox's shape and markers (provider-local's README, "Fork server"; docs/decisions.md). A process's first launch (every CLI command) still execs. B1, first byte / baseline: 1.73× → 1.05–1.28× on Bun and 1.82× → 1.01–1.17× on Node over this round's runs; the exec'd launch, now reported beside it, 1.58–1.64× and 1.66–1.86×. B3: the machine's CPU per launch about 29 → 23 ms |
+| local provider: a forked sandbox's directory, and the fork server's room in scans (local-api.ts; the fork server) | Profiling B3's controller with the fork server in: \`mkdirSync\` of each sandbox's directory waited about 2.5 ms of the thread per launch (directory operations in one parent wait on each other), and \`parseMarkers\` walked the 60,000 NULs a forked sandbox leaves after its variables one empty entry at a time (about 650 ms of 255 launches) | The fork makes its own directory (an exec'd sandbox's is still made first), and \`parseMarkers\` stops at a tail of NULs in one compare (an empty entry followed by more variables is still read, and tested). B3: the controller's CPU per launch about 10–12 → 8 ms and p99 about 2.3 → 1.4–1.7 s over alternating runs |
 | tried for B1 and B3, not kept | B1: the output upload often reaches the controller while it is still writing the launch's records after the registration; B3: with 200 launches at once, creating each sandbox's directory waited on the filesystem for about 2 ms on the controller's thread | Yielding to the event loop once after the registration (so that an upload already there is stored first): no change in 40 alternating launches. The wait for the registration without \`Effect.timeoutFail\`'s race: its own mark about 0.9 ms sooner, the first byte no sooner (the thread was busy either way). The three records after the registration skipped altogether, as a measurement only: 0.13 ms. The sandbox's directory and log file made with \`fs.promises\`: B3's p99 unchanged and its median from about 2.7 to 3.9 s (the launches then progress in lockstep) |
 
 ## Where a target is still missed, and what bounds it
@@ -59,72 +61,15 @@ Each change is a focused one in its own area; the suites of that area pass on No
 Measured causes, from the figures above and from profiling during this work; each needs more
 than a focused fix, so it is left for a decision.
 
-- **B1, first byte ≤ 1.5× the bare sandbox.** With the agent's imports down to C modules, the
-  agent sends its first output about 5 ms after its exec (the baseline's interpreter prints
-  about 1.5 ms after its own), and B1 is at about 2× (from 3.5×). Timed inside the launches
-  (Bun, a quiet machine, marks in the agent, the hub and the engine): the launch's records and
-  the spawn call take about 1.5 ms before the sandbox starts; the sandbox and the interpreter
-  start as in the baseline; the agent loads (about 2 ms: the module and its C imports),
-  starts the run and registers (about 1 ms), and its first upload is sent about 1.5 ms after
-  the run's first write; from the registration reaching the controller to the first byte
-  leaving \`run.output\` is then about 7 ms of work on the controller's one JavaScript thread,
-  all in a row: reading and decoding the registration, five store writes (instance ready and
-  allocated, the allocation, the run provisioning and running), returning the handle, setting
-  up the reader, storing the upload (which arrived during all this and waits for it), reading
-  it back and ending \`Stream.runHead\` (no longer timed: see the table). Each of these is a fraction of a millisecond of Effect
-  and SQLite work; no one of them is the bound, and together they are twice the 3.5 ms of
-  slack 1.5× leaves. Tried and measured: registering before starting the run (the controller's
-  work then starts sooner, but the agent's two threads contend, and B1 on Bun went from about
-  2.03× to 2.14× over alternating runs; taken back out). Reaching 1.5× needs the launch's
-  bookkeeping to leave the path to the first byte (records written after the handle is
-  returned, or an agent already running when the launch comes: a warm pool, which
-  docs/decisions.md rules out for now).
-  Timed again in the last round (Bun, marks in the agent, hub and engine): the agent's
-  registration reaches the controller about 20 ms after \`launch\` is called (records and the
-  spawn call about 3.5 ms, then the sandbox, the interpreter and the agent's start, about as
-  long as the whole baseline), while 1.5× of the 14 ms baseline is 21 ms. So even with no work
-  at all after the registration the launch would sit near 1.45×; the first upload is sent
-  about 1 ms after the registration and handled about 5 ms later, behind the records. Also
-  tried: writing the run's \`provisioning\` and the allocation while the agent boots (three
-  writes after the registration instead of five): no change beyond the noise in two runs each,
-  not kept.
-  This round: B1 in the run above is 1.78× on Bun (25.4 ms) and 1.88× on Node (32.9 ms), its
-  best yet, at a load of about 0.5 when it started (the previous round's full run, 1.97× and
-  1.84×, started at about 2). With the store's statements cheaper (see the table) the records
-  after the registration take about 1.5 ms instead of 2–3.5 ms, and the wait for the registration lost
-  its \`Effect.timeoutFail\` race in a trial (about 1 ms less in marks), but three alternating
-  runs of B1 each way showed no difference beyond the noise, so that was not kept. On Node
-  the launch also pays for \`child_process.spawn\`, which forks the whole controller: measured
-  here, 1.2 ms from a 50 MB process and 3.8 ms from a 300 MB one, on the event loop, where Bun's
-  spawn takes 0.3 ms whatever its size. A small process kept to spawn sandboxes would remove
-  that; it is not built.
-  Latest round: 1.82× on Bun (17.7 ms against 9.7 ms) and 1.89× on Node in the run above, on a
-  faster machine than before (every figure moved, the baseline by a third). Timed again with
-  marks in the agent, the hub and the engine: which side is the bound depends on the load. On
-  a quiet machine the controller has written its records and set up the reader before the
-  output arrives (its registration comes about 4 ms before the upload: the agent's module and
-  start, about 2 ms, then \`sh -c 'echo hi'\` itself), and storing and handing over the chunk
-  takes about 1.2 ms; on a loaded one, the upload waits up to 5 ms behind the records. Tried,
-  measured in 40 alternating launches, and not kept (see the table): yielding to the event loop
-  after the registration, the wait without the time-out race, and skipping the records
-  altogether as a measurement: none moved the first byte.
-  This round: the agent's \`os\` import is gone (see the table), about 1.75× on Bun and Node in
-  alternating runs. Timed again with marks in the agent, the hub, the engine and the local
-  provider, and with the controller thread's CPU time and run-queue wait read at each mark:
-  after the agent's output is read (about 1.5 ms after its registration is sent), the
-  controller's thread is on the CPU, not waiting, until the first byte leaves \`run.output\`,
-  about 4.5 ms later: answering the registration, the five records after it (about 1 ms), the
-  handle and the reader's set-up (about 1 ms of Effect's stream machinery), then the upload
-  itself (HTTP, store, hand-over; about 1.5 ms). Skipping the five records, as a measurement
-  only, took about 1 ms off the first byte; the wait without the time-out race and a yield to
-  the event loop after the registration again moved nothing. Before the spawn the launch spends
-  about 2 ms (its records, the provider's checks and directories, and \`child_process.spawn\`,
-  about 0.9 ms of it on Bun; \`Bun.spawn\` measured 0.06 ms cheaper). Over the B1 worker's
-  launches JavaScriptCore's JIT thread uses 4–9 ms of CPU per launch (falling slowly over the
-  first 160), on the same two cores as the agent's interpreter; turning off its top tier
-  (\`BUN_JSC_useFTLJIT=0\`, as a measurement) changed nothing. No one step is the bound. In the
-  run above: 1.73× on Bun (19.1 ms against 11.1 ms) and 1.82× on Node (27.4 ms against
-  15.1 ms); in the previous round's, on a slower machine, 1.76× and 1.85×.
+- **B1, first byte ≤ 1.5× the bare sandbox: met since the fork server (see the table).** Before
+  it, B1 sat at 1.73–2× over the last rounds' runs, and timing inside the launches had found no
+  single step to blame: the records written around the registration, the reader's set-up and
+  the upload each took a fraction of a millisecond of the controller's thread, and the agent's
+  interpreter and loading were most of what the SDK's sandbox did that the bare one did not.
+  Forking the agent from a warm interpreter removes that part. The exec'd launch is reported
+  beside it (about 1.6–1.9×): every CLI command's launch, a process's first, and a provider
+  with \`forkServer: "never"\` still take that path, and what was measured and tried for it
+  is in this file's history.
 - **B2, \`repl run list\` ≤ ¼ of \`aws --version\`: met (0.23× in the run above, with \`aws
   --version\` at 348 ms; 0.21× in the previous round's).** This
   round the machine got faster for Python (\`aws --version\` about 280–310 ms against about
@@ -152,31 +97,27 @@ than a focused fix, so it is left for a decision.
   look-up of live instances reads every instance row (about 3 ms a pass with 10,000 finished
   runs); an index on \`state\` made that 0.6 ms, but every state transition then also writes the
   index (53 → 69 µs a transition over five alternations), which B5 cannot afford; not kept.
-- **B3, p99 ≤ 1 s for 200 launches at once.** (Now also reported: \`launch\` returning, the
-  call's own latency, at about 2.5 s p99: the 200 agents share two cores, so they all finish
-  booting at about the same moment.) Two cores: 200 agents and their sandboxes need
-  about 200 × the sequential launch time ÷ 2 of CPU before the last can finish (the "CPU floor"
-  row). The agent's start is now about 3 ms of CPU over a bare interpreter's (it was about
-  25 ms), which took p99 from about 7.4 s to 4.2–5.6 s over the last rounds' full runs (4.5 s in
-  the run above; the machine's load moves it), but a bare \`python3 -S\` is itself
-  about 10 ms of CPU, and the controller is one JavaScript thread, which spent about 31 ms of
-  CPU per launch end to end (user and system time, Bun, 40 sequential launches) before this
-  round's store and termination changes (see the table) and about 23.5 ms after them (three
-  alternations with the code before). What is left is spread thin: process spawns, the hub's
-  requests, about 20 store statements, and Effect's own work around each, with no function
-  above a few percent of a profile. 200 launches are about 4.7 s of that one thread, which is
-  where p99 sits. Reaching 1 s would take the controller's work per launch under 5 ms, and
-  even then the interpreters alone are 200 × 10 ms ÷ 2 cores = 1 s. Nothing failed and nothing
-  was left.
-  Latest round: p99 2.19 s in the run above (4.5 s in the previous full run), mostly from the
-  readers' wake-ups (see the table: about 23 → 13 ms of controller CPU per launch when 200 are
-  read at once), and from a faster machine. The "CPU floor" row is 0.96×: the launches end when
-  the CPU of the 200 sequential launches would, spread on two cores. What bounds it is unchanged:
-  200 interpreters at about 10 ms of CPU each are 1 s of both cores, and the controller's thread
-  still spends about 13 ms per launch (spawning, about 20 store statements, the hub's requests,
-  Effect's own work), about 2.6 s of one thread. In the run above: p99 2.75 s, 0.83× its CPU
-  floor (sequential launches 33.1 ms at the median); in the previous round's, on a slower
-  machine, 3.05 s and 1.12×.
+- **B3, p99 ≤ 1 s for 200 launches at once: still missed.** This round's first full run had
+  p99 1.70 s (0.90× its CPU floor) and the call's own latency (\`launch\` returning) 982 ms at
+  p99; its second, on a slower moment of the machine (the sequential median 24.9 ms), 2.39 s
+  and 1.46 s. Before the fork server: 2.75 s. \`perf\` over every process during 200 launches
+  at once (Bun, the fork server in, before the directory change) gives the machine's CPU per
+  launch, about 20–23 ms now:
+  - the controller's thread, about 8 ms: about 20 store statements (about 2 ms), Effect's fibers
+    and schemas around every step, the hub's requests, /proc reads and the kills;
+  - JavaScriptCore's JIT thread, about 4 ms, on the other core, all through the burst;
+  - each sandbox's root, about 2 ms of kernel (its fork from the server, \`unshare\`, the fork
+    of the namespace's init, its exit);
+  - the agent, about 2 ms of Python and 5 ms of kernel: copy-on-write faults after the fork
+    (Python's reference counts write to the pages it shares with the server), its threads,
+    TCP to the hub, \`posix_spawn\` of \`sh\`, and its exit's unmapping;
+  - \`sh\` and \`echo\`, about 1 ms.
+  So 200 launches are about 2 s of both cores, and the controller's thread alone about 1.6 s:
+  a p99 of 1 s needs about half of all of it gone. Tried and not kept: \`gc.freeze()\` in the
+  fork server (no difference beyond the noise in two alternations). Not built: making the
+  namespace's init the sandbox's root for root (one fork and one exit of the interpreter
+  less, about 2 ms of kernel per launch), which changes the shape every scan and terminate
+  relies on. Nothing failed and nothing was left.
 - **B4, attach ≥ 50 % of a pipe: met in the run above (0.66×), near the line when the pipe
   runs fast.** This round the last two rows of the table took attach from about 586 MiB/s to
   about 780–900 MiB/s in alternating transfers: a local sandbox's agent uploads as written and
