@@ -681,10 +681,8 @@ const spawnFailure = (file: string, cause: unknown): LocalApiError => {
  * Starts the sandbox detached: its own session, stdio to a log file, unreferenced, and not
  * killed when this process exits. It must outlive its controller; the lease reaper or the
  * agent's dead-man switch ends it. Returns the root pid as soon as the process exists: no
- * waiting for the agent, the engine waits for its registration.
- *
- * Plain `node:child_process`: a wrapper library costs more to load than this whole call takes,
- * and the CLI loads it for every command.
+ * waiting for the agent, the engine waits for its registration. Forked by `forkServer` when it
+ * can take the sandbox, exec'd otherwise (`execSandbox`).
  */
 export const startSandbox = (command: SandboxCommand, forkServer?: ForkServer): Effect.Effect<number, LocalApiError> =>
   Effect.gen(function* () {
@@ -702,7 +700,7 @@ export const startSandbox = (command: SandboxCommand, forkServer?: ForkServer): 
 /**
  * The sandbox forked by `server`, or null to exec it. A server that ended with the request
  * unanswered may have forked it: whatever of it is found is killed before the exec, and a root
- * forked but not yet marked ends by itself when it finds its server gone (the agent's
+ * forked but not yet marked ends by itself when it finds its server gone (the fork server's
  * `_enter_sandbox`), so the name never runs twice.
  */
 const forkSandbox = (command: SandboxCommand, server: ForkServer): Effect.Effect<number | null, LocalApiError> =>
@@ -733,6 +731,10 @@ const forkSandbox = (command: SandboxCommand, server: ForkServer): Effect.Effect
 /** How long a sandbox of a fork server that ended mid-request is given to be seen ending. */
 const forkServerGrace = Duration.seconds(5)
 
+/**
+ * Plain `node:child_process`: a wrapper library costs more to load than this whole call takes,
+ * and the CLI loads it for every command.
+ */
 const execSandbox = (command: SandboxCommand): Effect.Effect<number, LocalApiError> =>
   Effect.gen(function* () {
     const [file, args] = commandLine(command)

@@ -21,8 +21,8 @@ export interface LocalProviderOptions {
   /** How long `terminate` waits for /proc to show the sandbox gone before it reports failure. Default 10 s. */
   readonly terminateTimeout?: Duration.DurationInput
   /**
-   * Whether sandboxes are forked from an interpreter that has loaded the agent already (docs/
-   * architecture.md, "Fork server"): `auto` starts it with the second launch and forks from
+   * Whether sandboxes are forked from an interpreter that has loaded the agent already (this
+   * package's README, "Fork server"): `auto` starts it with the second launch and forks from
    * the first launch after it is ready; `always` starts it with the first launch, which waits
    * for it; `never` execs every sandbox. `SKYREPL_FORK_SERVER`, default `auto`.
    */
