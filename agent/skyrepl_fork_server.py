@@ -5,8 +5,8 @@ A sandbox starts about 12 ms sooner, and costs that much less CPU, when it is fo
 interpreter that has loaded the agent already than when a new interpreter starts the agent. The
 local provider keeps one such process per controller (`python3 -S skyrepl_fork_server.py
 --agent AGENT`, where AGENT is skyrepl_agent.py or a compiled copy of it) and asks it for each
-sandbox over its stdin, one JSON line per request; it answers each on its stdout, in order, with
-the pid of the sandbox's root. It ends when its stdin ends, which its controller's exit brings
+sandbox over its stdin, one line per request (`ID JSON`); it answers each on its stdout, in
+order, with the pid of the sandbox's root. It ends when its stdin ends, which its controller's exit brings
 about. Each forked sandbox runs the agent's own `main`, as an exec'd one does.
 
 What a forked sandbox must look like is what `unshare --pid --fork --mount-proc --uts --ipc
@@ -53,7 +53,6 @@ CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 0x4000, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_NAME = 1, 15
-FORK_SERVER_ROOM = "SKYREPL_FORK_SERVER_ROOM"
 # Command names, which the controller's scans key their memory of a process's variables on:
 # a new name tells them the variables were written after the fork.
 ROOT_NAME, AGENT_NAME = b"skyrepl-sandbox", b"skyrepl-agent"
