@@ -1,9 +1,9 @@
 import { AGENT_PROTOCOL_VERSION, attach, type Bootstrap, cancel, getRun, launch, listInstances, listRuns, type ParsedSpec, Provider, SkyRepl, Store, StoreError } from "@skyrepl/core"
-import { LocalProvider } from "@skyrepl/provider-local"
+import { LocalApi, LocalProvider } from "@skyrepl/provider-local"
 import { SqliteStore } from "@skyrepl/store-sqlite"
 import { Chunk, Deferred, Duration, Effect, Exit, Fiber, Layer, Stream } from "effect"
 import { execa } from "execa"
-import { existsSync } from "node:fs"
+import { existsSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { gzipSync } from "node:zlib"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
@@ -320,6 +320,32 @@ describe("other processes", () => {
     expect((await processesOf(name)).length).toBeGreaterThan(0)
     await new Promise((r) => setTimeout(r, 1_500))
     // Opening the engine is enough: reaping runs before anything else.
+    const state = await runEngine(Effect.map(listInstances(), (all) => all.find((i) => i.name === name)?.state))
+    expect(state).toBe("terminated")
+    expect(await processesOf(name)).toEqual([])
+  })
+
+  const cmdlineOf = (pid: number): string => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, "utf8")
+    } catch {
+      return ""
+    }
+  }
+
+  it("a SIGKILLed owner's forked sandbox is reaped the same way, and its fork server ends with the owner", async () => {
+    const owner = startOwner(home, "sleep 600", { SKYREPL_LEASE_TTL: "5m", SKYREPL_FORK_SERVER: "always" })
+    const { name } = await owner.launched
+    const ownerPid = owner.child.pid ?? -1
+    const processes = await Effect.runPromise(LocalApi.scanProcesses)
+    const servers = processes.filter((p) => p.ppid === ownerPid && cmdlineOf(p.pid).includes("skyrepl_fork_server.py"))
+    expect(servers.length).toBe(1)
+    const root = LocalApi.findSandboxes(processes, "local").get(name)?.root
+    expect(root === undefined ? "" : readFileSync(`/proc/${root.pid}/comm`, "utf8").trim()).toBe("skyrepl-sandbox")
+    owner.child.kill("SIGKILL")
+    await owner.exited
+    await eventually("the fork server to end with its owner", () => !cmdlineOf(servers[0]?.pid ?? -1).includes("skyrepl_fork_server.py"))
+    expect((await processesOf(name)).length).toBeGreaterThan(0)
     const state = await runEngine(Effect.map(listInstances(), (all) => all.find((i) => i.name === name)?.state))
     expect(state).toBe("terminated")
     expect(await processesOf(name)).toEqual([])
