@@ -115,10 +115,13 @@ than a focused fix, so it is left for a decision.
   - \`sh\` and \`echo\`, about 1 ms.
   So 200 launches are about 2 s of both cores, and the controller's thread alone about 1.6 s:
   a p99 of 1 s needs about half of all of it gone. Tried and not kept: \`gc.freeze()\` in the
-  fork server (no difference beyond the noise in two alternations). Not built: making the
-  namespace's init the sandbox's root for root (one fork and one exit of the interpreter
-  less, about 2 ms of kernel per launch), which changes the shape every scan and terminate
-  relies on. Nothing failed and nothing was left.
+  fork server (no difference beyond the noise in two alternations). Measured and not built: making the
+  namespace's init the sandbox's root when running as root (the server \`unshare\`s a pid
+  namespace for its next child, forks it as pid 1 and \`setns\`es back): one fork and one exit
+  of the interpreter less, 2.1–2.35 against 3.05–3.4 ms of CPU per sandbox in a micro-benchmark
+  of the two ways of forking (200 each, three alternations), so about 1 ms of B3's 20 per
+  launch, for a second sandbox shape in every scan and terminate (a user who is not root would
+  keep the first). Nothing failed and nothing was left.
 - **B4, attach ≥ 50 % of a pipe: met in the run above (0.63×: 647 MiB/s against a 1,019
   MiB/s pipe; 0.55× and 0.60× in this round's other full runs; 0.66× in the previous round's),
   near the line when the pipe runs fast.** This round the last two rows of the table took attach from about 586 MiB/s to
