@@ -80,9 +80,10 @@ interface SessionState {
   readonly name: string
   readonly token: Buffer
   readonly handlers: SessionHandlers
-  /** Output encodings offered at registration: none when the hub compresses. */
-  readonly encodings: ReadonlyArray<string>
-  /** Whether the hub compresses uploads that came as written (SessionOptions.compressOutput). */
+  /**
+   * Whether the hub compresses uploads that came as written (SessionOptions.compressOutput);
+   * the register answer then offers no output encoding.
+   */
   readonly compresses: boolean
   /** Output uploads being read or stored (see handleOutput). */
   readonly uploads: Set<HeldUpload>
@@ -277,7 +278,7 @@ export const makeAgentHub = (options: HubOptions): Effect.Effect<AgentHub, HubEr
           heartbeatIntervalMs: options.heartbeatIntervalMs,
           deadmanTimeoutMs: options.deadmanTimeoutMs,
           maxOutputBytes: MAX_OUTPUT_BYTES,
-          outputEncodings: state.encodings
+          outputEncodings: state.compresses ? [] : OUTPUT_ENCODINGS
         })
       }
       if (req.method === "POST" && path === "/v1/agent/exit") {
@@ -324,13 +325,11 @@ export const makeAgentHub = (options: HubOptions): Effect.Effect<AgentHub, HubEr
     const open: AgentHub["open"] = (instanceName, token, handlers, sessionOptions = {}) =>
       Effect.gen(function* () {
         const registered = yield* Deferred.make<RegisterRequest>()
-        const compresses = sessionOptions.compressOutput === true
         const state: SessionState = {
           name: instanceName,
           token: Buffer.from(token),
           handlers,
-          encodings: compresses ? [] : OUTPUT_ENCODINGS,
-          compresses,
+          compresses: sessionOptions.compressOutput === true,
           uploads: new Set(),
           waiters: new Set(),
           stores: 0,
