@@ -62,19 +62,23 @@ class SandboxFailed(Exception):
     """A step of entering the sandbox failed; the message says which and why."""
 
 
-def _describe(err):
-    text = str(err)
-    return "%s: %s" % (type(err).__name__, text) if text else type(err).__name__
+def _environ_bounds():
+    """Where this process's initial environment lies (fields 50 and 51 of /proc/self/stat; the
+    first after the command name is field 3). A fork inherits the same addresses."""
+    with open("/proc/self/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    return int(fields[47]), int(fields[48])
 
 
 class _Libc(object):
-    """The C library calls a forked sandbox needs."""
+    """The C library calls a forked sandbox needs, and where the server's environment lies."""
 
     def __init__(self):
         import ctypes
 
         self.ctypes = ctypes
         self.lib = ctypes.CDLL(None, use_errno=True)
+        self.environ_start, self.environ_end = _environ_bounds()
 
     def call(self, what, name, *args):
         if getattr(self.lib, name)(*args) != 0:
@@ -87,10 +91,7 @@ class _Libc(object):
     def rewrite_environ(self, block, env):
         """Writes `block` over this process's initial environment, where /proc/PID/environ
         reads it, and makes the C library's environment `env` (the old one points into it)."""
-        with open("/proc/self/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-        # Fields 50 and 51 of stat (the first after the name is field 3).
-        start, end = int(fields[47]), int(fields[48])
+        start, end = self.environ_start, self.environ_end
         if len(block) > end - start:
             raise SandboxFailed("the sandbox's environment (%d bytes) does not fit in %d" % (len(block), end - start))
         self.ctypes.memmove(start, block + b"\0" * (end - start - len(block)), end - start)
@@ -209,7 +210,7 @@ def _sandbox(libc, line, server_pid):
         code = exit.code if isinstance(exit.code, int) else 1
     except BaseException as err:  # anything at all: report it in the console log, never return
         try:
-            _os.write(2, ("skyrepl-agent: cannot start the sandbox: %s\n" % _describe(err)).encode("utf-8", "replace"))
+            _os.write(2, ("skyrepl-agent: cannot start the sandbox: %s\n" % agent._describe(err)).encode("utf-8", "replace"))
         except OSError:
             pass
     finally:
@@ -236,9 +237,7 @@ def serve(agent_path):
     _signal.signal(_signal.SIGCHLD, _signal.SIG_IGN)
     _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
     server_pid = _os.getpid()
-    with open("/proc/self/stat", "rb") as f:
-        fields = f.read().rsplit(b")", 1)[1].split()
-    room = int(fields[48]) - int(fields[47])
+    room = libc.environ_end - libc.environ_start
     _os.write(1, (agent.json_dumps({"ready": True, "room": room}) + "\n").encode())
     buf = bytearray(REQUEST_BUFFER)
     view = memoryview(buf)
@@ -284,7 +283,7 @@ def _fork_one(libc, buf, start, nl, server_pid):
     try:
         pid = _os.fork()
     except OSError as err:
-        return {"id": request_id, "error": _describe(err)}
+        return {"id": request_id, "error": agent._describe(err)}
     if pid == 0:
         _sandbox(libc, bytes(buf[space + 1:nl]), server_pid)
     return {"id": request_id, "pid": pid}
