@@ -16,7 +16,10 @@ const WorkerOutput = Schema.Struct({
   closed: Schema.Array(Schema.Number),
   launched: Schema.Array(Schema.Number),
   concurrentTotal: Schema.Number,
-  errors: Schema.Array(Schema.String)
+  errors: Schema.Array(Schema.String),
+  handFirst: Schema.Array(Schema.Number),
+  handExited: Schema.Array(Schema.Number),
+  handTotal: Schema.Number
 })
 
 export const b3: Benchmark = {
@@ -42,10 +45,11 @@ export const b3: Benchmark = {
       // Launches at once cannot finish sooner than the CPU they need allows: the sequential
       // per-launch time spread over every core is the floor for the last one to finish.
       const floor = (seq.median * concurrent) / cores
+      const hand = stats(r.handFirst)
       return {
         id: "B3",
         title: b3.title,
-        baseline: `${sequential} launches one after another from the same engine`,
+        baseline: `${sequential} launches one after another from the same engine; and ${concurrent} of B1's hand-started sandboxes (no SDK, no store, no agent) at once, after the SDK's burst`,
         figures: [
           { what: "sequential: launch → result", unit: "ms", stats: seq },
           { what: `${concurrent} at once: launch → result`, unit: "ms", stats: con },
@@ -53,7 +57,10 @@ export const b3: Benchmark = {
           { what: `${concurrent} at once: launch → scope closed (terminated)`, unit: "ms", stats: stats(r.closed) },
           { what: "sequential throughput", unit: "launches/s", value: seqRate },
           { what: `${concurrent} at once: throughput (all done)`, unit: "launches/s", value: conRate },
-          { what: `${concurrent} at once: wall time until all ended`, unit: "ms", value: r.concurrentTotal }
+          { what: `${concurrent} at once: wall time until all ended`, unit: "ms", value: r.concurrentTotal },
+          { what: `${concurrent} hand-started sandboxes at once (no SDK): spawn → first byte`, unit: "ms", stats: hand },
+          { what: `${concurrent} hand-started sandboxes at once (no SDK): spawn → exited`, unit: "ms", stats: stats(r.handExited) },
+          { what: `${concurrent} hand-started sandboxes at once (no SDK): wall time until all ended`, unit: "ms", value: r.handTotal }
         ],
         ratios: [
           { what: "concurrent throughput / sequential throughput", value: conRate / seqRate, target: "(reported)", met: null },
@@ -78,6 +85,13 @@ export const b3: Benchmark = {
             target: "(reported)",
             met: null,
             detail: `floor ${floor.toFixed(0)} ms on ${cores} cores`
+          },
+          {
+            what: `p99 at once / p99 of ${concurrent} hand-started sandboxes at once (launch → result against spawn → first byte)`,
+            value: con.p99 / hand.p99,
+            target: "(reported: below 1, the SDK's launches finished sooner than the same number of bare sandboxes)",
+            met: null,
+            detail: `hand-started p99 ${hand.p99.toFixed(0)} ms`
           },
           { what: "instances left running afterwards (/proc)", value: leftovers.length, unit: "", target: "0", met: leftovers.length === 0 }
         ],

@@ -2,13 +2,15 @@
  * B3's measuring process (Bun): one engine, `BENCH_SEQUENTIAL` launches of `echo hi` one after
  * another (the baseline), then `BENCH_CONCURRENT` launched at once. Each launch is timed from
  * the `launch` call to its result (the command ran and its output is in), and to `launch`
- * returning (the run started); the scope closes (instance terminated) after that. Prints one
- * JSON line.
+ * returning (the run started); the scope closes (instance terminated) after that. Then the
+ * same number of hand-started sandboxes (B1's baseline, no SDK) at once, each timed to its
+ * first byte: what the machine takes to run that many sandboxes at all. Prints one JSON line.
  */
 import { launch } from "@skyrepl/core"
 import { Effect, Exit, Stream } from "effect"
 import { now } from "../harness.ts"
 import { benchHome, startedRuntime } from "./engine.ts"
+import { handStarter } from "./hand-started.ts"
 
 const home = benchHome()
 const sequential = Number(process.env["BENCH_SEQUENTIAL"] ?? "5")
@@ -62,7 +64,26 @@ for (const exit of exits) {
   }
 }
 await runtime.dispose()
+
+// After the SDK's burst, so that figure is taken as before; one unmeasured start first, as above.
+const floor = await handStarter(home)
+await floor.start(0)
+const handStart = now()
+const hand = await Promise.all(Array.from({ length: concurrent }, (_, i) => floor.start(i + 1)))
+const handTotal = now() - handStart
 process.stdout.write(
-  JSON.stringify({ sequential: seq, sequentialTotal: seqTotal, seqFailures, concurrent: con, closed, launched, concurrentTotal: conTotal, errors }) + "\n"
+  JSON.stringify({
+    sequential: seq,
+    sequentialTotal: seqTotal,
+    seqFailures,
+    concurrent: con,
+    closed,
+    launched,
+    concurrentTotal: conTotal,
+    errors,
+    handFirst: hand.map((h) => h.first),
+    handExited: hand.map((h) => h.exited),
+    handTotal
+  }) + "\n"
 )
 process.exit(0)

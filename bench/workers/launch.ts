@@ -3,9 +3,8 @@
  * transforms the TypeScript at load: the measured loop runs on plain Node). It measures, in
  * alternating rounds so load changes hit both alike:
  *
- * - baseline: the sandbox the local provider starts (same unshare flags, same hostname step,
- *   same interpreter with the same flags), started by hand, its interpreter running `echo hi`
- *   with os.system: spawn to the first byte on a pipe. No SDK, no store, no agent.
+ * - baseline: the sandbox the local provider starts, started by hand (hand-started.ts): spawn
+ *   to the first byte on a pipe. No SDK, no store, no agent.
  * - sdk: `launch({ command: "echo hi" })` to the first chunk of `run.output` reaching the
  *   caller's code, then the run's result and the closing of its scope (instance terminated and confirmed gone).
  *   After its first launches the local provider forks these from its fork server.
@@ -16,50 +15,17 @@
  * go to stdout as one JSON line.
  */
 import { launch } from "@skyrepl/core"
-import { LocalApi } from "@skyrepl/provider-local"
 import { Effect, Stream } from "effect"
-import { spawn } from "node:child_process"
-import { existsSync, mkdirSync } from "node:fs"
-import { join } from "node:path"
-import { interleave, now, which } from "../harness.ts"
+import { interleave, now } from "../harness.ts"
 import { benchHome, startedRuntime } from "./engine.ts"
+import { handStarter } from "./hand-started.ts"
 
 const home = benchHome()
 const rounds = Number(process.env["BENCH_ROUNDS"] ?? "10")
 const warmup = Number(process.env["BENCH_WARMUP"] ?? "2")
 
-/** The interpreter the local provider picks (see provider-local options.ts). */
-const python = process.env["SKYREPL_PYTHON"] ?? (existsSync("/usr/bin/python3") ? "/usr/bin/python3" : which("python3"))
-if (python === null) throw new Error("no python3")
-const namespaces = await Effect.runPromise(LocalApi.probeNamespaces(which("unshare")))
-const workdir = join(home, "baseline")
-mkdirSync(workdir, { recursive: true })
-
-const baselineOnce = (i: number): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const name = `bench-baseline-${i}`
-    const interpreter = [python, "-S", "-c", "import os; os.system('echo hi')"]
-    const [file, args] =
-      namespaces === null
-        ? [interpreter[0]!, interpreter.slice(1)]
-        : [
-            namespaces.unshare,
-            [...namespaces.flags, "--", "/bin/sh", "-c", '{ printf %s "$0" > /proc/sys/kernel/hostname; } 2>/dev/null || hostname "$0" && exec "$@"', name, ...interpreter]
-          ]
-    let first: number | null = null
-    const start = now()
-    const child = spawn(file, args, {
-      cwd: workdir,
-      env: { PATH: process.env["PATH"] ?? "/usr/bin:/bin" },
-      detached: true,
-      stdio: ["ignore", "pipe", "ignore"]
-    })
-    child.stdout.once("data", () => {
-      first = now() - start
-    })
-    child.on("error", reject)
-    child.on("close", (code) => (code === 0 && first !== null ? resolve(first) : reject(new Error(`baseline exited ${code}`))))
-  })
+const floor = await handStarter(home)
+const baselineOnce = async (i: number): Promise<number> => (await floor.start(i)).first
 
 const runtime = await startedRuntime(home)
 // The provider reads SKYREPL_FORK_SERVER when its layer is built.
@@ -108,8 +74,8 @@ const keep = (xs: Array<number>) => xs.slice(warmup)
 process.stdout.write(
   JSON.stringify({
     runtime: process.versions["bun"] !== undefined ? `bun ${process.versions["bun"]}` : `node ${process.versions.node}`,
-    namespaces: namespaces !== null,
-    python,
+    namespaces: floor.namespaces,
+    python: floor.python,
     baseline: samples.get("baseline") ?? [],
     first: keep(sdk.first),
     result: keep(sdk.result),
