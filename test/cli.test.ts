@@ -126,7 +126,8 @@ describe("bad input", () => {
     ["a missing command", ["run"]],
     ["a duration without a unit", ["run", "-c", "true", "--max-duration", "30"]],
     ["a malformed --env", ["run", "-c", "true", "--env", "NOEQUALS"]],
-    ["an unknown command", ["launch-rockets"]]
+    ["an unknown command", ["launch-rockets"]],
+    ["an empty command", ["run", "-c", ""]]
   ]
   it.each(cases)("%s: one line on stderr, exit 2, nothing written, nothing started", async (_label, args) => {
     const before = readdirSync("/proc").length
@@ -138,6 +139,11 @@ describe("bad input", () => {
     expect(existsSync(join(home, "state.db"))).toBe(false)
     expect(existsSync(join(home, "instances"))).toBe(false)
     expect(before).toBeGreaterThan(0)
+  })
+
+  it("an empty command says so, not the options' schema", async () => {
+    const result = await run(["run", "-c", ""])
+    expect(lines(result.stderr)).toEqual(["repl: command must not be empty"])
   })
 
   it("an invalid spec names the valid forms", async () => {

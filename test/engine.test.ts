@@ -76,7 +76,18 @@ describe("launch", () => {
         const badProvider = yield* Effect.exit(Effect.scoped(launch({ command: "echo", provider: "nimbus" })))
         const badEnv = yield* Effect.exit(Effect.scoped(launch({ command: "echo", env: { "1X": "y" } })))
         const badDuration = yield* Effect.exit(Effect.scoped(launch({ command: "echo", maxDuration: Duration.zero })))
-        return { badSpec, badProvider, badEnv, badDuration, runs: yield* listRuns(), instances: yield* listInstances() }
+        const emptyCommand = yield* Effect.exit(Effect.scoped(launch({ command: "" })))
+        const relativeWorkdir = yield* Effect.exit(Effect.scoped(launch({ command: "echo", workdir: "tmp" })))
+        return {
+          badSpec,
+          badProvider,
+          badEnv,
+          badDuration,
+          emptyCommand,
+          relativeWorkdir,
+          runs: yield* listRuns(),
+          instances: yield* listInstances()
+        }
       })
     )
     const tag = (exit: Exit.Exit<unknown, { readonly _tag: string }>) => (Exit.isFailure(exit) && exit.cause._tag === "Fail" ? exit.cause.error._tag : "none")
@@ -84,6 +95,12 @@ describe("launch", () => {
     expect(tag(outcomes.badProvider)).toBe("UnknownProvider")
     expect(tag(outcomes.badEnv)).toBe("InvalidLaunchOptions")
     expect(tag(outcomes.badDuration)).toBe("InvalidLaunchOptions")
+    // One line naming the field and the reason, not the schema's type.
+    const message = (exit: Exit.Exit<unknown, { readonly message: string }>) =>
+      Exit.isFailure(exit) && exit.cause._tag === "Fail" ? exit.cause.error.message : "none"
+    expect(message(outcomes.badEnv)).toBe('env: "1X" is not a variable name (letters, digits and _, not starting with a digit)')
+    expect(message(outcomes.emptyCommand)).toBe("command must not be empty")
+    expect(message(outcomes.relativeWorkdir)).toBe("workdir must be an absolute path")
     expect(outcomes.runs).toEqual([])
     expect(outcomes.instances).toEqual([])
   })

@@ -1,6 +1,7 @@
 import type * as Ec2Sdk from "@aws-sdk/client-ec2"
 import type * as StsSdk from "@aws-sdk/client-sts"
 import type { FetchHttpHandler } from "@smithy/fetch-http-handler"
+import { describeParseError } from "@skyrepl/core"
 import { Duration, Effect, ParseResult, Schedule, Schema } from "effect"
 import { AwsError, reasonOf } from "./errors.ts"
 import type { AwsCredentials } from "./options.ts"
@@ -99,7 +100,7 @@ const decodeError = (operation: string, region: string, error: ParseResult.Parse
   new AwsError({
     operation,
     code: "DecodeError",
-    message: `unexpected ${operation} response: ${error.message}`,
+    message: `unexpected ${operation} response: ${describeParseError(error)}`,
     region,
     httpStatus: null,
     requestId: null,

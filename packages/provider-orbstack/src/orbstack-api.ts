@@ -1,5 +1,5 @@
-import type { ObservedState, ProviderError } from "@skyrepl/core"
-import { Duration, Effect, Either, Option, Schema } from "effect"
+import { describeParseError, type ObservedState, type ProviderError } from "@skyrepl/core"
+import { Duration, Effect, Either, Option, type ParseResult, Schema } from "effect"
 import { ipExhausted, orbctlMissing, providerError } from "./failures.ts"
 import type { OrbStackSpec } from "./spec.ts"
 
@@ -182,9 +182,10 @@ export interface Orbctl {
   ) => Effect.Effect<CommandResult, ProviderError>
 }
 
-const decoded = <A>(operation: string, result: Either.Either<A, { readonly message: string }>) =>
+const decoded = <A>(operation: string, result: Either.Either<A, ParseResult.ParseError>) =>
   Either.match(result, {
-    onLeft: (error) => Effect.fail(providerError(operation, "internal", `orbctl ${operation} printed something unexpected: ${error.message}`)),
+    onLeft: (error) =>
+      Effect.fail(providerError(operation, "internal", `orbctl ${operation} printed something unexpected: ${describeParseError(error)}`)),
     onRight: (value) => Effect.succeed(value)
   })
 

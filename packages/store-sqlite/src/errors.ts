@@ -1,4 +1,4 @@
-import { StoreError, type StoreErrorReason } from "@skyrepl/core"
+import { describeParseError, StoreError, type StoreErrorReason } from "@skyrepl/core"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Clock, Duration, Effect, Option, ParseResult, Predicate, Schedule, Schema } from "effect"
 
@@ -54,7 +54,7 @@ const convert = (operation: string, error: SqlError | ParseResult.ParseError): S
     : new StoreError({
         operation,
         reason: "decode",
-        message: `${operation}: a stored row does not match the schema: ${error.message}`,
+        message: `${operation}: a stored row does not match the schema: ${describeParseError(error)}`,
         cause: error
       })
 

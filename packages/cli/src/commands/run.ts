@@ -1,4 +1,4 @@
-import { launch, type LaunchProgress, type ProviderService, type RunResult, type SkyReplSettings } from "@skyrepl/core"
+import { launch, type LaunchProgress, type ProviderService, type RunResult, type SkyReplSettings, validateLaunchOptions } from "@skyrepl/core"
 import { Command, Option } from "clipanion"
 import type { SkyRepl } from "@skyrepl/core"
 import { type Duration, Effect, type Scope, Stream } from "effect"
@@ -60,6 +60,8 @@ export class RunCommand extends SkyReplCommand {
     return Effect.gen(this, function* () {
       const env = yield* parseEnvFlags(this.env)
       const maxDuration = yield* parseDurationFlag("--max-duration", this.maxDuration)
+      // The launch's own checks (an empty command), before the store is opened.
+      yield* validateLaunchOptions({ command: this.command, env, ...(maxDuration === undefined ? {} : { maxDuration }) })
       this.checked = { env, maxDuration }
       const provider = yield* buildProvider(settings, this.provider ?? settings.defaultProvider)
       if (this.region !== undefined && !provider.capabilities.regions) {

@@ -8,6 +8,7 @@ import { AgentError, type AttachError, type CancelError, InvalidLaunchOptions, t
 import type { ExitReport } from "../hub/protocol.ts"
 import type { SessionHandlers } from "../hub/agent-hub.ts"
 import { formatInstanceName, newId, randomHex } from "../naming.ts"
+import { describeParseError } from "../parse-error.ts"
 import { RUNTIME_COMPRESSES_FASTER } from "../output-encoding.ts"
 import { attachWith } from "./attach.ts"
 import { type CancelResult, cancelRun } from "./cancel.ts"
@@ -50,17 +51,32 @@ export interface RunHandle {
   readonly cancel: Effect.Effect<CancelResult, CancelError>
 }
 
-const EnvKey = Schema.String.pipe(Schema.pattern(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: () => "environment variable names are letters, digits and _, not starting with a digit" }))
+const envName = /^[A-Za-z_][A-Za-z0-9_]*$/
+
+/**
+ * The names are checked on the record rather than as its key schema: a key that fails its
+ * schema is reported only as "unexpected", without the refinement's message.
+ */
+const Env = Schema.Record({ key: Schema.String, value: Schema.String }).pipe(
+  Schema.filter((env) => {
+    const bad = Object.keys(env).find((name) => !envName.test(name))
+    return bad === undefined || `${JSON.stringify(bad)} is not a variable name (letters, digits and _, not starting with a digit)`
+  })
+)
 
 const ValidOptions = Schema.Struct({
   command: Schema.String.pipe(Schema.nonEmptyString({ message: () => "command must not be empty" })),
-  provider: Schema.optional(Schema.String.pipe(Schema.nonEmptyString())),
+  provider: Schema.optional(Schema.String.pipe(Schema.nonEmptyString({ message: () => "provider must not be empty" }))),
   spec: Schema.optional(Schema.String),
-  env: Schema.optional(Schema.Record({ key: EnvKey, value: Schema.String })),
+  env: Schema.optional(Env),
   workdir: Schema.optional(Schema.String.pipe(Schema.startsWith("/", { message: () => "workdir must be an absolute path" })))
 })
 
-const validate = (options: LaunchOptions) =>
+/**
+ * The checks `launch` makes of its options before it touches the store or a provider, for a
+ * caller that wants them earlier (the CLI checks its flags before it opens the store).
+ */
+export const validateLaunchOptions = (options: LaunchOptions) =>
   Effect.gen(function* () {
     const decoded = Schema.decodeUnknownEither(ValidOptions)({
       command: options.command,
@@ -70,7 +86,7 @@ const validate = (options: LaunchOptions) =>
       workdir: options.workdir
     }, { exact: true, onExcessProperty: "error" })
     if (Either.isLeft(decoded)) {
-      return yield* new InvalidLaunchOptions({ message: decoded.left.message })
+      return yield* new InvalidLaunchOptions({ message: describeParseError(decoded.left) })
     }
     let maxDurationMs: number | null = null
     if (options.maxDuration !== undefined) {
@@ -138,7 +154,7 @@ export const launchWith = (
   options: LaunchOptions
 ): Effect.Effect<RunHandle, LaunchError, Scope.Scope> =>
   Effect.gen(function* () {
-    const valid = yield* validate(options)
+    const valid = yield* validateLaunchOptions(options)
     const provider = yield* engine.provider(valid.provider ?? engine.settings.defaultProvider)
     if (options.region !== undefined && !provider.capabilities.regions) {
       return yield* new InvalidLaunchOptions({ message: `provider "${provider.id}" has no regions; drop the region` })

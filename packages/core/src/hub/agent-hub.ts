@@ -1,5 +1,6 @@
 import { Deferred, Effect, Either, Exit, Runtime, Schema, type Scope } from "effect"
 import { decodeJson, sseEvent } from "./http.ts"
+import { describeParseError } from "../parse-error.ts"
 import { compressForStore, decodeUpload, OUTPUT_ENCODINGS } from "../output-encoding.ts"
 import type { OutputStream } from "../domain/run.ts"
 import type { HubError } from "../errors.ts"
@@ -188,7 +189,7 @@ export const makeAgentHub = (options: HubOptions): Effect.Effect<AgentHub, HubEr
      */
     const handleOutput = async (state: SessionState, req: HubRequest): Promise<HubAnswer> => {
       const decoded = Schema.decodeUnknownEither(OutputQuery)(Object.fromEntries(req.query))
-      if (Either.isLeft(decoded)) return json(400, { error: decoded.left.message })
+      if (Either.isLeft(decoded)) return json(400, { error: describeParseError(decoded.left) })
       const { runId, stream, offset, size } = decoded.right
       let done = (): void => {}
       const upload: HeldUpload = { runId, stream, offset, done: new Promise<void>((resolve) => (done = resolve)) }

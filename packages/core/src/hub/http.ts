@@ -1,5 +1,6 @@
 import { Either, Schema } from "effect"
 import type { IncomingMessage, ServerResponse } from "node:http"
+import { describeParseError } from "../parse-error.ts"
 
 /** The request body, or null when it is larger than `maxBytes` or the connection broke. */
 export const readBody = (req: IncomingMessage, maxBytes: number): Promise<Buffer | null> =>
@@ -33,7 +34,7 @@ export const decodeJson = <A, I>(schema: Schema.Schema<A, I>, body: Uint8Array):
   } catch {
     return Either.left("body is not JSON")
   }
-  return Either.mapLeft(Schema.decodeUnknownEither(schema)(parsed), (e) => e.message)
+  return Either.mapLeft(Schema.decodeUnknownEither(schema)(parsed), describeParseError)
 }
 
 export const sseEvent = (event: string, data: unknown): string => `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`
