@@ -70,16 +70,16 @@ than a focused fix, so it is left for a decision.
   beside it (about 1.6–1.9×): every CLI command's launch, a process's first, and a provider
   with \`forkServer: "never"\` still take that path, and what was measured and tried for it
   is in this file's history.
-- **B2, \`repl run list\` ≤ ¼ of \`aws --version\`: met (0.21× in the run above, with \`aws
-  --version\` at 373 ms; 0.23× in the previous round's, at 348 ms).** A CLI command launches
-  once, so the fork server never starts for it (\`run -c\` 0.41× in the run above). This
-  round the machine got faster for Python (\`aws --version\` about 280–310 ms against about
+- **B2, \`repl run list\` ≤ ¼ of \`aws --version\`: met (0.20× in the run above, with \`aws
+  --version\` at 489 ms; 0.21× in the previous round's, at 373 ms).** A CLI command launches
+  once, so the fork server never starts for it (\`run -c\` 0.38× in the run above). Two
+  rounds ago the machine got faster for Python (\`aws --version\` about 280–310 ms against about
   490 ms before), which put \`run list\` at 0.27–0.29× in the first full run of the round; the
   stdio change in the table (no stream made, no stream modules loaded) took it from about 72 to
   59 ms. The history below is from before that change.
-- **B2 before this round.** \`run -c\` is clear of its line now
-  (0.42–0.45×: the agent's start no longer costs it 25 ms), but \`run list\` sits on its own
-  (0.22–0.25× over this work's runs: 0.23× in the run above, and 101 ms against a limit of
+- **B2 three rounds ago.** \`run -c\` is clear of its line now
+  (0.42–0.45×: the agent's start no longer costs it 25 ms), but \`run list\` sat on its own
+  (0.22–0.25× over that work's runs: 0.23× in its committed run, and 101 ms against a limit of
   101 ms in an earlier full run), so a loaded run can show either verdict. A listing no longer starts an endpoint, writes, or loads a provider;
   what is left is a fresh Bun process evaluating Effect, clipanion and the store's driver, then
   one cold pass through the store's open and the query (measured in-process with an
@@ -98,37 +98,47 @@ than a focused fix, so it is left for a decision.
   look-up of live instances reads every instance row (about 3 ms a pass with 10,000 finished
   runs); an index on \`state\` made that 0.6 ms, but every state transition then also writes the
   index (53 → 69 µs a transition over five alternations), which B5 cannot afford; not kept.
-- **B3, p99 ≤ 1 s for 200 launches at once: still missed.** In the run above p99 is 1.88 s
-  (0.98× its CPU floor), and the call's own latency (\`launch\` returning) 1.09 s at p99. This
-  round's other full runs: 1.70 s and 982 ms; 2.39 s and 1.46 s on a slower moment of the
-  machine. Before the fork server: 2.75 s. \`perf\` over every process during 200 launches
-  at once (Bun, the fork server in, before the directory change) gives the machine's CPU per
-  launch, about 20–23 ms now:
-  - the controller's thread, about 8 ms: about 20 store statements (about 2 ms), Effect's fibers
-    and schemas around every step, the hub's requests, /proc reads and the kills;
-  - JavaScriptCore's JIT thread, about 4 ms, on the other core, all through the burst;
-  - each sandbox's root, about 2 ms of kernel (its fork from the server, \`unshare\`, the fork
-    of the namespace's init, its exit);
-  - the agent, about 2 ms of Python and 5 ms of kernel: copy-on-write faults after the fork
-    (Python's reference counts write to the pages it shares with the server), its threads,
-    TCP to the hub, \`posix_spawn\` of \`sh\`, and its exit's unmapping;
-  - \`sh\` and \`echo\`, about 1 ms.
-  So 200 launches are about 2 s of both cores, and the controller's thread alone about 1.6 s:
-  a p99 of 1 s needs about half of all of it gone. Tried and not kept: \`gc.freeze()\` in the
-  fork server (no difference beyond the noise in two alternations). Measured and not built: making the
-  namespace's init the sandbox's root when running as root (the server \`unshare\`s a pid
-  namespace for its next child, forks it as pid 1 and \`setns\`es back): one fork and one exit
-  of the interpreter less, 2.1–2.35 against 3.05–3.4 ms of CPU per sandbox in a micro-benchmark
-  of the two ways of forking (200 each, three alternations), so about 1 ms of B3's 20 per
-  launch, for a second sandbox shape in every scan and terminate (a user who is not root would
-  keep the first). Nothing failed and nothing was left.
-- **B4, attach ≥ 50 % of a pipe: met in the run above (0.63×: 647 MiB/s against a 1,019
-  MiB/s pipe; 0.55× and 0.60× in this round's other full runs; 0.66× in the previous round's),
-  near the line when the pipe runs fast.** This round the last two rows of the table took attach from about 586 MiB/s to
+- **B3, p99 ≤ 1 s for 200 launches at once: still missed.** In the run above p99 is 2.60 s
+  (0.96× its CPU floor), and the call's own latency (\`launch\` returning) 1.56 s at p99, on a
+  slow moment of the machine: a sequential launch took 27 ms at the median, against 19 ms in the
+  previous round's committed run, where p99 was 1.88 s and 1.09 s. Before the fork server: 2.75 s.
+  - **What the machine takes for the sandboxes alone.** B3 now also starts 200 of B1's
+    hand-started sandboxes (no SDK, no store, no agent) at once, after the SDK's burst: their
+    first bytes came at 1.59 s at p99 in the run above, and at 1.6–2.0 s in this round's other
+    runs of the same. A p99 of 1 s is below what this machine needs for 200 bare sandboxes
+    before any SDK work: each cold interpreter alone is about 12.5 ms of CPU, 1.25 s of both
+    cores for 200.
+  - **Where the SDK's CPU goes.** \`perf\` over every process during 200 launches at once
+    (this round, a slower machine than the last): about 30 ms per launch across the machine.
+    The controller's thread 8–11 ms (Effect's fibers and schemas around every step, about 2.4
+    ms of store statements, the hub's requests, /proc reads, kills); JavaScriptCore's JIT
+    thread 4–5 ms (2 ms by a fourth burst in the same process); the agent 7.5–9 ms (about 2.3
+    ms of Python; copy-on-write faults after the fork 1.5 ms; its exit 1.3 ms; ten threads;
+    TCP); the fork server and each sandbox's root 5–7 ms (forks, faults, \`unshare\`, exits);
+    \`sh\` and \`echo\` 1 ms. A p99 of 1 s needs about two thirds of it gone.
+  - **The controller is starved by its sandboxes.** Timing the burst's phases: for its first
+    1.1–1.9 s the controller's thread ran 20–25 % of the time and waited for a CPU the rest
+    (\`/proc/self/task/…/schedstat\`: 372 ms run, 1,516 ms waiting, in one run); the fork server
+    answered its first request within 1 ms, but the answers were taken only once the last
+    launch had started. Each sandbox is a session of its own, and Linux's autogroup scheduling
+    weighs each session like the controller's whole process. Tried: each sandbox's autogroup at
+    nice 19 (the launches' start phase from 1.1–1.6 s to about 0.8 s), and the agent
+    registering before it starts the run. Over four alternations of each, neither moved p99,
+    of \`launch\` returning or of the result, beyond the noise: what is left is bound by the
+    CPU the whole burst needs. Not kept.
+  - Tried and not kept before: \`gc.freeze()\` in the fork server (no difference beyond the
+    noise). Measured and not built: making the namespace's init the sandbox's root when running
+    as root (the server \`unshare\`s a pid namespace for its next child, forks it as pid 1 and
+    \`setns\`es back): 2.1–2.35 against 3.05–3.4 ms of CPU per sandbox in a micro-benchmark of the
+    two ways of forking, about 1 ms of B3's 30 per launch, for a second sandbox shape in every
+    scan and terminate. Nothing failed and nothing was left.
+- **B4, attach ≥ 50 % of a pipe: met in the run above (0.52×: 652 MiB/s against a 1,258
+  MiB/s pipe; 0.63×, 0.55× and 0.60× in the previous round's full runs), near the line when the
+  pipe runs fast.** No change this round touches attach. Two rounds ago the last two rows of the table took attach from about 586 MiB/s to
   about 780–900 MiB/s in alternating transfers: a local sandbox's agent uploads as written and
   the controller, on Bun, compresses with its faster zlib; and the agent keeps two uploads in
-  flight, so its sending and the controller's storing no longer take turns. In the run above:
-  670 MiB/s against a 1,019 MiB/s pipe. The pipe is the noisier half of the ratio: over this
+  flight, so its sending and the controller's storing no longer take turns. In that round's
+  run: 670 MiB/s against a 1,019 MiB/s pipe. The pipe is the noisier half of the ratio: over this
   round's B4-only runs it gave 1,010–1,910 MiB/s at the median of three (attach 566–900), so
   the ratio ran 0.41–0.66. What bounds attach now is the controller's one thread, about nine
   tenths busy (\`perf\` over every process, 2 GiB): per 4 MiB about 1.5 ms receiving the body
@@ -153,7 +163,7 @@ than a focused fix, so it is left for a decision.
   checking alone. Half a pipe would need the agent's compression and the
   controller's work to fit in the time \`head\` takes to write, on cores \`head\` also uses.
   Latest round: the agent compresses the next upload while one is in flight (see the table), so
-  its compressing and the controller's inflating and storing overlap: 588 MiB/s in the run above
+  its compressing and the controller's inflating and storing overlap: 588 MiB/s in that round's run
   (about 330–345 MiB/s before), but the pipe ran at 1,540 MiB/s on the faster machine, so 0.38×.
   Both cores are then busy: per 4 MiB, about 6 ms of the agent's compressing and about 5 ms of
   the controller's work (inflating about 2.7 ms, with allocating the 4 MiB it inflates into,
@@ -166,9 +176,10 @@ than a focused fix, so it is left for a decision.
   page faults for that memory) are already more than half of what is left. Also tried: uploads
   of up to 16 MiB (fewer requests per byte): no faster, so the cap stays at 4 MiB. In the run
   above: 0.41× (455 MiB/s against a 1,115 MiB/s pipe; 0.38× in the previous round's run).
-- **B5, 20,000 transitions/s: met on both in the run above** (33,827/s on Bun, 28,549/s on
-  Node). No change this round touches a transition. Node is still the one near the line: of
-  this round's three full runs one gave 19,151/s (20,131 per second of the process's CPU, so
+- **B5, 20,000 transitions/s: met on both in the run above** (22,817/s on Bun, 28,250/s on
+  Node; the previous round's 33,827/s and 28,549/s). No change this round or the previous one
+  touches a transition; this round Bun was the one nearer the line, on a slow moment of the
+  machine. Node has been the one near the line before: of the previous round's three full runs one gave 19,151/s (20,131 per second of the process's CPU, so
   the machine was slow for it, not busy), while three B5-only runs right after gave
   28,634–30,180/s. The previous round's run: 24,326/s and 20,532/s. A CPU
   profile of Node's B5 in the previous round: about two-thirds of a transition is inside better-sqlite3's
@@ -188,8 +199,8 @@ than a focused fix, so it is left for a decision.
   machine). On the slower machine of the rounds before, Node sat at the line, as below.
 - **B5 before this round: met on Bun, at the line on Node.** Since the store holds its
   connection (see the table), Bun met it in every run of B5 this round, up to a load of about
-  3.5 (23,500–35,400/s; 27,500/s in the run above). Node sits at the line: 19,200–25,300/s over
-  the same runs, 19,600/s (missed by 2 %) in the run above. There better-sqlite3's UPDATE …
+  3.5 (23,500–35,400/s; 27,500/s in that round's committed run). Node sits at the line: 19,200–25,300/s over
+  the same runs, 19,600/s (missed by 2 %) in that round's committed run. There better-sqlite3's UPDATE …
   RETURNING is about 21 µs when called bare (measured on a table like \`instances\`) and 32 µs of
   a 49 µs transition in a profile; the other 15–20 µs are the Node driver's statement cache (an
   Effect \`Cache\`), the store's semaphore for open transactions (about 7 µs: taken out for a
@@ -221,12 +232,10 @@ than a focused fix, so it is left for a decision.
   0.3 and 0.22–0.25 of moto's time): nearly all of it is the AWS SDK's own serialising, signing
   and XML parsing, which a launch through the SDK pays with or without SkyREPL, and against real
   EC2, whose RunInstances takes hundreds of milliseconds, it is about 1 %.
-- **B6 this round: missed by rounding in the run above (terminate 1.10×), met otherwise.** The
-  AWS provider is unchanged since the previous round (1.04× and 1.04×). Terminate is about
-  8 ms against moto on loopback, and the provider's own work about 0.5 ms of it; this round's
-  other two full runs gave 1.01× and 0.99× for terminate (launch 1.08× and 1.04×), and three
-  B6-only runs after the one above 1.08×, 1.01× and 1.01× (launch 1.03–1.08×). On this shared
-  machine that half millisecond of a noisy 8 ms decides the verdict: in the run above the
-  hand-written call's median was 7.8 ms and the provider's 8.6 ms, with p99s of 20.0 and
-  15.1 ms.
+- **B6: met in the run above (launch 1.04×, terminate 1.04×).** The AWS provider's calls are
+  unchanged for two rounds; a decode failure's message is now one line. Terminate is about
+  8–10 ms against moto on loopback, and the provider's own work about 0.5 ms of it, so on this
+  shared machine that half millisecond of a noisy call decides how close the verdict runs: the
+  previous round's committed run gave terminate 1.10× (7.8 ms against 8.6 ms at the median),
+  its other full runs 1.01× and 0.99×, and a B6-only run this round 1.06× (launch 1.06×).
 `
