@@ -127,7 +127,8 @@ describe("bad input", () => {
     ["a duration without a unit", ["run", "-c", "true", "--max-duration", "30"]],
     ["a malformed --env", ["run", "-c", "true", "--env", "NOEQUALS"]],
     ["an unknown command", ["launch-rockets"]],
-    ["an empty command", ["run", "-c", ""]]
+    ["an empty command", ["run", "-c", ""]],
+    ["a zero --max-duration", ["run", "-c", "true", "--max-duration", "0s"]]
   ]
   it.each(cases)("%s: one line on stderr, exit 2, nothing written, nothing started", async (_label, args) => {
     const before = readdirSync("/proc").length
@@ -141,9 +142,11 @@ describe("bad input", () => {
     expect(before).toBeGreaterThan(0)
   })
 
-  it("an empty command says so, not the options' schema", async () => {
+  it("an empty command says so, not the options' schema; a zero time limit names its flag", async () => {
     const result = await run(["run", "-c", ""])
     expect(lines(result.stderr)).toEqual(["repl: command must not be empty"])
+    const zero = await run(["run", "-c", "true", "--max-duration", "0s"])
+    expect(lines(zero.stderr)).toEqual(['repl: --max-duration must be longer than 0 (got "0s")'])
   })
 
   it("an invalid spec names the valid forms", async () => {
@@ -192,6 +195,10 @@ describe("listings", () => {
     expect(instances[0]).not.toHaveProperty("agentToken")
     const live = JSON.parse((await run(["instance", "list", "--json"])).stdout) as Array<unknown>
     expect(live).toEqual([])
+    // A terminated instance's lease is shown as none, not as held or expired.
+    const listed = lines((await run(["instance", "list", "--all"])).stdout)
+    expect(listed[0]).toMatch(/^NAME\s.*\sLEASE$/)
+    expect(listed[1]).toMatch(new RegExp(`^${exitEvent.instance}\\s+terminated\\s.*\\s-$`))
 
     const allocations = JSON.parse((await run(["allocation", "list", "--json"])).stdout) as Array<{ runId: string; state: string }>
     expect(allocations).toEqual([expect.objectContaining({ runId: exitEvent.runId, state: "released" })])

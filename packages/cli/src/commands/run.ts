@@ -1,7 +1,7 @@
 import { launch, type LaunchProgress, type ProviderService, type RunResult, type SkyReplSettings, validateLaunchOptions } from "@skyrepl/core"
 import { Command, Option } from "clipanion"
 import type { SkyRepl } from "@skyrepl/core"
-import { type Duration, Effect, type Scope, Stream } from "effect"
+import { Duration, Effect, type Scope, Stream } from "effect"
 import { INTERRUPTED, SkyReplCommand } from "../base-command.ts"
 import { dim, useColor } from "../format.ts"
 import { UsageFailure } from "../errors.ts"
@@ -60,6 +60,10 @@ export class RunCommand extends SkyReplCommand {
     return Effect.gen(this, function* () {
       const env = yield* parseEnvFlags(this.env)
       const maxDuration = yield* parseDurationFlag("--max-duration", this.maxDuration)
+      // Refused by the launch too, but there under the SDK's option name.
+      if (maxDuration !== undefined && !Duration.greaterThan(maxDuration, Duration.zero)) {
+        return yield* new UsageFailure({ message: `--max-duration must be longer than 0 (got "${this.maxDuration}")` })
+      }
       // The launch's own checks (an empty command), before the store is opened.
       yield* validateLaunchOptions({ command: this.command, env, ...(maxDuration === undefined ? {} : { maxDuration }) })
       this.checked = { env, maxDuration }

@@ -21,6 +21,7 @@ export class InstanceListCommand extends SkyReplCommand {
         return 0
       }
       const now = Date.now()
+      const live: ReadonlySet<InstanceState> = new Set(liveInstanceStates)
       this.out(
         table(
           ["NAME", "STATE", "PROVIDER", "SPEC", "REGION", "AGE", "LEASE"],
@@ -31,7 +32,8 @@ export class InstanceListCommand extends SkyReplCommand {
             i.spec || "-",
             i.region ?? "-",
             ago(i.createdAt, now),
-            i.leaseExpiresAt === null ? "-" : i.leaseExpiresAt > now ? "held" : "expired"
+            // A lease matters only while the instance may still be running.
+            i.leaseExpiresAt === null || !live.has(i.state) ? "-" : i.leaseExpiresAt > now ? "held" : "expired"
           ]),
           this.color
         )
