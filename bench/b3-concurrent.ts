@@ -19,7 +19,9 @@ const WorkerOutput = Schema.Struct({
   errors: Schema.Array(Schema.String),
   handFirst: Schema.Array(Schema.Number),
   handExited: Schema.Array(Schema.Number),
-  handTotal: Schema.Number
+  handTotal: Schema.Number,
+  ownCpu: Schema.Number,
+  machineCpu: Schema.Number
 })
 
 export const b3: Benchmark = {
@@ -58,6 +60,8 @@ export const b3: Benchmark = {
           { what: "sequential throughput", unit: "launches/s", value: seqRate },
           { what: `${concurrent} at once: throughput (all done)`, unit: "launches/s", value: conRate },
           { what: `${concurrent} at once: wall time until all ended`, unit: "ms", value: r.concurrentTotal },
+          { what: `${concurrent} at once: this process's CPU per launch (the controller, with its JIT and GC threads)`, unit: "ms", value: r.ownCpu / concurrent },
+          { what: `${concurrent} at once: the machine's CPU per launch (every process, from /proc/stat; includes anything else running)`, unit: "ms", value: r.machineCpu / concurrent },
           { what: `${concurrent} hand-started sandboxes at once (no SDK): spawn → first byte`, unit: "ms", stats: hand },
           { what: `${concurrent} hand-started sandboxes at once (no SDK): spawn → exited`, unit: "ms", stats: stats(r.handExited) },
           { what: `${concurrent} hand-started sandboxes at once (no SDK): wall time until all ended`, unit: "ms", value: r.handTotal }
@@ -85,6 +89,13 @@ export const b3: Benchmark = {
             target: "(reported)",
             met: null,
             detail: `floor ${floor.toFixed(0)} ms on ${cores} cores`
+          },
+          {
+            what: "p99 at once / the CPU the whole burst took (launches to scopes closed), spread over every core",
+            value: con.p99 / (r.machineCpu / cores),
+            target: "(reported: the results' share of a burst bound by CPU; its teardown comes after them)",
+            met: null,
+            detail: `${(r.machineCpu / cores).toFixed(0)} ms on ${cores} cores`
           },
           {
             what: `p99 at once / p99 of ${concurrent} hand-started sandboxes at once (launch → result against spawn → first byte)`,

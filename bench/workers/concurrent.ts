@@ -8,6 +8,7 @@
  */
 import { launch } from "@skyrepl/core"
 import { Effect, Exit, Stream } from "effect"
+import { readFileSync } from "node:fs"
 import { now } from "../harness.ts"
 import { benchHome, startedRuntime } from "./engine.ts"
 import { handStarter } from "./hand-started.ts"
@@ -34,6 +35,17 @@ const once = Effect.gen(function* () {
   return { ...outcome, closedMs: now() - start }
 })
 
+/**
+ * CPU time every core has spent busy since boot, in ms: /proc/stat's first line, all but idle
+ * and iowait, counted in USER_HZ (100 a second on Linux). On a shared machine it includes
+ * whatever else ran.
+ */
+const machineBusyMs = (): number => {
+  const fields = readFileSync("/proc/stat", "latin1").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number)
+  const ticks = fields.reduce((sum, v, i) => (i === 3 || i === 4 ? sum : sum + v), 0)
+  return (ticks * 1000) / 100
+}
+
 const seq: Array<number> = []
 let seqFailures = 0
 // One unmeasured launch first: the first one pays for loading the modules on that path.
@@ -47,8 +59,13 @@ for (let i = 0; i < sequential; i++) {
 const seqTotal = now() - seqStart
 
 const conStart = now()
+const machineBefore = machineBusyMs()
+const ownBefore = process.cpuUsage()
 const exits = await runtime.runPromise(Effect.forEach(Array.from({ length: concurrent }), () => Effect.exit(once), { concurrency: "unbounded" }))
 const conTotal = now() - conStart
+const own = process.cpuUsage(ownBefore)
+const ownCpu = (own.user + own.system) / 1000
+const machineCpu = machineBusyMs() - machineBefore
 const con: Array<number> = []
 const closed: Array<number> = []
 const launched: Array<number> = []
@@ -83,7 +100,9 @@ process.stdout.write(
     errors,
     handFirst: hand.map((h) => h.first),
     handExited: hand.map((h) => h.exited),
-    handTotal
+    handTotal,
+    ownCpu,
+    machineCpu
   }) + "\n"
 )
 process.exit(0)
