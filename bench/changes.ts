@@ -70,9 +70,11 @@ than a focused fix, so it is left for a decision.
   beside it (about 1.6–1.9×): every CLI command's launch, a process's first, and a provider
   with \`forkServer: "never"\` still take that path, and what was measured and tried for it
   is in this file's history.
-- **B2, \`repl run list\` ≤ ¼ of \`aws --version\`: met (0.20× in the run above, with \`aws
-  --version\` at 489 ms; 0.21× in the previous round's, at 373 ms).** A CLI command launches
-  once, so the fork server never starts for it (\`run -c\` 0.38× in the run above). Two
+- **B2, \`repl run list\` ≤ ¼ of \`aws --version\`: met (0.23× in the run above, with \`aws
+  --version\` at 333 ms; 0.20× in this round's other full run, at 489 ms; 0.21× in the previous
+  round's, at 373 ms).** The ratios follow \`aws --version\`, whose time moves most with the
+  machine. A CLI command launches once, so the fork server never starts for it (\`run -c\`
+  0.45× in the run above, 0.38× in the other). Two
   rounds ago the machine got faster for Python (\`aws --version\` about 280–310 ms against about
   490 ms before), which put \`run list\` at 0.27–0.29× in the first full run of the round; the
   stdio change in the table (no stream made, no stream modules loaded) took it from about 72 to
@@ -98,13 +100,17 @@ than a focused fix, so it is left for a decision.
   look-up of live instances reads every instance row (about 3 ms a pass with 10,000 finished
   runs); an index on \`state\` made that 0.6 ms, but every state transition then also writes the
   index (53 → 69 µs a transition over five alternations), which B5 cannot afford; not kept.
-- **B3, p99 ≤ 1 s for 200 launches at once: still missed.** In the run above p99 is 2.60 s
-  (0.96× its CPU floor), and the call's own latency (\`launch\` returning) 1.56 s at p99, on a
-  slow moment of the machine: a sequential launch took 27 ms at the median, against 19 ms in the
-  previous round's committed run, where p99 was 1.88 s and 1.09 s. Before the fork server: 2.75 s.
+- **B3, p99 ≤ 1 s for 200 launches at once: still missed.** In the run above p99 is 2.17 s
+  (0.98× its CPU floor), and the call's own latency (\`launch\` returning) 1.34 s at p99. This
+  round's other full run, on a slower moment of the machine (a sequential launch 27 ms at the
+  median against 22 ms above): 2.60 s and 1.56 s; a B3-only run on a faster one: 1.71 s and
+  1.00 s. The previous round's committed run: 1.88 s and 1.09 s; before the fork server: 2.75 s.
+  B3 now also reports the CPU the burst took: 27.6 ms per launch across the machine above
+  (22.2 ms in the B3-only run), of which 13.6 ms in the controller's process (11.6 ms), so the
+  whole burst, teardown included, is about 2.8 s of both cores.
   - **What the machine takes for the sandboxes alone.** B3 now also starts 200 of B1's
     hand-started sandboxes (no SDK, no store, no agent) at once, after the SDK's burst: their
-    first bytes came at 1.59 s at p99 in the run above, and at 1.6–2.0 s in this round's other
+    first bytes came at 1.28 s at p99 in the run above, and at 1.45–2.0 s in this round's other
     runs of the same. A p99 of 1 s is below what this machine needs for 200 bare sandboxes
     before any SDK work: each cold interpreter alone is about 12.5 ms of CPU, 1.25 s of both
     cores for 200.
@@ -132,9 +138,9 @@ than a focused fix, so it is left for a decision.
     \`setns\`es back): 2.1–2.35 against 3.05–3.4 ms of CPU per sandbox in a micro-benchmark of the
     two ways of forking, about 1 ms of B3's 30 per launch, for a second sandbox shape in every
     scan and terminate. Nothing failed and nothing was left.
-- **B4, attach ≥ 50 % of a pipe: met in the run above (0.52×: 652 MiB/s against a 1,258
-  MiB/s pipe; 0.63×, 0.55× and 0.60× in the previous round's full runs), near the line when the
-  pipe runs fast.** No change this round touches attach. Two rounds ago the last two rows of the table took attach from about 586 MiB/s to
+- **B4, attach ≥ 50 % of a pipe: met in the run above (0.75×: 653 MiB/s against an 874
+  MiB/s pipe; 0.52× in this round's other full run, against a 1,258 MiB/s pipe; 0.63×, 0.55×
+  and 0.60× in the previous round's), near the line when the pipe runs fast.** No change this round touches attach. Two rounds ago the last two rows of the table took attach from about 586 MiB/s to
   about 780–900 MiB/s in alternating transfers: a local sandbox's agent uploads as written and
   the controller, on Bun, compresses with its faster zlib; and the agent keeps two uploads in
   flight, so its sending and the controller's storing no longer take turns. In that round's
@@ -176,10 +182,10 @@ than a focused fix, so it is left for a decision.
   page faults for that memory) are already more than half of what is left. Also tried: uploads
   of up to 16 MiB (fewer requests per byte): no faster, so the cap stays at 4 MiB. In the run
   above: 0.41× (455 MiB/s against a 1,115 MiB/s pipe; 0.38× in the previous round's run).
-- **B5, 20,000 transitions/s: met on both in the run above** (22,817/s on Bun, 28,250/s on
-  Node; the previous round's 33,827/s and 28,549/s). No change this round or the previous one
-  touches a transition; this round Bun was the one nearer the line, on a slow moment of the
-  machine. Node has been the one near the line before: of the previous round's three full runs one gave 19,151/s (20,131 per second of the process's CPU, so
+- **B5, 20,000 transitions/s: met on both in the run above** (32,079/s on Bun, 31,137/s on
+  Node; this round's other full run 22,817/s and 28,250/s, on a slow moment of the machine; the
+  previous round's 33,827/s and 28,549/s). No change this round or the previous one touches a
+  transition. Node has been the one near the line before: of the previous round's three full runs one gave 19,151/s (20,131 per second of the process's CPU, so
   the machine was slow for it, not busy), while three B5-only runs right after gave
   28,634–30,180/s. The previous round's run: 24,326/s and 20,532/s. A CPU
   profile of Node's B5 in the previous round: about two-thirds of a transition is inside better-sqlite3's
@@ -232,10 +238,11 @@ than a focused fix, so it is left for a decision.
   0.3 and 0.22–0.25 of moto's time): nearly all of it is the AWS SDK's own serialising, signing
   and XML parsing, which a launch through the SDK pays with or without SkyREPL, and against real
   EC2, whose RunInstances takes hundreds of milliseconds, it is about 1 %.
-- **B6: met in the run above (launch 1.04×, terminate 1.04×).** The AWS provider's calls are
+- **B6: met in the run above (launch 1.07×, terminate 1.03×).** The AWS provider's calls are
   unchanged for two rounds; a decode failure's message is now one line. Terminate is about
-  8–10 ms against moto on loopback, and the provider's own work about 0.5 ms of it, so on this
-  shared machine that half millisecond of a noisy call decides how close the verdict runs: the
-  previous round's committed run gave terminate 1.10× (7.8 ms against 8.6 ms at the median),
-  its other full runs 1.01× and 0.99×, and a B6-only run this round 1.06× (launch 1.06×).
+  7–10 ms against moto on loopback, and the provider's own work about 0.5 ms of it, so on this
+  shared machine that half millisecond of a noisy call decides how close the verdict runs: this
+  round's other full run gave 1.04× and 1.04×, a B6-only run 1.06× and 1.06×; the previous
+  round's committed run terminate 1.10× (7.8 ms against 8.6 ms at the median), its other full
+  runs 1.01× and 0.99×.
 `
