@@ -180,12 +180,16 @@ class AgentTestCase(unittest.TestCase):
         except subprocess.TimeoutExpired:
             raise AssertionError("the agent did not exit within %.1fs; log:\n%s" % (timeout, self.agent_log()))
 
-    def agent_log(self):
+    def read_text(self, name, missing=""):
+        """The test directory's file `name`, or `missing` when it cannot be read."""
         try:
-            with open(self.path("agent.log")) as f:
+            with open(self.path(name)) as f:
                 return f.read()
         except OSError:
-            return "(no log)"
+            return missing
+
+    def agent_log(self):
+        return self.read_text("agent.log", "(no log)")
 
     def assert_group_gone(self, pgid, timeout=5.0):
         wait_until(lambda: not group_members(pgid), timeout, "process group %d to end" % pgid)

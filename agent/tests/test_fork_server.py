@@ -87,11 +87,7 @@ class ForkServerTests(AgentTestCase):
         return self.read_line(server)
 
     def console(self):
-        try:
-            with open(self.path("console.log")) as f:
-                return f.read()
-        except OSError:
-            return ""
+        return self.read_text("console.log")
 
     def test_a_forked_agent_registers_and_runs_with_its_own_variables_where_proc_reads_them(self):
         server = self.start_server()
