@@ -7,6 +7,7 @@ import { agentScriptPath } from "../agent-script.ts"
 import { decodeJson, readBody, sendJson, sseEvent } from "../hub/http.ts"
 import type { InvalidSpec } from "../errors.ts"
 import { formatInstanceName, isInstanceName, newControlId, newId } from "../naming.ts"
+import { describeParseError } from "../parse-error.ts"
 import {
   Isolation,
   type ObservedState,
@@ -167,7 +168,7 @@ export const makeFakeController = (
           return sendJson(res, 200, {})
         case "POST /v1/agent/output": {
           const query = Schema.decodeUnknownEither(OutputQuery)(Object.fromEntries(url.searchParams))
-          if (Either.isLeft(query)) return sendJson(res, 400, { error: query.left.message })
+          if (Either.isLeft(query)) return sendJson(res, 400, { error: describeParseError(query.left) })
           const key = `${query.right.runId}/${query.right.stream}`
           const have = outputs.get(key) ?? Buffer.alloc(0)
           if (query.right.offset > have.length) return sendJson(res, 409, { next: have.length })
