@@ -2,6 +2,7 @@ import type { InstanceRef, ProviderError, ProviderSnapshots, Snapshot } from "@s
 import { Effect } from "effect"
 import { type AwsApi, type Image, tagValue, type Tag } from "./aws-api.ts"
 import { providerError, toProviderError } from "./errors.ts"
+import { isRegion } from "./options.ts"
 import { PROVIDER_ID } from "./spec.ts"
 
 export const MANAGED_TAG = "skyrepl:managed"
@@ -93,6 +94,12 @@ export const makeSnapshots = (deps: SnapshotDeps): ProviderSnapshots => {
 
   const remove = (id: string, region: string | null): Effect.Effect<void, ProviderError> =>
     Effect.gen(function* () {
+      // Checked before anything is asked of AWS: a misspelt region is the caller's mistake,
+      // and AWS would otherwise be asked first for credentials, then about a region with no
+      // such image (a delete that finds nothing succeeds).
+      if (region !== null && !isRegion(region)) {
+        return yield* providerError("DeregisterImage", "invalid-request", `"${region}" is not an AWS region name (e.g. us-east-1, eu-west-2)`)
+      }
       const where = region ?? (yield* deps.defaultRegion("DeregisterImage"))
       const images = yield* api.describeImages(where, { imageIds: [id], owners: ["self"] }).pipe(
         Effect.catchIf(

@@ -111,6 +111,16 @@ describe("snapshots", () => {
       })
     )
 
+    it.effect("a region that is not a region name is refused before AWS is asked anything", () =>
+      Effect.gen(function* () {
+        const { snapshots } = yield* Fixture
+        // Without the check, moto answers for any region: the delete would find nothing there
+        // and succeed.
+        const error = yield* Effect.flip(snapshots.delete("ami-0a11000000001000", "mars-1"))
+        expect([error.reason, error.message]).toEqual(["invalid-request", expect.stringContaining('"mars-1" is not an AWS region name')])
+      })
+    )
+
     it.effect("snapshotting an instance that is gone fails as not-found", () =>
       Effect.gen(function* () {
         const { snapshots } = yield* Fixture
