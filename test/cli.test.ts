@@ -212,6 +212,14 @@ describe("listings", () => {
     for (const path of ["run", "run list", "run attach", "run cancel", "instance list", "allocation list", "orphans"]) {
       expect(help.stdout).toContain(`repl ${path}`)
     }
+    // `run` is also the start of `run list` and the others: its help is still its own.
+    for (const [flag, path, option] of [["--help", "run", "--max-duration"], ["-h", "run", "--provider"], ["--help", "run list", "--limit"], ["-h", "snapshot delete", "--region"]] as const) {
+      const usage = await run([...path.split(" "), flag])
+      expect([usage.exitCode, usage.stderr]).toEqual([0, ""])
+      expect(usage.stdout).toContain(`$ repl ${path}`)
+      expect(usage.stdout).toContain(option)
+      expect(usage.stdout).not.toContain("Multiple commands match")
+    }
   })
 })
 

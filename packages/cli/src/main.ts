@@ -17,18 +17,35 @@ import { VERSION } from "./version.ts"
 /** Bad usage: one line naming the problem, exit 2, as POSIX utilities do. */
 const USAGE = 2
 
+const commands = [RunCommand, RunListCommand, RunAttachCommand, RunCancelCommand, InstanceListCommand, AllocationListCommand, OrphansCommand, SnapshotCreateCommand, SnapshotListCommand, SnapshotDeleteCommand] as const
+
 export const makeCli = (): Cli => {
   const cli = new Cli({ binaryName: "repl", binaryLabel: "SkyREPL", binaryVersion: VERSION, enableColors: useColor(stdout) })
   cli.register(Builtins.HelpCommand)
   cli.register(Builtins.VersionCommand)
-  for (const command of [RunCommand, RunListCommand, RunAttachCommand, RunCancelCommand, InstanceListCommand, AllocationListCommand, OrphansCommand, SnapshotCreateCommand, SnapshotListCommand, SnapshotDeleteCommand]) {
-    cli.register(command)
-  }
+  for (const command of commands) cli.register(command)
   return cli
+}
+
+/**
+ * The command whose path is all of `argv` but a last `-h`/`--help`. clipanion answers `repl run
+ * --help` with the list of every command under `run` and a `-h=<index>` to pick one, since
+ * `run` is also the start of `run list` and the others; the user asked about `repl run` itself.
+ */
+const helpAsked = (argv: ReadonlyArray<string>) => {
+  const last = argv[argv.length - 1]
+  if (last !== "-h" && last !== "--help") return undefined
+  const path = argv.slice(0, -1).join(" ")
+  return commands.find((command) => command.paths.some((p) => p.join(" ") === path))
 }
 
 export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
   const cli = makeCli()
+  const help = helpAsked(argv)
+  if (help !== undefined) {
+    stdout.write(cli.usage(help, { detailed: true, colored: useColor(stdout) }))
+    return 0
+  }
   let command
   try {
     // No stdio in the context: the CLI's commands write through ./stdio.ts, and the streams
