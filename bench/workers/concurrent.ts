@@ -46,6 +46,18 @@ const machineBusyMs = (): number => {
   return (ticks * 1000) / 100
 }
 
+/**
+ * CPU time this process's main thread (the controller's one JavaScript thread) has run, in ms,
+ * from its schedstat (nanoseconds on a CPU); NaN where there is none (not Linux).
+ */
+const mainThreadMs = (): number => {
+  try {
+    return Number(readFileSync(`/proc/self/task/${process.pid}/schedstat`, "latin1").split(" ")[0]) / 1e6
+  } catch {
+    return Number.NaN
+  }
+}
+
 const seq: Array<number> = []
 let seqFailures = 0
 // One unmeasured launch first: the first one pays for loading the modules on that path.
@@ -61,9 +73,11 @@ const seqTotal = now() - seqStart
 const conStart = now()
 const machineBefore = machineBusyMs()
 const ownBefore = process.cpuUsage()
+const threadBefore = mainThreadMs()
 const exits = await runtime.runPromise(Effect.forEach(Array.from({ length: concurrent }), () => Effect.exit(once), { concurrency: "unbounded" }))
 const conTotal = now() - conStart
 const own = process.cpuUsage(ownBefore)
+const threadCpu = mainThreadMs() - threadBefore
 const ownCpu = (own.user + own.system) / 1000
 const machineCpu = machineBusyMs() - machineBefore
 const con: Array<number> = []
@@ -102,6 +116,7 @@ process.stdout.write(
     handExited: hand.map((h) => h.exited),
     handTotal,
     ownCpu,
+    threadCpu: Number.isFinite(threadCpu) ? threadCpu : null,
     machineCpu
   }) + "\n"
 )
