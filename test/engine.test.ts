@@ -1,4 +1,4 @@
-import { AGENT_PROTOCOL_VERSION, attach, type Bootstrap, cancel, getRun, launch, listInstances, listRuns, type ParsedSpec, Provider, SkyRepl, Store, StoreError } from "@skyrepl/core"
+import { AGENT_PROTOCOL_VERSION, attach, type Bootstrap, cancel, getRun, launch, listInstances, listRuns, type ParsedSpec, Provider, SkyRepl, type SkyReplSettings, Store, StoreError } from "@skyrepl/core"
 import { LocalApi, LocalProvider } from "@skyrepl/provider-local"
 import { SqliteStore } from "@skyrepl/store-sqlite"
 import { Chunk, Deferred, Duration, Effect, Exit, Fiber, Layer, Stream } from "effect"
@@ -173,6 +173,22 @@ describe("scoped termination", () => {
     // The next process finds the owner dead and records the termination.
     const state = await runEngine(Effect.map(listInstances(), (all) => all.find((i) => i.name === name)?.state))
     expect(state).toBe("terminated")
+  })
+
+  it("settings that cannot run an engine are a ConfigError before the store is opened", async () => {
+    const cases: ReadonlyArray<[Partial<SkyReplSettings>, string, string]> = [
+      [{ leaseTtl: Duration.zero }, "leaseTtl", "must be longer than 0"],
+      [{ heartbeatInterval: Duration.seconds(5), deadmanTimeout: Duration.seconds(6) }, "deadmanTimeout", "at least twice the heartbeat interval (5s)"]
+    ]
+    for (const [overrides, setting, message] of cases) {
+      const made = SkyRepl.make({
+        providers: [LocalProvider.layer({ home })],
+        store: SqliteStore.layer({ filename: join(home, "state.db") }),
+        config: { ...testSettings(home), ...overrides }
+      })
+      await expect(made).rejects.toMatchObject({ _op: "InvalidData", path: [setting], message: expect.stringContaining(message) })
+      expect(existsSync(join(home, "state.db"))).toBe(false)
+    }
   })
 
   it("the Promise client rejects with the tagged error", async () => {

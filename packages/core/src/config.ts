@@ -1,7 +1,7 @@
 import { Config, ConfigError, Context, Duration, Effect, Either, Layer, Option } from "effect"
 import { homedir } from "node:os"
 import { join } from "node:path"
-import { parseDuration } from "./duration.ts"
+import { formatDuration, parseDuration } from "./duration.ts"
 
 /**
  * Engine settings. Every field can be set in code; `SkyReplConfig.fromEnv` reads the
@@ -48,7 +48,57 @@ const durationConfig = (name: string) =>
     Config.option
   )
 
-/** Reads `SKYREPL_*` variables over the defaults; a malformed value is a `ConfigError`. */
+/** The variable each setting is read from. */
+const variables: { readonly [K in keyof SkyReplSettings]: string } = {
+  home: "SKYREPL_HOME",
+  leaseTtl: "SKYREPL_LEASE_TTL",
+  heartbeatInterval: "SKYREPL_HEARTBEAT_INTERVAL",
+  deadmanTimeout: "SKYREPL_DEADMAN_TIMEOUT",
+  bootTimeout: "SKYREPL_BOOT_TIMEOUT",
+  hubHost: "SKYREPL_HUB_HOST",
+  hubPort: "SKYREPL_HUB_PORT",
+  controlPlaneUrl: "SKYREPL_CONTROL_PLANE_URL",
+  defaultProvider: "SKYREPL_PROVIDER"
+}
+
+/**
+ * Settings that parse but cannot run an engine, one problem per setting. A zero lease makes the
+ * reaper repeat with no pause at all, starving everything else in the process (signals
+ * included); a dead-man timeout not well above the heartbeat interval ends healthy runs
+ * between two heartbeats; an empty home is the current directory.
+ */
+export const settingsProblems = (
+  settings: SkyReplSettings
+): ReadonlyArray<{ readonly setting: keyof SkyReplSettings; readonly message: string }> => {
+  const problems: Array<{ setting: keyof SkyReplSettings; message: string }> = []
+  if (settings.home.trim() === "") problems.push({ setting: "home", message: "must not be empty" })
+  for (const setting of ["leaseTtl", "heartbeatInterval", "deadmanTimeout", "bootTimeout"] as const) {
+    if (!Duration.greaterThan(settings[setting], Duration.zero)) problems.push({ setting, message: "must be longer than 0" })
+  }
+  const heartbeatMs = Duration.toMillis(settings.heartbeatInterval)
+  if (heartbeatMs > 0 && Duration.toMillis(settings.deadmanTimeout) < 2 * heartbeatMs) {
+    problems.push({
+      setting: "deadmanTimeout",
+      message: `must be at least twice the heartbeat interval (${formatDuration(settings.heartbeatInterval)}), or one late heartbeat ends a healthy run`
+    })
+  }
+  return problems
+}
+
+/**
+ * Fails with a `ConfigError` naming the first setting that cannot run an engine: by its variable
+ * when `fromEnv` is true, by its field name otherwise.
+ */
+export const checkSettings = (settings: SkyReplSettings, fromEnv = false): Effect.Effect<void, ConfigError.ConfigError> => {
+  const problem = settingsProblems(settings)[0]
+  if (problem === undefined) return Effect.void
+  return Effect.fail(ConfigError.InvalidData([fromEnv ? variables[problem.setting] : problem.setting], problem.message))
+}
+
+/**
+ * Reads `SKYREPL_*` variables over the defaults; a malformed value, or settings that cannot run
+ * an engine (`settingsProblems`), is a `ConfigError` naming the variable.
+ */
 export const settingsFromEnv: Effect.Effect<SkyReplSettings, ConfigError.ConfigError> = Effect.gen(function* () {
   const home = yield* Config.option(Config.string("SKYREPL_HOME"))
   const base = defaultSettings(Option.getOrUndefined(home))
@@ -60,7 +110,7 @@ export const settingsFromEnv: Effect.Effect<SkyReplSettings, ConfigError.ConfigE
   const hubPort = yield* Config.option(Config.port("SKYREPL_HUB_PORT"))
   const controlPlaneUrl = yield* Config.option(Config.url("SKYREPL_CONTROL_PLANE_URL"))
   const defaultProvider = yield* Config.option(Config.string("SKYREPL_PROVIDER"))
-  return {
+  const settings: SkyReplSettings = {
     home: base.home,
     leaseTtl: Option.getOrElse(leaseTtl, () => base.leaseTtl),
     heartbeatInterval: Option.getOrElse(heartbeatInterval, () => base.heartbeatInterval),
@@ -71,6 +121,8 @@ export const settingsFromEnv: Effect.Effect<SkyReplSettings, ConfigError.ConfigE
     controlPlaneUrl: Option.match(controlPlaneUrl, { onNone: () => base.controlPlaneUrl, onSome: (u) => u.toString().replace(/\/$/, "") }),
     defaultProvider: Option.getOrElse(defaultProvider, () => base.defaultProvider)
   }
+  yield* checkSettings(settings, true)
+  return settings
 })
 
 export class SkyReplConfig extends Context.Tag("@skyrepl/core/SkyReplConfig")<SkyReplConfig, SkyReplSettings>() {

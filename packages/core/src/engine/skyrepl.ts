@@ -1,6 +1,6 @@
-import { Context, Duration, Effect, Layer, Schedule, Scope } from "effect"
+import { type ConfigError, Context, Duration, Effect, Layer, Schedule, Scope } from "effect"
 import { hostname } from "node:os"
-import { SkyReplConfig, type SkyReplSettings } from "../config.ts"
+import { checkSettings, SkyReplConfig, type SkyReplSettings } from "../config.ts"
 import { Controller } from "../domain/controller.ts"
 import { ProviderError, UnknownProvider } from "../errors.ts"
 import { type AgentHub, makeAgentHub } from "../hub/agent-hub.ts"
@@ -159,11 +159,17 @@ export const make = (
     return engine
   })
 
-const layerFrom = <EP, ES, EC>(options: SkyReplLayerOptions<EP, ES, EC>): Layer.Layer<SkyRepl, EP | ES | EC> => {
+const layerFrom = <EP, ES, EC>(options: SkyReplLayerOptions<EP, ES, EC>): Layer.Layer<SkyRepl, EP | ES | EC | ConfigError.ConfigError> => {
   const config = options.config
   const isLayer = (c: typeof config): c is Layer.Layer<SkyReplConfig, EC> => Layer.isLayer(c)
   const configLayer: Layer.Layer<SkyReplConfig, EC> =
     config === undefined ? SkyReplConfig.layer() : isLayer(config) ? config : SkyReplConfig.layer(config)
+  // However the settings were given (variables, overrides in code, a layer of the caller's
+  // own), they are checked before the store is opened.
+  const checked = Layer.effect(
+    SkyReplConfig,
+    Effect.flatMap(SkyReplConfig, (settings) => Effect.as(checkSettings(settings), settings))
+  ).pipe(Layer.provide(configLayer))
   return Layer.scoped(
     SkyRepl,
     Effect.gen(function* () {
@@ -176,7 +182,7 @@ const layerFrom = <EP, ES, EC>(options: SkyReplLayerOptions<EP, ES, EC>): Layer.
       )
       return yield* make(providerList, store, settings, options.providers.filter(isLazy))
     })
-  ).pipe(Layer.provide(Layer.merge(options.store, configLayer)))
+  ).pipe(Layer.provide(options.store), Layer.provide(checked))
 }
 
 /**
