@@ -147,7 +147,7 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
         : providerError(
             operation,
             "unavailable",
-            "no AWS region is configured: pass --region, set AWS_REGION, or set region in ~/.aws/config"
+            "no AWS region is configured: set AWS_REGION or region in ~/.aws/config, or give a region (repl run and repl snapshot delete take --region)"
           )
 
     const scanRegions = (operation: string, hint: ReadonlyArray<string> = []): Effect.Effect<ReadonlyArray<string>, ProviderError> => {
