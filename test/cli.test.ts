@@ -59,6 +59,13 @@ describe("repl run", () => {
     expect((await run(["run", "-c", "exit 7"])).exitCode).toBe(7)
   })
 
+  it("a command killed by signal N exits 128+N, for every signal", async () => {
+    // USR1 (10 here) and ALRM (14) were once missing from a table of their own, which gave 128.
+    for (const [signal, status] of [["USR1", 138], ["ALRM", 142], ["TERM", 143]] as const) {
+      expect((await run(["run", "-c", `kill -${signal} $$`])).exitCode).toBe(status)
+    }
+  })
+
   it("passes --env to the command", async () => {
     const result = await run(["run", "-c", "echo $FOO", "--env", "FOO=bar"])
     expect(result.stdout).toBe("bar")
@@ -114,7 +121,24 @@ describe("repl run", () => {
     child.kill("SIGINT")
     const result = await child
     expect(result.exitCode).toBe(130)
+    expect(lines(result.stderr).at(-1)).toBe("repl: interrupted; the instance was terminated")
     expect(await processesOf(instance)).toEqual([])
+  })
+
+  it("Ctrl-C of repl run attach detaches: exit 130, the run goes on, and says so", async () => {
+    const { name } = startRun("sleep 600")
+    const instance = await name
+    const runs = JSON.parse((await run(["run", "list", "--json"])).stdout) as Array<{ id: string; state: string }>
+    const runId = runs[0]?.id ?? ""
+    const attached = execa(repl, ["run", "attach", runId], { env: env(), reject: false, stdin: "ignore" })
+    await new Promise((r) => setTimeout(r, 1_000))
+    attached.kill("SIGINT")
+    const result = await attached
+    expect(result.exitCode).toBe(130)
+    expect(lines(result.stderr)).toEqual(["repl: detached; the run goes on (repl run cancel ends it)"])
+    const after = JSON.parse((await run(["run", "list", "--json"])).stdout) as Array<{ id: string; state: string }>
+    expect(after.find((r) => r.id === runId)?.state).toBe("running")
+    expect((await processesOf(instance)).length).toBeGreaterThan(0)
   })
 })
 
@@ -128,7 +152,18 @@ describe("bad input", () => {
     ["a malformed --env", ["run", "-c", "true", "--env", "NOEQUALS"]],
     ["an unknown command", ["launch-rockets"]],
     ["an empty command", ["run", "-c", ""]],
-    ["a zero --max-duration", ["run", "-c", "true", "--max-duration", "0s"]]
+    ["a zero --max-duration", ["run", "-c", "true", "--max-duration", "0s"]],
+    // Every other command checks its flags before the store too (opening it also reaps).
+    ["an unknown run state", ["run", "list", "--state", "bogus"]],
+    ["a --limit that is not a count", ["run", "list", "--limit", "abc"]],
+    ["an unknown allocation state", ["allocation", "list", "--state", "bogus"]],
+    ["a --min-age without a unit", ["orphans", "--min-age", "5"]],
+    ["orphans of an unknown provider", ["orphans", "--provider", "nimbus"]],
+    ["a --from-stderr that is not a count", ["run", "attach", "x", "--from-stderr", "abc"]],
+    ["snapshots of an unknown provider", ["snapshot", "list", "--provider", "nimbus"]],
+    ["deleting a snapshot at an unknown provider", ["snapshot", "delete", "x", "--provider", "nimbus"]],
+    ["snapshot delete without --provider", ["snapshot", "delete", "x"]],
+    ["a command group alone", ["instance"]]
   ]
   it.each(cases)("%s: one line on stderr, exit 2, nothing written, nothing started", async (_label, args) => {
     const before = readdirSync("/proc").length
@@ -153,6 +188,36 @@ describe("bad input", () => {
     const result = await run(["run", "-c", "true", "--spec", "gpu:h100"])
     expect(result.stderr).toContain("sandbox")
     expect(result.stderr).toContain("process")
+  })
+
+  it("a missing required option or command names what is missing", async () => {
+    expect(lines((await run(["run"])).stderr)).toEqual(["repl: missing -c/--command for 'repl run' (see 'repl run --help')"])
+    expect(lines((await run(["snapshot", "delete", "x"])).stderr)).toEqual([
+      "repl: missing --provider for 'repl snapshot delete' (see 'repl snapshot delete --help')"
+    ])
+    expect(lines((await run(["instance"])).stderr)).toEqual(['repl: "instance" needs a command after it: repl instance list (see \'repl --help\')'])
+    expect(lines((await run(["launch-rockets"])).stderr)).toEqual(['repl: unknown command "launch-rockets" (see \'repl --help\')'])
+  })
+
+  it("settings that parse but cannot run are refused before anything is written", async () => {
+    const cases: ReadonlyArray<[Record<string, string>, string]> = [
+      // A zero lease once made the reaper spin with no pause: the CLI hung, deaf to Ctrl-C.
+      [{ SKYREPL_LEASE_TTL: "0s" }, "repl: configuration: SKYREPL_LEASE_TTL: must be longer than 0"],
+      [{ SKYREPL_DEADMAN_TIMEOUT: "300ms" }, "repl: configuration: SKYREPL_DEADMAN_TIMEOUT: must be at least twice the heartbeat interval (250ms), or one late heartbeat ends a healthy run"],
+      [{ SKYREPL_HOME: "" }, "repl: configuration: SKYREPL_HOME: must not be empty"]
+    ]
+    for (const [extra, line] of cases) {
+      const result = await execa(repl, ["run", "-c", "echo hi"], { env: env(extra), reject: false, timeout: 30_000, stdin: "ignore", cwd: home })
+      expect([result.exitCode, lines(result.stderr)]).toEqual([2, [line]])
+      expect(readdirSync(home)).toEqual([])
+    }
+  })
+
+  it("SKYREPL_DEBUG=1 puts the full cause after the one-line error", async () => {
+    const result = await run(["run", "cancel", "nosuchrun"], { SKYREPL_DEBUG: "1" })
+    expect(result.exitCode).toBe(1)
+    expect(lines(result.stderr)[0]).toMatch(/^repl: no run with id/)
+    expect(lines(result.stderr).length).toBeGreaterThan(1)
   })
 
   it("a malformed SKYREPL_LEASE_TTL is a one-line configuration error", async () => {

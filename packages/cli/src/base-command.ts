@@ -23,19 +23,33 @@ const isBrokenPipe = (error: unknown): boolean =>
 /** Exit status for a CLI call ended by Ctrl-C or SIGTERM, as shells report it. */
 export const INTERRUPTED = 130
 
+/** What `preflight` hands on: the command's flags, checked, and any provider built to check them. */
+export interface Checked<Flags> {
+  readonly flags: Flags
+  readonly providers?: ReadonlyArray<ProviderService>
+}
+
+/** The preflight of a command with nothing to check before the engine. */
+export const nothingToCheck: Effect.Effect<Checked<undefined>> = Effect.succeed({ flags: undefined })
+
 /**
  * Every command runs one Effect program. Failures become one line on stderr and an exit
  * status; no stack trace reaches the user (set SKYREPL_DEBUG=1 to see the full cause).
  * SIGINT/SIGTERM interrupt the program, so scopes close and instances are terminated.
  */
-export abstract class SkyReplCommand extends Command {
-  /** The program, given settings read from the environment; it may use the engine. */
-  protected abstract program(settings: SkyReplSettings): Effect.Effect<number, unknown, SkyRepl | Scope.Scope>
+export abstract class SkyReplCommand<Flags = undefined> extends Command {
+  /**
+   * The command's flags parsed and checked before the engine is built, and so before the store
+   * is opened: a usage error then writes nothing, starts nothing, and reaps nothing (building
+   * the engine reaps instances whose owners are gone).
+   */
+  protected abstract preflight(settings: SkyReplSettings): Effect.Effect<Checked<Flags>, unknown, Scope.Scope>
 
-  /** Checks made before the engine is built (and so before the store is opened). */
-  protected preflight(_settings: SkyReplSettings): Effect.Effect<ReadonlyArray<ProviderService>, unknown, Scope.Scope> {
-    return Effect.succeed([])
-  }
+  /** The program, given the checked flags and the settings read from the environment. */
+  protected abstract program(flags: Flags, settings: SkyReplSettings): Effect.Effect<number, unknown, SkyRepl | Scope.Scope>
+
+  /** What Ctrl-C (or SIGTERM) did, said when it ends the command. */
+  protected interrupted = "interrupted"
 
   protected get color(): boolean {
     return useColor(stdout)
@@ -72,10 +86,10 @@ export abstract class SkyReplCommand extends Command {
   async execute(): Promise<number> {
     const main = Effect.gen(this, function* () {
       const settings = yield* loadSettings
-      const prebuilt = yield* this.preflight(settings)
+      const checked = yield* this.preflight(settings)
       // The program's scope (its launches) must close while the engine is still up: the
       // launches' finalizers terminate instances through the store and the providers.
-      return yield* this.program(settings).pipe(Effect.scoped, Effect.provide(engineLayer(settings, prebuilt)))
+      return yield* this.program(checked.flags, settings).pipe(Effect.scoped, Effect.provide(engineLayer(settings, checked.providers ?? [])))
     }).pipe(Effect.scoped, Effect.provide(stderrLogger))
     const fiber = Effect.runFork(main)
     const interrupt = () => {
@@ -96,12 +110,12 @@ export abstract class SkyReplCommand extends Command {
     if (this.pipeBroken) return BROKEN_PIPE
     if (Exit.isSuccess(exit)) return exit.value
     if (Cause.isInterruptedOnly(exit.cause)) {
-      stderr.write("repl: interrupted; the instance was terminated\n")
+      stderr.write(`repl: ${this.interrupted}\n`)
       return INTERRUPTED
     }
-    if (process.env["SKYREPL_DEBUG"] === "1") stderr.write(Cause.pretty(exit.cause) + "\n")
     const { line, code } = explain(exit.cause)
     stderr.write(`repl: ${line}\n`)
+    if (process.env["SKYREPL_DEBUG"] === "1") stderr.write(Cause.pretty(exit.cause) + "\n")
     return code
   }
 }

@@ -39,6 +39,28 @@ const helpAsked = (argv: ReadonlyArray<string>) => {
   return commands.find((command) => command.paths.some((p) => p.join(" ") === path))
 }
 
+/**
+ * What to say when no command matched `argv`. clipanion says "Command not found" both for a
+ * path no command has and for a command missing a required option or argument (`repl run`
+ * without `-c`); the latter names the command and what it lacks.
+ */
+const noCommandMatched = (cli: Cli, argv: ReadonlyArray<string>): string => {
+  const named = cli
+    .definitions()
+    .filter((d) => d.path.split(" ").slice(1).every((word, i) => argv[i] === word))
+    .sort((a, b) => b.path.length - a.path.length)[0]
+  if (named === undefined) {
+    const words = argv.filter((a) => !a.startsWith("-"))
+    const under = cli.definitions().filter((d) => words.length > 0 && d.path.startsWith(`repl ${words.join(" ")} `))
+    if (under.length > 0) return `"${words.join(" ")}" needs a command after it: ${under.map((d) => d.path).join(", ")} (see 'repl --help')`
+    return `unknown command${words.length === 0 ? "" : ` "${words.join(" ")}"`} (see 'repl --help')`
+  }
+  const given = (name: string) => argv.some((a) => a === name || a.startsWith(`${name}=`) || (/^-[^-]$/.test(name) && a.startsWith(name)))
+  const missing = (named.options ?? []).filter((o) => o.required && !o.nameSet.some(given))
+  const what = missing.length > 0 ? `missing ${missing.map((o) => o.nameSet.join("/")).join(", ")}` : `expected ${named.usage}`
+  return `${what} for '${named.path}' (see '${named.path} --help')`
+}
+
 export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
   const cli = makeCli()
   const help = helpAsked(argv)
@@ -54,8 +76,9 @@ export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error)
     // clipanion's parse errors span several lines (candidates, usage); the first says what is wrong.
-    const first = message.split("\n").find((l) => l.trim() !== "") ?? "invalid usage"
-    stderr.write(`repl: ${first.trim()} (see 'repl --help')\n`)
+    const first = message.split("\n").find((l) => l.trim() !== "")?.trim() ?? "invalid usage"
+    const line = first.startsWith("Command not found") ? noCommandMatched(cli, argv) : `${first} (see 'repl --help')`
+    stderr.write(`repl: ${line}\n`)
     return USAGE
   }
   // clipanion's own commands (help, version) write to the context's streams.

@@ -1,11 +1,13 @@
-import { defaultMinAge, formatDuration, scanOrphans, type SkyRepl } from "@skyrepl/core"
+import { defaultMinAge, formatDuration, scanOrphans, type SkyRepl, type SkyReplSettings, type UnknownProvider } from "@skyrepl/core"
 import { Command, Option } from "clipanion"
-import { Effect } from "effect"
-import { SkyReplCommand } from "../base-command.ts"
+import { type Duration, Effect } from "effect"
+import { type Checked, SkyReplCommand } from "../base-command.ts"
+import type { UsageFailure } from "../errors.ts"
 import { ago, table, toJson } from "../format.ts"
 import { parseDurationFlag } from "../options.ts"
+import { checkProviderIds } from "../runtime.ts"
 
-export class OrphansCommand extends SkyReplCommand {
+export class OrphansCommand extends SkyReplCommand<Duration.Duration | 0 | undefined> {
   static override paths = [["orphans"]]
   static override usage = Command.Usage({
     description: "find (and with --reap, terminate) SkyREPL instances nobody owns",
@@ -27,11 +29,17 @@ export class OrphansCommand extends SkyReplCommand {
   own = Option.Boolean("--own", false, { description: "only instances named for this state home's control plane" })
   json = Option.Boolean("--json", false, { description: "print JSON" })
 
-  protected program(): Effect.Effect<number, unknown, SkyRepl> {
+  protected preflight(settings: SkyReplSettings): Effect.Effect<Checked<Duration.Duration | 0 | undefined>, UsageFailure | UnknownProvider> {
     return Effect.gen(this, function* () {
+      yield* checkProviderIds(settings, this.provider)
       // `0` alone is the natural way to say "no minimum"; every other value needs a unit.
-      const minAge = this.minAge === "0" ? Effect.succeed(0) : parseDurationFlag("--min-age", this.minAge)
-      const age = yield* minAge
+      const minAge = this.minAge === "0" ? 0 : yield* parseDurationFlag("--min-age", this.minAge)
+      return { flags: minAge }
+    })
+  }
+
+  protected program(age: Duration.Duration | 0 | undefined): Effect.Effect<number, unknown, SkyRepl> {
+    return Effect.gen(this, function* () {
       const report = yield* scanOrphans({
         reap: this.reap,
         ...(this.provider.length === 0 ? {} : { providers: this.provider }),

@@ -1,8 +1,9 @@
-import { launch, type LaunchProgress, type ProviderService, type RunResult, type SkyReplSettings, validateLaunchOptions } from "@skyrepl/core"
+import { launch, type LaunchProgress, type RunResult, type SkyReplSettings, validateLaunchOptions } from "@skyrepl/core"
 import { Command, Option } from "clipanion"
 import type { SkyRepl } from "@skyrepl/core"
 import { Duration, Effect, type Scope, Stream } from "effect"
-import { INTERRUPTED, SkyReplCommand } from "../base-command.ts"
+import { constants } from "node:os"
+import { type Checked, INTERRUPTED, SkyReplCommand } from "../base-command.ts"
 import { dim, useColor } from "../format.ts"
 import { UsageFailure } from "../errors.ts"
 import { parseDurationFlag, parseEnvFlags } from "../options.ts"
@@ -12,7 +13,11 @@ import { stderr as stderrOutput } from "../stdio.ts"
 /** `timeout(1)` uses 124 for a command that ran out of time; scripts already know it. */
 const TIMED_OUT = 124
 
-const signalNumbers: Readonly<Record<string, number>> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGTERM: 15, SIGSEGV: 11, SIGABRT: 6, SIGPIPE: 13 }
+/**
+ * A signal's number, as this machine numbers it (a local sandbox's command ran here); a name the
+ * table lacks (a signal of another system, reported by a remote agent) counts as 0, so 128.
+ */
+const signalNumber = (name: string): number => (constants.signals as Readonly<Record<string, number | undefined>>)[name] ?? 0
 
 export const exitStatusOf = (result: RunResult): number => {
   if (result.exitCode !== null) return result.exitCode
@@ -24,11 +29,16 @@ export const exitStatusOf = (result: RunResult): number => {
     case "timed_out":
       return TIMED_OUT
     case "failed":
-      return result.signal !== null ? 128 + (signalNumbers[result.signal] ?? 0) : 1
+      return result.signal !== null ? 128 + signalNumber(result.signal) : 1
   }
 }
 
-export class RunCommand extends SkyReplCommand {
+interface RunFlags {
+  readonly env: Record<string, string>
+  readonly maxDuration: Duration.Duration | undefined
+}
+
+export class RunCommand extends SkyReplCommand<RunFlags> {
   static override paths = [["run"]]
 
   static override usage = Command.Usage({
@@ -54,9 +64,9 @@ export class RunCommand extends SkyReplCommand {
   json = Option.Boolean("--json", false, { description: "JSON Lines on stdout instead of raw output" })
   progress = Option.Boolean("--progress", { description: "show start-up progress on stderr (default: when stderr is a terminal)" })
 
-  private checked: { readonly env: Record<string, string>; readonly maxDuration: Duration.Duration | undefined } | null = null
+  protected override interrupted = "interrupted; the instance was terminated"
 
-  protected override preflight(settings: SkyReplSettings): Effect.Effect<ReadonlyArray<ProviderService>, unknown, Scope.Scope> {
+  protected preflight(settings: SkyReplSettings): Effect.Effect<Checked<RunFlags>, unknown, Scope.Scope> {
     return Effect.gen(this, function* () {
       const env = yield* parseEnvFlags(this.env)
       const maxDuration = yield* parseDurationFlag("--max-duration", this.maxDuration)
@@ -66,7 +76,6 @@ export class RunCommand extends SkyReplCommand {
       }
       // The launch's own checks (an empty command), before the store is opened.
       yield* validateLaunchOptions({ command: this.command, env, ...(maxDuration === undefined ? {} : { maxDuration }) })
-      this.checked = { env, maxDuration }
       const provider = yield* buildProvider(settings, this.provider ?? settings.defaultProvider)
       if (this.region !== undefined && !provider.capabilities.regions) {
         return yield* new UsageFailure({ message: `--region: provider "${provider.id}" has no regions` })
@@ -75,14 +84,12 @@ export class RunCommand extends SkyReplCommand {
         return yield* new UsageFailure({ message: `--spot: provider "${provider.id}" has no spot instances` })
       }
       yield* checkSpec(provider, this.spec, { ...(this.region === undefined ? {} : { region: this.region }), ...(this.spot ? { spot: true } : {}) })
-      return [provider]
+      return { flags: { env, maxDuration }, providers: [provider] }
     })
   }
 
-  protected program(settings: SkyReplSettings): Effect.Effect<number, unknown, SkyRepl | Scope.Scope> {
+  protected program(checked: RunFlags, settings: SkyReplSettings): Effect.Effect<number, unknown, SkyRepl | Scope.Scope> {
     return Effect.gen(this, function* () {
-      // preflight always runs first; without it there is nothing validated to launch.
-      const checked = this.checked ?? { env: {}, maxDuration: undefined }
       const stdout = { write: (data: string | Uint8Array) => this.out(data) }
       const stderr = { write: (data: string | Uint8Array) => this.err(data) }
       const showProgress = this.progress ?? (stderrOutput.isTTY && !this.json)

@@ -1,7 +1,7 @@
 import { type InstanceState, liveInstanceStates, listInstances, type SkyRepl } from "@skyrepl/core"
 import { Command, Option } from "clipanion"
 import { Effect } from "effect"
-import { SkyReplCommand } from "../../base-command.ts"
+import { type Checked, nothingToCheck, SkyReplCommand } from "../../base-command.ts"
 import { ago, colorState, table, toJson } from "../../format.ts"
 
 export class InstanceListCommand extends SkyReplCommand {
@@ -10,6 +10,10 @@ export class InstanceListCommand extends SkyReplCommand {
 
   all = Option.Boolean("--all", false, { description: "include terminated instances" })
   json = Option.Boolean("--json", false, { description: "print JSON" })
+
+  protected preflight(): Effect.Effect<Checked<undefined>> {
+    return nothingToCheck
+  }
 
   protected program(): Effect.Effect<number, unknown, SkyRepl> {
     return Effect.gen(this, function* () {

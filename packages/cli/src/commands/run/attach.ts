@@ -1,11 +1,17 @@
 import { attach, getRun, type SkyRepl } from "@skyrepl/core"
 import { Command, Option } from "clipanion"
 import { Effect, Stream } from "effect"
-import { SkyReplCommand } from "../../base-command.ts"
+import { type Checked, SkyReplCommand } from "../../base-command.ts"
+import type { UsageFailure } from "../../errors.ts"
 import { parseCount } from "../../options.ts"
 import { exitStatusOf } from "../run.ts"
 
-export class RunAttachCommand extends SkyReplCommand {
+interface AttachFlags {
+  readonly stdoutFrom: number
+  readonly stderrFrom: number
+}
+
+export class RunAttachCommand extends SkyReplCommand<AttachFlags> {
   static override paths = [["run", "attach"]]
   static override usage = Command.Usage({
     description: "replay a run's output and follow it live",
@@ -20,10 +26,19 @@ export class RunAttachCommand extends SkyReplCommand {
   noFollow = Option.Boolean("--no-follow", false, { description: "print what is there now and exit" })
   json = Option.Boolean("--json", false, { description: "JSON Lines: one object per chunk with its offset" })
 
-  protected program(): Effect.Effect<number, unknown, SkyRepl> {
+  // Detaching stops the reading only: the run is its owner's.
+  protected override interrupted = "detached; the run goes on (repl run cancel ends it)"
+
+  protected preflight(): Effect.Effect<Checked<AttachFlags>, UsageFailure> {
     return Effect.gen(this, function* () {
       const stdoutFrom = yield* parseCount("--from-stdout", this.fromStdout, 0)
       const stderrFrom = yield* parseCount("--from-stderr", this.fromStderr, 0)
+      return { flags: { stdoutFrom, stderrFrom } }
+    })
+  }
+
+  protected program({ stdoutFrom, stderrFrom }: AttachFlags): Effect.Effect<number, unknown, SkyRepl> {
+    return Effect.gen(this, function* () {
       const stdout = { write: (data: string | Uint8Array) => this.out(data) }
       const stderr = { write: (data: string | Uint8Array) => this.err(data) }
       yield* attach(this.runId, { from: { stdout: stdoutFrom, stderr: stderrFrom }, follow: !this.noFollow }).pipe(

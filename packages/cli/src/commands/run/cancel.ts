@@ -1,7 +1,7 @@
 import { cancel, type SkyRepl } from "@skyrepl/core"
 import { Command, Option } from "clipanion"
 import { Effect } from "effect"
-import { SkyReplCommand } from "../../base-command.ts"
+import { type Checked, nothingToCheck, SkyReplCommand } from "../../base-command.ts"
 import { toJson } from "../../format.ts"
 
 const explainOutcome: Record<string, string> = {
@@ -20,6 +20,10 @@ export class RunCancelCommand extends SkyReplCommand {
 
   runId = Option.String({ name: "run-id" })
   json = Option.Boolean("--json", false, { description: "print JSON" })
+
+  protected preflight(): Effect.Effect<Checked<undefined>> {
+    return nothingToCheck
+  }
 
   protected program(): Effect.Effect<number, unknown, SkyRepl> {
     return Effect.gen(this, function* () {

@@ -1,12 +1,17 @@
 import { listRuns, type RunState, RunState as RunStateSchema, type SkyRepl } from "@skyrepl/core"
 import { Command, Option } from "clipanion"
 import { Effect, Either, Schema } from "effect"
-import { SkyReplCommand } from "../../base-command.ts"
+import { type Checked, SkyReplCommand } from "../../base-command.ts"
 import { UsageFailure } from "../../errors.ts"
 import { ago, colorState, table, truncate, toJson } from "../../format.ts"
 import { parseCount } from "../../options.ts"
 
-export class RunListCommand extends SkyReplCommand {
+interface RunListFlags {
+  readonly limit: number
+  readonly states: ReadonlyArray<RunState>
+}
+
+export class RunListCommand extends SkyReplCommand<RunListFlags> {
   static override paths = [["run", "list"]]
   static override usage = Command.Usage({ description: "list runs, newest first" })
 
@@ -14,7 +19,7 @@ export class RunListCommand extends SkyReplCommand {
   state = Option.Array("--state", [], { description: "only runs in this state (repeatable)" })
   json = Option.Boolean("--json", false, { description: "print JSON" })
 
-  protected program(): Effect.Effect<number, unknown, SkyRepl> {
+  protected preflight(): Effect.Effect<Checked<RunListFlags>, UsageFailure> {
     return Effect.gen(this, function* () {
       const limit = yield* parseCount("--limit", this.limit, 20)
       const states: Array<RunState> = []
@@ -25,6 +30,12 @@ export class RunListCommand extends SkyReplCommand {
         }
         states.push(decoded.right)
       }
+      return { flags: { limit, states } }
+    })
+  }
+
+  protected program({ limit, states }: RunListFlags): Effect.Effect<number, unknown, SkyRepl> {
+    return Effect.gen(this, function* () {
       const runs = yield* listRuns({ ...(limit === 0 ? {} : { limit }), ...(states.length === 0 ? {} : { states }) })
       if (this.json) {
         this.out(toJson(runs.map((r) => ({ ...r }))))

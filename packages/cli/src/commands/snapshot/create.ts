@@ -1,7 +1,7 @@
 import { createSnapshot, type SkyRepl } from "@skyrepl/core"
 import { Command, Option } from "clipanion"
 import { Effect } from "effect"
-import { SkyReplCommand } from "../../base-command.ts"
+import { type Checked, nothingToCheck, SkyReplCommand } from "../../base-command.ts"
 import { toJson } from "../../format.ts"
 
 export class SnapshotCreateCommand extends SkyReplCommand {
@@ -14,6 +14,10 @@ export class SnapshotCreateCommand extends SkyReplCommand {
   target = Option.String({ name: "run-id|instance-name" })
   name = Option.String("--name", { description: "snapshot name (default: the instance name and a timestamp)" })
   json = Option.Boolean("--json", false, { description: "print JSON" })
+
+  protected preflight(): Effect.Effect<Checked<undefined>> {
+    return nothingToCheck
+  }
 
   protected program(): Effect.Effect<number, unknown, SkyRepl> {
     return Effect.gen(this, function* () {

@@ -1,8 +1,9 @@
-import { deleteSnapshot, type SkyRepl } from "@skyrepl/core"
+import { deleteSnapshot, type SkyRepl, type SkyReplSettings, type UnknownProvider } from "@skyrepl/core"
 import { Command, Option } from "clipanion"
 import { Effect } from "effect"
-import { SkyReplCommand } from "../../base-command.ts"
+import { type Checked, SkyReplCommand } from "../../base-command.ts"
 import { toJson } from "../../format.ts"
+import { checkProviderIds } from "../../runtime.ts"
 
 export class SnapshotDeleteCommand extends SkyReplCommand {
   static override paths = [["snapshot", "delete"]]
@@ -12,6 +13,10 @@ export class SnapshotDeleteCommand extends SkyReplCommand {
   provider = Option.String("--provider", { required: true, description: "the provider that holds it" })
   region = Option.String("--region", { description: "its region, for providers that have them" })
   json = Option.Boolean("--json", false, { description: "print JSON" })
+
+  protected preflight(settings: SkyReplSettings): Effect.Effect<Checked<undefined>, UnknownProvider> {
+    return Effect.as(checkProviderIds(settings, [this.provider]), { flags: undefined })
+  }
 
   protected program(): Effect.Effect<number, unknown, SkyRepl> {
     return Effect.gen(this, function* () {

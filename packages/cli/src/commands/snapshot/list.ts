@@ -1,8 +1,9 @@
-import { listSnapshots, type SkyRepl } from "@skyrepl/core"
+import { listSnapshots, type SkyRepl, type SkyReplSettings, type UnknownProvider } from "@skyrepl/core"
 import { Command, Option } from "clipanion"
 import { Effect } from "effect"
-import { SkyReplCommand } from "../../base-command.ts"
+import { type Checked, SkyReplCommand } from "../../base-command.ts"
 import { ago, table, toJson } from "../../format.ts"
+import { checkProviderIds } from "../../runtime.ts"
 
 export class SnapshotListCommand extends SkyReplCommand {
   static override paths = [["snapshot", "list"]]
@@ -10,6 +11,10 @@ export class SnapshotListCommand extends SkyReplCommand {
 
   provider = Option.Array("--provider", [], { description: "only this provider (repeatable)" })
   json = Option.Boolean("--json", false, { description: "print JSON" })
+
+  protected preflight(settings: SkyReplSettings): Effect.Effect<Checked<undefined>, UnknownProvider> {
+    return Effect.as(checkProviderIds(settings, this.provider), { flags: undefined })
+  }
 
   protected program(): Effect.Effect<number, unknown, SkyRepl> {
     return Effect.gen(this, function* () {
