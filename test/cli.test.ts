@@ -204,7 +204,9 @@ describe("bad input", () => {
       // A zero lease once made the reaper spin with no pause: the CLI hung, deaf to Ctrl-C.
       [{ SKYREPL_LEASE_TTL: "0s" }, "repl: configuration: SKYREPL_LEASE_TTL: must be longer than 0"],
       [{ SKYREPL_DEADMAN_TIMEOUT: "300ms" }, "repl: configuration: SKYREPL_DEADMAN_TIMEOUT: must be at least twice the heartbeat interval (250ms), or one late heartbeat ends a healthy run"],
-      [{ SKYREPL_HOME: "" }, "repl: configuration: SKYREPL_HOME: must not be empty"]
+      [{ SKYREPL_HOME: "" }, "repl: configuration: SKYREPL_HOME: must not be empty"],
+      // A provider's own variable: the launch is refused before anything is recorded.
+      [{ SKYREPL_FORK_SERVER: "bogus" }, 'repl: SKYREPL_FORK_SERVER: "bogus" is not one of auto, always, never']
     ]
     for (const [extra, line] of cases) {
       const result = await execa(repl, ["run", "-c", "echo hi"], { env: env(extra), reject: false, timeout: 30_000, stdin: "ignore", cwd: home })

@@ -1,4 +1,4 @@
-import { AGENT_PROTOCOL_VERSION, attach, type Bootstrap, cancel, getRun, launch, listInstances, listRuns, type ParsedSpec, Provider, SkyRepl, type SkyReplSettings, Store, StoreError } from "@skyrepl/core"
+import { AGENT_PROTOCOL_VERSION, attach, beforeAnythingStarted, type Bootstrap, cancel, getRun, launch, listInstances, listRuns, type ParsedSpec, Provider, ProviderError, SkyRepl, type SkyReplSettings, Store, StoreError } from "@skyrepl/core"
 import { LocalApi, LocalProvider } from "@skyrepl/provider-local"
 import { SqliteStore } from "@skyrepl/store-sqlite"
 import { Chunk, Deferred, Duration, Effect, Exit, Fiber, Layer, Stream } from "effect"
@@ -531,6 +531,52 @@ describe("start-up cost", () => {
     )
     expect(out).toBe("early\n")
     expect(result).toMatchObject({ state: "succeeded", exitCode: 0, error: null })
+  })
+})
+
+describe("a provider that cannot spawn", () => {
+  it("a spawn refused before it started anything ends the instance in the store without a terminate the provider could not do", async () => {
+    const calls = { terminate: 0 }
+    const refusing = Layer.effect(
+      Provider,
+      Effect.map(LocalProvider.make({ home }), (local) => ({
+        ...local,
+        spawn: () => beforeAnythingStarted(Effect.fail(new ProviderError({ provider: "local", operation: "spawn", reason: "unavailable", message: "no region (test)" }))),
+        // As a provider whose every call fails on the same missing setting.
+        terminate: () => Effect.suspend(() => {
+          calls.terminate += 1
+          return Effect.fail(new ProviderError({ provider: "local", operation: "terminate", reason: "unavailable", message: "no region (test)" }))
+        })
+      }))
+    )
+    const layer = SkyRepl.layer({ providers: [refusing], store: SqliteStore.layer({ filename: join(home, "state.db") }), config: testSettings(home) })
+    const { failed, instances, runs } = await Effect.runPromise(
+      Effect.gen(function* () {
+        const failed = yield* Effect.flip(Effect.scoped(launch({ command: "echo never" })))
+        return { failed, instances: yield* listInstances(), runs: yield* listRuns() }
+      }).pipe(Effect.provide(layer))
+    )
+    expect(failed).toMatchObject({ _tag: "ProviderError", nothingStarted: true, message: "no region (test)" })
+    // Before: left "terminating" with its lease, and every later process failed to reap it.
+    expect(instances.map((i) => i.state)).toEqual(["terminated"])
+    expect(runs.map((r) => [r.state, r.error])).toEqual([["failed", "no region (test)"]])
+    expect(calls.terminate).toBe(0)
+  })
+
+  it("a provider whose own settings cannot work refuses the launch with nothing recorded", async () => {
+    const misconfigured = Layer.effect(
+      Provider,
+      Effect.map(LocalProvider.make({ home }), (local) => ({ ...local, configurationProblem: 'SKYREPL_FORK_SERVER: "bogus" is not one of auto, always, never' }))
+    )
+    const layer = SkyRepl.layer({ providers: [misconfigured], store: SqliteStore.layer({ filename: join(home, "state.db") }), config: testSettings(home) })
+    const { failed, instances, runs } = await Effect.runPromise(
+      Effect.gen(function* () {
+        const failed = yield* Effect.flip(Effect.scoped(launch({ command: "echo never" })))
+        return { failed, instances: yield* listInstances(), runs: yield* listRuns() }
+      }).pipe(Effect.provide(layer))
+    )
+    expect(failed).toMatchObject({ _tag: "ProviderMisconfigured", provider: "local", message: expect.stringContaining("SKYREPL_FORK_SERVER") })
+    expect([instances, runs]).toEqual([[], []])
   })
 })
 

@@ -1,4 +1,4 @@
-import { Data } from "effect"
+import { Data, Effect } from "effect"
 
 /**
  * Why a provider call failed. The classification decides what the engine does: a retryable
@@ -26,11 +26,45 @@ export class ProviderError extends Data.TaggedError("ProviderError")<{
   readonly reason: ProviderErrorReason
   readonly message: string
   readonly cause?: unknown
+  /**
+   * A `spawn` that failed before it created anything (its own checks, its configuration, a
+   * region it cannot use): the engine then records the instance as ended without asking the
+   * provider to terminate it, which a provider that cannot spawn often cannot do either. Left
+   * out whenever something may have been created.
+   */
+  readonly nothingStarted?: boolean
 }> {
   get retryable(): boolean {
     return isRetryableReason(this.reason)
   }
 }
+
+/**
+ * For a provider's `spawn`: marks the failures of `effect`, the steps before anything is
+ * created, as `nothingStarted`.
+ */
+export const beforeAnythingStarted = <A, R>(effect: Effect.Effect<A, ProviderError, R>): Effect.Effect<A, ProviderError, R> =>
+  Effect.mapError(
+    effect,
+    (e) =>
+      new ProviderError({
+        provider: e.provider,
+        operation: e.operation,
+        reason: e.reason,
+        message: e.message,
+        ...(e.cause === undefined ? {} : { cause: e.cause }),
+        nothingStarted: true
+      })
+  )
+
+/**
+ * A provider whose own settings cannot work (a malformed `SKYREPL_AWS_*` variable, say): a
+ * launch on it is refused before anything is recorded.
+ */
+export class ProviderMisconfigured extends Data.TaggedError("ProviderMisconfigured")<{
+  readonly provider: string
+  readonly message: string
+}> {}
 
 /** A spec string the provider does not understand. `validForms` is shown to the user. */
 export class InvalidSpec extends Data.TaggedError("InvalidSpec")<{
@@ -114,6 +148,7 @@ export class HubError extends Data.TaggedError("HubError")<{
 
 export type LaunchError =
   | UnknownProvider
+  | ProviderMisconfigured
   | InvalidSpec
   | InvalidLaunchOptions
   | ProviderError

@@ -1,6 +1,5 @@
-import type { Effect } from "effect"
-import { Context, Schema } from "effect"
-import type { InvalidSpec, ProviderError } from "./errors.ts"
+import { Context, Effect, Schema } from "effect"
+import { type InvalidSpec, type ProviderError, ProviderMisconfigured } from "./errors.ts"
 
 /** The version of this interface; a provider states which one it implements. */
 export const PROVIDER_SPEC_VERSION = 1 as const
@@ -138,6 +137,12 @@ export interface ProviderService {
   readonly specVersion: typeof PROVIDER_SPEC_VERSION
   readonly capabilities: ProviderCapabilities
   /**
+   * What is wrong with the provider's own settings, when something is: every call would fail
+   * on it. Known when the provider is built (no I/O), so a launch refuses it with nothing
+   * recorded (`ProviderMisconfigured`).
+   */
+  readonly configurationProblem?: string
+  /**
    * Parses and validates a spec. `options` carry region and spot; the engine refuses them
    * before this is called when the provider's capabilities say it has no regions or no spot.
    */
@@ -168,3 +173,9 @@ export interface ProviderService {
  * its own and collects the services by `id`, so provider packages never know about each other.
  */
 export class Provider extends Context.Tag("@skyrepl/core/Provider")<Provider, ProviderService>() {}
+
+/** Fails with `ProviderMisconfigured` when `provider` says its settings cannot work. */
+export const checkProviderConfiguration = (provider: ProviderService): Effect.Effect<void, ProviderMisconfigured> =>
+  provider.configurationProblem === undefined
+    ? Effect.void
+    : Effect.fail(new ProviderMisconfigured({ provider: provider.id, message: provider.configurationProblem }))

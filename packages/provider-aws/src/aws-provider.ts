@@ -1,4 +1,5 @@
 import {
+  beforeAnythingStarted,
   type Bootstrap,
   type InstanceRef,
   isInstanceName,
@@ -470,7 +471,8 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
         return yield* withCapacityBackoff()
       })
 
-    const spawn = (name: string, spec: ParsedSpec, bootstrap: Bootstrap): Effect.Effect<SpawnResult, ProviderError> =>
+    /** Everything `spawn` does before its RunInstances: checks, the region's set-up, the image. */
+    const prepare = (name: string, spec: ParsedSpec, bootstrap: Bootstrap) =>
       Effect.gen(function* () {
         yield* ready("spawn")
         yield* requireName("spawn", name)
@@ -523,6 +525,20 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
           { key: EXPIRES_AT_TAG, value: new Date(created + lifetime).toISOString() }
         ]
         const sdkTags = tags.map((t) => ({ Key: t.key, Value: t.value }))
+        return { region, setup, image, instanceType, aws, sdkTags, userData }
+      })
+
+    /**
+     * A failure of `spawn` before its RunInstances is one that started nothing, unless an earlier
+     * try of the same spawn sent a RunInstances (it may have made an instance).
+     */
+    const beforeRunInstances = <A>(name: string, step: Effect.Effect<A, ProviderError>): Effect.Effect<A, ProviderError> =>
+      launches.get(name)?.tried === true ? step : beforeAnythingStarted(step)
+
+    const spawn = (name: string, spec: ParsedSpec, bootstrap: Bootstrap): Effect.Effect<SpawnResult, ProviderError> =>
+      Effect.gen(function* () {
+        const prepared = yield* beforeRunInstances(name, prepare(name, spec, bootstrap))
+        const { region, setup, image, instanceType, aws, sdkTags, userData } = prepared
         const context: ErrorContext = { identity: setup.identity.Arn, instanceType, spot: aws.spot }
         const instance = yield* launch(name, region, (clientToken, subnetId) => ({
           ImageId: image.imageId,
@@ -718,6 +734,7 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
       id: PROVIDER_ID,
       specVersion: PROVIDER_SPEC_VERSION,
       capabilities,
+      ...(resolved.problems.length === 0 ? {} : { configurationProblem: resolved.problems.map((p) => p.message).join("; ") }),
       parseSpec: (spec: string | undefined, specOptions?: SpecOptions) => parseAwsSpec(spec, specOptions ?? {}, resolved.region),
       spawn,
       describe,

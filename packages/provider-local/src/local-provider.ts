@@ -7,6 +7,7 @@ import {
   PROVIDER_SPEC_VERSION,
   Provider,
   ProviderError,
+  beforeAnythingStarted,
   type Bootstrap,
   type InstanceRef,
   type ObservedState,
@@ -183,7 +184,8 @@ const build = (options: LocalProviderOptions): Effect.Effect<{ readonly service:
       return Object.values(variables).every((v) => Buffer.byteLength(v) <= 64 * 1024) ? variables : {}
     }
 
-    const spawn = (name: string, spec: ParsedSpec, bootstrap: Bootstrap): Effect.Effect<SpawnResult, ProviderError> =>
+    /** What a spawn checks before it starts anything, and the sandbox's paths. */
+    const spawnChecks = (name: string, spec: ParsedSpec, bootstrap: Bootstrap) =>
       Effect.gen(function* () {
         yield* requireName("spawn", name)
         ended.delete(name)
@@ -214,9 +216,16 @@ const build = (options: LocalProviderOptions): Effect.Effect<{ readonly service:
             "isolation \"namespaces\" was asked for, but unshare cannot create pid/mount/uts/ipc namespaces here"
           )
         }
+        return { python, namespaces }
+      })
+
+    const spawn = (name: string, spec: ParsedSpec, bootstrap: Bootstrap): Effect.Effect<SpawnResult, ProviderError> =>
+      Effect.gen(function* () {
+        const { python, namespaces } = yield* beforeAnythingStarted(spawnChecks(name, spec, bootstrap))
         const paths = instancePaths(instancesDir, name)
         // The directory exists only while a sandbox of this name runs or after one ended without
-        // a terminate; scanning /proc only then keeps the common path free of a scan.
+        // a terminate; scanning /proc only then keeps the common path free of a scan. Not a
+        // failure before anything started: the running one may be an earlier try of this spawn.
         if (existsSync(paths.dir)) {
           const live = yield* Effect.mapError(sandboxes, toProviderError)
           if (live.has(name)) return yield* fail("spawn", "invalid-request", `instance ${name} is already running`)
@@ -287,6 +296,7 @@ const build = (options: LocalProviderOptions): Effect.Effect<{ readonly service:
       id: PROVIDER_ID,
       specVersion: PROVIDER_SPEC_VERSION,
       capabilities,
+      ...(resolved.problems.length === 0 ? {} : { configurationProblem: resolved.problems.join("; ") }),
       parseSpec,
       spawn,
       describe,

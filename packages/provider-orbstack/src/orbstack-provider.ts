@@ -1,4 +1,5 @@
 import {
+  beforeAnythingStarted,
   instanceNameTime,
   isInstanceName,
   PROVIDER_SPEC_VERSION,
@@ -155,12 +156,17 @@ export const make = (options: OrbStackProviderOptions = {}): Effect.Effect<Provi
 
     const spawn = (name: string, spec: ParsedSpec, bootstrap: Bootstrap): Effect.Effect<SpawnResult, ProviderError> =>
       Effect.gen(function* () {
-        const { orbctl, creator } = yield* connect
-        yield* requireName("spawn", name)
-        const agent = yield* Effect.try({
-          try: () => readFileSync(bootstrap.agentScript),
-          catch: (cause) => providerError("spawn", "unavailable", `cannot read the agent script ${bootstrap.agentScript}: ${String(cause)}`, cause)
-        })
+        const { orbctl, creator, agent } = yield* beforeAnythingStarted(
+          Effect.gen(function* () {
+            const client = yield* connect
+            yield* requireName("spawn", name)
+            const agent = yield* Effect.try({
+              try: () => readFileSync(bootstrap.agentScript),
+              catch: (cause) => providerError("spawn", "unavailable", `cannot read the agent script ${bootstrap.agentScript}: ${String(cause)}`, cause)
+            })
+            return { ...client, agent }
+          })
+        )
         // A snapshot is a stopped machine: the new one is its clone, started. A clone that then
         // fails is deleted below; a failed create is rolled back by OrbStack itself.
         const snapshot = snapshotOf(spec)
@@ -234,6 +240,7 @@ export const make = (options: OrbStackProviderOptions = {}): Effect.Effect<Provi
       id: PROVIDER_ID,
       specVersion: PROVIDER_SPEC_VERSION,
       capabilities,
+      ...(resolved.configError === null ? {} : { configurationProblem: resolved.configError }),
       parseSpec: (spec, specOptions) => parseOrbStackSpec(spec, specOptions, resolved.defaultArch),
       spawn,
       describe,

@@ -1,4 +1,4 @@
-import { launch, type LaunchProgress, type RunResult, type SkyReplSettings, validateLaunchOptions } from "@skyrepl/core"
+import { checkProviderConfiguration, launch, type LaunchProgress, type RunResult, type SkyReplSettings, validateLaunchOptions } from "@skyrepl/core"
 import { Command, Option } from "clipanion"
 import type { SkyRepl } from "@skyrepl/core"
 import { Duration, Effect, type Scope, Stream } from "effect"
@@ -77,6 +77,7 @@ export class RunCommand extends SkyReplCommand<RunFlags> {
       // The launch's own checks (an empty command), before the store is opened.
       yield* validateLaunchOptions({ command: this.command, env, ...(maxDuration === undefined ? {} : { maxDuration }) })
       const provider = yield* buildProvider(settings, this.provider ?? settings.defaultProvider)
+      yield* checkProviderConfiguration(provider)
       if (this.region !== undefined && !provider.capabilities.regions) {
         return yield* new UsageFailure({ message: `--region: provider "${provider.id}" has no regions` })
       }

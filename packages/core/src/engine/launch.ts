@@ -1,4 +1,4 @@
-import { Deferred, Duration, Effect, Either, Option, Schedule, Schema, type Scope, type Stream } from "effect"
+import { Deferred, Duration, Effect, Either, Option, Ref, Schedule, Schema, type Scope, type Stream } from "effect"
 import { agentScriptPath } from "../agent-script.ts"
 import { Allocation } from "../domain/allocation.ts"
 import { Instance } from "../domain/instance.ts"
@@ -8,6 +8,7 @@ import { AgentError, type AttachError, type CancelError, InvalidLaunchOptions, t
 import type { ExitReport } from "../hub/protocol.ts"
 import type { SessionHandlers } from "../hub/agent-hub.ts"
 import { formatInstanceName, newId, randomHex } from "../naming.ts"
+import { checkProviderConfiguration } from "../provider.ts"
 import { describeParseError } from "../parse-error.ts"
 import { RUNTIME_COMPRESSES_FASTER } from "../output-encoding.ts"
 import { attachWith } from "./attach.ts"
@@ -156,6 +157,7 @@ export const launchWith = (
   Effect.gen(function* () {
     const valid = yield* validateLaunchOptions(options)
     const provider = yield* engine.provider(valid.provider ?? engine.settings.defaultProvider)
+    yield* checkProviderConfiguration(provider)
     if (options.region !== undefined && !provider.capabilities.regions) {
       return yield* new InvalidLaunchOptions({ message: `provider "${provider.id}" has no regions; drop the region` })
     }
@@ -231,13 +233,14 @@ export const launchWith = (
     // Asked for by the run's end and by the closing scope, possibly at once: terminateInstance
     // is idempotent, and each call runs to the end even if its fiber is interrupted, so a
     // half-done termination is never taken for a finished one.
+    const nothingStarted = yield* Ref.make(false)
     const terminate = Effect.uninterruptible(
       Effect.gen(function* () {
         const latest = Option.getOrElse(yield* store.getInstance(instanceId).pipe(Effect.orElseSucceed(() => Option.none<Instance>())), () => instance)
         if (latest.state === "terminated") return
         yield* session.shutdown
         yield* progress("terminating")
-        yield* terminateInstance(engine, latest, "the instance was terminated").pipe(
+        yield* terminateInstance(engine, latest, "the instance was terminated", { nothingStarted: yield* Ref.get(nothingStarted) }).pipe(
           Effect.tapError((error) => Effect.logError(`terminating ${name}: ${error.message}`)),
           Effect.ignore
         )
@@ -276,7 +279,7 @@ export const launchWith = (
           agentScript: agentScriptPath,
           run: runCommand
         })
-      )
+      ).pipe(Effect.tapError((error) => (error.nothingStarted === true ? Ref.set(nothingStarted, true) : Effect.void)))
       const bootstrapFailure = spawned.bootstrapFailure ?? null
       yield* store.transitionInstance(instanceId, "booting", {
         providerRef: spawned.providerRef,

@@ -124,7 +124,11 @@ const confirmGone = (provider: ProviderService, ref: InstanceRef) =>
 export const terminateInstance = (
   engine: SkyReplService,
   instance: Instance,
-  why: string
+  why: string,
+  options: {
+    /** The provider refused to spawn it before creating anything: there is nothing to end. */
+    readonly nothingStarted?: boolean
+  } = {}
 ): Effect.Effect<void, ProviderError | StoreError> =>
   Effect.gen(function* () {
     const recorded = yield* Effect.either(
@@ -151,6 +155,12 @@ export const terminateInstance = (
     if (Either.isRight(recorded) && recorded.right.state === "terminated") return
     // The store's copy when it answered: it may know the provider's ref the caller's copy lacks.
     const fresh = Either.getOrElse(recorded, () => instance)
+    if (options.nothingStarted === true) {
+      if (Either.isLeft(recorded)) return yield* recorded.left
+      yield* engine.store.transitionInstance(fresh.id, "terminated").pipe(Effect.catchTag("IllegalTransition", () => Effect.void))
+      yield* engine.store.closeManifest(fresh.manifestId).pipe(Effect.ignore)
+      return
+    }
     const provider = yield* engine.provider(fresh.provider).pipe(
       Effect.catchTag("UnknownProvider", () =>
         new ProviderError({
