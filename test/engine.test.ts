@@ -563,6 +563,35 @@ describe("a provider that cannot spawn", () => {
     expect(calls.terminate).toBe(0)
   })
 
+  it("interrupted while it waits for an agent that never registers, a launch still terminates its instance, promptly", async () => {
+    // As on a cloud VM that is still booting: spawn succeeds, and no agent ever calls back.
+    const calls = { terminate: 0 }
+    const silent = Layer.effect(
+      Provider,
+      Effect.map(LocalProvider.make({ home }), (local) => ({
+        ...local,
+        spawn: () => Effect.succeed({ providerRef: "i-booting", region: null }),
+        describe: () => Effect.succeed(calls.terminate > 0 ? ("gone" as const) : ("running" as const)),
+        terminate: () => Effect.sync(() => void (calls.terminate += 1))
+      }))
+    )
+    const layer = SkyRepl.layer({ providers: [silent], store: SqliteStore.layer({ filename: join(home, "state.db") }), config: { ...testSettings(home), bootTimeout: Duration.minutes(5) } })
+    const { elapsed, instances } = await Effect.runPromise(
+      Effect.gen(function* () {
+        const fiber = yield* Effect.fork(Effect.scoped(launch({ command: "echo never" })))
+        yield* Effect.sleep("500 millis")
+        const start = Date.now()
+        // Before: the launch's finalizer waited for the run's end with a time limit that could
+        // not fire in a finalizer, so this never returned (Ctrl-C of repl run hung).
+        yield* Fiber.interrupt(fiber)
+        return { elapsed: Date.now() - start, instances: yield* listInstances() }
+      }).pipe(Effect.provide(layer))
+    )
+    expect(calls.terminate).toBe(1)
+    expect(instances.map((i) => i.state)).toEqual(["terminated"])
+    expect(elapsed).toBeLessThan(10_000)
+  }, 30_000)
+
   it("a provider whose own settings cannot work refuses the launch with nothing recorded", async () => {
     const misconfigured = Layer.effect(
       Provider,

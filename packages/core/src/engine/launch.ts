@@ -253,7 +253,10 @@ export const launchWith = (
         const current = yield* store.getRun(runId).pipe(Effect.option, Effect.map(Option.flatten))
         if (Option.isSome(current) && !["succeeded", "failed", "cancelled", "timed_out"].includes(current.value.state)) {
           yield* session.cancelRun(runId)
-          yield* Deferred.await(done).pipe(Effect.timeoutOption(Duration.seconds(2)))
+          // A finalizer runs uninterruptibly, and a time limit ends its effect by interrupting
+          // it: the wait must be interruptible, or an agent that never answers (a VM still
+          // booting) holds the release, and the terminate after it, forever.
+          yield* Effect.interruptible(Deferred.await(done)).pipe(Effect.timeoutOption(Duration.seconds(2)))
           yield* finishRun(engine, runId, "cancelled", { error: "the scope that launched the run closed before it ended" }).pipe(Effect.ignore)
         }
         yield* terminate
