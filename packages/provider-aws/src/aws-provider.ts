@@ -2,6 +2,7 @@ import {
   beforeAnythingStarted,
   type Bootstrap,
   type InstanceRef,
+  instanceNameTime,
   isInstanceName,
   type ListHint,
   type ObservedState,
@@ -252,19 +253,35 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
      * Once `describe` has said gone, this process stops vouching for the name: a later call (a
      * reaper's, a repeated terminate) takes the complete search, and the launch's state is freed.
      */
+    /** Names this process has spawned, the most recent few thousand (see `mayBeInvisible`). */
+    const spawnedHere = new Set<string>()
+    const spawnedBy = (name: string): void => {
+      spawnedHere.add(name)
+      if (spawnedHere.size > 4096) spawnedHere.delete(spawnedHere.values().next().value ?? name)
+    }
+
     const forget = (name: string): void => {
       const id = launches.get(name)?.instanceId
       if (id !== null && id !== undefined) launched.delete(id)
       launches.delete(name)
     }
 
-    /** Whether an instance of this name may exist that EC2 does not show yet. */
+    /**
+     * Whether an instance of this name may exist that EC2 does not show yet. For a name this
+     * process spawned, what it saw of its own RunInstances says. For any other (a reaper taking
+     * over a dead owner's instance, perhaps killed mid-RunInstances), all it knows is when the
+     * launch began, from the name: until `visibilityTimeout` after that, "not found" may be
+     * "not yet", and taking it for gone would leak whatever appears later.
+     */
     const mayBeInvisible = (ref: InstanceRef): boolean => {
       const id = knownId(ref)
       const mine = id === null ? undefined : launched.get(id)
       if (mine !== undefined && !mine.seen && isYoung(mine.since)) return true
       const uncertain = launches.get(ref.name)?.uncertainSince ?? null
-      return uncertain !== null && isYoung(uncertain)
+      if (uncertain !== null && isYoung(uncertain)) return true
+      if (spawnedHere.has(ref.name)) return false
+      const born = instanceNameTime(ref.name)
+      return born !== undefined && isYoung(born)
     }
 
     const notVisibleYet = (operation: string, ref: InstanceRef) =>
@@ -537,6 +554,7 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
 
     const spawn = (name: string, spec: ParsedSpec, bootstrap: Bootstrap): Effect.Effect<SpawnResult, ProviderError> =>
       Effect.gen(function* () {
+        spawnedBy(name)
         const prepared = yield* beforeRunInstances(name, prepare(name, spec, bootstrap))
         const { region, setup, image, instanceType, aws, sdkTags, userData } = prepared
         const context: ErrorContext = { identity: setup.identity.Arn, instanceType, spot: aws.spot }

@@ -236,6 +236,13 @@ describe("aws provider on moto: start-up, and injected faults", () => {
         expect(early.reason).toBe("transient")
         const byName = yield* Effect.flip(provider.terminate({ ...ref, providerRef: null, region: null }))
         expect(byName.reason).toBe("transient")
+        // Another process (a reaper taking over from a dead owner) knows only the name: for a
+        // name this young, not seeing it is not taking it for gone either.
+        const other = yield* providerVia({ visibilityTimeout: Duration.seconds(20) })
+        expect(yield* other.describe({ ...ref, providerRef: null })).toBe("pending")
+        expect((yield* Effect.flip(other.terminate({ ...ref, providerRef: null }))).reason).toBe("transient")
+        const tooOld = yield* providerVia({ visibilityTimeout: Duration.millis(1) })
+        expect(yield* tooOld.describe({ ...ref, providerRef: null })).toBe("gone")
         expect((yield* countIn(moto, name)).live).toBe(1)
         proxy.setRules([])
         expect(yield* provider.describe(ref)).toBe("running")

@@ -451,7 +451,11 @@ export const providerSuite = (name: string, options: ProviderSuiteOptions): void
       it.effect("an instance that never existed is gone, and terminating it succeeds", () =>
         Effect.gen(function* () {
           const provider = yield* Provider
-          const ref: InstanceRef = { name: newName(), providerRef: null, region: null }
+          // Named an hour ago: a provider whose listings lag its launches may take a young name
+          // it cannot see for one not visible yet, and say so rather than "gone".
+          const anHourAgo = Date.now() - 3_600_000
+          const name = formatInstanceName({ controlId, manifestId: newId(anHourAgo), instanceId: newId(anHourAgo) })
+          const ref: InstanceRef = { name, providerRef: null, region: null }
           expect(yield* provider.describe(ref)).toBe("gone")
           yield* provider.terminate(ref)
           expect((yield* listed(provider)).has(ref.name)).toBe(false)
