@@ -23,6 +23,10 @@ const reasonOfCode = (code: string): StoreErrorReason => {
   return "internal"
 }
 
+/** The SQLite result code behind a `StoreError`, when a driver gave one. */
+export const driverCode = (error: StoreError): string | null =>
+  Option.match(decodeDriverFailure(error.cause), { onNone: () => null, onSome: (failure) => failure.code })
+
 /** Classifies whatever a driver threw (a `SqlError`'s cause, or a defect while opening). */
 export const fromDriverFailure = (operation: string, cause: unknown): StoreError =>
   Option.match(decodeDriverFailure(cause), {

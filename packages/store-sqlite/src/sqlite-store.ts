@@ -33,7 +33,7 @@ import { dirname, join } from "node:path"
 import { makeClient } from "./client.ts"
 import { hold } from "./connection.ts"
 import { CONTROL_ID_FILE, readControlIdFile, writeControlIdFile } from "./control-id.ts"
-import { type Mapped, mapStoreErrors, openAttempt, retryBusy } from "./errors.ts"
+import { driverCode, type Mapped, mapStoreErrors, openAttempt, retryBusy } from "./errors.ts"
 import { latestVersion, migrate, schemaVersion } from "./migrations.ts"
 import { outputChunkFromRow, RecentChunks } from "./output-encoding.ts"
 
@@ -759,6 +759,23 @@ export const makeScoped = (options: SqliteStoreOptions): Effect.Effect<StoreServ
       SqlClient,
       sql
     )
+  }).pipe(
+    Effect.mapError((error) =>
+      !isMemory(options.filename) && /^SQLITE_(NOTADB|CORRUPT)/.test(driverCode(error) ?? "") ? damaged(options.filename, error) : error
+    )
+  )
+
+/**
+ * A file SQLite cannot read as a database says what to do about it: nothing else in the state
+ * home depends on it, and the sweep finds live instances without it. (Not a store of a newer
+ * schema, also refused as corrupt: that one is fine, and moving it aside would lose it.)
+ */
+const damaged = (filename: string, error: StoreError): StoreError =>
+  new StoreError({
+    operation: error.operation,
+    reason: error.reason,
+    message: `${error.message}: ${filename} is damaged; move it aside (a new store is made, and \`repl orphans\` then finds every live instance as untracked)`,
+    cause: error
   })
 
 /** The `Store` on the SQLite file `filename` (its directory is created if missing). */

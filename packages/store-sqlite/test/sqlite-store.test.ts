@@ -470,6 +470,9 @@ describe("SqliteStore on SQLite", () => {
         const filename = join(freshHome(), "state.db")
         writeFileSync(filename, "this is not a database, ".repeat(400))
         expect(yield* reasonOf(withStore(filename, () => Effect.void))).toEqual(Option.some("corrupt"))
+        // And says what to do about it, naming the file.
+        const error = yield* storeErrorOf(withStore(filename, () => Effect.void))
+        expect(Option.map(error, (e) => e.message)).toEqual(Option.some(expect.stringContaining(`${filename} is damaged; move it aside`)))
       })
     )
 
@@ -491,6 +494,7 @@ describe("SqliteStore on SQLite", () => {
         const error = yield* storeErrorOf(withStore(filename, () => Effect.void))
         expect(Option.map(error, (e) => e.reason)).toEqual(Option.some("corrupt"))
         expect(Option.getOrElse(Option.map(error, (e) => e.message), () => "")).toContain("newer")
+        expect(Option.getOrElse(Option.map(error, (e) => e.message), () => "")).not.toContain("move it aside")
       })
     )
 
