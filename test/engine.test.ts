@@ -592,6 +592,42 @@ describe("a provider that cannot spawn", () => {
     expect(elapsed).toBeLessThan(10_000)
   }, 30_000)
 
+  it("a run cancelled while its instance boots ends at once, also when another controller asks, and the instance is terminated", async () => {
+    const calls = { terminate: 0 }
+    const silent = Layer.effect(
+      Provider,
+      Effect.map(LocalProvider.make({ home }), (local) => ({
+        ...local,
+        spawn: () => Effect.succeed({ providerRef: "i-booting", region: null }),
+        describe: () => Effect.succeed(calls.terminate > 0 ? ("gone" as const) : ("running" as const)),
+        terminate: () => Effect.sync(() => void (calls.terminate += 1))
+      }))
+    )
+    const layer = SkyRepl.layer({ providers: [silent], store: SqliteStore.layer({ filename: join(home, "state.db") }), config: { ...testSettings(home), bootTimeout: Duration.minutes(5) } })
+    const { outcome, elapsed, result } = await Effect.runPromise(
+      Effect.scoped(
+        Effect.gen(function* () {
+          const launching = yield* Effect.fork(launch({ command: "echo never" }))
+          yield* Effect.sleep("500 millis")
+          const runId = (yield* listRuns())[0]?.id ?? ""
+          const start = Date.now()
+          // Another controller on the same store, as `repl run cancel` in another terminal: it
+          // asks this one, which used to answer only after the agent's 5 s of grace, by when
+          // the asker had given up and taken the instance over.
+          const answer = yield* Effect.promise(() => runEngine(cancel(runId)))
+          const run = yield* Fiber.join(launching)
+          const result = yield* run.result
+          return { outcome: answer.outcome, elapsed: Date.now() - start, result }
+        })
+      ).pipe(Effect.provide(layer))
+    )
+    expect(outcome).toBe("cancelled-by-owner")
+    expect(result).toMatchObject({ state: "cancelled", error: "cancelled before its agent started" })
+    expect(elapsed).toBeLessThan(4_000)
+    expect(calls.terminate).toBe(1)
+    expect((await runEngine(listInstances())).map((i) => i.state)).toEqual(["terminated"])
+  }, 30_000)
+
   it("a provider whose own settings cannot work refuses the launch with nothing recorded", async () => {
     const misconfigured = Layer.effect(
       Provider,

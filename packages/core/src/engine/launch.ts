@@ -252,11 +252,15 @@ export const launchWith = (
       Effect.gen(function* () {
         const current = yield* store.getRun(runId).pipe(Effect.option, Effect.map(Option.flatten))
         if (Option.isSome(current) && !["succeeded", "failed", "cancelled", "timed_out"].includes(current.value.state)) {
-          yield* session.cancelRun(runId)
-          // A finalizer runs uninterruptibly, and a time limit ends its effect by interrupting
-          // it: the wait must be interruptible, or an agent that never answers (a VM still
-          // booting) holds the release, and the terminate after it, forever.
-          yield* Effect.interruptible(Deferred.await(done)).pipe(Effect.timeoutOption(Duration.seconds(2)))
+          // An agent that has registered is asked to end the run, and given a moment to say how
+          // it ended. One that has not (a VM still booting) has nothing to report.
+          if (yield* Deferred.isDone(session.registered)) {
+            yield* session.cancelRun(runId)
+            // A finalizer runs uninterruptibly, and a time limit ends its effect by interrupting
+            // it: the wait must be interruptible, or an agent that never answers holds the
+            // release, and the terminate after it, forever.
+            yield* Effect.interruptible(Deferred.await(done)).pipe(Effect.timeoutOption(Duration.seconds(2)))
+          }
           yield* finishRun(engine, runId, "cancelled", { error: "the scope that launched the run closed before it ended" }).pipe(Effect.ignore)
         }
         yield* terminate
@@ -291,7 +295,7 @@ export const launchWith = (
       })
       if (bootstrapFailure !== null) yield* Effect.logWarning(bootstrapFailure)
       yield* progress("booting")
-      yield* Deferred.await(session.registered).pipe(
+      const registration = Deferred.await(session.registered).pipe(
         Effect.timeoutFail({
           duration: settings.bootTimeout,
           onTimeout: () =>
@@ -301,8 +305,13 @@ export const launchWith = (
               message: `the agent on ${name} did not register within ${Duration.format(settings.bootTimeout)}` +
                 (bootstrapFailure === null ? "" : `; ${bootstrapFailure}`)
             })
-        })
+        }),
+        Effect.as(true)
       )
+      // A run cancelled while its instance boots has ended: there is nothing left to start, and
+      // the watchdog below terminates the instance. (A booting VM takes minutes.)
+      const booted = yield* Effect.raceFirst(registration, Deferred.await(done).pipe(Effect.as(false)))
+      if (!booted) return
       yield* store.transitionInstance(instanceId, "ready")
       const now = Date.now()
       yield* store.createAllocation(new Allocation({ id: newId(now), instanceId, runId, state: "active", createdAt: now, releasedAt: null }))
