@@ -534,6 +534,34 @@ describe("start-up cost", () => {
   })
 })
 
+/**
+ * An engine whose provider spawns at once but whose agent never calls back, as a cloud VM that
+ * is still booting; `calls` counts its terminates.
+ */
+const bootingForever = () => {
+  const calls = { terminate: 0 }
+  const silent = Layer.effect(
+    Provider,
+    Effect.map(LocalProvider.make({ home }), (local) => ({
+      ...local,
+      spawn: () => Effect.succeed({ providerRef: "i-booting", region: null }),
+      describe: () => Effect.succeed(calls.terminate > 0 ? ("gone" as const) : ("running" as const)),
+      terminate: () => Effect.sync(() => void (calls.terminate += 1))
+    }))
+  )
+  const config = { ...testSettings(home), bootTimeout: Duration.minutes(5) }
+  return { calls, layer: SkyRepl.layer({ providers: [silent], store: SqliteStore.layer({ filename: join(home, "state.db") }), config }) }
+}
+
+/** A launch through `layer` that fails: its error, and what the store then holds. */
+const failedLaunch = <E>(layer: Layer.Layer<SkyRepl, E>) =>
+  Effect.runPromise(
+    Effect.gen(function* () {
+      const failed = yield* Effect.flip(Effect.scoped(launch({ command: "echo never" })))
+      return { failed, instances: yield* listInstances(), runs: yield* listRuns() }
+    }).pipe(Effect.provide(layer))
+  )
+
 describe("a provider that cannot spawn", () => {
   it("a spawn refused before it started anything ends the instance in the store without a terminate the provider could not do", async () => {
     const calls = { terminate: 0 }
@@ -550,12 +578,7 @@ describe("a provider that cannot spawn", () => {
       }))
     )
     const layer = SkyRepl.layer({ providers: [refusing], store: SqliteStore.layer({ filename: join(home, "state.db") }), config: testSettings(home) })
-    const { failed, instances, runs } = await Effect.runPromise(
-      Effect.gen(function* () {
-        const failed = yield* Effect.flip(Effect.scoped(launch({ command: "echo never" })))
-        return { failed, instances: yield* listInstances(), runs: yield* listRuns() }
-      }).pipe(Effect.provide(layer))
-    )
+    const { failed, instances, runs } = await failedLaunch(layer)
     expect(failed).toMatchObject({ _tag: "ProviderError", nothingStarted: true, message: "no region (test)" })
     // Before: left "terminating" with its lease, and every later process failed to reap it.
     expect(instances.map((i) => i.state)).toEqual(["terminated"])
@@ -564,18 +587,7 @@ describe("a provider that cannot spawn", () => {
   })
 
   it("interrupted while it waits for an agent that never registers, a launch still terminates its instance, promptly", async () => {
-    // As on a cloud VM that is still booting: spawn succeeds, and no agent ever calls back.
-    const calls = { terminate: 0 }
-    const silent = Layer.effect(
-      Provider,
-      Effect.map(LocalProvider.make({ home }), (local) => ({
-        ...local,
-        spawn: () => Effect.succeed({ providerRef: "i-booting", region: null }),
-        describe: () => Effect.succeed(calls.terminate > 0 ? ("gone" as const) : ("running" as const)),
-        terminate: () => Effect.sync(() => void (calls.terminate += 1))
-      }))
-    )
-    const layer = SkyRepl.layer({ providers: [silent], store: SqliteStore.layer({ filename: join(home, "state.db") }), config: { ...testSettings(home), bootTimeout: Duration.minutes(5) } })
+    const { calls, layer } = bootingForever()
     const { elapsed, instances } = await Effect.runPromise(
       Effect.gen(function* () {
         const fiber = yield* Effect.fork(Effect.scoped(launch({ command: "echo never" })))
@@ -593,17 +605,7 @@ describe("a provider that cannot spawn", () => {
   }, 30_000)
 
   it("a run cancelled while its instance boots ends at once, also when another controller asks, and the instance is terminated", async () => {
-    const calls = { terminate: 0 }
-    const silent = Layer.effect(
-      Provider,
-      Effect.map(LocalProvider.make({ home }), (local) => ({
-        ...local,
-        spawn: () => Effect.succeed({ providerRef: "i-booting", region: null }),
-        describe: () => Effect.succeed(calls.terminate > 0 ? ("gone" as const) : ("running" as const)),
-        terminate: () => Effect.sync(() => void (calls.terminate += 1))
-      }))
-    )
-    const layer = SkyRepl.layer({ providers: [silent], store: SqliteStore.layer({ filename: join(home, "state.db") }), config: { ...testSettings(home), bootTimeout: Duration.minutes(5) } })
+    const { calls, layer } = bootingForever()
     const { outcome, elapsed, result } = await Effect.runPromise(
       Effect.scoped(
         Effect.gen(function* () {
@@ -634,12 +636,7 @@ describe("a provider that cannot spawn", () => {
       Effect.map(LocalProvider.make({ home }), (local) => ({ ...local, configurationProblem: 'SKYREPL_FORK_SERVER: "bogus" is not one of auto, always, never' }))
     )
     const layer = SkyRepl.layer({ providers: [misconfigured], store: SqliteStore.layer({ filename: join(home, "state.db") }), config: testSettings(home) })
-    const { failed, instances, runs } = await Effect.runPromise(
-      Effect.gen(function* () {
-        const failed = yield* Effect.flip(Effect.scoped(launch({ command: "echo never" })))
-        return { failed, instances: yield* listInstances(), runs: yield* listRuns() }
-      }).pipe(Effect.provide(layer))
-    )
+    const { failed, instances, runs } = await failedLaunch(layer)
     expect(failed).toMatchObject({ _tag: "ProviderMisconfigured", provider: "local", message: expect.stringContaining("SKYREPL_FORK_SERVER") })
     expect([instances, runs]).toEqual([[], []])
   })
