@@ -184,7 +184,13 @@ const build = (options: LocalProviderOptions): Effect.Effect<{ readonly service:
       return Object.values(variables).every((v) => Buffer.byteLength(v) <= 64 * 1024) ? variables : {}
     }
 
-    /** What a spawn checks before it starts anything, and the sandbox's paths. */
+    /**
+     * Names whose spawn got as far as starting a sandbox, until terminated: a later try of the
+     * same spawn that fails its checks has still left that sandbox behind.
+     */
+    const started = new Set<string>()
+
+    /** What a spawn checks before it starts anything: the interpreter, and the namespaces. */
     const spawnChecks = (name: string, spec: ParsedSpec, bootstrap: Bootstrap) =>
       Effect.gen(function* () {
         yield* requireName("spawn", name)
@@ -221,7 +227,8 @@ const build = (options: LocalProviderOptions): Effect.Effect<{ readonly service:
 
     const spawn = (name: string, spec: ParsedSpec, bootstrap: Bootstrap): Effect.Effect<SpawnResult, ProviderError> =>
       Effect.gen(function* () {
-        const { python, namespaces } = yield* beforeAnythingStarted(spawnChecks(name, spec, bootstrap))
+        const checks = spawnChecks(name, spec, bootstrap)
+        const { python, namespaces } = yield* started.has(name) ? checks : beforeAnythingStarted(checks)
         const paths = instancePaths(instancesDir, name)
         // The directory exists only while a sandbox of this name runs or after one ended without
         // a terminate; scanning /proc only then keeps the common path free of a scan. Not a
@@ -230,6 +237,7 @@ const build = (options: LocalProviderOptions): Effect.Effect<{ readonly service:
           const live = yield* Effect.mapError(sandboxes, toProviderError)
           if (live.has(name)) return yield* fail("spawn", "invalid-request", `instance ${name} is already running`)
         }
+        started.add(name)
         const pid = yield* startSandbox({
           provider: PROVIDER_ID,
           name,
@@ -281,6 +289,7 @@ const build = (options: LocalProviderOptions): Effect.Effect<{ readonly service:
           Effect.mapError(toProviderError)
         )
         rememberEnded(ref.name)
+        started.delete(ref.name)
         yield* removeInstanceDir(instancePaths(instancesDir, ref.name)).pipe(Effect.mapError(toProviderError))
       })
 
