@@ -100,14 +100,28 @@ than a focused fix, so it is left for a decision.
   look-up of live instances reads every instance row (about 3 ms a pass with 10,000 finished
   runs); an index on \`state\` made that 0.6 ms, but every state transition then also writes the
   index (53 → 69 µs a transition over five alternations), which B5 cannot afford; not kept.
-- **B3, p99 ≤ 1 s for 200 launches at once: still missed.** In the run above p99 is 2.17 s
-  (0.98× its CPU floor), and the call's own latency (\`launch\` returning) 1.34 s at p99. This
-  round's other full run, on a slower moment of the machine (a sequential launch 27 ms at the
-  median against 22 ms above): 2.60 s and 1.56 s; a B3-only run on a faster one: 1.71 s and
-  1.00 s. The previous round's committed run: 1.88 s and 1.09 s; before the fork server: 2.75 s.
-  B3 now also reports the CPU the burst took: 27.6 ms per launch across the machine above
-  (22.2 ms in the B3-only run), of which 13.6 ms in the controller's process (11.6 ms), so the
-  whole burst, teardown included, is about 2.8 s of both cores.
+- **B3, p99 ≤ 1 s for 200 launches at once: still missed.** In the run above p99 is 2.01 s
+  (0.99× its CPU floor), and the call's own latency (\`launch\` returning) 1.21 s at p99; this
+  round's other full run: 1.86 s. The previous round's committed run: 2.17 s and 1.34 s; before
+  the fork server: 2.75 s. The machine's CPU per launch during the burst was 25.4 ms above
+  (25.6 in the other run), of which 13.0 ms in the controller's process.
+  - **The controller's one thread alone is past 1 s (new row).** B3 now reports the CPU of the
+    controller's JavaScript thread over the burst (its schedstat): 7.4 ms per launch above, 1.48
+    s for the 200 (7.8 ms, 1.56 s, in the other run). That thread does every launch's controller
+    work one piece at a time, so on this machine the burst's controller work alone takes longer
+    than the target, before any sandbox runs. The sandboxes' side is about as large: \`perf\`
+    over every process in a warmed-up burst (an engine that had done a burst of 50 already), split at
+    the burst's p99 result, put the agent at 4.9–5.6 ms per launch, the fork server 1.6–2.7,
+    each sandbox's root 1.3–1.5 and \`sh\` 0.7: about 10 ms, or 1 s of both cores for 200. Nearly
+    all of the burst's CPU (18.4 of 19.3 ms per launch) came before its last result: the early
+    launches' teardowns are spread through the burst, not after it.
+  - **Measured and not built: the sandbox's files on tmpfs.** With the benchmark's home on
+    /dev/shm instead of this machine's ext4, the machine's CPU per launch fell by about 1.5 ms
+    (the fork server's share from 1.9 to 1.6 ms, the agent's from 5.6 to 4.9): each sandbox
+    creates four inodes (its directory, \`work\`, two logs) in a directory where hundreds were
+    just deleted, and ext4's inode allocator walks the recently deleted ones
+    (\`recently_deleted\`, \`find_inode_bit\` in the profile). The workdir holds whatever the
+    user's command writes, so it cannot move to memory; the logs could, for a part of that.
   - **What the machine takes for the sandboxes alone.** B3 now also starts 200 of B1's
     hand-started sandboxes (no SDK, no store, no agent) at once, after the SDK's burst: their
     first bytes came at 1.28 s at p99 in the run above, and at 1.45–2.0 s in this round's other
@@ -115,7 +129,7 @@ than a focused fix, so it is left for a decision.
     before any SDK work: each cold interpreter alone is about 12.5 ms of CPU, 1.25 s of both
     cores for 200.
   - **Where the SDK's CPU goes.** \`perf\` over every process during 200 launches at once
-    (this round, a slower machine than the last): about 30 ms per launch across the machine.
+    (the previous round, a cold engine on a slower moment of the machine): about 30 ms per launch across the machine.
     The controller's thread 8–11 ms (Effect's fibers and schemas around every step, about 2.4
     ms of store statements, the hub's requests, /proc reads, kills); JavaScriptCore's JIT
     thread 4–5 ms (2 ms by a fourth burst in the same process); the agent 7.5–9 ms (about 2.3
@@ -138,9 +152,13 @@ than a focused fix, so it is left for a decision.
     \`setns\`es back): 2.1–2.35 against 3.05–3.4 ms of CPU per sandbox in a micro-benchmark of the
     two ways of forking, about 1 ms of B3's 30 per launch, for a second sandbox shape in every
     scan and terminate. Nothing failed and nothing was left.
-- **B4, attach ≥ 50 % of a pipe: met in the run above (0.75×: 653 MiB/s against an 874
-  MiB/s pipe; 0.52× in this round's other full run, against a 1,258 MiB/s pipe; 0.63×, 0.55×
-  and 0.60× in the previous round's), near the line when the pipe runs fast.** No change this round touches attach. Two rounds ago the last two rows of the table took attach from about 586 MiB/s to
+- **B4, attach ≥ 50 % of a pipe: missed in both of this round's full runs (0.46× above: 684
+  MiB/s against a 1,483 MiB/s pipe; 0.48×, 706 against 1,484, in the other), met in the previous
+  round's (0.75×: 653 against 874; 0.52×: against 1,258).** Attach itself was faster than in any
+  earlier committed run; the pipe it is measured against ran 1.2–1.7× faster than in the last
+  round's. No change this round touches attach; a CPU profile of the controller during three
+  512 MiB transfers put Bun's zlib compressing the uploads at about a fifth of its thread and
+  SQLite at about a sixth, the rest spread over Effect and the HTTP body. Two rounds ago the last two rows of the table took attach from about 586 MiB/s to
   about 780–900 MiB/s in alternating transfers: a local sandbox's agent uploads as written and
   the controller, on Bun, compresses with its faster zlib; and the agent keeps two uploads in
   flight, so its sending and the controller's storing no longer take turns. In that round's
