@@ -94,6 +94,9 @@ export const regionPattern = /^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$/
 
 export const isRegion = (text: string): boolean => regionPattern.test(text)
 
+/** What is said of a region given in a call (a spec's, a snapshot's) that is not a region name. */
+export const notARegion = (text: string): string => `"${text}" is not an AWS region name (e.g. us-east-1, eu-west-2)`
+
 const env = (name: string): Effect.Effect<string | undefined> =>
   Config.option(Config.nonEmptyString(name)).pipe(
     Effect.map(Option.getOrUndefined),

@@ -2,7 +2,7 @@ import type { InstanceRef, ProviderError, ProviderSnapshots, Snapshot } from "@s
 import { Effect } from "effect"
 import { type AwsApi, type Image, tagValue, type Tag } from "./aws-api.ts"
 import { providerError, toProviderError } from "./errors.ts"
-import { isRegion } from "./options.ts"
+import { isRegion, notARegion } from "./options.ts"
 import { PROVIDER_ID } from "./spec.ts"
 
 export const MANAGED_TAG = "skyrepl:managed"
@@ -98,7 +98,7 @@ export const makeSnapshots = (deps: SnapshotDeps): ProviderSnapshots => {
       // and AWS would otherwise be asked first for credentials, then about a region with no
       // such image (a delete that finds nothing succeeds).
       if (region !== null && !isRegion(region)) {
-        return yield* providerError("DeregisterImage", "invalid-request", `"${region}" is not an AWS region name (e.g. us-east-1, eu-west-2)`)
+        return yield* providerError("DeregisterImage", "invalid-request", notARegion(region))
       }
       const where = region ?? (yield* deps.defaultRegion("DeregisterImage"))
       const images = yield* api.describeImages(where, { imageIds: [id], owners: ["self"] }).pipe(

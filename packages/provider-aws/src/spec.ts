@@ -1,6 +1,6 @@
 import { InvalidSpec, type ParsedSpec, type SpecOptions } from "@skyrepl/core"
 import { Effect } from "effect"
-import { isRegion } from "./options.ts"
+import { isRegion, notARegion } from "./options.ts"
 
 export const PROVIDER_ID = "aws"
 
@@ -104,7 +104,7 @@ export const parseSpec = (
   const text = (spec ?? "").trim()
   const region = options.region ?? defaultRegion
   if (options.region !== undefined && !isRegion(options.region)) {
-    return Effect.fail(invalid(text, `"${options.region}" is not an AWS region name (e.g. us-east-1, eu-west-2)`))
+    return Effect.fail(invalid(text, notARegion(options.region)))
   }
   const spot = options.spot ?? false
   if (text === "") {
