@@ -125,6 +125,20 @@ describe("repl run", () => {
     expect(await processesOf(instance)).toEqual([])
   })
 
+  it("Ctrl-C pressed twice still ends the instance: the second only says it is being ended", async () => {
+    // A command that ignores the agent's SIGTERM keeps the cleanup going for a while.
+    const { child, name } = startRun("trap '' TERM INT; sleep 600")
+    const instance = await name
+    child.kill("SIGINT")
+    await new Promise((r) => setTimeout(r, 300))
+    // Before, the first handler was a once: the second Ctrl-C killed repl mid-cleanup.
+    child.kill("SIGINT")
+    const result = await child
+    expect(result.exitCode).toBe(130)
+    expect(result.stderr).toContain("repl: still ending the instance")
+    expect(await processesOf(instance)).toEqual([])
+  })
+
   it("Ctrl-C of repl run attach detaches: exit 130, the run goes on, and says so", async () => {
     const { name } = startRun("sleep 600")
     const instance = await name

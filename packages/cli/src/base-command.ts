@@ -100,11 +100,21 @@ export abstract class SkyReplCommand<Flags = undefined> extends Command {
       if (isBrokenPipe(error)) this.brokenPipe()
     }
     const stopListening = stdout.onSinkError(onStdoutError)
-    process.once("SIGINT", interrupt)
-    process.once("SIGTERM", interrupt)
+    // Ctrl-C is often pressed twice. The first interrupts the program, whose scopes then end
+    // their instances (a VM's termination takes a second or two); the second only says so, as
+    // leaving now would leave the instance to a later process's reaper. A third leaves anyway.
+    let signals = 0
+    const onSignal = () => {
+      signals += 1
+      if (signals === 1) interrupt()
+      else if (signals === 2) stderr.write("repl: still ending the instance; interrupt once more to leave it to the next repl command\n")
+      else process.exit(INTERRUPTED)
+    }
+    process.on("SIGINT", onSignal)
+    process.on("SIGTERM", onSignal)
     const exit = await Effect.runPromise(Fiber.await(fiber))
-    process.off("SIGINT", interrupt)
-    process.off("SIGTERM", interrupt)
+    process.off("SIGINT", onSignal)
+    process.off("SIGTERM", onSignal)
     stopListening()
     // Like any filter in a pipeline whose reader left: no message, status 128 + SIGPIPE.
     if (this.pipeBroken) return BROKEN_PIPE
