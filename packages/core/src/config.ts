@@ -48,7 +48,7 @@ const durationConfig = (name: string) =>
     Config.option
   )
 
-/** The variable each setting is read from. */
+/** The variable each setting is read from (the one list of them). */
 const variables: { readonly [K in keyof SkyReplSettings]: string } = {
   home: "SKYREPL_HOME",
   leaseTtl: "SKYREPL_LEASE_TTL",
@@ -100,16 +100,16 @@ export const checkSettings = (settings: SkyReplSettings, fromEnv = false): Effec
  * an engine (`settingsProblems`), is a `ConfigError` naming the variable.
  */
 export const settingsFromEnv: Effect.Effect<SkyReplSettings, ConfigError.ConfigError> = Effect.gen(function* () {
-  const home = yield* Config.option(Config.string("SKYREPL_HOME"))
+  const home = yield* Config.option(Config.string(variables.home))
   const base = defaultSettings(Option.getOrUndefined(home))
-  const leaseTtl = yield* durationConfig("SKYREPL_LEASE_TTL")
-  const heartbeatInterval = yield* durationConfig("SKYREPL_HEARTBEAT_INTERVAL")
-  const deadmanTimeout = yield* durationConfig("SKYREPL_DEADMAN_TIMEOUT")
-  const bootTimeout = yield* durationConfig("SKYREPL_BOOT_TIMEOUT")
-  const hubHost = yield* Config.option(Config.string("SKYREPL_HUB_HOST"))
-  const hubPort = yield* Config.option(Config.port("SKYREPL_HUB_PORT"))
-  const controlPlaneUrl = yield* Config.option(Config.url("SKYREPL_CONTROL_PLANE_URL"))
-  const defaultProvider = yield* Config.option(Config.string("SKYREPL_PROVIDER"))
+  const leaseTtl = yield* durationConfig(variables.leaseTtl)
+  const heartbeatInterval = yield* durationConfig(variables.heartbeatInterval)
+  const deadmanTimeout = yield* durationConfig(variables.deadmanTimeout)
+  const bootTimeout = yield* durationConfig(variables.bootTimeout)
+  const hubHost = yield* Config.option(Config.string(variables.hubHost))
+  const hubPort = yield* Config.option(Config.port(variables.hubPort))
+  const controlPlaneUrl = yield* Config.option(Config.url(variables.controlPlaneUrl))
+  const defaultProvider = yield* Config.option(Config.string(variables.defaultProvider))
   const settings: SkyReplSettings = {
     home: base.home,
     leaseTtl: Option.getOrElse(leaseTtl, () => base.leaseTtl),
