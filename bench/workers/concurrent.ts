@@ -48,13 +48,13 @@ const machineBusyMs = (): number => {
 
 /**
  * CPU time this process's main thread (the controller's one JavaScript thread) has run, in ms,
- * from its schedstat (nanoseconds on a CPU); NaN where there is none (not Linux).
+ * from its schedstat (nanoseconds on a CPU); null where there is none (not Linux).
  */
-const mainThreadMs = (): number => {
+const mainThreadMs = (): number | null => {
   try {
     return Number(readFileSync(`/proc/self/task/${process.pid}/schedstat`, "latin1").split(" ")[0]) / 1e6
   } catch {
-    return Number.NaN
+    return null
   }
 }
 
@@ -77,7 +77,8 @@ const threadBefore = mainThreadMs()
 const exits = await runtime.runPromise(Effect.forEach(Array.from({ length: concurrent }), () => Effect.exit(once), { concurrency: "unbounded" }))
 const conTotal = now() - conStart
 const own = process.cpuUsage(ownBefore)
-const threadCpu = mainThreadMs() - threadBefore
+const threadAfter = mainThreadMs()
+const threadCpu = threadBefore === null || threadAfter === null ? null : threadAfter - threadBefore
 const ownCpu = (own.user + own.system) / 1000
 const machineCpu = machineBusyMs() - machineBefore
 const con: Array<number> = []
@@ -116,7 +117,7 @@ process.stdout.write(
     handExited: hand.map((h) => h.exited),
     handTotal,
     ownCpu,
-    threadCpu: Number.isFinite(threadCpu) ? threadCpu : null,
+    threadCpu,
     machineCpu
   }) + "\n"
 )
