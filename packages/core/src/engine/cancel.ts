@@ -1,4 +1,4 @@
-import { Deferred, Duration, Effect, Option, Schedule, Schema } from "effect"
+import { Duration, Effect, Option, Schedule, Schema } from "effect"
 import { RunMachine, type RunState } from "../domain/run.ts"
 import { type CancelError, RunNotFound } from "../errors.ts"
 import { ControlCancelResponse } from "../hub/protocol.ts"
@@ -23,7 +23,7 @@ const cancelLive = (engine: SkyReplService, live: LiveRun) =>
     // No agent yet (a VM still booting): nobody to tell and nothing running. The run ends now,
     // which stops the launch's wait for the agent and terminates the instance; an owner asked
     // by another process answers at once, well within that process's patience.
-    if (!(yield* Deferred.isDone(live.session.registered))) {
+    if (!(yield* live.session.hasRegistered)) {
       return yield* finishRun(engine, live.runId, "cancelled", { error: "cancelled before its agent started" })
     }
     yield* live.session.cancelRun(live.runId)

@@ -254,7 +254,7 @@ export const launchWith = (
         if (Option.isSome(current) && !["succeeded", "failed", "cancelled", "timed_out"].includes(current.value.state)) {
           // An agent that has registered is asked to end the run, and given a moment to say how
           // it ended. One that has not (a VM still booting) has nothing to report.
-          if (yield* Deferred.isDone(session.registered)) {
+          if (yield* session.hasRegistered) {
             yield* session.cancelRun(runId)
             // A finalizer runs uninterruptibly, and a time limit ends its effect by interrupting
             // it: the wait must be interruptible, or an agent that never answers holds the

@@ -35,6 +35,11 @@ export interface SessionHandlers {
 export interface AgentSession {
   readonly instanceName: string
   readonly registered: Deferred.Deferred<RegisterRequest>
+  /**
+   * Whether the agent has registered: before it has, there is no agent to tell anything, and a
+   * run can be ended at once (a cancel, a closing scope) instead of asked to end.
+   */
+  readonly hasRegistered: Effect.Effect<boolean>
   /** Epoch ms of the last request from the agent. */
   readonly lastSeen: () => number
   readonly startRun: (run: RunCommand) => Effect.Effect<void>
@@ -352,6 +357,7 @@ export const makeAgentHub = (options: HubOptions): Effect.Effect<AgentHub, HubEr
         const session: AgentSession = {
           instanceName,
           registered,
+          hasRegistered: Deferred.isDone(registered),
           lastSeen: () => state.lastSeen,
           startRun: (command) =>
             Effect.sync(() => {
