@@ -177,7 +177,8 @@ describe("bad input", () => {
     ["snapshots of an unknown provider", ["snapshot", "list", "--provider", "nimbus"]],
     ["deleting a snapshot at an unknown provider", ["snapshot", "delete", "x", "--provider", "nimbus"]],
     ["snapshot delete without --provider", ["snapshot", "delete", "x"]],
-    ["a command group alone", ["instance"]]
+    ["a command group alone", ["instance"]],
+    ["a region that is not a region's name", ["run", "-c", "true", "--provider", "aws", "--region", "mars-1"]]
   ]
   it.each(cases)("%s: one line on stderr, exit 2, nothing written, nothing started", async (_label, args) => {
     const before = readdirSync("/proc").length
@@ -198,10 +199,12 @@ describe("bad input", () => {
     expect(lines(zero.stderr)).toEqual(['repl: --max-duration must be longer than 0 (got "0s")'])
   })
 
-  it("an invalid spec names the valid forms", async () => {
+  it("an invalid spec names the valid forms; a bad region names what a region looks like, not the spec's forms", async () => {
     const result = await run(["run", "-c", "true", "--spec", "gpu:h100"])
     expect(result.stderr).toContain("sandbox")
     expect(result.stderr).toContain("process")
+    const region = await run(["run", "-c", "true", "--provider", "aws", "--region", "mars-1"])
+    expect(lines(region.stderr)).toEqual(['repl: "mars-1" is not an AWS region name (e.g. us-east-1, eu-west-2)'])
   })
 
   it("a missing required option or command names what is missing", async () => {

@@ -34,7 +34,14 @@ export const explain = (cause: Cause.Cause<unknown>): { readonly line: string; r
   const error = Cause.squash(cause)
   const tag = tagOf(error)
   const base = messageOf(error).split("\n")[0] ?? "unknown error"
-  if (tag === "InvalidSpec" && typeof error === "object" && error !== null && "validForms" in error && Array.isArray(error.validForms)) {
+  if (
+    tag === "InvalidSpec" &&
+    typeof error === "object" &&
+    error !== null &&
+    "validForms" in error &&
+    Array.isArray(error.validForms) &&
+    error.validForms.length > 0
+  ) {
     return { line: `${base} (valid forms: ${error.validForms.join(", ")})`, code: 2 }
   }
   if (tag !== null && usageTags.has(tag)) return { line: base, code: 2 }

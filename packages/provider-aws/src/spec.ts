@@ -66,6 +66,10 @@ export const archOfInstanceType = (instanceType: string): Arch | null => {
 const invalid = (spec: string, message: string): InvalidSpec =>
   new InvalidSpec({ provider: PROVIDER_ID, spec, message, validForms: validSpecForms })
 
+/** A region that is not a region's name: the spec's forms are beside the point, so none are listed. */
+const invalidRegion = (spec: string, region: string): InvalidSpec =>
+  new InvalidSpec({ provider: PROVIDER_ID, spec, message: notARegion(region), validForms: [] })
+
 const parsed = (
   canonical: string,
   spec: { readonly instanceType: string; readonly version: UbuntuVersion; readonly arch: Arch; readonly spot: boolean; readonly region: string | null }
@@ -104,7 +108,7 @@ export const parseSpec = (
   const text = (spec ?? "").trim()
   const region = options.region ?? defaultRegion
   if (options.region !== undefined && !isRegion(options.region)) {
-    return Effect.fail(invalid(text, notARegion(options.region)))
+    return Effect.fail(invalidRegion(text, options.region))
   }
   const spot = options.spot ?? false
   if (text === "") {

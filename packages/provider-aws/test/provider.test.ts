@@ -100,6 +100,8 @@ describe("specs", () => {
       }
       const region = yield* Effect.flip(provider.parseSpec("t3.micro", { region: "US East" }))
       expect(region.message).toContain("not an AWS region name")
+      // The spec's forms say nothing about a region: none are listed with it.
+      expect(region.validForms).toEqual([])
     })
   )
 })
