@@ -1,5 +1,5 @@
 import { execa } from "execa"
-import { existsSync, readdirSync, rmSync } from "node:fs"
+import { existsSync, readdirSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { eventually, processesOf, removeHome, tempHome } from "./support.ts"
@@ -190,6 +190,23 @@ describe("bad input", () => {
     expect(existsSync(join(home, "state.db"))).toBe(false)
     expect(existsSync(join(home, "instances"))).toBe(false)
     expect(before).toBeGreaterThan(0)
+  })
+
+  it("AWS_PROFILE naming no profile, with keys also set: one line that says the keys were ignored, not the SDK's warning", async () => {
+    const empty = join(home, "empty-aws-config")
+    writeFileSync(empty, "")
+    const result = await run(["orphans", "--provider", "aws"], {
+      AWS_PROFILE: "nonexistent",
+      AWS_ACCESS_KEY_ID: "AKIAEXAMPLEEXAMPLE00",
+      AWS_SECRET_ACCESS_KEY: "secret",
+      AWS_REGION: "us-east-1",
+      AWS_CONFIG_FILE: empty,
+      AWS_SHARED_CREDENTIALS_FILE: empty,
+      AWS_EC2_METADATA_DISABLED: "true"
+    })
+    expect(result.exitCode).toBe(1)
+    expect(lines(result.stderr)).toHaveLength(1)
+    expect(result.stderr).toMatch(/^repl: no AWS credentials found .*AWS_PROFILE is set \("nonexistent"\).*ignores AWS_ACCESS_KEY_ID/)
   })
 
   it("an empty command says so, not the options' schema; a zero time limit names its flag", async () => {

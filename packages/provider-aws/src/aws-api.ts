@@ -288,6 +288,14 @@ export const retryingCall = <A>(effect: Effect.Effect<A, AwsError>, schedule: Sc
     }
   })
 
+/**
+ * The SDK's logger. The SDK writes its warnings to the console unless given one, and a library
+ * must not print on its own: a multi-line warning lands in the middle of a CLI's one-line error.
+ * What such a warning says that matters (a profile that wins over the access-key variables) is
+ * in the provider's own messages (`describeCredentials`).
+ */
+const quietSdkLogger = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} }
+
 export const makeAwsApi = (config: AwsApiConfig): AwsApi => {
   const clients = new Map<string, Clients>()
 
@@ -300,6 +308,7 @@ export const makeAwsApi = (config: AwsApiConfig): AwsApi => {
         // Retries are ours (see `retryingCall` and spawn): the SDK's own would repeat a
         // RunInstances that timed out, and emulators ignore ClientToken.
         maxAttempts: 1,
+        logger: quietSdkLogger,
         ...(config.endpoint === null ? {} : { endpoint: config.endpoint }),
         ...(config.profile === null ? {} : { profile: config.profile }),
         ...(config.credentials === null ? {} : { credentials: { ...config.credentials } }),

@@ -168,7 +168,9 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
           resolved.credentials !== null
             ? "the credentials given in code"
             : resolved.profile !== null
-              ? `profile "${resolved.profile}"`
+              ? process.env["AWS_ACCESS_KEY_ID"] !== undefined
+                ? `profile "${resolved.profile}", which the AWS SDK uses over AWS_ACCESS_KEY_ID (also set; unset AWS_PROFILE to use the keys)`
+                : `profile "${resolved.profile}"`
               : process.env["AWS_ACCESS_KEY_ID"] !== undefined
                 ? "AWS_ACCESS_KEY_ID in the environment"
                 : `the default credential chain (profile "default", SSO, instance metadata)`

@@ -155,6 +155,17 @@ const quotaAdvice = (error: AwsError, context: ErrorContext): string => {
   return `An account limit in ${region} is reached; raise it in the Service Quotas console or free some of the resource.`
 }
 
+/**
+ * With AWS_PROFILE set, the AWS SDK looks for that profile and ignores the access-key variables
+ * (it warns on the console, which the provider silences: see aws-api.ts), so keys that are set
+ * but unused must be named when no credentials were found.
+ */
+const profileOverKeys = (): string | null => {
+  const profile = process.env["AWS_PROFILE"]
+  if (profile === undefined || profile === "" || process.env["AWS_ACCESS_KEY_ID"] === undefined) return null
+  return `AWS_PROFILE is set ("${profile}"), and the AWS SDK then ignores AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: unset AWS_PROFILE to use the keys, or fix the profile.`
+}
+
 /** Turns one failed AWS call into the provider's tagged error, with a message that says what to do. */
 export const toProviderError = (error: AwsError, context: ErrorContext = {}): ProviderError => {
   const reason = reasonOf(error)
@@ -196,7 +207,8 @@ export const toProviderError = (error: AwsError, context: ErrorContext = {}): Pr
       message =
         error.code === "CredentialsProviderError"
           ? `no AWS credentials found (environment, shared credentials and config files, SSO, instance metadata): ${said}. ` +
-            `Run aws configure or aws sso login, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.`
+            (profileOverKeys() ??
+              `Run aws configure or aws sso login, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.`)
           : said
       break
     default:
