@@ -78,11 +78,14 @@ export const fromSdkError = (operation: string, region: string | null, error: un
   const metadata = field(error, "$metadata")
   const status = field(metadata, "httpStatusCode")
   const name = stringField(error, "name")
-  // Service errors carry AWS's code in `Code` (EC2) or as `name`; network errors in `code`.
+  // Service errors carry AWS's code in `Code` (EC2) or as `name`; network errors in `code`,
+  // under the name of a plain JavaScript class: `Error` on Node, `TypeError` from Bun's fetch.
+  const plainClass = name === null || name === "Error" || name === "TypeError"
   const code =
     stringField(error, "Code") ??
-    (name !== null && name !== "Error" ? name : null) ??
+    (plainClass ? null : name) ??
     stringField(error, "code") ??
+    (name !== null && name !== "Error" ? name : null) ??
     "UnknownError"
   const message = stringField(error, "message") ?? String(error)
   return new AwsError({

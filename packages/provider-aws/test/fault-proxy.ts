@@ -10,12 +10,14 @@ import type { AddressInfo, Socket } from "node:net"
  * - `delay`: passes the call on and holds the answer back for `ms`.
  * - `hide`: for DescribeInstances and TerminateInstances, answers as EC2 does for an instance
  *   it does not show yet (eventual consistency right after RunInstances); moto never sees the call.
+ * - `reset`: closes the connection without an answer (a network failure); moto never sees the call.
  */
 export type Fault =
   | { readonly kind: "error"; readonly status: number; readonly code: string; readonly message?: string }
   | { readonly kind: "error-after"; readonly status: number; readonly code: string }
   | { readonly kind: "delay"; readonly ms: number }
   | { readonly kind: "hide" }
+  | { readonly kind: "reset" }
 
 export interface FaultRule {
   readonly action: string
@@ -113,6 +115,10 @@ export const startFaultProxy = (target: string): Effect.Effect<FaultProxy, never
       seen.push(params)
       const rule = rules.find((r) => r.action === action && (r.calls === "all" || r.calls.includes(call)))
       const fault = rule?.fault
+      if (fault?.kind === "reset") {
+        res.socket?.resetAndDestroy()
+        return
+      }
       if (fault?.kind === "error") {
         return send(res, fault.status, errorBody(action, fault.code, fault.message ?? defaultMessages[fault.code] ?? fault.code))
       }

@@ -374,6 +374,23 @@ describe("aws provider on moto: start-up, and injected faults", () => {
       })
     )
 
+    it.effect("a connection closed without an answer is retried as transient on either runtime", () =>
+      Effect.gen(function* () {
+        const { proxy } = yield* Fixture
+        const provider = yield* providerVia()
+        const name = newName()
+        yield* spawnNamed(provider, name)
+        proxy.setRules([{ action: "DescribeInstances", calls: [1], fault: { kind: "reset" } }])
+        expect((yield* provider.list()).map((i) => i.name)).toContain(name)
+        expect(proxy.calls("DescribeInstances")).toBeGreaterThanOrEqual(2)
+        proxy.setRules([{ action: "DescribeInstances", calls: "all", fault: { kind: "reset" } }])
+        const failed = yield* Effect.flip(provider.list())
+        expect(failed.reason).toBe("transient")
+        expect(failed.message).toMatch(/ECONNRESET|EPIPE|ECONNABORTED|ECONNREFUSED/)
+        yield* cleanUp(provider, name)
+      })
+    )
+
     it.effect("start-up: the security group allows SSH from anywhere, the key's PEM is 0600, spot goes through InstanceMarketOptions", () =>
       Effect.gen(function* () {
         const { moto, dir } = yield* Fixture

@@ -9,6 +9,7 @@ import { gunzipSync } from "node:zlib"
 import { AwsProvider, archOfInstanceType, buildUserData, compactAgent, USER_DATA_LIMIT, validSpecForms } from "../src/index.ts"
 import { AwsError, reasonOf, toProviderError } from "../src/errors.ts"
 import { isLoopbackUrl, observedState } from "../src/aws-provider.ts"
+import { fromSdkError } from "../src/aws-api.ts"
 import { regionFromConfigFile } from "../src/options.ts"
 
 // What needs no AWS at all: specs, the user-data, error classification, configuration, and the
@@ -207,6 +208,18 @@ describe("errors", () => {
       [error("CredentialsProviderError", null), "unavailable"]
     ]
     for (const [e, reason] of cases) expect([e.code, reasonOf(e)]).toEqual([e.code, reason])
+  })
+
+  it("takes a network failure's code from either runtime's error: Node's Error, Bun's fetch TypeError", () => {
+    const network = (name: string, code: string) => Object.assign(new Error(`connect ${code}`), { name, code })
+    for (const thrown of [network("Error", "ECONNRESET"), network("TypeError", "ECONNRESET"), network("TypeError", "ENOTFOUND")]) {
+      const e = fromSdkError("DescribeInstances", "us-east-1", thrown)
+      expect([e.code, reasonOf(e)]).toEqual([thrown.code, "transient"])
+    }
+    // A service error's own name still wins over any `code` beside it.
+    const service = Object.assign(new Error("denied"), { name: "UnauthorizedOperation", code: "ECONNRESET" })
+    expect(fromSdkError("RunInstances", "us-east-1", service).code).toBe("UnauthorizedOperation")
+    expect(fromSdkError("RunInstances", "us-east-1", new TypeError("x")).code).toBe("TypeError")
   })
 
   it("says which IAM action was refused, and how to raise a quota", () => {
