@@ -81,6 +81,11 @@ describe("repl run", () => {
     const result = await run(["run", "-c", "sleep 600", "--max-duration", "1s"])
     expect(result.exitCode).toBe(124)
     expect(result.stderr).toContain("--max-duration")
+    // A command that ends itself when told to (exit 0 or 3 on SIGTERM) still ran out of time.
+    for (const status of [0, 3]) {
+      const trapped = await run(["run", "-c", `trap 'exit ${status}' TERM; sleep 600 & wait`, "--max-duration", "1s"])
+      expect([status, trapped.exitCode]).toEqual([status, 124])
+    }
   })
 
   it("--json prints JSON Lines ending with the exit", async () => {

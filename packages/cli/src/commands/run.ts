@@ -20,15 +20,17 @@ const TIMED_OUT = 124
 const signalNumber = (name: string): number => (constants.signals as Readonly<Record<string, number | undefined>>)[name] ?? 0
 
 export const exitStatusOf = (result: RunResult): number => {
-  if (result.exitCode !== null) return result.exitCode
+  // A run stopped by its time limit or a cancel says so whatever the command's own status: one
+  // that traps SIGTERM and exits 0 did not succeed (timeout(1) gives 124 the same way).
   switch (result.state) {
-    case "succeeded":
-      return 0
     case "cancelled":
       return INTERRUPTED
     case "timed_out":
       return TIMED_OUT
+    case "succeeded":
+      return result.exitCode ?? 0
     case "failed":
+      if (result.exitCode !== null) return result.exitCode
       return result.signal !== null ? 128 + signalNumber(result.signal) : 1
   }
 }
