@@ -119,11 +119,11 @@ describe("repl run", () => {
     expect(piped.stdout.trim()).toBe("3000000")
   })
 
-  it("Ctrl-C cancels the run, terminates the instance and exits 130", async () => {
+  it.each(["SIGINT", "SIGTERM", "SIGHUP"] as const)("%s cancels the run, terminates the instance and exits 130", async (signal) => {
     const { child, name } = startRun("sleep 600")
     const instance = await name
     expect((await processesOf(instance)).length).toBeGreaterThan(0)
-    child.kill("SIGINT")
+    child.kill(signal)
     const result = await child
     expect(result.exitCode).toBe(130)
     expect(lines(result.stderr).at(-1)).toBe("repl: interrupted; the instance was terminated")

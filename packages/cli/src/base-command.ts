@@ -20,8 +20,11 @@ const BROKEN_PIPE = 141
 const isBrokenPipe = (error: unknown): boolean =>
   typeof error === "object" && error !== null && "code" in error && error.code === "EPIPE"
 
-/** Exit status for a CLI call ended by Ctrl-C or SIGTERM, as shells report it. */
+/** Exit status for a CLI call ended by Ctrl-C, SIGTERM or SIGHUP, as shells report Ctrl-C. */
 export const INTERRUPTED = 130
+
+/** The signals that interrupt a command's program, so that its scopes close and end their instances. */
+const INTERRUPTING_SIGNALS: ReadonlyArray<NodeJS.Signals> = ["SIGINT", "SIGTERM", "SIGHUP"]
 
 /** What `preflight` hands on: the command's flags, checked, and any provider built to check them. */
 export interface Checked<Flags> {
@@ -35,7 +38,7 @@ export const nothingToCheck: Effect.Effect<Checked<undefined>> = Effect.succeed(
 /**
  * Every command runs one Effect program. Failures become one line on stderr and an exit
  * status; no stack trace reaches the user (set SKYREPL_DEBUG=1 to see the full cause).
- * SIGINT/SIGTERM interrupt the program, so scopes close and instances are terminated.
+ * SIGINT, SIGTERM and SIGHUP interrupt the program, so scopes close and instances are terminated.
  */
 export abstract class SkyReplCommand<Flags = undefined> extends Command {
   /**
@@ -110,11 +113,10 @@ export abstract class SkyReplCommand<Flags = undefined> extends Command {
       else if (signals === 2) stderr.write("repl: still ending the instance; interrupt once more to leave it to the next repl command\n")
       else process.exit(INTERRUPTED)
     }
-    process.on("SIGINT", onSignal)
-    process.on("SIGTERM", onSignal)
+    // SIGHUP too: a closed terminal or a dropped SSH session must end the instance as Ctrl-C does.
+    for (const signal of INTERRUPTING_SIGNALS) process.on(signal, onSignal)
     const exit = await Effect.runPromise(Fiber.await(fiber))
-    process.off("SIGINT", onSignal)
-    process.off("SIGTERM", onSignal)
+    for (const signal of INTERRUPTING_SIGNALS) process.off(signal, onSignal)
     stopListening()
     // Like any filter in a pipeline whose reader left: no message, status 128 + SIGPIPE.
     if (this.pipeBroken) return BROKEN_PIPE
