@@ -169,6 +169,7 @@ describe("bad input", () => {
     ["a missing command", ["run"]],
     ["a duration without a unit", ["run", "-c", "true", "--max-duration", "30"]],
     ["a malformed --env", ["run", "-c", "true", "--env", "NOEQUALS"]],
+    ["an --env of a variable SkyREPL sets itself", ["run", "-c", "true", "--env", "SKYREPL_INSTANCE=x"]],
     ["an unknown command", ["launch-rockets"]],
     ["an empty command", ["run", "-c", ""]],
     ["a zero --max-duration", ["run", "-c", "true", "--max-duration", "0s"]],

@@ -78,6 +78,7 @@ describe("launch", () => {
         const badDuration = yield* Effect.exit(Effect.scoped(launch({ command: "echo", maxDuration: Duration.zero })))
         const emptyCommand = yield* Effect.exit(Effect.scoped(launch({ command: "" })))
         const relativeWorkdir = yield* Effect.exit(Effect.scoped(launch({ command: "echo", workdir: "tmp" })))
+        const reservedEnv = yield* Effect.exit(Effect.scoped(launch({ command: "echo", env: { SKYREPL_INSTANCE: "x" } })))
         return {
           badSpec,
           badProvider,
@@ -85,6 +86,7 @@ describe("launch", () => {
           badDuration,
           emptyCommand,
           relativeWorkdir,
+          reservedEnv,
           runs: yield* listRuns(),
           instances: yield* listInstances()
         }
@@ -101,6 +103,9 @@ describe("launch", () => {
     expect(message(outcomes.badEnv)).toBe('env: "1X" is not a variable name (letters, digits and _, not starting with a digit)')
     expect(message(outcomes.emptyCommand)).toBe("command must not be empty")
     expect(message(outcomes.relativeWorkdir)).toBe("workdir must be an absolute path")
+    expect(message(outcomes.reservedEnv)).toBe(
+      'env: SKYREPL_INSTANCE is set by SkyREPL itself and cannot be given (docs/configuration.md, "Set by SkyREPL, not by you")'
+    )
     expect(outcomes.runs).toEqual([])
     expect(outcomes.instances).toEqual([])
   })

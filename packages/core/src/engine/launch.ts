@@ -55,13 +55,30 @@ export interface RunHandle {
 const envName = /^[A-Za-z_][A-Za-z0-9_]*$/
 
 /**
+ * Variables SkyREPL sets on an instance's processes. A run given its own `SKYREPL_INSTANCE`
+ * would hand its children another instance's marker (or a name that is none), and the local
+ * provider's scans, which find a sandbox's processes by that marker, would then miss them.
+ */
+const RESERVED_VARIABLES: ReadonlySet<string> = new Set([
+  "SKYREPL_INSTANCE",
+  "SKYREPL_SANDBOX_PROVIDER",
+  "SKYREPL_AGENT_TOKEN",
+  "SKYREPL_AGENT_RUN",
+  "SKYREPL_AGENT_ALLOW_POWEROFF",
+  "SKYREPL_FORK_SERVER_ROOM"
+])
+
+/**
  * The names are checked on the record rather than as its key schema: a key that fails its
  * schema is reported only as "unexpected", without the refinement's message.
  */
 const Env = Schema.Record({ key: Schema.String, value: Schema.String }).pipe(
   Schema.filter((env) => {
-    const bad = Object.keys(env).find((name) => !envName.test(name))
-    return bad === undefined || `${JSON.stringify(bad)} is not a variable name (letters, digits and _, not starting with a digit)`
+    const names = Object.keys(env)
+    const bad = names.find((name) => !envName.test(name))
+    if (bad !== undefined) return `${JSON.stringify(bad)} is not a variable name (letters, digits and _, not starting with a digit)`
+    const reserved = names.find((name) => RESERVED_VARIABLES.has(name))
+    return reserved === undefined || `${reserved} is set by SkyREPL itself and cannot be given (docs/configuration.md, "Set by SkyREPL, not by you")`
   })
 )
 
