@@ -77,6 +77,13 @@ describe("repl run", () => {
     expect(result.stderr).toBe("err")
   })
 
+  it("a relative SKYREPL_HOME is taken from the directory repl started in", async () => {
+    const result = await execa(repl, ["run", "-c", "echo ok"], { env: env({ SKYREPL_HOME: "relative-home" }), cwd: home, reject: false, timeout: 60_000, stdin: "ignore" })
+    expect([result.exitCode, result.stdout]).toEqual([0, "ok"])
+    expect(existsSync(join(home, "relative-home", "state.db"))).toBe(true)
+    await execa(repl, ["orphans", "--reap", "--min-age", "0", "--own"], { env: env({ SKYREPL_HOME: "relative-home" }), cwd: home, reject: false })
+  })
+
   it("--max-duration stops the run with exit 124", async () => {
     const result = await run(["run", "-c", "sleep 600", "--max-duration", "1s"])
     expect(result.exitCode).toBe(124)

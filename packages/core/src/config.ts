@@ -1,6 +1,6 @@
 import { Config, ConfigError, Context, Duration, Effect, Either, Layer, Option } from "effect"
 import { homedir } from "node:os"
-import { join } from "node:path"
+import { join, resolve } from "node:path"
 import { formatDuration, parseDuration } from "./duration.ts"
 
 /**
@@ -101,7 +101,9 @@ export const checkSettings = (settings: SkyReplSettings, fromEnv = false): Effec
  */
 export const settingsFromEnv: Effect.Effect<SkyReplSettings, ConfigError.ConfigError> = Effect.gen(function* () {
   const home = yield* Config.option(Config.string(variables.home))
-  const base = defaultSettings(Option.getOrUndefined(home))
+  // A relative home is taken from where the process started, so that it names one place
+  // whatever directory anything runs in later (an empty one is refused by checkSettings).
+  const base = defaultSettings(Option.getOrUndefined(Option.map(home, (h) => (h.trim() === "" ? h : resolve(h)))))
   const leaseTtl = yield* durationConfig(variables.leaseTtl)
   const heartbeatInterval = yield* durationConfig(variables.heartbeatInterval)
   const deadmanTimeout = yield* durationConfig(variables.deadmanTimeout)

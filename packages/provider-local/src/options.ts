@@ -2,7 +2,7 @@ import type { Duration } from "effect"
 import { Config, Effect, Option, Schema } from "effect"
 import { accessSync, constants, statSync } from "node:fs"
 import { homedir } from "node:os"
-import { delimiter, join } from "node:path"
+import { delimiter, join, resolve } from "node:path"
 
 /**
  * `auto` uses Linux namespaces when this machine allows them and a plain process group
@@ -99,7 +99,8 @@ export const resolveOptions = (options: LocalProviderOptions): Effect.Effect<Res
         return "auto" as const
       }
     })
-    const home = options.home ?? Option.getOrElse(envHome, () => join(homedir(), ".repl"))
+    // Absolute: a sandbox starts in its own workdir, where a relative home means another place.
+    const home = resolve(options.home ?? Option.getOrElse(envHome, () => join(homedir(), ".repl")))
     return {
       home,
       python: resolvePython(options.python ?? Option.getOrUndefined(envPython)),
