@@ -1,7 +1,7 @@
 import { AGENT_PROTOCOL_VERSION, attach, beforeAnythingStarted, type Bootstrap, cancel, getRun, launch, listInstances, listRuns, type ParsedSpec, Provider, ProviderError, SkyRepl, type SkyReplSettings, Store, StoreError } from "@skyrepl/core"
 import { LocalApi, LocalProvider } from "@skyrepl/provider-local"
 import { SqliteStore } from "@skyrepl/store-sqlite"
-import { Chunk, Deferred, Duration, Effect, Exit, Fiber, Layer, Stream } from "effect"
+import { Chunk, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Stream } from "effect"
 import { execa } from "execa"
 import { existsSync, readFileSync } from "node:fs"
 import { join } from "node:path"
@@ -686,7 +686,7 @@ describe("an agent that uploads past the end of the stored output", () => {
 describe("a store that fails", () => {
   /** An engine on the SQLite store in `home`, whose calls that end runs and instances fail (disk I/O) once `broken` is set. */
   const breakableEngine = () => {
-    const state = { broken: false }
+    const state = { broken: false, outputBroken: false }
     const failure = (operation: string) => Effect.fail(new StoreError({ operation, reason: "io", message: "disk I/O error (test)" }))
     const store = Layer.effect(
       Store,
@@ -697,7 +697,8 @@ describe("a store that fails", () => {
         getInstance: (id: string) => (state.broken ? failure("getInstance") : inner.getInstance(id)),
         transitionInstance: (...args: Parameters<typeof inner.transitionInstance>) =>
           state.broken ? failure("transitionInstance") : inner.transitionInstance(...args),
-        listRunsForInstance: (id: string) => (state.broken ? failure("listRunsForInstance") : inner.listRunsForInstance(id))
+        listRunsForInstance: (id: string) => (state.broken ? failure("listRunsForInstance") : inner.listRunsForInstance(id)),
+        appendOutput: (...args: Parameters<typeof inner.appendOutput>) => (state.outputBroken ? failure("appendOutput") : inner.appendOutput(...args))
       }))
     ).pipe(Layer.provide(SqliteStore.layer({ filename: join(home, "state.db") })))
     return { state, layer: SkyRepl.layer({ providers: [LocalProvider.layer({ home })], store, config: testSettings(home) }) }
@@ -717,6 +718,25 @@ describe("a store that fails", () => {
     // The handle got the command's own end, with what the store could not do.
     expect(result).toMatchObject({ state: "succeeded", exitCode: 0 })
     expect(result.error).toContain("the store did not record the run's end")
+    await eventually(`${name} gone`, async () => (await processesOf(name)).length === 0)
+  })
+
+  it("a run whose output the store cannot keep is stopped, failed, and its instance terminated, instead of going on for good", async () => {
+    const engine = breakableEngine()
+    const { name, result, output } = await Effect.runPromise(
+      Effect.scoped(
+        Effect.gen(function* () {
+          const run = yield* launch({ command: "printf first; sleep 1; printf second; sleep 600" })
+          const first = yield* Stream.runHead(run.output)
+          engine.state.outputBroken = true
+          const result = yield* run.result.pipe(Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error("the run went on") }))
+          return { name: run.instance.name, result, output: Option.map(first, (c) => text([c])) }
+        })
+      ).pipe(Effect.provide(engine.layer))
+    )
+    expect(output).toEqual(Option.some("first"))
+    expect(result.state).toBe("failed")
+    expect(result.error).toContain("the store could not keep the run's output")
     await eventually(`${name} gone`, async () => (await processesOf(name)).length === 0)
   })
 

@@ -145,11 +145,20 @@ const handlersFor = (engine: SkyReplService, runId: string, started: Deferred.De
       : engine.store.appendOutput(id, stream, offset, data, deflated).pipe(
           Effect.map((next) => ({ next, gap: false })),
           Effect.tap(() => engine.changes.publish(id)),
-          Effect.catchAll((error) =>
-            error.reason === "constraint"
-              ? engine.store.outputEnd(id, stream).pipe(Effect.map((next) => ({ next, gap: true })), Effect.orDie)
-              : Effect.die(error)
-          )
+          Effect.catchAll((error) => {
+            if (error.reason === "constraint") {
+              return engine.store.outputEnd(id, stream).pipe(Effect.map((next) => ({ next, gap: true })), Effect.orDie)
+            }
+            // A busy store is asked again (the agent sends the upload again). One that cannot
+            // keep output (a full disk, a file made read-only) would keep the agent sending
+            // forever and the run going with its output lost: the run ends, failed, which
+            // terminates its instance, and the answer tells the agent why.
+            if (error.reason === "busy") return Effect.die(error)
+            return finishRun(engine, runId, "failed", { error: `the store could not keep the run's output, so the run was stopped: ${error.message}` }).pipe(
+              Effect.ignore,
+              Effect.zipRight(Effect.die(error))
+            )
+          })
         ),
   onExit: (report) => {
     if (report.runId !== runId) return Effect.void

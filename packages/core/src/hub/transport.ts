@@ -123,6 +123,12 @@ const bunServe = (): BunServe | null => {
   return (options) => Reflect.apply(serve, bun, [options])
 }
 
+/**
+ * What a handler that failed says to the agent: the first line of its message. Effect's
+ * failures print their whole cause and stack, which would end up in the agent's log.
+ */
+const oneLine = (error: unknown): string => (error instanceof Error ? error.message : String(error)).split("\n")[0] ?? "internal error"
+
 const jsonResponse = (status: number, body: unknown): Response =>
   new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } })
 
@@ -182,7 +188,7 @@ const serveBun = (serve: BunServe, options: ServeOptions): Effect.Effect<Listeni
           })
           return answer._tag === "json" ? jsonResponse(answer.status, answer.body) : eventResponse(request, answer.opened, streams)
         },
-        error: (error) => jsonResponse(500, { error: String(error) })
+        error: (error) => jsonResponse(500, { error: oneLine(error) })
       })
       // Agents keep connections open; they must not hold the process open at exit.
       server.unref()
@@ -250,7 +256,7 @@ const serveNode = (options: ServeOptions): Effect.Effect<Listening, HubError> =>
             answer.opened(streams.add(nodeSink(res)))
           },
           (error: unknown) => {
-            if (!res.headersSent) sendJson(res, 500, { error: String(error) })
+            if (!res.headersSent) sendJson(res, 500, { error: oneLine(error) })
             else res.end()
           }
         )
