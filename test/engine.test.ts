@@ -112,6 +112,32 @@ describe("launch", () => {
 })
 
 describe("scoped termination", () => {
+  it("an interruption that arrives while the scope's release waits for the agent still ends with the instance terminated", async () => {
+    const names: Array<string> = []
+    await runEngine(
+      Effect.gen(function* () {
+        const releasing = yield* Deferred.make<string>()
+        const fiber = yield* Effect.fork(
+          Effect.scoped(
+            Effect.gen(function* () {
+              const run = yield* launch({ command: "echo up; exec sleep 600" })
+              yield* Stream.runHead(run.output)
+              // A stopped agent does not answer the release's cancel: the release waits for it.
+              for (const pid of yield* Effect.promise(() => processesOf(run.instance.name))) process.kill(pid, "SIGSTOP")
+              yield* Deferred.succeed(releasing, run.instance.name)
+            })
+          )
+        )
+        names.push(yield* Deferred.await(releasing))
+        yield* Effect.sleep("300 millis")
+        yield* Fiber.interrupt(fiber)
+        const record = (yield* listInstances()).find((i) => i.name === names[0])
+        expect(record?.state).toBe("terminated")
+      })
+    )
+    expect(await processesOf(names[0]!)).toEqual([])
+  })
+
   it("interrupting the program leaves no process of the instance behind", async () => {
     const names: Array<string> = []
     await runEngine(

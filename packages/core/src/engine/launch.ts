@@ -285,7 +285,10 @@ export const launchWith = (
             // A finalizer runs uninterruptibly, and a time limit ends its effect by interrupting
             // it: the wait must be interruptible, or an agent that never answers holds the
             // release, and the terminate after it, forever.
-            yield* Effect.interruptible(Deferred.await(done)).pipe(Effect.timeoutOption(Duration.seconds(2)))
+            // An interruption that reaches this fiber now (a test's time limit, a second
+            // Ctrl-C) ends the wait only: `exit` keeps it from ending the release, whose
+            // termination below must still run.
+            yield* Effect.interruptible(Deferred.await(done)).pipe(Effect.timeoutOption(Duration.seconds(2)), Effect.exit)
           }
           yield* finishRun(engine, runId, "cancelled", { error: "the scope that launched the run closed before it ended" }).pipe(Effect.ignore)
         }
