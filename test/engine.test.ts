@@ -112,6 +112,29 @@ describe("launch", () => {
 })
 
 describe("scoped termination", () => {
+  it("an onProgress callback that throws stops neither the launch nor its termination", async () => {
+    const names: Array<string> = []
+    await runEngine(
+      Effect.gen(function* () {
+        const result = yield* Effect.scoped(
+          Effect.gen(function* () {
+            const run = yield* launch({
+              command: "echo hi",
+              onProgress: () => {
+                throw new Error("callback bug")
+              }
+            })
+            names.push(run.instance.name)
+            return yield* run.result
+          })
+        )
+        expect(result.state).toBe("succeeded")
+        expect((yield* listInstances()).find((i) => i.name === names[0])?.state).toBe("terminated")
+      })
+    )
+    expect(await processesOf(names[0]!)).toEqual([])
+  })
+
   it("an interruption that arrives while the scope's release waits for the agent still ends with the instance terminated", async () => {
     const names: Array<string> = []
     await runEngine(

@@ -203,8 +203,13 @@ export const launchWith = (
     const name = formatInstanceName({ controlId: store.controlId, manifestId, instanceId })
     const token = randomHex(24)
     const leaseExpiresAt = started + Duration.toMillis(settings.leaseTtl)
+    // The user's callback must not stop a launch or, above all, its termination: a throw is
+    // logged and the launch goes on.
     const progress = (phase: LaunchProgress["phase"]) =>
-      Effect.sync(() => options.onProgress?.({ phase, runId, instance: name, elapsedMs: Date.now() - started }))
+      Effect.try({
+        try: () => options.onProgress?.({ phase, runId, instance: name, elapsedMs: Date.now() - started }),
+        catch: (thrown) => (thrown instanceof Error ? thrown.message : String(thrown))
+      }).pipe(Effect.catchAll((message) => Effect.logWarning(`onProgress threw at "${phase}": ${message}`)))
 
     const manifest = new Manifest({ id: manifestId, controllerId: controller.id, state: "open", createdAt: started })
     const instance = new Instance({
