@@ -219,6 +219,35 @@ describe("scoped termination", () => {
     expect(await processesOf(b.instance.name)).toEqual([])
   })
 
+  it.each([0, 15, 40])("disposing the Promise client %i ms into a launch ends that launch's instance too", async (delayMs) => {
+    const client = await SkyRepl.make({
+      providers: [LocalProvider.layer({ home })],
+      store: SqliteStore.layer({ filename: join(home, "state.db") }),
+      config: testSettings(home)
+    })
+    const launched = client.launch({ command: "exec sleep 600" }).then(
+      (run) => run.instance.name,
+      (error: unknown) => error
+    )
+    await new Promise((resolve) => setTimeout(resolve, delayMs))
+    await client.dispose()
+    const outcome = await launched
+    // Whether the launch got as far as returning or not, nothing of it may run on: no process
+    // of any instance named for this home's control id, a moment later.
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    const controlId = readFileSync(join(home, "control-id"), "utf8").trim()
+    const left = await Effect.runPromise(LocalApi.scanProcesses)
+    expect(left.filter((p) => p.instance?.includes(controlId) === true && p.state !== "Z").map((p) => p.instance)).toEqual([])
+    const instances = await runEngine(listInstances())
+    for (const instance of instances) {
+      expect([instance.name, await processesOf(instance.name)]).toEqual([instance.name, []])
+      expect([instance.name, instance.state]).toEqual([instance.name, "terminated"])
+    }
+    expect(outcome).toBeDefined()
+    await expect(client.getRun("x")).rejects.toMatchObject({ _tag: "ClientDisposed" })
+    await expect(client.launch({ command: "true" })).rejects.toMatchObject({ _tag: "ClientDisposed" })
+  })
+
   it("a Promise-client process that exits abruptly ends its instances on the way out", async () => {
     const child = await execa(bunBin, [join(import.meta.dirname, "fixtures", "exit-abruptly.ts"), home], { reject: false })
     expect(child.exitCode).toBe(0)

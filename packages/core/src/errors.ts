@@ -83,6 +83,11 @@ export class UnknownProvider extends Data.TaggedError("UnknownProvider")<{
   }
 }
 
+/** A Promise client (`SkyRepl.make`) used after its `dispose`: its engine is stopped. */
+export class ClientDisposed extends Data.TaggedError("ClientDisposed")<{
+  readonly message: string
+}> {}
+
 export class InvalidLaunchOptions extends Data.TaggedError("InvalidLaunchOptions")<{
   readonly message: string
 }> {}

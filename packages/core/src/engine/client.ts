@@ -1,4 +1,5 @@
-import { Cause, Effect, Exit, type Layer, ManagedRuntime, Scope, Stream } from "effect"
+import { Cause, Effect, Exit, Fiber, type Layer, ManagedRuntime, Scope, Stream } from "effect"
+import { ClientDisposed } from "../errors.ts"
 import type { Allocation } from "../domain/allocation.ts"
 import type { Instance } from "../domain/instance.ts"
 import type { OutputChunk, Run } from "../domain/run.ts"
@@ -6,7 +7,7 @@ import type { InstanceFilter, RunFilter } from "../store.ts"
 import * as Api from "./api.ts"
 import type { AttachOptions } from "./attach.ts"
 import type { CancelResult } from "./cancel.ts"
-import type { LaunchOptions } from "./launch.ts"
+import type { LaunchOptions, RunHandle } from "./launch.ts"
 import type { OrphanReport, ScanOptions } from "./orphans.ts"
 import type { RunResult } from "./service.ts"
 import { SkyRepl as SkyReplTag } from "./skyrepl.ts"
@@ -44,7 +45,10 @@ export interface SkyReplClient extends AsyncDisposable {
  */
 export const makeClient = async <E>(layer: Layer.Layer<SkyRepl, E>): Promise<SkyReplClient> => {
   const runtime = ManagedRuntime.make(layer)
+  let disposed: Promise<void> | null = null
+  const afterDispose = () => new ClientDisposed({ message: "this SkyREPL client was disposed; make another with SkyRepl.make" })
   const run = async <A, E2>(effect: Effect.Effect<A, E2, SkyRepl>): Promise<A> => {
+    if (disposed !== null) throw afterDispose()
     const exit = await runtime.runPromiseExit(effect)
     if (Exit.isSuccess(exit)) return exit.value
     throw Cause.squash(exit.cause)
@@ -76,12 +80,21 @@ export const makeClient = async <E>(layer: Layer.Layer<SkyRepl, E>): Promise<Sky
     open.delete(scope) ? runtime.runPromise(Scope.close(scope, Exit.void)) : Promise.resolve()
 
   const iterate = <E2>(stream: Stream.Stream<OutputChunk, E2, SkyRepl>): AsyncIterable<OutputChunk> => ({
-    [Symbol.asyncIterator]: () => Stream.toAsyncIterableRuntime(stream, built)[Symbol.asyncIterator]()
+    [Symbol.asyncIterator]: () =>
+      Stream.toAsyncIterableRuntime(
+        Stream.unwrap(Effect.suspend(() => (disposed !== null ? Effect.fail(afterDispose()) : Effect.succeed(stream)))),
+        built
+      )[Symbol.asyncIterator]()
   })
 
-  let disposed: Promise<void> | null = null
+  // Launches under way. A launch's scope must not be closed under it (its release would end an
+  // instance its spawn then creates): dispose interrupts the launch, which closes the scope
+  // once the launch has stopped.
+  const launching = new Set<Fiber.RuntimeFiber<RunHandle, unknown>>()
+
   const dispose = () => {
     disposed ??= (async () => {
+      await Promise.allSettled([...launching].map((fiber) => runtime.runPromise(Fiber.interrupt(fiber))))
       await Promise.allSettled([...open].map(closeScope))
       await runtime.dispose()
       process.off("exit", onExit)
@@ -91,10 +104,15 @@ export const makeClient = async <E>(layer: Layer.Layer<SkyRepl, E>): Promise<Sky
 
   return {
     launch: async (options) => {
+      if (disposed !== null) throw afterDispose()
       const scope = await runtime.runPromise(Scope.make())
       open.add(scope)
       try {
-        const handle = await run(Scope.extend(Api.launch(options), scope))
+        const fiber = runtime.runFork(Scope.extend(Api.launch(options), scope))
+        launching.add(fiber)
+        const exit = await runtime.runPromise(Fiber.await(fiber)).finally(() => launching.delete(fiber))
+        if (Exit.isFailure(exit)) throw Cause.squash(exit.cause)
+        const handle = exit.value
         running.set(handle.id, { provider: handle.instance.provider, ref: { name: handle.instance.name, providerRef: null, region: null } })
         const disposeRun = () => closeScope(scope).finally(() => running.delete(handle.id))
         return {
