@@ -248,6 +248,38 @@ describe("scoped termination", () => {
     await expect(client.launch({ command: "true" })).rejects.toMatchObject({ _tag: "ClientDisposed" })
   })
 
+  it.each(["SIGINT", "SIGTERM", "SIGHUP"] as const)("a Promise-client script killed by %s ends its instances, then dies of the signal", async (signal) => {
+    const child = execa(bunBin, [join(import.meta.dirname, "fixtures", "killed-by-signal.ts"), home], { reject: false, buffer: false })
+    const line = await new Promise<string>((resolve, reject) => {
+      child.stdout?.once("data", (data: Buffer) => resolve(data.toString("utf8")))
+      child.once("exit", () => reject(new Error("the script ended before launching")))
+    })
+    const { name } = JSON.parse(line) as { name: string }
+    expect((await processesOf(name)).length).toBeGreaterThan(0)
+    child.kill(signal)
+    const result = await child
+    expect(result.signal).toBe(signal)
+    expect(await processesOf(name)).toEqual([])
+    const state = await runEngine(Effect.map(listInstances(), (all) => all.find((i) => i.name === name)?.state))
+    expect(state).toBe("terminated")
+  })
+
+  it("a script with a SIGTERM listener of its own decides what SIGTERM does: the client leaves it alone", async () => {
+    const child = execa(bunBin, [join(import.meta.dirname, "fixtures", "killed-by-signal.ts"), home, "--own-handler"], { reject: false, buffer: false })
+    const { name } = JSON.parse(
+      await new Promise<string>((resolve) => child.stdout?.once("data", (data: Buffer) => resolve(data.toString("utf8"))))
+    ) as { name: string }
+    child.kill("SIGTERM")
+    await new Promise((resolve) => setTimeout(resolve, 1_000))
+    expect(child.exitCode).toBeNull()
+    expect((await processesOf(name)).length).toBeGreaterThan(0)
+    child.kill("SIGKILL")
+    await child
+    // Its owner killed outright, the instance is the next engine's to reap (layer 2).
+    await runEngine(Effect.void)
+    await eventually(`${name} gone`, async () => (await processesOf(name)).length === 0)
+  })
+
   it("a Promise-client process that exits abruptly ends its instances on the way out", async () => {
     const child = await execa(bunBin, [join(import.meta.dirname, "fixtures", "exit-abruptly.ts"), home], { reject: false })
     expect(child.exitCode).toBe(0)

@@ -3,7 +3,7 @@
 import { attach, cancel, launch, listInstances, liveInstanceStates, SkyRepl, SkyReplConfig } from "@skyrepl/core"
 import { LocalProvider } from "@skyrepl/provider-local"
 import { SqliteStore } from "@skyrepl/store-sqlite"
-import { Chunk, Console, Effect, Stream } from "effect"
+import { Cause, Chunk, Console, Effect, Exit, Fiber, Stream } from "effect"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 
@@ -60,4 +60,18 @@ const program = Effect.gen(function* () {
   yield* Console.log(`live instances: ${live.length}`)
 })
 
-await Effect.runPromise(program.pipe(Effect.provide(SkyReplLive)))
+// Ctrl-C and SIGTERM interrupt the program, so that its scopes close and end their instances:
+// with Effect.runPromise alone the process would die of the signal with its instances running
+// (until the next SkyREPL process or the agent's dead-man switch ends them). @effect/platform's
+// runMain (NodeRuntime, BunRuntime) does the same.
+const fiber = Effect.runFork(program.pipe(Effect.provide(SkyReplLive)))
+const interrupt = () => Effect.runFork(Fiber.interrupt(fiber))
+process.once("SIGINT", interrupt)
+process.once("SIGTERM", interrupt)
+const exit = await Effect.runPromise(Fiber.await(fiber))
+process.off("SIGINT", interrupt)
+process.off("SIGTERM", interrupt)
+if (Exit.isFailure(exit)) {
+  console.error(Cause.isInterruptedOnly(exit.cause) ? "interrupted; every instance was terminated" : Cause.pretty(exit.cause))
+  process.exitCode = Cause.isInterruptedOnly(exit.cause) ? 130 : 1
+}

@@ -40,6 +40,38 @@ export interface SkyReplClient extends AsyncDisposable {
 }
 
 /**
+ * The disposers of the clients not yet disposed in this process, for `onTerminatingSignal`.
+ */
+const liveClients = new Set<() => Promise<void>>()
+
+/** Signals whose default action ends the process, and which a terminal or a supervisor sends. */
+const TERMINATING_SIGNALS: ReadonlyArray<NodeJS.Signals> = ["SIGINT", "SIGTERM", "SIGHUP"]
+
+/**
+ * Ctrl-C, a supervisor's SIGTERM or a closed terminal would kill a script at once, with no
+ * finalizer and no `exit` event, leaving its instances to the next SkyREPL process or the
+ * dead-man switch. While a client is live, those signals first dispose every client (ending
+ * their instances), then are raised again with the default action, so the process still dies
+ * of the signal as it would have. A program with a listener of its own for the signal has
+ * chosen what the signal does: the client then stays out of the way.
+ */
+const onTerminatingSignal = (signal: NodeJS.Signals): void => {
+  if (process.listenerCount(signal) > 1) return
+  for (const each of TERMINATING_SIGNALS) process.off(each, onTerminatingSignal)
+  void Promise.allSettled([...liveClients].map((dispose) => dispose())).then(() => process.kill(process.pid, signal))
+}
+
+const watchSignals = (dispose: () => Promise<void>): void => {
+  if (liveClients.size === 0) for (const signal of TERMINATING_SIGNALS) process.on(signal, onTerminatingSignal)
+  liveClients.add(dispose)
+}
+
+const unwatchSignals = (dispose: () => Promise<void>): void => {
+  if (!liveClients.delete(dispose) || liveClients.size > 0) return
+  for (const signal of TERMINATING_SIGNALS) process.off(signal, onTerminatingSignal)
+}
+
+/**
  * The Promise facade over the engine for Jest, notebooks and plain scripts. Rejections carry
  * the same tagged errors as the Effect API (not a wrapper), so `error._tag` can be matched.
  */
@@ -92,15 +124,17 @@ export const makeClient = async <E>(layer: Layer.Layer<SkyRepl, E>): Promise<Sky
   // once the launch has stopped.
   const launching = new Set<Fiber.RuntimeFiber<RunHandle, unknown>>()
 
-  const dispose = () => {
+  const dispose = (): Promise<void> => {
     disposed ??= (async () => {
       await Promise.allSettled([...launching].map((fiber) => runtime.runPromise(Fiber.interrupt(fiber))))
       await Promise.allSettled([...open].map(closeScope))
       await runtime.dispose()
       process.off("exit", onExit)
+      unwatchSignals(dispose)
     })()
     return disposed
   }
+  watchSignals(dispose)
 
   return {
     launch: async (options) => {
