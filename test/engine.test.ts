@@ -112,6 +112,25 @@ describe("launch", () => {
 })
 
 describe("scoped termination", () => {
+  it("an instance that ends before its agent registers fails the launch at once, not at the boot timeout", async () => {
+    const layer = SkyRepl.layer({
+      // An interpreter that exits at once: the sandbox ends before any agent can register.
+      providers: [LocalProvider.layer({ home, python: "/bin/false" })],
+      store: SqliteStore.layer({ filename: join(home, "state.db") }),
+      config: testSettings(home, { bootTimeout: Duration.minutes(5) })
+    })
+    const started = Date.now()
+    const exit = await Effect.runPromise(Effect.exit(Effect.scoped(launch({ command: "true" }))).pipe(Effect.provide(layer)))
+    expect(Date.now() - started).toBeLessThan(15_000)
+    expect(Exit.isFailure(exit) && exit.cause._tag === "Fail" ? exit.cause.error : null).toMatchObject({
+      _tag: "AgentError",
+      reason: "lost",
+      message: expect.stringContaining("ended before its agent registered")
+    })
+    const [instance] = await runEngine(listInstances())
+    expect(instance?.state).toBe("terminated")
+  })
+
   it("an onProgress callback that throws stops neither the launch nor its termination", async () => {
     const names: Array<string> = []
     await runEngine(

@@ -342,9 +342,27 @@ export const launchWith = (
         }),
         Effect.as(true)
       )
+      // An instance that ends before its agent registers (an interpreter that cannot start, a
+      // VM that powers off) will never register: asked after every heartbeat interval, the
+      // provider says so long before the boot timeout.
+      const bootedRef = { name, providerRef: spawned.providerRef, region: spawned.region }
+      const endedBooting = provider.describe(bootedRef).pipe(
+        Effect.orElseSucceed(() => "running" as const),
+        Effect.repeat({ schedule: Schedule.spaced(settings.heartbeatInterval), until: (state) => state === "gone" }),
+        Effect.zipRight(
+          Effect.fail(
+            new AgentError({
+              instance: name,
+              reason: "lost",
+              message: `${name} ended before its agent registered` + (bootstrapFailure === null ? "" : `; ${bootstrapFailure}`)
+            })
+          )
+        )
+      )
       // A run cancelled while its instance boots has ended: there is nothing left to start, and
       // the watchdog below terminates the instance. (A booting VM takes minutes.)
-      const booted = yield* Effect.raceFirst(registration, Deferred.await(done).pipe(Effect.as(false)))
+      // (raceFirst: the first to end wins, a failure too; raceAll would wait for a success.)
+      const booted = yield* Effect.raceFirst(registration, Effect.raceFirst(Deferred.await(done).pipe(Effect.as(false)), endedBooting))
       if (!booted) return
       yield* store.transitionInstance(instanceId, "ready")
       const now = Date.now()
