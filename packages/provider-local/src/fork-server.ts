@@ -1,4 +1,4 @@
-import { Deferred, Effect, FiberId, Schema } from "effect"
+import { Deferred, Duration, Effect, FiberId, Schema } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import { closeSync, existsSync, mkdirSync, openSync } from "node:fs"
 import { dirname } from "node:path"
@@ -102,13 +102,22 @@ const setRef = (stream: unknown, on: boolean) => {
 }
 
 /**
+ * How long a request waits for the server's answer. A fork takes milliseconds, and under 200
+ * launches at once (bench B3) answers come within about a second; a server that says nothing
+ * for this long is stuck (stopped, wedged), and is killed, which fails its requests as a server
+ * that died does: each spawn then execs, instead of waiting for good.
+ */
+const FORK_ANSWER_TIMEOUT = Duration.seconds(10)
+
+/**
  * `env`: the variables the server's interpreter starts with (locale and the like; a sandbox's
  * own are written in each fork). `log`: where the server's own stderr goes.
  */
 export const makeForkServer = (
   env: Readonly<Record<string, string>>,
   log: string,
-  mode: "auto" | "always"
+  mode: "auto" | "always",
+  answerTimeout: Duration.DurationInput = FORK_ANSWER_TIMEOUT
 ): ForkServer => {
   let spawns = 0
   let server: Running | null = null
@@ -217,7 +226,20 @@ export const makeForkServer = (
       setRef(running.child.stdout, true)
       // `ID JSON`: the server reads the id and leaves the JSON, which holds the token, to the fork.
       stdin.write(`${id} ${JSON.stringify(request)}\n`)
-      return yield* Deferred.await(answer)
+      return yield* Deferred.await(answer).pipe(
+        Effect.timeoutOption(answerTimeout),
+        Effect.flatMap((answered) => {
+          if (answered._tag === "Some") return Effect.succeed(answered.value)
+          // Every request it holds fails now, and SIGKILL ends it even if it is stopped.
+          return Effect.zipRight(
+            Effect.sync(() => {
+              stop(running, ended(`did not answer within ${Duration.format(Duration.decode(answerTimeout))}; killed`))
+              running.child.kill("SIGKILL")
+            }),
+            Deferred.await(answer)
+          )
+        })
+      )
     })
   }
 

@@ -1,7 +1,7 @@
 import type { Bootstrap } from "@skyrepl/core"
 import { makeFakeController } from "@skyrepl/core/testing"
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Duration, Effect } from "effect"
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -31,6 +31,7 @@ writeFileSync(
     "    if mode == 'error': print(json.dumps({'id': request['id'], 'error': 'OSError: no fork today'}), flush=True)",
     "    if mode == 'wrong-id': print(json.dumps({'id': request['id'] + 1, 'pid': 1}), flush=True)",
     "    if mode == 'garbage': print('not json', flush=True)",
+    "    if mode == 'silent': os.kill(os.getpid(), 19)",
     ""
   ].join("\n")
 )
@@ -48,10 +49,11 @@ const request = (env: Record<string, string> = { A: "1" }): ForkRequest => ({
 const withServer = <A, E>(
   mode: string,
   serverMode: "auto" | "always",
-  use: (server: ForkServer) => Effect.Effect<A, E>
+  use: (server: ForkServer) => Effect.Effect<A, E>,
+  answerTimeout?: Duration.DurationInput
 ): Effect.Effect<A, E> =>
   Effect.acquireUseRelease(
-    Effect.sync(() => makeForkServer({ PATH: "/usr/bin:/bin", FAKE_MODE: mode }, join(dir, "server.log"), serverMode)),
+    Effect.sync(() => makeForkServer({ PATH: "/usr/bin:/bin", FAKE_MODE: mode }, join(dir, "server.log"), serverMode, answerTimeout)),
     use,
     (server) => server.close
   )
@@ -91,6 +93,22 @@ describe("the fork server's client", () => {
         // None of those reached the server: the next request has the next id.
         expect(yield* server.fork(agent, request())).toBe(4002)
       })
+    )
+  )
+
+  it.live("a server that stops answering (here: stopped) is killed at the answer time limit, and its request fails", () =>
+    withServer(
+      "silent",
+      "always",
+      (server) =>
+        Effect.gen(function* () {
+          const started = Date.now()
+          const error = yield* Effect.flip(server.fork(agent, request()))
+          expect([error._tag, error.reason]).toEqual(["LocalApiError", "transient"])
+          expect(error.message).toMatch(/did not answer within 1s; killed/)
+          expect(Date.now() - started).toBeLessThan(5_000)
+        }),
+      "1 second"
     )
   )
 
