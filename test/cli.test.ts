@@ -98,8 +98,28 @@ describe("repl run", () => {
   it("--json prints JSON Lines ending with the exit", async () => {
     const result = await run(["run", "-c", "echo hi", "--json"])
     const events = lines(result.stdout).map((l) => JSON.parse(l) as Record<string, unknown>)
-    expect(events[0]).toMatchObject({ type: "output", stream: "stdout", offset: 0, data: "hi\n" })
+    expect(events[0]).toMatchObject({ type: "output", stream: "stdout", offset: 0, bytes: 3, data: "hi\n" })
     expect(events.at(-1)).toMatchObject({ type: "exit", state: "succeeded", exitCode: 0 })
+  })
+
+  it("--json keeps a character split between two chunks whole, and counts each chunk's bytes", async () => {
+    // "€" is three bytes; the first write ends after its first byte, and the pause makes the
+    // two writes two chunks.
+    const command = `printf 'ab\\342'; sleep 0.5; printf '\\202\\254cd'`
+    const result = await run(["run", "-c", command, "--json"])
+    const output = lines(result.stdout)
+      .map((l) => JSON.parse(l) as { type: string; offset: number; bytes: number; data: string })
+      .filter((e) => e.type === "output")
+    expect(output.map((e) => e.data).join("")).toBe("ab€cd")
+    expect(output.map((e) => [e.offset, e.bytes])).toEqual([
+      [0, 3],
+      [3, 4]
+    ])
+    // attach --json gives the same, from the store.
+    const runId = (JSON.parse(lines(result.stdout).at(-1)!) as { runId: string }).runId
+    const attached = lines((await run(["run", "attach", runId, "--json"])).stdout).map((l) => JSON.parse(l) as { data: string; bytes: number })
+    expect(attached.map((e) => e.data).join("")).toBe("ab€cd")
+    expect(attached.reduce((n, e) => n + e.bytes, 0)).toBe(7)
   })
 
   it("a reader that goes away (| head) stops the run quietly, with no stack trace", async () => {

@@ -9,6 +9,7 @@ import { UsageFailure } from "../errors.ts"
 import { parseDurationFlag, parseEnvFlags } from "../options.ts"
 import { buildProvider, checkSpec } from "../runtime.ts"
 import { stderr as stderrOutput } from "../stdio.ts"
+import { jsonOutput } from "../json-output.ts"
 
 /** `timeout(1)` uses 124 for a command that ran out of time; scripts already know it. */
 const TIMED_OUT = 124
@@ -112,11 +113,12 @@ export class RunCommand extends SkyReplCommand<RunFlags> {
         ...(checked.maxDuration === undefined ? {} : { maxDuration: checked.maxDuration }),
         onProgress
       })
+      const json = jsonOutput({ type: "output", runId: run.id })
       yield* run.output.pipe(
         Stream.runForEach((chunk) =>
           Effect.sync(() => {
             if (this.json) {
-              stdout.write(JSON.stringify({ type: "output", runId: run.id, stream: chunk.stream, offset: chunk.offset, data: Buffer.from(chunk.data).toString("utf8") }) + "\n")
+              stdout.write(json.line(chunk))
             } else {
               ;(chunk.stream === "stdout" ? stdout : stderr).write(chunk.data)
             }
@@ -125,6 +127,7 @@ export class RunCommand extends SkyReplCommand<RunFlags> {
       )
       const result = yield* run.result
       if (this.json) {
+        for (const line of json.flush()) stdout.write(line)
         stdout.write(JSON.stringify({ type: "exit", instance: run.instance.name, ...result }) + "\n")
       } else if (result.state === "timed_out") {
         stderr.write(`repl: run ${run.id} exceeded --max-duration and was stopped\n`)

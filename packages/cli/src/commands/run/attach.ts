@@ -5,6 +5,7 @@ import { type Checked, SkyReplCommand } from "../../base-command.ts"
 import type { UsageFailure } from "../../errors.ts"
 import { parseCount } from "../../options.ts"
 import { exitStatusOf } from "../run.ts"
+import { jsonOutput } from "../../json-output.ts"
 
 interface AttachFlags {
   readonly stdoutFrom: number
@@ -41,17 +42,19 @@ export class RunAttachCommand extends SkyReplCommand<AttachFlags> {
     return Effect.gen(this, function* () {
       const stdout = { write: (data: string | Uint8Array) => this.out(data) }
       const stderr = { write: (data: string | Uint8Array) => this.err(data) }
+      const json = jsonOutput()
       yield* attach(this.runId, { from: { stdout: stdoutFrom, stderr: stderrFrom }, follow: !this.noFollow }).pipe(
         Stream.runForEach((chunk) =>
           Effect.sync(() => {
             if (this.json) {
-              stdout.write(JSON.stringify({ stream: chunk.stream, offset: chunk.offset, data: Buffer.from(chunk.data).toString("utf8") }) + "\n")
+              stdout.write(json.line(chunk))
             } else {
               ;(chunk.stream === "stdout" ? stdout : stderr).write(chunk.data)
             }
           })
         )
       )
+      if (this.json) for (const line of json.flush()) stdout.write(line)
       const run = yield* getRun(this.runId)
       if (this.noFollow && !["succeeded", "failed", "cancelled", "timed_out"].includes(run.state)) return 0
       return exitStatusOf({ runId: run.id, state: run.state === "succeeded" || run.state === "cancelled" || run.state === "timed_out" ? run.state : "failed", exitCode: run.exitCode, signal: run.signal, error: run.error })

@@ -1,0 +1,39 @@
+import type { OutputChunk, OutputStream } from "@skyrepl/core"
+import { TextDecoder } from "node:util"
+
+/**
+ * Output chunks as JSON Lines objects (`repl run --json`, `repl run attach --json`). Each
+ * stream's bytes go through a streaming UTF-8 decoder, so a character split between two chunks
+ * is given whole in the later one instead of as two replacement characters; bytes that are not
+ * UTF-8 at all still become U+FFFD. `bytes` is the chunk's length in its stream, so `offset +
+ * bytes` is where the stream's next chunk starts, whatever `data`'s length in characters.
+ */
+export const jsonOutput = (fields: Readonly<Record<string, unknown>> = {}) => {
+  const decoders = new Map<OutputStream, TextDecoder>()
+  const ends = new Map<OutputStream, number>()
+  const decoderOf = (stream: OutputStream): TextDecoder => {
+    let decoder = decoders.get(stream)
+    if (decoder === undefined) {
+      decoder = new TextDecoder("utf-8")
+      decoders.set(stream, decoder)
+    }
+    return decoder
+  }
+  return {
+    /** The line for one chunk. */
+    line: (chunk: OutputChunk): string => {
+      ends.set(chunk.stream, chunk.offset + chunk.data.length)
+      const data = decoderOf(chunk.stream).decode(chunk.data, { stream: true })
+      return JSON.stringify({ ...fields, stream: chunk.stream, offset: chunk.offset, bytes: chunk.data.length, data }) + "\n"
+    },
+    /**
+     * Lines for streams that ended inside a character: what is left, as U+FFFD, at the stream's
+     * end with `bytes` 0 (those bytes were counted in the chunk that held them).
+     */
+    flush: (): ReadonlyArray<string> =>
+      Array.from(decoders, ([stream, decoder]) => {
+        const data = decoder.decode()
+        return data === "" ? null : JSON.stringify({ ...fields, stream, offset: ends.get(stream) ?? 0, bytes: 0, data }) + "\n"
+      }).filter((line) => line !== null)
+  }
+}
