@@ -815,19 +815,23 @@ describe("an agent that uploads past the end of the stored output", () => {
 describe("a store that fails", () => {
   /** An engine on the SQLite store in `home`, whose calls that end runs and instances fail (disk I/O) once `broken` is set. */
   const breakableEngine = () => {
-    const state = { broken: false, outputBroken: false }
+    // broken: reads and writes that end runs and instances fail; outputBroken: appends fail;
+    // writesBroken: every write fails and reads work (a store file made read-only).
+    const state = { broken: false, outputBroken: false, writesBroken: false }
     const failure = (operation: string) => Effect.fail(new StoreError({ operation, reason: "io", message: "disk I/O error (test)" }))
     const store = Layer.effect(
       Store,
       Effect.map(Store, (inner) => ({
         ...inner,
         getRun: (id: string) => (state.broken ? failure("getRun") : inner.getRun(id)),
-        transitionRun: (...args: Parameters<typeof inner.transitionRun>) => (state.broken ? failure("transitionRun") : inner.transitionRun(...args)),
+        transitionRun: (...args: Parameters<typeof inner.transitionRun>) =>
+          state.broken || state.writesBroken ? failure("transitionRun") : inner.transitionRun(...args),
         getInstance: (id: string) => (state.broken ? failure("getInstance") : inner.getInstance(id)),
         transitionInstance: (...args: Parameters<typeof inner.transitionInstance>) =>
-          state.broken ? failure("transitionInstance") : inner.transitionInstance(...args),
+          state.broken || state.writesBroken ? failure("transitionInstance") : inner.transitionInstance(...args),
         listRunsForInstance: (id: string) => (state.broken ? failure("listRunsForInstance") : inner.listRunsForInstance(id)),
-        appendOutput: (...args: Parameters<typeof inner.appendOutput>) => (state.outputBroken ? failure("appendOutput") : inner.appendOutput(...args))
+        appendOutput: (...args: Parameters<typeof inner.appendOutput>) =>
+          state.outputBroken || state.writesBroken ? failure("appendOutput") : inner.appendOutput(...args)
       }))
     ).pipe(Layer.provide(SqliteStore.layer({ filename: join(home, "state.db") })))
     return { state, layer: SkyRepl.layer({ providers: [LocalProvider.layer({ home })], store, config: testSettings(home) }) }
@@ -866,6 +870,27 @@ describe("a store that fails", () => {
     expect(output).toEqual(Option.some("first"))
     expect(result.state).toBe("failed")
     expect(result.error).toContain("the store could not keep the run's output")
+    await eventually(`${name} gone`, async () => (await processesOf(name)).length === 0)
+  })
+
+  it("a store that can no longer be written ends the run's output stream and the run, and its instance is terminated", async () => {
+    const engine = breakableEngine()
+    const { name, output, result } = await Effect.runPromise(
+      Effect.scoped(
+        Effect.gen(function* () {
+          const run = yield* launch({ command: "echo one; sleep 1; echo two; sleep 600" })
+          const first = yield* Stream.runHead(run.output)
+          engine.state.writesBroken = true
+          // Followed from the start: it must end although the store never records the run's end.
+          const output = yield* collect(run.output).pipe(Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error("the output never ended") }))
+          return { name: run.instance.name, output: [Option.map(first, (c) => text([c])), text(output)], result: yield* run.result }
+        })
+      ).pipe(Effect.provide(engine.layer))
+    )
+    expect(output).toEqual([Option.some("one\n"), "one\n"])
+    expect(result.state).toBe("failed")
+    expect(result.error).toContain("the store could not keep the run's output")
+    expect(result.error).toContain("the store did not record the run's end")
     await eventually(`${name} gone`, async () => (await processesOf(name)).length === 0)
   })
 

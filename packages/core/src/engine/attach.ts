@@ -76,9 +76,12 @@ export const attachWith = (
           if (out.length > 0) return Chunk.fromIterable(out)
           if (!follow) return yield* Effect.fail(Option.none())
           // Nothing new: is the run over? Once it is, all its output is stored, so a read made
-          // after seeing the end state and still empty really is the end.
+          // after seeing the end state and still empty really is the end. A run hosted here
+          // that ended without the store recording it (a store that failed) is over too.
           const run = yield* engine.store.getRun(runId)
-          if (Option.isNone(run) || RunMachine.isTerminal(run.value.state)) {
+          const live = engine.live.get(runId)
+          const endedHere = live !== undefined && (yield* live.ended)
+          if (Option.isNone(run) || RunMachine.isTerminal(run.value.state) || endedHere) {
             const rest = yield* readNew
             if (rest.length > 0) return Chunk.fromIterable(rest)
             return yield* Effect.fail(Option.none())

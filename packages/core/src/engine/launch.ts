@@ -257,6 +257,7 @@ export const launchWith = (
       instanceId,
       session,
       finished: Deferred.await(done),
+      ended: Deferred.isDone(done),
       complete: (result) => Deferred.succeed(done, result).pipe(Effect.asVoid)
     })
     yield* Effect.addFinalizer(() => Effect.sync(() => engine.live.delete(runId)))

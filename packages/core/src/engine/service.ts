@@ -22,6 +22,8 @@ export interface LiveRun {
   readonly instanceId: string
   readonly session: AgentSession
   readonly finished: Effect.Effect<RunResult>
+  /** Whether the run has ended here, recorded in the store or not (a store that failed). */
+  readonly ended: Effect.Effect<boolean>
   readonly complete: (result: RunResult) => Effect.Effect<void>
 }
 
