@@ -1,4 +1,4 @@
-import { AGENT_PROTOCOL_VERSION, attach, beforeAnythingStarted, type Bootstrap, cancel, getRun, launch, listInstances, listRuns, type ParsedSpec, Provider, ProviderError, SkyRepl, type SkyReplSettings, Store, StoreError } from "@skyrepl/core"
+import { AGENT_PROTOCOL_VERSION, attach, beforeAnythingStarted, type Bootstrap, cancel, getRun, launch, listInstances, listRuns, type ParsedSpec, Provider, ProviderError, scanOrphans, SkyRepl, type SkyReplSettings, Store, StoreError } from "@skyrepl/core"
 import { LocalApi, LocalProvider } from "@skyrepl/provider-local"
 import { SqliteStore } from "@skyrepl/store-sqlite"
 import { Chunk, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Stream } from "effect"
@@ -79,6 +79,8 @@ describe("launch", () => {
         const emptyCommand = yield* Effect.exit(Effect.scoped(launch({ command: "" })))
         const relativeWorkdir = yield* Effect.exit(Effect.scoped(launch({ command: "echo", workdir: "tmp" })))
         const reservedEnv = yield* Effect.exit(Effect.scoped(launch({ command: "echo", env: { SKYREPL_INSTANCE: "x" } })))
+        const wordDuration = yield* Effect.exit(Effect.scoped(launch({ command: "echo", maxDuration: "banana" as Duration.DurationInput })))
+        const badMinAge = yield* Effect.exit(scanOrphans({ minAge: "banana" as Duration.DurationInput }))
         return {
           badSpec,
           badProvider,
@@ -87,6 +89,8 @@ describe("launch", () => {
           emptyCommand,
           relativeWorkdir,
           reservedEnv,
+          wordDuration,
+          badMinAge,
           runs: yield* listRuns(),
           instances: yield* listInstances()
         }
@@ -103,11 +107,29 @@ describe("launch", () => {
     expect(message(outcomes.badEnv)).toBe('env: "1X" is not a variable name (letters, digits and _, not starting with a digit)')
     expect(message(outcomes.emptyCommand)).toBe("command must not be empty")
     expect(message(outcomes.relativeWorkdir)).toBe("workdir must be an absolute path")
+    expect(message(outcomes.wordDuration)).toBe('maxDuration: "banana" is not a duration (give e.g. "30s", "5m", Duration.minutes(5) or a number of milliseconds)')
+    expect([tag(outcomes.badMinAge), message(outcomes.badMinAge)]).toEqual([
+      "InvalidScanOptions",
+      'minAge: "banana" is not a duration (give e.g. "30s", "5m", Duration.minutes(5) or a number of milliseconds)'
+    ])
     expect(message(outcomes.reservedEnv)).toBe(
       'env: SKYREPL_INSTANCE is set by SkyREPL itself and cannot be given (docs/configuration.md, "Set by SkyREPL, not by you")'
     )
     expect(outcomes.runs).toEqual([])
     expect(outcomes.instances).toEqual([])
+  })
+})
+
+describe("durations given in code", () => {
+  it("take the CLI's short form as well as Effect's: maxDuration 5m, minAge 0s", async () => {
+    const { run, report } = await runEngine(
+      Effect.gen(function* () {
+        const handle = yield* Effect.scoped(Effect.map(launch({ command: "true", maxDuration: "5m" }), (r) => r.id))
+        return { run: yield* getRun(handle), report: yield* scanOrphans({ minAge: "0s" }) }
+      })
+    )
+    expect(run.maxDurationMs).toBe(300_000)
+    expect(report.orphans).toEqual([])
   })
 })
 

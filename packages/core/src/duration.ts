@@ -37,3 +37,20 @@ export const DurationFromString = Schema.transformOrFail(Schema.String, Schema.D
     }),
   encode: (d) => ParseResult.succeed(formatDuration(d))
 })
+
+/** A duration in code: anything Effect's `Duration.decode` takes, or the short form `"5m"`. */
+export type DurationOption = Duration.DurationInput | `${number}${"ms" | "s" | "m" | "h"}`
+
+/**
+ * A duration given in code: anything Effect's `Duration.decode` takes (a `Duration`, a number of
+ * milliseconds, `"5 minutes"`) or the short form the CLI and the variables use (`"5m"`).
+ * `Left` is the reason, for an `InvalidLaunchOptions` or `InvalidScanOptions` naming the option.
+ */
+export const decodeDurationOption = (input: unknown): Either.Either<Duration.Duration, string> => {
+  if (typeof input === "string" && pattern.test(input.trim())) return parseDuration(input)
+  const decoded = Duration.decodeUnknown(input)
+  if (decoded._tag === "None") {
+    return Either.left(`${JSON.stringify(input) ?? String(input)} is not a duration (give e.g. "30s", "5m", Duration.minutes(5) or a number of milliseconds)`)
+  }
+  return Either.right(decoded.value)
+}

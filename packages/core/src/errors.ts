@@ -88,6 +88,11 @@ export class ClientDisposed extends Data.TaggedError("ClientDisposed")<{
   readonly message: string
 }> {}
 
+/** `scanOrphans` options that cannot be used (a `minAge` that is not a duration). */
+export class InvalidScanOptions extends Data.TaggedError("InvalidScanOptions")<{
+  readonly message: string
+}> {}
+
 export class InvalidLaunchOptions extends Data.TaggedError("InvalidLaunchOptions")<{
   readonly message: string
 }> {}
@@ -164,4 +169,4 @@ export type LaunchError =
 
 export type AttachError = RunNotFound | StoreError
 export type CancelError = RunNotFound | StoreError | ProviderError | IllegalTransition | UnknownProvider | HubError
-export type ScanError = StoreError | ProviderError | UnknownProvider | HubError
+export type ScanError = StoreError | ProviderError | UnknownProvider | HubError | InvalidScanOptions

@@ -10,6 +10,7 @@ import type { SessionHandlers } from "../hub/agent-hub.ts"
 import { formatInstanceName, newId, randomHex } from "../naming.ts"
 import { checkProviderConfiguration } from "../provider.ts"
 import { describeParseError } from "../parse-error.ts"
+import { decodeDurationOption, type DurationOption } from "../duration.ts"
 import { RUNTIME_COMPRESSES_FASTER } from "../output-encoding.ts"
 import { attachWith } from "./attach.ts"
 import { type CancelResult, cancelRun } from "./cancel.ts"
@@ -37,7 +38,7 @@ export interface LaunchOptions {
   /** A spot (preemptible) instance, for providers with `capabilities.spot`. */
   readonly spot?: boolean
   /** The run is killed and ends `timed_out` after this long; the instance is then terminated. */
-  readonly maxDuration?: Duration.DurationInput
+  readonly maxDuration?: DurationOption
   readonly onProgress?: (event: LaunchProgress) => void
 }
 
@@ -108,11 +109,12 @@ export const validateLaunchOptions = (options: LaunchOptions) =>
     }
     let maxDurationMs: number | null = null
     if (options.maxDuration !== undefined) {
-      const d = Duration.decodeUnknown(options.maxDuration)
-      if (Option.isNone(d) || !Duration.isFinite(d.value) || Duration.toMillis(d.value) <= 0) {
+      const d = decodeDurationOption(options.maxDuration)
+      if (Either.isLeft(d)) return yield* new InvalidLaunchOptions({ message: `maxDuration: ${d.left}` })
+      if (!Duration.isFinite(d.right) || Duration.toMillis(d.right) <= 0) {
         return yield* new InvalidLaunchOptions({ message: "maxDuration must be a positive, finite duration" })
       }
-      maxDurationMs = Duration.toMillis(d.value)
+      maxDurationMs = Duration.toMillis(d.right)
     }
     return { ...decoded.right, maxDurationMs }
   })

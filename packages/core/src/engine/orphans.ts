@@ -1,6 +1,7 @@
 import { Duration, Effect, Either, Option } from "effect"
 import type { Instance } from "../domain/instance.ts"
-import type { ScanError } from "../errors.ts"
+import { InvalidScanOptions, type ScanError } from "../errors.ts"
+import { decodeDurationOption, type DurationOption } from "../duration.ts"
 import { instanceNameTime, parseInstanceName } from "../naming.ts"
 import type { ProviderInstance } from "../provider.ts"
 import { terminateInstance, withProviderRetry } from "./lifecycle.ts"
@@ -12,7 +13,7 @@ export interface ScanOptions {
   /** Terminate what is found (default false: a dry run that only lists). */
   readonly reap?: boolean
   /** Leave resources younger than this alone (default 10 minutes): a launch may be in flight. */
-  readonly minAge?: Duration.DurationInput
+  readonly minAge?: DurationOption
   /** Names never reaped. */
   readonly keep?: ReadonlyArray<string>
   /** Only resources whose name carries this store's control id (default false: all of them). */
@@ -75,7 +76,9 @@ export const scanWith = (engine: SkyReplService, options: ScanOptions = {}): Eff
   Effect.gen(function* () {
     const ids = options.providers ?? engine.providerIds
     const providers = yield* Effect.forEach(ids, (id) => engine.provider(id))
-    const minAgeMs = Duration.toMillis(Duration.decode(options.minAge ?? defaultMinAge))
+    const minAge = decodeDurationOption(options.minAge ?? defaultMinAge)
+    if (Either.isLeft(minAge)) return yield* new InvalidScanOptions({ message: `minAge: ${minAge.left}` })
+    const minAgeMs = Duration.toMillis(minAge.right)
     const keep = new Set(options.keep ?? [])
     const now = Date.now()
     const known = new Map((yield* engine.store.listInstances()).map((i) => [i.name, i] as const))
