@@ -343,6 +343,9 @@ describe("scoped termination", () => {
         config: { ...testSettings(home), ...overrides }
       })
       await expect(made).rejects.toMatchObject({ _op: "InvalidData", path: [setting], message: expect.stringContaining(message) })
+      // An Error whose message names the setting (a plain ConfigError printed as "[object Object]").
+      await expect(made).rejects.toBeInstanceOf(Error)
+      await expect(made).rejects.toMatchObject({ message: expect.stringMatching(new RegExp(`^${setting}: `)) })
       expect(existsSync(join(home, "state.db"))).toBe(false)
     }
   })

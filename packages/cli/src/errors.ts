@@ -1,3 +1,4 @@
+import { describeConfigError } from "@skyrepl/core"
 import { Cause, ConfigError, Data } from "effect"
 
 /** A flag's value that clipanion accepted as a string but the command cannot use. */
@@ -11,19 +12,6 @@ const tagOf = (error: unknown): string | null =>
 const messageOf = (error: unknown): string => {
   if (error instanceof Error) return error.message
   return String(error)
-}
-
-const describeConfigError = (error: ConfigError.ConfigError): string => {
-  switch (error._op) {
-    case "InvalidData":
-    case "MissingData":
-    case "SourceUnavailable":
-    case "Unsupported":
-      return `${error.path.join(".")}: ${error.message}`
-    case "And":
-    case "Or":
-      return describeConfigError(error.left)
-  }
 }
 
 /**

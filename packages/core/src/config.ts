@@ -138,3 +138,17 @@ export class SkyReplConfig extends Context.Tag("@skyrepl/core/SkyReplConfig")<Sk
       Effect.map(settingsFromEnv, (s) => ({ ...s, ...overrides }))
     )
 }
+
+/** A `ConfigError` as one line naming the setting, e.g. `SKYREPL_LEASE_TTL: invalid duration "30": …`. */
+export const describeConfigError = (error: ConfigError.ConfigError): string => {
+  switch (error._op) {
+    case "InvalidData":
+    case "MissingData":
+    case "SourceUnavailable":
+    case "Unsupported":
+      return `${error.path.join(".")}: ${error.message}`
+    case "And":
+    case "Or":
+      return describeConfigError(error.left)
+  }
+}

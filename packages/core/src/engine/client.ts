@@ -1,4 +1,5 @@
-import { Cause, Effect, Exit, Fiber, type Layer, ManagedRuntime, Scope, Stream } from "effect"
+import { Cause, ConfigError, Effect, Exit, Fiber, type Layer, ManagedRuntime, Scope, Stream } from "effect"
+import { describeConfigError } from "../config.ts"
 import { ClientDisposed } from "../errors.ts"
 import type { Allocation } from "../domain/allocation.ts"
 import type { Instance } from "../domain/instance.ts"
@@ -38,6 +39,14 @@ export interface SkyReplClient extends AsyncDisposable {
   /** Terminates every instance this client launched and stops the engine. Idempotent. */
   readonly dispose: () => Promise<void>
 }
+
+/**
+ * What a rejection carries. A `ConfigError` is not an `Error`, and its message leaves out the
+ * setting (Node then prints "[object Object]" for it): it is thrown as an `Error` whose message
+ * names the setting, with the `ConfigError`'s own fields (`_op`, `path`) kept for matching.
+ */
+const thrown = (error: unknown): unknown =>
+  ConfigError.isConfigError(error) ? Object.assign(new Error(), error, { name: "ConfigError", message: describeConfigError(error) }) : error
 
 /**
  * The disposers of the clients not yet disposed in this process, for `onTerminatingSignal`.
@@ -83,7 +92,7 @@ export const makeClient = async <E>(layer: Layer.Layer<SkyRepl, E>): Promise<Sky
     if (disposed !== null) throw afterDispose()
     const exit = await runtime.runPromiseExit(effect)
     if (Exit.isSuccess(exit)) return exit.value
-    throw Cause.squash(exit.cause)
+    throw thrown(Cause.squash(exit.cause))
   }
   // Build now, so a bad store path or provider fails here rather than at the first launch.
   await run(Effect.void)
