@@ -272,6 +272,7 @@ describe("bad input", () => {
       [{ SKYREPL_LEASE_TTL: "0s" }, "repl: configuration: SKYREPL_LEASE_TTL: must be longer than 0"],
       [{ SKYREPL_DEADMAN_TIMEOUT: "300ms" }, "repl: configuration: SKYREPL_DEADMAN_TIMEOUT: must be at least twice the heartbeat interval (250ms), or one late heartbeat ends a healthy run"],
       [{ SKYREPL_HOME: "" }, "repl: configuration: SKYREPL_HOME: must not be empty"],
+      [{ SKYREPL_HUB_HOST: "999.1.1.1" }, 'repl: configuration: SKYREPL_HUB_HOST: "999.1.1.1" is not an IP address or a host name to listen on (e.g. 127.0.0.1, 0.0.0.0, ::)'],
       // A provider's own variable: the launch is refused before anything is recorded.
       [{ SKYREPL_FORK_SERVER: "bogus" }, 'repl: SKYREPL_FORK_SERVER: "bogus" is not one of auto, always, never']
     ]
@@ -280,6 +281,11 @@ describe("bad input", () => {
       expect([result.exitCode, lines(result.stderr)]).toEqual([2, [line]])
       expect(readdirSync(home)).toEqual([])
     }
+  })
+
+  it("an agent endpoint on an IPv6 address is one the agent can call (its URL brackets the address)", async () => {
+    const result = await run(["run", "-c", "echo ok"], { SKYREPL_HUB_HOST: "::1" })
+    expect([result.exitCode, result.stdout]).toEqual([0, "ok"])
   })
 
   it("SKYREPL_DEBUG=1 puts the full cause after the one-line error", async () => {

@@ -1,4 +1,5 @@
 import { Config, ConfigError, Context, Duration, Effect, Either, Layer, Option } from "effect"
+import { isIP } from "node:net"
 import { homedir } from "node:os"
 import { join, resolve } from "node:path"
 import { formatDuration, parseDuration } from "./duration.ts"
@@ -61,6 +62,15 @@ const variables: { readonly [K in keyof SkyReplSettings]: string } = {
   defaultProvider: "SKYREPL_PROVIDER"
 }
 
+const hostName = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/
+
+/**
+ * What the agent endpoint can be told to listen on: an IP address, or a host name. Digits and
+ * dots alone are an IPv4 address or nothing (`999.1.1.1` is not a name to look up).
+ */
+const isHostAddress = (host: string): boolean =>
+  isIP(host) !== 0 || (!/^[\d.]+$/.test(host) && hostName.test(host))
+
 /**
  * Settings that parse but cannot run an engine, one problem per setting. A zero lease makes the
  * reaper repeat with no pause at all, starving everything else in the process (signals
@@ -74,6 +84,9 @@ export const settingsProblems = (
   if (settings.home.trim() === "") problems.push({ setting: "home", message: "must not be empty" })
   for (const setting of ["leaseTtl", "heartbeatInterval", "deadmanTimeout", "bootTimeout"] as const) {
     if (!Duration.greaterThan(settings[setting], Duration.zero)) problems.push({ setting, message: "must be longer than 0" })
+  }
+  if (!isHostAddress(settings.hubHost)) {
+    problems.push({ setting: "hubHost", message: `"${settings.hubHost}" is not an IP address or a host name to listen on (e.g. 127.0.0.1, 0.0.0.0, ::)` })
   }
   const heartbeatMs = Duration.toMillis(settings.heartbeatInterval)
   if (heartbeatMs > 0 && Duration.toMillis(settings.deadmanTimeout) < 2 * heartbeatMs) {

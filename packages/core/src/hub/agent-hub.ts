@@ -326,7 +326,9 @@ export const makeAgentHub = (options: HubOptions): Effect.Effect<AgentHub, HubEr
       })
     )
 
-    const url = options.publicUrl ?? `http://${listening.address}:${listening.port}`
+    // An IPv6 address goes in brackets in a URL (RFC 3986): http://[::1]:8080.
+    const host = listening.address.includes(":") ? `[${listening.address}]` : listening.address
+    const url = options.publicUrl ?? `http://${host}:${listening.port}`
 
     const open: AgentHub["open"] = (instanceName, token, handlers, sessionOptions = {}) =>
       Effect.gen(function* () {
