@@ -346,12 +346,20 @@ export const launchWith = (
         Effect.as(true)
       )
       // An instance that ends before its agent registers (an interpreter that cannot start, a
-      // VM that powers off) will never register: asked after every heartbeat interval, the
-      // provider says so long before the boot timeout.
+      // VM that powers off) will never register: the provider says so long before the boot
+      // timeout. It is asked after a pause, and must say "gone" twice in a row: just after a
+      // spawn an instance may not show yet (a forked sandbox writes its markers after the fork).
       const bootedRef = { name, providerRef: spawned.providerRef, region: spawned.region }
-      const endedBooting = provider.describe(bootedRef).pipe(
-        Effect.orElseSucceed(() => "running" as const),
-        Effect.repeat({ schedule: Schedule.spaced(settings.heartbeatInterval), until: (state) => state === "gone" }),
+      const bootCheck = Duration.max(settings.heartbeatInterval, Duration.seconds(1))
+      const goneNow = Effect.zipRight(
+        Effect.sleep(bootCheck),
+        provider.describe(bootedRef).pipe(
+          Effect.map((state) => state === "gone"),
+          Effect.orElseSucceed(() => false)
+        )
+      )
+      const endedBooting = Effect.zip(goneNow, goneNow).pipe(
+        Effect.repeat({ until: ([before, now]) => before && now }),
         Effect.zipRight(
           Effect.fail(
             new AgentError({
