@@ -342,6 +342,12 @@ describe("listings", () => {
 
     const allocations = JSON.parse((await run(["allocation", "list", "--json"])).stdout) as Array<{ runId: string; state: string }>
     expect(allocations).toEqual([expect.objectContaining({ runId: exitEvent.runId, state: "released" })])
+
+    // A run that did not end by itself: attach says how it ended, as repl run did.
+    const timedOut = await run(["run", "-c", "sleep 600", "--max-duration", "1s", "--json"])
+    const timedOutId = (JSON.parse(lines(timedOut.stdout).at(-1) ?? "{}") as { runId: string }).runId
+    const late = await run(["run", "attach", timedOutId])
+    expect([late.exitCode, lines(late.stderr)]).toEqual([124, [`repl: run ${timedOutId} exceeded --max-duration and was stopped`]])
   })
 
   it("--version and --help", async () => {

@@ -36,6 +36,14 @@ export const exitStatusOf = (result: RunResult): number => {
   }
 }
 
+/** What `repl run` and `repl run attach` say on stderr of a run that did not end by itself. */
+export const endLine = (result: RunResult): string | null => {
+  if (result.state === "timed_out") return `repl: run ${result.runId} exceeded --max-duration and was stopped\n`
+  if (result.state === "failed" && result.exitCode === null && result.error !== null) return `repl: run ${result.runId} failed: ${result.error}\n`
+  if (result.state === "cancelled") return `repl: run ${result.runId} was cancelled\n`
+  return null
+}
+
 interface RunFlags {
   readonly env: Record<string, string>
   readonly maxDuration: Duration.Duration | undefined
@@ -129,12 +137,9 @@ export class RunCommand extends SkyReplCommand<RunFlags> {
       if (this.json) {
         for (const line of json.flush()) stdout.write(line)
         stdout.write(JSON.stringify({ type: "exit", instance: run.instance.name, ...result }) + "\n")
-      } else if (result.state === "timed_out") {
-        stderr.write(`repl: run ${run.id} exceeded --max-duration and was stopped\n`)
-      } else if (result.state === "failed" && result.exitCode === null && result.error !== null) {
-        stderr.write(`repl: run ${run.id} failed: ${result.error}\n`)
-      } else if (result.state === "cancelled") {
-        stderr.write(`repl: run ${run.id} was cancelled\n`)
+      } else {
+        const line = endLine(result)
+        if (line !== null) stderr.write(line)
       }
       return exitStatusOf(result)
     })

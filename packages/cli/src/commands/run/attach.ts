@@ -4,7 +4,7 @@ import { Effect, Stream } from "effect"
 import { type Checked, SkyReplCommand } from "../../base-command.ts"
 import type { UsageFailure } from "../../errors.ts"
 import { parseCount } from "../../options.ts"
-import { exitStatusOf } from "../run.ts"
+import { endLine, exitStatusOf } from "../run.ts"
 import { jsonOutput } from "../../json-output.ts"
 
 interface AttachFlags {
@@ -57,7 +57,16 @@ export class RunAttachCommand extends SkyReplCommand<AttachFlags> {
       if (this.json) for (const line of json.flush()) stdout.write(line)
       const run = yield* getRun(this.runId)
       if (this.noFollow && !["succeeded", "failed", "cancelled", "timed_out"].includes(run.state)) return 0
-      return exitStatusOf({ runId: run.id, state: run.state === "succeeded" || run.state === "cancelled" || run.state === "timed_out" ? run.state : "failed", exitCode: run.exitCode, signal: run.signal, error: run.error })
+      const result = {
+        runId: run.id,
+        state: run.state === "succeeded" || run.state === "cancelled" || run.state === "timed_out" ? run.state : ("failed" as const),
+        exitCode: run.exitCode,
+        signal: run.signal,
+        error: run.error
+      }
+      const line = this.json ? null : endLine(result)
+      if (line !== null) stderr.write(line)
+      return exitStatusOf(result)
     })
   }
 }
