@@ -8,7 +8,7 @@ const explainOutcome: Record<string, string> = {
   "already-finished": "had already finished",
   cancelled: "cancelled",
   "cancelled-by-owner": "cancelled by the process that started it",
-  "terminated-directly": "cancelled; its owner was gone, so its instance was terminated from here"
+  "terminated-directly": "cancelled; its owner did not answer (gone, or stopped), so its instance was terminated from here"
 }
 
 export class RunCancelCommand extends SkyReplCommand {
