@@ -760,10 +760,16 @@ export const makeScoped = (options: SqliteStoreOptions): Effect.Effect<StoreServ
       sql
     )
   }).pipe(
-    Effect.mapError((error) =>
-      !isMemory(options.filename) && /^SQLITE_(NOTADB|CORRUPT)/.test(driverCode(error) ?? "") ? damaged(options.filename, error) : error
-    )
+    Effect.mapError((error) => {
+      if (isMemory(options.filename)) return error
+      if (/^SQLITE_(NOTADB|CORRUPT)/.test(driverCode(error) ?? "")) return damaged(options.filename, error)
+      // A full disk, a read-only or missing directory: the file is named, as SQLite does not.
+      return error.reason === "io" && !error.message.includes(options.filename) ? withFile(options.filename, error) : error
+    })
   )
+
+const withFile = (filename: string, error: StoreError): StoreError =>
+  new StoreError({ operation: error.operation, reason: error.reason, message: `${error.message} (${filename})`, cause: error })
 
 /**
  * A file SQLite cannot read as a database says what to do about it: nothing else in the state

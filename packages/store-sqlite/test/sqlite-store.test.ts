@@ -476,6 +476,15 @@ describe("SqliteStore on SQLite", () => {
       })
     )
 
+    it.effect("a file SQLite cannot open (here: a directory) fails with reason io and a message naming it", () =>
+      Effect.gen(function* () {
+        const filename = join(freshHome(), "state.db")
+        mkdirSync(filename)
+        const error = yield* storeErrorOf(withStore(filename, () => Effect.void))
+        expect(Option.map(error, (e) => [e.reason, e.message.endsWith(`(${filename})`)])).toEqual(Option.some(["io", true]))
+      })
+    )
+
     it.effect("a home that cannot be created fails to open with reason io", () =>
       Effect.gen(function* () {
         const blocker = join(freshHome(), "a-file")
