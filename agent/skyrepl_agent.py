@@ -585,6 +585,51 @@ def group_alive(pgid):
     return False
 
 
+INSTANCE_MARKER = b"SKYREPL_INSTANCE"
+
+
+def kill_marked(log):
+    """SIGKILLs every other process that carries this agent's instance marker.
+
+    A run's process group is not all of it: a member that left with setsid or a double fork
+    escapes killpg. The local provider marks every process of a sandbox with SKYREPL_INSTANCE,
+    and in a sandbox without a pid namespace (`process`) nothing else ends what escaped when no
+    controller is left to terminate the instance (the dead-man switch). Without the marker, or
+    without a /proc of this namespace, there is nothing to find.
+    """
+    if not _proc_matches_namespace():
+        return
+    # As /proc shows it, which is what the provider's scans read (a forked sandbox writes its
+    # variables there, over the fork server's).
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            mine = f.read().split(b"\0")
+    except OSError:
+        return
+    wanted = next((entry for entry in mine if entry.startswith(INSTANCE_MARKER + b"=")), None)
+    if wanted is None or wanted == INSTANCE_MARKER + b"=":
+        return
+    me = _os.getpid()
+    try:
+        names = _os.listdir("/proc")
+    except OSError:
+        return
+    for name in names:
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            with open("/proc/%s/environ" % name, "rb") as f:
+                entries = f.read().split(b"\0")
+        except OSError:
+            continue
+        if wanted in entries:
+            try:
+                _os.kill(int(name), _signal.SIGKILL)
+                log("killed process %s, marked as this instance's, outside the runs' groups" % name)
+            except OSError:
+                pass
+
+
 # Signals Python ignores in itself that a child must get back at their default (subprocess's
 # restore_signals): `yes | head` in a run must end by SIGPIPE.
 _RESTORED_SIGNALS = tuple(getattr(_signal, n) for n in ("SIGPIPE", "SIGXFZ", "SIGXFSZ") if hasattr(_signal, n))
@@ -1914,6 +1959,8 @@ class Agent(object):
             for run in runs:
                 if run.pgid is not None:
                     signal_group(run.pgid, _signal.SIGKILL)
+            if kind in ("deadman", "shutdown"):
+                kill_marked(self.log)
             for run in runs:
                 run.exited_event.wait(max(0.0, deadline + 1.0 - time.monotonic()))
             if kind == "shutdown":

@@ -31,8 +31,8 @@ const run = (args: ReadonlyArray<string>, extra: Record<string, string> = {}) =>
   execa(repl, args, { env: env(extra), reject: false, timeout: 60_000, stdin: "ignore" })
 
 /** Starts `repl run -c CMD --progress` and resolves with the instance name once it runs. */
-const startRun = (command: string, extra: Record<string, string> = {}) => {
-  const child = execa(repl, ["run", "-c", command, "--progress"], { env: env(extra), reject: false, stdin: "ignore", buffer: true })
+const startRun = (command: string, extra: Record<string, string> = {}, args: ReadonlyArray<string> = []) => {
+  const child = execa(repl, ["run", "-c", command, "--progress", ...args], { env: env(extra), reject: false, stdin: "ignore", buffer: true })
   started.push(child)
   const name = new Promise<string>((resolve, reject) => {
     let err = ""
@@ -155,6 +155,15 @@ describe("repl run", () => {
     expect(result.exitCode).toBe(130)
     expect(lines(result.stderr).at(-1)).toBe("repl: interrupted; the instance was terminated")
     expect(await processesOf(instance)).toEqual([])
+  })
+
+  it("with repl killed outright, the dead-man switch of a process sandbox also ends what left the run's group (setsid)", async () => {
+    const { child, name } = startRun("setsid sleep 1111 & echo hi; sleep 600", { SKYREPL_DEADMAN_TIMEOUT: "2s" }, ["--spec", "process"])
+    const instance = await name
+    await eventually("the detached sleep runs", async () => (await processesOf(instance)).length >= 3)
+    child.kill("SIGKILL")
+    // No repl runs again here before the check: only the agent can end them.
+    await eventually(`${instance} gone`, async () => (await processesOf(instance)).length === 0, 20_000)
   })
 
   it("Ctrl-C pressed twice still ends the instance: the second only says it is being ended", async () => {
