@@ -79,6 +79,8 @@ describe("launch", () => {
         const emptyCommand = yield* Effect.exit(Effect.scoped(launch({ command: "" })))
         const relativeWorkdir = yield* Effect.exit(Effect.scoped(launch({ command: "echo", workdir: "tmp" })))
         const reservedEnv = yield* Effect.exit(Effect.scoped(launch({ command: "echo", env: { SKYREPL_INSTANCE: "x" } })))
+        const hugeCommand = yield* Effect.exit(Effect.scoped(launch({ command: `echo ${"x".repeat(200_000)}` })))
+        const nulEnv = yield* Effect.exit(Effect.scoped(launch({ command: "echo", env: { A: "a\0b" } })))
         const wordDuration = yield* Effect.exit(Effect.scoped(launch({ command: "echo", maxDuration: "banana" as Duration.DurationInput })))
         const badMinAge = yield* Effect.exit(scanOrphans({ minAge: "banana" as Duration.DurationInput }))
         return {
@@ -91,6 +93,8 @@ describe("launch", () => {
           reservedEnv,
           wordDuration,
           badMinAge,
+          hugeCommand,
+          nulEnv,
           runs: yield* listRuns(),
           instances: yield* listInstances()
         }
@@ -107,6 +111,8 @@ describe("launch", () => {
     expect(message(outcomes.badEnv)).toBe('env: "1X" is not a variable name (letters, digits and _, not starting with a digit)')
     expect(message(outcomes.emptyCommand)).toBe("command must not be empty")
     expect(message(outcomes.relativeWorkdir)).toBe("workdir must be an absolute path")
+    expect(message(outcomes.hugeCommand)).toBe("command is 200005 bytes; Linux passes at most 131071 bytes in one argument or variable")
+    expect(message(outcomes.nulEnv)).toBe("env: A holds a NUL byte, which no process can be given")
     expect(message(outcomes.wordDuration)).toBe('maxDuration: "banana" is not a duration (give e.g. "30s", "5m", Duration.minutes(5) or a number of milliseconds)')
     expect([tag(outcomes.badMinAge), message(outcomes.badMinAge)]).toEqual([
       "InvalidScanOptions",

@@ -73,18 +73,40 @@ const RESERVED_VARIABLES: ReadonlySet<string> = new Set([
  * The names are checked on the record rather than as its key schema: a key that fails its
  * schema is reported only as "unexpected", without the refinement's message.
  */
+/**
+ * Linux refuses (E2BIG) any one argument or variable of 128 KiB or more (MAX_ARG_STRLEN, its
+ * terminating NUL included), and every instance runs the command on Linux (`sh -c COMMAND`).
+ * A NUL cannot be passed at all. Refused here, such a run would start an instance only to fail
+ * with exit 127 and the reason buried in its output.
+ */
+const MAX_ARG_BYTES = 128 * 1024 - 1
+const passable = (what: string, text: string): string | null => {
+  if (text.includes("\0")) return `${what} holds a NUL byte, which no process can be given`
+  const bytes = Buffer.byteLength(text, "utf8")
+  return bytes > MAX_ARG_BYTES ? `${what} is ${bytes} bytes; Linux passes at most ${MAX_ARG_BYTES} bytes in one argument or variable` : null
+}
+
+const Command = Schema.String.pipe(
+  Schema.nonEmptyString({ message: () => "command must not be empty" }),
+  Schema.filter((command) => passable("command", command) ?? true)
+)
+
 const Env = Schema.Record({ key: Schema.String, value: Schema.String }).pipe(
   Schema.filter((env) => {
     const names = Object.keys(env)
     const bad = names.find((name) => !envName.test(name))
     if (bad !== undefined) return `${JSON.stringify(bad)} is not a variable name (letters, digits and _, not starting with a digit)`
+    for (const name of names) {
+      const problem = passable(name, `${name}=${env[name]}`)
+      if (problem !== null) return problem
+    }
     const reserved = names.find((name) => RESERVED_VARIABLES.has(name))
     return reserved === undefined || `${reserved} is set by SkyREPL itself and cannot be given (docs/configuration.md, "Set by SkyREPL, not by you")`
   })
 )
 
 const ValidOptions = Schema.Struct({
-  command: Schema.String.pipe(Schema.nonEmptyString({ message: () => "command must not be empty" })),
+  command: Command,
   provider: Schema.optional(Schema.String.pipe(Schema.nonEmptyString({ message: () => "provider must not be empty" }))),
   spec: Schema.optional(Schema.String),
   env: Schema.optional(Env),
