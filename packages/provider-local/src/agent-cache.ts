@@ -20,8 +20,11 @@ export interface AgentCache {
   readonly pathFor: (script: string, python: string) => string
 }
 
+// The compile outlives the process that started it (it is detached, so a short CLI command does
+// not wait for it); the alarm bounds it on its own: compiling the agent takes well under a second.
 const compileScript =
-  "import os, py_compile, sys\n" +
+  "import os, py_compile, signal, sys\n" +
+  "signal.alarm(60)\n" +
   "py_compile.compile(sys.argv[1], cfile=sys.argv[2], doraise=True)\n" +
   "os.replace(sys.argv[2], sys.argv[3])\n"
 
