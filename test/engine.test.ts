@@ -298,7 +298,7 @@ describe("scoped termination", () => {
   })
 
   it.each(["SIGINT", "SIGTERM", "SIGHUP"] as const)("a Promise-client script killed by %s ends its instances, then dies of the signal", async (signal) => {
-    const child = execa(bunBin, [join(import.meta.dirname, "fixtures", "killed-by-signal.ts"), home], { reject: false, buffer: false })
+    const child = execa(bunBin, [join(import.meta.dirname, "fixtures", "client-script.ts"), home, "wait"], { reject: false, buffer: false })
     const line = await new Promise<string>((resolve, reject) => {
       child.stdout?.once("data", (data: Buffer) => resolve(data.toString("utf8")))
       child.once("exit", () => reject(new Error("the script ended before launching")))
@@ -314,7 +314,7 @@ describe("scoped termination", () => {
   })
 
   it("a script with a SIGTERM listener of its own decides what SIGTERM does: the client leaves it alone", async () => {
-    const child = execa(bunBin, [join(import.meta.dirname, "fixtures", "killed-by-signal.ts"), home, "--own-handler"], { reject: false, buffer: false })
+    const child = execa(bunBin, [join(import.meta.dirname, "fixtures", "client-script.ts"), home, "wait-handled"], { reject: false, buffer: false })
     const { name } = JSON.parse(
       await new Promise<string>((resolve) => child.stdout?.once("data", (data: Buffer) => resolve(data.toString("utf8"))))
     ) as { name: string }
@@ -330,7 +330,7 @@ describe("scoped termination", () => {
   })
 
   it("a Promise-client process that exits abruptly ends its instances on the way out", async () => {
-    const child = await execa(bunBin, [join(import.meta.dirname, "fixtures", "exit-abruptly.ts"), home], { reject: false })
+    const child = await execa(bunBin, [join(import.meta.dirname, "fixtures", "client-script.ts"), home, "exit"], { reject: false })
     expect(child.exitCode).toBe(0)
     const { name } = JSON.parse(child.stdout) as { name: string }
     expect(await processesOf(name)).toEqual([])
