@@ -70,10 +70,6 @@ const RESERVED_VARIABLES: ReadonlySet<string> = new Set([
 ])
 
 /**
- * The names are checked on the record rather than as its key schema: a key that fails its
- * schema is reported only as "unexpected", without the refinement's message.
- */
-/**
  * Linux refuses (E2BIG) any one argument or variable of 128 KiB or more (MAX_ARG_STRLEN, its
  * terminating NUL included), and every instance runs the command on Linux (`sh -c COMMAND`).
  * A NUL cannot be passed at all. Refused here, such a run would start an instance only to fail
@@ -91,6 +87,10 @@ const Command = Schema.String.pipe(
   Schema.filter((command) => passable("command", command) ?? true)
 )
 
+/**
+ * The names are checked on the record rather than as its key schema: a key that fails its
+ * schema is reported only as "unexpected", without the refinement's message.
+ */
 const Env = Schema.Record({ key: Schema.String, value: Schema.String }).pipe(
   Schema.filter((env) => {
     const names = Object.keys(env)
