@@ -226,20 +226,15 @@ export const makeForkServer = (
       setRef(running.child.stdout, true)
       // `ID JSON`: the server reads the id and leaves the JSON, which holds the token, to the fork.
       stdin.write(`${id} ${JSON.stringify(request)}\n`)
-      return yield* Deferred.await(answer).pipe(
-        Effect.timeoutOption(answerTimeout),
-        Effect.flatMap((answered) => {
-          if (answered._tag === "Some") return Effect.succeed(answered.value)
-          // Every request it holds fails now, and SIGKILL ends it even if it is stopped.
-          return Effect.zipRight(
-            Effect.sync(() => {
-              stop(running, ended(`did not answer within ${Duration.format(Duration.decode(answerTimeout))}; killed`))
-              running.child.kill("SIGKILL")
-            }),
-            Deferred.await(answer)
-          )
-        })
-      )
+      // A plain timer, not Effect's timeout, which forks a fiber per request (on every launch's
+      // path). At the limit every request the server holds fails, and SIGKILL ends it even if
+      // it is stopped.
+      const limit = setTimeout(() => {
+        stop(running, ended(`did not answer within ${Duration.format(Duration.decode(answerTimeout))}; killed`))
+        running.child.kill("SIGKILL")
+      }, Duration.toMillis(Duration.decode(answerTimeout)))
+      limit.unref()
+      return yield* Deferred.await(answer).pipe(Effect.ensuring(Effect.sync(() => clearTimeout(limit))))
     })
   }
 
