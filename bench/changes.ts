@@ -100,11 +100,22 @@ than a focused fix, so it is left for a decision.
   look-up of live instances reads every instance row (about 3 ms a pass with 10,000 finished
   runs); an index on \`state\` made that 0.6 ms, but every state transition then also writes the
   index (53 → 69 µs a transition over five alternations), which B5 cannot afford; not kept.
-- **B3, p99 ≤ 1 s for 200 launches at once: still missed.** In the run above p99 is 2.01 s
-  (0.99× its CPU floor), and the call's own latency (\`launch\` returning) 1.21 s at p99; this
-  round's other full run: 1.86 s. The previous round's committed run: 2.17 s and 1.34 s; before
-  the fork server: 2.75 s. The machine's CPU per launch during the burst was 25.4 ms above
-  (25.6 in the other run), of which 13.0 ms in the controller's process.
+- **This round's run (above) was on a slower machine.** Pure CPU ran at about 0.6× of the
+  previous round's committed run: \`SELECT 1\` on the store's connection at 158,000/s on Bun and
+  85,000/s on Node (268,000 and 159,000 then), B3's sequential launch at 26.7 ms (20.2 then), the
+  pipe at 637 MiB/s (1,483 then). The load average was low (1.4 at the start); another machine
+  on the same host is the likely cause. Every figure moved with it; the verdicts below say which
+  ones it changed.
+- **B3, p99 ≤ 1 s for 200 launches at once: still missed.** In the run above p99 is 2.40 s
+  (0.90× its CPU floor, which the slower machine raised to 2.67 s), and the call's own latency
+  (\`launch\` returning) 1.34 s at p99. The previous round's committed run: 2.01 s and 1.21 s, with
+  a floor of 2.03 s; before the fork server: 2.75 s. The controller's JavaScript thread used
+  10.1 ms per launch (7.4 then), the machine 30.5 ms (25.4 then): the same work on a slower CPU.
+  This round's changes on a launch's path (the boot check below, the fork server's answer time
+  limit) were kept off the hot path: the boot check sleeps a heartbeat interval before its first
+  question (at least 1 s), so a launch that registers within that asks the provider nothing, and
+  the fork server's time limit is a plain timer, not a fiber. B1, on the same code, was 1.15×
+  and 1.11× (1.15× and 1.03× in the previous round's run).
   - **The controller's one thread alone is past 1 s (new row).** B3 now reports the CPU of the
     controller's JavaScript thread over the burst (its schedstat): 7.4 ms per launch above, 1.48
     s for the 200 (7.8 ms, 1.56 s, in the other run). That thread does every launch's controller
@@ -152,11 +163,24 @@ than a focused fix, so it is left for a decision.
     \`setns\`es back): 2.1–2.35 against 3.05–3.4 ms of CPU per sandbox in a micro-benchmark of the
     two ways of forking, about 1 ms of B3's 30 per launch, for a second sandbox shape in every
     scan and terminate. Nothing failed and nothing was left.
-- **B4, attach ≥ 50 % of a pipe: missed in both of this round's full runs (0.46× above: 684
-  MiB/s against a 1,483 MiB/s pipe; 0.48×, 706 against 1,484, in the other), met in the previous
-  round's (0.75×: 653 against 874; 0.52×: against 1,258).** Attach itself was faster than in any
-  earlier committed run; the pipe it is measured against ran 1.2–1.7× faster than in the last
-  round's. No change this round touches attach; a CPU profile of the controller during three
+- **B4, attach ≥ 50 % of a pipe: met in the run above (0.76×: 486 MiB/s against a 637 MiB/s
+  pipe), because the pipe was slow; missed in both of the previous round's full runs (0.46×: 684
+  against 1,483; 0.48×: 706 against 1,484).** On this round's machine, a B4-only run gave 0.51×
+  (496 against 964). Profiled again this round, with the controller's thread timed from its
+  schedstat over 512 MiB transfers: it ran about 87 % of the time and waited for a core the
+  other 13 %, so it is the bound. Per 4 MiB upload: compressing about 1.35 ms (timed in place:
+  twice a cache-warm micro-benchmark's 0.66 ms), storing about 0.75 ms (0.3 ms for the same
+  append alone), receiving the body about 1.7 ms (Bun.serve's \`arrayBuffer()\` alone from a
+  Python client: the kernel's copy, Bun's buffer and page faults of a fresh 4 MiB), the rest
+  Effect, the reader's hand-over and garbage collection. Skipping the store altogether, as a
+  measurement only, cut the thread's time by about a third: no one step is most of it.
+  Tried and not kept, alternating in the same process: uploads of 1, 2 and 16 MiB (4 MiB was
+  the best), three uploads in flight instead of two (no change), \`Bun.gzipSync\` instead of
+  node:zlib's (no change), and libdeflate (about 9× slower on B4's zeros than zlib's level 1).
+  What would lift it is moving the compressing and storing off that thread, to a worker with a
+  connection of its own (the 4 MiB transferred, not copied); with both cores already about
+  nine-tenths busy (agent, \`head\`, controller), the most that could gain is the idle tenth.
+  Before this round: a CPU profile of the controller during three
   512 MiB transfers put Bun's zlib compressing the uploads at about a fifth of its thread and
   SQLite at about a sixth, the rest spread over Effect and the HTTP body. Two rounds ago the last two rows of the table took attach from about 586 MiB/s to
   about 780–900 MiB/s in alternating transfers: a local sandbox's agent uploads as written and
@@ -200,7 +224,13 @@ than a focused fix, so it is left for a decision.
   page faults for that memory) are already more than half of what is left. Also tried: uploads
   of up to 16 MiB (fewer requests per byte): no faster, so the cap stays at 4 MiB. In the run
   above: 0.41× (455 MiB/s against a 1,115 MiB/s pipe; 0.38× in the previous round's run).
-- **B5, 20,000 transitions/s: met on both in the run above** (32,079/s on Bun, 31,137/s on
+- **B5, 20,000 transitions/s: met on Bun, missed on Node in the run above** (20,204/s and
+  15,022/s; the previous round's committed run: 34,186/s and 29,192/s). The machine, not the
+  code: \`SELECT 1\` on the same connection ran at 0.6× (see the first point), no change this
+  round touches a transition, and B5 run right after on the previous round's store and core code
+  (beb2584's packages/core and packages/store-sqlite checked out in place) gave the same: 19,731/s
+  and 13,401/s, against 22,119/s and 15,088/s for this round's code in the run before it.
+- **B5 in the round before this one: met on both** (32,079/s on Bun, 31,137/s on
   Node; this round's other full run 22,817/s and 28,250/s, on a slow moment of the machine; the
   previous round's 33,827/s and 28,549/s). No change this round or the previous one touches a
   transition. Node has been the one near the line before: of the previous round's three full runs one gave 19,151/s (20,131 per second of the process's CPU, so
