@@ -1,3 +1,5 @@
+import { SqliteStore } from "@skyrepl/store-sqlite"
+import { Effect } from "effect"
 import { execa } from "execa"
 import { existsSync, readdirSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
@@ -177,6 +179,27 @@ describe("repl run", () => {
     const result = await child
     expect(result.exitCode).toBe(130)
     expect(result.stderr).toContain("repl: still ending the instance")
+    expect(await processesOf(instance)).toEqual([])
+  })
+
+  it("a repl run attach that reaps its run's instance (its owner killed) finishes the termination before it exits", async () => {
+    const short = { SKYREPL_LEASE_TTL: "3s" }
+    const { child, name } = startRun("while true; do echo tick; sleep 0.5; done", short)
+    const instance = await name
+    const [owned] = JSON.parse((await run(["run", "list", "--json"], short)).stdout) as Array<{ id: string }>
+    const attach = execa(repl, ["run", "attach", owned!.id], { env: env(short), reject: false, stdin: "ignore" })
+    await new Promise((resolve) => setTimeout(resolve, 1_000))
+    child.kill("SIGKILL")
+    const result = await attach
+    expect([result.exitCode, lines(result.stderr)]).toEqual([
+      1,
+      [`repl: run ${owned!.id} failed: the controller that owned this instance stopped renewing its lease`]
+    ])
+    // Read from the store itself: any repl command would reap again and finish what was left.
+    const instances = await Effect.runPromise(
+      Effect.scoped(Effect.flatMap(SqliteStore.makeScoped({ filename: join(home, "state.db") }), (store) => store.listInstances()))
+    )
+    expect(instances.map((i) => [i.name, i.state])).toEqual([[instance, "terminated"]])
     expect(await processesOf(instance)).toEqual([])
   })
 

@@ -237,9 +237,14 @@ export const reapExpired = (engine: SkyReplService): Effect.Effect<void> =>
     const claimed = [...new Map([...expired, ...orphaned].map((i) => [i.id, i] as const)).values()]
     yield* Effect.forEach(
       claimed.filter((i) => engine.providerIds.includes(i.provider)),
+      // Uninterruptible, as a launch's own termination is: a short-lived command (a
+      // `repl run attach` whose run this ends) would otherwise close its engine in the middle,
+      // leaving the record `terminating` for the next process to finish.
       (instance) =>
-        terminateInstance(engine, instance, "the controller that owned this instance stopped renewing its lease").pipe(
-          Effect.catchAll((error) => Effect.logWarning(`reaping ${instance.name} failed: ${error.message}`))
+        Effect.uninterruptible(
+          terminateInstance(engine, instance, "the controller that owned this instance stopped renewing its lease").pipe(
+            Effect.catchAll((error) => Effect.logWarning(`reaping ${instance.name} failed: ${error.message}`))
+          )
         ),
       { concurrency: 8, discard: true }
     )
