@@ -195,7 +195,7 @@ describe("repl run", () => {
       1,
       [`repl: run ${owned!.id} failed: the controller that owned this instance stopped renewing its lease`]
     ])
-    // Read from the store itself: any repl command would reap again and finish what was left.
+    // Read from the store itself, since every repl command would reap again and finish what was left.
     const instances = await Effect.runPromise(
       Effect.scoped(Effect.flatMap(SqliteStore.makeScoped({ filename: join(home, "state.db") }), (store) => store.listInstances()))
     )
