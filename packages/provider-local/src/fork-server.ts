@@ -119,6 +119,8 @@ export const makeForkServer = (
   mode: "auto" | "always",
   answerTimeout: Duration.DurationInput = FORK_ANSWER_TIMEOUT
 ): ForkServer => {
+  // Decoded once, not on every request.
+  const answerLimit = { ms: Duration.toMillis(Duration.decode(answerTimeout)), text: Duration.format(Duration.decode(answerTimeout)) }
   let spawns = 0
   let server: Running | null = null
   let nextId = 1
@@ -230,9 +232,9 @@ export const makeForkServer = (
       // path). At the limit every request the server holds fails, and SIGKILL ends it even if
       // it is stopped.
       const limit = setTimeout(() => {
-        stop(running, ended(`did not answer within ${Duration.format(Duration.decode(answerTimeout))}; killed`))
+        stop(running, ended(`did not answer within ${answerLimit.text}; killed`))
         running.child.kill("SIGKILL")
-      }, Duration.toMillis(Duration.decode(answerTimeout)))
+      }, answerLimit.ms)
       limit.unref()
       return yield* Deferred.await(answer).pipe(Effect.ensuring(Effect.sync(() => clearTimeout(limit))))
     })
