@@ -38,6 +38,8 @@ export type { ClientRun, SkyReplClient } from "./engine/client.ts"
 export type { LaunchOptions, LaunchProgress, RunHandle } from "./engine/launch.ts"
 export { validateLaunchOptions } from "./engine/launch.ts"
 export { defaultMinAge } from "./engine/orphans.ts"
+/** A run record as the result its handle gives: a run not yet ended counts as failed. */
+export { toResult as runResultOf } from "./engine/lifecycle.ts"
 export type { Orphan, OrphanReason, OrphanReport, ScanOptions } from "./engine/orphans.ts"
 export type { ControllerIdentity, RunResult, SkyReplService } from "./engine/service.ts"
 export { type LazyProvider, SkyRepl, type SkyReplLayerOptions } from "./engine/skyrepl.ts"

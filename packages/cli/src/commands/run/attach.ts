@@ -1,4 +1,4 @@
-import { attach, getRun, type SkyRepl } from "@skyrepl/core"
+import { attach, getRun, runResultOf, type SkyRepl } from "@skyrepl/core"
 import { Command, Option } from "clipanion"
 import { Effect, Stream } from "effect"
 import { type Checked, SkyReplCommand } from "../../base-command.ts"
@@ -57,13 +57,7 @@ export class RunAttachCommand extends SkyReplCommand<AttachFlags> {
       if (this.json) for (const line of json.flush()) stdout.write(line)
       const run = yield* getRun(this.runId)
       if (this.noFollow && !["succeeded", "failed", "cancelled", "timed_out"].includes(run.state)) return 0
-      const result = {
-        runId: run.id,
-        state: run.state === "succeeded" || run.state === "cancelled" || run.state === "timed_out" ? run.state : ("failed" as const),
-        exitCode: run.exitCode,
-        signal: run.signal,
-        error: run.error
-      }
+      const result = runResultOf(run)
       const line = this.json ? null : endLine(result)
       if (line !== null) stderr.write(line)
       return exitStatusOf(result)
