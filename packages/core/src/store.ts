@@ -27,6 +27,11 @@ export interface InstanceFilter {
   readonly ownerControllerId?: string
 }
 
+export interface AllocationFilter {
+  readonly states?: ReadonlyArray<AllocationState>
+  readonly instanceId?: string
+}
+
 export interface RunFilter {
   readonly states?: ReadonlyArray<RunState>
   readonly limit?: number
@@ -82,10 +87,11 @@ export interface StoreService {
     to: AllocationState,
     at: number
   ) => Effect.Effect<Allocation, StoreError | IllegalTransition>
-  readonly listAllocations: (filter?: { readonly states?: ReadonlyArray<AllocationState> }) => Effect.Effect<
-    ReadonlyArray<Allocation>,
-    StoreError
-  >
+  /**
+   * Oldest first. `states` keeps those in one of them (none: nothing); `instanceId` keeps one
+   * instance's, which a termination reads and must not cost a scan of every allocation ever made.
+   */
+  readonly listAllocations: (filter?: AllocationFilter) => Effect.Effect<ReadonlyArray<Allocation>, StoreError>
 
   readonly getRun: (id: string) => Effect.Effect<Option.Option<Run>, StoreError>
   readonly listRuns: (filter?: RunFilter) => Effect.Effect<ReadonlyArray<Run>, StoreError>

@@ -556,19 +556,21 @@ export const make = (options: MakeOptions): Effect.Effect<StoreService, StoreErr
     const listAllocations: StoreService["listAllocations"] = (filter = {}) =>
       operation("listAllocations")(
         Effect.suspend((): Effect.Effect<ReadonlyArray<Allocation>, Failure> => {
-          if (filter.states === undefined) {
-            return Effect.flatMap(
-              query(`SELECT ${allocationColumns} FROM allocations ORDER BY created_at, id`),
-              decodeAllocations
-            )
+          if (filter.states !== undefined && filter.states.length === 0) return Effect.succeed([])
+          const conditions: Array<string> = []
+          const params: Array<string> = []
+          if (filter.states !== undefined) {
+            conditions.push(`state IN (${bindSlots(filter.states.length)})`)
+            params.push(...filter.states)
           }
-          if (filter.states.length === 0) return Effect.succeed([])
+          // allocations_instance serves this one; state has no index (see migrations.ts).
+          if (filter.instanceId !== undefined) {
+            conditions.push("instance_id = ?")
+            params.push(filter.instanceId)
+          }
+          const where = conditions.length === 0 ? "" : ` WHERE ${conditions.join(" AND ")}`
           return Effect.flatMap(
-            query(
-              `SELECT ${allocationColumns} FROM allocations WHERE state IN (${bindSlots(filter.states.length)}) ` +
-                "ORDER BY created_at, id",
-              filter.states
-            ),
+            query(`SELECT ${allocationColumns} FROM allocations${where} ORDER BY created_at, id`, params),
             decodeAllocations
           )
         })

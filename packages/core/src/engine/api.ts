@@ -1,9 +1,9 @@
 import { Effect, Option, type Scope, Stream } from "effect"
-import type { Allocation, AllocationState } from "../domain/allocation.ts"
+import type { Allocation } from "../domain/allocation.ts"
 import type { Instance } from "../domain/instance.ts"
 import type { OutputChunk, Run } from "../domain/run.ts"
 import { type AttachError, type CancelError, type LaunchError, RunNotFound, type ScanError, type StoreError } from "../errors.ts"
-import type { InstanceFilter, RunFilter } from "../store.ts"
+import type { AllocationFilter, InstanceFilter, RunFilter } from "../store.ts"
 import { type AttachOptions, attachWith } from "./attach.ts"
 import { type CancelResult, cancelRun } from "./cancel.ts"
 import { type LaunchOptions, type RunHandle, launchWith } from "./launch.ts"
@@ -41,9 +41,7 @@ export const listRuns = (filter?: RunFilter): Effect.Effect<ReadonlyArray<Run>, 
 export const listInstances = (filter?: InstanceFilter): Effect.Effect<ReadonlyArray<Instance>, StoreError, SkyRepl> =>
   Effect.flatMap(SkyRepl, (engine) => engine.store.listInstances(filter))
 
-export const listAllocations = (filter?: {
-  readonly states?: ReadonlyArray<AllocationState>
-}): Effect.Effect<ReadonlyArray<Allocation>, StoreError, SkyRepl> =>
+export const listAllocations = (filter?: AllocationFilter): Effect.Effect<ReadonlyArray<Allocation>, StoreError, SkyRepl> =>
   Effect.flatMap(SkyRepl, (engine) => engine.store.listAllocations(filter))
 
 /** Snapshots a live instance, named directly or by a run on it. */

@@ -137,11 +137,9 @@ export const terminateInstance = (
         for (const run of runs) {
           if (!RunMachine.isTerminal(run.state)) yield* finishRun(engine, run.id, "failed", { error: why })
         }
-        const allocations = yield* engine.store.listAllocations({ states: ["active"] })
+        const allocations = yield* engine.store.listAllocations({ states: ["active"], instanceId: instance.id })
         for (const allocation of allocations) {
-          if (allocation.instanceId === instance.id) {
-            yield* engine.store.transitionAllocation(allocation.id, "released", Date.now()).pipe(Effect.catchTag("IllegalTransition", () => Effect.void))
-          }
+          yield* engine.store.transitionAllocation(allocation.id, "released", Date.now()).pipe(Effect.catchTag("IllegalTransition", () => Effect.void))
         }
         const fresh = Option.getOrElse(yield* engine.store.getInstance(instance.id), () => instance)
         if (fresh.state !== "terminating" && fresh.state !== "terminated") {

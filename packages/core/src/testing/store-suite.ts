@@ -473,6 +473,9 @@ export const storeSuite = (name: string, makeLayer: () => Layer.Layer<Store, unk
             expect(yield* store.listAllocations({ states: ["released"] })).toEqual([released])
             expect(yield* store.listAllocations({ states: ["active"] })).toEqual([second])
             expect(yield* store.listAllocations({ states: [] })).toEqual([])
+            expect(yield* store.listAllocations({ instanceId: two.instance.id })).toEqual([second])
+            expect(yield* store.listAllocations({ states: ["released"], instanceId: two.instance.id })).toEqual([])
+            expect(yield* store.listAllocations({ states: ["released"], instanceId: first.instanceId })).toEqual([released])
 
             yield* expectIllegal(store.transitionAllocation(first.id, "released", T0 + 6_000), {
               entity: "allocation",
