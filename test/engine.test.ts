@@ -3,7 +3,7 @@ import { LocalApi, LocalProvider } from "@skyrepl/provider-local"
 import { SqliteStore } from "@skyrepl/store-sqlite"
 import { Chunk, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Stream } from "effect"
 import { execa } from "execa"
-import { existsSync, readFileSync } from "node:fs"
+import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { gzipSync } from "node:zlib"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
@@ -142,23 +142,60 @@ describe("durations given in code", () => {
 })
 
 describe("scoped termination", () => {
-  it("an instance that ends before its agent registers fails the launch at once, not at the boot timeout", async () => {
+  /** An interpreter that prints why it cannot start on stderr, then exits or (`hang`) stays. */
+  const brokenInterpreter = (mode: "exit" | "hang"): string => {
+    const path = join(home, `broken-python-${mode}`)
+    writeFileSync(
+      path,
+      "#!/bin/sh\necho 'starting the interpreter'\n" +
+        "echo 'error while loading shared libraries: libpython3.so: cannot open shared object file' >&2\n" +
+        (mode === "exit" ? "exit 127\n" : "exec sleep 60\n"),
+      { mode: 0o755 }
+    )
+    return path
+  }
+  const launchFailure = async (python: string, bootTimeout: Duration.Duration) => {
     const layer = SkyRepl.layer({
-      // An interpreter that exits at once: the sandbox ends before any agent can register.
-      providers: [LocalProvider.layer({ home, python: "/bin/false" })],
+      providers: [LocalProvider.layer({ home, python })],
       store: SqliteStore.layer({ filename: join(home, "state.db") }),
-      config: testSettings(home, { bootTimeout: Duration.minutes(5) })
+      config: testSettings(home, { bootTimeout })
     })
     const started = Date.now()
     const exit = await Effect.runPromise(Effect.exit(Effect.scoped(launch({ command: "true" }))).pipe(Effect.provide(layer)))
-    expect(Date.now() - started).toBeLessThan(15_000)
-    expect(Exit.isFailure(exit) && exit.cause._tag === "Fail" ? exit.cause.error : null).toMatchObject({
+    return { ms: Date.now() - started, error: Exit.isFailure(exit) && exit.cause._tag === "Fail" ? exit.cause.error : null }
+  }
+
+  it("an instance that ends before its agent registers fails the launch at once, not at the boot timeout, saying why", async () => {
+    // The sandbox ends before any agent can register; its console says why.
+    const { ms, error } = await launchFailure(brokenInterpreter("exit"), Duration.minutes(5))
+    expect(ms).toBeLessThan(15_000)
+    expect(error).toMatchObject({
       _tag: "AgentError",
       reason: "lost",
-      message: expect.stringContaining("ended before its agent registered")
+      message: expect.stringMatching(
+        /ended before its agent registered; its console's last lines: "starting the interpreter", "error while loading shared libraries: libpython3\.so: cannot open shared object file"$/
+      )
     })
     const [instance] = await runEngine(listInstances())
     expect(instance?.state).toBe("terminated")
+  })
+
+  it("an agent that never registers fails the launch at the boot timeout with the console's last lines", async () => {
+    const { error } = await launchFailure(brokenInterpreter("hang"), Duration.seconds(2))
+    expect(error).toMatchObject({
+      _tag: "AgentError",
+      reason: "boot-timeout",
+      message: expect.stringContaining("did not register within 2s; its console's last lines: \"starting the interpreter\", \"error while loading")
+    })
+    const [instance] = await runEngine(listInstances())
+    expect(instance?.state).toBe("terminated")
+    expect(await processesOf(instance!.name)).toEqual([])
+  })
+
+  it("an interpreter that exits silently fails the launch with no console lines to show", async () => {
+    const { error } = await launchFailure("/bin/false", Duration.minutes(5))
+    expect(error).toMatchObject({ _tag: "AgentError", reason: "lost" })
+    expect((error as { message: string }).message).not.toContain("console")
   })
 
   it("an onProgress callback that throws stops neither the launch nor its termination", async () => {

@@ -158,6 +158,14 @@ export interface ProviderService {
   readonly list: (hint?: ListHint) => Effect.Effect<ReadonlyArray<ProviderInstance>, ProviderError>
   /** Idempotent: an instance that is already gone is success. */
   readonly terminate: (ref: InstanceRef) => Effect.Effect<void, ProviderError>
+  /**
+   * The last lines the instance wrote to its console (its first processes' stdout and stderr,
+   * a VM's serial console), oldest first, each one line. Read only when an instance ended or
+   * stayed silent while booting, so that the launch's error says why (an interpreter that
+   * cannot start prints the reason there, and nowhere else). Best effort: empty when there is
+   * nothing or it cannot be read. Optional.
+   */
+  readonly consoleTail?: (ref: InstanceRef) => Effect.Effect<ReadonlyArray<string>>
   readonly snapshots?: ProviderSnapshots
   /**
    * Best effort, synchronous: used only from a process `exit` handler (leaving a REPL, a

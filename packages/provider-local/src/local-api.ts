@@ -1,7 +1,7 @@
 import type { ProviderErrorReason } from "@skyrepl/core"
 import { Clock, Data, Deferred, Duration, Effect, FiberId } from "effect"
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync } from "node:fs"
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync } from "node:fs"
 import { rm } from "node:fs/promises"
 import { dirname, join } from "node:path"
 import { FORK_SERVER_SCRIPT, type ForkServer } from "./fork-server.ts"
@@ -592,6 +592,38 @@ export const removeInstanceDir = (paths: InstancePaths): Effect.Effect<void, Loc
     catch: (cause) =>
       new LocalApiError({ operation: "terminate", reason: "internal", message: `cannot remove ${paths.dir}: ${String(cause)}`, cause })
   })
+
+/** How much of the end of a console log is read for its last lines: enough for a traceback's end. */
+const CONSOLE_TAIL_BYTES = 4096
+const CONSOLE_LINE_CHARS = 240
+
+/**
+ * The last `lines` non-empty lines of the sandbox's console log, each cut to one printable line;
+ * empty when there is no log (never started, or removed by a termination) or it is unreadable.
+ */
+export const consoleTail = (paths: InstancePaths, lines: number): ReadonlyArray<string> => {
+  let fd: number | null = null
+  try {
+    fd = openSync(paths.consoleLog, "r")
+    const size = fstatSync(fd).size
+    const length = Math.min(size, CONSOLE_TAIL_BYTES)
+    const buffer = Buffer.alloc(length)
+    const read = readSync(fd, buffer, 0, length, size - length)
+    const text = buffer.subarray(0, read).toString("utf8")
+    // The first line may be the end of one cut by the read; it is dropped unless it is all there is.
+    const all = text.split(/\r?\n/)
+    const whole = size > length && all.length > 1 ? all.slice(1) : all
+    return whole
+      .map((line) => line.replace(/[\u0000-\u001f\u007f]/g, " ").trim())
+      .filter((line) => line !== "")
+      .slice(-lines)
+      .map((line) => (line.length > CONSOLE_LINE_CHARS ? `${line.slice(0, CONSOLE_LINE_CHARS)}…` : line))
+  } catch {
+    return []
+  } finally {
+    if (fd !== null) closeSync(fd)
+  }
+}
 
 export interface SandboxCommand {
   readonly provider: string

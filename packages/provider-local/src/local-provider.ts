@@ -23,6 +23,7 @@ import { existsSync } from "node:fs"
 import { join } from "node:path"
 import {
   bootTimeMs,
+  consoleTail,
   findSandboxes,
   instancePaths,
   killSandbox,
@@ -47,6 +48,9 @@ export const PROVIDER_ID = "local"
 
 /** How many ended sandboxes a provider remembers for `describe` (see `ended`). */
 const ENDED_REMEMBERED = 512
+
+/** How many of a sandbox's last console lines a launch that failed while booting shows. */
+const CONSOLE_TAIL_LINES = 5
 
 /** `sandbox`: namespaces where this machine has them; `process`: always a plain process group. */
 export type LocalSpecMode = "sandbox" | "process"
@@ -293,6 +297,9 @@ const build = (options: LocalProviderOptions): Effect.Effect<{ readonly service:
         yield* removeInstanceDir(instancePaths(instancesDir, ref.name)).pipe(Effect.mapError(toProviderError))
       })
 
+    const readConsoleTail = (ref: InstanceRef): Effect.Effect<ReadonlyArray<string>> =>
+      Effect.sync(() => (isInstanceName(ref.name) ? consoleTail(instancePaths(instancesDir, ref.name), CONSOLE_TAIL_LINES) : []))
+
     // Signals are synchronous, so an exiting process can still end its sandboxes; /proc is not
     // waited on here (the next process confirms and records the termination).
     const terminateSync = (ref: InstanceRef): void => {
@@ -311,6 +318,7 @@ const build = (options: LocalProviderOptions): Effect.Effect<{ readonly service:
       describe,
       list,
       terminate,
+      consoleTail: readConsoleTail,
       terminateSync
     } satisfies ProviderService
     return { service, close: forkServer?.close ?? Effect.void }

@@ -141,6 +141,10 @@ export const validateLaunchOptions = (options: LaunchOptions) =>
     return { ...decoded.right, maxDurationMs }
   })
 
+/** A console's last lines as the end of a one-line error message. */
+const consoleSuffix = (tail: ReadonlyArray<string>): string =>
+  tail.length === 0 ? "" : `; its console's last lines: ${tail.map((line) => JSON.stringify(line)).join(", ")}`
+
 /** Extra time the controller gives the agent to enforce `maxDuration` itself before stepping in. */
 const controllerTimeoutGrace = Duration.seconds(5)
 
@@ -354,24 +358,32 @@ export const launchWith = (
       })
       if (bootstrapFailure !== null) yield* Effect.logWarning(bootstrapFailure)
       yield* progress("booting")
+      const bootedRef = { name, providerRef: spawned.providerRef, region: spawned.region }
+      // Why it never registered is often only on the instance's console (an interpreter that
+      // cannot start says so there): its last lines go into the error.
+      const bootFailed = (reason: "boot-timeout" | "lost", what: string) =>
+        Effect.flatMap(
+          provider.consoleTail === undefined ? Effect.succeed<ReadonlyArray<string>>([]) : provider.consoleTail(bootedRef),
+          (tail) =>
+            Effect.fail(
+              new AgentError({
+                instance: name,
+                reason,
+                message: what + (bootstrapFailure === null ? "" : `; ${bootstrapFailure}`) + consoleSuffix(tail)
+              })
+            )
+        )
       const registration = Deferred.await(session.registered).pipe(
-        Effect.timeoutFail({
-          duration: settings.bootTimeout,
-          onTimeout: () =>
-            new AgentError({
-              instance: name,
-              reason: "boot-timeout",
-              message: `the agent on ${name} did not register within ${Duration.format(settings.bootTimeout)}` +
-                (bootstrapFailure === null ? "" : `; ${bootstrapFailure}`)
-            })
-        }),
+        Effect.timeout(settings.bootTimeout),
+        Effect.catchTag("TimeoutException", () =>
+          bootFailed("boot-timeout", `the agent on ${name} did not register within ${Duration.format(settings.bootTimeout)}`)
+        ),
         Effect.as(true)
       )
       // An instance that ends before its agent registers (an interpreter that cannot start, a
       // VM that powers off) will never register: the provider says so long before the boot
       // timeout. It is asked after a pause, and must say "gone" twice in a row: just after a
       // spawn an instance may not show yet (a forked sandbox writes its markers after the fork).
-      const bootedRef = { name, providerRef: spawned.providerRef, region: spawned.region }
       const bootCheck = Duration.max(settings.heartbeatInterval, Duration.seconds(1))
       const goneNow = Effect.zipRight(
         Effect.sleep(bootCheck),
@@ -382,15 +394,7 @@ export const launchWith = (
       )
       const endedBooting = Effect.zip(goneNow, goneNow).pipe(
         Effect.repeat({ until: ([before, now]) => before && now }),
-        Effect.zipRight(
-          Effect.fail(
-            new AgentError({
-              instance: name,
-              reason: "lost",
-              message: `${name} ended before its agent registered` + (bootstrapFailure === null ? "" : `; ${bootstrapFailure}`)
-            })
-          )
-        )
+        Effect.zipRight(bootFailed("lost", `${name} ended before its agent registered`))
       )
       // A run cancelled while its instance boots has ended: there is nothing left to start, and
       // the watchdog below terminates the instance. (A booting VM takes minutes.)
