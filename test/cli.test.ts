@@ -104,6 +104,27 @@ describe("repl run", () => {
     expect(events.at(-1)).toMatchObject({ type: "exit", state: "succeeded", exitCode: 0 })
   })
 
+  it("--json ends with an error object when the command fails before the run's end: a bad flag, a launch that fails", async () => {
+    const usage = await run(["run", "-c", "echo hi", "--env", "NOEQUALS", "--json"])
+    expect(usage.exitCode).toBe(2)
+    expect(lines(usage.stdout).map((l) => JSON.parse(l) as unknown)).toEqual([
+      { type: "error", message: expect.stringContaining("--env"), status: 2 }
+    ])
+    expect(usage.stderr).toBe(`repl: ${(JSON.parse(usage.stdout) as { message: string }).message}`)
+    // An interpreter that cannot start: the instance ends before its agent registers.
+    const broken = join(home, "broken-python")
+    writeFileSync(broken, "#!/bin/sh\necho 'cannot start' >&2\nexit 1\n", { mode: 0o755 })
+    const failed = await run(["run", "-c", "echo hi", "--json"], { SKYREPL_PYTHON: broken, SKYREPL_HEARTBEAT_INTERVAL: "1s" })
+    expect(failed.exitCode).toBe(1)
+    expect(lines(failed.stdout).map((l) => JSON.parse(l) as unknown)).toEqual([
+      { type: "error", message: expect.stringContaining('ended before its agent registered; its console\'s last lines: "cannot start"'), status: 1 }
+    ])
+    // attach --json of a run that is not there.
+    const unknown = await run(["run", "attach", "nosuchrun", "--json"])
+    expect(unknown.exitCode).not.toBe(0)
+    expect(lines(unknown.stdout).map((l) => (JSON.parse(l) as { type: string }).type)).toEqual(["error"])
+  })
+
   it("--json keeps a character split between two chunks whole, and counts each chunk's bytes", async () => {
     // "€" is three bytes; the first write ends after its first byte, and the pause makes the
     // two writes two chunks.
@@ -119,9 +140,16 @@ describe("repl run", () => {
     ])
     // attach --json gives the same, from the store.
     const runId = (JSON.parse(lines(result.stdout).at(-1)!) as { runId: string }).runId
-    const attached = lines((await run(["run", "attach", runId, "--json"])).stdout).map((l) => JSON.parse(l) as { data: string; bytes: number })
+    const attachedEvents = lines((await run(["run", "attach", runId, "--json"])).stdout).map(
+      (l) => JSON.parse(l) as { type: string; runId: string; data: string; bytes: number }
+    )
+    const attached = attachedEvents.filter((e) => e.type === "output")
+    expect(attached.every((e) => e.runId === runId)).toBe(true)
     expect(attached.map((e) => e.data).join("")).toBe("ab€cd")
     expect(attached.reduce((n, e) => n + e.bytes, 0)).toBe(7)
+    // …and ends with the run's exit, as repl run --json does.
+    expect(attachedEvents.at(-1)).toEqual({ type: "exit", runId, state: "succeeded", exitCode: 0, signal: null, error: null })
+    expect(attachedEvents).toHaveLength(attached.length + 1)
   })
 
   it("a reader that goes away (| head) stops the run quietly, with no stack trace", async () => {

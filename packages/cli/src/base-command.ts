@@ -54,6 +54,21 @@ export abstract class SkyReplCommand<Flags = undefined> extends Command {
   /** What Ctrl-C (or SIGTERM) did, said when it ends the command. */
   protected interrupted = "interrupted"
 
+  /**
+   * Whether stdout carries JSON Lines (`repl run --json`, `repl run attach --json`). A reader of
+   * those expects the last object to say how the command ended, so a failure or an interruption
+   * is given there too, as an `error` object, besides the line on stderr.
+   */
+  protected streamsJson(): boolean {
+    return false
+  }
+
+  private ending(message: string, status: number): number {
+    stderr.write(`repl: ${message}\n`)
+    if (this.streamsJson()) this.out(JSON.stringify({ type: "error", message, status }) + "\n")
+    return status
+  }
+
   protected get color(): boolean {
     return useColor(stdout)
   }
@@ -121,13 +136,9 @@ export abstract class SkyReplCommand<Flags = undefined> extends Command {
     // Like any filter in a pipeline whose reader left: no message, status 128 + SIGPIPE.
     if (this.pipeBroken) return BROKEN_PIPE
     if (Exit.isSuccess(exit)) return exit.value
-    if (Cause.isInterruptedOnly(exit.cause)) {
-      stderr.write(`repl: ${this.interrupted}\n`)
-      return INTERRUPTED
-    }
+    if (Cause.isInterruptedOnly(exit.cause)) return this.ending(this.interrupted, INTERRUPTED)
     const { line, code } = explain(exit.cause)
-    stderr.write(`repl: ${line}\n`)
     if (process.env["SKYREPL_DEBUG"] === "1") stderr.write(Cause.pretty(exit.cause) + "\n")
-    return code
+    return this.ending(line, code)
   }
 }

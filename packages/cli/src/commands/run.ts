@@ -57,7 +57,7 @@ export class RunCommand extends SkyReplCommand<RunFlags> {
     details: `
       Starts an instance on the provider, runs the command with \`/bin/sh -c\`, streams its output, and exits with the command's exit status. The instance is terminated when the command ends, when it runs out of time (exit 124), or on Ctrl-C (exit 130).
 
-      With \`--json\`, stdout carries JSON Lines: one \`output\` object per chunk (data as UTF-8 text) and a final \`exit\` object.
+      With \`--json\`, stdout carries JSON Lines: one \`output\` object per chunk (data as UTF-8 text) and a final \`exit\` object, or an \`error\` object when the command failed or was interrupted before the run ended.
     `,
     examples: [
       ["Run on the local sandbox", "$0 run -c 'echo hello'"],
@@ -76,6 +76,10 @@ export class RunCommand extends SkyReplCommand<RunFlags> {
   progress = Option.Boolean("--progress", { description: "show start-up progress on stderr (default: when stderr is a terminal)" })
 
   protected override interrupted = "interrupted; the instance was terminated"
+
+  protected override streamsJson(): boolean {
+    return this.json
+  }
 
   protected preflight(settings: SkyReplSettings): Effect.Effect<Checked<RunFlags>, unknown, Scope.Scope> {
     return Effect.gen(this, function* () {

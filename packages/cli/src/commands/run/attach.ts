@@ -18,6 +18,8 @@ export class RunAttachCommand extends SkyReplCommand<AttachFlags> {
     description: "replay a run's output and follow it live",
     details: `
       Prints the run's output from the start (or from the given byte offsets), then follows it until the run ends, and exits with the run's exit status. Detaching (Ctrl-C) leaves the run going.
+
+      With \`--json\`, stdout carries JSON Lines as \`repl run --json\` gives them: \`output\` objects, then an \`exit\` object once the run has ended (none with \`--no-follow\` while it goes on), or an \`error\` object.
     `
   })
 
@@ -29,6 +31,10 @@ export class RunAttachCommand extends SkyReplCommand<AttachFlags> {
 
   // Detaching stops the reading only: the run is its owner's.
   protected override interrupted = "detached; the run goes on (repl run cancel ends it)"
+
+  protected override streamsJson(): boolean {
+    return this.json
+  }
 
   protected preflight(): Effect.Effect<Checked<AttachFlags>, UsageFailure> {
     return Effect.gen(this, function* () {
@@ -42,7 +48,7 @@ export class RunAttachCommand extends SkyReplCommand<AttachFlags> {
     return Effect.gen(this, function* () {
       const stdout = { write: (data: string | Uint8Array) => this.out(data) }
       const stderr = { write: (data: string | Uint8Array) => this.err(data) }
-      const json = jsonOutput()
+      const json = jsonOutput({ type: "output", runId: this.runId })
       yield* attach(this.runId, { from: { stdout: stdoutFrom, stderr: stderrFrom }, follow: !this.noFollow }).pipe(
         Stream.runForEach((chunk) =>
           Effect.sync(() => {
@@ -58,8 +64,12 @@ export class RunAttachCommand extends SkyReplCommand<AttachFlags> {
       const run = yield* getRun(this.runId)
       if (this.noFollow && !["succeeded", "failed", "cancelled", "timed_out"].includes(run.state)) return 0
       const result = runResultOf(run)
-      const line = this.json ? null : endLine(result)
-      if (line !== null) stderr.write(line)
+      if (this.json) {
+        stdout.write(JSON.stringify({ type: "exit", ...result }) + "\n")
+      } else {
+        const line = endLine(result)
+        if (line !== null) stderr.write(line)
+      }
       return exitStatusOf(result)
     })
   }
