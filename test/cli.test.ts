@@ -263,6 +263,8 @@ describe("bad input", () => {
     // Every other command checks its flags before the store too (opening it also reaps).
     ["an unknown run state", ["run", "list", "--state", "bogus"]],
     ["a --limit that is not a count", ["run", "list", "--limit", "abc"]],
+    ["a negative --limit", ["run", "list", "--limit", "-1"]],
+    ["a --limit with no value", ["run", "list", "--limit"]],
     ["an unknown allocation state", ["allocation", "list", "--state", "bogus"]],
     ["a --min-age without a unit", ["orphans", "--min-age", "5"]],
     ["orphans of an unknown provider", ["orphans", "--provider", "nimbus"]],
@@ -283,6 +285,12 @@ describe("bad input", () => {
     expect(existsSync(join(home, "state.db"))).toBe(false)
     expect(existsSync(join(home, "instances"))).toBe(false)
     expect(before).toBeGreaterThan(0)
+  })
+
+  it("a flag's value that starts with \"-\" is named, with the = form that passes it to the command's own check", async () => {
+    expect((await run(["run", "list", "--limit", "-1"])).stderr).toBe('repl: --limit needs a value; write --limit=-1 for one that starts with "-"')
+    expect((await run(["run", "list", "--limit"])).stderr).toBe("repl: --limit needs a value (see 'repl --help')")
+    expect((await run(["run", "list", "--limit=-1"])).stderr).toBe('repl: --limit expects a whole number (got "-1")')
   })
 
   it("AWS_PROFILE naming no profile, with keys also set: one line that says the keys were ignored, not the SDK's warning", async () => {

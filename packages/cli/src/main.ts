@@ -61,6 +61,21 @@ const noCommandMatched = (cli: Cli, argv: ReadonlyArray<string>): string => {
   return `${what} for '${named.path}' (see '${named.path} --help')`
 }
 
+/**
+ * clipanion's "Not enough arguments to option --limit." said plainly. It also comes when the
+ * value starts with "-" (`--limit -1`), which clipanion takes for an option: the `=` form passes
+ * such a value, and the command then judges it.
+ */
+const missingValue = (first: string, argv: ReadonlyArray<string>): string | null => {
+  const match = /^Not enough arguments to option (\S+?)\.?$/.exec(first)
+  if (match === null) return null
+  const option = match[1]!
+  const next = argv[argv.indexOf(option) + 1]
+  return next !== undefined && /^-\d/.test(next)
+    ? `${option} needs a value; write ${option}=${next} for one that starts with "-"`
+    : `${option} needs a value (see 'repl --help')`
+}
+
 export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
   const cli = makeCli()
   const help = helpAsked(argv)
@@ -77,7 +92,9 @@ export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
     const message = error instanceof Error ? error.message : String(error)
     // clipanion's parse errors span several lines (candidates, usage); the first says what is wrong.
     const first = message.split("\n").find((l) => l.trim() !== "")?.trim() ?? "invalid usage"
-    const line = first.startsWith("Command not found") ? noCommandMatched(cli, argv) : `${first} (see 'repl --help')`
+    const line = first.startsWith("Command not found")
+      ? noCommandMatched(cli, argv)
+      : (missingValue(first, argv) ?? `${first} (see 'repl --help')`)
     stderr.write(`repl: ${line}\n`)
     return USAGE
   }
