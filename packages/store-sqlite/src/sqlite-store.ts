@@ -48,6 +48,11 @@ export interface MakeOptions {
    * lasting home, such as an in-memory database.
    */
   readonly controlIdFile: string | null
+  /**
+   * The database file, named in failures a user must act on (a damaged file, a full disk),
+   * whether they come at open or on a later operation; null when there is none to name.
+   */
+  readonly filename?: string | null
 }
 
 type Failure = SqlError | ParseResult.ParseError | StoreError
@@ -220,10 +225,14 @@ export const make = (options: MakeOptions): Effect.Effect<StoreService, StoreErr
     const decodeChunks = Schema.decodeUnknownEither(Schema.Array(outputChunkFromRow(recentOutput)))
 
     /** Every public operation: typed errors, and lock contention waited out rather than reported. */
+    const named = options.filename === undefined || options.filename === null ? null : explainFailure(options.filename)
     const operation =
       (name: string) =>
-      <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, Mapped<E>> =>
-        retryBusy(mapStoreErrors(name)(effect))
+      <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, Mapped<E>> => {
+        const mapped = retryBusy(mapStoreErrors(name)(effect))
+        // A file damaged past its header opens fine and fails later, on the page that is bad.
+        return named === null ? mapped : Effect.mapError(mapped, (error) => (error instanceof StoreError ? named(error) : error))
+      }
 
     // -------------------------------------------------------------------------------------------
     // Open: schema and control id, once per process, under the write lock so that two processes
@@ -757,18 +766,24 @@ export const makeScoped = (options: SqliteStoreOptions): Effect.Effect<StoreServ
     if (!memory) yield* ensureDirectory(dirname(options.filename))
     const sql = yield* makeClient(options.filename)
     return yield* Effect.provideService(
-      make({ controlIdFile: memory ? null : join(dirname(options.filename), CONTROL_ID_FILE) }),
+      make({
+        controlIdFile: memory ? null : join(dirname(options.filename), CONTROL_ID_FILE),
+        filename: memory ? null : options.filename
+      }),
       SqlClient,
       sql
     )
-  }).pipe(
-    Effect.mapError((error) => {
-      if (isMemory(options.filename)) return error
-      if (/^SQLITE_(NOTADB|CORRUPT)/.test(driverCode(error) ?? "")) return damaged(options.filename, error)
-      // A full disk, a read-only or missing directory: the file is named, as SQLite does not.
-      return error.reason === "io" && !error.message.includes(options.filename) ? withFile(options.filename, error) : error
-    })
-  )
+  }).pipe(Effect.mapError((error) => (isMemory(options.filename) ? error : explainFailure(options.filename)(error))))
+
+/** A failure that a user must act on, with the file named (and for a damaged one, what to do). */
+const explainFailure =
+  (filename: string) =>
+  (error: StoreError): StoreError => {
+    if (error.message.includes(filename)) return error
+    if (/^SQLITE_(NOTADB|CORRUPT)/.test(driverCode(error) ?? "")) return damaged(filename, error)
+    // A full disk, a read-only or missing directory: the file is named, as SQLite does not.
+    return error.reason === "io" ? withFile(filename, error) : error
+  }
 
 const withFile = (filename: string, error: StoreError): StoreError =>
   new StoreError({ operation: error.operation, reason: error.reason, message: `${error.message} (${filename})`, cause: error })

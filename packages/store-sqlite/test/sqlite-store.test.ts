@@ -4,7 +4,7 @@ import { Allocation, Instance, Store, StoreError, type StoreService } from "@sky
 import { launchRecords } from "@skyrepl/core/testing"
 import { SqliteStore } from "@skyrepl/store-sqlite"
 import { Deferred, Effect, Fiber, Option, Schema } from "effect"
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { deflateSync, gzipSync } from "node:zlib"
@@ -473,6 +473,32 @@ describe("SqliteStore on SQLite", () => {
         // And says what to do about it, naming the file.
         const error = yield* storeErrorOf(withStore(filename, () => Effect.void))
         expect(Option.map(error, (e) => e.message)).toEqual(Option.some(expect.stringContaining(`${filename} is damaged; move it aside`)))
+      })
+    )
+
+    it.effect("a file damaged past its header opens, and the operation that reaches the bad page names the file and what to do", () =>
+      Effect.gen(function* () {
+        const filename = join(freshHome(), "state.db")
+        yield* withStore(filename, (store) => Effect.forEach(Array.from({ length: 20 }, (_, i) => T0 + i), (at) => createLaunch(store, at)))
+        // Everything in the main file, and where the instances table starts in it.
+        const { rootpage, pageSize } = yield* withRaw(filename, (sql) =>
+          Effect.gen(function* () {
+            yield* sql.unsafe("PRAGMA wal_checkpoint(TRUNCATE)")
+            const [table] = yield* sql.unsafe<{ rootpage: number }>("SELECT rootpage FROM sqlite_master WHERE name = 'instances'")
+            const [size] = yield* sql.unsafe<{ page_size: number }>("PRAGMA page_size")
+            return { rootpage: table!.rootpage, pageSize: size!.page_size }
+          })
+        )
+        const fd = openSync(filename, "r+")
+        writeSync(fd, Buffer.alloc(pageSize, 0x5a), 0, pageSize, (rootpage - 1) * pageSize)
+        closeSync(fd)
+        const error = yield* storeErrorOf(withStore(filename, (store) => store.listInstances()))
+        expect(Option.map(error, (e) => [e.operation, e.reason])).toEqual(Option.some(["listInstances", "corrupt"]))
+        expect(Option.map(error, (e) => e.message)).toEqual(
+          Option.some(expect.stringMatching(new RegExp(`^listInstances: .*\\(SQLITE_CORRUPT\\): ${filename.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} is damaged; move it aside`)))
+        )
+        // What does not touch that page still works.
+        expect((yield* withStore(filename, (store) => store.listRuns())).length).toBe(20)
       })
     )
 
