@@ -50,6 +50,7 @@ it("Vitest: an instance ends with its test, passed, failed or timed out", async 
     passes: "passed",
     fails: "failed",
     "times out": "failed",
+    "times out while its run fixture launches": "failed",
     "every instance of the earlier tests is terminated": "passed"
   })
   expect(result.exitCode).toBe(1)
