@@ -79,8 +79,9 @@ export const fromSdkError = (operation: string, region: string | null, error: un
   const status = field(metadata, "httpStatusCode")
   const name = stringField(error, "name")
   // Service errors carry AWS's code in `Code` (EC2) or as `name`; network errors in `code`,
-  // under the name of a plain JavaScript class: `Error` on Node, `TypeError` from Bun's fetch.
-  const plainClass = name === null || name === "Error" || name === "TypeError"
+  // under the name of a plain class: `Error` on Node, `TypeError` from Bun's fetch,
+  // `DNSException` from Bun's node:http.
+  const plainClass = name === null || name === "Error" || name === "TypeError" || name === "DNSException"
   const code =
     stringField(error, "Code") ??
     (plainClass ? null : name) ??

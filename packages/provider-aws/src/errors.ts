@@ -57,8 +57,9 @@ const transientCodes: ReadonlySet<string> = new Set([
   "ECONNABORTED",
   "ETIMEDOUT",
   "EPIPE",
+  // A resolver that could not answer for now. (ENOTFOUND, a name that does not exist, is not:
+  // it is a region or an endpoint misspelt, and no wait fixes it.)
   "EAI_AGAIN",
-  "ENOTFOUND",
   "EHOSTUNREACH",
   "ENETUNREACH",
   "ERR_SOCKET_CONNECTION_TIMEOUT"
@@ -107,7 +108,7 @@ export const reasonOf = (error: AwsError): ProviderErrorReason => {
   if (transientCodes.has(code)) return "transient"
   if (authCodes.has(code)) return "auth"
   if (quotaCodes.has(code) || (code.endsWith("LimitExceeded") && !throttlingCodes.has(code))) return "quota"
-  if (code === "CredentialsProviderError" || code === "NoRegion" || code === "SdkUnavailable") return "unavailable"
+  if (code === "CredentialsProviderError" || code === "NoRegion" || code === "SdkUnavailable" || code === "ENOTFOUND") return "unavailable"
   if (code.endsWith(".NotFound") || code.endsWith("NotFound")) return "not-found"
   if (code === "DecodeError") return "internal"
   if (error.httpStatus !== null && error.httpStatus >= 500) return "transient"
@@ -209,7 +210,11 @@ export const toProviderError = (error: AwsError, context: ErrorContext = {}): Pr
           ? `no AWS credentials found (environment, shared credentials and config files, SSO, instance metadata): ${said}. ` +
             (profileOverKeys() ??
               `Run aws configure or aws sso login, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.`)
-          : said
+          : error.code === "ENOTFOUND"
+            ? `${error.operation}${where} failed: ${said}. That name does not exist: check the region` +
+              (error.region === null ? "" : ` ("${error.region}")`) +
+              ` and SKYREPL_AWS_ENDPOINT if set.`
+            : said
       break
     default:
       message = `${error.operation}${where} failed (${error.code}): ${said}`

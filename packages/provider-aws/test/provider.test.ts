@@ -212,7 +212,7 @@ describe("errors", () => {
 
   it("takes a network failure's code from either runtime's error: Node's Error, Bun's fetch TypeError", () => {
     const network = (name: string, code: string) => Object.assign(new Error(`connect ${code}`), { name, code })
-    for (const thrown of [network("Error", "ECONNRESET"), network("TypeError", "ECONNRESET"), network("TypeError", "ENOTFOUND")]) {
+    for (const thrown of [network("Error", "ECONNRESET"), network("TypeError", "ECONNRESET"), network("TypeError", "EAI_AGAIN"), network("DNSException", "EAI_AGAIN")]) {
       const e = fromSdkError("DescribeInstances", "us-east-1", thrown)
       expect([e.code, reasonOf(e)]).toEqual([thrown.code, "transient"])
     }
@@ -220,6 +220,17 @@ describe("errors", () => {
     const service = Object.assign(new Error("denied"), { name: "UnauthorizedOperation", code: "ECONNRESET" })
     expect(fromSdkError("RunInstances", "us-east-1", service).code).toBe("UnauthorizedOperation")
     expect(fromSdkError("RunInstances", "us-east-1", new TypeError("x")).code).toBe("TypeError")
+  })
+
+  it("a host name that does not exist (a misspelt region) fails at once, naming the region, on either runtime's error", () => {
+    for (const name of ["Error", "TypeError", "DNSException"]) {
+      const thrown = Object.assign(new Error("getaddrinfo ENOTFOUND ec2.xx-nowhere-9.amazonaws.com"), { name, code: "ENOTFOUND" })
+      const e = toProviderError(fromSdkError("DescribeInstances", "xx-nowhere-9", thrown))
+      expect([e.reason, e.retryable]).toEqual(["unavailable", false])
+      expect(e.message).toBe(
+        'DescribeInstances in xx-nowhere-9 failed: getaddrinfo ENOTFOUND ec2.xx-nowhere-9.amazonaws.com. That name does not exist: check the region ("xx-nowhere-9") and SKYREPL_AWS_ENDPOINT if set.'
+      )
+    }
   })
 
   it("says which IAM action was refused, and how to raise a quota", () => {
