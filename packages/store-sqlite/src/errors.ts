@@ -64,12 +64,13 @@ const convert = (operation: string, error: SqlError | ParseResult.ParseError): S
 
 /**
  * Turns driver and decode failures into `StoreError`, leaving every other error (a
- * `StoreError` raised on purpose, an `IllegalTransition`) as it is.
+ * `StoreError` raised on purpose, an `IllegalTransition`) as it is. `explain` adds what the
+ * caller knows and the driver does not (the file's name).
  */
 export const mapStoreErrors =
-  (operation: string) =>
+  (operation: string, explain: (error: StoreError) => StoreError = (error) => error) =>
   <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, Mapped<E>, R> =>
-    Effect.catchIf(effect, isDriverOrDecodeError, (error) => Effect.fail(convert(operation, error)))
+    Effect.catchIf(effect, isDriverOrDecodeError, (error) => Effect.fail(explain(convert(operation, error))))
 
 /**
  * For statements run while opening: better-sqlite3 throws from its unprepared path (a defect to

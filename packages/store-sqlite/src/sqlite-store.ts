@@ -225,14 +225,13 @@ export const make = (options: MakeOptions): Effect.Effect<StoreService, StoreErr
     const decodeChunks = Schema.decodeUnknownEither(Schema.Array(outputChunkFromRow(recentOutput)))
 
     /** Every public operation: typed errors, and lock contention waited out rather than reported. */
-    const named = options.filename === undefined || options.filename === null ? null : explainFailure(options.filename)
+    // A file damaged past its header opens fine and fails later, on the page that is bad: a
+    // driver's failure is explained (the file named) wherever it comes.
+    const named = options.filename === undefined || options.filename === null ? undefined : explainFailure(options.filename)
     const operation =
       (name: string) =>
-      <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, Mapped<E>> => {
-        const mapped = retryBusy(mapStoreErrors(name)(effect))
-        // A file damaged past its header opens fine and fails later, on the page that is bad.
-        return named === null ? mapped : Effect.mapError(mapped, (error) => (error instanceof StoreError ? named(error) : error))
-      }
+      <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, Mapped<E>> =>
+        retryBusy(mapStoreErrors(name, named)(effect))
 
     // -------------------------------------------------------------------------------------------
     // Open: schema and control id, once per process, under the write lock so that two processes
