@@ -790,6 +790,31 @@ describe("a provider that cannot spawn", () => {
     expect(calls.terminate).toBe(0)
   })
 
+  it("while an instance boots, the provider is asked whether it is gone at pauses that double, not every heartbeat", async () => {
+    const calls = { describe: 0, terminated: false }
+    const booting = Layer.effect(
+      Provider,
+      Effect.map(LocalProvider.make({ home }), (local) => ({
+        ...local,
+        spawn: () => Effect.succeed({ providerRef: "i-booting", region: null }),
+        // Counted while it boots; once terminated, gone (the termination's confirmation).
+        describe: () =>
+          Effect.sync(() => {
+            if (calls.terminated) return "gone" as const
+            calls.describe += 1
+            return "running" as const
+          }),
+        terminate: () => Effect.sync(() => void (calls.terminated = true))
+      }))
+    )
+    // Heartbeats of 1 s: asked at 1 and 2 s, then 4 and 6 s; every heartbeat would be 7 times.
+    const config = { ...testSettings(home), heartbeatInterval: Duration.seconds(1), bootTimeout: Duration.seconds(7) }
+    const { failed } = await failedLaunch(SkyRepl.layer({ providers: [booting], store: SqliteStore.layer({ filename: join(home, "state.db") }), config }))
+    expect(failed).toMatchObject({ _tag: "AgentError", reason: "boot-timeout" })
+    expect(calls.describe).toBeGreaterThanOrEqual(3)
+    expect(calls.describe).toBeLessThanOrEqual(4)
+  }, 30_000)
+
   it("interrupted while it waits for an agent that never registers, a launch still terminates its instance, promptly", async () => {
     const { calls, layer } = bootingForever()
     const { elapsed, instances } = await Effect.runPromise(

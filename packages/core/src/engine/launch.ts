@@ -384,15 +384,20 @@ export const launchWith = (
       // VM that powers off) will never register: the provider says so long before the boot
       // timeout. It is asked after a pause, and must say "gone" twice in a row: just after a
       // spawn an instance may not show yet (a forked sandbox writes its markers after the fork).
+      // The pause doubles after each pair, up to 30 s: most deaths come at once, and a VM that
+      // boots for minutes is not worth a DescribeInstances every heartbeat.
       const bootCheck = Duration.max(settings.heartbeatInterval, Duration.seconds(1))
+      const longestBootCheck = Duration.max(bootCheck, Duration.seconds(30))
+      const pause = yield* Ref.make(bootCheck)
       const goneNow = Effect.zipRight(
-        Effect.sleep(bootCheck),
+        Effect.flatMap(Ref.get(pause), Effect.sleep),
         provider.describe(bootedRef).pipe(
           Effect.map((state) => state === "gone"),
           Effect.orElseSucceed(() => false)
         )
       )
       const endedBooting = Effect.zip(goneNow, goneNow).pipe(
+        Effect.tap(() => Ref.update(pause, (d) => Duration.min(Duration.times(d, 2), longestBootCheck))),
         Effect.repeat({ until: ([before, now]) => before && now }),
         Effect.zipRight(bootFailed("lost", `${name} ended before its agent registered`))
       )
