@@ -1,4 +1,4 @@
-import type { ProviderErrorReason } from "@skyrepl/core"
+import { consoleLines, type ProviderErrorReason } from "@skyrepl/core"
 import { Clock, Data, Deferred, Duration, Effect, FiberId } from "effect"
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync } from "node:fs"
@@ -595,11 +595,10 @@ export const removeInstanceDir = (paths: InstancePaths): Effect.Effect<void, Loc
 
 /** How much of the end of a console log is read for its last lines: enough for a traceback's end. */
 const CONSOLE_TAIL_BYTES = 4096
-const CONSOLE_LINE_CHARS = 240
 
 /**
- * The last `lines` non-empty lines of the sandbox's console log, each cut to one printable line;
- * empty when there is no log (never started, or removed by a termination) or it is unreadable.
+ * The last `lines` non-empty lines of the sandbox's console log; empty when there is no log
+ * (never started, or removed by a termination) or it is unreadable.
  */
 export const consoleTail = (paths: InstancePaths, lines: number): ReadonlyArray<string> => {
   let fd: number | null = null
@@ -609,15 +608,7 @@ export const consoleTail = (paths: InstancePaths, lines: number): ReadonlyArray<
     const length = Math.min(size, CONSOLE_TAIL_BYTES)
     const buffer = Buffer.alloc(length)
     const read = readSync(fd, buffer, 0, length, size - length)
-    const text = buffer.subarray(0, read).toString("utf8")
-    // The first line may be the end of one cut by the read; it is dropped unless it is all there is.
-    const all = text.split(/\r?\n/)
-    const whole = size > length && all.length > 1 ? all.slice(1) : all
-    return whole
-      .map((line) => line.replace(/[\u0000-\u001f\u007f]/g, " ").trim())
-      .filter((line) => line !== "")
-      .slice(-lines)
-      .map((line) => (line.length > CONSOLE_LINE_CHARS ? `${line.slice(0, CONSOLE_LINE_CHARS)}…` : line))
+    return consoleLines(buffer.subarray(0, read).toString("utf8"), lines, size > length)
   } catch {
     return []
   } finally {

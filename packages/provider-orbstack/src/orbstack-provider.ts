@@ -1,5 +1,6 @@
 import {
   beforeAnythingStarted,
+  consoleLines,
   instanceNameTime,
   isInstanceName,
   PROVIDER_SPEC_VERSION,
@@ -34,6 +35,9 @@ export const capabilities: ProviderCapabilities = {
   warmPool: false,
   ssh: false
 }
+
+/** How many of the bootstrap log's last lines a launch that failed while booting shows. */
+const CONSOLE_TAIL_LINES = 5
 
 /** `orbctl create` may first download the image, which a slow network stretches to minutes. */
 const createTimeout = Duration.minutes(10)
@@ -227,6 +231,17 @@ export const make = (options: OrbStackProviderOptions = {}): Effect.Effect<Provi
         if (existed) yield* orbctl.delete(ref.name)
       })
 
+    // The bootstrap's log holds what the machine said while the agent came up: its own steps,
+    // and the agent's stderr (an agent that cannot reach the controller says so there).
+    const consoleTail = (ref: InstanceRef): Effect.Effect<ReadonlyArray<string>> =>
+      Effect.gen(function* () {
+        if (!isInstanceName(ref.name)) return []
+        const connected = yield* connectUnlessAbsent
+        if (connected === null) return []
+        const result = yield* connected.orbctl.run(ref.name, ["tail", "-n", String(CONSOLE_TAIL_LINES), BOOTSTRAP_LOG], { user: "root" })
+        return result.exitCode === 0 ? consoleLines(result.stdout, CONSOLE_TAIL_LINES) : []
+      }).pipe(Effect.orElseSucceed((): ReadonlyArray<string> => []))
+
     // A process that is exiting can still wait for a child process: `orbctl delete -f` is
     // synchronous enough for the Promise client's exit handler (see ProviderService).
     const terminateSync = (ref: InstanceRef): void => {
@@ -246,6 +261,7 @@ export const make = (options: OrbStackProviderOptions = {}): Effect.Effect<Provi
       describe,
       list,
       terminate,
+      consoleTail,
       terminateSync,
       snapshots: makeSnapshots(Effect.map(connect, (c) => c.orbctl), requireName)
     } satisfies ProviderService

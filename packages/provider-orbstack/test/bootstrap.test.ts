@@ -89,8 +89,13 @@ describe("the bootstrap", () => {
       expect(yield* provider.describe(ref)).toBe("running")
       const log = yield* inMachine(name, "cat", "/tmp/bootstrap.log")
       expect(log.stdout).toContain("bootstrap failed: python3 not found")
+      // What a launch that then times out shows of it: the log's last lines.
+      const tail = yield* provider.consoleTail!(ref)
+      expect(tail.at(-1)).toBe("bootstrap failed: python3 not found in the machine: the agent needs Python 3.8 or newer (see /tmp/bootstrap.log)")
+      expect(tail[0]).toContain(`skyrepl bootstrap of ${name}`)
       yield* provider.terminate(ref)
       expect(yield* provider.describe(ref)).toBe("gone")
+      expect(yield* provider.consoleTail!(ref)).toEqual([])
     }).pipe(Effect.scoped)
   )
 

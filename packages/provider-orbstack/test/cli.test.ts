@@ -89,6 +89,7 @@ describe("repl with the orbstack provider", () => {
     expect(result.exitCode).toBe(1)
     expect(result.stderr).toContain("python3 not found")
     expect(result.stderr).toContain("/tmp/bootstrap.log")
+    expect(result.stderr).toContain(`its console's last lines: "== skyrepl bootstrap of`)
     const runs = JSON.parse((await run(["run", "list", "--json"])).stdout) as Array<{ state: string; error: string | null }>
     expect(runs[0]?.state).toBe("failed")
     expect(runs[0]?.error).toContain("did not register")
