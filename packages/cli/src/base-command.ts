@@ -138,7 +138,8 @@ export abstract class SkyReplCommand<Flags = undefined> extends Command {
     if (Exit.isSuccess(exit)) return exit.value
     if (Cause.isInterruptedOnly(exit.cause)) return this.ending(this.interrupted, INTERRUPTED)
     const { line, code } = explain(exit.cause)
+    const status = this.ending(line, code)
     if (process.env["SKYREPL_DEBUG"] === "1") stderr.write(Cause.pretty(exit.cause) + "\n")
-    return this.ending(line, code)
+    return status
   }
 }
