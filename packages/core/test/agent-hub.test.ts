@@ -1,6 +1,7 @@
 import { Deferred, Effect, Exit, Scope } from "effect"
 import { describe, expect, it } from "vitest"
 import { randomBytes } from "node:crypto"
+import { createConnection } from "node:net"
 import { deflateSync, gunzipSync, gzipSync } from "node:zlib"
 import { makeAgentHub, type AgentHub, type AgentSession, type SessionOptions } from "../src/hub/agent-hub.ts"
 import { AGENT_PROTOCOL_VERSION, MAX_OUTPUT_BYTES } from "../src/hub/protocol.ts"
@@ -254,6 +255,84 @@ describe(`agent hub on ${runtime}`, () => {
       expect(Date.now() - started).toBeGreaterThanOrEqual(200)
       expect(f.outputs).toHaveLength(2)
     })
+  })
+
+  it("an upload stalled ahead of the others holds them back for a bounded while, and not at all once its bytes are stored", async () => {
+    await withHub(async (f, post) => {
+      const bytes = new TextEncoder().encode("0123456789")
+      expect(await (await post(0, bytes, "identity")).json()).toEqual({ next: 10 })
+      // A request for offset 10 whose body never comes (a half-open connection, or a hostile one).
+      const { hostname, port } = new URL(f.hub.url)
+      const stalled = createConnection({ host: hostname, port: Number(port) })
+      await new Promise<void>((resolve) => stalled.once("connect", () => resolve()))
+      const head = Object.entries({ ...agentHeaders(), "content-type": "application/octet-stream", "content-length": "100", host: `${hostname}:${port}` })
+        .map(([k, v]) => `${k}: ${v}\r\n`)
+        .join("")
+      stalled.write(`POST /v1/agent/output?runId=r1&stream=stdout&offset=10 HTTP/1.1\r\n${head}\r\nx`)
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 100))
+        // Behind it: waits its while for the stalled one, then is a gap to be sent again.
+        let started = Date.now()
+        const behind = await post(20, bytes, "identity")
+        expect([behind.status, await behind.json()]).toEqual([409, { next: 10 }])
+        expect(Date.now() - started).toBeLessThan(5_000)
+        // The same bytes sent again go in at once; after them, the stalled request is behind
+        // what is stored, and nothing waits for it.
+        started = Date.now()
+        expect(await (await post(10, bytes, "identity")).json()).toEqual({ next: 20 })
+        expect(await (await post(20, bytes, "identity")).json()).toEqual({ next: 30 })
+        expect(Date.now() - started).toBeLessThan(1_000)
+        expect(f.outputs.map((o) => o.offset)).toEqual([0, 10, 20])
+      } finally {
+        stalled.destroy()
+      }
+    })
+  }, 20_000)
+
+  it("answers a body it cannot decode with 400: JSON nested past the stack, an exit status no process can have", async () => {
+    await withHub(async (f) => {
+      const send = (path: string, body: string) =>
+        fetch(`${f.hub.url}${path}`, { method: "POST", headers: { ...agentHeaders(), "content-type": "application/json" }, body })
+      const nested = await send("/v1/agent/heartbeat", `{"runs":${"[".repeat(100_000)}${"]".repeat(100_000)}}`)
+      expect([nested.status, await nested.json()]).toEqual([400, { error: "body is JSON nested too deeply" }])
+      for (const exitCode of [256, -1]) {
+        const exit = await send("/v1/agent/exit", JSON.stringify({ runId: "r1", exitCode, signal: null, reason: "exited", stdoutBytes: 0, stderrBytes: 0 }))
+        expect(exit.status).toBe(400)
+      }
+      // And goes on serving.
+      expect((await send("/v1/agent/heartbeat", JSON.stringify({ runs: [] }))).status).toBe(200)
+    })
+  })
+
+  it("answers what the session's owner refuses with its status: another instance's run (404), a run that has ended (410)", async () => {
+    const f = await start()
+    const other = await Effect.runPromise(Scope.make())
+    try {
+      const token = `refusing-${"y".repeat(20)}`
+      await Effect.runPromise(
+        f.hub
+          .open(`${NAME.slice(0, -2)}zz`, token, {
+            onOutput: (runId) => Effect.succeed(runId === "ended" ? { refused: 410 as const, error: "run ended has ended" } : { refused: 404 as const, error: `run ${runId} is not this instance's` }),
+            onExit: (report) => Effect.succeed({ refused: 404 as const, error: `run ${report.runId} is not this instance's` })
+          })
+          .pipe(Scope.extend(other))
+      )
+      const headers = { ...agentHeaders(token), "content-type": "application/octet-stream" }
+      const output = (runId: string) => fetch(`${f.hub.url}/v1/agent/output?runId=${runId}&stream=stdout&offset=0`, { method: "POST", headers, body: "x" })
+      const ended = await output("ended")
+      expect([ended.status, await ended.json()]).toEqual([410, { error: "run ended has ended" }])
+      const foreign = await output("someone")
+      expect([foreign.status, await foreign.json()]).toEqual([404, { error: "run someone is not this instance's" }])
+      const exit = await fetch(`${f.hub.url}/v1/agent/exit`, {
+        method: "POST",
+        headers: { ...headers, "content-type": "application/json" },
+        body: JSON.stringify({ runId: "someone", exitCode: 0, signal: null, reason: "exited", stdoutBytes: 0, stderrBytes: 0 })
+      })
+      expect([exit.status, await exit.json()]).toEqual([404, { error: "run someone is not this instance's" }])
+    } finally {
+      await Effect.runPromise(Scope.close(other, Exit.void))
+      await stop(f)
+    }
   })
 
   it("finds each agent's session by its token among many, and a closed session's token stops working", async () => {

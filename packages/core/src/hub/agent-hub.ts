@@ -16,6 +16,18 @@ import {
 import { type EventSink, type HubAnswer, type HubRequest, json, serve } from "./transport.ts"
 
 /** What the engine does with what an agent sends. The hub itself holds no durable state. */
+/**
+ * A request the session's owner does not take: a run that is not this instance's (404), or one
+ * whose exit has been applied, after which no output can belong to it (410).
+ */
+export interface Refusal {
+  readonly refused: 404 | 410
+  readonly error: string
+}
+
+export const isRefusal = (answer: unknown): answer is Refusal =>
+  typeof answer === "object" && answer !== null && "refused" in answer
+
 export interface SessionHandlers {
   /**
    * Stores output; returns the next offset expected on that stream, or `gap` with that offset.
@@ -28,8 +40,8 @@ export interface SessionHandlers {
     offset: number,
     data: Uint8Array,
     deflated: Uint8Array | undefined
-  ) => Effect.Effect<{ readonly next: number; readonly gap: boolean }>
-  readonly onExit: (report: ExitReport) => Effect.Effect<void>
+  ) => Effect.Effect<{ readonly next: number; readonly gap: boolean } | Refusal>
+  readonly onExit: (report: ExitReport) => Effect.Effect<void | Refusal>
 }
 
 export interface AgentSession {
@@ -97,6 +109,12 @@ interface SessionState {
   readonly waiters: Set<StoreWaiter>
   /** Output uploads stored so far: whether any was stored while one waited. */
   stores: number
+  /**
+   * Where each stream (`runId stream`) is known to be stored up to. An upload being read that
+   * starts before it cannot fill a gap (a resent chunk, or a stalled connection's), so nothing
+   * waits for it.
+   */
+  readonly stored: Map<string, number>
   readonly registered: Deferred.Deferred<RegisterRequest>
   lastSeen: number
   /** Runs sent and not finished: resent on every reconnect (the agent ignores repeats). */
@@ -126,6 +144,24 @@ interface StoreWaiter {
  * second request 15 ms before its first.
  */
 const GAP_WAIT_MS = 250
+
+/**
+ * How long an upload waits for the uploads of its stream ahead of it that the hub is still
+ * reading (see handleOutput). A body that arrives slowly holds only its own connection: a
+ * stalled one (a half-open connection, a request never finished) must not hold back every
+ * upload behind it, which once froze a run's output, and so its end, for as long as it stalled.
+ */
+const EARLIER_WAIT_MS = 2_000
+
+/** Whether `pending` settles within `ms`. */
+const settlesWithin = (pending: Promise<unknown>, ms: number): Promise<boolean> =>
+  new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), Math.max(0, ms))
+    pending.then(() => {
+      clearTimeout(timer)
+      resolve(true)
+    })
+  })
 
 /** Output uploads are the largest requests an agent sends (see MAX_OUTPUT_BYTES). */
 const MAX_BODY = MAX_OUTPUT_BYTES
@@ -198,10 +234,15 @@ export const makeAgentHub = (options: HubOptions): Effect.Effect<AgentHub, HubEr
       const { runId, stream, offset, size } = decoded.right
       let done = (): void => {}
       const upload: HeldUpload = { runId, stream, offset, done: new Promise<void>((resolve) => (done = resolve)) }
-      const earlier = () =>
-        Array.from(state.uploads, (other) =>
-          other.runId === runId && other.stream === stream && other.offset < offset ? other.done : undefined
+      const key = `${runId} ${stream}`
+      const earlier = () => {
+        const storedUpTo = state.stored.get(key) ?? 0
+        return Array.from(state.uploads, (other) =>
+          other.runId === runId && other.stream === stream && other.offset < offset && other.offset >= storedUpTo
+            ? other.done
+            : undefined
         ).filter((pending) => pending !== undefined)
+      }
       state.uploads.add(upload)
       try {
         const body = await req.body()
@@ -212,19 +253,26 @@ export const makeAgentHub = (options: HubOptions): Effect.Effect<AgentHub, HubEr
         const deflated = decodedBody.right.deflated ?? (state.compresses ? compressForStore(data) : undefined)
         const store = () => run(state.handlers.onOutput(runId, stream, offset, data, deflated))
         const deadline = Date.now() + GAP_WAIT_MS
-        let pending = earlier()
-        if (pending.length > 0) await Promise.all(pending)
+        const earlierDeadline = Date.now() + EARLIER_WAIT_MS
+        // False once the uploads ahead have had their while: the store then judges this one.
+        const awaitEarlier = async (): Promise<boolean> => {
+          const pending = earlier()
+          return pending.length > 0 && (await settlesWithin(Promise.all(pending), earlierDeadline - Date.now()))
+        }
+        await awaitEarlier()
         let seen = state.stores
         let result = await store()
-        while (result.gap) {
-          pending = earlier()
-          if (pending.length > 0) await Promise.all(pending)
-          else if (state.stores === seen && !(await nextStored(state, runId, stream, deadline - Date.now()))) break
+        while (!isRefusal(result) && result.gap) {
+          if (!(await awaitEarlier())) {
+            if (state.stores === seen && !(await nextStored(state, runId, stream, deadline - Date.now()))) break
+          }
           seen = state.stores
           result = await store()
         }
+        if (isRefusal(result)) return json(result.refused, { error: result.error })
         if (!result.gap) {
           state.stores += 1
+          state.stored.set(key, Math.max(state.stored.get(key) ?? 0, result.next))
           for (const waiter of state.waiters) if (waiter.runId === runId && waiter.stream === stream) waiter.wake()
         }
         return json(result.gap ? 409 : 200, { next: result.next })
@@ -290,7 +338,8 @@ export const makeAgentHub = (options: HubOptions): Effect.Effect<AgentHub, HubEr
       if (req.method === "POST" && path === "/v1/agent/exit") {
         const decoded = decodeJson(ExitReport, body)
         if (Either.isLeft(decoded)) return json(400, { error: decoded.left })
-        await run(state.handlers.onExit(decoded.right))
+        const answer = await run(state.handlers.onExit(decoded.right))
+        if (isRefusal(answer)) return json(answer.refused, { error: answer.error })
         state.runs.delete(decoded.right.runId)
         state.cancels.delete(decoded.right.runId)
         return json(200, {})
@@ -341,6 +390,7 @@ export const makeAgentHub = (options: HubOptions): Effect.Effect<AgentHub, HubEr
           uploads: new Set(),
           waiters: new Set(),
           stores: 0,
+          stored: new Map(),
           registered,
           lastSeen: Date.now(),
           runs: new Map(),

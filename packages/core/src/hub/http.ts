@@ -34,7 +34,12 @@ export const decodeJson = <A, I>(schema: Schema.Schema<A, I>, body: Uint8Array):
   } catch {
     return Either.left("body is not JSON")
   }
-  return Either.mapLeft(Schema.decodeUnknownEither(schema)(parsed), describeParseError)
+  try {
+    return Either.mapLeft(Schema.decodeUnknownEither(schema)(parsed), describeParseError)
+  } catch {
+    // JSON nested deep enough to exhaust the stack while it is decoded (JSON.parse takes it).
+    return Either.left("body is JSON nested too deeply")
+  }
 }
 
 export const sseEvent = (event: string, data: unknown): string => `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`

@@ -27,7 +27,8 @@ export type ExitReason = typeof ExitReason.Type
 
 export const ExitReport = Schema.Struct({
   runId: Schema.String,
-  exitCode: Schema.NullOr(Schema.Int),
+  // What a process can exit with on every system an agent runs on.
+  exitCode: Schema.NullOr(Schema.Int.pipe(Schema.between(0, 255))),
   signal: Schema.NullOr(Schema.String),
   reason: ExitReason,
   stdoutBytes: Schema.NonNegativeInt,
