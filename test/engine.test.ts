@@ -126,6 +126,48 @@ describe("launch", () => {
   })
 })
 
+describe("what the controller takes from an agent's token", () => {
+  it("an exit whose byte counts it does not hold fails the run, naming what was lost; then the run's output is refused (410), another run's (404)", async () => {
+    const outcome = await runEngine(
+      Effect.gen(function* () {
+        const hub = yield* Effect.flatMap(SkyRepl, (engine) => engine.register)
+        return yield* Effect.scoped(
+          Effect.gen(function* () {
+            const run = yield* launch({ command: "sleep 5; echo important-result" })
+            const instance = (yield* listInstances()).find((i) => i.name === run.instance.name)!
+            const post = (path: string, body: string) =>
+              Effect.promise(async () => {
+                const answer = await fetch(`${hub.url}${path}`, {
+                  method: "POST",
+                  headers: { authorization: `Bearer ${instance.agentToken}`, "x-skyrepl-protocol": String(AGENT_PROTOCOL_VERSION), "content-type": "application/json" },
+                  body
+                })
+                return [answer.status, await answer.json()] as const
+              })
+            const exit = (runId: string) => JSON.stringify({ runId, exitCode: 0, signal: null, reason: "exited", stdoutBytes: 17, stderrBytes: 0 })
+            // What a run holding its agent's token could send: an exit before its output.
+            const foreignExit = yield* post("/v1/agent/exit", exit("nosuchrun"))
+            const forged = yield* post("/v1/agent/exit", exit(run.id))
+            const result = yield* run.result
+            const late = yield* post(`/v1/agent/output?runId=${run.id}&stream=stdout&offset=0`, "late output")
+            const foreign = yield* post("/v1/agent/output?runId=nosuchrun&stream=stdout&offset=0", "x")
+            return { foreignExit, forged, result, late, foreign }
+          })
+        )
+      })
+    )
+    expect(outcome.foreignExit[0]).toBe(404)
+    expect(outcome.forged[0]).toBe(200)
+    expect(outcome.result).toMatchObject({
+      state: "failed",
+      exitCode: 0,
+      error: "the run's output is incomplete: the controller never received 17 of its 17 bytes of stdout"
+    })
+    expect(outcome.late).toEqual([410, { error: `run ${outcome.result.runId} has ended` }])
+    expect(outcome.foreign).toEqual([404, { error: "run nosuchrun is not this instance's" }])
+  })
+})
+
 describe("durations given in code", () => {
   it("take the CLI's short form as well as Effect's: maxDuration 5m, minAge 0s", async () => {
     const { run, report } = await runEngine(

@@ -31,7 +31,8 @@ export const exitStatusOf = (result: RunResult): number => {
     case "succeeded":
       return result.exitCode ?? 0
     case "failed":
-      if (result.exitCode !== null) return result.exitCode
+      // A command that exited 0 in a run that still failed (its output was lost) is no success.
+      if (result.exitCode !== null) return result.exitCode === 0 ? 1 : result.exitCode
       return result.signal !== null ? 128 + signalNumber(result.signal) : 1
   }
 }
@@ -39,7 +40,9 @@ export const exitStatusOf = (result: RunResult): number => {
 /** What `repl run` and `repl run attach` say on stderr of a run that did not end by itself. */
 export const endLine = (result: RunResult): string | null => {
   if (result.state === "timed_out") return `repl: run ${result.runId} exceeded --max-duration and was stopped\n`
-  if (result.state === "failed" && result.exitCode === null && result.error !== null) return `repl: run ${result.runId} failed: ${result.error}\n`
+  if (result.state === "failed" && (result.exitCode === null || result.exitCode === 0) && result.error !== null) {
+    return `repl: run ${result.runId} failed: ${result.error}\n`
+  }
   if (result.state === "cancelled") return `repl: run ${result.runId} was cancelled\n`
   return null
 }

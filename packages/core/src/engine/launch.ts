@@ -4,9 +4,9 @@ import { Allocation } from "../domain/allocation.ts"
 import { Instance } from "../domain/instance.ts"
 import { Manifest } from "../domain/manifest.ts"
 import { type OutputChunk, Run } from "../domain/run.ts"
-import { AgentError, type AttachError, type CancelError, InvalidLaunchOptions, type LaunchError } from "../errors.ts"
+import { AgentError, type AttachError, type CancelError, InvalidLaunchOptions, type LaunchError, type StoreError } from "../errors.ts"
 import type { ExitReport } from "../hub/protocol.ts"
-import type { SessionHandlers } from "../hub/agent-hub.ts"
+import type { Refusal, SessionHandlers } from "../hub/agent-hub.ts"
 import { formatInstanceName, newId, randomHex } from "../naming.ts"
 import { checkProviderConfiguration } from "../provider.ts"
 import { describeParseError } from "../parse-error.ts"
@@ -162,42 +162,73 @@ const stateOfExit = (report: ExitReport): { state: TerminalRunState; error: stri
 }
 
 /**
+ * What an exit report says of the output: null when the controller holds every byte the agent
+ * read, else which stream lost what. An agent reports its exit only once every byte is
+ * acknowledged; bytes missing mean it gave up a stream (a `next` it could no longer serve), or
+ * the report did not come from the agent's run at all.
+ */
+const lostOutput = (engine: SkyReplService, report: ExitReport): Effect.Effect<string | null, StoreError> =>
+  Effect.map(
+    Effect.all([engine.store.outputEnd(report.runId, "stdout"), engine.store.outputEnd(report.runId, "stderr")]),
+    ([stdout, stderr]) => {
+      const lost = [
+        ...(stdout < report.stdoutBytes ? [`${report.stdoutBytes - stdout} of its ${report.stdoutBytes} bytes of stdout`] : []),
+        ...(stderr < report.stderrBytes ? [`${report.stderrBytes - stderr} of its ${report.stderrBytes} bytes of stderr`] : [])
+      ]
+      return lost.length === 0 ? null : `the run's output is incomplete: the controller never received ${lost.join(" and ")}`
+    }
+  )
+
+/**
  * `started` opens once the launch has recorded the run as running (or given up): an agent that
  * started the run on its own at boot (`Bootstrap.run`) can report its exit before that, and the
  * exit must not be applied to a run still recorded as pending.
  */
-const handlersFor = (engine: SkyReplService, runId: string, started: Deferred.Deferred<void>): SessionHandlers => ({
-  onOutput: (id, stream, offset, data, deflated) =>
-    id !== runId
-      ? Effect.succeed({ next: 0, gap: true })
-      : engine.store.appendOutput(id, stream, offset, data, deflated).pipe(
-          Effect.map((next) => ({ next, gap: false })),
-          Effect.tap(() => engine.changes.publish(id)),
-          Effect.catchAll((error) => {
-            if (error.reason === "constraint") {
-              return engine.store.outputEnd(id, stream).pipe(Effect.map((next) => ({ next, gap: true })), Effect.orDie)
-            }
-            // A busy store is asked again (the agent sends the upload again). One that cannot
-            // keep output (a full disk, a file made read-only) would keep the agent sending
-            // forever and the run going with its output lost: the run ends, failed, which
-            // terminates its instance, and the answer tells the agent why.
-            if (error.reason === "busy") return Effect.die(error)
-            return finishRun(engine, runId, "failed", { error: `the store could not keep the run's output, so the run was stopped: ${error.message}` }).pipe(
-              Effect.ignore,
-              Effect.zipRight(Effect.die(error))
-            )
-          })
-        ),
-  onExit: (report) => {
-    if (report.runId !== runId) return Effect.void
-    const { state, error } = stateOfExit(report)
-    return Deferred.await(started).pipe(
-      Effect.zipRight(finishRun(engine, runId, state, { exitCode: report.exitCode, signal: report.signal, error })),
-      Effect.orDie,
-      Effect.asVoid
-    )
+const handlersFor = (engine: SkyReplService, runId: string, started: Deferred.Deferred<void>): SessionHandlers => {
+  const notThisRun = (id: string): Refusal => ({ refused: 404, error: `run ${id} is not this instance's` })
+  // Set once the exit is applied: the agent sent every byte before it, so what comes after
+  // belongs to no run.
+  let exited = false
+  return {
+    onOutput: (id, stream, offset, data, deflated) => {
+      if (id !== runId) return Effect.succeed(notThisRun(id))
+      if (exited) return Effect.succeed<Refusal>({ refused: 410, error: `run ${id} has ended` })
+      return engine.store.appendOutput(id, stream, offset, data, deflated).pipe(
+        Effect.map((next) => ({ next, gap: false })),
+        Effect.tap(() => engine.changes.publish(id)),
+        Effect.catchAll((error) => {
+          if (error.reason === "constraint") {
+            return engine.store.outputEnd(id, stream).pipe(Effect.map((next) => ({ next, gap: true })), Effect.orDie)
+          }
+          // A busy store is asked again (the agent sends the upload again). One that cannot
+          // keep output (a full disk, a file made read-only) would keep the agent sending
+          // forever and the run going with its output lost: the run ends, failed, which
+          // terminates its instance, and the answer tells the agent why.
+          if (error.reason === "busy") return Effect.die(error)
+          return finishRun(engine, runId, "failed", { error: `the store could not keep the run's output, so the run was stopped: ${error.message}` }).pipe(
+            Effect.ignore,
+            Effect.zipRight(Effect.die(error))
+          )
+        })
+      )
+    },
+    onExit: (report) => {
+      if (report.runId !== runId) return Effect.succeed(notThisRun(report.runId))
+      return Effect.gen(function* () {
+        yield* Deferred.await(started)
+        const { state, error } = stateOfExit(report)
+        const lost = yield* lostOutput(engine, report)
+        exited = true
+        // Output lost makes a run that succeeded a failure: its result cannot be trusted whole.
+        yield* finishRun(engine, runId, lost !== null && state === "succeeded" ? "failed" : state, {
+          exitCode: report.exitCode,
+          signal: report.signal,
+          error: lost ?? error
+        })
+      }).pipe(Effect.orDie, Effect.asVoid)
+    }
   }
-})
+}
 
 /**
  * Launches `options.command` on a new instance, scoped: when the scope closes the run is
