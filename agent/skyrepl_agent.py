@@ -279,6 +279,25 @@ def quote_component(text):
     return "".join(chr(b) if b in _UNRESERVED else "%%%02X" % b for b in text.encode("utf-8"))
 
 
+# The longest single lock wait. A lock refuses a timeout beyond _thread.TIMEOUT_MAX (OverflowError,
+# which killed the thread; about 292 years with a 64-bit time_t), so a longer wait (a run's
+# maxDurationMs may be any length) is made a slice at a time.
+WAIT_SLICE = 24 * 3600.0
+
+
+def _acquire(lock, timeout):
+    """lock.acquire(True, timeout) for a positive timeout of any length."""
+    if timeout <= WAIT_SLICE:
+        return lock.acquire(True, timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return lock.acquire(False)
+        if lock.acquire(True, min(left, WAIT_SLICE)):
+            return True
+
+
 class Condition(object):
     """threading.Condition's `with`, wait and notify_all, on _thread locks. A waiter sleeps on
     a lock of its own that notify_all releases; wait returns whether it was notified."""
@@ -304,7 +323,7 @@ class Condition(object):
             if timeout is None:
                 notified = waiter.acquire()
             elif timeout > 0:
-                notified = waiter.acquire(True, timeout)
+                notified = _acquire(waiter, timeout)
             else:
                 notified = waiter.acquire(False)
         finally:

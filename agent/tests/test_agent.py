@@ -295,6 +295,18 @@ class KillTests(AgentTestCase):
         self.assert_exit(report, None, "SIGTERM", "timed_out")
         self.assert_group_gone(shell)
 
+    def test_a_max_duration_too_long_for_one_timer_wait_is_kept(self):
+        # `repl run --max-duration 10000000h` sends 3.6e13 ms; the timer used to die of it
+        # (OverflowError), leaving the run without the agent's time limit.
+        self.start_agent()
+        self.run_command("r1", "sleep 600 & echo $$; wait", max_ms=3.6e13)
+        shell = self.first_line_pid("r1")
+        time.sleep(0.5)
+        self.assertNotIn("internal error", self.agent_log())
+        self.ctrl.send("cancel", {"runId": "r1"})
+        self.assert_exit(self.assert_complete("r1"), None, "SIGTERM", "cancelled")
+        self.assert_group_gone(shell)
+
     def test_cancel_ends_the_whole_group_including_grandchildren(self):
         self.start_agent()
         # One grandchild ignores SIGTERM (the ignored disposition survives exec), so only the

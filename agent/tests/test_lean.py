@@ -184,6 +184,39 @@ class ThreadingTests(unittest.TestCase):
         self.assertFalse(cancelled.wait(0.2))
         self.assertEqual(lines, [])
 
+    def test_a_wait_longer_than_one_lock_wait_can_be(self):
+        # 3.6e10 s (a run's `maxDurationMs` of 3.6e13, which `repl run --max-duration 10000000h`
+        # sends) is more than a lock's acquire takes (OverflowError): it is still waited for, and
+        # a notify still ends it.
+        lines, log = logged()
+        event = agent.Event()
+        agent.Timer(log, 0.05, event.set)
+        self.assertTrue(event.wait(3.6e10))
+        fired = agent.Event()
+        for seconds in (3.6e10, 1e305):
+            timer = agent.Timer(log, seconds, fired.set)
+            time.sleep(0.1)
+            timer.cancel()
+        self.assertFalse(fired.wait(0.1))
+        self.assertEqual(lines, [])
+
+    def test_a_wait_longer_than_a_slice_still_times_out_and_is_woken(self):
+        original = agent.WAIT_SLICE
+        agent.WAIT_SLICE = 0.01
+        self.addCleanup(setattr, agent, "WAIT_SLICE", original)
+        cond = agent.Condition()
+        started = time.monotonic()
+        with cond:
+            self.assertFalse(cond.wait(0.1))
+        self.assertGreaterEqual(time.monotonic() - started, 0.09)
+        lines, log = logged()
+        event = agent.Event()
+        started = time.monotonic()
+        agent.Timer(log, 0.05, event.set)
+        self.assertTrue(event.wait(5))
+        self.assertLess(time.monotonic() - started, 4)
+        self.assertEqual(lines, [])
+
     def test_a_thread_that_fails_is_logged_by_name(self):
         lines, log = logged()
         done = agent.Event()
