@@ -1365,11 +1365,16 @@ class Run(object):
 
 
 def _positive_ms(value):
+    """A JSON number of milliseconds in seconds, when it is positive and finite; None otherwise."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     if not (0 < value < float("inf")):
         return None
-    return value / 1000.0
+    try:
+        return value / 1000.0
+    except OverflowError:
+        # An integer beyond any float (JSON's integers have no limit): as long as the longest.
+        return sys.float_info.max / 1000.0
 
 
 class Agent(object):
