@@ -93,6 +93,14 @@ KILL_GRACE = 2.0
 SHUTDOWN_REPORT_WAIT = 5.0
 # Total time the dead-man switch gives its last exit reports.
 DEADMAN_REPORT_BUDGET = 1.0
+# The longest dead-man window the agent keeps, whatever its flags or the register answer ask for:
+# the switch is the layer of the cleanup guarantee that holds when no controller ever comes back,
+# so no value (1e308 ms turned it off) may put it out of reach. A day bounds what an abandoned
+# instance costs, and is far above any window a controller uses (60 s by default).
+MAX_DEADMAN = 24 * 3600.0
+# The shortest heartbeat interval: a tiny one (5e-324 ms is 0 s once divided) would send
+# heartbeats back to back.
+MIN_HEARTBEAT = 0.01
 # Exit status reported for a run that could not be started (a missing workdir, a bad variable).
 FAILED_START_STATUS = 127
 # Linux F_SETPIPE_SZ (fcntl only names it from Python 3.10).
@@ -1377,12 +1385,26 @@ def _positive_ms(value):
         return sys.float_info.max / 1000.0
 
 
+def bounded_timings(heartbeat, deadman):
+    """The heartbeat interval and dead-man window (seconds) the agent keeps for the ones asked
+    for, and what it changed (for the log). The window is at most MAX_DEADMAN, and heartbeats
+    come at least twice in it: one late heartbeat must not end a healthy run (the controller's
+    settings hold it to the same rule)."""
+    changed = []
+    if deadman > MAX_DEADMAN:
+        changed.append("dead-man window %gs cut to %gs" % (deadman, MAX_DEADMAN))
+        deadman = MAX_DEADMAN
+    kept = min(max(heartbeat, MIN_HEARTBEAT), deadman / 2.0)
+    if kept != heartbeat:
+        changed.append("heartbeat interval %gs made %gs" % (heartbeat, kept))
+    return kept, deadman, changed
+
+
 class Agent(object):
     def __init__(self, cfg, log, environment=None):
         self.cfg = cfg
         self.log = log
-        self.heartbeat_interval = cfg.heartbeat_interval
-        self.deadman_timeout = cfg.deadman_timeout
+        self._set_timings(cfg.heartbeat_interval, cfg.deadman_timeout, "flags")
         # Largest output upload; the register answer may raise it.
         self.upload_limit = CHUNK
         # The compressed encoding output uploads use, if the controller takes one (its register
@@ -1428,6 +1450,11 @@ class Agent(object):
     def backoff(self, attempt):
         cap = max(0.5, min(5.0, self.heartbeat_interval))
         return min(cap, 0.05 * (2 ** min(attempt, 10)))
+
+    def _set_timings(self, heartbeat, deadman, source):
+        self.heartbeat_interval, self.deadman_timeout, changed = bounded_timings(heartbeat, deadman)
+        if changed:
+            self.log("%s: %s" % (source, "; ".join(changed)))
 
     def alive(self):
         self.last_ok = time.monotonic()
@@ -1523,11 +1550,12 @@ class Agent(object):
             self.end("the controller speaks protocol %r" % (protocol,), EXIT_PROTOCOL_REFUSED, "refused")
             return False
         interval = _positive_ms(answer.get("heartbeatIntervalMs"))
-        if interval is not None:
-            self.heartbeat_interval = interval
         deadman = _positive_ms(answer.get("deadmanTimeoutMs"))
-        if deadman is not None:
-            self.deadman_timeout = deadman
+        self._set_timings(
+            self.heartbeat_interval if interval is None else interval,
+            self.deadman_timeout if deadman is None else deadman,
+            "register answer",
+        )
         limit = answer.get("maxOutputBytes")
         if isinstance(limit, int) and not isinstance(limit, bool) and CHUNK <= limit <= MAX_UPLOAD:
             self.upload_limit = limit

@@ -521,6 +521,17 @@ class EndingTests(AgentTestCase):
         self.run_command("r1", "echo still here")
         self.assert_complete("r1", stdout=b"still here\n")
 
+    def test_a_heartbeat_interval_too_long_is_cut_and_heartbeats_go_on(self):
+        # 1e308 ms used to kill the heartbeat thread and the boot thread (and with it the event
+        # stream) with an OverflowError: the agent fell silent and the dead-man switch ended it.
+        self.ctrl.register_answer = (200, {"protocol": 1, "heartbeatIntervalMs": 1e308, "deadmanTimeoutMs": 1000})
+        agent = self.start_agent(deadman=3600)
+        self.ctrl.wait_for(lambda: len(self.ctrl.heartbeats) >= 6, 10, "heartbeats every half second")
+        self.assertIsNone(agent.poll(), self.agent_log())
+        self.run_command("r1", "echo still here")
+        self.assert_complete("r1", stdout=b"still here\n")
+        self.assertNotIn("internal error", self.agent_log())
+
     def test_shutdown_event_ends_runs_and_the_agent(self):
         marker = self.path("ended")
         agent = self.start_agent(shutdown="command:touch '%s'" % marker)
