@@ -293,6 +293,24 @@ describe("bad input", () => {
     expect((await run(["run", "list", "--limit=-1"])).stderr).toBe('repl: --limit expects a whole number (got "-1")')
   })
 
+  it("a malformed provider variable skips that provider in sweeps and listings of every provider, and is a usage error where it is named", async () => {
+    const bad = { SKYREPL_AWS_ENDPOINT: "notaurl" }
+    const named = 'SKYREPL_AWS_ENDPOINT: "notaurl" is not an http(s) URL'
+    const swept = await run(["orphans", "--json"], bad)
+    expect(swept.exitCode).toBe(0)
+    const report = JSON.parse(swept.stdout) as { providers: Array<string>; skipped: Array<{ provider: string; message: string }> }
+    expect(report.providers).toContain("local")
+    expect(report.skipped).toContainEqual({ provider: "aws", message: named })
+    expect(swept.stderr).toContain(`repl: skipped provider aws: ${named}`)
+    const listed = await run(["snapshot", "list", "--json"], bad)
+    expect([listed.exitCode, listed.stdout]).toEqual([0, "[]"])
+    expect(listed.stderr).toContain(`skipped provider aws: ${named}`)
+    for (const args of [["orphans", "--provider", "aws"], ["snapshot", "list", "--provider", "aws"]]) {
+      const refused = await run(args, bad)
+      expect([refused.exitCode, refused.stderr]).toEqual([2, `repl: ${named}`])
+    }
+  })
+
   it("AWS_PROFILE naming no profile, with keys also set: one line that says the keys were ignored, not the SDK's warning", async () => {
     const empty = join(home, "empty-aws-config")
     writeFileSync(empty, "")

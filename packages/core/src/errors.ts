@@ -169,4 +169,4 @@ export type LaunchError =
 
 export type AttachError = RunNotFound | StoreError
 export type CancelError = RunNotFound | StoreError | ProviderError | IllegalTransition | UnknownProvider | HubError
-export type ScanError = StoreError | ProviderError | UnknownProvider | HubError | InvalidScanOptions
+export type ScanError = StoreError | ProviderError | UnknownProvider | ProviderMisconfigured | HubError | InvalidScanOptions

@@ -3,7 +3,7 @@ import type { Instance } from "../domain/instance.ts"
 import { InvalidScanOptions, type ScanError } from "../errors.ts"
 import { decodeDurationOption, type DurationOption } from "../duration.ts"
 import { instanceNameTime, parseInstanceName } from "../naming.ts"
-import type { ProviderInstance } from "../provider.ts"
+import { checkProviderConfiguration, type ProviderInstance } from "../provider.ts"
 import { terminateInstance, withProviderRetry } from "./lifecycle.ts"
 import type { SkyReplService } from "./service.ts"
 
@@ -88,6 +88,14 @@ export const scanWith = (engine: SkyReplService, options: ScanOptions = {}): Eff
     const skipped: Array<{ provider: string; message: string }> = []
     const scanned: Array<string> = []
     for (const provider of providers) {
+      // A provider whose own settings are malformed (a bad SKYREPL_AWS_* value) cannot list:
+      // sweeping everything skips it and says why, so the other providers are still swept;
+      // a provider the caller named fails loudly, as a usage error.
+      if (provider.configurationProblem !== undefined) {
+        if (options.providers !== undefined) yield* checkProviderConfiguration(provider)
+        skipped.push({ provider: provider.id, message: provider.configurationProblem })
+        continue
+      }
       const regions = [...new Set([...known.values()].flatMap((i) => (i.provider === provider.id && i.region !== null ? [i.region] : [])))]
       const listed = yield* withProviderRetry(provider.list({ regions })).pipe(
         // Sweeping "everything" on a Linux box must not fail because OrbStack is macOS-only;

@@ -1,15 +1,15 @@
 import { Effect, Option } from "effect"
 import type { Instance } from "../domain/instance.ts"
-import { InstanceNotFound, type ProviderError, type StoreError, Unsupported, type UnknownProvider } from "../errors.ts"
-import type { ProviderService, ProviderSnapshots, Snapshot } from "../provider.ts"
+import { InstanceNotFound, type ProviderError, type ProviderMisconfigured, type StoreError, Unsupported, type UnknownProvider } from "../errors.ts"
+import { checkProviderConfiguration, type ProviderService, type ProviderSnapshots, type Snapshot } from "../provider.ts"
 import { refOf, withProviderRetry } from "./lifecycle.ts"
 import type { SkyReplService } from "./service.ts"
 
-export type SnapshotError = InstanceNotFound | Unsupported | UnknownProvider | ProviderError | StoreError
+export type SnapshotError = InstanceNotFound | Unsupported | UnknownProvider | ProviderMisconfigured | ProviderError | StoreError
 
-const snapshotsOf = (provider: ProviderService): Effect.Effect<ProviderSnapshots, Unsupported> =>
+const snapshotsOf = (provider: ProviderService): Effect.Effect<ProviderSnapshots, Unsupported | ProviderMisconfigured> =>
   provider.capabilities.snapshots && provider.snapshots !== undefined
-    ? Effect.succeed(provider.snapshots)
+    ? Effect.as(checkProviderConfiguration(provider), provider.snapshots)
     : Effect.fail(new Unsupported({ provider: provider.id, feature: "snapshots" }))
 
 /** A live instance, named directly or through a run on it. */
@@ -50,12 +50,18 @@ export const listSnapshotsWith = (
     const providers = providerIds === undefined
       ? (yield* Effect.forEach(engine.providerIds, (id) => engine.provider(id))).filter((p) => p.capabilities.snapshots)
       : yield* Effect.forEach(providerIds, (id) => engine.provider(id))
+    // Listing every provider's skips one that cannot be reached (no region, no orbctl) or whose
+    // settings are malformed, with a warning; a provider the caller named fails loudly.
+    const skip = (provider: ProviderService, message: string) =>
+      Effect.as(Effect.logWarning(`skipped provider ${provider.id}: ${message}`), [] as ReadonlyArray<Snapshot>)
     const lists = yield* Effect.forEach(providers, (provider) =>
       snapshotsOf(provider).pipe(
         Effect.flatMap((s) => withProviderRetry(s.list())),
         Effect.catchIf(
-          (error): error is ProviderError => error._tag === "ProviderError" && error.reason === "unavailable" && providerIds === undefined,
-          () => Effect.succeed([] as ReadonlyArray<Snapshot>)
+          (error): error is ProviderError | ProviderMisconfigured =>
+            providerIds === undefined &&
+            (error._tag === "ProviderMisconfigured" || (error._tag === "ProviderError" && error.reason === "unavailable")),
+          (error) => skip(provider, error.message)
         )
       )
     )
