@@ -359,6 +359,10 @@ describe("bad input", () => {
       [{ SKYREPL_DEADMAN_TIMEOUT: "300ms" }, "repl: configuration: SKYREPL_DEADMAN_TIMEOUT: must be at least twice the heartbeat interval (250ms), or one late heartbeat ends a healthy run"],
       [{ SKYREPL_HOME: "" }, "repl: configuration: SKYREPL_HOME: must not be empty"],
       [{ SKYREPL_HUB_HOST: "999.1.1.1" }, 'repl: configuration: SKYREPL_HUB_HOST: "999.1.1.1" is not an IP address or a host name to listen on (e.g. 127.0.0.1, 0.0.0.0, ::)'],
+      [{ SKYREPL_CONTROL_PLANE_URL: "ftp://x" }, 'repl: configuration: SKYREPL_CONTROL_PLANE_URL: "ftp://x" is not an http:// or https:// URL, which is all an agent can call'],
+      [{ SKYREPL_PROVIDER: "" }, "repl: configuration: SKYREPL_PROVIDER: must not be empty"],
+      [{ SKYREPL_PROVIDER: "nope" }, 'repl: SKYREPL_PROVIDER: unknown provider "nope" (configured: local, aws, orbstack)'],
+      [{ SKYREPL_DEADMAN_TIMEOUT: "25h" }, "repl: configuration: SKYREPL_DEADMAN_TIMEOUT: must be at most 24h: the agent keeps its dead-man window within a day"],
       // A provider's own variable: the launch is refused before anything is recorded.
       [{ SKYREPL_FORK_SERVER: "bogus" }, 'repl: SKYREPL_FORK_SERVER: "bogus" is not one of auto, always, never']
     ]

@@ -71,6 +71,18 @@ const hostName = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:
 const isHostAddress = (host: string): boolean =>
   isIP(host) !== 0 || (!/^[\d.]+$/.test(host) && hostName.test(host))
 
+const isHttpUrl = (text: string): boolean => {
+  try {
+    const { protocol } = new URL(text)
+    return protocol === "http:" || protocol === "https:"
+  } catch {
+    return false
+  }
+}
+
+/** The longest dead-man window an agent keeps (docs/agent-protocol.md, "Timings"). */
+const MAX_DEADMAN = Duration.days(1)
+
 /**
  * Settings that parse but cannot run an engine, one problem per setting. A zero lease makes the
  * reaper repeat with no pause at all, starving everything else in the process (signals
@@ -87,6 +99,13 @@ export const settingsProblems = (
   }
   if (!isHostAddress(settings.hubHost)) {
     problems.push({ setting: "hubHost", message: `"${settings.hubHost}" is not an IP address or a host name to listen on (e.g. 127.0.0.1, 0.0.0.0, ::)` })
+  }
+  if (settings.controlPlaneUrl !== null && !isHttpUrl(settings.controlPlaneUrl)) {
+    problems.push({ setting: "controlPlaneUrl", message: `"${settings.controlPlaneUrl}" is not an http:// or https:// URL, which is all an agent can call` })
+  }
+  if (settings.defaultProvider.trim() === "") problems.push({ setting: "defaultProvider", message: "must not be empty" })
+  if (Duration.greaterThan(settings.deadmanTimeout, MAX_DEADMAN)) {
+    problems.push({ setting: "deadmanTimeout", message: `must be at most ${formatDuration(MAX_DEADMAN)}: the agent keeps its dead-man window within a day` })
   }
   const heartbeatMs = Duration.toMillis(settings.heartbeatInterval)
   if (heartbeatMs > 0 && Duration.toMillis(settings.deadmanTimeout) < 2 * heartbeatMs) {

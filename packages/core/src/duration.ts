@@ -1,4 +1,4 @@
-import { Duration, Either, ParseResult, Schema } from "effect"
+import { Clock, Duration, Effect, Either, ParseResult, Schema } from "effect"
 
 const pattern = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/
 
@@ -54,3 +54,19 @@ export const decodeDurationOption = (input: unknown): Either.Either<Duration.Dur
   }
   return Either.right(decoded.value)
 }
+
+const DAY_MS = 86_400_000
+
+/**
+ * A sleep of any length. The runtimes' timers take at most 2^31 - 1 ms (about 24.8 days), and
+ * Effect's clock never schedules a longer sleep (it would never wake), so a longer one is slept a
+ * day at a time, against the Effect clock.
+ */
+export const sleepLong = (duration: Duration.Duration): Effect.Effect<void> =>
+  Effect.flatMap(Clock.currentTimeMillis, (start) => {
+    const until = start + Duration.toMillis(duration)
+    const step: Effect.Effect<void> = Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      now >= until ? Effect.void : Effect.zipRight(Effect.sleep(Duration.millis(Math.min(until - now, DAY_MS))), step)
+    )
+    return step
+  })

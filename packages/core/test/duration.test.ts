@@ -1,6 +1,6 @@
-import { Duration, Either, Schema } from "effect"
+import { Clock, Duration, Effect, Either, Schema } from "effect"
 import { describe, expect, it } from "vitest"
-import { DurationFromString, formatDuration, parseDuration } from "../src/duration.ts"
+import { DurationFromString, formatDuration, parseDuration, sleepLong } from "../src/duration.ts"
 
 describe("durations", () => {
   it.each([
@@ -30,5 +30,31 @@ describe("durations", () => {
     const result = Schema.decodeUnknownEither(DurationFromString)("10 years")
     expect(Either.isLeft(result)).toBe(true)
     if (Either.isLeft(result)) expect(String(result.left.message)).toContain("expected a number with a unit")
+  })
+})
+
+describe("sleepLong", () => {
+  it("asks the clock for no sleep longer than a day (a live sleep past 2^31 - 1 ms never wakes), and sleeps as long as asked", () => {
+    let now = 0
+    const asked: Array<number> = []
+    // A clock that records each sleep and lets its time pass at once.
+    const clock: Clock.Clock = {
+      [Clock.ClockTypeId]: Clock.ClockTypeId,
+      unsafeCurrentTimeMillis: () => now,
+      currentTimeMillis: Effect.sync(() => now),
+      unsafeCurrentTimeNanos: () => BigInt(now) * 1_000_000n,
+      currentTimeNanos: Effect.sync(() => BigInt(now) * 1_000_000n),
+      sleep: (duration) =>
+        Effect.sync(() => {
+          asked.push(Duration.toMillis(duration))
+          now += Duration.toMillis(duration)
+        })
+    }
+    Effect.runSync(sleepLong(Duration.days(30)).pipe(Effect.withClock(clock)))
+    expect(Math.max(...asked)).toBe(86_400_000)
+    expect(now).toBe(30 * 86_400_000)
+    asked.length = 0
+    Effect.runSync(sleepLong(Duration.seconds(5)).pipe(Effect.withClock(clock)))
+    expect(asked).toEqual([5_000])
   })
 })

@@ -1,4 +1,4 @@
-import { checkProviderConfiguration, launch, type LaunchProgress, type RunResult, type SkyReplSettings, validateLaunchOptions } from "@skyrepl/core"
+import { checkProviderConfiguration, launch, type LaunchProgress, type RunResult, type SkyReplSettings, type UnknownProvider, validateLaunchOptions } from "@skyrepl/core"
 import { Command, Option } from "clipanion"
 import type { SkyRepl } from "@skyrepl/core"
 import { Duration, Effect, type Scope, Stream } from "effect"
@@ -94,7 +94,14 @@ export class RunCommand extends SkyReplCommand<RunFlags> {
       }
       // The launch's own checks (an empty command), before the store is opened.
       yield* validateLaunchOptions({ command: this.command, env, ...(maxDuration === undefined ? {} : { maxDuration }) })
-      const provider = yield* buildProvider(settings, this.provider ?? settings.defaultProvider)
+      const provider = yield* buildProvider(settings, this.provider ?? settings.defaultProvider).pipe(
+        // The default came from the environment: the variable is what to fix.
+        Effect.catchTag("UnknownProvider", (error): Effect.Effect<never, UnknownProvider | UsageFailure> =>
+          this.provider === undefined && process.env["SKYREPL_PROVIDER"] !== undefined
+            ? Effect.fail(new UsageFailure({ message: `SKYREPL_PROVIDER: ${error.message}` }))
+            : Effect.fail(error)
+        )
+      )
       yield* checkProviderConfiguration(provider)
       if (this.region !== undefined && !provider.capabilities.regions) {
         return yield* new UsageFailure({ message: `--region: provider "${provider.id}" has no regions` })

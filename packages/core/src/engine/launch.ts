@@ -10,7 +10,7 @@ import type { Refusal, SessionHandlers } from "../hub/agent-hub.ts"
 import { formatInstanceName, newId, randomHex } from "../naming.ts"
 import { checkProviderConfiguration } from "../provider.ts"
 import { describeParseError } from "../parse-error.ts"
-import { decodeDurationOption, type DurationOption } from "../duration.ts"
+import { decodeDurationOption, type DurationOption, sleepLong } from "../duration.ts"
 import { RUNTIME_COMPRESSES_FASTER } from "../output-encoding.ts"
 import { attachWith } from "./attach.ts"
 import { type CancelResult, cancelRun } from "./cancel.ts"
@@ -456,7 +456,7 @@ export const launchWith = (
       run.maxDurationMs === null
         ? Effect.never
         : Effect.gen(function* () {
-            yield* Effect.sleep(Duration.sum(Duration.millis(run.maxDurationMs!), controllerTimeoutGrace))
+            yield* sleepLong(Duration.sum(Duration.millis(run.maxDurationMs!), controllerTimeoutGrace))
             yield* session.cancelRun(runId)
             yield* finishRun(engine, runId, "timed_out", { error: "maxDuration exceeded (enforced by the controller)" })
           })
