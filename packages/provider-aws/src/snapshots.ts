@@ -92,6 +92,8 @@ export const makeSnapshots = (deps: SnapshotDeps): ProviderSnapshots => {
       return perRegion.flat().sort((a, b) => (b.createdAt ?? 0) - (a.createdAt ?? 0))
     })
 
+  const amiId = /^ami-[0-9a-f]{8,17}$/
+
   const remove = (id: string, region: string | null): Effect.Effect<void, ProviderError> =>
     Effect.gen(function* () {
       // Checked before anything is asked of AWS: a misspelt region is the caller's mistake,
@@ -100,10 +102,14 @@ export const makeSnapshots = (deps: SnapshotDeps): ProviderSnapshots => {
       if (region !== null && !isRegion(region)) {
         return yield* providerError("DeregisterImage", "invalid-request", notARegion(region))
       }
+      // Not an image id at all: AWS answers InvalidAMIID.Malformed, which is no "already gone".
+      if (!amiId.test(id)) {
+        return yield* providerError("DeregisterImage", "invalid-request", `"${id}" is not an AMI id (ami- and 8 to 17 hex digits; repl snapshot list shows them)`)
+      }
       const where = region ?? (yield* deps.defaultRegion("DeregisterImage"))
       const images = yield* api.describeImages(where, { imageIds: [id], owners: ["self"] }).pipe(
         Effect.catchIf(
-          (e) => e.code.startsWith("InvalidAMIID."),
+          (e) => e.code === "InvalidAMIID.NotFound" || e.code === "InvalidAMIID.Unavailable",
           () => Effect.succeed([])
         ),
         Effect.mapError((e) => toProviderError(e))

@@ -111,6 +111,16 @@ describe("snapshots", () => {
       })
     )
 
+    it.effect("an id that is not an AMI id is refused, not reported deleted (AWS calls it malformed, not gone)", () =>
+      Effect.gen(function* () {
+        const { snapshots } = yield* Fixture
+        const error = yield* Effect.flip(snapshots.delete("bogus", REGION))
+        expect([error.reason, error.message]).toEqual(["invalid-request", '"bogus" is not an AMI id (ami- and 8 to 17 hex digits; repl snapshot list shows them)'])
+        // A well-formed id of an image that is not there is already gone: success.
+        yield* snapshots.delete("ami-0123456789abcdef0", REGION)
+      })
+    )
+
     it.effect("a region that is not a region name is refused before AWS is asked anything", () =>
       Effect.gen(function* () {
         const { snapshots } = yield* Fixture
