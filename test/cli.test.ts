@@ -364,7 +364,9 @@ describe("bad input", () => {
       [{ SKYREPL_PROVIDER: "nope" }, 'repl: SKYREPL_PROVIDER: unknown provider "nope" (configured: local, aws, orbstack)'],
       [{ SKYREPL_DEADMAN_TIMEOUT: "25h" }, "repl: configuration: SKYREPL_DEADMAN_TIMEOUT: must be at most 24h: the agent keeps its dead-man window within a day"],
       // A provider's own variable: the launch is refused before anything is recorded.
-      [{ SKYREPL_FORK_SERVER: "bogus" }, 'repl: SKYREPL_FORK_SERVER: "bogus" is not one of auto, always, never']
+      [{ SKYREPL_FORK_SERVER: "bogus" }, 'repl: SKYREPL_FORK_SERVER: "bogus" is not one of auto, always, never'],
+      [{ SKYREPL_PYTHON: "/nonexistent/python3" }, "repl: SKYREPL_PYTHON: /nonexistent/python3 is not an executable file"],
+      [{ SKYREPL_PYTHON: "no-such-python9" }, 'repl: SKYREPL_PYTHON: no "no-such-python9" on PATH']
     ]
     for (const [extra, line] of cases) {
       const result = await execa(repl, ["run", "-c", "echo hi"], { env: env(extra), reject: false, timeout: 30_000, stdin: "ignore", cwd: home })

@@ -95,18 +95,29 @@ export const resolveOptions = (options: LocalProviderOptions): Effect.Effect<Res
       onNone: () => "auto" as const,
       onSome: (text) => {
         if (Schema.is(ForkServerMode)(text)) return text
-        problems.push(`SKYREPL_FORK_SERVER: "${text}" is not one of auto, always, never`)
+        if (options.forkServer === undefined) problems.push(`SKYREPL_FORK_SERVER: "${text}" is not one of auto, always, never`)
         return "auto" as const
       }
     })
     // Absolute: a sandbox starts in its own workdir, where a relative home means another place.
     const home = resolve(options.home ?? Option.getOrElse(envHome, () => join(homedir(), ".repl")))
+    const python = resolvePython(options.python ?? Option.getOrUndefined(envPython))
+    // An interpreter that was asked for by name or path and is not there is a setting to fix,
+    // refused before a launch records anything; the default one missing is checked at spawn.
+    const asked = options.python !== undefined ? "the python option" : Option.isSome(envPython) ? "SKYREPL_PYTHON" : null
+    if (asked !== null && (python.path === null || !isExecutable(python.path))) {
+      problems.push(
+        python.path === null
+          ? `${asked}: no "${python.requested}" on PATH`
+          : `${asked}: ${python.path} is not an executable file`
+      )
+    }
     return {
       home,
-      python: resolvePython(options.python ?? Option.getOrUndefined(envPython)),
+      python,
       isolation: options.isolation ?? "auto",
       terminateTimeout: options.terminateTimeout ?? "10 seconds",
       forkServer: options.forkServer ?? forkServer,
-      problems: options.forkServer === undefined ? problems : []
+      problems
     }
   })
