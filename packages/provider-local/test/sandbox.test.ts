@@ -124,12 +124,16 @@ describe("local provider", () => {
       const bootstrap = yield* controller.bootstrap(name)
       const spec = { provider: "local", canonical: "sandbox", region: null, attributes: { mode: "sandbox" } }
 
+      // An interpreter asked for and not there is a setting to fix: the provider says so when
+      // built (a launch refuses it before recording anything), and a spawn fails on it.
       const noPython = yield* LocalProvider.make({ home: context.home, python: "/nonexistent/python3" })
+      expect(noPython.configurationProblem).toBe("the python option: /nonexistent/python3 is not an executable file")
       const e1 = yield* Effect.flip(noPython.spawn(name, spec, bootstrap))
-      expect([e1.reason, e1.operation]).toEqual(["unavailable", "spawn"])
+      expect([e1.reason, e1.operation]).toEqual(["invalid-request", "spawn"])
 
       const notOnPath = yield* LocalProvider.make({ home: context.home, python: "no-such-python-here" })
-      expect((yield* Effect.flip(notOnPath.spawn(name, spec, bootstrap))).reason).toBe("unavailable")
+      expect(notOnPath.configurationProblem).toBe('the python option: no "no-such-python-here" on PATH')
+      expect((yield* Effect.flip(notOnPath.spawn(name, spec, bootstrap))).reason).toBe("invalid-request")
 
       const provider = yield* LocalProvider.make({ home: context.home })
       const e2 = yield* Effect.flip(provider.spawn(name, spec, { ...bootstrap, agentScript: "/nonexistent/agent.py" }))
