@@ -125,6 +125,29 @@ describe("repl run", () => {
     expect(lines(unknown.stdout).map((l) => (JSON.parse(l) as { type: string }).type)).toEqual(["error"])
   })
 
+  it("--json ends with an error object for a usage error clipanion's parser finds too, before any command runs", async () => {
+    for (const args of [
+      ["run", "--json", "-c", "true", "--bogus"],
+      ["run", "--json", "-c"],
+      ["run", "--json"],
+      ["run", "attach", "--json"],
+      ["run", "attach", "x", "--json", "--from-stdout"]
+    ]) {
+      const result = await run(args)
+      expect([args, result.exitCode]).toEqual([args, 2])
+      expect(lines(result.stderr)).toHaveLength(1)
+      expect([args, lines(result.stdout).map((l) => JSON.parse(l) as unknown)]).toEqual([
+        args,
+        [{ type: "error", message: result.stderr.replace(/^repl: /, ""), status: 2 }]
+      ])
+    }
+    // Only the JSON Lines commands: a listing's --json is one document, and nothing is one here.
+    for (const args of [["run", "list", "--json", "--bogus"], ["run", "-c", "true", "--bogus"], ["run", "-c", "true", "--", "--json"]]) {
+      const result = await run(args)
+      expect([args, result.exitCode, result.stdout]).toEqual([args, 2, ""])
+    }
+  })
+
   it("--json keeps a character split between two chunks whole, and counts each chunk's bytes", async () => {
     // "€" is three bytes; the first write ends after its first byte, and the pause makes the
     // two writes two chunks.

@@ -20,6 +20,27 @@ const BROKEN_PIPE = 141
 const isBrokenPipe = (error: unknown): boolean =>
   typeof error === "object" && error !== null && "code" in error && error.code === "EPIPE"
 
+/** Writes to stdout; a reader that is gone already is no one to tell. */
+const writeStdoutQuietly = (data: string): void => {
+  try {
+    stdout.write(data)
+  } catch (error) {
+    if (!isBrokenPipe(error)) throw error
+  }
+}
+
+/**
+ * How a failure ends: one line on stderr and, when stdout carries JSON Lines (`repl run --json`,
+ * `repl run attach --json`), the same message without `repl: ` and the exit status as a last
+ * `error` object there, since a reader of those expects the last object to say how the command
+ * ended. Used by the commands, and by main.ts for usage errors found before any command runs.
+ */
+export const reportFailure = (message: string, status: number, jsonLines: boolean, out: (data: string) => void = writeStdoutQuietly): number => {
+  stderr.write(`repl: ${message}\n`)
+  if (jsonLines) out(JSON.stringify({ type: "error", message, status }) + "\n")
+  return status
+}
+
 /** Exit status for a CLI call ended by Ctrl-C, SIGTERM or SIGHUP, as shells report Ctrl-C. */
 export const INTERRUPTED = 130
 
@@ -64,9 +85,7 @@ export abstract class SkyReplCommand<Flags = undefined> extends Command {
   }
 
   private ending(message: string, status: number): number {
-    stderr.write(`repl: ${message}\n`)
-    if (this.streamsJson()) this.out(JSON.stringify({ type: "error", message, status }) + "\n")
-    return status
+    return reportFailure(message, status, this.streamsJson(), (data) => this.out(data))
   }
 
   protected get color(): boolean {

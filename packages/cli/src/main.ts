@@ -1,5 +1,5 @@
 import { Builtins, Cli } from "clipanion"
-import { SkyReplCommand } from "./base-command.ts"
+import { reportFailure, SkyReplCommand } from "./base-command.ts"
 import { AllocationListCommand } from "./commands/allocation/list.ts"
 import { InstanceListCommand } from "./commands/instance/list.ts"
 import { OrphansCommand } from "./commands/orphans.ts"
@@ -11,7 +11,7 @@ import { SnapshotCreateCommand } from "./commands/snapshot/create.ts"
 import { SnapshotDeleteCommand } from "./commands/snapshot/delete.ts"
 import { SnapshotListCommand } from "./commands/snapshot/list.ts"
 import { useColor } from "./format.ts"
-import { stderr, stdout } from "./stdio.ts"
+import { stdout } from "./stdio.ts"
 import { VERSION } from "./version.ts"
 
 /** Bad usage: one line naming the problem, exit 2, as POSIX utilities do. */
@@ -37,6 +37,27 @@ const helpAsked = (argv: ReadonlyArray<string>) => {
   if (last !== "-h" && last !== "--help") return undefined
   const path = argv.slice(0, -1).join(" ")
   return commands.find((command) => command.paths.some((p) => p.join(" ") === path))
+}
+
+/** The commands whose `--json` makes stdout JSON Lines (their `streamsJson`), by path. */
+const JSON_LINES_PATHS: ReadonlySet<string> = new Set(["run", "run attach"])
+
+/**
+ * Whether `argv` asks for JSON Lines on stdout, judged from the words alone since clipanion
+ * refused them: the command path is the longest registered one its leading words start with, and
+ * `--json` counts before any `--` (after it, it is an operand).
+ */
+const streamsJsonLines = (argv: ReadonlyArray<string>): boolean => {
+  const end = argv.indexOf("--")
+  const options = end === -1 ? argv : argv.slice(0, end)
+  if (!options.includes("--json")) return false
+  const firstFlag = options.findIndex((a) => a.startsWith("-"))
+  const words = firstFlag === -1 ? options : options.slice(0, firstFlag)
+  const path = commands
+    .flatMap((command) => command.paths)
+    .filter((p) => p.every((word, i) => words[i] === word))
+    .sort((a, b) => b.length - a.length)[0]
+  return path !== undefined && JSON_LINES_PATHS.has(path.join(" "))
 }
 
 /**
@@ -95,8 +116,7 @@ export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
     const line = first.startsWith("Command not found")
       ? noCommandMatched(cli, argv)
       : (missingValue(first, argv) ?? `${first} (see 'repl --help')`)
-    stderr.write(`repl: ${line}\n`)
-    return USAGE
+    return reportFailure(line, USAGE, streamsJsonLines(argv))
   }
   // clipanion's own commands (help, version) write to the context's streams.
   if (!(command instanceof SkyReplCommand)) return cli.run(command, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr })
@@ -108,7 +128,6 @@ export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
     return await command.validateAndExecute()
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error)
-    stderr.write(`repl: ${message.split("\n")[0]}\n`)
-    return USAGE
+    return reportFailure(message.split("\n")[0] ?? message, USAGE, streamsJsonLines(argv))
   }
 }
