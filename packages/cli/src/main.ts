@@ -82,18 +82,24 @@ const noCommandMatched = (cli: Cli, argv: ReadonlyArray<string>): string => {
   return `${what} for '${named.path}' (see '${named.path} --help')`
 }
 
+/** `word` as a shell reads it back: quoted when it holds anything but plain characters. */
+const shellWord = (word: string): string => (/^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`)
+
 /**
  * clipanion's "Not enough arguments to option --limit." said plainly. It also comes when the
- * value starts with "-" (`--limit -1`), which clipanion takes for an option: the `=` form passes
- * such a value, and the command then judges it.
+ * value starts with "-" (`--limit -1`, `-c -x`, `--env -X=1`), which clipanion takes for an
+ * option: the `=` form passes such a value, and the command then judges it. A next word that
+ * starts with "--" is a flag, not a value meant for this one.
  */
 const missingValue = (first: string, argv: ReadonlyArray<string>): string | null => {
   const match = /^Not enough arguments to option (\S+?)\.?$/.exec(first)
   if (match === null) return null
   const option = match[1]!
-  const next = argv[argv.indexOf(option) + 1]
-  return next !== undefined && /^-\d/.test(next)
-    ? `${option} needs a value; write ${option}=${next} for one that starts with "-"`
+  // The occurrence that lacks its value: an earlier one of a repeated flag had one.
+  const at = argv.findIndex((word, i) => word === option && (argv[i + 1] === undefined || argv[i + 1]!.startsWith("-")))
+  const next = at === -1 ? undefined : argv[at + 1]
+  return next !== undefined && /^-[^-]/.test(next)
+    ? `${option} needs a value; write ${option}=${shellWord(next)} for one that starts with "-"`
     : `${option} needs a value (see 'repl --help')`
 }
 
