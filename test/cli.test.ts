@@ -493,6 +493,24 @@ describe("listings", () => {
       expect(usage.stdout).not.toContain("Multiple commands match")
     }
   })
+
+  it("a command group's --help lists the commands under it with their lines, not clipanion's -h=<index> menu", async () => {
+    for (const [group, flag, entries] of [
+      ["snapshot", "--help", [["snapshot create", "snapshot a live instance"], ["snapshot delete", "delete a snapshot"], ["snapshot list", "list snapshots"]]],
+      ["instance", "-h", [["instance list", "list instances the store tracks"]]],
+      ["allocation", "--help", [["allocation list", "list allocations"]]]
+    ] as const) {
+      const usage = await run([group, flag])
+      expect([group, usage.exitCode, usage.stderr]).toEqual([group, 0, ""])
+      expect(usage.stdout).not.toContain("Multiple commands match")
+      expect(usage.stdout).not.toContain("-h=<index>")
+      const listed = lines(usage.stdout).filter((l) => l.startsWith("  repl "))
+      expect(listed.map((l) => l.trim().split(" ").slice(1, 3).join(" "))).toEqual(entries.map(([path]) => path))
+      for (const [path, description] of entries) {
+        expect(usage.stdout).toMatch(new RegExp(`\\n  repl ${path}\\b.*\\n    ${description}`))
+      }
+    }
+  })
 })
 
 describe("the cleanup guarantee, by breaking things", () => {

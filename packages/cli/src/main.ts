@@ -10,7 +10,7 @@ import { RunListCommand } from "./commands/run/list.ts"
 import { SnapshotCreateCommand } from "./commands/snapshot/create.ts"
 import { SnapshotDeleteCommand } from "./commands/snapshot/delete.ts"
 import { SnapshotListCommand } from "./commands/snapshot/list.ts"
-import { useColor } from "./format.ts"
+import { bold, useColor } from "./format.ts"
 import { stdout } from "./stdio.ts"
 import { VERSION } from "./version.ts"
 
@@ -27,16 +27,36 @@ export const makeCli = (): Cli => {
   return cli
 }
 
+type Registered = (typeof commands)[number]
+
 /**
- * The command whose path is all of `argv` but a last `-h`/`--help`. clipanion answers `repl run
- * --help` with the list of every command under `run` and a `-h=<index>` to pick one, since
- * `run` is also the start of `run list` and the others; the user asked about `repl run` itself.
+ * What help `argv` asks for when it is a command path and a last `-h`/`--help`. clipanion
+ * answers `repl run --help` with the list of every command under `run` and a `-h=<index>` to
+ * pick one, since `run` is also the start of `run list` and the others: the user asked about
+ * `repl run` itself. For a path that is only a group (`repl snapshot --help`), the commands
+ * under it are what there is to say.
  */
-const helpAsked = (argv: ReadonlyArray<string>) => {
+const helpAsked = (
+  argv: ReadonlyArray<string>
+): { readonly command: Registered } | { readonly group: string; readonly under: ReadonlyArray<Registered> } | undefined => {
   const last = argv[argv.length - 1]
   if (last !== "-h" && last !== "--help") return undefined
-  const path = argv.slice(0, -1).join(" ")
-  return commands.find((command) => command.paths.some((p) => p.join(" ") === path))
+  const words = argv.slice(0, -1)
+  const path = words.join(" ")
+  const command = commands.find((c) => c.paths.some((p) => p.join(" ") === path))
+  if (command !== undefined) return { command }
+  if (words.length === 0 || words.some((w) => w.startsWith("-"))) return undefined
+  const under = commands.filter((c) => c.paths.some((p) => p.length > words.length && words.every((w, i) => p[i] === w)))
+  return under.length === 0 ? undefined : { group: path, under }
+}
+
+/** `repl GROUP --help`: each command under the group, with its line, as `repl --help` lists them. */
+const groupUsage = (cli: Cli, group: string, under: ReadonlyArray<Registered>, color: boolean): string => {
+  const entries = under
+    .map((command) => ({ usage: cli.usage(command, { colored: false, prefix: "" }).trim(), description: command.usage.description?.trim() ?? "" }))
+    .sort((a, b) => a.usage.localeCompare(b.usage, "en"))
+    .map(({ usage, description }) => `  ${bold(usage, color)}\n    ${description}\n`)
+  return `${bold(`Commands under repl ${group}`, color)}\n\n${entries.join("\n")}\nSee 'repl ${group} <command> --help' for one in detail.\n`
 }
 
 /** The commands whose `--json` makes stdout JSON Lines (their `streamsJson`), by path. */
@@ -107,7 +127,8 @@ export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
   const cli = makeCli()
   const help = helpAsked(argv)
   if (help !== undefined) {
-    stdout.write(cli.usage(help, { detailed: true, colored: useColor(stdout) }))
+    const color = useColor(stdout)
+    stdout.write("command" in help ? cli.usage(help.command, { detailed: true, colored: color }) : groupUsage(cli, help.group, help.under, color))
     return 0
   }
   let command
