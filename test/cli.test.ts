@@ -382,6 +382,18 @@ describe("bad input", () => {
     expect(lines((await run(["snapshot", "delete", "x"])).stderr)).toEqual([
       "repl: missing --provider for 'repl snapshot delete' (see 'repl snapshot delete --help')"
     ])
+    // A missing argument too: clipanion's own line was "Not enough positional arguments."
+    for (const [args, line] of [
+      [["run", "attach"], "repl: missing <run-id> for 'repl run attach' (see 'repl run attach --help')"],
+      [["run", "attach", "--from-stdout", "4"], "repl: missing <run-id> for 'repl run attach' (see 'repl run attach --help')"],
+      [["run", "cancel", "--json"], "repl: missing <run-id> for 'repl run cancel' (see 'repl run cancel --help')"],
+      [["snapshot", "create", "--name", "x"], "repl: missing <run-id|instance-name> for 'repl snapshot create' (see 'repl snapshot create --help')"],
+      [["snapshot", "delete", "--provider=aws"], "repl: missing <snapshot-id> for 'repl snapshot delete' (see 'repl snapshot delete --help')"],
+      [["snapshot", "delete"], "repl: missing --provider, <snapshot-id> for 'repl snapshot delete' (see 'repl snapshot delete --help')"]
+    ] as const) {
+      const result = await run(args)
+      expect([args, result.exitCode, lines(result.stderr)]).toEqual([args, 2, [line]])
+    }
     expect(lines((await run(["instance"])).stderr)).toEqual(['repl: "instance" needs a command after it: repl instance list (see \'repl --help\')'])
     expect(lines((await run(["launch-rockets"])).stderr)).toEqual(['repl: unknown command "launch-rockets" (see \'repl --help\')'])
   })

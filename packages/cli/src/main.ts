@@ -82,8 +82,9 @@ const streamsJsonLines = (argv: ReadonlyArray<string>): boolean => {
 
 /**
  * What to say when no command matched `argv`. clipanion says "Command not found" both for a
- * path no command has and for a command missing a required option or argument (`repl run`
- * without `-c`); the latter names the command and what it lacks.
+ * path no command has and for a command missing a required option (`repl run` without `-c`),
+ * and "Not enough positional arguments" for a command missing one (`repl run attach` without
+ * its run id); for the latter two this names the command and what it lacks.
  */
 const noCommandMatched = (cli: Cli, argv: ReadonlyArray<string>): string => {
   const named = cli
@@ -97,9 +98,30 @@ const noCommandMatched = (cli: Cli, argv: ReadonlyArray<string>): string => {
     return `unknown command${words.length === 0 ? "" : ` "${words.join(" ")}"`} (see 'repl --help')`
   }
   const given = (name: string) => argv.some((a) => a === name || a.startsWith(`${name}=`) || (/^-[^-]$/.test(name) && a.startsWith(name)))
-  const missing = (named.options ?? []).filter((o) => o.required && !o.nameSet.some(given))
-  const what = missing.length > 0 ? `missing ${missing.map((o) => o.nameSet.join("/")).join(", ")}` : `expected ${named.usage}`
+  const options = named.options ?? []
+  const missingOptions = options.filter((o) => o.required && !o.nameSet.some(given)).map((o) => o.nameSet.join("/"))
+  // The usage names the required arguments in order (`<run-id>`); the words given fill the first.
+  const required = named.usage.split(" ").slice(named.path.split(" ").length).filter((word) => /^<[^>]+>$/.test(word))
+  const missing = [...missingOptions, ...required.slice(operandsGiven(argv.slice(named.path.split(" ").length - 1), options))]
+  const what = missing.length > 0 ? `missing ${missing.join(", ")}` : `expected ${named.usage}`
   return `${what} for '${named.path}' (see '${named.path} --help')`
+}
+
+/**
+ * How many of `words` (what follows a command's path) are arguments rather than flags and their
+ * values: a flag whose definition takes a value (`--from-stdout #0`) takes the next word unless
+ * it came with `=`, and everything after `--` is an argument.
+ */
+const operandsGiven = (words: ReadonlyArray<string>, options: ReadonlyArray<{ readonly nameSet: ReadonlyArray<string>; readonly definition: string }>): number => {
+  const takesValue = new Set(options.filter((o) => o.definition.includes("#")).flatMap((o) => o.nameSet))
+  let count = 0
+  for (let i = 0; i < words.length; i++) {
+    const word = words[i]!
+    if (word === "--") return count + words.length - i - 1
+    if (!word.startsWith("-") || word === "-") count += 1
+    else if (takesValue.has(word)) i += 1
+  }
+  return count
 }
 
 /** `word` as a shell reads it back: quoted when it holds anything but plain characters. */
@@ -140,7 +162,7 @@ export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
     const message = error instanceof Error ? error.message : String(error)
     // clipanion's parse errors span several lines (candidates, usage); the first says what is wrong.
     const first = message.split("\n").find((l) => l.trim() !== "")?.trim() ?? "invalid usage"
-    const line = first.startsWith("Command not found")
+    const line = first.startsWith("Command not found") || first.startsWith("Not enough positional arguments")
       ? noCommandMatched(cli, argv)
       : (missingValue(first, argv) ?? `${first} (see 'repl --help')`)
     return reportFailure(line, USAGE, streamsJsonLines(argv))
