@@ -488,6 +488,25 @@ describe("listings", () => {
     expect([late.exitCode, lines(late.stderr)]).toEqual([124, [`repl: run ${timedOutId} exceeded --max-duration and was stopped`]])
   })
 
+  it("run list shows a command with newlines, tabs or escape sequences on one line, escaped, and cuts it between characters", async () => {
+    // 58 characters, then an emoji of two code points (four UTF-16 units) and two more: the cut at 60 falls after the emoji.
+    const long = `echo ${"a".repeat(53)}👍🏽bc`
+    for (const command of ["echo one\necho two\tthree", "echo \u001b[31mred\u001b[0m\r", long]) {
+      expect((await run(["run", "-c", command])).exitCode).toBe(0)
+    }
+    const listed = await run(["run", "list"])
+    expect(listed.exitCode).toBe(0)
+    expect(listed.stdout).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f\ufffd]/)
+    const rows = lines(listed.stdout)
+    expect(rows).toHaveLength(4)
+    expect(rows[1]).toMatch(/\s\S+aa👍🏽…$/)
+    expect(rows[2]).toMatch(/\secho \\x1b\[31mred\\x1b\[0m\\r$/)
+    expect(rows[3]).toMatch(/\secho one\\necho two\\tthree$/)
+    // The columns line up: every row's command starts where the header's COMMAND does.
+    const column = rows[0]!.indexOf("COMMAND")
+    expect(rows.slice(1).map((row) => row.slice(column, column + 5))).toEqual(["echo ", "echo ", "echo "])
+  })
+
   it("--version and --help", async () => {
     const version = await run(["--version"])
     expect(version.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/)

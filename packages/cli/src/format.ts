@@ -9,6 +9,29 @@ export const red = paint(31)
 export const green = paint(32)
 export const yellow = paint(33)
 
+/**
+ * Characters that would break a table's line or reach the terminal as an instruction: C0 and C1
+ * controls (newline, tab, escape…) and DEL, the Unicode line and paragraph separators, and the
+ * bidirectional marks and overrides, which reorder the text around them.
+ */
+const UNPRINTABLE = /[\p{Cc}\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/gu
+
+const escaped = (c: string): string => {
+  if (c === "\n") return "\\n"
+  if (c === "\r") return "\\r"
+  if (c === "\t") return "\\t"
+  const code = c.codePointAt(0) ?? 0
+  return code <= 0xff ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u${code.toString(16).padStart(4, "0")}`
+}
+
+/** `text` as one line of printable text: control characters shown as escapes (`\n`, `\t`, `\x1b`). */
+export const printable = (text: string): string => text.replace(UNPRINTABLE, escaped)
+
+let segmenter: Intl.Segmenter | undefined
+
+/** User-perceived characters (grapheme clusters): an emoji, a flag or a letter with its accents is one. */
+const graphemes = (text: string): Iterable<{ readonly segment: string }> => (segmenter ??= new Intl.Segmenter()).segment(text)
+
 export const colorState = (state: string, on: boolean): string => {
   switch (state) {
     case "succeeded":
@@ -42,8 +65,22 @@ export const ago = (ms: number | null, now: number = Date.now()): string => {
 
 const visible = (text: string) => text.replace(/\u001b\[[0-9;]*m/g, "")
 
-/** A plain aligned table; `cells` may already hold colour codes. */
-export const table = (headers: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>, color: boolean): string => {
+/** A text in one of `paint`'s colours above (bold, dim, red, green, yellow), and nothing else. */
+const PAINTED = /^\u001b\[(?:1|2|31|32|33)m([^\u001b]*)\u001b\[0m$/u
+
+/**
+ * A cell as one line of printable text. With colour on, a cell that is exactly what `paint` makes
+ * of printable text (`colorState`'s) keeps its colour; any other control character is data (a
+ * run's command, a provider's message) and is shown escaped.
+ */
+const cellText = (cell: string, color: boolean): string => {
+  const painted = color ? PAINTED.exec(cell) : null
+  return painted !== null && printable(painted[1]!) === painted[1] ? cell : printable(cell)
+}
+
+/** A plain aligned table; `cells` may hold `colorState`'s colours, and any text (shown escaped). */
+export const table = (headers: ReadonlyArray<string>, data: ReadonlyArray<ReadonlyArray<string>>, color: boolean): string => {
+  const rows = data.map((row) => row.map((cell) => cellText(cell, color)))
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => visible(r[i] ?? "").length)))
   const line = (cells: ReadonlyArray<string>) =>
     cells
@@ -55,5 +92,25 @@ export const table = (headers: ReadonlyArray<string>, rows: ReadonlyArray<Readon
 
 export const toJson = (value: unknown): string => JSON.stringify(value, null, 2) + "\n"
 
-export const truncate = (text: string, max: number): string =>
-  text.length <= max ? text : text.slice(0, Math.max(0, max - 1)) + "…"
+/**
+ * `text` as printable text (see `printable`) of at most `max` characters, its end replaced by `…`
+ * when it is longer. A character is a grapheme cluster, so a cut never splits an emoji (which
+ * became U+FFFD when a cut fell between its UTF-16 halves) or a letter from its accent; an
+ * escape (`\x1b`) counts as its length and is kept whole or left out.
+ */
+export const truncate = (text: string, max: number): string => {
+  const line = printable(text)
+  // No more UTF-16 units than `max` is no more characters either: the common case needs no segmenting.
+  if (line.length <= max) return line
+  let width = 0
+  let shown = ""
+  let kept = ""
+  for (const { segment } of graphemes(text)) {
+    const part = printable(segment)
+    width += part === segment ? 1 : part.length
+    if (width > max) return kept + "…"
+    shown += part
+    if (width < max) kept = shown
+  }
+  return line
+}
