@@ -2,7 +2,7 @@ import { SqliteStore } from "@skyrepl/store-sqlite"
 import { Effect } from "effect"
 import { execa } from "execa"
 import { existsSync, readdirSync, rmSync, writeFileSync } from "node:fs"
-import { join } from "node:path"
+import { delimiter, join } from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { eventually, processesOf, removeHome, tempHome } from "./support.ts"
 
@@ -27,6 +27,12 @@ const env = (extra: Record<string, string> = {}) => ({
   SKYREPL_DEADMAN_TIMEOUT: "10s",
   NO_COLOR: "1",
   ...extra
+})
+
+/** The OrbStack emulator as `orbctl` on PATH, its state in this test's home. */
+const orbstackEnv = (): Record<string, string> => ({
+  ORBCTL_EMULATOR_HOME: join(home, "orbctl-emulator"),
+  PATH: `${join(repoRoot, "packages", "provider-orbstack", "emulator")}${delimiter}${process.env["PATH"] ?? ""}`
 })
 
 const run = (args: ReadonlyArray<string>, extra: Record<string, string> = {}) =>
@@ -505,6 +511,25 @@ describe("listings", () => {
     // The columns line up: every row's command starts where the header's COMMAND does.
     const column = rows[0]!.indexOf("COMMAND")
     expect(rows.slice(1).map((row) => row.slice(column, column + 5))).toEqual(["echo ", "echo ", "echo "])
+  })
+
+  it("a --provider given twice is asked once: orphans names it once, snapshot list lists each snapshot once", async () => {
+    const orbstack = orbstackEnv()
+    const orphans = await run(["orphans", "--provider", "local", "--provider", "orbstack", "--provider", "local", "--json"], orbstack)
+    expect(orphans.exitCode).toBe(0)
+    expect((JSON.parse(orphans.stdout) as { providers: Array<string> }).providers).toEqual(["local", "orbstack"])
+    // An OrbStack snapshot is a stopped machine named replsnap-NAME; the emulator stands in for OrbStack.
+    for (const args of [["create", "ubuntu", "replsnap-base"], ["stop", "replsnap-base"]]) {
+      expect((await execa("orbctl", args, { env: orbstack, reject: false })).exitCode).toBe(0)
+    }
+    try {
+      const listed = await run(["snapshot", "list", "--provider", "orbstack", "--provider", "orbstack", "--json"], orbstack)
+      expect(listed.exitCode).toBe(0)
+      expect((JSON.parse(listed.stdout) as Array<{ id: string }>).map((s) => s.id)).toEqual(["replsnap-base"])
+      expect(lines((await run(["snapshot", "list", "--provider", "orbstack", "--provider", "orbstack"], orbstack)).stdout)).toHaveLength(2)
+    } finally {
+      await execa("orbctl", ["delete", "-f", "replsnap-base"], { env: orbstack, reject: false })
+    }
   })
 
   it("--version and --help", async () => {

@@ -7,7 +7,13 @@ import { ago, table, toJson } from "../format.ts"
 import { parseDurationFlag } from "../options.ts"
 import { checkProviderIds } from "../runtime.ts"
 
-export class OrphansCommand extends SkyReplCommand<Duration.Duration | 0 | undefined> {
+interface OrphansFlags {
+  /** Each once, in the order first given (`--provider aws --provider aws` asks aws once). */
+  readonly providers: ReadonlyArray<string>
+  readonly minAge: Duration.Duration | 0 | undefined
+}
+
+export class OrphansCommand extends SkyReplCommand<OrphansFlags> {
   static override paths = [["orphans"]]
   static override usage = Command.Usage({
     description: "find (and with --reap, terminate) SkyREPL instances nobody owns",
@@ -29,21 +35,21 @@ export class OrphansCommand extends SkyReplCommand<Duration.Duration | 0 | undef
   own = Option.Boolean("--own", false, { description: "only instances named for this state home's control plane" })
   json = Option.Boolean("--json", false, { description: "print JSON" })
 
-  protected preflight(settings: SkyReplSettings): Effect.Effect<Checked<Duration.Duration | 0 | undefined>, UsageFailure | UnknownProvider> {
+  protected preflight(settings: SkyReplSettings): Effect.Effect<Checked<OrphansFlags>, UsageFailure | UnknownProvider> {
     return Effect.gen(this, function* () {
       yield* checkProviderIds(settings, this.provider)
       // `0` alone is the natural way to say "no minimum"; every other value needs a unit.
       const minAge = this.minAge === "0" ? 0 : yield* parseDurationFlag("--min-age", this.minAge)
-      return { flags: minAge }
+      return { flags: { providers: [...new Set(this.provider)], minAge } }
     })
   }
 
-  protected program(age: Duration.Duration | 0 | undefined): Effect.Effect<number, unknown, SkyRepl> {
+  protected program({ providers, minAge }: OrphansFlags): Effect.Effect<number, unknown, SkyRepl> {
     return Effect.gen(this, function* () {
       const report = yield* scanOrphans({
         reap: this.reap,
-        ...(this.provider.length === 0 ? {} : { providers: this.provider }),
-        ...(age === undefined ? {} : { minAge: age }),
+        ...(providers.length === 0 ? {} : { providers }),
+        ...(minAge === undefined ? {} : { minAge }),
         keep: this.keep,
         ownOnly: this.own
       })

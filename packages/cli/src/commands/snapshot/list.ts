@@ -5,20 +5,24 @@ import { type Checked, SkyReplCommand } from "../../base-command.ts"
 import { ago, table, toJson } from "../../format.ts"
 import { checkProviderIds } from "../../runtime.ts"
 
-export class SnapshotListCommand extends SkyReplCommand {
+/** The providers asked, each once, in the order first given; none for every one that has snapshots. */
+type Providers = ReadonlyArray<string>
+
+export class SnapshotListCommand extends SkyReplCommand<Providers> {
   static override paths = [["snapshot", "list"]]
   static override usage = Command.Usage({ description: "list snapshots at every provider that has them" })
 
   provider = Option.Array("--provider", [], { description: "only this provider (repeatable)" })
   json = Option.Boolean("--json", false, { description: "print JSON" })
 
-  protected preflight(settings: SkyReplSettings): Effect.Effect<Checked<undefined>, UnknownProvider> {
-    return Effect.as(checkProviderIds(settings, this.provider), { flags: undefined })
+  protected preflight(settings: SkyReplSettings): Effect.Effect<Checked<Providers>, UnknownProvider> {
+    // `--provider aws --provider aws` asks aws once, or each of its snapshots would be listed twice.
+    return Effect.as(checkProviderIds(settings, this.provider), { flags: [...new Set(this.provider)] })
   }
 
-  protected program(): Effect.Effect<number, unknown, SkyRepl> {
+  protected program(providers: Providers): Effect.Effect<number, unknown, SkyRepl> {
     return Effect.gen(this, function* () {
-      const snapshots = yield* listSnapshots(this.provider.length === 0 ? undefined : this.provider)
+      const snapshots = yield* listSnapshots(providers.length === 0 ? undefined : providers)
       if (this.json) {
         this.out(toJson(snapshots))
         return 0
