@@ -145,7 +145,7 @@ describe("user-data", () => {
     expect(gunzipSync(bytes(other)).toString("utf8")).toContain("V2 = 2\n")
   })
 
-  it("drops only the agent's comment lines and docstrings: Python parses what it ships to the same tree", () => {
+  it("drops only the agent's comment lines, docstrings, blank lines and indentation: Python parses what it ships to the same tree", () => {
     const compact = compactAgent(agent)
     expect(compact.length).toBeLessThan(agent.length)
     expect(compact.split("\n").some((line) => line.trimStart().startsWith("#"))).toBe(false)
@@ -171,8 +171,17 @@ describe("user-data", () => {
     expect(tree(compactAgent(tricky))).not.toBe(tree(tricky))
     // A docstring that is a whole body becomes `pass`; a string that is not a docstring stays.
     const shapes = `${quotes}Module.${quotes}\nclass A(Exception):\n    ${quotes}Only this.\n    Two lines.${quotes}\n\ndef f(x):\n    ${quotes}Doc.${quotes}\n    y = ${quotes}kept${quotes}\n    return x, y\n`
-    expect(compactAgent(shapes)).toBe("class A(Exception):\n    pass\n\ndef f(x):\n    y = " + quotes + "kept" + quotes + "\n    return x, y\n")
+    expect(compactAgent(shapes)).toBe("class A(Exception):\n pass\ndef f(x):\n y = " + quotes + "kept" + quotes + "\n return x, y")
     expect(tree(compactAgent(shapes))).toBe(tree(shapes))
+    // Blocks one space deep; a continuation line keeps its own indentation.
+    const nested = "def g(a,\n      b):\n    if a:\n        return (a +\n                b)\n\n    return b\n"
+    expect(compactAgent(nested)).toBe("def g(a,\n      b):\n if a:\n  return (a +\n    b)\n return b")
+    expect(tree(compactAgent(nested))).toBe(tree(nested))
+  })
+
+  it("leaves room in EC2's 16 KB of user-data for the agent to grow", () => {
+    const { bytes } = buildUserData({ name: name(), bootstrap: bootstrap("http://203.0.113.7:8080"), agentSource: agent, maxLifetimeSeconds: 86_400 })
+    expect(bytes).toBeLessThan(16_384 - 300)
   })
 
   it("quotes what it interpolates", () => {
