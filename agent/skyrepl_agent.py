@@ -1746,7 +1746,7 @@ class Agent(object):
                 # the providers start the agent) inherits it, sparing the shell that enters a
                 # directory (about 0.5 ms of every run's start).
                 cwd = None if workdir == self.cwd else workdir
-                run.proc = self.children.spawn(["/bin/sh", "-c", command], out_w, err_w, full_env, cwd, True)
+                run.proc = self.children.spawn(["/bin/sh", "-c", "--", command], out_w, err_w, full_env, cwd, True)
             except (OSError, ValueError, TypeError) as err:
                 failure = "cannot start: %s" % err
                 for fd in fds:

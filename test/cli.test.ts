@@ -331,6 +331,11 @@ describe("bad input", () => {
       const result = await run(args)
       expect([args, result.exitCode, result.stderr]).toEqual([args, 2, line])
     }
+    // The = form the hint names runs that command: the shell takes it as a command, not as an
+    // option of its own (it said "-c requires an argument").
+    const dashed = await run(["run", "-c=-x"])
+    expect(dashed.exitCode).toBe(127)
+    expect(dashed.stderr).toMatch(/-x: (command )?not found$/)
   })
 
   it("a malformed provider variable skips that provider in sweeps and listings of every provider, and is a usage error where it is named", async () => {
