@@ -301,6 +301,10 @@ describe("bad input", () => {
     ["snapshots of an unknown provider", ["snapshot", "list", "--provider", "nimbus"]],
     ["deleting a snapshot at an unknown provider", ["snapshot", "delete", "x", "--provider", "nimbus"]],
     ["snapshot delete without --provider", ["snapshot", "delete", "x"]],
+    ["snapshots of a provider that has none", ["snapshot", "list", "--provider", "local"]],
+    ["deleting a snapshot at a provider that has none", ["snapshot", "delete", "x", "--provider", "local"]],
+    ["deleting a snapshot in a region that is not a region's name", ["snapshot", "delete", "ami-12345678", "--provider", "aws", "--region", "Not A Region"]],
+    ["deleting a snapshot with a region at a provider that has none", ["snapshot", "delete", "replsnap-x", "--provider", "orbstack", "--region", "x"]],
     ["a command group alone", ["instance"]],
     ["a region that is not a region's name", ["run", "-c", "true", "--provider", "aws", "--region", "mars-1"]]
   ]

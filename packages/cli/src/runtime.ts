@@ -1,6 +1,8 @@
 import {
+  checkProviderConfiguration,
   type InvalidSpec,
   Provider,
+  type ProviderMisconfigured,
   type ProviderError,
   type ProviderService,
   SkyRepl,
@@ -9,11 +11,13 @@ import {
   type SkyReplSettings,
   settingsFromEnv,
   type UnknownProvider,
-  UnknownProvider as UnknownProviderError
+  UnknownProvider as UnknownProviderError,
+  Unsupported
 } from "@skyrepl/core"
 import { SqliteStore } from "@skyrepl/store-sqlite"
 import { Context, Effect, Layer, type Scope } from "effect"
 import { join } from "node:path"
+import { UsageFailure } from "./errors.ts"
 import { providerEntries } from "./providers.ts"
 
 const providerLayers = (settings: SkyReplSettings): ReadonlyMap<string, () => Layer.Layer<Provider, ProviderError>> =>
@@ -46,6 +50,29 @@ export const buildProvider = (
 
 export const checkSpec = (provider: ProviderService, spec: string | undefined, options: SpecOptions = {}): Effect.Effect<void, InvalidSpec> =>
   Effect.asVoid(provider.parseSpec(spec, options))
+
+/**
+ * The providers a snapshot command names, built and checked before the store is opened: one
+ * without snapshots, with malformed settings, or given a region it cannot have is a usage error
+ * that writes nothing (and reaps nothing).
+ */
+export const snapshotProviders = (
+  settings: SkyReplSettings,
+  ids: ReadonlyArray<string>,
+  region: string | undefined
+): Effect.Effect<ReadonlyArray<ProviderService>, UnknownProvider | ProviderError | Unsupported | ProviderMisconfigured | UsageFailure | InvalidSpec, Scope.Scope> =>
+  Effect.forEach(ids, (id) =>
+    Effect.gen(function* () {
+      const provider = yield* buildProvider(settings, id)
+      if (!provider.capabilities.snapshots) return yield* new Unsupported({ provider: id, feature: "snapshots" })
+      yield* checkProviderConfiguration(provider)
+      if (region !== undefined) {
+        if (!provider.capabilities.regions) return yield* new UsageFailure({ message: `--region: provider "${id}" has no regions` })
+        yield* checkSpec(provider, undefined, { region })
+      }
+      return provider
+    })
+  )
 
 /**
  * The engine for a CLI call: every known provider, built when first used (or the ones the

@@ -1,9 +1,9 @@
-import { deleteSnapshot, type SkyRepl, type SkyReplSettings, type UnknownProvider } from "@skyrepl/core"
+import { deleteSnapshot, type SkyRepl, type SkyReplSettings } from "@skyrepl/core"
 import { Command, Option } from "clipanion"
-import { Effect } from "effect"
+import { Effect, type Scope } from "effect"
 import { type Checked, SkyReplCommand } from "../../base-command.ts"
 import { toJson } from "../../format.ts"
-import { checkProviderIds } from "../../runtime.ts"
+import { snapshotProviders } from "../../runtime.ts"
 
 export class SnapshotDeleteCommand extends SkyReplCommand {
   static override paths = [["snapshot", "delete"]]
@@ -14,8 +14,8 @@ export class SnapshotDeleteCommand extends SkyReplCommand {
   region = Option.String("--region", { description: "its region, for providers that have them" })
   json = Option.Boolean("--json", false, { description: "print JSON" })
 
-  protected preflight(settings: SkyReplSettings): Effect.Effect<Checked<undefined>, UnknownProvider> {
-    return Effect.as(checkProviderIds(settings, [this.provider]), { flags: undefined })
+  protected preflight(settings: SkyReplSettings): Effect.Effect<Checked<undefined>, unknown, Scope.Scope> {
+    return Effect.map(snapshotProviders(settings, [this.provider], this.region), (providers) => ({ flags: undefined, providers }))
   }
 
   protected program(): Effect.Effect<number, unknown, SkyRepl> {

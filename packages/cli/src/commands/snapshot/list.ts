@@ -1,9 +1,9 @@
-import { listSnapshots, type SkyRepl, type SkyReplSettings, type UnknownProvider } from "@skyrepl/core"
+import { listSnapshots, type SkyRepl, type SkyReplSettings } from "@skyrepl/core"
 import { Command, Option } from "clipanion"
-import { Effect } from "effect"
+import { Effect, type Scope } from "effect"
 import { type Checked, SkyReplCommand } from "../../base-command.ts"
 import { ago, table, toJson } from "../../format.ts"
-import { checkProviderIds } from "../../runtime.ts"
+import { snapshotProviders } from "../../runtime.ts"
 
 /** The providers asked, each once, in the order first given; none for every one that has snapshots. */
 type Providers = ReadonlyArray<string>
@@ -15,9 +15,10 @@ export class SnapshotListCommand extends SkyReplCommand<Providers> {
   provider = Option.Array("--provider", [], { description: "only this provider (repeatable)" })
   json = Option.Boolean("--json", false, { description: "print JSON" })
 
-  protected preflight(settings: SkyReplSettings): Effect.Effect<Checked<Providers>, UnknownProvider> {
+  protected preflight(settings: SkyReplSettings): Effect.Effect<Checked<Providers>, unknown, Scope.Scope> {
     // `--provider aws --provider aws` asks aws once, or each of its snapshots would be listed twice.
-    return Effect.as(checkProviderIds(settings, this.provider), { flags: [...new Set(this.provider)] })
+    const ids = [...new Set(this.provider)]
+    return Effect.map(snapshotProviders(settings, ids, undefined), (providers) => ({ flags: ids, providers }))
   }
 
   protected program(providers: Providers): Effect.Effect<number, unknown, SkyRepl> {
