@@ -181,6 +181,13 @@ describe("repl run", () => {
     expect(attachedEvents).toHaveLength(attached.length + 1)
   })
 
+  it("help into a pipe whose reader is gone ends quietly, 141, with no stack trace", async () => {
+    for (const help of ["snapshot delete --help", "run --help", "snapshot --help"]) {
+      const piped = await execa("bash", ["-c", `set -o pipefail; (sleep 0.3; '${repl}' ${help}) | true`], { env: env(), reject: false, timeout: 60_000 })
+      expect([help, piped.exitCode, piped.stderr]).toEqual([help, 141, ""])
+    }
+  })
+
   it("a reader that goes away (| head) stops the run quietly, with no stack trace", async () => {
     const piped = await execa("bash", ["-c", `set -o pipefail; '${repl}' run -c yes | head -2`], { env: env(), reject: false, timeout: 60_000 })
     expect(piped.stdout).toBe("y\ny")

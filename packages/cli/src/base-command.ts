@@ -30,6 +30,26 @@ const writeStdoutQuietly = (data: string): void => {
 }
 
 /**
+ * Help (or any text a command prints and ends with) on stdout: 0, or 141 quietly when the
+ * reader is gone (`repl --help | true`), as for a command's output; it used to be a stack trace.
+ */
+export const printAndEnd = (text: string): number => {
+  let broken = false
+  const stop = stdout.onSinkError((error) => {
+    if (isBrokenPipe(error)) broken = true
+  })
+  try {
+    stdout.write(text)
+  } catch (error) {
+    if (!isBrokenPipe(error)) throw error
+    broken = true
+  } finally {
+    stop()
+  }
+  return broken ? BROKEN_PIPE : 0
+}
+
+/**
  * How a failure ends: one line on stderr and, when stdout carries JSON Lines (`repl run --json`,
  * `repl run attach --json`), the same message without `repl: ` and the exit status as a last
  * `error` object there, since a reader of those expects the last object to say how the command

@@ -1,5 +1,5 @@
 import { Builtins, Cli } from "clipanion"
-import { reportFailure, SkyReplCommand } from "./base-command.ts"
+import { printAndEnd, reportFailure, SkyReplCommand } from "./base-command.ts"
 import { AllocationListCommand } from "./commands/allocation/list.ts"
 import { InstanceListCommand } from "./commands/instance/list.ts"
 import { OrphansCommand } from "./commands/orphans.ts"
@@ -150,8 +150,7 @@ export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
   const help = helpAsked(argv)
   if (help !== undefined) {
     const color = useColor(stdout)
-    stdout.write("command" in help ? cli.usage(help.command, { detailed: true, colored: color }) : groupUsage(cli, help.group, help.under, color))
-    return 0
+    return printAndEnd("command" in help ? cli.usage(help.command, { detailed: true, colored: color }) : groupUsage(cli, help.group, help.under, color))
   }
   let command
   try {
@@ -170,8 +169,7 @@ export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
   // clipanion's own commands (help, version) write to the context's streams.
   if (!(command instanceof SkyReplCommand)) return cli.run(command, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr })
   if (command.help) {
-    stdout.write(cli.usage(command, { detailed: true, colored: useColor(stdout) }))
-    return 0
+    return printAndEnd(cli.usage(command, { detailed: true, colored: useColor(stdout) }))
   }
   try {
     return await command.validateAndExecute()
