@@ -7,7 +7,7 @@ local provider keeps one such process per controller (`python3 -S skyrepl_fork_s
 --agent AGENT`, where AGENT is skyrepl_agent.py or a compiled copy of it) and asks it for each
 sandbox over its stdin, one line per request (`ID JSON`); it answers each on its stdout, in
 order, with the pid of the sandbox's root. It ends when its stdin ends, which its controller's exit brings
-about. Each forked sandbox runs the agent's own `main`, as an exec'd one does.
+about, once every sandbox it forked is past the point where it needs its server (`pending`). Each forked sandbox runs the agent's own `main`, as an exec'd one does.
 
 What a forked sandbox must look like is what `unshare --pid --fork --mount-proc --uts --ipc
 --kill-child` and the hostname step make of an exec'd one: a root process outside the
@@ -24,8 +24,10 @@ environment have no Python binding at all.
 
 import _signal
 import marshal
+import select as _select
 import posix as _os
 import sys
+import time as _time
 
 USAGE = "usage: skyrepl_fork_server.py --agent AGENT"
 
@@ -120,7 +122,7 @@ def _make_dirs(path):
         _os.mkdir(path, 0o700)
 
 
-def _enter_sandbox(libc, request, server_pid):
+def _enter_sandbox(libc, request, server_pid, started):
     """In the sandbox's root, just forked: its directory (`cwd`, made here, the console log's
     beside it), then everything the exec'd sandbox had before its namespaces, then the
     namespaces. Returns the pid of the namespace's init, or None when the
@@ -135,7 +137,10 @@ def _enter_sandbox(libc, request, server_pid):
     _os.dup2(devnull, 0)
     _os.dup2(console, 1)
     _os.dup2(console, 2)
-    _os.closerange(3, 65536)
+    # Every other descriptor goes (the other sandboxes' `pending` ends among them); `started`
+    # stays open until the check below.
+    _os.closerange(3, started)
+    _os.closerange(started + 1, 65536)
     _os.chdir(request["cwd"])
     env, block = _sandbox_environ(request["env"])
     libc.rewrite_environ(block, env)
@@ -146,6 +151,8 @@ def _enter_sandbox(libc, request, server_pid):
     # sandbox that lost its fork server before it carried its variables must not start.
     if _os.getppid() != server_pid:
         _os._exit(1)
+    # Past the point where the server's end matters: closing this tells the server so.
+    _os.close(started)
     mode = request["namespaces"]
     if mode == "none":
         return None
@@ -197,12 +204,13 @@ def _wait_and_pass_on(pid):
     _os._exit(_os.WEXITSTATUS(status) if _os.WIFEXITED(status) else 1)
 
 
-def _sandbox(libc, line, server_pid):
-    """The forked child, `line` its request as JSON: never returns."""
+def _sandbox(libc, line, server_pid, started):
+    """The forked child, `line` its request as JSON, `started` the descriptor it closes once it
+    no longer needs its server: never returns."""
     code = 1
     try:
         request = agent.json_loads(line.decode("utf-8"))
-        init = _enter_sandbox(libc, request, server_pid)
+        init = _enter_sandbox(libc, request, server_pid, started)
         if init is not None:
             _wait_and_pass_on(init)
         code = agent.main(request["argv"])
@@ -226,6 +234,27 @@ def _sandbox(libc, line, server_pid):
 # each is taken, and only the forked sandbox decodes its JSON: a request holds the sandbox's
 # token, and every later sandbox inherits this process's memory, freed blocks and all.
 REQUEST_BUFFER = 1 << 20
+
+# A pipe's read end per sandbox forked and not yet past its check of its server (see
+# _enter_sandbox): its write end closes once it is. A sandbox that finds its server gone before
+# then does not start, so the server, told to end (its stdin ends: the controller's process may
+# exit right after a spawn returned), first waits for these, up to PENDING_WAIT seconds. Without
+# that a sandbox forked just before its controller exited could end unstarted.
+pending = []
+PENDING_WAIT = 10.0
+
+
+def _settle(timeout):
+    """Drops the sandboxes of `pending` that are past their check, waiting up to `timeout`."""
+    deadline = _time.monotonic() + timeout
+    while pending:
+        left = deadline - _time.monotonic()
+        ready, _, _ = _select.select(pending, [], [], max(0.0, left))
+        for fd in ready:
+            pending.remove(fd)
+            _os.close(fd)
+        if not ready and left <= 0:
+            return
 
 
 def serve(agent_path):
@@ -254,6 +283,7 @@ def serve(agent_path):
             end = 0
         count = _os.readv(0, [view[end:]])
         if count == 0:
+            _settle(PENDING_WAIT)
             return 0
         end += count
         start = 0
@@ -281,11 +311,22 @@ def _fork_one(libc, buf, start, nl, server_pid):
         return {"error": "a request is `ID JSON` on one line"}
     request_id = int(digits)
     try:
-        pid = _os.fork()
+        started_r, started_w = _os.pipe()
     except OSError as err:
         return {"id": request_id, "error": agent._describe(err)}
+    try:
+        pid = _os.fork()
+    except OSError as err:
+        _os.close(started_r)
+        _os.close(started_w)
+        return {"id": request_id, "error": agent._describe(err)}
     if pid == 0:
-        _sandbox(libc, bytes(buf[space + 1:nl]), server_pid)
+        _os.close(started_r)
+        _sandbox(libc, bytes(buf[space + 1:nl]), server_pid, started_w)
+    _os.close(started_w)
+    pending.append(started_r)
+    # Those already past their check are forgotten at once, so descriptors do not pile up.
+    _settle(0)
     return {"id": request_id, "pid": pid}
 
 

@@ -194,6 +194,21 @@ class ForkServerTests(AgentTestCase):
         self.ctrl.wait_for(lambda: self.ctrl.registrations, what="a registration")
         self.assertTrue(pid_alive(pid))
 
+    def test_a_server_told_to_end_waits_for_a_sandbox_not_yet_past_its_check(self):
+        # The controller may exit right after a spawn returned; the sandbox, not yet past its
+        # check of its server, would then end unstarted. Its console is a FIFO here, so it waits
+        # in open() (before the check) until the test reads.
+        server = self.start_server()
+        fifo = self.path("console.fifo")
+        os.mkfifo(fifo)
+        self.request(server, 1, argv=["--help"], console=fifo)
+        server.stdin.close()
+        time.sleep(0.3)
+        self.assertIsNone(server.poll(), "the server ended before its sandbox was past its check")
+        with open(fifo, "rb") as console:
+            self.assertEqual(server.wait(10), 0)
+            self.assertIn(b"usage:", console.read())
+
     def test_the_root_ends_as_its_init_did(self):
         # `_wait_and_pass_on` in a process of its own: an exit status, then a signal.
         code = (
@@ -211,7 +226,7 @@ class ForkServerTests(AgentTestCase):
         code = (
             "import sys; sys.path.insert(0, %r); import skyrepl_fork_server as a\n"
             "a._enter_sandbox(a._Libc(), {'console': %r, 'cwd': %r, 'env': {}, 'namespaces': 'none',"
-            " 'name': 'x'}, server_pid=-1)\n"
+            " 'name': 'x'}, server_pid=-1, started=1000)\n"
             "print('started')\n" % (os.path.dirname(AGENT), self.path("console.log"), self.tmp)
         )
         done = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE)
