@@ -96,12 +96,19 @@ export abstract class SkyReplCommand<Flags = undefined> extends Command {
   protected interrupted = "interrupted"
 
   /**
-   * Whether stdout carries JSON Lines (`repl run --json`, `repl run attach --json`). A reader of
-   * those expects the last object to say how the command ended, so a failure or an interruption
-   * is given there too, as an `error` object, besides the line on stderr.
+   * Whether the command's `--json` makes stdout JSON Lines (`repl run`, `repl run attach`). A
+   * reader of those expects the last object to say how the command ended, so a failure or an
+   * interruption is given there too, as an `error` object, besides the line on stderr. Static,
+   * so that main.ts can tell from the class when clipanion refused the words before any command ran.
    */
+  static readonly jsonLines: boolean = false
+
+  static jsonLinesOf(command: unknown): boolean {
+    return typeof command === "function" && "jsonLines" in command && command.jsonLines === true
+  }
+
   protected streamsJson(): boolean {
-    return false
+    return SkyReplCommand.jsonLinesOf(this.constructor) && "json" in this && this.json === true
   }
 
   private ending(message: string, status: number): number {

@@ -59,9 +59,6 @@ const groupUsage = (cli: Cli, group: string, under: ReadonlyArray<Registered>, c
   return `${bold(`Commands under repl ${group}`, color)}\n\n${entries.join("\n")}\nSee 'repl ${group} <command> --help' for one in detail.\n`
 }
 
-/** The commands whose `--json` makes stdout JSON Lines (their `streamsJson`), by path. */
-const JSON_LINES_PATHS: ReadonlySet<string> = new Set(["run", "run attach"])
-
 /**
  * Whether `argv` asks for JSON Lines on stdout, judged from the words alone since clipanion
  * refused them: the command path is the longest registered one its leading words start with, and
@@ -73,11 +70,11 @@ const streamsJsonLines = (argv: ReadonlyArray<string>): boolean => {
   if (!options.includes("--json")) return false
   const firstFlag = options.findIndex((a) => a.startsWith("-"))
   const words = firstFlag === -1 ? options : options.slice(0, firstFlag)
-  const path = commands
-    .flatMap((command) => command.paths)
-    .filter((p) => p.every((word, i) => words[i] === word))
-    .sort((a, b) => b.length - a.length)[0]
-  return path !== undefined && JSON_LINES_PATHS.has(path.join(" "))
+  const matched = commands
+    .flatMap((command) => command.paths.map((path) => ({ command, path })))
+    .filter(({ path }) => path.every((word, i) => words[i] === word))
+    .sort((a, b) => b.path.length - a.path.length)[0]
+  return matched !== undefined && SkyReplCommand.jsonLinesOf(matched.command)
 }
 
 /**

@@ -80,9 +80,7 @@ export class RunCommand extends SkyReplCommand<RunFlags> {
 
   protected override interrupted = "interrupted; the instance was terminated"
 
-  protected override streamsJson(): boolean {
-    return this.json
-  }
+  static override readonly jsonLines = true
 
   protected preflight(settings: SkyReplSettings): Effect.Effect<Checked<RunFlags>, unknown, Scope.Scope> {
     return Effect.gen(this, function* () {

@@ -32,9 +32,7 @@ export class RunAttachCommand extends SkyReplCommand<AttachFlags> {
   // Detaching stops the reading only: the run is its owner's.
   protected override interrupted = "detached; the run goes on (repl run cancel ends it)"
 
-  protected override streamsJson(): boolean {
-    return this.json
-  }
+  static override readonly jsonLines = true
 
   protected preflight(): Effect.Effect<Checked<AttachFlags>, UsageFailure> {
     return Effect.gen(this, function* () {
