@@ -1,7 +1,6 @@
-import type { ProviderError } from "@skyrepl/core"
+import { isIPv4Address, type ProviderError } from "@skyrepl/core"
 import { Duration, Effect, Option } from "effect"
 import { lookup } from "node:dns/promises"
-import { isIPv4 } from "node:net"
 import type { LookupHost } from "./options.ts"
 import type { Orbctl } from "./orbstack-api.ts"
 
@@ -23,7 +22,7 @@ export const systemLookup: LookupHost = (host) =>
 /** `.local` names can wait on multicast DNS; an answer that slow is no answer. */
 const lookupTimeout = Duration.seconds(2)
 
-const firstIPv4 = (words: ReadonlyArray<string>): string | null => words.find((w) => isIPv4(w)) ?? null
+const firstIPv4 = (words: ReadonlyArray<string>): string | null => words.find((w) => isIPv4Address(w)) ?? null
 
 /**
  * A machine's address, by the first step that knows it: `orbctl info` (OrbStack's own record),
