@@ -55,8 +55,9 @@ export const attachWith = (
         return { ...chunk, offset: wanted, data: chunk.data.subarray(wanted - chunk.offset) }
       }
 
+      /** Waits for a signal of this run, or the poll interval; true when it was the interval. */
       const waitForChange = Effect.suspend(() =>
-        nextChange.pipe(Effect.timeout(engine.live.has(runId) ? hostedPollInterval : pollInterval), Effect.ignore)
+        nextChange.pipe(Effect.timeout(engine.live.has(runId) ? hostedPollInterval : pollInterval), Effect.as(false), Effect.orElseSucceed(() => true))
       )
 
       /** The next chunks after `afterSeq`, cut to what is wanted; empty when nothing new is stored. */
@@ -71,22 +72,29 @@ export const attachWith = (
       })
 
       const step: Effect.Effect<Chunk.Chunk<OutputChunk>, Option.Option<AttachError>> = Effect.gen(function* () {
+        let polled = false
         while (true) {
-          const out = yield* readNew
-          if (out.length > 0) return Chunk.fromIterable(out)
-          if (!follow) return yield* Effect.fail(Option.none())
-          // Nothing new: is the run over? Once it is, all its output is stored, so a read made
-          // after seeing the end state and still empty really is the end. A run hosted here
-          // that ended without the store recording it (a store that failed) is over too.
-          const run = yield* engine.store.getRun(runId)
+          // A run hosted here has its end signalled here, and only once every byte its agent
+          // read is stored (or known lost): seen ended before a read that finds nothing, it
+          // has nothing more to give. The store is then not asked about the run at all.
           const live = engine.live.get(runId)
           const endedHere = live !== undefined && (yield* live.ended)
-          if (Option.isNone(run) || RunMachine.isTerminal(run.value.state) || endedHere) {
-            const rest = yield* readNew
-            if (rest.length > 0) return Chunk.fromIterable(rest)
-            return yield* Effect.fail(Option.none())
+          const out = yield* readNew
+          if (out.length > 0) return Chunk.fromIterable(out)
+          if (!follow || endedHere) return yield* Effect.fail(Option.none())
+          // Nothing new: is the run over? Once it is, all its output is stored, so a read made
+          // after seeing the end state and still empty really is the end. A run hosted here is
+          // looked up only when no signal came for a whole poll interval: another process may
+          // have taken it over (its lease lapsed), and then only the store tells.
+          if (live === undefined || polled) {
+            const run = yield* engine.store.getRun(runId)
+            if (Option.isNone(run) || RunMachine.isTerminal(run.value.state)) {
+              const rest = yield* readNew
+              if (rest.length > 0) return Chunk.fromIterable(rest)
+              return yield* Effect.fail(Option.none())
+            }
           }
-          yield* waitForChange
+          polled = yield* waitForChange
         }
       }).pipe(Effect.mapError((e) => (Option.isOption(e) ? e : Option.some(e))))
 

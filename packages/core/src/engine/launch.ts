@@ -325,13 +325,17 @@ export const launchWith = (
     // is idempotent, and each call runs to the end even if its fiber is interrupted, so a
     // half-done termination is never taken for a finished one.
     const nothingStarted = yield* Ref.make(false)
+    // Set once a termination from here succeeded: the second call (the run's end, then the
+    // scope) returns at once. terminateInstance reads the record itself, and returns early for
+    // one terminated elsewhere.
+    const terminated = yield* Ref.make(false)
     const terminate = Effect.uninterruptible(
       Effect.gen(function* () {
-        const latest = Option.getOrElse(yield* store.getInstance(instanceId).pipe(Effect.orElseSucceed(() => Option.none<Instance>())), () => instance)
-        if (latest.state === "terminated") return
+        if (yield* Ref.get(terminated)) return
         yield* session.shutdown
         yield* progress("terminating")
-        yield* terminateInstance(engine, latest, "the instance was terminated", { nothingStarted: yield* Ref.get(nothingStarted) }).pipe(
+        yield* terminateInstance(engine, instance, "the instance was terminated", { nothingStarted: yield* Ref.get(nothingStarted) }).pipe(
+          Effect.zipRight(Ref.set(terminated, true)),
           Effect.tapError((error) => Effect.logError(`terminating ${name}: ${error.message}`)),
           Effect.ignore
         )
@@ -341,7 +345,11 @@ export const launchWith = (
 
     yield* Effect.acquireRelease(store.createLaunch(manifest, instance, run), () =>
       Effect.gen(function* () {
-        const current = yield* store.getRun(runId).pipe(Effect.option, Effect.map(Option.flatten))
+        // A run whose end this process knows needs no look-up: its end was recorded then, or the
+        // store failed to, and the termination below ends whatever the record still shows.
+        const current = (yield* Deferred.isDone(done))
+          ? Option.none<Run>()
+          : yield* store.getRun(runId).pipe(Effect.option, Effect.map(Option.flatten))
         if (Option.isSome(current) && !["succeeded", "failed", "cancelled", "timed_out"].includes(current.value.state)) {
           // An agent that has registered is asked to end the run, and given a moment to say how
           // it ended. One that has not (a VM still booting) has nothing to report.

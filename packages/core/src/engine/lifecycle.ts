@@ -69,22 +69,38 @@ const recordEnd = (
   state: TerminalRunState,
   patch: RunEndPatch
 ): Effect.Effect<RunResult, StoreError> =>
-  Effect.gen(function* () {
-    const current = yield* engine.store.getRun(runId)
-    if (Option.isNone(current)) {
-      return { runId, state: "failed", exitCode: null, signal: null, error: "run record missing" } satisfies RunResult
-    }
-    if (RunMachine.isTerminal(current.value.state)) return toResult(current.value)
-    // A run that never started cannot time out; it failed to start in time.
-    const target = RunMachine.canTransition(current.value.state, state) ? state : "failed"
-    const moved = yield* engine.store
-      .transitionRun(runId, target, { ...patch, endedAt: Date.now() })
-      .pipe(
-        Effect.catchTag("IllegalTransition", () =>
-          engine.store.getRun(runId).pipe(Effect.map((r) => Option.getOrElse(r, () => current.value)))
+  // Built when run, not when called: `endedAt` is the time of the end, and callers build their
+  // watchdogs' ends up front.
+  Effect.suspend(() => {
+    const missing: RunResult = { runId, state: "failed", exitCode: null, signal: null, error: "run record missing" }
+    const endedAt = Date.now()
+    // The record as it is, when the move was refused: it ended already, or it is in a state
+    // that cannot take `state`.
+    const fromCurrent = Effect.gen(function* () {
+      const current = yield* engine.store.getRun(runId)
+      if (Option.isNone(current)) return missing
+      if (RunMachine.isTerminal(current.value.state)) return toResult(current.value)
+      // A run that never started cannot time out; it failed to start in time.
+      const target = RunMachine.canTransition(current.value.state, state) ? state : "failed"
+      const moved = yield* engine.store
+        .transitionRun(runId, target, { ...patch, endedAt })
+        .pipe(
+          Effect.catchTag("IllegalTransition", () =>
+            engine.store.getRun(runId).pipe(Effect.map((r) => Option.getOrElse(r, () => current.value)))
+          )
         )
+      return toResult(moved)
+    })
+    // Most runs end from `running`, which can take every end: the move is tried first, and the
+    // record is read only when it is refused (one statement instead of two on the common path).
+    return engine.store.transitionRun(runId, state, { ...patch, endedAt }).pipe(
+      Effect.map(toResult),
+      Effect.catchTag("IllegalTransition", () => fromCurrent),
+      Effect.catchIf(
+        (error): error is StoreError => error._tag === "StoreError" && error.reason === "not-found",
+        () => Effect.succeed(missing)
       )
-    return toResult(moved)
+    )
   })
 
 /** Hands a run's result to its handle in this process (the first result wins) and wakes its readers. */
