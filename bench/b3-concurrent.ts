@@ -49,6 +49,10 @@ export const b3: Benchmark = {
       // per-launch time spread over every core is the floor for the last one to finish.
       const floor = (seq.median * concurrent) / cores
       const hand = stats(r.handFirst)
+      // What the burst cost outside the controller's process: on a quiet machine, the sandboxes'
+      // side of every launch. Spread over every core, it is about how soon the last result could
+      // come with a controller that cost nothing (a little sooner: their ends are counted too).
+      const sandboxCpu = Math.max(0, r.machineCpu - r.ownCpu)
       return {
         id: "B3",
         title: b3.title,
@@ -66,6 +70,7 @@ export const b3: Benchmark = {
             ? []
             : [{ what: `${concurrent} at once: the controller's JavaScript thread's CPU per launch (its schedstat)`, unit: "ms", value: r.threadCpu / concurrent }]),
           { what: `${concurrent} at once: the machine's CPU per launch (every process, from /proc/stat; includes anything else running)`, unit: "ms", value: r.machineCpu / concurrent },
+          { what: `${concurrent} at once: the sandboxes' CPU per launch (the machine's less the controller's: fork server, sandboxes, agents, their commands, the kernel's work for them; and anything else running)`, unit: "ms", value: sandboxCpu / concurrent },
           { what: `${concurrent} hand-started sandboxes at once (no SDK): spawn → first byte`, unit: "ms", stats: hand },
           { what: `${concurrent} hand-started sandboxes at once (no SDK): spawn → exited`, unit: "ms", stats: stats(r.handExited) },
           { what: `${concurrent} hand-started sandboxes at once (no SDK): wall time until all ended`, unit: "ms", value: r.handTotal }
@@ -100,6 +105,13 @@ export const b3: Benchmark = {
             target: "(reported: the results' share of a burst bound by CPU; its teardown comes after them)",
             met: null,
             detail: `${(r.machineCpu / cores).toFixed(0)} ms on ${cores} cores`
+          },
+          {
+            what: "p99 at once / the sandboxes' CPU over the whole burst (their ends included), spread over every core",
+            value: con.p99 / (sandboxCpu / cores),
+            target: "(reported: its detail is about the soonest the last result could come with a controller that cost nothing; a p99 target below that is out of reach on this machine)",
+            met: null,
+            detail: `${(sandboxCpu / cores).toFixed(0)} ms on ${cores} cores`
           },
           ...(r.threadCpu === null
             ? []
