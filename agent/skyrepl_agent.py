@@ -1563,7 +1563,7 @@ class Agent(object):
         known = [e for e in encodings if isinstance(e, str) and e in ENCODING_WBITS] if isinstance(encodings, list) else []
         self.encoding = known[0] if known else None
         self.log(
-            "registered; heartbeat every %.3gs, dead-man after %.3gs"
+            "registered; heartbeat every %gs, dead-man after %gs"
             % (self.heartbeat_interval, self.deadman_timeout)
         )
         return True

@@ -38,8 +38,10 @@ class TimingBoundsTests(unittest.TestCase):
         ):
             a, lines = self.register(answer)
             self.assertEqual((a.heartbeat_interval, a.deadman_timeout), kept)
-            # Only the line that says it registered.
+            # Only the line that says it registered, with the timings as plain numbers (a day
+            # was "8.64e+04s").
             self.assertEqual(len(lines), 1, lines)
+            self.assertIn("heartbeat every %gs, dead-man after %ds" % (kept[0], kept[1]), lines[0])
 
     def test_a_dead_man_window_too_long_is_cut_to_the_maximum(self):
         # 1e308 ms turned the switch off: an agent whose controller went silent lived forever.
