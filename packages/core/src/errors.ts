@@ -134,6 +134,17 @@ export class Unsupported extends Data.TaggedError("Unsupported")<{
   }
 }
 
+/** A snapshot name the provider cannot take (see its `nameProblem`). */
+export class InvalidSnapshotName extends Data.TaggedError("InvalidSnapshotName")<{
+  readonly provider: string
+  readonly name: string
+  readonly problem: string
+}> {
+  override get message(): string {
+    return `provider "${this.provider}": ${this.problem}`
+  }
+}
+
 export class InstanceNotFound extends Data.TaggedError("InstanceNotFound")<{
   readonly target: string
   readonly detail?: string

@@ -58,6 +58,12 @@ export interface Snapshot {
 
 /** Providers with `capabilities.snapshots` implement this. */
 export interface ProviderSnapshots {
+  /**
+   * What is wrong with `name` as a snapshot name here, or null: asked before anything else, so
+   * a name the provider cannot take is the caller's mistake, not a failed call. Left out by a
+   * provider that makes any name fit (AWS cleans it to what an AMI name allows).
+   */
+  readonly nameProblem?: (name: string) => string | null
   readonly create: (ref: InstanceRef, name: string) => Effect.Effect<Snapshot, ProviderError>
   readonly list: () => Effect.Effect<ReadonlyArray<Snapshot>, ProviderError>
   /** Idempotent: a snapshot that is already gone is success. */

@@ -17,21 +17,23 @@ const snapshotOf = (machine: string, source: string | null, createdAt: number | 
   createdAt
 })
 
+const nameProblem = (name: string): string | null =>
+  namePattern.test(name)
+    ? null
+    : `snapshot name "${name}" must be lower-case letters, digits and hyphens, at most 54 characters (it becomes the machine name ${SNAPSHOT_PREFIX}NAME)`
+
 export const makeSnapshots = (
   connect: Effect.Effect<Orbctl, ProviderError>,
   requireInstanceName: (operation: string, name: string) => Effect.Effect<void, ProviderError>
 ): ProviderSnapshots => ({
+  nameProblem,
   create: (ref: InstanceRef, name: string) =>
     Effect.gen(function* () {
       yield* requireInstanceName("snapshot", ref.name)
       const orbctl = yield* connect
-      if (!namePattern.test(name)) {
-        return yield* providerError(
-          "snapshot",
-          "invalid-request",
-          `snapshot name "${name}" must be lower-case letters, digits and hyphens, at most 54 characters (it becomes the machine name ${SNAPSHOT_PREFIX}NAME)`
-        )
-      }
+      // Asked again for a caller that goes to the provider directly, not through the engine.
+      const problem = nameProblem(name)
+      if (problem !== null) return yield* providerError("snapshot", "invalid-request", problem)
       const machine = snapshotMachine(name)
       if (Option.isNone(yield* orbctl.info(ref.name))) return yield* vmNotFound("snapshot", ref.name)
       if (Option.isSome(yield* orbctl.info(machine))) {

@@ -101,6 +101,11 @@ describe("repl with the orbstack provider", () => {
   it("snapshot create, list and delete", async () => {
     const { child, name } = startRun("sleep 600")
     const instance = await name
+    // A name OrbStack cannot take is the caller's mistake: exit 2, one line, nothing cloned.
+    const refused = await run(["snapshot", "create", instance, "--name", "Bad/name"])
+    expect(refused.exitCode).toBe(2)
+    expect(refused.stderr).toBe('repl: provider "orbstack": snapshot name "Bad/name" must be lower-case letters, digits and hyphens, at most 54 characters (it becomes the machine name replsnap-NAME)')
+    expect((await emulator.machines()).map((m) => m.name)).toEqual([instance])
     const created = await run(["snapshot", "create", instance, "--name", "base", "--json"])
     expect(created.exitCode).toBe(0)
     expect(JSON.parse(created.stdout)).toMatchObject({ id: "replsnap-base", name: "base", provider: "orbstack", source: instance, state: "available" })

@@ -1,11 +1,26 @@
 import { Effect, Option } from "effect"
 import type { Instance } from "../domain/instance.ts"
-import { InstanceNotFound, type ProviderError, type ProviderMisconfigured, type StoreError, Unsupported, type UnknownProvider } from "../errors.ts"
+import {
+  InstanceNotFound,
+  InvalidSnapshotName,
+  type ProviderError,
+  type ProviderMisconfigured,
+  type StoreError,
+  Unsupported,
+  type UnknownProvider
+} from "../errors.ts"
 import { checkProviderConfiguration, type ProviderService, type ProviderSnapshots, type Snapshot } from "../provider.ts"
 import { refOf, withProviderRetry } from "./lifecycle.ts"
 import type { SkyReplService } from "./service.ts"
 
-export type SnapshotError = InstanceNotFound | Unsupported | UnknownProvider | ProviderMisconfigured | ProviderError | StoreError
+export type SnapshotError =
+  | InstanceNotFound
+  | InvalidSnapshotName
+  | Unsupported
+  | UnknownProvider
+  | ProviderMisconfigured
+  | ProviderError
+  | StoreError
 
 const snapshotsOf = (provider: ProviderService): Effect.Effect<ProviderSnapshots, Unsupported | ProviderMisconfigured> =>
   provider.capabilities.snapshots && provider.snapshots !== undefined
@@ -38,6 +53,8 @@ export const createSnapshotWith = (
     }
     const provider = yield* engine.provider(instance.provider)
     const snapshots = yield* snapshotsOf(provider)
+    const problem = name === undefined ? null : (snapshots.nameProblem?.(name) ?? null)
+    if (name !== undefined && problem !== null) return yield* new InvalidSnapshotName({ provider: provider.id, name, problem })
     return yield* snapshots.create(refOf(instance), name ?? `${instance.name}-${Date.now().toString(36)}`)
   })
 
