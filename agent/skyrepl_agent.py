@@ -101,7 +101,8 @@ MAX_DEADMAN = 24 * 3600.0
 # The shortest heartbeat interval: a tiny one (5e-324 ms is 0 s once divided) would send
 # heartbeats back to back.
 MIN_HEARTBEAT = 0.01
-# Exit status reported for a run that could not be started (a missing workdir, a bad variable).
+# Exit status reported for a run that could not be started (a missing workdir, a bad variable) or
+# was refused (a malformed `run` event).
 FAILED_START_STATUS = 127
 # Linux F_SETPIPE_SZ (fcntl only names it from Python 3.10).
 F_SETPIPE_SZ = 1031
@@ -1360,9 +1361,11 @@ class Run(object):
         self.exited_event = Event()
         self.reported = Event()
         self.timers = []
+        # Why the agent refused the run (a malformed `run` event), or None.
+        self.refused = None
 
     def exit_payload(self):
-        return {
+        payload = {
             "runId": self.id,
             "exitCode": self.exit_code,
             "signal": self.signal,
@@ -1370,6 +1373,9 @@ class Run(object):
             "stdoutBytes": self.stdout.end,
             "stderrBytes": self.stderr.end,
         }
+        if self.refused:
+            payload["refused"] = self.refused
+        return payload
 
 
 def _positive_ms(value):
@@ -1486,7 +1492,7 @@ class Agent(object):
         if self.cfg.startup_run is not None:
             # Before registering: the run starts at once and its output is uploaded as it is
             # read, and the launch saves the round trip of being sent the run.
-            self._on_run(self.cfg.startup_run)
+            self._on_run(self.cfg.startup_run, True)
         start_thread(self.log, "deadman", self._deadman_loop)
         start_thread(self.log, "boot", self._boot)
         # The main thread only turns signals into an ending: a Python signal handler runs on
@@ -1676,7 +1682,7 @@ class Agent(object):
         except Exception as err:
             self.log("error handling %s event: %r" % (event, err))
 
-    def _on_run(self, payload):
+    def _on_run(self, payload, startup=False):
         run_id = payload.get("runId")
         if not isinstance(run_id, str) or not run_id:
             self.log("ignoring run event without a runId")
@@ -1687,23 +1693,27 @@ class Agent(object):
         max_ms = payload.get("maxDurationMs")
         problem = None
         if not isinstance(command, str):
-            problem = "command is not a string"
+            problem = "command must be a string"
         elif env is not None and not (
             isinstance(env, dict) and all(isinstance(v, str) for v in env.values())
         ):
-            problem = "env is not an object of strings"
+            problem = "env must be an object of strings"
         elif workdir is not None and not isinstance(workdir, str):
-            problem = "workdir is not a string"
+            problem = "workdir must be a string"
         elif max_ms is not None and _positive_ms(max_ms) is None:
-            problem = "maxDurationMs is not a positive number"
-        if problem is not None:
-            self.log("ignoring run %s: %s" % (run_id, problem))
+            problem = "maxDurationMs must be a positive number"
+        if problem is not None and startup:
+            # The controller sends the run as an event as well: that copy is started or refused.
+            self.log("ignoring start-up run %s: %s" % (run_id, problem))
             return
-        # Marked only once valid: a malformed copy must not make the agent ignore a good one.
         with self.lock:
             if run_id in self.seen or self.ending:
                 return
             self.seen.add(run_id)
+        if problem is not None:
+            # Reported, or the controller would wait for the run forever.
+            self._start_run(run_id, "", {}, "", None, problem)
+            return
         # A relative workdir is taken from the default one: the agent's own cwd is no one's choice.
         workdir = join(self.cfg.workdir, workdir) if workdir else self.cfg.workdir
         self._start_run(run_id, command, env or {}, workdir, _positive_ms(max_ms))
@@ -1720,7 +1730,7 @@ class Agent(object):
 
     # -- runs --------------------------------------------------------------------------------
 
-    def _start_run(self, run_id, command, env, workdir, max_duration):
+    def _start_run(self, run_id, command, env, workdir, max_duration, refused=None):
         run = Run(run_id)
         full_env = dict(self.base_env)
         full_env.update(env)
@@ -1728,7 +1738,10 @@ class Agent(object):
             self.runs[run_id] = run
         failure = None
         fds = []
-        if not isdir(workdir):
+        if refused:
+            run.refused = refused
+            failure = "refused the run: " + refused
+        elif not isdir(workdir):
             failure = "workdir %r is not a directory" % workdir
         elif any("\0" in k or "=" in k or not k or "\0" in v for k, v in env.items()):
             failure = "env holds a name or value that cannot be passed to a process"

@@ -250,9 +250,50 @@ class RunTests(AgentTestCase):
         bad = {"runId": "r0", "command": 42}
         self.start_agent(env=self.agent_env(SKYREPL_AGENT_RUN=json.dumps(bad)))
         self.run_command("r0", "echo from the event")
-        self.assert_complete("r0", stdout=b"from the event\n")
+        report = self.assert_complete("r0", stdout=b"from the event\n")
+        self.assertNotIn("refused", report)
+        self.assertEqual([p["runId"] for p in self.ctrl.exit_posts].count("r0"), 1)
 
-    def test_malformed_and_unknown_events_are_ignored(self):
+    def test_a_malformed_startup_run_whose_event_is_malformed_too_is_refused_once(self):
+        run = {"runId": "r0", "command": "true", "env": {}, "workdir": None, "maxDurationMs": -1}
+        self.start_agent(env=self.agent_env(SKYREPL_AGENT_RUN=json.dumps(run)))
+        self.ctrl.send("run", run)
+        report = self.assert_complete("r0")
+        self.assertEqual(report["refused"], "maxDurationMs must be a positive number")
+        self.run_command("r1", "true")
+        self.assert_complete("r1")
+        self.assertEqual([p["runId"] for p in self.ctrl.exit_posts].count("r0"), 1)
+
+    def test_a_malformed_run_is_refused_with_an_exit_that_says_why(self):
+        # Ignored, such a run never ended: the controller waited for it forever.
+        ran = self.path("ran")
+        cases = [
+            ("r-duration", {"maxDurationMs": -5}, "maxDurationMs must be a positive number"),
+            ("r-duration-text", {"maxDurationMs": "600000"}, "maxDurationMs must be a positive number"),
+            ("r-command", {"command": 42}, "command must be a string"),
+            ("r-env", {"env": {"A": 1}}, "env must be an object of strings"),
+            ("r-workdir", {"workdir": 7}, "workdir must be a string"),
+        ]
+        self.start_agent()
+        for run_id, spoiled, why in cases:
+            run = {"runId": run_id, "command": "echo ran > '%s'" % ran, "env": {}, "workdir": None, "maxDurationMs": None}
+            run.update(spoiled)
+            self.ctrl.send("run", run)
+        for run_id, _, why in cases:
+            with self.subTest(run_id):
+                report = self.assert_complete(
+                    run_id, stdout=b"", stderr=("skyrepl-agent: refused the run: %s\n" % why).encode()
+                )
+                self.assert_exit(report, 127, None, "exited")
+                self.assertEqual(report["refused"], why)
+        # A copy sent again (the controller resends after a reconnect) is not reported again.
+        self.run_command("r-duration", "true", max_ms=-5)
+        self.run_command("r-ok", "true")
+        self.assertNotIn("refused", self.assert_complete("r-ok"))
+        self.assertEqual([p["runId"] for p in self.ctrl.exit_posts].count("r-duration"), 1)
+        self.assertFalse(os.path.exists(ran))
+
+    def test_malformed_and_unknown_events_are_ignored_and_malformed_runs_refused(self):
         agent = self.start_agent()
         self.ctrl.send_raw("event: run\ndata: {not json\n\n")
         self.ctrl.send_raw("event: run\ndata: [1, 2]\n\n")
@@ -269,7 +310,11 @@ class RunTests(AgentTestCase):
         self.ctrl.send_raw('event: run\ndata: {"runId": "r-ok",\ndata: "command": "echo fine",\r\ndata: "env": {}}\n\n')
         self.assert_complete("r-ok", stdout=b"fine\n")
         self.assertIsNone(agent.poll())
-        self.assertEqual(sorted(self.ctrl.exits), ["r-ok"])
+        # Only a run whose runId could be read can be answered; the rest are in the agent's log.
+        for run_id in ("r-bad", "r-bad-env"):
+            self.assertIn("refused", self.assert_complete(run_id))
+        self.assertEqual(sorted(self.ctrl.exits), ["r-bad", "r-bad-env", "r-ok"])
+        self.assertIn("ignoring run event without a runId", self.agent_log())
 
     def test_heartbeats_list_the_runs_still_going(self):
         self.start_agent()
