@@ -1,9 +1,10 @@
 import { AGENT_PROTOCOL_VERSION, attach, beforeAnythingStarted, type Bootstrap, cancel, getRun, launch, listInstances, listRuns, type ParsedSpec, Provider, ProviderError, scanOrphans, SkyRepl, type SkyReplSettings, Store, StoreError } from "@skyrepl/core"
 import { LocalApi, LocalProvider } from "@skyrepl/provider-local"
 import { SqliteStore } from "@skyrepl/store-sqlite"
-import { Chunk, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Stream } from "effect"
+import { Chunk, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Scope, Stream } from "effect"
 import { execa } from "execa"
 import { existsSync, readFileSync, writeFileSync } from "node:fs"
+import { createServer, request } from "node:http"
 import { join } from "node:path"
 import { gzipSync } from "node:zlib"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
@@ -166,6 +167,81 @@ describe("what the controller takes from an agent's token", () => {
     expect(outcome.late).toEqual([410, { error: `run ${outcome.result.runId} has ended` }])
     expect(outcome.foreign).toEqual([404, { error: "run nosuchrun is not this instance's" }])
   })
+})
+
+/**
+ * The controller's agent endpoint behind a proxy that spoils the `maxDurationMs` of every run
+ * event it passes on (as a controller of another version, or with a bug, might send it). The
+ * event stream is rewritten a line at a time; everything else passes as it is.
+ */
+const spoilingProxy = (target: string) =>
+  Effect.acquireRelease(
+    Effect.async<{ readonly url: string; readonly close: () => void }>((resume) => {
+      const server = createServer((req, res) => {
+        const upstream = request(`${target}${req.url ?? ""}`, { method: req.method, headers: req.headers }, (answer) => {
+          const events = String(answer.headers["content-type"]).startsWith("text/event-stream")
+          const headers = { ...answer.headers }
+          if (events) delete headers["content-length"]
+          res.writeHead(answer.statusCode ?? 502, headers)
+          let pending = ""
+          answer.on("data", (chunk: Buffer) => {
+            if (!events) return void res.write(chunk)
+            pending += chunk.toString("utf8")
+            const end = pending.lastIndexOf("\n") + 1
+            res.write(pending.slice(0, end).replaceAll('"maxDurationMs":null', '"maxDurationMs":-1'))
+            pending = pending.slice(end)
+          })
+          answer.on("end", () => res.end())
+          answer.on("error", () => res.destroy())
+        })
+        upstream.on("error", () => res.destroy())
+        res.on("close", () => upstream.destroy())
+        req.pipe(upstream)
+      })
+      server.listen(0, "127.0.0.1", () => {
+        const address = server.address()
+        const port = typeof address === "object" && address !== null ? address.port : 0
+        resume(Effect.succeed({ url: `http://127.0.0.1:${port}`, close: () => (server.closeAllConnections(), server.close()) }))
+      })
+    }),
+    (proxy) => Effect.sync(proxy.close)
+  )
+
+describe("a run the agent cannot start", () => {
+  it("a malformed run event is refused by the agent, and the run ends failed saying why instead of waiting forever", async () => {
+    const outcome = await Effect.runPromise(
+      Effect.scoped(
+        Effect.gen(function* () {
+          // The proxy outlives the spawn that starts it, and the engine that launched through it.
+          const scope = yield* Effect.scope
+          const spoiling = Layer.effect(
+            Provider,
+            Effect.map(LocalProvider.make({ home }), (local) => ({
+              ...local,
+              spawn: (name: string, spec: ParsedSpec, bootstrap: Bootstrap) =>
+                Effect.flatMap(Scope.extend(spoilingProxy(bootstrap.agentUrl), scope), (proxy) =>
+                  local.spawn(name, spec, {
+                    ...bootstrap,
+                    agentUrl: proxy.url,
+                    // The copy the agent may start at once is spoiled alike.
+                    ...(bootstrap.run === undefined ? {} : { run: { ...bootstrap.run, maxDurationMs: -1 } })
+                  })
+                )
+            }))
+          )
+          const layer = SkyRepl.layer({ providers: [spoiling], store: SqliteStore.layer({ filename: join(home, "state.db") }), config: testSettings(home) })
+          return yield* Effect.gen(function* () {
+            const result = yield* Effect.scoped(Effect.flatMap(launch({ command: "echo never" }), (run) => run.result)).pipe(
+              Effect.timeoutFail({ duration: Duration.seconds(20), onTimeout: () => new Error("the launch waited for a run the agent never started") })
+            )
+            return { result, instances: yield* listInstances() }
+          }).pipe(Effect.provide(layer))
+        })
+      )
+    )
+    expect(outcome.result).toMatchObject({ state: "failed", exitCode: null, error: "the agent refused the run: maxDurationMs must be a positive number" })
+    expect(outcome.instances.map((i) => i.state)).toEqual(["terminated"])
+  }, 30_000)
 })
 
 describe("durations given in code", () => {

@@ -289,7 +289,7 @@ describe(`agent hub on ${runtime}`, () => {
     })
   }, 20_000)
 
-  it("answers a body it cannot decode with 400: JSON nested past the stack, an exit status no process can have", async () => {
+  it("answers a body it cannot decode with 400: JSON nested past the stack, an exit status no process can have, a refusal that is not text", async () => {
     await withHub(async (f) => {
       const send = (path: string, body: string) =>
         fetch(`${f.hub.url}${path}`, { method: "POST", headers: { ...agentHeaders(), "content-type": "application/json" }, body })
@@ -299,6 +299,8 @@ describe(`agent hub on ${runtime}`, () => {
         const exit = await send("/v1/agent/exit", JSON.stringify({ runId: "r1", exitCode, signal: null, reason: "exited", stdoutBytes: 0, stderrBytes: 0 }))
         expect(exit.status).toBe(400)
       }
+      const refused = await send("/v1/agent/exit", JSON.stringify({ runId: "r1", exitCode: 127, signal: null, reason: "exited", stdoutBytes: 0, stderrBytes: 0, refused: 42 }))
+      expect(refused.status).toBe(400)
       // And goes on serving.
       expect((await send("/v1/agent/heartbeat", JSON.stringify({ runs: [] }))).status).toBe(200)
     })

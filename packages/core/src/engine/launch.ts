@@ -149,6 +149,7 @@ const consoleSuffix = (tail: ReadonlyArray<string>): string =>
 const controllerTimeoutGrace = Duration.seconds(5)
 
 const stateOfExit = (report: ExitReport): { state: TerminalRunState; error: string | null } => {
+  if (report.refused !== undefined) return { state: "failed", error: `the agent refused the run: ${report.refused}` }
   switch (report.reason) {
     case "cancelled":
       return { state: "cancelled", error: null }
@@ -221,7 +222,8 @@ const handlersFor = (engine: SkyReplService, runId: string, started: Deferred.De
         exited = true
         // Output lost makes a run that succeeded a failure: its result cannot be trusted whole.
         yield* finishRun(engine, runId, lost !== null && state === "succeeded" ? "failed" : state, {
-          exitCode: report.exitCode,
+          // A refused run never ran: its exit 127 is for controllers that know no `refused`.
+          exitCode: report.refused === undefined ? report.exitCode : null,
           signal: report.signal,
           error: lost ?? error
         })

@@ -32,7 +32,12 @@ export const ExitReport = Schema.Struct({
   signal: Schema.NullOr(Schema.String),
   reason: ExitReason,
   stdoutBytes: Schema.NonNegativeInt,
-  stderrBytes: Schema.NonNegativeInt
+  stderrBytes: Schema.NonNegativeInt,
+  /**
+   * Why the agent refused the run without starting it (its `run` event was malformed). Such a
+   * report also says exit 127, so a controller that knows no `refused` still ends the run failed.
+   */
+  refused: Schema.optional(Schema.String)
 })
 export type ExitReport = typeof ExitReport.Type
 
