@@ -1,6 +1,7 @@
 import { agentArguments, type Bootstrap } from "@skyrepl/core"
 import { createHash } from "node:crypto"
 import { gzipSync } from "node:zlib"
+import { compactAgent } from "./compact-python.ts"
 
 /** EC2 refuses user-data above 16 KB, counted before base64. */
 export const USER_DATA_LIMIT = 16 * 1024
@@ -36,71 +37,12 @@ export interface UserData {
 const heredocDelimiter = (source: string): string =>
   `SKYREPL_AGENT_${createHash("sha256").update(source).digest("hex").slice(0, 16).toUpperCase()}`
 
-const indentOf = (line: string): number => line.length - line.trimStart().length
-const opensBlock = /^\s*(?:async\s+)?(?:def|class)\s.*:\s*$/
-const quotes = '"'.repeat(3)
-
-/**
- * The agent as user-data carries it: without its comment lines and docstrings, which are about
- * 3 KB of EC2's 16 KB once gzipped, and with its indentation narrowed (`reindent`). Only those
- * change, so no statement or other string does (a test checks that Python parses both to the
- * same tree once the docstrings are taken out of it); the agent runs as `python3 file`, so the
- * `#!` line is not needed either. A docstring is
- * a triple-quoted string opening the module or right under a `def` or `class` line; one that
- * is the whole body becomes `pass`.
- */
-export const compactAgent = (source: string): string => {
-  const lines = source.split("\n").filter((line) => !line.trimStart().startsWith("#"))
-  const out: Array<string> = []
-  let opener: string | null = null
-  let sawCode = false
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]!
-    const atModuleStart = !sawCode && line.trim() !== ""
-    if ((opener !== null || atModuleStart) && line.trimStart().startsWith(quotes)) {
-      let end = i
-      if (line.trimStart().slice(3).includes(quotes) === false) {
-        end = i + 1
-        while (end < lines.length && !lines[end]!.includes(quotes)) end++
-      }
-      let next = end + 1
-      while (next < lines.length && lines[next]!.trim() === "") next++
-      const bodyGoesOn = next < lines.length && (opener === null ? true : indentOf(lines[next]!) > indentOf(opener))
-      if (!bodyGoesOn) out.push(`${" ".repeat(indentOf(line))}pass`)
-      i = end
-      opener = null
-      sawCode = true
-      continue
-    }
-    if (line.trim() !== "") {
-      sawCode = true
-      opener = opensBlock.test(line) ? line : null
-    }
-    out.push(line)
-  }
-  return reindent(out).join("\n")
-}
-
-/**
- * Each block one space deeper than its parent instead of four, and no blank lines: Python reads
- * only the relative depth of a block's lines, and gzip then keeps about 600 bytes fewer of the
- * agent (EC2's 16 KB is near). A line indented by other than a multiple of four continues a
- * bracketed expression, where indentation means nothing, and is left as it is. A line inside a
- * multi-line string would be changed: the agent has none once its docstrings are out, and the
- * test of the shipped tree would show one.
- */
-const reindent = (lines: ReadonlyArray<string>): Array<string> =>
-  lines.filter((line) => line.trim() !== "").map((line) => {
-    const depth = indentOf(line)
-    return depth % 4 === 0 ? " ".repeat(depth / 4) + line.slice(depth) : line
-  })
-
 /** The agent's install step, gzipped: the same for every launch with the same agent. */
 let installCache: { readonly source: string; readonly script: string; readonly gzipped: Buffer } | null = null
 
 /**
- * The first part of the script, which writes the agent, and its gzip member. Compressing the
- * ~48 KB agent at level 9 took about 2 ms of every launch; it changes only with the agent.
+ * The first part of the script, which writes the agent, and its gzip member: the same for every
+ * launch with the same agent, so it is made once per process and agent.
  */
 const installStep = (agentSource: string): { readonly script: string; readonly gzipped: Buffer } => {
   if (installCache !== null && installCache.source === agentSource) return installCache
@@ -129,9 +71,9 @@ const installStep = (agentSource: string): { readonly script: string; readonly g
  * lifetime passes. Both power off, which the launch turned into termination
  * (`InstanceInitiatedShutdownBehavior=terminate`).
  *
- * The script is gzipped: cloud-init inflates gzip user-data itself, and the agent (~55 KB
- * as `compactAgent` ships it) compresses to ~15.2 KB, under the 16 KB limit with room for the
- * rest (a test keeps 300 bytes free). It is two gzip members
+ * The script is gzipped: cloud-init inflates gzip user-data itself. The agent (~85 KB; ~47 KB
+ * as `compactAgent` ships it) and its install step take ~14.6 KB, the part naming the
+ * instance ~0.5 KB: about 15.1 KB of the 16 KB, and a test keeps at least 900 bytes free. It is two gzip members
  * one after the other, the agent's install step (compressed once per agent) and the part that
  * names this instance; gzip defines a file of several members as their concatenation, and
  * cloud-init (Python's gzip module), gunzip and Node's zlib all read it so.
