@@ -420,6 +420,22 @@ describe("bad input", () => {
     expect(lines((await run(["launch-rockets"])).stderr)).toEqual(['repl: unknown command "launch-rockets" (see \'repl --help\')'])
   })
 
+  it("an argument a command has no place for names the command and what it takes", async () => {
+    // clipanion said "Extraneous positional argument" without the command, and for a command
+    // that takes no argument, "expected repl run".
+    for (const [args, line] of [
+      [["run", "-c", "true", "--", "--json"], `repl: unexpected argument "--json" for 'repl run': it takes none; after "--", --json is an argument, not a flag (see 'repl run --help')`],
+      [["run", "-c", "true", "extra"], `repl: unexpected argument "extra" for 'repl run': it takes none (see 'repl run --help')`],
+      [["run", "list", "extra"], `repl: unexpected argument "extra" for 'repl run list': it takes none (see 'repl run list --help')`],
+      [["run", "attach", "x", "y"], `repl: unexpected argument "y" for 'repl run attach': it takes <run-id> (see 'repl run attach --help')`],
+      [["run", "attach", "--from-stdout", "5", "x", "y"], `repl: unexpected argument "y" for 'repl run attach': it takes <run-id> (see 'repl run attach --help')`],
+      [["snapshot", "delete", "a", "b", "--provider", "aws"], `repl: unexpected argument "b" for 'repl snapshot delete': it takes <snapshot-id> (see 'repl snapshot delete --help')`]
+    ] as const) {
+      const result = await run(args)
+      expect([args, result.exitCode, lines(result.stderr), result.stdout]).toEqual([args, 2, [line], ""])
+    }
+  })
+
   it("settings that parse but cannot run are refused before anything is written", async () => {
     const cases: ReadonlyArray<[Record<string, string>, string]> = [
       // A zero lease once made the reaper spin with no pause: the CLI hung, deaf to Ctrl-C.

@@ -84,10 +84,7 @@ const streamsJsonLines = (argv: ReadonlyArray<string>): boolean => {
  * its run id); for the latter two this names the command and what it lacks.
  */
 const noCommandMatched = (cli: Cli, argv: ReadonlyArray<string>): string => {
-  const named = cli
-    .definitions()
-    .filter((d) => d.path.split(" ").slice(1).every((word, i) => argv[i] === word))
-    .sort((a, b) => b.path.length - a.path.length)[0]
+  const named = commandNamed(cli, argv)
   if (named === undefined) {
     const words = argv.filter((a) => !a.startsWith("-"))
     const under = cli.definitions().filter((d) => words.length > 0 && d.path.startsWith(`repl ${words.join(" ")} `))
@@ -99,26 +96,54 @@ const noCommandMatched = (cli: Cli, argv: ReadonlyArray<string>): string => {
   const missingOptions = options.filter((o) => o.required && !o.nameSet.some(given)).map((o) => o.nameSet.join("/"))
   // The usage names the required arguments in order (`<run-id>`); the words given fill the first.
   const required = named.usage.split(" ").slice(named.path.split(" ").length).filter((word) => /^<[^>]+>$/.test(word))
-  const missing = [...missingOptions, ...required.slice(operandsGiven(argv.slice(named.path.split(" ").length - 1), options))]
-  const what = missing.length > 0 ? `missing ${missing.join(", ")}` : `expected ${named.usage}`
-  return `${what} for '${named.path}' (see '${named.path} --help')`
+  const after = argv.slice(named.path.split(" ").length - 1)
+  const missing = [...missingOptions, ...required.slice(operandsOf(after, options).length)]
+  if (missing.length > 0) return `missing ${missing.join(", ")} for '${named.path}' (see '${named.path} --help')`
+  return extraOperand(named, after) ?? `expected ${named.usage} (see '${named.path} --help')`
+}
+
+type Definition = ReturnType<Cli["definitions"]>[number]
+
+/** The command `argv` names: the one with the longest path its leading words spell. */
+const commandNamed = (cli: Cli, argv: ReadonlyArray<string>): Definition | undefined =>
+  cli
+    .definitions()
+    .filter((d) => d.path.split(" ").slice(1).every((word, i) => argv[i] === word))
+    .sort((a, b) => b.path.length - a.path.length)[0]
+
+/**
+ * The first argument `named` has no place for, said as a usage error naming the command (what
+ * clipanion calls an "Extraneous positional argument", or no match at all when a command that
+ * takes none is given one). A flag's name after `--` is an argument there, and the message says so.
+ */
+const extraOperand = (named: Definition, after: ReadonlyArray<string>): string | null => {
+  const places = named.usage.split(" ").slice(named.path.split(" ").length)
+  const limit = places.some((word) => word.endsWith("...")) ? Infinity : places.filter((word) => /^[<[][^-]/.test(word)).length
+  const extra = operandsOf(after, named.options ?? [])[limit]
+  if (extra === undefined) return null
+  const takes = limit === 0 ? "it takes none" : `it takes ${places.filter((word) => /^[<[][^-]/.test(word)).join(" ")}`
+  const flag = extra.startsWith("-") ? `; after "--", ${extra} is an argument, not a flag` : ""
+  return `unexpected argument ${JSON.stringify(extra)} for '${named.path}': ${takes}${flag} (see '${named.path} --help')`
 }
 
 /**
- * How many of `words` (what follows a command's path) are arguments rather than flags and their
+ * Which of `words` (what follows a command's path) are arguments rather than flags and their
  * values: a flag whose definition takes a value (`--from-stdout #0`) takes the next word unless
  * it came with `=`, and everything after `--` is an argument.
  */
-const operandsGiven = (words: ReadonlyArray<string>, options: ReadonlyArray<{ readonly nameSet: ReadonlyArray<string>; readonly definition: string }>): number => {
+const operandsOf = (
+  words: ReadonlyArray<string>,
+  options: ReadonlyArray<{ readonly nameSet: ReadonlyArray<string>; readonly definition: string }>
+): ReadonlyArray<string> => {
   const takesValue = new Set(options.filter((o) => o.definition.includes("#")).flatMap((o) => o.nameSet))
-  let count = 0
+  const operands: Array<string> = []
   for (let i = 0; i < words.length; i++) {
     const word = words[i]!
-    if (word === "--") return count + words.length - i - 1
-    if (!word.startsWith("-") || word === "-") count += 1
+    if (word === "--") return [...operands, ...words.slice(i + 1)]
+    if (!word.startsWith("-") || word === "-") operands.push(word)
     else if (takesValue.has(word)) i += 1
   }
-  return count
+  return operands
 }
 
 /** `word` as a shell reads it back: quoted when it holds anything but plain characters. */
@@ -158,9 +183,11 @@ export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
     const message = error instanceof Error ? error.message : String(error)
     // clipanion's parse errors span several lines (candidates, usage); the first says what is wrong.
     const first = message.split("\n").find((l) => l.trim() !== "")?.trim() ?? "invalid usage"
+    const named = commandNamed(cli, argv)
+    const extra = first.startsWith("Extraneous positional argument") && named !== undefined ? extraOperand(named, argv.slice(named.path.split(" ").length - 1)) : null
     const line = first.startsWith("Command not found") || first.startsWith("Not enough positional arguments")
       ? noCommandMatched(cli, argv)
-      : (missingValue(first, argv) ?? `${first} (see 'repl --help')`)
+      : (extra ?? missingValue(first, argv) ?? `${first} (see 'repl --help')`)
     return reportFailure(line, USAGE, streamsJsonLines(argv))
   }
   // clipanion's own commands (help, version) write to the context's streams.
