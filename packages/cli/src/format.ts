@@ -1,3 +1,5 @@
+import stringWidth from "string-width"
+
 /** Colours only for a terminal, and never when NO_COLOR is set (https://no-color.org). */
 export const useColor = (stream: { readonly isTTY?: boolean }): boolean =>
   stream.isTTY === true && (process.env["NO_COLOR"] ?? "") === "" && process.env["TERM"] !== "dumb"
@@ -63,7 +65,11 @@ export const ago = (ms: number | null, now: number = Date.now()): string => {
   return `${Math.round(s / 86400)}d`
 }
 
-const visible = (text: string) => text.replace(/\u001b\[[0-9;]*m/g, "")
+/**
+ * Columns `text` takes in a terminal: a wide character (CJK, most emoji) two, an accent none,
+ * colour codes none. UTF-16 units miscounted both, and misaligned a table's columns.
+ */
+const columns = (text: string): number => stringWidth(text)
 
 /** A text in one of `paint`'s colours above (bold, dim, red, green, yellow), and nothing else. */
 const PAINTED = /^\u001b\[(?:1|2|31|32|33)m([^\u001b]*)\u001b\[0m$/u
@@ -81,10 +87,10 @@ const cellText = (cell: string, color: boolean): string => {
 /** A plain aligned table; `cells` may hold `colorState`'s colours, and any text (shown escaped). */
 export const table = (headers: ReadonlyArray<string>, data: ReadonlyArray<ReadonlyArray<string>>, color: boolean): string => {
   const rows = data.map((row) => row.map((cell) => cellText(cell, color)))
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => visible(r[i] ?? "").length)))
+  const widths = headers.map((h, i) => Math.max(columns(h), ...rows.map((r) => columns(r[i] ?? ""))))
   const line = (cells: ReadonlyArray<string>) =>
     cells
-      .map((c, i) => (i === cells.length - 1 ? c : c + " ".repeat((widths[i] ?? 0) - visible(c).length)))
+      .map((c, i) => (i === cells.length - 1 ? c : c + " ".repeat((widths[i] ?? 0) - columns(c))))
       .join("  ")
       .trimEnd()
   return [bold(line(headers), color), ...rows.map(line)].join("\n") + "\n"
@@ -93,23 +99,25 @@ export const table = (headers: ReadonlyArray<string>, data: ReadonlyArray<Readon
 export const toJson = (value: unknown): string => JSON.stringify(value, null, 2) + "\n"
 
 /**
- * `text` as printable text (see `printable`) of at most `max` characters, its end replaced by `…`
- * when it is longer. A character is a grapheme cluster, so a cut never splits an emoji (which
- * became U+FFFD when a cut fell between its UTF-16 halves) or a letter from its accent; an
- * escape (`\x1b`) counts as its length and is kept whole or left out.
+ * `text` as printable text (see `printable`) of at most `max` columns, its end replaced by `…`
+ * when it is longer. A cut falls between grapheme clusters, so it never splits an emoji (which
+ * became U+FFFD when a cut fell between its UTF-16 halves) or a letter from its accent; a wide
+ * character counts two columns, and an escape (`\x1b`) its length, kept whole or left out.
  */
 export const truncate = (text: string, max: number): string => {
   const line = printable(text)
-  // No more UTF-16 units than `max` is no more characters either: the common case needs no segmenting.
-  if (line.length <= max) return line
+  // Printable ASCII is a column a unit: the common case needs no segmenting.
+  if (line.length <= max && /^[\x20-\x7e]*$/.test(line)) return line
+  if (columns(line) <= max) return line
   let width = 0
   let shown = ""
   let kept = ""
   for (const { segment } of graphemes(text)) {
     const part = printable(segment)
-    width += part === segment ? 1 : part.length
+    width += columns(part)
     if (width > max) return kept + "…"
     shown += part
+    // Room is kept for the "…" (one column).
     if (width < max) kept = shown
   }
   return line

@@ -20,15 +20,29 @@ describe("table", () => {
   })
 })
 
+describe("table columns", () => {
+  it("are as wide as their widest cell in a terminal's columns: a wide character takes two", () => {
+    const out = table(["NAME", "X"], [["日本", "1"], ["ab", "2"], ["e\u0301", "3"]], false)
+    expect(out.split("\n")).toEqual(["NAME  X", "日本  1", "ab    2", "e\u0301     3", ""])
+  })
+})
+
 describe("truncate", () => {
   it("cuts between characters: never inside an emoji, a flag or a letter and its accent", () => {
+    // An emoji or a flag takes two columns, a letter with its accent one.
     expect(truncate(`${"a".repeat(59)}😀😀`, 60)).toBe(`${"a".repeat(59)}…`)
-    expect(truncate(`${"a".repeat(58)}😀😀`, 60)).toBe(`${"a".repeat(58)}😀😀`)
-    expect(truncate(`${"a".repeat(58)}👍🏽bc`, 60)).toBe(`${"a".repeat(58)}👍🏽…`)
-    expect(truncate(`${"a".repeat(58)}🇫🇷🇫🇷x`, 60)).toBe(`${"a".repeat(58)}🇫🇷…`)
+    expect(truncate(`${"a".repeat(56)}😀😀`, 60)).toBe(`${"a".repeat(56)}😀😀`)
+    expect(truncate(`${"a".repeat(57)}😀😀`, 60)).toBe(`${"a".repeat(57)}😀…`)
+    expect(truncate(`${"a".repeat(57)}👍🏽bc`, 60)).toBe(`${"a".repeat(57)}👍🏽…`)
+    expect(truncate(`${"a".repeat(56)}🇫🇷🇫🇷x`, 60)).toBe(`${"a".repeat(56)}🇫🇷…`)
     expect(truncate(`${"a".repeat(58)}e\u0301e\u0301x`, 60)).toBe(`${"a".repeat(58)}e\u0301…`)
     expect(truncate("short", 60)).toBe("short")
     expect(truncate("abc", 0)).toBe("…")
+  })
+
+  it("counts a wide character as the two columns a terminal gives it", () => {
+    expect(truncate("日本語のコマンド", 10)).toBe("日本語の…")
+    expect(truncate("日本語の", 8)).toBe("日本語の")
   })
 
   it("escapes control characters, counts an escape as its length and never cuts one in two", () => {
