@@ -527,8 +527,9 @@ describe("listings", () => {
   })
 
   it("run list shows a command with newlines, tabs or escape sequences on one line, escaped, and cuts it between characters", async () => {
-    // 58 characters, then an emoji of two code points (four UTF-16 units) and two more: the cut at 60 falls after the emoji.
-    const long = `echo ${"a".repeat(53)}👍🏽bc`
+    // 57 columns, then an emoji of two code points (four UTF-16 units, two columns) and two
+    // more: the cut at 60 columns falls after the emoji, leaving a column for the "…".
+    const long = `echo ${"a".repeat(52)}👍🏽bc`
     for (const command of ["echo one\necho two\tthree", "echo \u001b[31mred\u001b[0m\r", long]) {
       expect((await run(["run", "-c", command])).exitCode).toBe(0)
     }
