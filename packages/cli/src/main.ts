@@ -118,10 +118,11 @@ const commandNamed = (cli: Cli, argv: ReadonlyArray<string>): Definition | undef
  */
 const extraOperand = (named: Definition, after: ReadonlyArray<string>): string | null => {
   const places = named.usage.split(" ").slice(named.path.split(" ").length)
-  const limit = places.some((word) => word.endsWith("...")) ? Infinity : places.filter((word) => /^[<[][^-]/.test(word)).length
+  const operands = places.filter((word) => /^[<[][^-]/.test(word))
+  const limit = places.some((word) => word.endsWith("...")) ? Infinity : operands.length
   const extra = operandsOf(after, named.options ?? [])[limit]
   if (extra === undefined) return null
-  const takes = limit === 0 ? "it takes none" : `it takes ${places.filter((word) => /^[<[][^-]/.test(word)).join(" ")}`
+  const takes = operands.length === 0 ? "it takes none" : `it takes ${operands.join(" ")}`
   const flag = extra.startsWith("-") ? `; after "--", ${extra} is an argument, not a flag` : ""
   return `unexpected argument ${JSON.stringify(extra)} for '${named.path}': ${takes}${flag} (see '${named.path} --help')`
 }
