@@ -53,8 +53,10 @@ export const createSnapshotWith = (
     }
     const provider = yield* engine.provider(instance.provider)
     const snapshots = yield* snapshotsOf(provider)
-    const problem = name === undefined ? null : (snapshots.nameProblem?.(name) ?? null)
-    if (name !== undefined && problem !== null) return yield* new InvalidSnapshotName({ provider: provider.id, name, problem })
+    if (name !== undefined) {
+      const problem = snapshots.nameProblem?.(name) ?? null
+      if (problem !== null) return yield* new InvalidSnapshotName({ provider: provider.id, name, problem })
+    }
     return yield* snapshots.create(refOf(instance), name ?? `${instance.name}-${Date.now().toString(36)}`)
   })
 
