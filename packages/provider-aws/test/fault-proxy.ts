@@ -34,6 +34,8 @@ export interface FaultProxy {
   readonly calls: (action: string) => number
   /** Every call seen since the rules were last set, in order, by action. */
   readonly log: () => ReadonlyArray<string>
+  /** Calls of `action` whose client went away before its answer. */
+  readonly abandoned: (action: string) => number
   /** The query parameters of each call of `action` since the rules were last set, in order. */
   readonly params: (action: string) => ReadonlyArray<URLSearchParams>
 }
@@ -74,6 +76,7 @@ export const startFaultProxy = (target: string): Effect.Effect<FaultProxy, never
     const upstream = new URL(target)
     let rules: ReadonlyArray<FaultRule> = []
     let counts = new Map<string, number>()
+    let abandonedCounts = new Map<string, number>()
     let log: Array<string> = []
     let seen: Array<URLSearchParams> = []
     const sockets = new Set<Socket>()
@@ -109,6 +112,11 @@ export const startFaultProxy = (target: string): Effect.Effect<FaultProxy, never
       const body = await readAll(req)
       const params = new URLSearchParams(body.toString("utf8"))
       const action = params.get("Action") ?? "unknown"
+      // A client that goes away before its answer (an aborted request) abandoned the call.
+      let reset = false
+      res.once("close", () => {
+        if (!res.writableEnded && !reset) abandonedCounts.set(action, (abandonedCounts.get(action) ?? 0) + 1)
+      })
       const call = (counts.get(action) ?? 0) + 1
       counts.set(action, call)
       log.push(action)
@@ -116,6 +124,7 @@ export const startFaultProxy = (target: string): Effect.Effect<FaultProxy, never
       const rule = rules.find((r) => r.action === action && (r.calls === "all" || r.calls.includes(call)))
       const fault = rule?.fault
       if (fault?.kind === "reset") {
+        reset = true
         res.socket?.resetAndDestroy()
         return
       }
@@ -164,10 +173,12 @@ export const startFaultProxy = (target: string): Effect.Effect<FaultProxy, never
       setRules: (next) => {
         rules = next
         counts = new Map()
+        abandonedCounts = new Map()
         log = []
         seen = []
       },
       calls: (action) => counts.get(action) ?? 0,
+      abandoned: (action) => abandonedCounts.get(action) ?? 0,
       log: () => [...log],
       params: (action) => seen.filter((p) => p.get("Action") === action)
     }

@@ -1,7 +1,7 @@
 import { describe, expect, layer } from "@effect/vitest"
 import { agentScriptPath, formatInstanceName, newControlId, newId, type ProviderError, type ProviderErrorReason, type ProviderService } from "@skyrepl/core"
 import { DescribeInstancesCommand, DescribeSecurityGroupsCommand, DescribeSubnetsCommand } from "@aws-sdk/client-ec2"
-import { Cause, Context, Duration, Effect, Exit, Layer, Option, Schedule } from "effect"
+import { Cause, Context, Duration, Effect, Exit, Fiber, Layer, Option, Schedule } from "effect"
 import { readdirSync, readFileSync, statSync } from "node:fs"
 import { join } from "node:path"
 import { AwsProvider, awsErrorCode, type AwsProviderOptions } from "../src/index.ts"
@@ -335,6 +335,26 @@ describe("aws provider on moto: start-up, and injected faults", () => {
         expect(error.reason).toBe("transient")
         expect(awsErrorCode(error)).toBe("TimeoutError")
         expect(took).toBeLessThan(2_000)
+      })
+    )
+
+    it.effect("an interrupted call returns at once and abandons its request", () =>
+      Effect.gen(function* () {
+        const { proxy } = yield* Fixture
+        const provider = yield* providerVia({ requestTimeout: Duration.seconds(30), callRetry: Schedule.stop })
+        proxy.setRules([{ action: "DescribeInstances", calls: "all", fault: { kind: "delay", ms: 1_500 } }])
+        const started = Date.now()
+        const fiber = yield* Effect.fork(provider.describe({ name: newName(), providerRef: null, region: REGION }))
+        while (proxy.calls("DescribeInstances") === 0) yield* Effect.sleep(Duration.millis(10))
+        yield* Fiber.interrupt(fiber)
+        const took = Date.now() - started
+        // The request is aborted, not left to run: the proxy sees its client go away.
+        const until = Date.now() + 1_000
+        while (proxy.abandoned("DescribeInstances") === 0 && Date.now() < until) yield* Effect.sleep(Duration.millis(10))
+        const abandoned = proxy.abandoned("DescribeInstances")
+        proxy.setRules([])
+        expect(took).toBeLessThan(1_000)
+        expect(abandoned).toBe(1)
       })
     )
 
