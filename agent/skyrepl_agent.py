@@ -1773,6 +1773,10 @@ class Agent(object):
                 run.readers_left = 2
 
         if failure is not None:
+            # Why the command never ran goes in the exit report too, so the controller can say it
+            # (older controllers ignore the field and see exit 127).
+            if run.refused is None:
+                run.refused = failure
             self.log("run %s: %s" % (run_id, failure))
             run.stderr.feed(("skyrepl-agent: %s\n" % failure).encode("utf-8"), self)
             run.stdout.set_eof()

@@ -242,6 +242,26 @@ describe("a run the agent cannot start", () => {
     expect(outcome.result).toMatchObject({ state: "failed", exitCode: null, error: "the agent refused the run: maxDurationMs must be a positive number" })
     expect(outcome.instances.map((i) => i.state)).toEqual(["terminated"])
   }, 30_000)
+
+  it("a workdir that is not a directory ends the run failed, its error saying so, and the instance terminated", async () => {
+    const missing = join(home, "no-such-workdir")
+    const { result, stderr, instance, instances } = await runEngine(
+      Effect.gen(function* () {
+        const { result, stderr, instance } = yield* Effect.scoped(
+          Effect.gen(function* () {
+            const run = yield* launch({ command: "echo never", workdir: missing })
+            const chunks = yield* collect(run.output)
+            const stderr = chunks.filter((c) => c.stream === "stderr").map((c) => Buffer.from(c.data).toString("utf8")).join("")
+            return { result: yield* run.result, stderr, instance: run.instance.id }
+          })
+        )
+        return { result, stderr, instance, instances: yield* listInstances() }
+      })
+    )
+    expect(result).toMatchObject({ state: "failed", exitCode: null, error: `the agent refused the run: workdir '${missing}' is not a directory` })
+    expect(stderr).toBe(`skyrepl-agent: workdir '${missing}' is not a directory\n`)
+    expect(instances.filter((i) => i.id === instance).map((i) => i.state)).toEqual(["terminated"])
+  }, 30_000)
 })
 
 describe("durations given in code", () => {

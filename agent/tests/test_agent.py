@@ -182,6 +182,10 @@ class RunTests(AgentTestCase):
         report = self.assert_complete("r1", stdout=b"")
         self.assert_exit(report, 127, None, "exited")
         self.assertIn(b"does-not-exist", self.ctrl.output("r1", "stderr"))
+        # The exit says why, for the controller to end the run with.
+        self.assertIn("is not a directory", report["refused"])
+        self.assertIn("does-not-exist", report["refused"])
+        self.assertEqual(self.ctrl.output("r1", "stderr"), ("skyrepl-agent: %s\n" % report["refused"]).encode())
 
     def test_background_children_do_not_hold_a_run_open(self):
         self.start_agent()

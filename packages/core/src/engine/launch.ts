@@ -32,6 +32,10 @@ export interface LaunchOptions {
   /** Provider-specific spec, e.g. `t4g.nano` or `ubuntu:noble:arm64`. */
   readonly spec?: string
   readonly env?: Readonly<Record<string, string>>
+  /**
+   * An absolute path on the instance to run the command in; the agent's default when absent.
+   * One that is not a directory there ends the run `failed`, its `error` saying so.
+   */
   readonly workdir?: string
   /** Region, for providers with `capabilities.regions`. */
   readonly region?: string
