@@ -316,15 +316,16 @@ than a focused fix, so it is left for a decision.
   0.3 and 0.22–0.25 of moto's time): nearly all of it is the AWS SDK's own serialising, signing
   and XML parsing, which a launch through the SDK pays with or without SkyREPL, and against real
   EC2, whose RunInstances takes hundreds of milliseconds, it is about 1 %.
-- **B6 launch, overhead ≤ 10 %: at its line, and the verdict in the run above is that run's.**
+- **B6 launch, overhead ≤ 10 %: at its line; a run's verdict is that run's.**
   The previous round's committed full run gave 1.14× (11.6 ms against 10.1 ms at the median),
   its B6-only runs 1.08–1.12×, and the provider code of the round before it 1.10–1.11× in
   alternation: the machine's noise, around a provider's own share of about 1.5 ms of an 11 ms
   call through the proxy. This round's change in the table took about 0.1 ms of it; a B6-only
-  run after it gave 1.05× (9.4 ms against 8.9 ms). Of what is left, about 0.2 ms is starting
-  an Effect at all and building the launch's own user-data (the hand-written call with its own
-  user-data, inside \`Effect.runPromise\`, timed the same way), and the rest Effect's steps in the spawn (its checks, the set-up and image look-ups, the retry
-  and back-off around RunInstances), each small, which run slower after the idle wait for moto
-  than in a tight loop (0.3 ms in all against a server that answers at once). Terminate: 1.04×
-  in the previous round's committed run. The AWS provider's calls are unchanged.
+  run after it gave 1.05× (9.4 ms against 8.9 ms), this round's full run of ad70bab 1.10× (10.8 ms
+  against 9.8 ms; a miss by 0.2 %). What is left is spread thin: building the launch's own user-data
+  (the hand-written call reuses one), and Effect's steps in the spawn (its checks, the set-up
+  and image look-ups, the retry and back-off around RunInstances, decoding the answer), each
+  small, which run about three times slower after the idle wait for moto than in a tight loop
+  (0.3 ms in all against a server that answers at once, 0.8–0.9 ms against moto). Terminate:
+  1.01× in that run. The AWS provider's calls are unchanged.
 `
