@@ -13,8 +13,9 @@ import { describeParseError } from "../parse-error.ts"
 import { decodeDurationOption, type DurationOption, sleepLong } from "../duration.ts"
 import { RUNTIME_COMPRESSES_FASTER } from "../output-encoding.ts"
 import { attachWith } from "./attach.ts"
+import { stateOfExit } from "./exit-state.ts"
 import { type CancelResult, cancelRun } from "./cancel.ts"
-import { finishRun, refOf, type TerminalRunState, terminateInstance, withProviderRetry } from "./lifecycle.ts"
+import { finishRun, refOf, terminateInstance, withProviderRetry } from "./lifecycle.ts"
 import type { RunResult, SkyReplService } from "./service.ts"
 
 export interface LaunchProgress {
@@ -151,20 +152,6 @@ const consoleSuffix = (tail: ReadonlyArray<string>): string =>
 
 /** Extra time the controller gives the agent to enforce `maxDuration` itself before stepping in. */
 const controllerTimeoutGrace = Duration.seconds(5)
-
-const stateOfExit = (report: ExitReport): { state: TerminalRunState; error: string | null } => {
-  if (report.refused !== undefined) return { state: "failed", error: `the agent refused the run: ${report.refused}` }
-  switch (report.reason) {
-    case "cancelled":
-      return { state: "cancelled", error: null }
-    case "timed_out":
-      return { state: "timed_out", error: "maxDuration exceeded" }
-    case "deadman":
-      return { state: "failed", error: "the agent lost its controller and ended the run (dead-man switch)" }
-    case "exited":
-      return report.exitCode === 0 ? { state: "succeeded", error: null } : { state: "failed", error: null }
-  }
-}
 
 /**
  * What an exit report says of the output: null when the controller holds every byte the agent

@@ -34,8 +34,9 @@ export const ExitReport = Schema.Struct({
   stdoutBytes: Schema.NonNegativeInt,
   stderrBytes: Schema.NonNegativeInt,
   /**
-   * Why the agent refused the run without starting it (its `run` event was malformed). Such a
-   * report also says exit 127, so a controller that knows no `refused` still ends the run failed.
+   * Why the agent did not start the run: its `run` event was malformed, or it could not be
+   * started (a workdir that is not a directory, say). Such a report also says exit 127, so a
+   * controller that knows no `refused` still ends the run failed.
    */
   refused: Schema.optional(Schema.String)
 })
