@@ -1,4 +1,5 @@
 import type { OutputChunk, OutputStream } from "@skyrepl/core"
+import { Effect, Stream } from "effect"
 import { TextDecoder } from "node:util"
 
 /**
@@ -36,4 +37,30 @@ export const jsonOutput = (fields: Readonly<Record<string, unknown>> = {}) => {
         return data === "" ? null : JSON.stringify({ ...fields, stream, offset: ends.get(stream) ?? 0, bytes: 0, data }) + "\n"
       }).filter((line) => line !== null)
   }
+}
+
+interface Writer {
+  readonly write: (data: string | Uint8Array) => void
+}
+
+/**
+ * A run's output as a command prints it (`repl run`, `repl run attach`): each chunk's bytes to
+ * stdout or stderr as its stream, or with `json` one `output` line per chunk on stdout (and the
+ * lines `flush` gives once the output ends).
+ */
+export const printOutput = <E, R>(
+  output: Stream.Stream<OutputChunk, E, R>,
+  options: { readonly json: boolean; readonly runId: string; readonly stdout: Writer; readonly stderr: Writer }
+): Effect.Effect<void, E, R> => {
+  const { stdout, stderr } = options
+  const json = jsonOutput({ type: "output", runId: options.runId })
+  const print = options.json
+    ? (chunk: OutputChunk) => stdout.write(json.line(chunk))
+    : (chunk: OutputChunk) => (chunk.stream === "stdout" ? stdout : stderr).write(chunk.data)
+  return Effect.zipRight(
+    Stream.runForEach(output, (chunk) => Effect.sync(() => print(chunk))),
+    Effect.sync(() => {
+      if (options.json) for (const line of json.flush()) stdout.write(line)
+    })
+  )
 }

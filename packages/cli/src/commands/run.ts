@@ -1,7 +1,7 @@
 import { checkProviderConfiguration, launch, type LaunchProgress, type RunResult, type SkyReplSettings, type UnknownProvider, validateLaunchOptions } from "@skyrepl/core"
 import { Command, Option } from "clipanion"
 import type { SkyRepl } from "@skyrepl/core"
-import { Duration, Effect, type Scope, Stream } from "effect"
+import { Duration, Effect, type Scope } from "effect"
 import { constants } from "node:os"
 import { type Checked, INTERRUPTED, SkyReplCommand } from "../base-command.ts"
 import { dim, useColor } from "../format.ts"
@@ -9,7 +9,7 @@ import { UsageFailure } from "../errors.ts"
 import { parseDurationFlag, parseEnvFlags } from "../options.ts"
 import { buildProvider, checkSpec } from "../runtime.ts"
 import { stderr as stderrOutput } from "../stdio.ts"
-import { jsonOutput } from "../json-output.ts"
+import { printOutput } from "../json-output.ts"
 
 /** `timeout(1)` uses 124 for a command that ran out of time; scripts already know it. */
 const TIMED_OUT = 124
@@ -133,21 +133,9 @@ export class RunCommand extends SkyReplCommand<RunFlags> {
         ...(checked.maxDuration === undefined ? {} : { maxDuration: checked.maxDuration }),
         onProgress
       })
-      const json = jsonOutput({ type: "output", runId: run.id })
-      yield* run.output.pipe(
-        Stream.runForEach((chunk) =>
-          Effect.sync(() => {
-            if (this.json) {
-              stdout.write(json.line(chunk))
-            } else {
-              ;(chunk.stream === "stdout" ? stdout : stderr).write(chunk.data)
-            }
-          })
-        )
-      )
+      yield* printOutput(run.output, { json: this.json, runId: run.id, stdout, stderr })
       const result = yield* run.result
       if (this.json) {
-        for (const line of json.flush()) stdout.write(line)
         stdout.write(JSON.stringify({ type: "exit", instance: run.instance.name, ...result }) + "\n")
       } else {
         const line = endLine(result)

@@ -1,11 +1,11 @@
 import { attach, getRun, runResultOf, type SkyRepl } from "@skyrepl/core"
 import { Command, Option } from "clipanion"
-import { Effect, Stream } from "effect"
+import { Effect } from "effect"
 import { type Checked, SkyReplCommand } from "../../base-command.ts"
 import type { UsageFailure } from "../../errors.ts"
 import { parseCount } from "../../options.ts"
 import { endLine, exitStatusOf } from "../run.ts"
-import { jsonOutput } from "../../json-output.ts"
+import { printOutput } from "../../json-output.ts"
 
 interface AttachFlags {
   readonly stdoutFrom: number
@@ -46,19 +46,12 @@ export class RunAttachCommand extends SkyReplCommand<AttachFlags> {
     return Effect.gen(this, function* () {
       const stdout = { write: (data: string | Uint8Array) => this.out(data) }
       const stderr = { write: (data: string | Uint8Array) => this.err(data) }
-      const json = jsonOutput({ type: "output", runId: this.runId })
-      yield* attach(this.runId, { from: { stdout: stdoutFrom, stderr: stderrFrom }, follow: !this.noFollow }).pipe(
-        Stream.runForEach((chunk) =>
-          Effect.sync(() => {
-            if (this.json) {
-              stdout.write(json.line(chunk))
-            } else {
-              ;(chunk.stream === "stdout" ? stdout : stderr).write(chunk.data)
-            }
-          })
-        )
-      )
-      if (this.json) for (const line of json.flush()) stdout.write(line)
+      yield* printOutput(attach(this.runId, { from: { stdout: stdoutFrom, stderr: stderrFrom }, follow: !this.noFollow }), {
+        json: this.json,
+        runId: this.runId,
+        stdout,
+        stderr
+      })
       const run = yield* getRun(this.runId)
       if (this.noFollow && !["succeeded", "failed", "cancelled", "timed_out"].includes(run.state)) return 0
       const result = runResultOf(run)
