@@ -20,15 +20,6 @@ const BROKEN_PIPE = 141
 const isBrokenPipe = (error: unknown): boolean =>
   typeof error === "object" && error !== null && "code" in error && error.code === "EPIPE"
 
-/** Writes to stdout; a reader that is gone already is no one to tell. */
-const writeStdoutQuietly = (data: string): void => {
-  try {
-    stdout.write(data)
-  } catch (error) {
-    if (!isBrokenPipe(error)) throw error
-  }
-}
-
 /**
  * Help (or any text a command prints and ends with) on stdout: 0, or 141 quietly when the
  * reader is gone (`repl --help | true`), as for a command's output; it used to be a stack trace.
@@ -47,6 +38,11 @@ export const printAndEnd = (text: string): number => {
     stop()
   }
   return broken ? BROKEN_PIPE : 0
+}
+
+/** Writes to stdout; a reader that is gone already is no one to tell. */
+const writeStdoutQuietly = (data: string): void => {
+  printAndEnd(data)
 }
 
 /**
