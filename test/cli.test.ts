@@ -301,6 +301,9 @@ describe("bad input", () => {
     ["a --limit that is not a count", ["run", "list", "--limit", "abc"]],
     ["a negative --limit", ["run", "list", "--limit", "-1"]],
     ["a --limit with no value", ["run", "list", "--limit"]],
+    ["an empty --limit", ["run", "list", "--limit", ""]],
+    ["a --limit past any count", ["run", "list", "--limit", "99999999999999999999"]],
+    ["a --from-stdout in another notation", ["run", "attach", "x", "--from-stdout", "1e3"]],
     ["an unknown allocation state", ["allocation", "list", "--state", "bogus"]],
     ["a --min-age without a unit", ["orphans", "--min-age", "5"]],
     ["orphans of an unknown provider", ["orphans", "--provider", "nimbus"]],
@@ -312,6 +315,8 @@ describe("bad input", () => {
     ["deleting a snapshot at a provider that has none", ["snapshot", "delete", "x", "--provider", "local"]],
     ["deleting a snapshot in a region that is not a region's name", ["snapshot", "delete", "ami-12345678", "--provider", "aws", "--region", "Not A Region"]],
     ["deleting a snapshot with a region at a provider that has none", ["snapshot", "delete", "replsnap-x", "--provider", "orbstack", "--region", "x"]],
+    ["deleting a snapshot whose id is not an AMI id", ["snapshot", "delete", "x", "--provider", "aws", "--region", "us-east-1"]],
+    ["deleting a snapshot whose id is not a SkyREPL clone's", ["snapshot", "delete", "repl-foo", "--provider", "orbstack"]],
     ["a command group alone", ["instance"]],
     ["a region that is not a region's name", ["run", "-c", "true", "--provider", "aws", "--region", "mars-1"]]
   ]
@@ -382,6 +387,14 @@ describe("bad input", () => {
     expect(result.exitCode).toBe(1)
     expect(lines(result.stderr)).toHaveLength(1)
     expect(result.stderr).toMatch(/^repl: no AWS credentials found .*AWS_PROFILE is set \("nonexistent"\).*ignores AWS_ACCESS_KEY_ID/)
+  })
+
+  it("a snapshot id that could never be the provider's is named, with what its ids look like", async () => {
+    const aws = await run(["snapshot", "delete", "x", "--provider", "aws", "--region", "us-east-1"])
+    expect(lines(aws.stderr)).toEqual(['repl: provider "aws": "x" is not an AMI id (ami- and 8 to 17 hex digits; repl snapshot list shows them)'])
+    const orbstack = await run(["snapshot", "delete", "repl-foo", "--provider", "orbstack"], orbstackEnv())
+    expect(lines(orbstack.stderr)).toEqual(['repl: provider "orbstack": "repl-foo" is not a SkyREPL snapshot (their ids start with replsnap-); other machines are left alone'])
+    expect([aws.exitCode, orbstack.exitCode]).toEqual([2, 2])
   })
 
   it("an empty command says so, not the options' schema; a zero time limit names its flag", async () => {

@@ -4,7 +4,7 @@ import { Cause, ConfigError, Data } from "effect"
 /** A flag's value that clipanion accepted as a string but the command cannot use. */
 export class UsageFailure extends Data.TaggedError("UsageFailure")<{ readonly message: string }> {}
 
-const usageTags = new Set(["UsageFailure", "UnknownProvider", "ProviderMisconfigured", "InvalidSpec", "InvalidLaunchOptions", "InvalidScanOptions", "InvalidSnapshotName", "Unsupported"])
+const usageTags = new Set(["UsageFailure", "UnknownProvider", "ProviderMisconfigured", "InvalidSpec", "InvalidLaunchOptions", "InvalidScanOptions", "InvalidSnapshotName", "InvalidSnapshotId", "Unsupported"])
 
 const tagOf = (error: unknown): string | null =>
   typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string" ? error._tag : null

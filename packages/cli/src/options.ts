@@ -30,6 +30,10 @@ export const parseDurationFlag = (
 
 export const parseCount = (flag: string, value: string | undefined, fallback: number): Effect.Effect<number, UsageFailure> => {
   if (value === undefined) return Effect.succeed(fallback)
-  const n = Number(value)
-  return Number.isInteger(n) && n >= 0 ? Effect.succeed(n) : Effect.fail(new UsageFailure({ message: `${flag} expects a whole number (got "${value}")` }))
+  // Digits only: Number() takes "" and " " for 0, and "1e3" and "0x10" as counts too; and no
+  // count past what a number holds exactly (the store would refuse it, after being opened).
+  const n = /^[0-9]+$/.test(value) ? Number(value) : Number.NaN
+  return Number.isSafeInteger(n)
+    ? Effect.succeed(n)
+    : Effect.fail(new UsageFailure({ message: `${flag} expects a whole number (got "${value}")` }))
 }

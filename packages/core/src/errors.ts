@@ -145,6 +145,17 @@ export class InvalidSnapshotName extends Data.TaggedError("InvalidSnapshotName")
   }
 }
 
+/** A snapshot id that could never be one of the provider's (see its `idProblem`). */
+export class InvalidSnapshotId extends Data.TaggedError("InvalidSnapshotId")<{
+  readonly provider: string
+  readonly id: string
+  readonly problem: string
+}> {
+  override get message(): string {
+    return `provider "${this.provider}": ${this.problem}`
+  }
+}
+
 export class InstanceNotFound extends Data.TaggedError("InstanceNotFound")<{
   readonly target: string
   readonly detail?: string

@@ -64,6 +64,12 @@ export interface ProviderSnapshots {
    * provider that makes any name fit (AWS cleans it to what an AMI name allows).
    */
   readonly nameProblem?: (name: string) => string | null
+  /**
+   * What is wrong with `id` as one of this provider's snapshot ids, or null: asked before a
+   * delete, so an id that could never be a snapshot here is the caller's mistake (shown before
+   * anything is opened or asked), not a failed call. Left out by a provider that takes any id.
+   */
+  readonly idProblem?: (id: string) => string | null
   readonly create: (ref: InstanceRef, name: string) => Effect.Effect<Snapshot, ProviderError>
   readonly list: () => Effect.Effect<ReadonlyArray<Snapshot>, ProviderError>
   /** Idempotent: a snapshot that is already gone is success. */

@@ -8,6 +8,19 @@ import { PROVIDER_ID } from "./spec.ts"
 export const MANAGED_TAG = "skyrepl:managed"
 export const SOURCE_TAG = "skyrepl:source"
 
+const amiId = /^ami-[0-9a-f]{8,17}$/
+
+/** What is wrong with `id` as an AMI id, or null. */
+const idProblem = (id: string): string | null =>
+  amiId.test(id) ? null : `"${id}" is not an AMI id (ami- and 8 to 17 hex digits; repl snapshot list shows them)`
+
+/**
+ * What is wrong with `name` as a snapshot name, or null. Any other name is made to fit
+ * (`imageName`); a blank one would become "---", which names nothing.
+ */
+const nameProblem = (name: string): string | null =>
+  name.trim() === "" ? "a snapshot name cannot be blank (leave --name out for the default: the instance's name and a time)" : null
+
 /** AMI names allow letters, digits, spaces and `()[]./-'@_`, 3 to 128 characters. */
 export const imageName = (name: string): string => {
   const cleaned = name.replace(/[^A-Za-z0-9 ()[\]./'@_-]/g, "-").slice(0, 128)
@@ -59,6 +72,8 @@ export const makeSnapshots = (deps: SnapshotDeps): ProviderSnapshots => {
 
   const create = (ref: InstanceRef, name: string): Effect.Effect<Snapshot, ProviderError> =>
     Effect.gen(function* () {
+      const problem = nameProblem(name)
+      if (problem !== null) return yield* providerError("CreateImage", "invalid-request", problem)
       const found = yield* deps.locate(ref, "CreateImage")
       if (found === null) return yield* providerError("CreateImage", "not-found", `instance ${ref.name} does not exist (any more)`)
       const tags = [...deps.managedTags, { key: SOURCE_TAG, value: ref.name }, { key: "Name", value: imageName(name) }]
@@ -92,8 +107,6 @@ export const makeSnapshots = (deps: SnapshotDeps): ProviderSnapshots => {
       return perRegion.flat().sort((a, b) => (b.createdAt ?? 0) - (a.createdAt ?? 0))
     })
 
-  const amiId = /^ami-[0-9a-f]{8,17}$/
-
   const remove = (id: string, region: string | null): Effect.Effect<void, ProviderError> =>
     Effect.gen(function* () {
       // Checked before anything is asked of AWS: a misspelt region is the caller's mistake,
@@ -103,9 +116,9 @@ export const makeSnapshots = (deps: SnapshotDeps): ProviderSnapshots => {
         return yield* providerError("DeregisterImage", "invalid-request", notARegion(region))
       }
       // Not an image id at all: AWS answers InvalidAMIID.Malformed, which is no "already gone".
-      if (!amiId.test(id)) {
-        return yield* providerError("DeregisterImage", "invalid-request", `"${id}" is not an AMI id (ami- and 8 to 17 hex digits; repl snapshot list shows them)`)
-      }
+      // Asked again for a caller that goes to the provider directly, not through the engine.
+      const problem = idProblem(id)
+      if (problem !== null) return yield* providerError("DeregisterImage", "invalid-request", problem)
       const where = region ?? (yield* deps.defaultRegion("DeregisterImage"))
       const images = yield* api.describeImages(where, { imageIds: [id], owners: ["self"] }).pipe(
         Effect.catchIf(
@@ -133,5 +146,5 @@ export const makeSnapshots = (deps: SnapshotDeps): ProviderSnapshots => {
       )
     })
 
-  return { create, list, delete: remove }
+  return { nameProblem, idProblem, create, list, delete: remove }
 }

@@ -121,6 +121,20 @@ describe("snapshots", () => {
       })
     )
 
+    it.effect("ids and names are checked before anything is asked: an id that is no AMI id, a blank name", () =>
+      Effect.gen(function* () {
+        const { snapshots } = yield* Fixture
+        expect(snapshots.idProblem?.("ami-0123456789abcdef0")).toBeNull()
+        expect(snapshots.idProblem?.("bogus")).toBe('"bogus" is not an AMI id (ami- and 8 to 17 hex digits; repl snapshot list shows them)')
+        // Any other name is made to fit; a blank one would be "---".
+        expect(snapshots.nameProblem?.("base image: v1!")).toBeNull()
+        for (const blank of ["", "   "]) expect(snapshots.nameProblem?.(blank)).toMatch(/^a snapshot name cannot be blank/)
+        // And the provider refuses it itself, for a caller that goes to it directly.
+        const error = yield* Effect.flip(snapshots.create({ name: formatInstanceName({ controlId: newControlId(), manifestId: newId(), instanceId: newId() }), providerRef: null, region: REGION }, ""))
+        expect([error.reason, error.message]).toEqual(["invalid-request", expect.stringMatching(/^a snapshot name cannot be blank/)])
+      })
+    )
+
     it.effect("a region that is not a region name is refused before AWS is asked anything", () =>
       Effect.gen(function* () {
         const { snapshots } = yield* Fixture

@@ -22,11 +22,15 @@ const nameProblem = (name: string): string | null =>
     ? null
     : `snapshot name "${name}" must be lower-case letters, digits and hyphens, at most 54 characters (it becomes the machine name ${SNAPSHOT_PREFIX}NAME)`
 
+const idProblem = (id: string): string | null =>
+  isSnapshotMachine(id) ? null : `"${id}" is not a SkyREPL snapshot (their ids start with ${SNAPSHOT_PREFIX}); other machines are left alone`
+
 export const makeSnapshots = (
   connect: Effect.Effect<Orbctl, ProviderError>,
   requireInstanceName: (operation: string, name: string) => Effect.Effect<void, ProviderError>
 ): ProviderSnapshots => ({
   nameProblem,
+  idProblem,
   create: (ref: InstanceRef, name: string) =>
     Effect.gen(function* () {
       yield* requireInstanceName("snapshot", ref.name)
@@ -55,13 +59,9 @@ export const makeSnapshots = (
     }),
   delete: (id: string) =>
     Effect.gen(function* () {
-      if (!isSnapshotMachine(id)) {
-        return yield* providerError(
-          "snapshot-delete",
-          "invalid-request",
-          `"${id}" is not a SkyREPL snapshot (their ids start with ${SNAPSHOT_PREFIX}); other machines are left alone`
-        )
-      }
+      // Asked again for a caller that goes to the provider directly, not through the engine.
+      const problem = idProblem(id)
+      if (problem !== null) return yield* providerError("snapshot-delete", "invalid-request", problem)
       const orbctl = yield* connect
       yield* orbctl.delete(id)
     })

@@ -2,6 +2,7 @@ import { Effect, Option } from "effect"
 import type { Instance } from "../domain/instance.ts"
 import {
   InstanceNotFound,
+  InvalidSnapshotId,
   InvalidSnapshotName,
   type ProviderError,
   type ProviderMisconfigured,
@@ -15,6 +16,7 @@ import type { SkyReplService } from "./service.ts"
 
 export type SnapshotError =
   | InstanceNotFound
+  | InvalidSnapshotId
   | InvalidSnapshotName
   | Unsupported
   | UnknownProvider
@@ -26,6 +28,12 @@ const snapshotsOf = (provider: ProviderService): Effect.Effect<ProviderSnapshots
   provider.capabilities.snapshots && provider.snapshots !== undefined
     ? Effect.as(checkProviderConfiguration(provider), provider.snapshots)
     : Effect.fail(new Unsupported({ provider: provider.id, feature: "snapshots" }))
+
+/** Fails with `InvalidSnapshotId` for an id the provider says could never be one of its snapshots. */
+const checkSnapshotId = (provider: ProviderService, snapshots: ProviderSnapshots, id: string): Effect.Effect<void, InvalidSnapshotId> => {
+  const problem = snapshots.idProblem?.(id) ?? null
+  return problem === null ? Effect.void : Effect.fail(new InvalidSnapshotId({ provider: provider.id, id, problem }))
+}
 
 /** A live instance, named directly or through a run on it. */
 const findInstance = (engine: SkyReplService, target: string): Effect.Effect<Instance, InstanceNotFound | StoreError> =>
@@ -96,5 +104,6 @@ export const deleteSnapshotWith = (
   Effect.gen(function* () {
     const provider = yield* engine.provider(providerId)
     const snapshots = yield* snapshotsOf(provider)
+    yield* checkSnapshotId(provider, snapshots, id)
     yield* withProviderRetry(snapshots.delete(id, region))
   })

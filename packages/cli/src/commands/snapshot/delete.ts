@@ -1,4 +1,4 @@
-import { deleteSnapshot, type SkyRepl, type SkyReplSettings } from "@skyrepl/core"
+import { deleteSnapshot, InvalidSnapshotId, type SkyRepl, type SkyReplSettings } from "@skyrepl/core"
 import { Command, Option } from "clipanion"
 import { Effect, type Scope } from "effect"
 import { type Checked, SkyReplCommand } from "../../base-command.ts"
@@ -15,7 +15,16 @@ export class SnapshotDeleteCommand extends SkyReplCommand {
   json = Option.Boolean("--json", false, { description: "print JSON" })
 
   protected preflight(settings: SkyReplSettings): Effect.Effect<Checked<undefined>, unknown, Scope.Scope> {
-    return Effect.map(snapshotProviders(settings, [this.provider], this.region), (providers) => ({ flags: undefined, providers }))
+    return Effect.gen(this, function* () {
+      const providers = yield* snapshotProviders(settings, [this.provider], this.region)
+      // An id that could never be one of the provider's snapshots is a usage error, found before
+      // the store is opened (the engine asks again for a caller of the SDK).
+      for (const provider of providers) {
+        const problem = provider.snapshots?.idProblem?.(this.id) ?? null
+        if (problem !== null) return yield* new InvalidSnapshotId({ provider: provider.id, id: this.id, problem })
+      }
+      return { flags: undefined, providers }
+    })
   }
 
   protected program(): Effect.Effect<number, unknown, SkyRepl> {
