@@ -199,6 +199,26 @@ describe("repl run", () => {
     expect(live).toEqual([])
   })
 
+  it("a reader that goes away after the command's work is done still makes it 141: attach of a long finished output | head", async () => {
+    const made = await run(["run", "-c", "seq 1 200000", "--json"])
+    const runId = (JSON.parse(lines(made.stdout).at(-1) ?? "{}") as { runId?: string }).runId ?? ""
+    expect(runId).not.toBe("")
+    for (const flags of ["", "--json"]) {
+      const piped = await execa("bash", ["-c", `set -o pipefail; '${repl}' run attach ${runId} ${flags} | head -c 1 >/dev/null`], { env: env(), reject: false, timeout: 60_000 })
+      expect([flags, piped.exitCode, piped.stderr]).toEqual([flags, 141, ""])
+    }
+  })
+
+  it("output that cannot be written (a full disk) is one line on stderr and exit 1, also when it was queued; the instance is ended", async () => {
+    for (const args of ["run -c 'echo hi'", "run -c 'seq 1 100000'", "run list", "--help", "run --help"]) {
+      const full = await execa("bash", ["-c", `'${repl}' ${args} >/dev/full`], { env: env(), reject: false, timeout: 60_000, stdin: "ignore" })
+      expect([args, full.exitCode]).toEqual([args, 1])
+      expect(lines(full.stderr)).toEqual([expect.stringMatching(/^repl: cannot write to stdout: ENOSPC/)])
+    }
+    const live = JSON.parse((await run(["instance", "list", "--json"])).stdout) as Array<unknown>
+    expect(live).toEqual([])
+  })
+
   it("a slow reader gets every byte: the CLI exits only once its output is written", async () => {
     // 3 MB is far past what the CLI writes directly; the reader starts late, so most of it is
     // still queued for the pipe when the run ends (Bun's process.exit used to drop it).

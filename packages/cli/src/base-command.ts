@@ -20,24 +20,45 @@ const BROKEN_PIPE = 141
 const isBrokenPipe = (error: unknown): boolean =>
   typeof error === "object" && error !== null && "code" in error && error.code === "EPIPE"
 
+/** Output that could not be written for a reason other than a reader gone (a full disk, say). */
+const WRITE_FAILED = 1
+
+/** The one line for a write that failed: `cannot write to stdout: ENOSPC: no space left on device, write`. */
+const writeFailure = (name: "stdout" | "stderr", error: unknown): string =>
+  `cannot write to ${name}: ${(error instanceof Error ? error.message : String(error)).split("\n")[0]}`
+
+/** Says a failed write on stderr, if stderr can still take it. */
+const tellWriteFailure = (line: string): void => {
+  try {
+    stderr.write(`repl: ${line}\n`)
+  } catch {
+    // stderr is what failed: the exit status is all that is left to say it.
+  }
+}
+
 /**
  * Help (or any text a command prints and ends with) on stdout: 0, or 141 quietly when the
  * reader is gone (`repl --help | true`), as for a command's output; it used to be a stack trace.
  */
 export const printAndEnd = (text: string): number => {
   let broken = false
-  const stop = stdout.onSinkError((error) => {
+  let failed: unknown = null
+  const note = (error: unknown) => {
     if (isBrokenPipe(error)) broken = true
-  })
+    else failed ??= error
+  }
+  const stop = stdout.onSinkError(note)
   try {
     stdout.write(text)
   } catch (error) {
-    if (!isBrokenPipe(error)) throw error
-    broken = true
+    note(error)
   } finally {
     stop()
   }
-  return broken ? BROKEN_PIPE : 0
+  if (broken) return BROKEN_PIPE
+  if (failed === null) return 0
+  tellWriteFailure(writeFailure("stdout", failed))
+  return WRITE_FAILED
 }
 
 /** Writes to stdout; a reader that is gone already is no one to tell. */
@@ -117,20 +138,23 @@ export abstract class SkyReplCommand<Flags = undefined> extends Command {
 
   /** Set once stdout's reader is gone (`repl run … | head -1`): the program is then stopped. */
   private pipeBroken = false
+  /** The first write that failed otherwise (a full disk): the program is then stopped too. */
+  private writeFailed: string | null = null
   private stop: () => void = () => undefined
 
   private write(output: Output, data: string | Uint8Array): void {
-    if (this.pipeBroken) return
+    if (this.pipeBroken || this.writeFailed !== null) return
     try {
       output.write(data)
     } catch (error) {
-      if (!isBrokenPipe(error)) throw error
-      this.brokenPipe()
+      this.outputFailed(output === stdout ? "stdout" : "stderr", error)
     }
   }
 
-  private brokenPipe(): void {
-    this.pipeBroken = true
+  /** A write to `name` failed, now or from the queue: either way the output is lost from here on. */
+  private outputFailed(name: "stdout" | "stderr", error: unknown): void {
+    if (isBrokenPipe(error)) this.pipeBroken = true
+    else this.writeFailed ??= writeFailure(name, error)
     this.stop()
   }
 
@@ -156,10 +180,10 @@ export abstract class SkyReplCommand<Flags = undefined> extends Command {
       Effect.runFork(Fiber.interrupt(fiber))
     }
     this.stop = interrupt
-    const onStdoutError = (error: unknown) => {
-      if (isBrokenPipe(error)) this.brokenPipe()
-    }
-    const stopListening = stdout.onSinkError(onStdoutError)
+    const stopListening = [
+      stdout.onSinkError((error) => this.outputFailed("stdout", error)),
+      stderr.onSinkError((error) => this.outputFailed("stderr", error))
+    ]
     // Ctrl-C is often pressed twice. The first interrupts the program, whose scopes then end
     // their instances (a VM's termination takes a second or two); the second only says so, as
     // leaving now would leave the instance to a later process's reaper. A third leaves anyway.
@@ -174,9 +198,16 @@ export abstract class SkyReplCommand<Flags = undefined> extends Command {
     for (const signal of INTERRUPTING_SIGNALS) process.on(signal, onSignal)
     const exit = await Effect.runPromise(Fiber.await(fiber))
     for (const signal of INTERRUPTING_SIGNALS) process.off(signal, onSignal)
-    stopListening()
+    // A large output is still being written to a slow reader: how that ends is the command's
+    // status too (a reader that left after the program ended, a disk that filled up).
+    await Promise.all([stdout.flush(), stderr.flush()])
+    for (const stopOne of stopListening) stopOne()
     // Like any filter in a pipeline whose reader left: no message, status 128 + SIGPIPE.
     if (this.pipeBroken) return BROKEN_PIPE
+    if (this.writeFailed !== null) {
+      tellWriteFailure(this.writeFailed)
+      return WRITE_FAILED
+    }
     if (Exit.isSuccess(exit)) return exit.value
     if (Cause.isInterruptedOnly(exit.cause)) return this.ending(this.interrupted, INTERRUPTED)
     const { line, code } = explain(exit.cause)

@@ -191,7 +191,10 @@ export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
       : (extra ?? missingValue(first, argv) ?? `${first} (see 'repl --help')`)
     return reportFailure(line, USAGE, streamsJsonLines(argv))
   }
-  // clipanion's own commands (help, version) write to the context's streams.
+  // `repl --help`: the same text clipanion's help command writes, through the CLI's stdout, so a
+  // reader gone or a full disk ends it as any command's output does.
+  if (command instanceof Builtins.HelpCommand) return printAndEnd(cli.usage(null, { colored: useColor(stdout) }))
+  // clipanion's other own command (version, when entry.ts did not answer it) writes to the context's streams.
   if (!(command instanceof SkyReplCommand)) return cli.run(command, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr })
   if (command.help) {
     return printAndEnd(cli.usage(command, { detailed: true, colored: useColor(stdout) }))
