@@ -639,11 +639,34 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
         return out
       })
 
+    /**
+     * A region that no instance can be in: its name does not resolve (a misspelt region a launch
+     * once named), or the account has not enabled it (EC2 refuses every call there). Asked only
+     * for a region the caller hinted at (the store's records) or a launch here named; the
+     * regions configured fail as they are.
+     */
+    const holdsNothing = (error: ProviderError): boolean => {
+      const code = error.cause instanceof AwsError ? error.cause.code : null
+      return code === "ENOTFOUND" || code === "OptInRequired"
+    }
+
     const list = (hint?: ListHint): Effect.Effect<ReadonlyArray<ProviderInstance>, ProviderError> =>
       Effect.gen(function* () {
         yield* ready("list")
         const regions = yield* scanRegions("DescribeInstances", hint?.regions ?? [])
-        const perRegion = yield* Effect.forEach(regions, listRegion, { concurrency: 4 })
+        const configured = new Set([...(resolved.region === null ? [] : [resolved.region]), ...resolved.regions])
+        const perRegion = yield* Effect.forEach(
+          regions,
+          (region) =>
+            configured.has(region)
+              ? listRegion(region)
+              : listRegion(region).pipe(
+                  Effect.catchIf(holdsNothing, (error) =>
+                    Effect.as(Effect.logWarning(`skipped region ${region}, which can hold no instance: ${error.message}`), [])
+                  )
+                ),
+          { concurrency: 4 }
+        )
         return perRegion.flat().sort((a, b) => a.name.localeCompare(b.name))
       })
 

@@ -23,6 +23,8 @@ export interface FaultRule {
   readonly action: string
   /** Which calls of `action` (1-based, counted since the rules were set), or every call. */
   readonly calls: ReadonlyArray<number> | "all"
+  /** Only calls signed for this region (their credential scope); default: any region. */
+  readonly region?: string
   readonly fault: Fault
 }
 
@@ -121,7 +123,9 @@ export const startFaultProxy = (target: string): Effect.Effect<FaultProxy, never
       counts.set(action, call)
       log.push(action)
       seen.push(params)
-      const rule = rules.find((r) => r.action === action && (r.calls === "all" || r.calls.includes(call)))
+      // The region a call is for is in its signature's credential scope: KEY/DATE/REGION/SERVICE/aws4_request.
+      const region = /Credential=[^/]+\/[^/]+\/([^/]+)\//.exec(String(req.headers["authorization"] ?? ""))?.[1]
+      const rule = rules.find((r) => r.action === action && (r.calls === "all" || r.calls.includes(call)) && (r.region === undefined || r.region === region))
       const fault = rule?.fault
       if (fault?.kind === "reset") {
         reset = true

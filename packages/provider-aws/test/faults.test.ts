@@ -1,7 +1,7 @@
 import { describe, expect, layer } from "@effect/vitest"
 import { agentScriptPath, formatInstanceName, newControlId, newId, type ProviderError, type ProviderErrorReason, type ProviderService } from "@skyrepl/core"
 import { DescribeInstancesCommand, DescribeSecurityGroupsCommand, DescribeSubnetsCommand } from "@aws-sdk/client-ec2"
-import { Cause, Context, Duration, Effect, Exit, Fiber, Layer, Option, Schedule } from "effect"
+import { Cause, Context, Duration, Effect, Exit, Fiber, Layer, Logger, Option, Schedule } from "effect"
 import { readdirSync, readFileSync, statSync } from "node:fs"
 import { join } from "node:path"
 import { AwsProvider, awsErrorCode, type AwsProviderOptions } from "../src/index.ts"
@@ -391,6 +391,31 @@ describe("aws provider on moto: start-up, and injected faults", () => {
         yield* provider.terminate(ref)
         expect(yield* provider.describe(ref)).toBe("gone")
         expect((yield* countIn(moto, name)).live).toBe(0)
+      })
+    )
+
+    it.effect("a region the store names that can hold no instance (not enabled, no such name) is skipped with a warning, not the listing", () =>
+      Effect.gen(function* () {
+        const { proxy } = yield* Fixture
+        const provider = yield* providerVia()
+        const name = newName()
+        yield* spawnNamed(provider, name)
+        const refused = { kind: "error", status: 401, code: "OptInRequired", message: "You are not subscribed to this service." } as const
+        proxy.setRules([{ action: "DescribeInstances", calls: "all", region: "ap-east-1", fault: refused }])
+        const warnings: Array<string> = []
+        const logger = Logger.make(({ logLevel, message }) => {
+          if (logLevel._tag === "Warning") warnings.push(String(message))
+        })
+        const listed = yield* provider.list({ regions: ["ap-east-1"] }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+        expect(listed.map((i) => i.name)).toContain(name)
+        expect(proxy.calls("DescribeInstances")).toBeGreaterThanOrEqual(2)
+        expect(warnings).toEqual([expect.stringMatching(/^skipped region ap-east-1, which can hold no instance: .*OptInRequired/)])
+        // The configured region refusing the same way still fails the listing: it is no hint.
+        proxy.setRules([{ action: "DescribeInstances", calls: "all", region: REGION, fault: refused }])
+        const error = yield* Effect.flip(provider.list({ regions: ["ap-east-1"] }))
+        proxy.setRules([])
+        expect([error.reason, error.message]).toEqual(["auth", expect.stringContaining("OptInRequired")])
+        yield* provider.terminate({ name, providerRef: null, region: REGION })
       })
     )
 
