@@ -928,6 +928,30 @@ describe("a provider that cannot spawn", () => {
     expect(calls.terminate).toBe(0)
   })
 
+  it("a termination that fails is not reported as terminated: no \"terminated\" progress, the record left for a reaper", async () => {
+    const refusing = Layer.effect(
+      Provider,
+      Effect.map(LocalProvider.make({ home }), (local) => ({
+        ...local,
+        spawn: () => Effect.succeed({ providerRef: "i-booting", region: null }),
+        describe: () => Effect.succeed("running" as const),
+        terminate: () => Effect.fail(new ProviderError({ provider: "local", operation: "terminate", reason: "auth", message: "not allowed (test)" }))
+      }))
+    )
+    const config = { ...testSettings(home), heartbeatInterval: Duration.seconds(1), bootTimeout: Duration.seconds(1) }
+    const phases: Array<string> = []
+    const { failed, instances } = await Effect.runPromise(
+      Effect.gen(function* () {
+        const failed = yield* Effect.flip(Effect.scoped(launch({ command: "echo never", onProgress: (e) => void phases.push(e.phase) })))
+        return { failed, instances: yield* listInstances() }
+      }).pipe(Effect.provide(SkyRepl.layer({ providers: [refusing], store: SqliteStore.layer({ filename: join(home, "state.db") }), config })))
+    )
+    expect(failed).toMatchObject({ _tag: "AgentError", reason: "boot-timeout" })
+    expect(phases).toContain("terminating")
+    expect(phases).not.toContain("terminated")
+    expect(instances.filter((i) => i.providerRef === "i-booting").map((i) => i.state)).toEqual(["terminating"])
+  }, 30_000)
+
   it("while an instance boots, the provider is asked whether it is gone at pauses that double, not every heartbeat", async () => {
     const calls = { describe: 0, terminated: false }
     const booting = Layer.effect(

@@ -78,7 +78,8 @@ export class RunCommand extends SkyReplCommand<RunFlags> {
   json = Option.Boolean("--json", false, { description: "JSON Lines on stdout instead of raw output" })
   progress = Option.Boolean("--progress", { description: "show start-up progress on stderr (default: when stderr is a terminal)" })
 
-  protected override interrupted = "interrupted; the instance was terminated"
+  /** Said on Ctrl-C: what became of the instance, as far as the launch's progress told. */
+  protected override interrupted = "interrupted"
 
   static override readonly jsonLines = true
 
@@ -119,6 +120,10 @@ export class RunCommand extends SkyReplCommand<RunFlags> {
       const showProgress = this.progress ?? (stderrOutput.isTTY && !this.json)
       const color = useColor(stderrOutput)
       const onProgress = (event: LaunchProgress) => {
+        // An instance is on its way from "spawning" on; only "terminated" confirms its end (a
+        // termination that failed was logged, and leaves the instance to the next command's reaper).
+        if (event.phase === "terminated") this.interrupted = "interrupted; the instance was terminated"
+        else if (event.phase === "spawning") this.interrupted = "interrupted; ending the instance was not confirmed: the next repl command ends it (repl orphans shows it)"
         if (!showProgress || event.phase === "terminated" || event.phase === "terminating") return
         const seconds = (event.elapsedMs / 1000).toFixed(2)
         stderr.write(dim(`repl: ${event.phase} ${event.instance} (${seconds}s)`, color) + "\n")

@@ -18,6 +18,11 @@ import { type CancelResult, cancelRun } from "./cancel.ts"
 import { finishRun, refOf, terminateInstance, withProviderRetry } from "./lifecycle.ts"
 import type { RunResult, SkyReplService } from "./service.ts"
 
+/**
+ * A launch's progress. `terminated` comes only once the termination is confirmed; after a
+ * `terminating` that failed (the error is logged), none comes, and a later reaper ends the
+ * instance.
+ */
 export interface LaunchProgress {
   readonly phase: "spawning" | "booting" | "running" | "terminating" | "terminated"
   readonly runId: string
@@ -327,12 +332,14 @@ export const launchWith = (
         if (yield* Ref.get(terminated)) return
         yield* session.shutdown
         yield* progress("terminating")
+        // "terminated" is said only of a termination that was confirmed: one that failed is left
+        // to a later reaper (the record keeps saying so), and must not be reported done.
         yield* terminateInstance(engine, instance, "the instance was terminated", { nothingStarted: yield* Ref.get(nothingStarted) }).pipe(
           Effect.zipRight(Ref.set(terminated, true)),
+          Effect.zipRight(progress("terminated")),
           Effect.tapError((error) => Effect.logError(`terminating ${name}: ${error.message}`)),
           Effect.ignore
         )
-        yield* progress("terminated")
       })
     )
 
