@@ -409,6 +409,19 @@ describe("bad input", () => {
     expect(result.stderr).toMatch(/^repl: no AWS credentials found .*AWS_PROFILE is set \("nonexistent"\).*ignores AWS_ACCESS_KEY_ID/)
   })
 
+  it("an unknown flag, or a value for a flag that takes none, is named with its command and that command's help", async () => {
+    for (const [args, line] of [
+      [["run", "-c", "true", "--bogus"], "repl: unknown flag --bogus for 'repl run' (see 'repl run --help')"],
+      [["run", "list", "--bogus"], "repl: unknown flag --bogus for 'repl run list' (see 'repl run list --help')"],
+      [["--bogus"], "repl: unknown flag --bogus (see 'repl --help')"],
+      [["run", "-c", "true", "--spot=true"], `repl: --spot takes no value for 'repl run' (got "--spot=true"; see 'repl run --help')`],
+      [["run", "list", "--json=1"], `repl: --json takes no value for 'repl run list' (got "--json=1"; see 'repl run list --help')`]
+    ] as const) {
+      const result = await run(args)
+      expect([args, result.exitCode, lines(result.stderr)]).toEqual([args, 2, [line]])
+    }
+  })
+
   it("a snapshot id that could never be the provider's is named, with what its ids look like", async () => {
     const aws = await run(["snapshot", "delete", "x", "--provider", "aws", "--region", "us-east-1"])
     expect(lines(aws.stderr)).toEqual(['repl: provider "aws": "x" is not an AMI id (ami- and 8 to 17 hex digits; repl snapshot list shows them)'])

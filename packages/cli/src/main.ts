@@ -168,6 +168,24 @@ const missingValue = (first: string, argv: ReadonlyArray<string>): string | null
     : `${option} needs a value (see 'repl --help')`
 }
 
+/**
+ * clipanion's "Unsupported option name" and "Invalid option name" said with the command they
+ * were given to: a flag it does not know, or a value given to a flag that takes none
+ * (`--spot=true`). Null for any other message.
+ */
+const badFlag = (first: string, named: Definition | undefined): string | null => {
+  const match = /^(Unsupported|Invalid) option name \("(.+)"\)\.?$/.exec(first)
+  if (match === null) return null
+  const word = match[2]!
+  const where = named === undefined || named.path === "repl" ? { of: "", help: "repl --help" } : { of: ` for '${named.path}'`, help: `${named.path} --help` }
+  const equals = word.indexOf("=")
+  const flag = equals === -1 ? word : word.slice(0, equals)
+  const known = equals !== -1 && (named?.options ?? []).some((o) => o.nameSet.includes(flag))
+  return known
+    ? `${flag} takes no value${where.of} (got "${word}"; see '${where.help}')`
+    : `unknown flag ${flag}${where.of} (see '${where.help}')`
+}
+
 export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
   const cli = makeCli()
   const help = helpAsked(argv)
@@ -188,7 +206,7 @@ export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
     const extra = first.startsWith("Extraneous positional argument") && named !== undefined ? extraOperand(named, argv.slice(named.path.split(" ").length - 1)) : null
     const line = first.startsWith("Command not found") || first.startsWith("Not enough positional arguments")
       ? noCommandMatched(cli, argv)
-      : (extra ?? missingValue(first, argv) ?? `${first} (see 'repl --help')`)
+      : (extra ?? missingValue(first, argv) ?? badFlag(first, named) ?? `${first} (see 'repl --help')`)
     return reportFailure(line, USAGE, streamsJsonLines(argv))
   }
   // `repl --help`: the same text clipanion's help command writes, through the CLI's stdout, so a
