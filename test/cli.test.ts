@@ -414,6 +414,8 @@ describe("bad input", () => {
       [["run", "-c", "true", "--bogus"], "repl: unknown flag --bogus for 'repl run' (see 'repl run --help')"],
       [["run", "list", "--bogus"], "repl: unknown flag --bogus for 'repl run list' (see 'repl run list --help')"],
       [["--bogus"], "repl: unknown flag --bogus (see 'repl --help')"],
+      // After a flag given with "=", clipanion matches no command at all.
+      [["run", "-c", "true", "--provider=local", "--bogus"], "repl: unknown flag --bogus for 'repl run' (see 'repl run --help')"],
       [["run", "-c", "true", "--spot=true"], `repl: --spot takes no value for 'repl run' (got "--spot=true"; see 'repl run --help')`],
       [["run", "list", "--json=1"], `repl: --json takes no value for 'repl run list' (got "--json=1"; see 'repl run list --help')`]
     ] as const) {

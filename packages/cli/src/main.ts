@@ -99,6 +99,13 @@ const noCommandMatched = (cli: Cli, argv: ReadonlyArray<string>): string => {
   const after = argv.slice(named.path.split(" ").length - 1)
   const missing = [...missingOptions, ...required.slice(operandsOf(after, options).length)]
   if (missing.length > 0) return `missing ${missing.join(", ")} for '${named.path}' (see '${named.path} --help')`
+  // clipanion matches no command at all when a flag it does not know follows one given with
+  // `=` (`--provider=local --bogus`): name that flag, as when it comes first. A word after `--`
+  // is an argument, and a long flag's name is never anything's value.
+  const names = new Set(options.flatMap((o) => o.nameSet))
+  const end = after.indexOf("--")
+  const unknown = (end === -1 ? after : after.slice(0, end)).find((w) => w.startsWith("--") && !names.has(w.split("=")[0]!))
+  if (unknown !== undefined) return `unknown flag ${unknown.split("=")[0]!} for '${named.path}' (see '${named.path} --help')`
   return extraOperand(named, after) ?? `expected ${named.usage} (see '${named.path} --help')`
 }
 
