@@ -1,7 +1,7 @@
 import { AGENT_PROTOCOL_VERSION, attach, beforeAnythingStarted, type Bootstrap, cancel, getRun, launch, listInstances, listRuns, type ParsedSpec, Provider, ProviderError, scanOrphans, SkyRepl, type SkyReplSettings, Store, StoreError } from "@skyrepl/core"
 import { LocalApi, LocalProvider } from "@skyrepl/provider-local"
 import { SqliteStore } from "@skyrepl/store-sqlite"
-import { Chunk, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Scope, Stream } from "effect"
+import { Chunk, Deferred, Duration, Effect, Exit, Fiber, Layer, LogLevel, Logger, Option, Scope, Stream } from "effect"
 import { execa } from "execa"
 import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { createServer, request } from "node:http"
@@ -944,7 +944,11 @@ describe("a provider that cannot spawn", () => {
       Effect.gen(function* () {
         const failed = yield* Effect.flip(Effect.scoped(launch({ command: "echo never", onProgress: (e) => void phases.push(e.phase) })))
         return { failed, instances: yield* listInstances() }
-      }).pipe(Effect.provide(SkyRepl.layer({ providers: [refusing], store: SqliteStore.layer({ filename: join(home, "state.db") }), config })))
+      }).pipe(
+        Effect.provide(SkyRepl.layer({ providers: [refusing], store: SqliteStore.layer({ filename: join(home, "state.db") }), config })),
+        // The failed termination is logged as an error, as it should be; not into the test's output.
+        Logger.withMinimumLogLevel(LogLevel.None)
+      )
     )
     expect(failed).toMatchObject({ _tag: "AgentError", reason: "boot-timeout" })
     expect(phases).toContain("terminating")
