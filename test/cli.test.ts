@@ -392,6 +392,17 @@ describe("bad input", () => {
     }
   })
 
+  it("a provider that cannot be reached now is not swept, the others are, and the sweep says so and exits 1", async () => {
+    // Nothing listens on port 1: every call is refused, and retried (about 25 s) before the sweep gives up on AWS.
+    const unreachable = { SKYREPL_AWS_ENDPOINT: "http://127.0.0.1:1", AWS_REGION: "us-east-1", AWS_ACCESS_KEY_ID: "testing", AWS_SECRET_ACCESS_KEY: "testing" }
+    const swept = await run(["orphans", "--json"], unreachable)
+    expect(swept.exitCode).toBe(1)
+    const report = JSON.parse(swept.stdout) as { providers: Array<string>; skipped: Array<{ provider: string; failed?: boolean }> }
+    expect(report.providers).toContain("local")
+    expect(report.skipped).toContainEqual(expect.objectContaining({ provider: "aws", failed: true }))
+    expect(swept.stderr).toMatch(/^repl: could not sweep provider aws: DescribeInstances in us-east-1 failed \(ECONNREFUSED\)/m)
+  }, 90_000)
+
   it("AWS_PROFILE naming no profile, with keys also set: one line that says the keys were ignored, not the SDK's warning", async () => {
     const empty = join(home, "empty-aws-config")
     writeFileSync(empty, "")

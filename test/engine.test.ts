@@ -264,6 +264,34 @@ describe("a run the agent cannot start", () => {
   }, 30_000)
 })
 
+describe("the sweep", () => {
+  it("a provider that cannot be listed now is skipped as failed when every provider is swept, and the others still are; named, it fails", async () => {
+    const flaky = Layer.effect(
+      Provider,
+      Effect.map(LocalProvider.make({ home }), (local) => ({
+        ...local,
+        id: "flaky",
+        list: () => Effect.fail(new ProviderError({ provider: "flaky", operation: "list", reason: "transient", message: "connection refused (test)" }))
+      }))
+    )
+    const layer = SkyRepl.layer({
+      providers: [LocalProvider.layer({ home }), flaky],
+      store: SqliteStore.layer({ filename: join(home, "state.db") }),
+      config: testSettings(home)
+    })
+    const { report, named } = await Effect.runPromise(
+      Effect.gen(function* () {
+        const report = yield* scanOrphans({ minAge: "0s" })
+        const named = yield* Effect.flip(scanOrphans({ providers: ["flaky"] }))
+        return { report, named }
+      }).pipe(Effect.provide(layer))
+    )
+    expect(report.providers).toEqual(["local"])
+    expect(report.skipped).toEqual([{ provider: "flaky", message: "connection refused (test)", failed: true }])
+    expect(named).toMatchObject({ _tag: "ProviderError", reason: "transient", message: "connection refused (test)" })
+  }, 40_000)
+})
+
 describe("durations given in code", () => {
   it("take the CLI's short form as well as Effect's: maxDuration 5m, minAge 0s", async () => {
     const { run, report } = await runEngine(

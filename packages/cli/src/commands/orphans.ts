@@ -54,7 +54,7 @@ export class OrphansCommand extends SkyReplCommand<OrphansFlags> {
         ownOnly: this.own
       })
       for (const skipped of report.skipped) {
-        this.err(`repl: skipped provider ${skipped.provider}: ${skipped.message}\n`)
+        this.err(`repl: ${skipped.failed === true ? "could not sweep" : "skipped"} provider ${skipped.provider}: ${skipped.message}\n`)
       }
       if (this.json) {
         this.out(toJson(report))
@@ -70,7 +70,8 @@ export class OrphansCommand extends SkyReplCommand<OrphansFlags> {
           )
         )
       }
-      return report.orphans.some((o) => o.action === "reap-failed") ? 1 : 0
+      // A provider that could not be listed leaves the sweep incomplete: a script must see it.
+      return report.orphans.some((o) => o.action === "reap-failed") || report.skipped.some((s) => s.failed === true) ? 1 : 0
     })
   }
 }

@@ -45,8 +45,11 @@ export interface Orphan {
 export interface OrphanReport {
   readonly scannedAt: number
   readonly providers: ReadonlyArray<string>
-  /** Providers left out because they cannot be used here (only when none were named). */
-  readonly skipped: ReadonlyArray<{ readonly provider: string; readonly message: string }>
+  /**
+   * Providers left out (only when none were named): because they cannot be used here, or
+   * (`failed`) because listing them failed even after retries, so the sweep did not cover them.
+   */
+  readonly skipped: ReadonlyArray<{ readonly provider: string; readonly message: string; readonly failed?: true }>
   /** Resources seen at the providers, orphans or not. */
   readonly resources: number
   readonly orphans: ReadonlyArray<Orphan>
@@ -85,7 +88,7 @@ export const scanWith = (engine: SkyReplService, options: ScanOptions = {}): Eff
     let resources = 0
     const orphans: Array<Orphan> = []
 
-    const skipped: Array<{ provider: string; message: string }> = []
+    const skipped: Array<{ provider: string; message: string; failed?: true }> = []
     const scanned: Array<string> = []
     for (const provider of providers) {
       // A provider whose own settings are malformed (a bad SKYREPL_AWS_* value) cannot list:
@@ -99,11 +102,16 @@ export const scanWith = (engine: SkyReplService, options: ScanOptions = {}): Eff
       const regions = [...new Set([...known.values()].flatMap((i) => (i.provider === provider.id && i.region !== null ? [i.region] : [])))]
       const listed = yield* withProviderRetry(provider.list({ regions })).pipe(
         // Sweeping "everything" on a Linux box must not fail because OrbStack is macOS-only;
-        // a provider the caller named explicitly still fails loudly.
+        // nor must one provider that cannot be reached now (an offline laptop and AWS) keep the
+        // others from being swept: it is skipped as failed, which the report says. A provider
+        // the caller named explicitly still fails loudly.
         Effect.map(Option.some),
         Effect.catchIf(
-          (error) => error.reason === "unavailable" && options.providers === undefined,
-          (error) => Effect.sync(() => skipped.push({ provider: provider.id, message: error.message })).pipe(Effect.as(Option.none()))
+          (error) => options.providers === undefined && (error.reason === "unavailable" || error.retryable),
+          (error) =>
+            Effect.sync(() => skipped.push({ provider: provider.id, message: error.message, ...(error.reason === "unavailable" ? {} : { failed: true as const }) })).pipe(
+              Effect.as(Option.none())
+            )
         )
       )
       if (Option.isNone(listed)) continue
