@@ -217,7 +217,7 @@ export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
     return reportFailure(line, USAGE, streamsJsonLines(argv))
   }
   // `repl --help`: the same text clipanion's help command writes, through the CLI's stdout, so a
-  // reader gone or a full disk ends it as any command's output does.
+  // reader gone or a full disk ends it as every command's output does.
   if (command instanceof Builtins.HelpCommand) return printAndEnd(cli.usage(null, { colored: useColor(stdout) }))
   // clipanion's other own command (version, when entry.ts did not answer it) writes to the context's streams.
   if (!(command instanceof SkyReplCommand)) return cli.run(command, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr })

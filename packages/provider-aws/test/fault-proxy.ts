@@ -23,7 +23,7 @@ export interface FaultRule {
   readonly action: string
   /** Which calls of `action` (1-based, counted since the rules were set), or every call. */
   readonly calls: ReadonlyArray<number> | "all"
-  /** Only calls signed for this region (their credential scope); default: any region. */
+  /** Only calls signed for this region (their credential scope); default: every region. */
   readonly region?: string
   readonly fault: Fault
 }
