@@ -152,8 +152,11 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
             "no AWS region is configured: set AWS_REGION or region in ~/.aws/config, or give a region (repl run and repl snapshot delete take --region)"
           )
 
+    /** The regions the settings name: the default one and `regions`. */
+    const configuredRegions: ReadonlyArray<string> = [...(resolved.region === null ? [] : [resolved.region]), ...resolved.regions]
+
     const scanRegions = (operation: string, hint: ReadonlyArray<string> = []): Effect.Effect<ReadonlyArray<string>, ProviderError> => {
-      const all = [...new Set([...(resolved.region === null ? [] : [resolved.region]), ...resolved.regions, ...hint, ...usedRegions])]
+      const all = [...new Set([...configuredRegions, ...hint, ...usedRegions])]
       return all.length > 0 ? Effect.succeed(all) : Effect.flatMap(defaultRegion(operation), (r) => Effect.succeed([r]))
     }
 
@@ -654,7 +657,7 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
       Effect.gen(function* () {
         yield* ready("list")
         const regions = yield* scanRegions("DescribeInstances", hint?.regions ?? [])
-        const configured = new Set([...(resolved.region === null ? [] : [resolved.region]), ...resolved.regions])
+        const configured = new Set(configuredRegions)
         const perRegion = yield* Effect.forEach(
           regions,
           (region) =>
