@@ -114,10 +114,13 @@ export const startFaultProxy = (target: string): Effect.Effect<FaultProxy, never
       const body = await readAll(req)
       const params = new URLSearchParams(body.toString("utf8"))
       const action = params.get("Action") ?? "unknown"
-      // A client that goes away before its answer (an aborted request) abandoned the call.
+      // A client that goes away before its answer (an aborted request) abandoned the call. It is
+      // counted with the rules it arrived under: an earlier test's request, abandoned at its
+      // time limit, may close only after the next test set its rules.
       let reset = false
+      const abandonedUnder = abandonedCounts
       res.once("close", () => {
-        if (!res.writableEnded && !reset) abandonedCounts.set(action, (abandonedCounts.get(action) ?? 0) + 1)
+        if (!res.writableEnded && !reset) abandonedUnder.set(action, (abandonedUnder.get(action) ?? 0) + 1)
       })
       const call = (counts.get(action) ?? 0) + 1
       counts.set(action, call)
