@@ -393,7 +393,7 @@ describe("bad input", () => {
   })
 
   it("a provider that cannot be reached now is not swept, the others are, and the sweep says so and exits 1", async () => {
-    // Nothing listens on port 1: every call is refused, and retried (about 25 s) before the sweep gives up on AWS.
+    // Nothing listens on port 1: every call is refused, and retried (about 3 s) before the sweep gives up on AWS.
     const unreachable = { SKYREPL_AWS_ENDPOINT: "http://127.0.0.1:1", AWS_REGION: "us-east-1", AWS_ACCESS_KEY_ID: "testing", AWS_SECRET_ACCESS_KEY: "testing" }
     const swept = await run(["orphans", "--json"], unreachable)
     expect(swept.exitCode).toBe(1)

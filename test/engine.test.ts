@@ -266,29 +266,50 @@ describe("a run the agent cannot start", () => {
 
 describe("the sweep", () => {
   it("a provider that cannot be listed now is skipped as failed when every provider is swept, and the others still are; named, it fails", async () => {
-    const flaky = Layer.effect(
-      Provider,
-      Effect.map(LocalProvider.make({ home }), (local) => ({
-        ...local,
-        id: "flaky",
-        list: () => Effect.fail(new ProviderError({ provider: "flaky", operation: "list", reason: "transient", message: "connection refused (test)" }))
-      }))
-    )
+    // "flaky" fails at once; "retrying" fails after retries of its own (as the AWS provider's
+    // calls do), which the engine must not multiply by retrying them again.
+    const calls = { flaky: 0, retrying: 0 }
+    const failing = (id: "flaky" | "retrying") =>
+      Layer.effect(
+        Provider,
+        Effect.map(LocalProvider.make({ home }), (local) => ({
+          ...local,
+          id,
+          list: () =>
+            Effect.suspend(() => {
+              calls[id] += 1
+              return Effect.fail(
+                new ProviderError({ provider: id, operation: "list", reason: "transient", message: "connection refused (test)", ...(id === "retrying" ? { retried: true } : {}) })
+              )
+            })
+        }))
+      )
     const layer = SkyRepl.layer({
-      providers: [LocalProvider.layer({ home }), flaky],
+      providers: [LocalProvider.layer({ home }), failing("flaky"), failing("retrying")],
       store: SqliteStore.layer({ filename: join(home, "state.db") }),
       config: testSettings(home)
     })
-    const { report, named } = await Effect.runPromise(
+    const { report, named, namedCalls } = await Effect.runPromise(
       Effect.gen(function* () {
         const report = yield* scanOrphans({ minAge: "0s" })
+        calls.flaky = 0
+        calls.retrying = 0
         const named = yield* Effect.flip(scanOrphans({ providers: ["flaky"] }))
-        return { report, named }
+        const retried = yield* Effect.flip(scanOrphans({ providers: ["retrying"] }))
+        return { report, named: [named, retried], namedCalls: { ...calls } }
       }).pipe(Effect.provide(layer))
     )
     expect(report.providers).toEqual(["local"])
-    expect(report.skipped).toEqual([{ provider: "flaky", message: "connection refused (test)", failed: true }])
-    expect(named).toMatchObject({ _tag: "ProviderError", reason: "transient", message: "connection refused (test)" })
+    expect(report.skipped).toEqual([
+      { provider: "flaky", message: "connection refused (test)", failed: true },
+      { provider: "retrying", message: "connection refused (test)", failed: true }
+    ])
+    expect(named).toMatchObject([
+      { _tag: "ProviderError", reason: "transient", message: "connection refused (test)" },
+      { _tag: "ProviderError", reason: "transient", retried: true }
+    ])
+    // The engine's own schedule: the first try and five retries; none for what was retried already.
+    expect(namedCalls).toEqual({ flaky: 6, retrying: 1 })
   }, 40_000)
 })
 

@@ -33,6 +33,12 @@ export class ProviderError extends Data.TaggedError("ProviderError")<{
    * out whenever something may have been created.
    */
   readonly nothingStarted?: boolean
+  /**
+   * The provider already retried this call with back-off of its own (the AWS provider's
+   * `callRetry`), so the engine does not retry it again: retries of retries multiplied an
+   * unreachable endpoint's wait to about 25 s. `retryable` still says what the failure was.
+   */
+  readonly retried?: boolean
 }> {
   get retryable(): boolean {
     return isRetryableReason(this.reason)
@@ -53,6 +59,7 @@ export const beforeAnythingStarted = <A, R>(effect: Effect.Effect<A, ProviderErr
         reason: e.reason,
         message: e.message,
         ...(e.cause === undefined ? {} : { cause: e.cause }),
+        ...(e.retried === undefined ? {} : { retried: e.retried }),
         nothingStarted: true
       })
   )

@@ -282,15 +282,32 @@ const toSdkTags = (tags: ReadonlyArray<Tag>) => tags.map((t) => ({ Key: t.key, V
 const toSdkFilters = (filters: ReadonlyArray<{ readonly name: string; readonly values: ReadonlyArray<string> }> | undefined) =>
   filters?.map((f) => ({ Name: f.name, Values: [...f.values] }))
 
-/** Retries only what AWS or the network said may work on a second try. */
-export const retryingCall = <A>(effect: Effect.Effect<A, AwsError>, schedule: Schedule.Schedule<unknown, unknown>): Effect.Effect<A, AwsError> =>
-  Effect.retry(effect, {
-    schedule,
-    while: (error) => {
-      const reason = reasonOf(error)
-      return reason === "throttled" || reason === "transient"
-    }
+// Field by field: an error's message and cause are not enumerable, so a spread drops them.
+const markRetried = (error: AwsError): AwsError =>
+  new AwsError({
+    operation: error.operation,
+    code: error.code,
+    message: error.message,
+    region: error.region,
+    httpStatus: error.httpStatus,
+    requestId: error.requestId,
+    ...(error.cause === undefined ? {} : { cause: error.cause }),
+    retried: true
   })
+
+const mayWorkAgain = (error: AwsError): boolean => {
+  const reason = reasonOf(error)
+  return reason === "throttled" || reason === "transient"
+}
+
+/**
+ * Retries only what AWS or the network said may work on a second try. What still fails after
+ * the schedule is marked `retried`, so the engine does not repeat the whole schedule again.
+ */
+export const retryingCall = <A>(effect: Effect.Effect<A, AwsError>, schedule: Schedule.Schedule<unknown, unknown>): Effect.Effect<A, AwsError> =>
+  Effect.retry(effect, { schedule, while: mayWorkAgain }).pipe(
+    Effect.mapError((error) => (mayWorkAgain(error) ? markRetried(error) : error))
+  )
 
 /**
  * The SDK's logger. The SDK writes its warnings to the console unless given one, and a library

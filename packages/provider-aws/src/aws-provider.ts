@@ -20,7 +20,7 @@ import {
 import { Duration, Effect, Either, Layer, Schedule } from "effect"
 import { readFileSync, statSync } from "node:fs"
 import { type AmiCacheOptions, describeGivenImage, resolveUbuntuImage } from "./ami.ts"
-import { type AwsApi, defaultCallRetry, type Instance, makeAwsApi, type Subnet, type Tag, tagValue } from "./aws-api.ts"
+import { type AwsApi, defaultCallRetry, type Instance, makeAwsApi, retryingCall, type Subnet, type Tag, tagValue } from "./aws-api.ts"
 import { terminateWhileExiting } from "./exit-termination.ts"
 import { AwsError, type ErrorContext, providerError, reasonOf, toProviderError } from "./errors.ts"
 import { type AwsProviderOptions, resolveOptions, type ResolvedOptions } from "./options.ts"
@@ -456,13 +456,7 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
           return instance
         })
 
-        const retried = Effect.retry(attempt, {
-          schedule: callRetry,
-          while: (e) => {
-            const reason = reasonOf(e)
-            return reason === "throttled" || reason === "transient"
-          }
-        })
+        const retried = retryingCall(attempt, callRetry)
 
         // The back-off's driver is made on the first capacity error: most launches never see one.
         const capacityDriver = Effect.suspend(() =>

@@ -20,6 +20,8 @@ export class AwsError extends Data.TaggedError("AwsError")<{
   readonly httpStatus: number | null
   readonly requestId: string | null
   readonly cause?: unknown
+  /** Failed again after this provider's own retries (`callRetry`): the engine adds none. */
+  readonly retried?: boolean
 }> {}
 
 /** The AWS error code behind a provider error, when it came from AWS. */
@@ -219,7 +221,14 @@ export const toProviderError = (error: AwsError, context: ErrorContext = {}): Pr
     default:
       message = `${error.operation}${where} failed (${error.code}): ${said}`
   }
-  return new ProviderError({ provider: PROVIDER_ID, operation: error.operation, reason, message, cause: error })
+  return new ProviderError({
+    provider: PROVIDER_ID,
+    operation: error.operation,
+    reason,
+    message,
+    cause: error,
+    ...(error.retried === true ? { retried: true } : {})
+  })
 }
 
 /** A provider error that did not come from an AWS call (a missing region, a refused URL). */

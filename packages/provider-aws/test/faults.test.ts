@@ -384,7 +384,12 @@ describe("aws provider on moto: start-up, and injected faults", () => {
         proxy.setRules([{ action: "TerminateInstances", calls: "all", fault: { kind: "error", status: 503, code: "Unavailable" } }])
         const ref = { name, providerRef: spawned.providerRef, region: REGION }
         const failed = yield* Effect.flip(provider.terminate(ref))
-        expect(failed.reason).toBe("transient")
+        // Tried once and retried four times (the test's callRetry), then marked as retried, so
+        // the engine does not run those retries again; a refusal is tried once, unmarked.
+        expect([failed.reason, failed.retried, proxy.calls("TerminateInstances")]).toEqual(["transient", true, 5])
+        proxy.setRules([{ action: "TerminateInstances", calls: "all", fault: { kind: "error", status: 403, code: "UnauthorizedOperation" } }])
+        const refused = yield* Effect.flip(provider.terminate(ref))
+        expect([refused.reason, refused.retried, proxy.calls("TerminateInstances")]).toEqual(["auth", undefined, 1])
         expect(yield* provider.describe(ref)).toBe("running")
         proxy.setRules([])
         yield* provider.terminate(ref)

@@ -29,11 +29,14 @@ const providerRetry = Schedule.exponential(Duration.millis(200), 2).pipe(
   Schedule.intersect(Schedule.recurs(5))
 )
 
-/** Runs a provider call, retrying only errors the provider classified as retryable. */
+/**
+ * Runs a provider call, retrying only errors the provider classified as retryable and did not
+ * retry itself already.
+ */
 export const withProviderRetry = <A, R>(
   effect: Effect.Effect<A, ProviderError, R>
 ): Effect.Effect<A, ProviderError, R> =>
-  Effect.retry(effect, { schedule: providerRetry, while: (e) => e.retryable })
+  Effect.retry(effect, { schedule: providerRetry, while: (e) => e.retryable && e.retried !== true })
 
 /**
  * Moves a run to a terminal state once. Whoever gets there first (agent exit, time-out,
