@@ -187,27 +187,45 @@ export const b6: Benchmark = {
       const handTerminate = (id: string) => handWritten.send(new sdk.TerminateInstancesCommand({ InstanceIds: [id] }))
       const tracedPromise = <A>(f: () => Promise<A>) => traced(Effect.promise(f))
 
+      // Warm-up rounds come first, the same as the measured ones: both paths' code is compiled
+      // by the JIT as it runs, and the provider's (Effect's steps around the SDK call) is more
+      // code, so over the first rounds it ran slower for longer. Its share outside moto fell
+      // from about 3.6 ms in rounds 1–20 to 2.3 ms by rounds 100–140, the hand-written call's
+      // from 2.4 to 1.6 ms. The verdict is on the steady state after them; the warm-up's own
+      // ratio is reported beside it.
+      const warmUps = ctx.smoke ? 0 : 20
       const launches = ctx.smoke ? 2 : 40
-      const spawnRuns: Array<Awaited<ReturnType<typeof traced>>> = []
-      const termRuns: Array<Awaited<ReturnType<typeof traced>>> = []
-      const terminateOnly: Array<Awaited<ReturnType<typeof traced>>> = []
-      const handSpawns: Array<Awaited<ReturnType<typeof traced>>> = []
-      const handTerminates: Array<Awaited<ReturnType<typeof traced>>> = []
-      for (let i = 0; i < launches; i++) {
+      type Traced = Awaited<ReturnType<typeof traced>>
+      const round = async () => {
         const name = newName()
         const hand = await tracedPromise(handLaunch)
-        handSpawns.push(hand)
         const spawned = await traced(provider.spawn(name, spec, bootstrap))
-        spawnRuns.push(spawned)
-        handTerminates.push(await tracedPromise(() => handTerminate(String(hand.value))))
+        const handTerminated = await tracedPromise(() => handTerminate(String(hand.value)))
         const ref = { name, providerRef: spawned.value.providerRef, region: spawned.value.region }
         // `terminate` is timed on its own, then the engine's describe-until-gone that follows
         // it, so every round gives both figures and their calls stay apart.
         const ended = await traced(provider.terminate(ref))
-        terminateOnly.push(ended)
         const confirmed = await traced(confirmGone(ref))
-        termRuns.push({ value: undefined, ms: ended.ms + confirmed.ms, calls: [...ended.calls, ...confirmed.calls], motoMs: ended.motoMs + confirmed.motoMs })
+        const terminated: Traced = { value: undefined, ms: ended.ms + confirmed.ms, calls: [...ended.calls, ...confirmed.calls], motoMs: ended.motoMs + confirmed.motoMs }
+        return { hand, spawned, handTerminated, ended, terminated }
       }
+      const warm: Array<Awaited<ReturnType<typeof round>>> = []
+      for (let i = 0; i < warmUps; i++) warm.push(await round())
+      const spawnRuns: Array<Traced> = []
+      const termRuns: Array<Traced> = []
+      const terminateOnly: Array<Traced> = []
+      const handSpawns: Array<Traced> = []
+      const handTerminates: Array<Traced> = []
+      for (let i = 0; i < launches; i++) {
+        const r = await round()
+        handSpawns.push(r.hand)
+        spawnRuns.push(r.spawned)
+        handTerminates.push(r.handTerminated)
+        terminateOnly.push(r.ended)
+        termRuns.push(r.terminated)
+      }
+      const warmSpawnVsHand =
+        warm.length === 0 ? null : stats(warm.map((r) => r.spawned.ms)).median / stats(warm.map((r) => r.hand.ms)).median
 
       // The proxy's own share of each call: the same trivial request to moto, through it and
       // direct. The two are sent in alternation and the median of the pairs' differences taken:
@@ -327,7 +345,13 @@ export const b6: Benchmark = {
           target: "≤ 2 calls plus describes while shutting down",
           met: termRuns.every((r) => r.calls.filter((c) => c.action !== "DescribeInstances").length <= 1)
         },
-        { what: "launch: provider.spawn / hand-written RunInstances (medians; SkyREPL's overhead)", value: spawnVsHand, target: "≤ 1.10 (overhead ≤ 10 %)", met: spawnVsHand <= 1.1 },
+        { what: `launch: provider.spawn / hand-written RunInstances (medians of ${launches} rounds after ${warmUps} of warm-up; SkyREPL's overhead)`, value: spawnVsHand, target: "≤ 1.10 (overhead ≤ 10 %)", met: spawnVsHand <= 1.1 },
+        {
+          what: `launch: provider.spawn / hand-written RunInstances, the ${warmUps} warm-up rounds (medians)`,
+          value: warmSpawnVsHand,
+          target: "(reported: both paths' JIT still compiling; the steady state above is the verdict)",
+          met: null
+        },
         { what: "terminate: provider.terminate / hand-written TerminateInstances (medians)", value: terminateVsHand, target: "≤ 1.10 (overhead ≤ 10 %)", met: terminateVsHand <= 1.1 },
         {
           what: `launch: time outside moto as a share of moto's (provider; the hand-written call: ${handLaunchOverhead.median.toFixed(2)})`,
@@ -354,6 +378,7 @@ export const b6: Benchmark = {
         "Calls are counted by a proxy between the provider and moto; moto's time is from the proxy forwarding a request to the whole answer arriving. The time outside moto is the rest of the wall time less the proxy's own cost per call, calibrated with the same trivial request sent to moto through the proxy and directly, in alternation (the median of 40 pairs' differences).",
         "The overhead target is read against the issue's baseline for B6, a minimal hand-written launch: the same RunInstances input (the provider's image, security group, key pair, user-data, tags), through the same AWS SDK client settings and HTTP handler and the same proxy, alternating with the provider's spawn round by round; terminate likewise against a bare TerminateInstances. The time outside moto is also reported for both: most of it is the AWS SDK's own serialising, signing and XML parsing, which the hand-written call pays as well.",
         `First launch in a region includes its one-time set-up (AMI look-up, security group, key pair): ${count(first.calls)}.`,
+        `Launch and terminate figures are from ${launches} rounds after ${warmUps} rounds of warm-up, each round the same: the hand-written launch, the provider's spawn, then both terminations. Over the first rounds both paths run slower while the JIT compiles them, the provider's (more code: Effect's steps around the SDK call) for longer; the warm-up rounds' own launch ratio is reported.`,
         ...(cliKnowsAws ? [] : ["`repl orphans --provider aws` is not available: the CLI does not register the aws provider yet, so the listing was timed in process through the provider's `list`."]),
         ...(awsCli === null ? ["The AWS CLI is not installed: the listing's baseline is unavailable."] : [])
       ]
