@@ -74,14 +74,27 @@ than a focused fix, so it is left for a decision.
   beside it (about 1.6–1.9×): every CLI command's launch, a process's first, and a provider
   with \`forkServer: "never"\` still take that path, and what was measured and tried for it
   is in this file's history.
-- **B2, \`repl run list\` ≤ ¼ of \`aws --version\`: at its line on this round's machine.**
-  This round's full runs: 0.25× twice (67.8 ms against 275 ms, met; 72.1 ms against 284 ms,
+- **B2, \`repl run list\` ≤ ¼ of \`aws --version\`: met in the run above (0.23×: 64.2 ms
+  against 279 ms), still near its line.** A store's statements, timed through the driver in a
+  listing of the 10,000 runs: the reaper's look-up of live instances is the one that grows with
+  the history (a scan of every instance row: 6–10 ms in a first, cold listing, about 2 ms warm),
+  everything else under 0.2 ms. Tried and not kept: a partial index of the live instances
+  (\`WHERE state <> 'terminated'\`, queried in that form). The look-up left the profile and a
+  listing took about 2 ms less over six alternations of 30 (74.3 against 76.4 ms), but every
+  transition between live states rewrites the index entry: B5 fell from about 36,000 to 29,000
+  transitions a second on Bun and from 28,000 to 24,000 on Node. A table of live instance ids,
+  written only at creation and termination, would spare the transitions, but a row it missed
+  would hide a live instance from the reaper; not worth 2 ms. Also measured: \`string-width\`
+  makes an \`Intl.Segmenter\` when it is loaded (about 1.1 ms on Bun), which a listing of
+  ASCII text never uses.
+- **B2 in the previous round: at its line.**
+  Its full runs: 0.25× twice (67.8 ms against 275 ms, met; 72.1 ms against 284 ms,
   missed by a hair at a load of 1.9), and two B2-only runs back to back on the same code 0.24×
   and 0.25× (68.7 and 74.5 ms: the run's own noise is larger than what is left of the margin).
   The previous round's committed run: 0.24× (66.1 ms). Earlier: 0.23× with \`aws --version\` at
   333 ms, 0.20× at 489 ms, 0.21× at 373 ms. The ratios follow \`aws --version\`, whose time
   moves most with the machine. A CLI command launches once, so the fork server never starts for it (\`run -c\`
-  0.45× in the run above, 0.38× in the other). Two
+  0.45× and 0.38× in that round's two runs; 0.47× in the run above). Two
   rounds ago the machine got faster for Python (\`aws --version\` about 280–310 ms against about
   490 ms before), which put \`run list\` at 0.27–0.29× in the first full run of the round; the
   stdio change in the table (no stream made, no stream modules loaded) took it from about 72 to
@@ -107,22 +120,24 @@ than a focused fix, so it is left for a decision.
   look-up of live instances reads every instance row (about 3 ms a pass with 10,000 finished
   runs); an index on \`state\` made that 0.6 ms, but every state transition then also writes the
   index (53 → 69 µs a transition over five alternations), which B5 cannot afford; not kept.
-- **This round's run (above) was on a slower machine.** Pure CPU ran at about 0.6× of the
-  previous round's committed run: \`SELECT 1\` on the store's connection at 158,000/s on Bun and
+- **An earlier round's run was on a slower machine.** Pure CPU ran at about 0.6× of the
+  committed run of the round before it: \`SELECT 1\` on the store's connection at 158,000/s on Bun and
   85,000/s on Node (268,000 and 159,000 then), B3's sequential launch at 26.7 ms (20.2 then), the
   pipe at 637 MiB/s (1,483 then). The load average was low (1.4 at the start); another machine
   on the same host is the likely cause. Every figure moved with it; the verdicts below say which
   ones it changed.
-- **B3, p99 ≤ 1 s for 200 launches at once: still missed.** In the run above p99 is 2.40 s
-  (0.90× its CPU floor, which the slower machine raised to 2.67 s), and the call's own latency
-  (\`launch\` returning) 1.34 s at p99. The previous round's committed run: 2.01 s and 1.21 s, with
+- **B3, p99 ≤ 1 s for 200 launches at once: still missed.** In the run above p99 is 1.72 s
+  (0.92× its CPU floor), and the call's own latency (\`launch\` returning) 1.01 s at p99; this
+  round's B3-only run of the same code 1.48 s and 0.89 s (see below). On the slower machine of
+  an earlier round (above) p99 was 2.40 s (0.90× its CPU floor, which that machine raised to
+  2.67 s), and the call's own latency 1.34 s at p99. The round before that: 2.01 s and 1.21 s, with
   a floor of 2.03 s; before the fork server: 2.75 s. The controller's JavaScript thread used
   10.1 ms per launch (7.4 then), the machine 30.5 ms (25.4 then): the same work on a slower CPU.
-  This round's changes on a launch's path (the boot check below, the fork server's answer time
+  That round's changes on a launch's path (the boot check below, the fork server's answer time
   limit) were kept off the hot path: the boot check sleeps a heartbeat interval before its first
   question (at least 1 s), so a launch that registers within that asks the provider nothing, and
   the fork server's time limit is a plain timer, not a fiber. B1, on the same code, was 1.15×
-  and 1.11× (1.15× and 1.03× in the previous round's run).
+  and 1.11× (1.15× and 1.03× in the run before it).
   - **The sandboxes' side alone is at the target (new rows).** B3 now reports the machine's CPU
     less the controller process's, per launch, and the p99 against it spread over the cores:
     about how soon the last result could come if the controller cost nothing. Quiet, that side
@@ -144,6 +159,11 @@ than a focused fix, so it is left for a decision.
     each sandbox's root 1.3–1.5 and \`sh\` 0.7: about 10 ms, or 1 s of both cores for 200. Nearly
     all of the burst's CPU (18.4 of 19.3 ms per launch) came before its last result: the early
     launches' teardowns are spread through the burst, not after it.
+  - **This round: 1.72 s in the full run above, 1.48 s in a B3-only run of the same code just
+    after** (the burst again from the same engine: 1.43 and 1.38 s; \`launch\` returning: 1.01
+    and 0.89 s). The full run's B3 follows B2, which seeds and lists a store of 10,000 runs; the
+    machine's CPU per launch was 20.6 ms there against about 19 ms in B3-only runs. No change of
+    this round is on a local launch's path.
   - **A warmed engine (new rows).** B3 now runs the same burst a second time from the same
     engine, after the first. In this round's B3-only run: p99 1.41 s for the first burst, 1.31 s
     for the second. In a profiling run after three bursts from the same process: p99 1.30 s; the
@@ -168,7 +188,7 @@ than a focused fix, so it is left for a decision.
     user's command writes, so it cannot move to memory; the logs could, for a part of that.
   - **What the machine takes for the sandboxes alone.** B3 now also starts 200 of B1's
     hand-started sandboxes (no SDK, no store, no agent) at once, after the SDK's burst: their
-    first bytes came at 1.28 s at p99 in the run above, and at 1.45–2.0 s in this round's other
+    first bytes came at 1.18 s at p99 in the run above, and at 1.28–2.0 s in earlier rounds'
     runs of the same. A p99 of 1 s is below what this machine needs for 200 bare sandboxes
     before any SDK work: each cold interpreter alone is about 12.5 ms of CPU, 1.25 s of both
     cores for 200.
@@ -196,8 +216,9 @@ than a focused fix, so it is left for a decision.
     \`setns\`es back): 2.1–2.35 against 3.05–3.4 ms of CPU per sandbox in a micro-benchmark of the
     two ways of forking, about 1 ms of B3's 30 per launch, for a second sandbox shape in every
     scan and terminate. Nothing failed and nothing was left.
-- **B4, attach ≥ 50 % of a pipe: met in the run above (0.76×: 486 MiB/s against a 637 MiB/s
-  pipe), because the pipe was slow; missed in both of the previous round's full runs (0.46×: 684
+- **B4, attach ≥ 50 % of a pipe: met in the run above (0.53×).** Earlier: met in the slower
+  machine's run (0.76×: 486 MiB/s against a 637 MiB/s
+  pipe), because the pipe was slow; missed in both full runs of the round before it (0.46×: 684
   against 1,483; 0.48×: 706 against 1,484).** On this round's machine, a B4-only run gave 0.51×
   (496 against 964). Profiled again this round, with the controller's thread timed from its
   schedstat over 512 MiB transfers: it ran about 87 % of the time and waited for a core the
@@ -257,8 +278,9 @@ than a focused fix, so it is left for a decision.
   page faults for that memory) are already more than half of what is left. Also tried: uploads
   of up to 16 MiB (fewer requests per byte): no faster, so the cap stays at 4 MiB. In the run
   above: 0.41× (455 MiB/s against a 1,115 MiB/s pipe; 0.38× in the previous round's run).
-- **B5, 20,000 transitions/s: met on Bun, missed on Node in the run above** (20,204/s and
-  15,022/s; the previous round's committed run: 34,186/s and 29,192/s). The machine, not the
+- **B5, 20,000 transitions/s: met on both in the run above** (34,816/s on Bun, 28,499/s on
+  Node). **In the slower machine's run, met on Bun and missed on Node** (20,204/s and
+  15,022/s; the committed run of the round before it: 34,186/s and 29,192/s). The machine, not the
   code: \`SELECT 1\` on the same connection ran at 0.6× (see the first point), no change this
   round touches a transition, and B5 run right after on the previous round's store and core code
   (beb2584's packages/core and packages/store-sqlite checked out in place) gave the same: 19,731/s
@@ -319,7 +341,22 @@ than a focused fix, so it is left for a decision.
   0.3 and 0.22–0.25 of moto's time): nearly all of it is the AWS SDK's own serialising, signing
   and XML parsing, which a launch through the SDK pays with or without SkyREPL, and against real
   EC2, whose RunInstances takes hundreds of milliseconds, it is about 1 %.
-- **B6 launch, overhead ≤ 10 %: at its line; a run's verdict is that run's.**
+- **B6 launch, overhead ≤ 10 %: met (1.05× in the run above), read after a warm-up.** The
+  launch figures now come from 40 rounds after 20 rounds of warm-up, and the warm-up rounds'
+  own ratio is reported beside the verdict. Timing 140 rounds in one process, with marks
+  around the SDK's HTTP handler, showed why: both paths ran slower over the first rounds while
+  the JIT compiled them, the provider's for longer, since it runs more code (Effect's steps
+  around the SDK call). Its time outside the handler fell from 3.6 ms (rounds 1–20) to 3.0,
+  2.6, 2.5 and 2.3 ms (rounds 100–140); the hand-written call's from 2.4 to 1.6 ms; the ratio
+  from 1.16× to 1.07–1.12×. Before this, the first 40 rounds after the region's set-up were
+  the measured ones, so the verdict read the JIT's warm-up as much as SkyREPL's overhead:
+  1.12–1.20× over this round's runs before the change; 1.07× and 1.05× after it, the warm-up
+  rounds themselves 1.09×. Marks inside the spawn (rounds 1–60) put what is left in small
+  pieces: entering the spawn 0.1–0.2 ms, its checks and look-ups (\`prepare\`) 0.3, the launch
+  state and retry set-up before RunInstances 0.3, decoding the answer 0.13, and the fiber's
+  end 0.25 against 0.12 for a bare promise. A hand-written call given the provider's abort
+  signal and time-limit timer was no slower (7.80 against 7.76 ms in the handler).
+- **B6 launch before this round: at its line; a run's verdict was that run's.**
   The previous round's committed full run gave 1.14× (11.6 ms against 10.1 ms at the median),
   its B6-only runs 1.08–1.12×, and the provider code of the round before it 1.10–1.11× in
   alternation: the machine's noise, around a provider's own share of about 1.5 ms of an 11 ms
