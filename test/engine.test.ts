@@ -313,6 +313,43 @@ describe("the sweep", () => {
   }, 40_000)
 })
 
+describe("terminations", () => {
+  it("are retried by the engine even after the provider's own retries, unlike other calls", async () => {
+    // The first two terminations fail as a provider that retried them itself says (the AWS
+    // provider after callRetry); giving up there would leave the instance running.
+    let terminations = 0
+    const stubborn = Layer.effect(
+      Provider,
+      Effect.map(LocalProvider.make({ home }), (local) => ({
+        ...local,
+        terminate: (ref: Parameters<typeof local.terminate>[0]) =>
+          Effect.suspend(() => {
+            terminations += 1
+            return terminations <= 2
+              ? Effect.fail(new ProviderError({ provider: "local", operation: "terminate", reason: "transient", message: "refused (test)", retried: true }))
+              : local.terminate(ref)
+          })
+      }))
+    )
+    const layer = SkyRepl.layer({ providers: [stubborn], store: SqliteStore.layer({ filename: join(home, "state.db") }), config: testSettings(home) })
+    const { result, instance, instances } = await Effect.runPromise(
+      Effect.gen(function* () {
+        const { result, instance } = yield* Effect.scoped(
+          Effect.gen(function* () {
+            const run = yield* launch({ command: "echo bye" })
+            return { result: yield* run.result, instance: run.instance }
+          })
+        )
+        return { result, instance, instances: yield* listInstances() }
+      }).pipe(Effect.provide(layer))
+    )
+    expect(result.state).toBe("succeeded")
+    expect(terminations).toBe(3)
+    expect(instances.filter((i) => i.id === instance.id).map((i) => i.state)).toEqual(["terminated"])
+    expect(await processesOf(instance.name)).toEqual([])
+  }, 30_000)
+})
+
 describe("durations given in code", () => {
   it("take the CLI's short form as well as Effect's: maxDuration 5m, minAge 0s", async () => {
     const { run, report } = await runEngine(

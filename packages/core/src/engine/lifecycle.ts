@@ -39,6 +39,15 @@ export const withProviderRetry = <A, R>(
   Effect.retry(effect, { schedule: providerRetry, while: (e) => e.retryable && e.retried !== true })
 
 /**
+ * A termination, retried by the engine even after the provider's own retries: one given up on
+ * leaves the instance billing until a later pass or its agent's dead-man switch ends it, so
+ * here the longer wait is worth it.
+ */
+export const withTerminationRetry = <A, R>(
+  effect: Effect.Effect<A, ProviderError, R>
+): Effect.Effect<A, ProviderError, R> => Effect.retry(effect, { schedule: providerRetry, while: (e) => e.retryable })
+
+/**
  * Moves a run to a terminal state once. Whoever gets there first (agent exit, time-out,
  * cancel, a reaper) wins; later callers get the state that won.
  *
@@ -188,7 +197,7 @@ export const terminateInstance = (
         })
       )
     )
-    yield* withProviderRetry(provider.terminate(refOf(fresh)))
+    yield* withTerminationRetry(provider.terminate(refOf(fresh)))
     yield* confirmGone(provider, refOf(fresh))
     if (Either.isLeft(recorded)) return yield* recorded.left
     yield* engine.store

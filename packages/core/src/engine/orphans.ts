@@ -4,7 +4,7 @@ import { InvalidScanOptions, type ScanError } from "../errors.ts"
 import { decodeDurationOption, type DurationOption } from "../duration.ts"
 import { instanceNameTime, parseInstanceName } from "../naming.ts"
 import { checkProviderConfiguration, type ProviderInstance } from "../provider.ts"
-import { terminateInstance, withProviderRetry } from "./lifecycle.ts"
+import { terminateInstance, withProviderRetry, withTerminationRetry } from "./lifecycle.ts"
 import type { SkyReplService } from "./service.ts"
 
 export interface ScanOptions {
@@ -147,7 +147,7 @@ export const scanWith = (engine: SkyReplService, options: ScanOptions = {}): Eff
               ? engine.register.pipe(
                   Effect.zipRight(engine.store.claimInstance(record.value.id, engine.controller.id, now + Duration.toMillis(engine.settings.leaseTtl))),
                   Effect.flatMap((claimed) => terminateInstance(engine, claimed, "reaped by the orphan sweep")))
-              : withProviderRetry(
+              : withTerminationRetry(
                   provider.terminate({ name: resource.name, providerRef: resource.providerRef, region: resource.region })
                 )
             return yield* reaped.pipe(
