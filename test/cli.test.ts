@@ -392,6 +392,16 @@ describe("bad input", () => {
     }
   })
 
+  it("orphans --provider naming a malformed provider writes nothing and reaps nothing, as other usage errors", async () => {
+    for (const bad of [{ SKYREPL_AWS_ENDPOINT: "notaurl" }, { SKYREPL_ORBSTACK_BOOT_TIMEOUT: "x" }]) {
+      const provider = "SKYREPL_AWS_ENDPOINT" in bad ? "aws" : "orbstack"
+      const refused = await run(["orphans", "--provider", provider], bad)
+      expect([refused.exitCode, lines(refused.stderr).length]).toEqual([2, 1])
+      expect(existsSync(join(home, "state.db"))).toBe(false)
+      expect(existsSync(join(home, "control-id"))).toBe(false)
+    }
+  })
+
   it("a provider that cannot be reached now is not swept, the others are, and the sweep says so and exits 1", async () => {
     // Nothing listens on port 1: every call is refused, and retried (about 3 s) before the sweep gives up on AWS.
     const unreachable = { SKYREPL_AWS_ENDPOINT: "http://127.0.0.1:1", AWS_REGION: "us-east-1", AWS_ACCESS_KEY_ID: "testing", AWS_SECRET_ACCESS_KEY: "testing" }

@@ -27,13 +27,6 @@ export const knownProviders = (settings: SkyReplSettings): ReadonlyArray<string>
 
 export const loadSettings = settingsFromEnv
 
-/** Fails on the first id in `ids` that names no provider this CLI has. */
-export const checkProviderIds = (settings: SkyReplSettings, ids: ReadonlyArray<string>): Effect.Effect<void, UnknownProvider> => {
-  const known = knownProviders(settings)
-  const unknown = ids.find((id) => !known.includes(id))
-  return unknown === undefined ? Effect.void : Effect.fail(new UnknownProviderError({ provider: unknown, known }))
-}
-
 /**
  * Builds one provider on its own, before the store is opened: a bad provider or spec is then
  * refused with nothing written anywhere.

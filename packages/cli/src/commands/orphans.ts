@@ -1,11 +1,10 @@
-import { defaultMinAge, formatDuration, scanOrphans, type SkyRepl, type SkyReplSettings, type UnknownProvider } from "@skyrepl/core"
+import { checkProviderConfiguration, defaultMinAge, formatDuration, scanOrphans, type SkyRepl, type SkyReplSettings } from "@skyrepl/core"
 import { Command, Option } from "clipanion"
-import { type Duration, Effect } from "effect"
+import { type Duration, Effect, type Scope } from "effect"
 import { type Checked, SkyReplCommand } from "../base-command.ts"
-import type { UsageFailure } from "../errors.ts"
 import { ago, table, toJson } from "../format.ts"
 import { parseDurationFlag } from "../options.ts"
-import { checkProviderIds } from "../runtime.ts"
+import { buildProvider } from "../runtime.ts"
 
 interface OrphansFlags {
   /** Each once, in the order first given (`--provider aws --provider aws` asks aws once). */
@@ -35,12 +34,15 @@ export class OrphansCommand extends SkyReplCommand<OrphansFlags> {
   own = Option.Boolean("--own", false, { description: "only instances named for this state home's control plane" })
   json = Option.Boolean("--json", false, { description: "print JSON" })
 
-  protected preflight(settings: SkyReplSettings): Effect.Effect<Checked<OrphansFlags>, UsageFailure | UnknownProvider> {
+  protected preflight(settings: SkyReplSettings): Effect.Effect<Checked<OrphansFlags>, unknown, Scope.Scope> {
     return Effect.gen(this, function* () {
-      yield* checkProviderIds(settings, this.provider)
+      const ids = [...new Set(this.provider)]
+      // A provider named here with malformed settings is a usage error, refused before the store
+      // is opened (which would reap); unnamed, the sweep skips it and goes on with the others.
+      const providers = yield* Effect.forEach(ids, (id) => Effect.tap(buildProvider(settings, id), checkProviderConfiguration))
       // `0` alone is the natural way to say "no minimum"; every other value needs a unit.
       const minAge = this.minAge === "0" ? 0 : yield* parseDurationFlag("--min-age", this.minAge)
-      return { flags: { providers: [...new Set(this.provider)], minAge } }
+      return { flags: { providers: ids, minAge }, providers }
     })
   }
 
