@@ -354,7 +354,8 @@ describe("bad input", () => {
 
   it("a flag's value that starts with \"-\" is named, with the = form that passes it to the command's own check", async () => {
     expect((await run(["run", "list", "--limit", "-1"])).stderr).toBe('repl: --limit needs a value; write --limit=-1 for one that starts with "-"')
-    expect((await run(["run", "list", "--limit"])).stderr).toBe("repl: --limit needs a value (see 'repl --help')")
+    expect((await run(["run", "list", "--limit"])).stderr).toBe("repl: --limit needs a value for 'repl run list' (see 'repl run list --help')")
+    expect((await run(["run", "-c"])).stderr).toBe("repl: -c needs a value for 'repl run' (see 'repl run --help')")
     expect((await run(["run", "list", "--limit=-1"])).stderr).toBe('repl: --limit expects a whole number (got "-1")')
     // Any value that starts with a single "-", not only a number; "--" starts a flag.
     for (const [args, line] of [
@@ -362,7 +363,7 @@ describe("bad input", () => {
       [["run", "-c", "true", "--spec", "-foo"], 'repl: --spec needs a value; write --spec=-foo for one that starts with "-"'],
       [["run", "-c", "true", "--env", "A=1", "--env", "-X=1"], 'repl: --env needs a value; write --env=-X=1 for one that starts with "-"'],
       [["run", "-c", "-x y"], `repl: -c needs a value; write -c='-x y' for one that starts with "-"`],
-      [["run", "list", "--limit", "--json"], "repl: --limit needs a value (see 'repl --help')"]
+      [["run", "list", "--limit", "--json"], "repl: --limit needs a value for 'repl run list' (see 'repl run list --help')"]
     ] as const) {
       const result = await run(args)
       expect([args, result.exitCode, result.stderr]).toEqual([args, 2, line])

@@ -163,17 +163,22 @@ const shellWord = (word: string): string => (/^[\w@%+=:,./-]+$/.test(word) ? wor
  * option: the `=` form passes such a value, and the command then judges it. A next word that
  * starts with "--" is a flag, not a value meant for this one.
  */
-const missingValue = (first: string, argv: ReadonlyArray<string>): string | null => {
+const missingValue = (first: string, argv: ReadonlyArray<string>, named: Definition | undefined): string | null => {
   const match = /^Not enough arguments to option (\S+?)\.?$/.exec(first)
   if (match === null) return null
   const option = match[1]!
   // The occurrence that lacks its value: an earlier one of a repeated flag had one.
   const at = argv.findIndex((word, i) => word === option && (argv[i + 1] === undefined || argv[i + 1]!.startsWith("-")))
   const next = at === -1 ? undefined : argv[at + 1]
+  const where = helpFor(named)
   return next !== undefined && /^-[^-]/.test(next)
     ? `${option} needs a value; write ${option}=${shellWord(next)} for one that starts with "-"`
-    : `${option} needs a value (see 'repl --help')`
+    : `${option} needs a value${where.of} (see '${where.help}')`
 }
+
+/** The command a usage error names ("for 'repl run'") and the help that explains it. */
+const helpFor = (named: Definition | undefined): { readonly of: string; readonly help: string } =>
+  named === undefined || named.path === "repl" ? { of: "", help: "repl --help" } : { of: ` for '${named.path}'`, help: `${named.path} --help` }
 
 /**
  * clipanion's "Unsupported option name" and "Invalid option name" said with the command they
@@ -184,7 +189,7 @@ const badFlag = (first: string, named: Definition | undefined): string | null =>
   const match = /^(Unsupported|Invalid) option name \("(.+)"\)\.?$/.exec(first)
   if (match === null) return null
   const word = match[2]!
-  const where = named === undefined || named.path === "repl" ? { of: "", help: "repl --help" } : { of: ` for '${named.path}'`, help: `${named.path} --help` }
+  const where = helpFor(named)
   const equals = word.indexOf("=")
   const flag = equals === -1 ? word : word.slice(0, equals)
   const known = equals !== -1 && (named?.options ?? []).some((o) => o.nameSet.includes(flag))
@@ -213,7 +218,7 @@ export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
     const extra = first.startsWith("Extraneous positional argument") && named !== undefined ? extraOperand(named, argv.slice(named.path.split(" ").length - 1)) : null
     const line = first.startsWith("Command not found") || first.startsWith("Not enough positional arguments")
       ? noCommandMatched(cli, argv)
-      : (extra ?? missingValue(first, argv) ?? badFlag(first, named) ?? `${first} (see 'repl --help')`)
+      : (extra ?? missingValue(first, argv, named) ?? badFlag(first, named) ?? `${first} (see 'repl --help')`)
     return reportFailure(line, USAGE, streamsJsonLines(argv))
   }
   // `repl --help`: the same text clipanion's help command writes, through the CLI's stdout, so a
