@@ -643,6 +643,21 @@ describe("listings", () => {
     for (const path of ["run", "run list", "run attach", "run cancel", "instance list", "allocation list", "orphans"]) {
       expect(help.stdout).toContain(`repl ${path}`)
     }
+    // An option's value is `<value>`, not clipanion's `#0`, and the option list stays aligned.
+    expect(help.stdout).toContain("repl run list [--limit <value>]")
+    expect(help.stdout).not.toMatch(/#\d/)
+    const runHelp = (await run(["run", "--help"])).stdout
+    expect(runHelp).not.toMatch(/#\d/)
+    // Where each option's description starts: after its definition and two spaces or more.
+    const descriptionColumn = (text: string) => {
+      const line = runHelp.split("\n").find((l) => l.includes(text)) ?? ""
+      const gap = /\S( {2,})\S/.exec(line)
+      return gap === null ? -1 : gap.index + 1 + gap[1]!.length
+    }
+    const columns = ["the command to run", "provider id", "a spot instance"].map(descriptionColumn)
+    expect(columns[0]).toBeGreaterThan(0)
+    expect(columns).toEqual([columns[0], columns[0], columns[0]])
+    expect(runHelp).toContain("-c,--command <value>")
     // `run` is also the start of `run list` and the others: its help is still its own.
     for (const [flag, path, option] of [["--help", "run", "--max-duration"], ["-h", "run", "--provider"], ["--help", "run list", "--limit"], ["-h", "snapshot delete", "--region"]] as const) {
       const usage = await run([...path.split(" "), flag])

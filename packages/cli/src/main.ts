@@ -19,8 +19,35 @@ const USAGE = 2
 
 const commands = [RunCommand, RunListCommand, RunAttachCommand, RunCancelCommand, InstanceListCommand, AllocationListCommand, OrphansCommand, SnapshotCreateCommand, SnapshotListCommand, SnapshotDeleteCommand] as const
 
+/** An option's value as help shows it: clipanion writes `#0` (`--provider #0`). */
+const VALUE = " <value>"
+const valueNamed = (text: string): string => text.replace(/ #\d+(?=[\]>\s]|$)/g, VALUE)
+
+/**
+ * The words of a command's usage line that stand for its arguments (`<run-id>`, `[name]`,
+ * `...`), its options (`[--limit <value>]`, `<-c,--command <value>>`, `[--json]`) left out.
+ */
+const argumentPlaces = (named: Definition): ReadonlyArray<string> =>
+  named.usage
+    .slice(named.path.length)
+    .replace(/[[<]-\S*?(?: <value>)?[\]>]/g, "")
+    .split(" ")
+    .filter((word) => word !== "")
+
+/**
+ * clipanion's Cli, with `<value>` where clipanion's help and usage lines put `#0` for an
+ * option's value. Changed where the lines are made, so the help's option list is still aligned
+ * (clipanion pads the definitions it gets from here) and every usage line says the same.
+ */
+class ReplCli extends Cli {
+  protected override getUsageByIndex(...args: Parameters<Cli["getUsageByIndex"]>): ReturnType<Cli["getUsageByIndex"]> {
+    const { usage, options } = super.getUsageByIndex(...args)
+    return { usage: valueNamed(usage), options: options.map((option) => ({ ...option, definition: valueNamed(option.definition) })) }
+  }
+}
+
 export const makeCli = (): Cli => {
-  const cli = new Cli({ binaryName: "repl", binaryLabel: "SkyREPL", binaryVersion: VERSION, enableColors: useColor(stdout) })
+  const cli = new ReplCli({ binaryName: "repl", binaryLabel: "SkyREPL", binaryVersion: VERSION, enableColors: useColor(stdout) })
   cli.register(Builtins.HelpCommand)
   cli.register(Builtins.VersionCommand)
   for (const command of commands) cli.register(command)
@@ -95,7 +122,7 @@ const noCommandMatched = (cli: Cli, argv: ReadonlyArray<string>): string => {
   const options = named.options ?? []
   const missingOptions = options.filter((o) => o.required && !o.nameSet.some(given)).map((o) => o.nameSet.join("/"))
   // The usage names the required arguments in order (`<run-id>`); the words given fill the first.
-  const required = named.usage.split(" ").slice(named.path.split(" ").length).filter((word) => /^<[^>]+>$/.test(word))
+  const required = argumentPlaces(named).filter((word) => /^<[^>]+>$/.test(word))
   const after = argv.slice(named.path.split(" ").length - 1)
   const missing = [...missingOptions, ...required.slice(operandsOf(after, options).length)]
   if (missing.length > 0) return `missing ${missing.join(", ")} for '${named.path}' (see '${named.path} --help')`
@@ -124,8 +151,8 @@ const commandNamed = (cli: Cli, argv: ReadonlyArray<string>): Definition | undef
  * takes none is given one). A flag's name after `--` is an argument there, and the message says so.
  */
 const extraOperand = (named: Definition, after: ReadonlyArray<string>): string | null => {
-  const places = named.usage.split(" ").slice(named.path.split(" ").length)
-  const operands = places.filter((word) => /^[<[][^-]/.test(word))
+  const places = argumentPlaces(named)
+  const operands = places.filter((word) => /^[<[]/.test(word))
   const limit = places.some((word) => word.endsWith("...")) ? Infinity : operands.length
   const extra = operandsOf(after, named.options ?? [])[limit]
   if (extra === undefined) return null
@@ -136,14 +163,14 @@ const extraOperand = (named: Definition, after: ReadonlyArray<string>): string |
 
 /**
  * Which of `words` (what follows a command's path) are arguments rather than flags and their
- * values: a flag whose definition takes a value (`--from-stdout #0`) takes the next word unless
+ * values: a flag whose definition takes a value (`--from-stdout <value>`) takes the next word unless
  * it came with `=`, and everything after `--` is an argument.
  */
 const operandsOf = (
   words: ReadonlyArray<string>,
   options: ReadonlyArray<{ readonly nameSet: ReadonlyArray<string>; readonly definition: string }>
 ): ReadonlyArray<string> => {
-  const takesValue = new Set(options.filter((o) => o.definition.includes("#")).flatMap((o) => o.nameSet))
+  const takesValue = new Set(options.filter((o) => o.definition.endsWith(VALUE)).flatMap((o) => o.nameSet))
   const operands: Array<string> = []
   for (let i = 0; i < words.length; i++) {
     const word = words[i]!
