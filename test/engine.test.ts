@@ -1,4 +1,4 @@
-import { AGENT_PROTOCOL_VERSION, attach, beforeAnythingStarted, type Bootstrap, cancel, getRun, launch, listInstances, listRuns, type ParsedSpec, Provider, ProviderError, scanOrphans, SkyRepl, type SkyReplSettings, Store, StoreError } from "@skyrepl/core"
+import { AGENT_PROTOCOL_VERSION, attach, type AttachOptions, type LaunchOptions, type ScanOptions, beforeAnythingStarted, type Bootstrap, cancel, getRun, launch, listInstances, listRuns, type ParsedSpec, Provider, ProviderError, scanOrphans, SkyRepl, type SkyReplSettings, Store, StoreError } from "@skyrepl/core"
 import { LocalApi, LocalProvider } from "@skyrepl/provider-local"
 import { SqliteStore } from "@skyrepl/store-sqlite"
 import { Chunk, Deferred, Duration, Effect, Exit, Fiber, Layer, LogLevel, Logger, Option, Scope, Stream } from "effect"
@@ -124,6 +124,87 @@ describe("launch", () => {
     )
     expect(outcomes.runs).toEqual([])
     expect(outcomes.instances).toEqual([])
+  })
+})
+
+describe("misuse from code (plain JavaScript, or a cast)", () => {
+  const failure = (exit: Exit.Exit<unknown, unknown>): string => {
+    if (Exit.isSuccess(exit)) return "succeeded"
+    if (exit.cause._tag !== "Fail") return `not a failure: ${exit.cause._tag}`
+    const error = exit.cause.error as { readonly _tag?: string; readonly message?: string }
+    return `${error._tag}: ${error.message}`
+  }
+  const smuggled = <T>(value: unknown): T => value as T
+
+  it("bad launch, attach and sweep options are typed errors, with nothing recorded and nothing reaped", async () => {
+    const outcomes = await runEngine(
+      Effect.gen(function* () {
+        const launched = (options: unknown) => Effect.exit(Effect.scoped(launch(smuggled<LaunchOptions>(options))))
+        const attached = (options: unknown) => Effect.exit(Stream.runDrain(attach("any", smuggled<AttachOptions>(options))))
+        const swept = (options: unknown) => Effect.exit(scanOrphans(smuggled<ScanOptions>(options)))
+        return {
+          launch: [
+            yield* launched({ command: "  \n " }),
+            yield* launched(null),
+            yield* launched({ command: "true", spot: "yes" }),
+            yield* launched({ command: "true", workdir: "/tmp\0x" })
+          ].map(failure),
+          attach: [yield* attached({ from: { stdout: Number.NaN } }), yield* attached({ from: { stderr: 2.5 } }), yield* attached(null)].map(failure),
+          sweep: [yield* swept({ reap: true, minAge: Number.NaN }), yield* swept({ reap: true, minAge: -1 }), yield* swept(null)].map(failure),
+          twice: yield* scanOrphans({ providers: ["local", "local"] }),
+          runs: yield* listRuns(),
+          instances: yield* listInstances()
+        }
+      })
+    )
+    expect(outcomes.launch).toEqual([
+      "InvalidLaunchOptions: command must not be only whitespace",
+      "InvalidLaunchOptions: launch options must be an object, not null",
+      'InvalidLaunchOptions: spot: Expected boolean, actual "yes"',
+      "InvalidLaunchOptions: workdir holds a NUL byte, which no process can be given"
+    ])
+    // A NaN offset came back as the first chunk's offset, and 2.5 as one that lied about its bytes.
+    expect(outcomes.attach).toEqual([
+      "InvalidAttachOptions: from.stdout: Expected an integer, actual NaN",
+      "InvalidAttachOptions: from.stderr: Expected an integer, actual 2.5",
+      "InvalidAttachOptions: attach options must be an object, not null"
+    ])
+    // Effect reads a NaN or negative number of milliseconds as zero: a sweep with no margin.
+    expect(outcomes.sweep).toEqual([
+      "InvalidScanOptions: minAge: NaN is not a duration (a number of milliseconds must be 0 or more)",
+      "InvalidScanOptions: minAge: -1 is not a duration (a number of milliseconds must be 0 or more)",
+      "InvalidScanOptions: scan options must be an object, not null"
+    ])
+    expect(outcomes.twice.providers).toEqual(["local"])
+    expect(outcomes.runs).toEqual([])
+    expect(outcomes.instances).toEqual([])
+  })
+
+  it("SkyRepl.layer refuses a provider id given twice, and a lazy entry whose layer builds another id", async () => {
+    const store = SqliteStore.layer({ filename: join(home, "state.db") })
+    const twice = await Effect.runPromiseExit(
+      listRuns().pipe(Effect.provide(SkyRepl.layer({ providers: [LocalProvider.layer({ home }), { id: "local", layer: LocalProvider.layer({ home }) }], store, config: testSettings(home) })))
+    )
+    expect(Exit.isFailure(twice) && twice.cause._tag === "Fail" ? twice.cause.error : null).toMatchObject({
+      _op: "InvalidData",
+      path: ["providers"],
+      message: 'provider "local" is given more than once; each id names one provider'
+    })
+    // The instance would be recorded under "local", which this engine does not have, so it
+    // could not be terminated: it was left "terminating" for some other process.
+    const mislabelled = SkyRepl.layer({
+      providers: [{ id: "sandbox", layer: LocalProvider.layer({ home }) }],
+      store,
+      config: testSettings(home, { defaultProvider: "sandbox" })
+    })
+    const { launched, instances } = await Effect.runPromise(
+      Effect.gen(function* () {
+        const launched = failure(yield* Effect.exit(Effect.scoped(Effect.flatMap(launch({ command: "true" }), (run) => run.result))))
+        return { launched, instances: yield* listInstances() }
+      }).pipe(Effect.provide(mislabelled))
+    )
+    expect(launched).toBe('ProviderError: provider "sandbox" could not be set up: its layer builds provider "local"; give it as { id: "local", layer }')
+    expect(instances).toEqual([])
   })
 })
 
@@ -603,7 +684,10 @@ describe("scoped termination", () => {
   it("settings that cannot run an engine are a ConfigError before the store is opened", async () => {
     const cases: ReadonlyArray<[Partial<SkyReplSettings>, string, string]> = [
       [{ leaseTtl: Duration.zero }, "leaseTtl", "must be longer than 0"],
-      [{ heartbeatInterval: Duration.seconds(5), deadmanTimeout: Duration.seconds(6) }, "deadmanTimeout", "at least twice the heartbeat interval (5s)"]
+      [{ heartbeatInterval: Duration.seconds(5), deadmanTimeout: Duration.seconds(6) }, "deadmanTimeout", "at least twice the heartbeat interval (5s)"],
+      // Node's listen threw this at the first launch, a defect rather than an error.
+      [{ hubPort: 70_000 }, "hubPort", "70000 is not a port"],
+      [{ leaseTtl: Duration.infinity }, "leaseTtl", "must be finite"]
     ]
     for (const [overrides, setting, message] of cases) {
       const made = SkyRepl.make({

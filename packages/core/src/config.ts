@@ -97,6 +97,12 @@ export const settingsProblems = (
   for (const setting of ["leaseTtl", "heartbeatInterval", "deadmanTimeout", "bootTimeout"] as const) {
     if (!Duration.greaterThan(settings[setting], Duration.zero)) problems.push({ setting, message: "must be longer than 0" })
   }
+  // A lease that never expires is never reaped from another machine.
+  if (!Number.isFinite(Duration.toMillis(settings.leaseTtl))) problems.push({ setting: "leaseTtl", message: "must be finite" })
+  // Node's listen throws on such a port, at the first launch rather than here.
+  if (!Number.isInteger(settings.hubPort) || settings.hubPort < 0 || settings.hubPort > 65_535) {
+    problems.push({ setting: "hubPort", message: `${settings.hubPort} is not a port (an integer from 0 to 65535; 0 picks a free one)` })
+  }
   if (!isHostAddress(settings.hubHost)) {
     problems.push({ setting: "hubHost", message: `"${settings.hubHost}" is not an IP address or a host name to listen on (e.g. 127.0.0.1, 0.0.0.0, ::)` })
   }

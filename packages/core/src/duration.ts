@@ -48,6 +48,11 @@ export type DurationOption = Duration.DurationInput | `${number}${"ms" | "s" | "
  */
 export const decodeDurationOption = (input: unknown): Either.Either<Duration.Duration, string> => {
   if (typeof input === "string" && pattern.test(input.trim())) return parseDuration(input)
+  // Effect reads a negative or NaN number as zero, which for a safety margin (the sweep's
+  // minAge) means none at all: a parse that failed upstream would reap launches in flight.
+  if ((typeof input === "number" && !(input >= 0)) || (typeof input === "bigint" && input < 0n)) {
+    return Either.left(`${String(input)} is not a duration (a number of milliseconds must be 0 or more)`)
+  }
   const decoded = Duration.decodeUnknown(input)
   if (decoded._tag === "None") {
     return Either.left(`${JSON.stringify(input) ?? String(input)} is not a duration (give e.g. "30s", "5m", Duration.minutes(5) or a number of milliseconds)`)

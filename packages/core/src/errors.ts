@@ -100,6 +100,11 @@ export class InvalidScanOptions extends Data.TaggedError("InvalidScanOptions")<{
   readonly message: string
 }> {}
 
+/** `attach` options that cannot be used (an offset that is not a whole number of bytes). */
+export class InvalidAttachOptions extends Data.TaggedError("InvalidAttachOptions")<{
+  readonly message: string
+}> {}
+
 export class InvalidLaunchOptions extends Data.TaggedError("InvalidLaunchOptions")<{
   readonly message: string
 }> {}
@@ -196,6 +201,6 @@ export type LaunchError =
   | AgentError
   | HubError
 
-export type AttachError = RunNotFound | StoreError
+export type AttachError = RunNotFound | StoreError | InvalidAttachOptions
 export type CancelError = RunNotFound | StoreError | ProviderError | IllegalTransition | UnknownProvider | HubError
 export type ScanError = StoreError | ProviderError | UnknownProvider | ProviderMisconfigured | HubError | InvalidScanOptions

@@ -1,6 +1,7 @@
-import { Chunk, Duration, Effect, Option, Stream } from "effect"
+import { Chunk, Duration, Effect, Either, Option, Schema, Stream } from "effect"
 import { type OutputChunk, type Offsets, RunMachine } from "../domain/run.ts"
-import { type AttachError, RunNotFound } from "../errors.ts"
+import { type AttachError, InvalidAttachOptions, RunNotFound } from "../errors.ts"
+import { describeParseError } from "../parse-error.ts"
 import type { SkyReplService } from "./service.ts"
 
 export interface AttachOptions {
@@ -27,6 +28,22 @@ const hostedPollInterval = Duration.seconds(1)
 const pageSize = 512
 
 /**
+ * An offset is a count of bytes. A NaN or fractional one would be handed back as the offset of
+ * the first chunk (`NaN`, `2.5`), so a reader resuming from what it got would never line up.
+ */
+const Offset = Schema.Number.pipe(Schema.int(), Schema.nonNegative()).annotations({
+  message: (issue) => `must be a whole number of bytes, 0 or more, not ${String(issue.actual)}`
+})
+const ValidAttachOptions = Schema.Struct({
+  from: Schema.optional(
+    Schema.Struct({ stdout: Schema.optional(Offset), stderr: Schema.optional(Offset) }).annotations({
+      message: (issue) => `from must be offsets ({ stdout?, stderr? }), not ${JSON.stringify(issue.actual)}`
+    })
+  ),
+  follow: Schema.optional(Schema.Boolean)
+}).annotations({ message: (issue) => `attach options must be an object, not ${String(issue.actual)}` })
+
+/**
  * Streams a run's output from the store: replay from `from`, then live. Each chunk is cut to
  * start exactly at the wanted offset, so a resumed reader sees no gap and no duplicate.
  * `known`: the caller has just recorded the run (a launch's own handle), so it is not looked up
@@ -40,10 +57,13 @@ export const attachWith = (
 ): Stream.Stream<OutputChunk, AttachError> =>
   Stream.unwrapScoped(
     Effect.gen(function* () {
+      const decoded = Schema.decodeUnknownEither(ValidAttachOptions)(options)
+      if (Either.isLeft(decoded)) return yield* new InvalidAttachOptions({ message: describeParseError(decoded.left) })
+      const { from, follow: followGiven } = decoded.right
       if (!known && Option.isNone(yield* engine.store.getRun(runId))) return yield* new RunNotFound({ runId })
       const nextChange = yield* engine.changes.listen(runId)
-      const follow = options.follow ?? true
-      const next = { stdout: options.from?.stdout ?? 0, stderr: options.from?.stderr ?? 0 }
+      const follow = followGiven ?? true
+      const next = { stdout: from?.stdout ?? 0, stderr: from?.stderr ?? 0 }
       let afterSeq = 0
 
       const cut = (chunk: OutputChunk): OutputChunk | null => {

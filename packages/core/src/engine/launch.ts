@@ -94,6 +94,9 @@ const passable = (what: string, text: string): string | null => {
 
 const Command = Schema.String.pipe(
   Schema.nonEmptyString({ message: () => "command must not be empty" }),
+  // `sh -c "  "` succeeds having run nothing: a command built from an unset variable would
+  // report success, and cost an instance for it.
+  Schema.filter((command) => command.trim() !== "" || "command must not be only whitespace"),
   Schema.filter((command) => passable("command", command) ?? true)
 )
 
@@ -120,7 +123,14 @@ const ValidOptions = Schema.Struct({
   provider: Schema.optional(Schema.String.pipe(Schema.nonEmptyString({ message: () => "provider must not be empty" }))),
   spec: Schema.optional(Schema.String),
   env: Schema.optional(Env),
-  workdir: Schema.optional(Schema.String.pipe(Schema.startsWith("/", { message: () => "workdir must be an absolute path" })))
+  workdir: Schema.optional(
+    Schema.String.pipe(
+      Schema.startsWith("/", { message: () => "workdir must be an absolute path" }),
+      Schema.filter((workdir) => passable("workdir", workdir) ?? true)
+    )
+  ),
+  region: Schema.optional(Schema.String),
+  spot: Schema.optional(Schema.Boolean)
 })
 
 /**
@@ -129,12 +139,18 @@ const ValidOptions = Schema.Struct({
  */
 export const validateLaunchOptions = (options: LaunchOptions) =>
   Effect.gen(function* () {
+    // Callers in plain JavaScript (or behind a cast) can pass anything, null included.
+    if (typeof options !== "object" || options === null) {
+      return yield* new InvalidLaunchOptions({ message: `launch options must be an object, not ${String(options)}` })
+    }
     const decoded = Schema.decodeUnknownEither(ValidOptions)({
       command: options.command,
       provider: options.provider,
       spec: options.spec,
       env: options.env,
-      workdir: options.workdir
+      workdir: options.workdir,
+      region: options.region,
+      spot: options.spot
     }, { exact: true, onExcessProperty: "error" })
     if (Either.isLeft(decoded)) {
       return yield* new InvalidLaunchOptions({ message: describeParseError(decoded.left) })
@@ -241,15 +257,15 @@ export const launchWith = (
     const valid = yield* validateLaunchOptions(options)
     const provider = yield* engine.provider(valid.provider ?? engine.settings.defaultProvider)
     yield* checkProviderConfiguration(provider)
-    if (options.region !== undefined && !provider.capabilities.regions) {
+    if (valid.region !== undefined && !provider.capabilities.regions) {
       return yield* new InvalidLaunchOptions({ message: `provider "${provider.id}" has no regions; drop the region` })
     }
-    if (options.spot === true && !provider.capabilities.spot) {
+    if (valid.spot === true && !provider.capabilities.spot) {
       return yield* new InvalidLaunchOptions({ message: `provider "${provider.id}" has no spot instances; drop spot` })
     }
     const spec = yield* provider.parseSpec(valid.spec, {
-      ...(options.region === undefined ? {} : { region: options.region }),
-      ...(options.spot === undefined ? {} : { spot: options.spot })
+      ...(valid.region === undefined ? {} : { region: valid.region }),
+      ...(valid.spot === undefined ? {} : { spot: valid.spot })
     })
     const { store, settings, controller } = engine
     const hub = yield* engine.register

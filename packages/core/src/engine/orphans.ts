@@ -1,8 +1,9 @@
-import { Duration, Effect, Either, Option } from "effect"
+import { Duration, Effect, Either, Option, Schema } from "effect"
 import type { Instance } from "../domain/instance.ts"
 import { InvalidScanOptions, type ScanError } from "../errors.ts"
 import { decodeDurationOption, type DurationOption } from "../duration.ts"
 import { instanceNameTime, parseInstanceName } from "../naming.ts"
+import { describeParseError } from "../parse-error.ts"
 import { checkProviderConfiguration, type ProviderInstance } from "../provider.ts"
 import { terminateInstance, withProviderRetry, withTerminationRetry } from "./lifecycle.ts"
 import type { SkyReplService } from "./service.ts"
@@ -57,6 +58,14 @@ export interface OrphanReport {
 
 export const defaultMinAge = Duration.minutes(10)
 
+/** The options but `minAge` (decoded on its own, as `decodeDurationOption` takes it). */
+const ValidScanOptions = Schema.Struct({
+  providers: Schema.optional(Schema.Array(Schema.String)),
+  reap: Schema.optional(Schema.Boolean),
+  keep: Schema.optional(Schema.Array(Schema.String)),
+  ownOnly: Schema.optional(Schema.Boolean)
+})
+
 const classify = (
   engine: SkyReplService,
   resource: ProviderInstance,
@@ -75,12 +84,20 @@ const classify = (
  * The sweep (cleanup layer 4): compares what the providers hold with what the store knows.
  * It needs nothing from the store to find resources, so it works after the store is lost.
  */
-export const scanWith = (engine: SkyReplService, options: ScanOptions = {}): Effect.Effect<OrphanReport, ScanError> =>
+export const scanWith = (engine: SkyReplService, given: ScanOptions = {}): Effect.Effect<OrphanReport, ScanError> =>
   Effect.gen(function* () {
-    const ids = options.providers ?? engine.providerIds
-    const providers = yield* Effect.forEach(ids, (id) => engine.provider(id))
-    const minAge = decodeDurationOption(options.minAge ?? defaultMinAge)
+    // Checked before any provider is asked: with `reap`, a misread option terminates things.
+    if (typeof given !== "object" || given === null) {
+      return yield* new InvalidScanOptions({ message: `scan options must be an object, not ${String(given)}` })
+    }
+    const decoded = Schema.decodeUnknownEither(ValidScanOptions)(given)
+    if (Either.isLeft(decoded)) return yield* new InvalidScanOptions({ message: describeParseError(decoded.left) })
+    const minAge = decodeDurationOption(given.minAge ?? defaultMinAge)
     if (Either.isLeft(minAge)) return yield* new InvalidScanOptions({ message: `minAge: ${minAge.left}` })
+    const options = decoded.right
+    // A provider named twice would be listed, and reaped, twice.
+    const ids = options.providers === undefined ? engine.providerIds : [...new Set(options.providers)]
+    const providers = yield* Effect.forEach(ids, (id) => engine.provider(id))
     const minAgeMs = Duration.toMillis(minAge.right)
     const keep = new Set(options.keep ?? [])
     const now = Date.now()

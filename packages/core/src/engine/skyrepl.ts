@@ -1,4 +1,4 @@
-import { type ConfigError, Context, Duration, Effect, Layer, Schedule, Scope } from "effect"
+import { ConfigError, Context, Duration, Effect, Layer, Schedule, Scope } from "effect"
 import { hostname } from "node:os"
 import { checkSettings, SkyReplConfig, type SkyReplSettings } from "../config.ts"
 import { Controller } from "../domain/controller.ts"
@@ -59,6 +59,19 @@ export const make = (
     const buildLazy = (entry: LazyProvider<unknown>) =>
       Layer.buildWithScope(entry.layer, scope).pipe(
         Effect.map(Context.get(Provider)),
+        // Records name the provider by the built service's id, and termination looks it up by
+        // that id: an entry whose layer builds another id would launch instances that this
+        // engine then cannot terminate (left "terminating" for a process that has the id).
+        Effect.filterOrFail(
+          (built) => built.id === entry.id,
+          (built) =>
+            new ProviderError({
+              provider: entry.id,
+              operation: "load",
+              reason: "unavailable",
+              message: `provider "${entry.id}" could not be set up: its layer builds provider "${built.id}"; give it as { id: "${built.id}", layer }`
+            })
+        ),
         Effect.mapError((cause) =>
           cause instanceof ProviderError
             ? cause
@@ -180,6 +193,13 @@ const layerFrom = <EP, ES, EC>(options: SkyReplLayerOptions<EP, ES, EC>): Layer.
       const providerList = yield* Effect.forEach(options.providers.filter(isEager), (layer) =>
         Layer.buildWithScope(layer, scope).pipe(Effect.map(Context.get(Provider)))
       )
+      // One id, one provider: with two, one would be dropped silently (an AWS layer for another
+      // account or region, say), and launches would go where the caller did not mean.
+      const ids = [...providerList.map((p) => p.id), ...options.providers.filter(isLazy).map((l) => l.id)]
+      const twice = ids.find((id, i) => ids.indexOf(id) !== i)
+      if (twice !== undefined) {
+        return yield* Effect.fail(ConfigError.InvalidData(["providers"], `provider "${twice}" is given more than once; each id names one provider`))
+      }
       return yield* make(providerList, store, settings, options.providers.filter(isLazy))
     })
   ).pipe(Layer.provide(options.store), Layer.provide(checked))

@@ -265,11 +265,17 @@ const serveNode = (options: ServeOptions): Effect.Effect<Listening, HubError> =>
     server.keepAliveTimeout = 30_000
     const address = yield* Effect.async<AddressInfo, HubError>((resume) => {
       server.once("error", (error) => resume(Effect.fail(failedToListen(error))))
-      server.listen(options.port, options.host, () => {
-        const bound = server.address()
-        if (bound === null || typeof bound === "string") resume(Effect.fail(failedToListen(new Error("no TCP address"))))
-        else resume(Effect.succeed(bound))
-      })
+      // Node throws at once for arguments it refuses (a port out of range), where Bun's serve
+      // throws into serveBun's catch: the same HubError either way, never a defect.
+      try {
+        server.listen(options.port, options.host, () => {
+          const bound = server.address()
+          if (bound === null || typeof bound === "string") resume(Effect.fail(failedToListen(new Error("no TCP address"))))
+          else resume(Effect.succeed(bound))
+        })
+      } catch (error) {
+        resume(Effect.fail(failedToListen(error)))
+      }
     })
     server.unref()
     // server.close stops accepting, closes idle keep-alive connections, and calls back once the
