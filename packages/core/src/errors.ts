@@ -35,8 +35,9 @@ export class ProviderError extends Data.TaggedError("ProviderError")<{
   readonly nothingStarted?: boolean
   /**
    * The provider already retried this call with back-off of its own (the AWS provider's
-   * `callRetry`), so the engine does not retry it again: retries of retries multiplied an
-   * unreachable endpoint's wait to about 25 s. `retryable` still says what the failure was.
+   * `callRetry`), so the engine does not retry it again, but for a termination: retries of
+   * retries multiplied an unreachable endpoint's wait to about 25 s. `retryable` still says
+   * what the failure was.
    */
   readonly retried?: boolean
 }> {

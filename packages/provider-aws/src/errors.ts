@@ -20,7 +20,7 @@ export class AwsError extends Data.TaggedError("AwsError")<{
   readonly httpStatus: number | null
   readonly requestId: string | null
   readonly cause?: unknown
-  /** Failed again after this provider's own retries (`callRetry`): the engine adds none. */
+  /** Failed again after this provider's own retries (`callRetry`): the engine adds none but to a termination. */
   readonly retried?: boolean
 }> {}
 
