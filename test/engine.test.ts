@@ -1,7 +1,7 @@
-import { AGENT_PROTOCOL_VERSION, attach, type AttachOptions, type LaunchOptions, type ScanOptions, beforeAnythingStarted, type Bootstrap, cancel, getRun, launch, listInstances, listRuns, type ParsedSpec, Provider, ProviderError, scanOrphans, SkyRepl, type SkyReplSettings, Store, StoreError } from "@skyrepl/core"
+import { AGENT_PROTOCOL_VERSION, attach, type AttachOptions, describeConfigError, type LaunchOptions, type ScanOptions, beforeAnythingStarted, type Bootstrap, cancel, getRun, launch, listInstances, listRuns, type ParsedSpec, Provider, ProviderError, scanOrphans, SkyRepl, type SkyReplSettings, Store, StoreError } from "@skyrepl/core"
 import { LocalApi, LocalProvider } from "@skyrepl/provider-local"
 import { SqliteStore } from "@skyrepl/store-sqlite"
-import { Chunk, Deferred, Duration, Effect, Exit, Fiber, Layer, LogLevel, Logger, Option, Scope, Stream } from "effect"
+import { Chunk, type ConfigError, Deferred, Duration, Effect, Exit, Fiber, Layer, LogLevel, Logger, Option, Scope, Stream } from "effect"
 import { execa } from "execa"
 import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { createServer, request } from "node:http"
@@ -178,6 +178,26 @@ describe("misuse from code (plain JavaScript, or a cast)", () => {
     expect(outcomes.twice.providers).toEqual(["local"])
     expect(outcomes.runs).toEqual([])
     expect(outcomes.instances).toEqual([])
+  })
+
+  it("SkyRepl.layer options and settings of the wrong shape are a ConfigError naming the field, before the store is opened", async () => {
+    const store = SqliteStore.layer({ filename: join(home, "state.db") })
+    const local = LocalProvider.layer({ home })
+    const refused = async (options: unknown): Promise<string> => {
+      const exit = await Effect.runPromiseExit(listRuns().pipe(Effect.provide(SkyRepl.layer(smuggled<Parameters<typeof SkyRepl.layer>[0]>(options)))))
+      if (Exit.isSuccess(exit)) return "succeeded"
+      const error = exit.cause._tag === "Fail" ? exit.cause.error : null
+      return error !== null && typeof error === "object" && "_op" in error ? describeConfigError(smuggled<ConfigError.ConfigError>(error)) : `not a ConfigError: ${String(exit.cause)}`
+    }
+    // Each was a TypeError (or Effect's "Invalid DurationInput") thrown while the engine was built.
+    expect(await refused({ providers: [local], store, config: { home, leaseTtl: "30s" } })).toBe('leaseTtl: must be a Duration (e.g. Duration.seconds(30)), not "30s"')
+    expect(await refused({ providers: [local], store, config: { home: 5 } })).toBe("home: Expected string, actual 5")
+    expect(await refused({ store, config: { home } })).toBe("providers: is missing")
+    expect(await refused({ providers: [local, null], store, config: { home } })).toBe("providers.1: must be a provider layer or a { id, layer } entry with a non-empty id, not null")
+    expect(await refused({ providers: [local], config: { home } })).toBe("store: is missing")
+    expect(await refused({ providers: [local], store, config: null })).toBe("config: must be a settings layer or an object of settings, not null")
+    expect(await refused(null)).toBe("SkyRepl.layer takes { providers, store, config? }, not null")
+    expect(existsSync(join(home, "state.db"))).toBe(false)
   })
 
   it("SkyRepl.layer refuses a provider id given twice, and a lazy entry whose layer builds another id", async () => {

@@ -1,4 +1,4 @@
-import { Config, ConfigError, Context, Duration, Effect, Either, Layer, Option } from "effect"
+import { Config, ConfigError, Context, Duration, Effect, Either, Layer, Option, ParseResult, Schema } from "effect"
 import { homedir } from "node:os"
 import { join, resolve } from "node:path"
 import { formatDuration, parseDuration } from "./duration.ts"
@@ -123,11 +123,35 @@ export const settingsProblems = (
   return problems
 }
 
+const DurationSetting = Schema.DurationFromSelf.annotations({
+  message: (issue) => `must be a Duration (e.g. Duration.seconds(30)), not ${JSON.stringify(issue.actual) ?? String(issue.actual)}`
+})
+
+/** The settings' types. Settings given in code from plain JavaScript, or behind a cast, may be anything. */
+const SettingsShape = Schema.Struct({
+  home: Schema.String,
+  leaseTtl: DurationSetting,
+  heartbeatInterval: DurationSetting,
+  deadmanTimeout: DurationSetting,
+  bootTimeout: DurationSetting,
+  hubHost: Schema.String,
+  hubPort: Schema.Number,
+  controlPlaneUrl: Schema.NullOr(Schema.String),
+  defaultProvider: Schema.String
+})
+
 /**
  * Fails with a `ConfigError` naming the first setting that cannot run an engine: by its variable
- * when `fromEnv` is true, by its field name otherwise.
+ * when `fromEnv` is true, by its field name otherwise. A setting of the wrong type (`leaseTtl:
+ * "30s"`, `home: 5`) is one too: the checks of the values threw on it, a defect at start-up.
  */
 export const checkSettings = (settings: SkyReplSettings, fromEnv = false): Effect.Effect<void, ConfigError.ConfigError> => {
+  const shape = Schema.decodeUnknownEither(SettingsShape)(settings)
+  if (Either.isLeft(shape)) {
+    const issue = ParseResult.ArrayFormatter.formatErrorSync(shape.left)[0]
+    // Only settings given in code can be of the wrong type: the variables are parsed into them.
+    return Effect.fail(ConfigError.InvalidData(issue === undefined ? [] : issue.path.map(String), issue?.message ?? "settings must be an object"))
+  }
   const problem = settingsProblems(settings)[0]
   if (problem === undefined) return Effect.void
   return Effect.fail(ConfigError.InvalidData([fromEnv ? variables[problem.setting] : problem.setting], problem.message))
@@ -184,7 +208,7 @@ export const describeConfigError = (error: ConfigError.ConfigError): string => {
     case "MissingData":
     case "SourceUnavailable":
     case "Unsupported":
-      return `${error.path.join(".")}: ${error.message}`
+      return error.path.length === 0 ? error.message : `${error.path.join(".")}: ${error.message}`
     case "And":
     case "Or":
       return describeConfigError(error.left)

@@ -1,4 +1,4 @@
-import { ConfigError, Context, Duration, Effect, Layer, Schedule, Scope } from "effect"
+import { ConfigError, Context, Duration, Effect, Either, Layer, ParseResult, Schedule, Schema, Scope } from "effect"
 import { hostname } from "node:os"
 import { checkSettings, SkyReplConfig, type SkyReplSettings } from "../config.ts"
 import { Controller } from "../domain/controller.ts"
@@ -172,7 +172,37 @@ export const make = (
     return engine
   })
 
+/** A value as an error message names it: short, whatever it is (a layer prints as its whole tree). */
+const shown = (value: unknown): string =>
+  value === null || typeof value !== "object" ? String(value) : Layer.isLayer(value) ? "a layer" : Array.isArray(value) ? "a list" : "an object"
+
+const AnyLayer = Schema.declare((input: unknown): input is Layer.Layer<unknown, unknown, unknown> => Layer.isLayer(input))
+
+/**
+ * The options' shape. A caller in plain JavaScript, or behind a cast, can give anything, and a
+ * missing `providers`, a null entry in it or a missing `store` each threw a TypeError from here.
+ */
+const LayerOptionsShape = Schema.Struct({
+  providers: Schema.Array(
+    // `override`: a union's own message, rather than its first member's.
+    Schema.Union(AnyLayer, Schema.Struct({ id: Schema.NonEmptyString, layer: AnyLayer })).annotations({
+      message: (issue) => ({ message: `must be a provider layer or a { id, layer } entry with a non-empty id, not ${shown(issue.actual)}`, override: true })
+    })
+  ).annotations({ message: (issue) => `must be a list of provider layers or { id, layer } entries, not ${shown(issue.actual)}` }),
+  store: AnyLayer.annotations({ message: (issue) => `must be a store layer (e.g. SqliteStore.layer()), not ${shown(issue.actual)}` }),
+  config: Schema.optional(
+    Schema.Union(AnyLayer, Schema.Object).annotations({
+      message: (issue) => ({ message: `must be a settings layer or an object of settings, not ${shown(issue.actual)}`, override: true })
+    })
+  )
+}).annotations({ message: (issue) => `SkyRepl.layer takes { providers, store, config? }, not ${shown(issue.actual)}` })
+
 const layerFrom = <EP, ES, EC>(options: SkyReplLayerOptions<EP, ES, EC>): Layer.Layer<SkyRepl, EP | ES | EC | ConfigError.ConfigError> => {
+  const shape = Schema.decodeUnknownEither(LayerOptionsShape)(options)
+  if (Either.isLeft(shape)) {
+    const issue = ParseResult.ArrayFormatter.formatErrorSync(shape.left)[0]
+    return Layer.fail(ConfigError.InvalidData(issue === undefined ? [] : issue.path.map(String), issue?.message ?? "invalid options"))
+  }
   const config = options.config
   const isLayer = (c: typeof config): c is Layer.Layer<SkyReplConfig, EC> => Layer.isLayer(c)
   const configLayer: Layer.Layer<SkyReplConfig, EC> =
