@@ -123,6 +123,12 @@ export const settingsProblems = (
   return problems
 }
 
+/** A decoding failure of settings or options given in code, as a `ConfigError` naming its first field. */
+export const configErrorFrom = (error: ParseResult.ParseError): ConfigError.ConfigError => {
+  const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
+  return ConfigError.InvalidData(issue === undefined ? [] : issue.path.map(String), issue?.message ?? error.message)
+}
+
 const DurationSetting = Schema.DurationFromSelf.annotations({
   message: (issue) => `must be a Duration (e.g. Duration.seconds(30)), not ${JSON.stringify(issue.actual) ?? String(issue.actual)}`
 })
@@ -147,11 +153,8 @@ const SettingsShape = Schema.Struct({
  */
 export const checkSettings = (settings: SkyReplSettings, fromEnv = false): Effect.Effect<void, ConfigError.ConfigError> => {
   const shape = Schema.decodeUnknownEither(SettingsShape)(settings)
-  if (Either.isLeft(shape)) {
-    const issue = ParseResult.ArrayFormatter.formatErrorSync(shape.left)[0]
-    // Only settings given in code can be of the wrong type: the variables are parsed into them.
-    return Effect.fail(ConfigError.InvalidData(issue === undefined ? [] : issue.path.map(String), issue?.message ?? "settings must be an object"))
-  }
+  // Only settings given in code can be of the wrong type: the variables are parsed into them.
+  if (Either.isLeft(shape)) return Effect.fail(configErrorFrom(shape.left))
   const problem = settingsProblems(settings)[0]
   if (problem === undefined) return Effect.void
   return Effect.fail(ConfigError.InvalidData([fromEnv ? variables[problem.setting] : problem.setting], problem.message))

@@ -1,6 +1,6 @@
-import { ConfigError, Context, Duration, Effect, Either, Layer, ParseResult, Schedule, Schema, Scope } from "effect"
+import { ConfigError, Context, Duration, Effect, Either, Layer, Schedule, Schema, Scope } from "effect"
 import { hostname } from "node:os"
-import { checkSettings, SkyReplConfig, type SkyReplSettings } from "../config.ts"
+import { checkSettings, configErrorFrom, SkyReplConfig, type SkyReplSettings } from "../config.ts"
 import { Controller } from "../domain/controller.ts"
 import { ProviderError, UnknownProvider } from "../errors.ts"
 import { type AgentHub, makeAgentHub } from "../hub/agent-hub.ts"
@@ -199,10 +199,7 @@ const LayerOptionsShape = Schema.Struct({
 
 const layerFrom = <EP, ES, EC>(options: SkyReplLayerOptions<EP, ES, EC>): Layer.Layer<SkyRepl, EP | ES | EC | ConfigError.ConfigError> => {
   const shape = Schema.decodeUnknownEither(LayerOptionsShape)(options)
-  if (Either.isLeft(shape)) {
-    const issue = ParseResult.ArrayFormatter.formatErrorSync(shape.left)[0]
-    return Layer.fail(ConfigError.InvalidData(issue === undefined ? [] : issue.path.map(String), issue?.message ?? "invalid options"))
-  }
+  if (Either.isLeft(shape)) return Layer.fail(configErrorFrom(shape.left))
   const config = options.config
   const isLayer = (c: typeof config): c is Layer.Layer<SkyReplConfig, EC> => Layer.isLayer(c)
   const configLayer: Layer.Layer<SkyReplConfig, EC> =
