@@ -2,7 +2,7 @@ import { Config, ConfigError, Context, Duration, Effect, Either, Layer, Option, 
 import { homedir } from "node:os"
 import { join, resolve } from "node:path"
 import { formatDuration, parseDuration } from "./duration.ts"
-import { isIpAddress } from "./ip-address.ts"
+import { isDottedDigits, isIpAddress } from "./ip-address.ts"
 
 /**
  * Engine settings. Every field can be set in code; `SkyReplConfig.fromEnv` reads the
@@ -69,7 +69,7 @@ const hostName = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:
  * dots alone are an IPv4 address or nothing (`999.1.1.1` is not a name to look up).
  */
 const isHostAddress = (host: string): boolean =>
-  isIpAddress(host) || (!/^[\d.]+$/.test(host) && hostName.test(host))
+  isIpAddress(host) || (!isDottedDigits(host) && hostName.test(host))
 
 const isHttpUrl = (text: string): boolean => {
   try {

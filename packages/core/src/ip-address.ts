@@ -4,8 +4,8 @@
  * 6 ms of every CLI command on Bun (bench B2), for a check of one setting.
  */
 
-/** Digits and dots: an IPv4 address, or nothing (never a host name). */
-const dotted = /^[\d.]+$/
+/** Digits and dots alone: an IPv4 address, or nothing (never a host name to look up). */
+export const isDottedDigits = (text: string): boolean => /^[\d.]+$/.test(text)
 
 /**
  * An IPv4 address in its usual form: four decimal numbers 0–255 without leading zeros. The URL
@@ -13,7 +13,7 @@ const dotted = /^[\d.]+$/
  * so an address it leaves as it was is one in this form.
  */
 export const isIPv4Address = (text: string): boolean => {
-  if (!dotted.test(text)) return false
+  if (!isDottedDigits(text)) return false
   try {
     return new URL(`http://${text}/`).hostname === text
   } catch {
