@@ -161,9 +161,10 @@ than a focused fix, so it is left for a decision.
     launches' teardowns are spread through the burst, not after it.
   - **This round: 1.72 s in the full run above, 1.48 s in a B3-only run of the same code just
     after** (the burst again from the same engine: 1.43 and 1.38 s; \`launch\` returning: 1.01
-    and 0.89 s). The full run's B3 follows B2, which seeds and lists a store of 10,000 runs; the
-    machine's CPU per launch was 20.6 ms there against about 19 ms in B3-only runs. No change of
-    this round is on a local launch's path.
+    and 0.89 s), and 1.49 s in a run of B2 then B3 later (B2 seeds and lists a store of 10,000
+    runs, so it is not what slowed the full run's B3). The machine's CPU per launch was 20.6 ms in
+    the full run against 18–19 ms in the others: the shared machine's moment, not the code; no
+    change of this round is on a local launch's path.
   - **A warmed engine (new rows).** B3 now runs the same burst a second time from the same
     engine, after the first. In this round's B3-only run: p99 1.41 s for the first burst, 1.31 s
     for the second. In a profiling run after three bursts from the same process: p99 1.30 s; the
