@@ -64,7 +64,7 @@ const ValidScanOptions = Schema.Struct({
   reap: Schema.optional(Schema.Boolean),
   keep: Schema.optional(Schema.Array(Schema.String)),
   ownOnly: Schema.optional(Schema.Boolean)
-})
+}).annotations({ message: (issue) => `scan options must be an object, not ${String(issue.actual)}` })
 
 const classify = (
   engine: SkyReplService,
@@ -87,9 +87,6 @@ const classify = (
 export const scanWith = (engine: SkyReplService, given: ScanOptions = {}): Effect.Effect<OrphanReport, ScanError> =>
   Effect.gen(function* () {
     // Checked before any provider is asked: with `reap`, a misread option terminates things.
-    if (typeof given !== "object" || given === null) {
-      return yield* new InvalidScanOptions({ message: `scan options must be an object, not ${String(given)}` })
-    }
     const decoded = Schema.decodeUnknownEither(ValidScanOptions)(given)
     if (Either.isLeft(decoded)) return yield* new InvalidScanOptions({ message: describeParseError(decoded.left) })
     const minAge = decodeDurationOption(given.minAge ?? defaultMinAge)
