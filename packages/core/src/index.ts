@@ -33,7 +33,7 @@ export {
   listSnapshots,
   scanOrphans
 } from "./engine/api.ts"
-export type { SnapshotError } from "./engine/snapshots.ts"
+export { checkSnapshotId, type SnapshotError } from "./engine/snapshots.ts"
 export type { AttachOptions } from "./engine/attach.ts"
 export type { CancelResult } from "./engine/cancel.ts"
 export type { ClientRun, SkyReplClient } from "./engine/client.ts"

@@ -29,9 +29,12 @@ const snapshotsOf = (provider: ProviderService): Effect.Effect<ProviderSnapshots
     ? Effect.as(checkProviderConfiguration(provider), provider.snapshots)
     : Effect.fail(new Unsupported({ provider: provider.id, feature: "snapshots" }))
 
-/** Fails with `InvalidSnapshotId` for an id the provider says could never be one of its snapshots. */
-const checkSnapshotId = (provider: ProviderService, snapshots: ProviderSnapshots, id: string): Effect.Effect<void, InvalidSnapshotId> => {
-  const problem = snapshots.idProblem?.(id) ?? null
+/**
+ * Fails with `InvalidSnapshotId` for an id the provider says could never be one of its
+ * snapshots. The CLI calls it too, to refuse such an id before the store is opened.
+ */
+export const checkSnapshotId = (provider: ProviderService, id: string): Effect.Effect<void, InvalidSnapshotId> => {
+  const problem = provider.snapshots?.idProblem?.(id) ?? null
   return problem === null ? Effect.void : Effect.fail(new InvalidSnapshotId({ provider: provider.id, id, problem }))
 }
 
@@ -104,6 +107,6 @@ export const deleteSnapshotWith = (
   Effect.gen(function* () {
     const provider = yield* engine.provider(providerId)
     const snapshots = yield* snapshotsOf(provider)
-    yield* checkSnapshotId(provider, snapshots, id)
+    yield* checkSnapshotId(provider, id)
     yield* withProviderRetry(snapshots.delete(id, region))
   })

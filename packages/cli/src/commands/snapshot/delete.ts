@@ -1,4 +1,4 @@
-import { deleteSnapshot, InvalidSnapshotId, type SkyRepl, type SkyReplSettings } from "@skyrepl/core"
+import { checkSnapshotId, deleteSnapshot, type SkyRepl, type SkyReplSettings } from "@skyrepl/core"
 import { Command, Option } from "clipanion"
 import { Effect, type Scope } from "effect"
 import { type Checked, SkyReplCommand } from "../../base-command.ts"
@@ -19,10 +19,7 @@ export class SnapshotDeleteCommand extends SkyReplCommand {
       const providers = yield* snapshotProviders(settings, [this.provider], this.region)
       // An id that could never be one of the provider's snapshots is a usage error, found before
       // the store is opened (the engine asks again for a caller of the SDK).
-      for (const provider of providers) {
-        const problem = provider.snapshots?.idProblem?.(this.id) ?? null
-        if (problem !== null) return yield* new InvalidSnapshotId({ provider: provider.id, id: this.id, problem })
-      }
+      yield* Effect.forEach(providers, (provider) => checkSnapshotId(provider, this.id), { discard: true })
       return { flags: undefined, providers }
     })
   }
