@@ -110,7 +110,8 @@ export class InvalidLaunchOptions extends Data.TaggedError("InvalidLaunchOptions
   readonly message: string
 }> {}
 
-export type StoreErrorReason = "busy" | "constraint" | "corrupt" | "io" | "decode" | "not-found" | "internal"
+/** `options`: the store was given options it cannot open with (a filename that is empty, say). */
+export type StoreErrorReason = "busy" | "constraint" | "corrupt" | "io" | "decode" | "not-found" | "options" | "internal"
 
 export class StoreError extends Data.TaggedError("StoreError")<{
   readonly operation: string

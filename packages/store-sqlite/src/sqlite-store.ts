@@ -22,6 +22,7 @@ import {
   type RunPatch,
   RunState,
   type StateMachine,
+  describeParseError,
   Store,
   StoreError,
   type StoreService
@@ -743,7 +744,28 @@ export const make = (options: MakeOptions): Effect.Effect<StoreService, StoreErr
     } satisfies StoreService
   })
 
-const isMemory = (filename: string): boolean => filename === ":memory:" || filename === ""
+const isMemory = (filename: string): boolean => filename === ":memory:"
+
+/**
+ * The options as given, from code that may not be typed. SQLite reads a filename of "" as a
+ * private temporary database, so an empty variable would silently lose every record when the
+ * process ends (and with them what the sweep needs to find live instances): it is refused, and
+ * `:memory:` is the way to ask for a store that does not last.
+ */
+const SqliteStoreOptionsSchema = Schema.Struct({
+  filename: Schema.String.pipe(
+    Schema.filter((name) => name.length > 0 || "is empty (use \":memory:\" for a store that is not kept)"),
+    Schema.filter((name) => !name.includes("\0") || "contains a NUL character")
+  )
+})
+
+const decodeOptions = (options: unknown): Effect.Effect<SqliteStoreOptions, StoreError> =>
+  Schema.decodeUnknown(SqliteStoreOptionsSchema)(options).pipe(
+    Effect.mapError(
+      (error) =>
+        new StoreError({ operation: "open", reason: "options", message: `SqliteStore options: ${describeParseError(error)}`, cause: error })
+    )
+  )
 
 const ensureDirectory = (directory: string): Effect.Effect<void, StoreError> =>
   Effect.try({
@@ -759,20 +781,22 @@ const ensureDirectory = (directory: string): Effect.Effect<void, StoreError> =>
   })
 
 /** A store on the SQLite file `filename`, open for the life of the scope. */
-export const makeScoped = (options: SqliteStoreOptions): Effect.Effect<StoreService, StoreError, Scope.Scope> =>
-  Effect.gen(function* () {
-    const memory = isMemory(options.filename)
-    if (!memory) yield* ensureDirectory(dirname(options.filename))
-    const sql = yield* makeClient(options.filename)
-    return yield* Effect.provideService(
-      make({
-        controlIdFile: memory ? null : join(dirname(options.filename), CONTROL_ID_FILE),
-        filename: memory ? null : options.filename
-      }),
-      SqlClient,
-      sql
-    )
-  }).pipe(Effect.mapError((error) => (isMemory(options.filename) ? error : explainFailure(options.filename)(error))))
+export const makeScoped = (given: SqliteStoreOptions): Effect.Effect<StoreService, StoreError, Scope.Scope> =>
+  Effect.flatMap(decodeOptions(given), (options) =>
+    Effect.gen(function* () {
+      const memory = isMemory(options.filename)
+      if (!memory) yield* ensureDirectory(dirname(options.filename))
+      const sql = yield* makeClient(options.filename)
+      return yield* Effect.provideService(
+        make({
+          controlIdFile: memory ? null : join(dirname(options.filename), CONTROL_ID_FILE),
+          filename: memory ? null : options.filename
+        }),
+        SqlClient,
+        sql
+      )
+    }).pipe(Effect.mapError((error) => (isMemory(options.filename) ? error : explainFailure(options.filename)(error))))
+  )
 
 /** A failure that a user must act on, with the file named (and for a damaged one, what to do). */
 const explainFailure =

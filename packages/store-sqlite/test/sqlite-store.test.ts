@@ -546,6 +546,29 @@ describe("SqliteStore on SQLite", () => {
       })
     )
 
+    it.effect("a filename that is empty, has a NUL or is not a string is refused before anything is opened", () =>
+      Effect.gen(function* () {
+        const cwd = process.cwd()
+        const before = existsSync(join(cwd, "control-id"))
+        const cases: ReadonlyArray<[unknown, string]> = [
+          [{ filename: "" }, "is empty (use \":memory:\""],
+          [{ filename: join(freshHome(), "state\0.db") }, "NUL"],
+          [{ filename: 5 }, "Expected string"],
+          [null, "SqliteStore options"]
+        ]
+        for (const [options, says] of cases) {
+          // Options from code that is not typed: what a JavaScript caller could pass.
+          const opened = Effect.flatMap(Store, () => Effect.void).pipe(
+            Effect.provide(SqliteStore.layer(options as SqliteStore.SqliteStoreOptions))
+          )
+          const error = yield* storeErrorOf(opened)
+          expect(Option.map(error, (e) => e.reason)).toEqual(Option.some("options"))
+          expect(Option.getOrElse(Option.map(error, (e) => e.message), () => "")).toContain(says)
+        }
+        expect(existsSync(join(cwd, "control-id"))).toBe(before)
+      })
+    )
+
     it.effect("layerFromHome creates the home and keeps state.db and control-id in it", () =>
       Effect.gen(function* () {
         const home = join(freshHome(), "nested", "home")
