@@ -22,6 +22,10 @@ const runEngine = <A, E>(effect: Effect.Effect<A, E, SkyRepl>, overrides = {}) =
 
 const collect = <A, E, R>(stream: Stream.Stream<A, E, R>) => Stream.runCollect(stream).pipe(Effect.map(Chunk.toReadonlyArray))
 
+/** V0, V1, … of 100,000 bytes each: past one variable's limit together, not one by one. */
+const manyLargeVariables = (count: number): Record<string, string> =>
+  Object.fromEntries(Array.from({ length: count }, (_, i) => [`V${i}`, "v".repeat(100_000)]))
+
 describe("launch", () => {
   it("runs echo, streams its output and terminates the instance", async () => {
     const { chunks, result, name, instances } = await runEngine(
@@ -70,6 +74,20 @@ describe("launch", () => {
     expect(Number(pid)).toBeLessThan(100)
   })
 
+  it("runs a command with nearly 2 MiB of variables: the size refused below is not too strict", async () => {
+    const env = manyLargeVariables(19)
+    const out = await runEngine(
+      Effect.scoped(
+        Effect.gen(function* () {
+          const run = yield* launch({ command: 'echo "${#V0} ${#V18}"', env })
+          const output = text(yield* collect(run.output))
+          return { output, result: yield* run.result }
+        })
+      )
+    )
+    expect([out.output, out.result.state]).toEqual(["100000 100000\n", "succeeded"])
+  })
+
   it("refuses an invalid spec and an unknown provider before writing anything", async () => {
     const outcomes = await runEngine(
       Effect.gen(function* () {
@@ -82,6 +100,7 @@ describe("launch", () => {
         const reservedEnv = yield* Effect.exit(Effect.scoped(launch({ command: "echo", env: { SKYREPL_INSTANCE: "x" } })))
         const hugeCommand = yield* Effect.exit(Effect.scoped(launch({ command: `echo ${"x".repeat(200_000)}` })))
         const nulEnv = yield* Effect.exit(Effect.scoped(launch({ command: "echo", env: { A: "a\0b" } })))
+        const hugeEnv = yield* Effect.exit(Effect.scoped(launch({ command: "echo", env: manyLargeVariables(21) })))
         const wordDuration = yield* Effect.exit(Effect.scoped(launch({ command: "echo", maxDuration: "banana" as Duration.DurationInput })))
         const badMinAge = yield* Effect.exit(scanOrphans({ minAge: "banana" as Duration.DurationInput }))
         return {
@@ -96,6 +115,7 @@ describe("launch", () => {
           badMinAge,
           hugeCommand,
           nulEnv,
+          hugeEnv,
           runs: yield* listRuns(),
           instances: yield* listInstances()
         }
@@ -114,6 +134,9 @@ describe("launch", () => {
     expect(message(outcomes.relativeWorkdir)).toBe("workdir must be an absolute path")
     expect(message(outcomes.hugeCommand)).toBe("command is 200005 bytes; Linux passes at most 131071 bytes in one argument or variable")
     expect(message(outcomes.nulEnv)).toBe("env: A holds a NUL byte, which no process can be given")
+    expect(message(outcomes.hugeEnv)).toBe(
+      "the command and env are 2100303 bytes together; Linux starts a process with at most 2097152 bytes of arguments and variables, and 65536 of them are kept for the instance's own (pass large values in a file)"
+    )
     expect(message(outcomes.wordDuration)).toBe('maxDuration: "banana" is not a duration (give e.g. "30s", "5m", Duration.minutes(5) or a number of milliseconds)')
     expect([tag(outcomes.badMinAge), message(outcomes.badMinAge)]).toEqual([
       "InvalidScanOptions",

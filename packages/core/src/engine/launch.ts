@@ -118,6 +118,30 @@ const Env = Schema.Record({ key: Schema.String, value: Schema.String }).pipe(
   })
 )
 
+/**
+ * Linux also refuses (E2BIG) a command whose arguments and variables together, a pointer each
+ * included, pass a quarter of the stack limit: 2 MiB at the usual 8 MiB. The run's variables go
+ * with the instance's own (the agent's, a few KiB), so a run is refused here once it leaves less
+ * than ENV_ROOM for those. An instance with a larger stack limit could take more; a run that
+ * needs more than 2 MiB of variables is better given a file.
+ */
+const MAX_EXEC_BYTES = 2 * 1024 * 1024
+const ENV_ROOM = 64 * 1024
+const execBytes = (command: string, env: Readonly<Record<string, string>>): number => {
+  const pointer = 8
+  // `/bin/sh -c COMMAND`: three arguments, each with its NUL and pointer.
+  let bytes = "/bin/sh\0-c\0".length + Buffer.byteLength(command, "utf8") + 1 + 3 * pointer
+  for (const [name, value] of Object.entries(env)) bytes += Buffer.byteLength(name, "utf8") + Buffer.byteLength(value, "utf8") + 2 + pointer
+  return bytes
+}
+const execFits = ({ command, env }: { readonly command: string; readonly env?: Readonly<Record<string, string>> | undefined }) => {
+  const bytes = execBytes(command, env ?? {})
+  return (
+    bytes <= MAX_EXEC_BYTES - ENV_ROOM ||
+    `the command and env are ${bytes} bytes together; Linux starts a process with at most ${MAX_EXEC_BYTES} bytes of arguments and variables, and ${ENV_ROOM} of them are kept for the instance's own (pass large values in a file)`
+  )
+}
+
 const ValidOptions = Schema.Struct({
   command: Command,
   provider: Schema.optional(Schema.String.pipe(Schema.nonEmptyString({ message: () => "provider must not be empty" }))),
@@ -131,7 +155,7 @@ const ValidOptions = Schema.Struct({
   ),
   region: Schema.optional(Schema.String),
   spot: Schema.optional(Schema.Boolean)
-})
+}).pipe(Schema.filter(execFits))
 
 /**
  * The checks `launch` makes of its options before it touches the store or a provider, for a
