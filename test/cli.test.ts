@@ -383,10 +383,11 @@ describe("bad input", () => {
     const report = JSON.parse(swept.stdout) as { providers: Array<string>; skipped: Array<{ provider: string; message: string }> }
     expect(report.providers).toContain("local")
     expect(report.skipped).toContainEqual({ provider: "aws", message: named })
-    expect(swept.stderr).toContain(`repl: skipped provider aws: ${named}`)
+    // Worded alike by both commands: the same skip is the same warning.
+    expect(swept.stderr).toContain(`repl: warn: skipped provider aws: ${named}`)
     const listed = await run(["snapshot", "list", "--json"], bad)
     expect([listed.exitCode, listed.stdout]).toEqual([0, "[]"])
-    expect(listed.stderr).toContain(`skipped provider aws: ${named}`)
+    expect(listed.stderr).toContain(`repl: warn: skipped provider aws: ${named}`)
     for (const args of [["orphans", "--provider", "aws"], ["snapshot", "list", "--provider", "aws"]]) {
       const refused = await run(args, bad)
       expect([refused.exitCode, refused.stderr]).toEqual([2, `repl: ${named}`])

@@ -56,7 +56,10 @@ export class OrphansCommand extends SkyReplCommand<OrphansFlags> {
         ownOnly: this.own
       })
       for (const skipped of report.skipped) {
-        this.err(`repl: ${skipped.failed === true ? "could not sweep" : "skipped"} provider ${skipped.provider}: ${skipped.message}\n`)
+        // A provider not available here is a warning, worded as the engine's warnings are (and
+        // as `snapshot list` prints the same skip); one that failed makes the sweep incomplete
+        // and the exit 1, so it is worded as an error.
+        this.err(`repl: ${skipped.failed === true ? "could not sweep" : "warn: skipped"} provider ${skipped.provider}: ${skipped.message}\n`)
       }
       if (this.json) {
         this.out(toJson(report))
