@@ -37,6 +37,11 @@ export interface LaunchOptions {
   readonly provider?: string
   /** Provider-specific spec, e.g. `t4g.nano` or `ubuntu:noble:arm64`. */
   readonly spec?: string
+  /**
+   * Variables for the command, on top of the instance's own. What Linux can exec bounds them:
+   * one variable under 128 KiB, and the command and variables together under 2 MiB less 64 KiB
+   * (`InvalidLaunchOptions` past either, before anything is recorded).
+   */
   readonly env?: Readonly<Record<string, string>>
   /**
    * An absolute path on the instance to run the command in; the agent's default when absent.
