@@ -306,6 +306,35 @@ describe(`agent hub on ${runtime}`, () => {
     })
   })
 
+  it("answers a request target no URL can be made of, and goes on serving", async () => {
+    await withHub(async (f) => {
+      const { hostname, port } = new URL(f.hub.url)
+      // Raw, as no client would send it: "//[" reads as an authority with a broken host.
+      const raw = (target: string) =>
+        new Promise<string>((resolve) => {
+          const socket = createConnection({ host: hostname, port: Number(port) }, () =>
+            socket.write(`GET ${target} HTTP/1.1\r\nhost: ${hostname}:${port}\r\nconnection: close\r\n\r\n`)
+          )
+          let text = ""
+          socket.setTimeout(5_000, () => socket.destroy())
+          socket.on("data", (data: Buffer) => (text += data.toString("latin1")))
+          socket.on("close", () => resolve(text))
+          socket.on("error", () => resolve(text))
+        })
+      for (const target of ["//[", "//:99999/"]) {
+        const answer = await raw(target)
+        // Bun.serve reads these as paths (401: no token); node:http once threw out of its listener.
+        expect(answer.split("\r\n")[0]).toBe(runtime === "node:http" ? "HTTP/1.1 400 Bad Request" : "HTTP/1.1 401 Unauthorized")
+      }
+      const heartbeat = await fetch(`${f.hub.url}/v1/agent/heartbeat`, {
+        method: "POST",
+        headers: { ...agentHeaders(), "content-type": "application/json" },
+        body: JSON.stringify({ runs: [] })
+      })
+      expect(heartbeat.status).toBe(200)
+    })
+  })
+
   it("answers what the session's owner refuses with its status: another instance's run (404), a run that has ended (410)", async () => {
     const f = await start()
     const other = await Effect.runPromise(Scope.make())

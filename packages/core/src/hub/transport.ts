@@ -236,7 +236,15 @@ const serveNode = (options: ServeOptions): Effect.Effect<Listening, HubError> =>
       res.once("finish", () => {
         if (closing) setImmediate(() => server.closeIdleConnections())
       })
-      const url = new URL(req.url ?? "/", "http://hub")
+      // The request target is the client's to choose, before any token is checked: one that no
+      // URL can be made of ("//[") is answered, not thrown out of this listener, which on Node
+      // ends the process, and with it every run this controller owns.
+      let url: URL
+      try {
+        url = new URL(req.url ?? "/", "http://hub")
+      } catch {
+        return sendJson(res, 400, { error: "malformed request target" })
+      }
       const header = (name: string) => {
         const value = req.headers[name.toLowerCase()]
         return Array.isArray(value) ? value[0] : value
