@@ -51,8 +51,23 @@ export interface ServeOptions {
   readonly host: string
   readonly port: number
   readonly maxBodyBytes: number
+  /**
+   * Seconds a connection may send and be sent nothing before Bun.serve closes it (event streams
+   * excepted); IDLE_TIMEOUT_SECONDS unless a test asks for less.
+   */
+  readonly idleTimeoutSeconds?: number
   readonly handle: (request: HubRequest) => Promise<HubAnswer>
 }
+
+/**
+ * Without a limit, a connection that sent a request's head and then nothing (a body never
+ * finished, after a 401 too, so with no token) stayed open for as long as its peer liked: a
+ * hub listening on a public address (AWS) let anyone take every descriptor the process may
+ * open, and the agents' own requests then went unanswered. Every handler answers within
+ * seconds (the longest wait, a cancel by another controller, is about 5 s); node:http ends such
+ * a connection by its own time-outs (headersTimeout, requestTimeout).
+ */
+const IDLE_TIMEOUT_SECONDS = 60
 
 const sseHeaders = { "content-type": "text/event-stream", "cache-control": "no-cache" } as const
 
@@ -99,6 +114,8 @@ const failedToListen = (cause: unknown): HubError =>
 interface BunServer {
   readonly port: number
   readonly hostname: string
+  /** Sets one request's idle time-out in seconds (0: none). */
+  timeout(request: Request, seconds: number): void
   stop(closeActiveConnections?: boolean): unknown
   unref(): unknown
 }
@@ -106,10 +123,10 @@ interface BunServer {
 interface BunServeOptions {
   readonly hostname: string
   readonly port: number
-  /** Seconds; 0 disables it. Event streams are quiet between pings, which can be minutes apart. */
+  /** Seconds; 0 disables it. */
   readonly idleTimeout: number
   readonly maxRequestBodySize: number
-  readonly fetch: (request: Request) => Promise<Response>
+  readonly fetch: (request: Request, server: BunServer) => Promise<Response>
   readonly error: (error: Error) => Response
 }
 
@@ -175,9 +192,9 @@ const serveBun = (serve: BunServe, options: ServeOptions): Effect.Effect<Listeni
       const server = serve({
         hostname: options.host,
         port: options.port,
-        idleTimeout: 0,
+        idleTimeout: options.idleTimeoutSeconds ?? IDLE_TIMEOUT_SECONDS,
         maxRequestBodySize: options.maxBodyBytes,
-        fetch: async (request) => {
+        fetch: async (request, server) => {
           const url = new URL(request.url)
           const answer = await options.handle({
             method: request.method,
@@ -186,7 +203,10 @@ const serveBun = (serve: BunServe, options: ServeOptions): Effect.Effect<Listeni
             header: (name) => request.headers.get(name) ?? undefined,
             body: () => request.arrayBuffer().then((b) => new Uint8Array(b), () => null)
           })
-          return answer._tag === "json" ? jsonResponse(answer.status, answer.body) : eventResponse(request, answer.opened, streams)
+          if (answer._tag === "json") return jsonResponse(answer.status, answer.body)
+          // An event stream is quiet between pings, which can be minutes apart: it has no limit.
+          server.timeout(request, 0)
+          return eventResponse(request, answer.opened, streams)
         },
         error: (error) => jsonResponse(500, { error: oneLine(error) })
       })
