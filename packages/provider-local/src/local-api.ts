@@ -61,6 +61,26 @@ const errorCode = (error: unknown): string | undefined => {
   return typeof code === "string" ? code : undefined
 }
 
+/**
+ * Failures of this process's own resources (out of descriptors, of memory for the kernel) pass
+ * once other work gives them back: the engine retries a termination that failed so, where an
+ * `internal` failure would leave the instance to the next process's reaper.
+ */
+const exhaustionCodes: ReadonlySet<string> = new Set(["EMFILE", "ENFILE", "EAGAIN", "ENOMEM"])
+const reasonOf = (cause: unknown): "transient" | "internal" => (exhaustionCodes.has(errorCode(cause) ?? "") ? "transient" : "internal")
+
+/**
+ * The synchronous reads of /proc below return null for a process that is gone and throw on
+ * anything else (EMFILE, when this process has run out of descriptors): run through this, such
+ * a failure is a typed error, not a defect that ended the command and left the instance's
+ * record `terminating`.
+ */
+const readingProc = <A>(operation: string, read: () => A): Effect.Effect<A, LocalApiError> =>
+  Effect.try({
+    try: read,
+    catch: (cause) => new LocalApiError({ operation, reason: reasonOf(cause), message: `cannot read /proc: ${String(cause)}`, cause })
+  })
+
 const readOrNull = (path: string): Buffer | null => {
   try {
     return readFileSync(path)
@@ -210,7 +230,7 @@ export const scanProcesses: Effect.Effect<ReadonlyArray<ProcessInfo>, LocalApiEr
     return out
   },
   catch: (cause) =>
-    new LocalApiError({ operation: "scan", reason: "internal", message: `cannot read /proc: ${String(cause)}`, cause })
+    new LocalApiError({ operation: "scan", reason: reasonOf(cause), message: `cannot read /proc: ${String(cause)}`, cause })
 })
 
 /**
@@ -259,12 +279,12 @@ export const freshProcesses: Effect.Effect<ReadonlyArray<ProcessInfo>, LocalApiE
 export const isLive = (p: Pick<ProcessInfo, "state">): boolean => p.state !== "Z" && p.state !== "X" && p.state !== "x"
 
 /** The boot time from /proc/stat, to turn a start time in ticks into a wall-clock time. */
-export const bootTimeMs = (): number | null => {
+export const bootTimeMs: Effect.Effect<number | null, LocalApiError> = readingProc("list", () => {
   const stat = readOrNull("/proc/stat")
   if (stat === null) return null
   const match = /^btime ([0-9]+)$/m.exec(stat.toString("latin1"))
   return match?.[1] === undefined ? null : Number(match[1]) * 1000
-}
+})
 
 /** USER_HZ is 100 on every Linux ABI Node and Bun run on; /proc reports start times in it. */
 const ticksPerSecond = 100
@@ -447,7 +467,7 @@ const untilEnded = (
     // SIGKILLed processes are usually gone within a millisecond or two.
     let pause = 1
     for (;;) {
-      const left = watched.filter((p) => !hasEnded(p))
+      const left = yield* readingProc("terminate", () => watched.filter((p) => !hasEnded(p)))
       if (left.length === 0) return
       if (Date.now() >= deadline) return yield* stillAlive(name, left)
       yield* Effect.sleep(Duration.millis(pause))
@@ -481,7 +501,7 @@ export const terminateSandbox = (
   Effect.gen(function* () {
     const deadline = Date.now() + Duration.toMillis(Duration.decode(timeout))
     const pid = providerRef === null ? null : toInt(providerRef)
-    const known = pid === null ? null : namespaceSandboxAt(provider, name, pid)
+    const known = pid === null ? null : yield* readingProc("terminate", () => namespaceSandboxAt(provider, name, pid))
     if (known !== null) {
       const denied = yield* Effect.try({
         try: () => [known.root, known.init].filter((p) => sendKill(p.pid) === "denied").map((p) => p.pid),
@@ -495,7 +515,7 @@ export const terminateSandbox = (
       const processes = yield* freshProcesses
       const sandbox = findSandboxes(processes, provider).get(name)
       if (sandbox === undefined) return
-      const init = namespaceInit(sandbox)
+      const init = yield* readingProc("terminate", () => namespaceInit(sandbox))
       const denied = yield* Effect.try({ try: () => killSandbox(sandbox, processes), catch: killFailed(name) })
       if (denied.length > 0) return yield* deniedKill(name, denied)
       if (init !== null) return yield* untilEnded(name, [sandbox.root, init], deadline)
@@ -590,7 +610,7 @@ export const removeInstanceDir = (paths: InstancePaths): Effect.Effect<void, Loc
   Effect.tryPromise({
     try: () => rm(paths.dir, { recursive: true, force: true }),
     catch: (cause) =>
-      new LocalApiError({ operation: "terminate", reason: "internal", message: `cannot remove ${paths.dir}: ${String(cause)}`, cause })
+      new LocalApiError({ operation: "terminate", reason: reasonOf(cause), message: `cannot remove ${paths.dir}: ${String(cause)}`, cause })
   })
 
 /** How much of the end of a console log is read for its last lines: enough for a traceback's end. */

@@ -269,7 +269,7 @@ const build = (options: LocalProviderOptions): Effect.Effect<{ readonly service:
       Effect.gen(function* () {
         yield* requireProc("list")
         const live = yield* Effect.mapError(sandboxes, toProviderError)
-        const boot = bootTimeMs()
+        const boot = yield* Effect.mapError(bootTimeMs, toProviderError)
         const out: Array<ProviderInstance> = []
         for (const sandbox of live.values()) {
           // A marker that is not a well-formed name was not written by SkyREPL.

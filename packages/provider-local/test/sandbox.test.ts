@@ -3,7 +3,7 @@ import { type FakeController, makeFakeController } from "@skyrepl/core/testing"
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Schema, Scope } from "effect"
 import { execa } from "execa"
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { hostname, tmpdir } from "node:os"
 import { join } from "node:path"
 import type { Readable } from "node:stream"
@@ -238,6 +238,44 @@ describe("local provider", () => {
       60_000
     )
   }
+
+  const prlimit = ["/usr/bin/prlimit", "/bin/prlimit"].find((path) => existsSync(path))
+  it.scopedLive.skipIf(prlimit === undefined)(
+    "a terminate that runs out of descriptors fails as a retryable error, and the next one ends the sandbox",
+    () =>
+      Effect.gen(function* () {
+        const provider = yield* LocalProvider.make({ home: context.home })
+        const controller = yield* makeFakeController()
+        const name = context.newName()
+        const { ref } = yield* spawnScoped(provider, controller, name, "sandbox")
+        yield* controller.registration(name, "30 seconds")
+        const soft = /^Max open files\s+(\d+)/m.exec(readFileSync("/proc/self/limits", "utf8"))?.[1] ?? "1024"
+        const setLimit = (limit: number | string) => Effect.promise(() => execa(prlimit ?? "", [`--pid=${process.pid}`, `--nofile=${limit}:`]))
+        // RLIMIT_NOFILE bounds descriptor numbers. With the limit a few above the highest one
+        // open, those few are taken here: every open after that fails with EMFILE, until they
+        // are closed, which leaves room to restore the limit.
+        const spare: Array<number> = []
+        const highest = Math.max(...readdirSync("/proc/self/fd").map(Number))
+        yield* setLimit(highest + 32)
+        for (;;) {
+          try {
+            spare.push(openSync("/dev/null", "r"))
+          } catch {
+            break
+          }
+        }
+        const starved = yield* Effect.exit(provider.terminate(ref))
+        for (const fd of spare) closeSync(fd)
+        yield* setLimit(soft)
+        const error = Exit.isFailure(starved) && starved.cause._tag === "Fail" ? starved.cause.error : null
+        expect(error).toBeInstanceOf(ProviderError)
+        expect([error?.reason, error?.retryable, error?.message]).toEqual(["transient", true, expect.stringContaining("EMFILE")])
+        yield* provider.terminate(ref)
+        expect(yield* sandboxOf(name)).toBeUndefined()
+        expect(existsSync(instanceDir(name))).toBe(false)
+      }),
+    60_000
+  )
 
   it.scopedLive("a process-group sandbox keeps the host's hostname", () =>
     Effect.gen(function* () {
