@@ -3,6 +3,7 @@ import { LocalApi, LocalProvider } from "@skyrepl/provider-local"
 import { SqliteStore } from "@skyrepl/store-sqlite"
 import { Chunk, type ConfigError, Deferred, Duration, Effect, Exit, Fiber, Layer, LogLevel, Logger, Option, Scope, Stream } from "effect"
 import { execa } from "execa"
+import { spawnSync } from "node:child_process"
 import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { createServer, request } from "node:http"
 import { join } from "node:path"
@@ -19,6 +20,9 @@ afterEach(() => removeHome(home))
 
 const runEngine = <A, E>(effect: Effect.Effect<A, E, SkyRepl>, overrides = {}) =>
   Effect.runPromise(effect.pipe(Effect.provide(engineLayer(home, overrides))))
+
+/** Whether this process may make pid namespaces and choose the pids in them (root, as here). */
+const pidNamespaces = spawnSync("unshare", ["--pid", "--fork", "--mount-proc", "sh", "-c", "echo 500 > /proc/sys/kernel/ns_last_pid"]).status === 0
 
 const collect = <A, E, R>(stream: Stream.Stream<A, E, R>) => Stream.runCollect(stream).pipe(Effect.map(Chunk.toReadonlyArray))
 
@@ -968,6 +972,26 @@ describe("other processes", () => {
     expect(state).toBe("terminated")
     expect(await processesOf(name)).toEqual([])
   })
+
+  // A container sharing the state home and the host name (`docker run --network host` with
+  // ~/.repl mounted) has its own pids: one that does not exist here is not a dead owner.
+  it.skipIf(!pidNamespaces)("a live owner in another pid namespace of this machine is not taken for dead", async () => {
+    // The owner's pid in its namespace is chosen to be one that no process has here.
+    let pid = 30_000
+    while (existsSync(`/proc/${pid}`)) pid++
+    const script = `echo ${pid - 1} > /proc/sys/kernel/ns_last_pid && "$@"; exit $?`
+    const owner = startOwner(home, "sleep 600", { SKYREPL_LEASE_TTL: "5m" }, ["unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", script, "sh"])
+    try {
+      const { runId, name } = await owner.launched
+      const state = await runEngine(Effect.map(listInstances(), (all) => all.find((i) => i.name === name)?.state))
+      expect(state).toBe("allocated")
+      expect((await processesOf(name)).length).toBeGreaterThan(0)
+      expect(await runEngine(cancel(runId))).toMatchObject({ outcome: "cancelled-by-owner" })
+      expect(await owner.exited).toBe(0)
+    } finally {
+      owner.child.kill("SIGKILL")
+    }
+  }, 30_000)
 
   it("cancel from another process asks the live owner, which ends the run", async () => {
     const owner = startOwner(home, "sleep 600")

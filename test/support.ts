@@ -62,9 +62,13 @@ export interface Owner {
   readonly output: () => string
 }
 
-/** Starts test/fixtures/owner.ts: another process that launches `command` and owns it. */
-export const startOwner = (home: string, command: string, env: Record<string, string> = {}): Owner => {
-  const child = spawn(bunBin, [join(repoRoot, "test", "fixtures", "owner.ts"), home, command], {
+/**
+ * Starts test/fixtures/owner.ts: another process that launches `command` and owns it. `wrapper`
+ * runs it under another program (its argv, followed by the owner's).
+ */
+export const startOwner = (home: string, command: string, env: Record<string, string> = {}, wrapper: ReadonlyArray<string> = []): Owner => {
+  const argv = [...wrapper, bunBin, join(repoRoot, "test", "fixtures", "owner.ts"), home, command]
+  const child = spawn(argv[0] ?? bunBin, argv.slice(1), {
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"]
   })

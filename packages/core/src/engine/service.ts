@@ -31,6 +31,7 @@ export interface LiveRun {
 export interface ControllerIdentity {
   readonly id: string
   readonly pid: number
+  /** Where `pid` can be checked: the host name, with the boot and pid namespace (`machineName`). */
   readonly hostname: string
 }
 

@@ -1,5 +1,4 @@
 import { ConfigError, Context, Duration, Effect, Either, Layer, Schedule, Schema, Scope } from "effect"
-import { hostname } from "node:os"
 import { checkSettings, configErrorFrom, SkyReplConfig, type SkyReplSettings } from "../config.ts"
 import { Controller } from "../domain/controller.ts"
 import { ProviderError, UnknownProvider } from "../errors.ts"
@@ -10,6 +9,7 @@ import { Store, type StoreService } from "../store.ts"
 import { handleControlCancel } from "./cancel.ts"
 import { makeClient, type SkyReplClient } from "./client.ts"
 import { reapExpired } from "./lifecycle.ts"
+import { machineName } from "./machine.ts"
 import * as RunChanges from "./run-changes.ts"
 import type { LiveRun, SkyReplService } from "./service.ts"
 
@@ -99,7 +99,7 @@ export const make = (
           })
         )
       })
-    const identity = { id: newId(Date.now()), pid: process.pid, hostname: hostname() }
+    const identity = { id: newId(Date.now()), pid: process.pid, hostname: machineName() }
     const changes = RunChanges.make()
     const live = new Map<string, LiveRun>()
     // The control handler needs the engine, which needs the hub: tie the knot through a ref.
