@@ -728,6 +728,15 @@ describe("scoped termination", () => {
     expect(state).toBe("terminated")
   })
 
+  it("a Promise-client process that exits while a launch is under way ends that launch's instance on the way out", async () => {
+    const child = await execa(bunBin, [join(import.meta.dirname, "fixtures", "client-script.ts"), home, "exit-booting"], { reject: false })
+    expect(child.exitCode).toBe(0)
+    const { name } = JSON.parse(child.stdout) as { name: string }
+    expect(await processesOf(name)).toEqual([])
+    const state = await runEngine(Effect.map(listInstances(), (all) => all.find((i) => i.name === name)?.state))
+    expect(state).toBe("terminated")
+  })
+
   it("settings that cannot run an engine are a ConfigError before the store is opened", async () => {
     const cases: ReadonlyArray<[Partial<SkyReplSettings>, string, string]> = [
       [{ leaseTtl: Duration.zero }, "leaseTtl", "must be longer than 0"],

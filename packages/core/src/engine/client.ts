@@ -150,8 +150,26 @@ export const makeClient = async <E>(layer: Layer.Layer<SkyRepl, E>): Promise<Sky
       if (disposed !== null) throw afterDispose()
       const scope = await runtime.runPromise(Scope.make())
       open.add(scope)
+      // The instance is named before its provider is called, and the launch's first progress
+      // event says the name: from then on an exit while the launch is still under way (a
+      // notebook left as its cell launches) ends that instance too (see onExit).
+      let early: string | null = null
+      const tracked: LaunchOptions =
+        typeof options !== "object" || options === null
+          ? options
+          : {
+              ...options,
+              onProgress: (event) => {
+                if (early === null) {
+                  early = event.runId
+                  const provider = options.provider ?? engine.settings.defaultProvider
+                  running.set(event.runId, { provider, ref: { name: event.instance, providerRef: null, region: null } })
+                }
+                options.onProgress?.(event)
+              }
+            }
       try {
-        const fiber = runtime.runFork(Scope.extend(Api.launch(options), scope))
+        const fiber = runtime.runFork(Scope.extend(Api.launch(tracked), scope))
         launching.add(fiber)
         const exit = await runtime.runPromise(Fiber.await(fiber)).finally(() => launching.delete(fiber))
         if (Exit.isFailure(exit)) throw Cause.squash(exit.cause)
@@ -169,6 +187,7 @@ export const makeClient = async <E>(layer: Layer.Layer<SkyRepl, E>): Promise<Sky
         }
       } catch (error) {
         await closeScope(scope)
+        if (early !== null) running.delete(early)
         throw error
       }
     },
