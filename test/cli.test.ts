@@ -266,6 +266,39 @@ describe("repl run", () => {
     expect(await processesOf(instance)).toEqual([])
   })
 
+  it("a closed terminal ends the instance and exits 130, though writes to the terminal fail as well", async () => {
+    // The terminal's side is closed as a window or an SSH session closes: its session is hung
+    // up, and the output still being written to it fails (EIO). That failure used to decide the
+    // exit status (1), or the line saying the interruption threw.
+    const terminal = [
+      "import os, pty, re, select, sys, time",
+      "pid, master = pty.fork()",
+      "if pid == 0:",
+      "    os.execv(sys.argv[1], sys.argv[1:])",
+      "shown, deadline = b'', time.time() + 30",
+      "while shown.count(b'tick') < 3 and time.time() < deadline:",
+      "    if select.select([master], [], [], 1)[0]:",
+      "        shown += os.read(master, 65536)",
+      "found = re.search(rb'running (repl-[0-9a-z-]+)', shown)",
+      "os.close(master)",
+      "_, status = os.waitpid(pid, 0)",
+      "print(found.group(1).decode() if found else '', os.waitstatus_to_exitcode(status))"
+    ].join("\n")
+    const result = await execa("python3", ["-c", terminal, repl, "run", "--progress", "-c", "while true; do echo tick; sleep 0.05; done"], {
+      env: env(),
+      reject: false,
+      timeout: 60_000
+    })
+    const [instance, status] = result.stdout.trim().split(" ")
+    expect(instance).toMatch(/^repl-/)
+    expect(status).toBe("130")
+    expect(await processesOf(instance ?? "")).toEqual([])
+    const instances = await Effect.runPromise(
+      Effect.scoped(Effect.flatMap(SqliteStore.makeScoped({ filename: join(home, "state.db") }), (store) => store.listInstances()))
+    )
+    expect(instances.map((i) => [i.name, i.state])).toEqual([[instance, "terminated"]])
+  })
+
   it("a repl run attach that reaps its run's instance (its owner killed) finishes the termination before it exits", async () => {
     const short = { SKYREPL_LEASE_TTL: "3s" }
     const { child, name } = startRun("while true; do echo tick; sleep 0.5; done", short)

@@ -27,8 +27,8 @@ const WRITE_FAILED = 1
 const writeFailure = (name: "stdout" | "stderr", error: unknown): string =>
   `cannot write to ${name}: ${(error instanceof Error ? error.message : String(error)).split("\n")[0]}`
 
-/** Says a failed write on stderr, if stderr can still take it. */
-const tellWriteFailure = (line: string): void => {
+/** Says a failure on stderr, if stderr can still take it (a closed terminal cannot). */
+const tellFailure = (line: string): void => {
   try {
     stderr.write(`repl: ${line}\n`)
   } catch {
@@ -57,7 +57,7 @@ export const printAndEnd = (text: string): number => {
   }
   if (broken) return BROKEN_PIPE
   if (failed === null) return 0
-  tellWriteFailure(writeFailure("stdout", failed))
+  tellFailure(writeFailure("stdout", failed))
   return WRITE_FAILED
 }
 
@@ -73,7 +73,7 @@ const writeStdoutQuietly = (data: string): void => {
  * ended. Used by the commands, and by main.ts for usage errors found before any command runs.
  */
 export const reportFailure = (message: string, status: number, jsonLines: boolean, out: (data: string) => void = writeStdoutQuietly): number => {
-  stderr.write(`repl: ${message}\n`)
+  tellFailure(message)
   if (jsonLines) out(JSON.stringify({ type: "error", message, status }) + "\n")
   return status
 }
@@ -202,10 +202,13 @@ export abstract class SkyReplCommand<Flags = undefined> extends Command {
     // status too (a reader that left after the program ended, a disk that filled up).
     await Promise.all([stdout.flush(), stderr.flush()])
     for (const stopOne of stopListening) stopOne()
+    // A closed terminal both hangs up and fails the writes to it (EIO), in either order: the
+    // hang-up is what ended the command, which then ends as any interruption does (130).
+    if (signals > 0 && (this.pipeBroken || this.writeFailed !== null)) return this.ending(this.interrupted, INTERRUPTED)
     // Like any filter in a pipeline whose reader left: no message, status 128 + SIGPIPE.
     if (this.pipeBroken) return BROKEN_PIPE
     if (this.writeFailed !== null) {
-      tellWriteFailure(this.writeFailed)
+      tellFailure(this.writeFailed)
       return WRITE_FAILED
     }
     if (Exit.isSuccess(exit)) return exit.value
