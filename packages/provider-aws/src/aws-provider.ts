@@ -364,6 +364,10 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
       })
     }
 
+    /** EC2 answered with success, but the answer could not be read: the work may well be done. */
+    const successUnread = (error: AwsError): boolean =>
+      error.code === "DecodeError" || (error.httpStatus !== null && error.httpStatus >= 200 && error.httpStatus < 300)
+
     /** Terminates every instance but the oldest: a duplicate must never be left running. */
     const keepOldest = (region: string, instances: ReadonlyArray<Instance>): Effect.Effect<Instance | null, AwsError> =>
       Effect.gen(function* () {
@@ -432,9 +436,10 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
           const instance = yield* api.runInstance(region, input(token, state.subnetId)).pipe(
             Effect.tapError((error) =>
               Effect.sync(() => {
-                // Only a transient failure (a 5xx, a lost connection, a time-out) leaves open
-                // whether EC2 created the instance; any other answer is a refusal.
-                if (reasonOf(error) !== "transient") {
+                // Only a transient failure (a 5xx, a lost connection, a time-out) or a success
+                // that could not be read (a 2xx cut short, an answer that does not decode) leaves
+                // open whether EC2 created the instance; any other answer is a refusal.
+                if (reasonOf(error) !== "transient" && !successUnread(error)) {
                   state.uncertainSince = null
                   state.generation += 1
                 }

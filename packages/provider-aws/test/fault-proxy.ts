@@ -11,6 +11,8 @@ import type { AddressInfo, Socket } from "node:net"
  * - `hide`: for DescribeInstances and TerminateInstances, answers as EC2 does for an instance
  *   it does not show yet (eventual consistency right after RunInstances); moto never sees the call.
  * - `reset`: closes the connection without an answer (a network failure); moto never sees the call.
+ * - `garble-after`: passes the call to moto (which acts on it), then answers 200 with the start of
+ *   moto's answer only, which no XML parser reads (a success whose body was cut short).
  */
 export type Fault =
   | { readonly kind: "error"; readonly status: number; readonly code: string; readonly message?: string }
@@ -18,6 +20,7 @@ export type Fault =
   | { readonly kind: "delay"; readonly ms: number }
   | { readonly kind: "hide" }
   | { readonly kind: "reset" }
+  | { readonly kind: "garble-after" }
 
 export interface FaultRule {
   readonly action: string
@@ -147,6 +150,9 @@ export const startFaultProxy = (target: string): Effect.Effect<FaultProxy, never
       const answer = await forward(req, body)
       if (fault?.kind === "error-after") {
         return send(res, fault.status, errorBody(action, fault.code, defaultMessages[fault.code] ?? fault.code))
+      }
+      if (fault?.kind === "garble-after") {
+        return send(res, 200, answer.body.subarray(0, Math.min(200, answer.body.length - 1)))
       }
       if (fault?.kind === "delay") await new Promise((r) => setTimeout(r, fault.ms))
       send(res, answer.status, answer.body, answer.headers)

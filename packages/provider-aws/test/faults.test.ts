@@ -1,7 +1,7 @@
 import { describe, expect, layer } from "@effect/vitest"
 import { agentScriptPath, formatInstanceName, newControlId, newId, type ProviderError, type ProviderErrorReason, type ProviderService } from "@skyrepl/core"
 import { DescribeInstancesCommand, DescribeSecurityGroupsCommand, DescribeSubnetsCommand } from "@aws-sdk/client-ec2"
-import { Cause, Context, Duration, Effect, Exit, Fiber, Layer, Logger, Option, Schedule } from "effect"
+import { Cause, Context, Duration, Effect, Either, Exit, Fiber, Layer, Logger, Option, Schedule } from "effect"
 import { readdirSync, readFileSync, statSync } from "node:fs"
 import { join } from "node:path"
 import { AwsProvider, awsErrorCode, type AwsProviderOptions } from "../src/index.ts"
@@ -320,6 +320,30 @@ describe("aws provider on moto: start-up, and injected faults", () => {
         yield* provider.terminate(ref)
         expect((yield* countIn(moto, name)).live).toBe(0)
         expect(yield* provider.describe(ref)).toBe("gone")
+      })
+    )
+
+    it.effect("a RunInstances whose 200 answer cannot be read started an instance: terminating it before EC2 shows it is not taken for gone", () =>
+      Effect.gen(function* () {
+        const { moto, proxy } = yield* Fixture
+        const provider = yield* providerVia({ visibilityTimeout: Duration.seconds(20) })
+        const name = newName()
+        // EC2 launched the instance and said so, but the answer arrived cut short; EC2 does not
+        // show the instance yet (eventual consistency).
+        proxy.setRules([
+          runInstances([1], { kind: "garble-after" }),
+          { action: "DescribeInstances", calls: "all", fault: { kind: "hide" } },
+          { action: "TerminateInstances", calls: "all", fault: { kind: "hide" } }
+        ])
+        const spawned = yield* Effect.either(spawnNamed(provider, name))
+        expect((yield* countIn(moto, name)).live).toBeGreaterThanOrEqual(1)
+        const ref = { name, providerRef: Either.isRight(spawned) ? spawned.right.providerRef : null, region: REGION }
+        // Saying "gone" now would record the instance terminated while it runs on.
+        expect(yield* provider.describe(ref)).toBe("pending")
+        expect((yield* Effect.flip(provider.terminate(ref))).reason).toBe("transient")
+        proxy.setRules([])
+        yield* provider.terminate(ref)
+        expect((yield* countIn(moto, name)).live).toBe(0)
       })
     )
 
