@@ -184,7 +184,7 @@ const SecurityGroups = Schema.Struct({
 
 const CreatedGroup = Schema.Struct({ GroupId: Schema.String })
 
-const KeyPairs = Schema.Struct({ KeyPairs: Schema.optional(Schema.Array(Schema.Struct({ KeyName: Schema.optional(Schema.String) }))) })
+const KeyPairs = Schema.Struct({ KeyPairs: Schema.optional(Schema.Array(Schema.Struct({ KeyName: Schema.optional(Schema.String), Tags }))) })
 
 const CreatedKeyPair = Schema.Struct({ KeyName: Schema.String, KeyMaterial: Schema.String })
 
@@ -248,7 +248,8 @@ export interface AwsApi {
     tags: ReadonlyArray<Tag>
   ) => Effect.Effect<string, AwsError>
   readonly allowSshFromAnywhere: (region: string, groupId: string) => Effect.Effect<void, AwsError>
-  readonly keyPairExists: (region: string, name: string) => Effect.Effect<boolean, AwsError>
+  /** The key pair's tags when it exists, else null. */
+  readonly findKeyPair: (region: string, name: string) => Effect.Effect<ReadonlyArray<typeof Tag.Type> | null, AwsError>
   readonly createKeyPair: (region: string, name: string, tags: ReadonlyArray<Tag>) => Effect.Effect<string, AwsError>
   readonly deleteKeyPair: (region: string, name: string) => Effect.Effect<void, AwsError>
   readonly describeImages: (
@@ -497,16 +498,19 @@ export const makeAwsApi = (config: AwsApiConfig): AwsApi => {
         )
       ).pipe(Effect.asVoid),
 
-    keyPairExists: (region, name) =>
+    findKeyPair: (region, name) =>
       retried(
         call(region, "DescribeKeyPairs", KeyPairs, (c, signal) =>
           c.ec2.send(new c.sdk.ec2.DescribeKeyPairsCommand({ KeyNames: [name] }), { abortSignal: signal })
         )
       ).pipe(
-        Effect.map((out) => (out.KeyPairs ?? []).some((k) => k.KeyName === name)),
+        Effect.map((out) => {
+          const found = (out.KeyPairs ?? []).find((k) => k.KeyName === name)
+          return found === undefined ? null : (found.Tags ?? [])
+        }),
         Effect.catchIf(
           (e) => e.code === "InvalidKeyPair.NotFound",
-          () => Effect.succeed(false)
+          () => Effect.succeed(null)
         )
       ),
 

@@ -22,7 +22,7 @@ import { readFileSync, statSync } from "node:fs"
 import { type AmiCacheOptions, describeGivenImage, resolveUbuntuImage } from "./ami.ts"
 import { type AwsApi, defaultCallRetry, type Instance, makeAwsApi, retryingCall, type Subnet, type Tag, tagValue } from "./aws-api.ts"
 import { terminateWhileExiting } from "./exit-termination.ts"
-import { AwsError, type ErrorContext, providerError, reasonOf, toProviderError } from "./errors.ts"
+import { AwsError, type ErrorContext, outcomeUnknown, providerError, reasonOf, toProviderError } from "./errors.ts"
 import { type AwsProviderOptions, resolveOptions, type ResolvedOptions } from "./options.ts"
 import { type RegionSetup, setUpRegion } from "./setup.ts"
 import { MANAGED_TAG, makeSnapshots } from "./snapshots.ts"
@@ -364,10 +364,6 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
       })
     }
 
-    /** EC2 answered with success, but the answer could not be read: the work may well be done. */
-    const successUnread = (error: AwsError): boolean =>
-      error.code === "DecodeError" || (error.httpStatus !== null && error.httpStatus >= 200 && error.httpStatus < 300)
-
     /** Terminates every instance but the oldest: a duplicate must never be left running. */
     const keepOldest = (region: string, instances: ReadonlyArray<Instance>): Effect.Effect<Instance | null, AwsError> =>
       Effect.gen(function* () {
@@ -439,7 +435,7 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
                 // Only a transient failure (a 5xx, a lost connection, a time-out) or a success
                 // that could not be read (a 2xx cut short, an answer that does not decode) leaves
                 // open whether EC2 created the instance; any other answer is a refusal.
-                if (reasonOf(error) !== "transient" && !successUnread(error)) {
+                if (!outcomeUnknown(error)) {
                   state.uncertainSince = null
                   state.generation += 1
                 }

@@ -118,6 +118,14 @@ export const reasonOf = (error: AwsError): ProviderErrorReason => {
   return "internal"
 }
 
+/**
+ * Whether a failed call may still have done its work: the request may have reached AWS and
+ * only the answer was lost (a 5xx, a dropped connection, a time-out), or AWS answered success
+ * and the answer could not be read (a 2xx cut short, an answer that does not decode).
+ */
+export const outcomeUnknown = (error: AwsError): boolean =>
+  reasonOf(error) === "transient" || error.code === "DecodeError" || (error.httpStatus !== null && error.httpStatus >= 200 && error.httpStatus < 300)
+
 /** The IAM action behind an API call: what a policy must allow. */
 export const iamAction = (operation: string): string =>
   operation === "GetCallerIdentity" ? "sts:GetCallerIdentity" : `ec2:${operation}`

@@ -1,13 +1,27 @@
 import type { ProviderError } from "@skyrepl/core"
 import { Duration, Effect } from "effect"
-import { chmodSync, existsSync, mkdirSync, renameSync, writeFileSync } from "node:fs"
+import { randomUUID } from "node:crypto"
+import { chmodSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
-import type { AwsApi, Identity, Tag } from "./aws-api.ts"
-import { type ErrorContext, providerError, toProviderError } from "./errors.ts"
+import { type AwsApi, type Identity, type Tag, tagValue } from "./aws-api.ts"
+import { type ErrorContext, outcomeUnknown, providerError, toProviderError } from "./errors.ts"
 
 export const SECURITY_GROUP_NAME = "skyrepl-default"
 
 export const keyPairName = (region: string): string => `skyrepl-${region}`
+
+/** Names the creation that made a key pair, so the machine that made it knows it for its own. */
+export const KEY_CREATION_TAG = "skyrepl:creation"
+
+/**
+ * Kept beside the key's file from before `CreateKeyPair` until its private key is written (or
+ * AWS refused): a pair tagged with this creation whose private key is missing here is one whose
+ * answer, the only copy of its private key, was lost on the way.
+ */
+const creationMarker = (file: string, creation: string): string => `${file}.creating-${creation}`
+
+// A marker left behind only costs an empty file; it never fails a launch.
+const dropMarker = (marker: string): Effect.Effect<void> => Effect.ignore(Effect.try(() => rmSync(marker, { force: true })))
 
 /**
  * `{home}/keys/aws-{region}.pem`. Against a custom endpoint (an emulator) the file name also
@@ -95,17 +109,33 @@ const ensureKeyPair = (api: AwsApi, options: SetupOptions, region: string, conte
   Effect.gen(function* () {
     const name = keyPairName(region)
     const file = keyPath(options.home, region, options.endpoint)
-    const inAws = yield* api.keyPairExists(region, name)
+    const inAws = yield* api.findKeyPair(region, name)
     const local = existsSync(file)
-    if (inAws && local) return { keyName: name, keyFile: file }
-    if (inAws) return yield* missingPem(region, name, file)
+    if (inAws !== null && local) return { keyName: name, keyFile: file }
+    if (inAws !== null) {
+      // Made by a creation from here whose answer was lost: nobody has its private key, and no
+      // instance can use it (none is launched without the key here), so it is made again.
+      const lost = tagValue(inAws, KEY_CREATION_TAG)
+      if (lost === undefined || !existsSync(creationMarker(file, lost))) return yield* missingPem(region, name, file)
+      yield* api.deleteKeyPair(region, name)
+      yield* dropMarker(creationMarker(file, lost))
+    }
     if (local) {
       // Its pair is gone from AWS, so the file opens nothing; it is kept aside, never destroyed.
       yield* Effect.try(() => renameSync(file, `${file}.orphaned-${Date.now()}`)).pipe(
         Effect.mapError((cause) => providerError("CreateKeyPair", "internal", `cannot move the stale key ${file} aside: ${String(cause)}`, cause))
       )
     }
-    const pem = yield* api.createKeyPair(region, name, options.managedTags).pipe(
+    const creation = randomUUID()
+    const marker = creationMarker(file, creation)
+    yield* Effect.try(() => {
+      mkdirSync(join(file, ".."), { recursive: true, mode: 0o700 })
+      writeFileSync(marker, "", { mode: 0o600 })
+    }).pipe(Effect.mapError((cause) => providerError("CreateKeyPair", "internal", `cannot write ${marker}: ${String(cause)}`, cause)))
+    const pem = yield* api.createKeyPair(region, name, [...options.managedTags, { key: KEY_CREATION_TAG, value: creation }]).pipe(
+      // A refusal created nothing; an answer lost may have created the pair, which the marker
+      // lets the next try recognise.
+      Effect.tapError((e) => (outcomeUnknown(e) ? Effect.void : dropMarker(marker))),
       Effect.catchIf(
         (e) => e.code === "InvalidKeyPair.Duplicate",
         // Another process on this machine may be creating it right now: give it a moment to write the file.
@@ -124,7 +154,8 @@ const ensureKeyPair = (api: AwsApi, options: SetupOptions, region: string, conte
           Effect.ignore,
           Effect.zipRight(providerError("CreateKeyPair", "internal", `cannot write the private key ${file}: ${String(cause)}`, cause))
         )
-      )
+      ),
+      Effect.ensuring(dropMarker(marker))
     )
     return { keyName: name, keyFile: file }
   }).pipe(Effect.mapError((e) => (e._tag === "AwsError" ? toProviderError(e, context) : e)))

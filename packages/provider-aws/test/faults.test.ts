@@ -507,6 +507,32 @@ describe("aws provider on moto: start-up, and injected faults", () => {
       })
     )
 
+    it.effect("start-up: a key pair whose CreateKeyPair answer was lost here is made again, not reported as another machine's", () =>
+      Effect.gen(function* () {
+        const { moto, proxy, dir } = yield* Fixture
+        const region = "ap-southeast-2"
+        const options = { ...optionsFor(moto, join(dir, "lost-key"), { region }), endpoint: proxy.url }
+        const first = yield* AwsProvider.make(options)
+        // AWS creates the pair, but its answer, the only copy of the private key, is lost.
+        proxy.setRules([{ action: "CreateKeyPair", calls: [1], fault: { kind: "error-after", status: 500, code: "InternalError" } }])
+        const lost = yield* Effect.flip(spawnNamed(first, newName()))
+        expect(lost.reason).toBe("transient")
+        expect(proxy.calls("RunInstances")).toBe(0)
+        // The next try (the engine's, or the next process's) recognises the pair as its own.
+        proxy.setRules([])
+        const next = yield* AwsProvider.make(options)
+        const name = newName()
+        yield* spawnNamed(next, name)
+        expect(proxy.calls("DeleteKeyPair")).toBe(1)
+        expect(proxy.calls("CreateKeyPair")).toBe(1)
+        const keys = readdirSync(join(dir, "lost-key", "home", "keys"))
+        expect(keys.filter((f) => f.startsWith(`aws-${region}`) && f.endsWith(".pem"))).toHaveLength(1)
+        expect(keys.filter((f) => f.includes(".creating-"))).toEqual([])
+        yield* next.terminate({ name, providerRef: null, region })
+        expect((yield* liveInMoto(moto.url, region)).filter((i) => i.name === name)).toEqual([])
+      })
+    )
+
     it.effect("capacity retries go to the next availability zone each time; without the subnets listed, they stay where EC2 picks", () =>
       Effect.gen(function* () {
         const { moto, proxy } = yield* Fixture
