@@ -1,4 +1,4 @@
-import type { InstanceRef, ProviderError, ProviderSnapshots, Snapshot } from "@skyrepl/core"
+import { type InstanceRef, ProviderError, type ProviderSnapshots, type Snapshot } from "@skyrepl/core"
 import { Effect } from "effect"
 import { type AwsApi, type Image, tagValue, type Tag } from "./aws-api.ts"
 import { providerError, toProviderError } from "./errors.ts"
@@ -137,13 +137,32 @@ export const makeSnapshots = (deps: SnapshotDeps): ProviderSnapshots => {
         Effect.catchIf((e) => e.code.startsWith("InvalidAMIID."), () => Effect.void),
         Effect.mapError((e) => toProviderError(e))
       )
-      // The snapshots can only go once the image no longer uses them.
-      yield* Effect.forEach(snapshotIds, (snapshotId) =>
-        api.deleteSnapshot(where, snapshotId).pipe(
+      // The snapshots can only go once the image no longer uses them. Once it is deregistered,
+      // nothing leads to them again (a second delete finds no image): a failure here must name
+      // what is left, or it is billed unseen.
+      for (const [index, snapshotId] of snapshotIds.entries()) {
+        yield* api.deleteSnapshot(where, snapshotId).pipe(
           Effect.catchIf((e) => e.code === "InvalidSnapshot.NotFound", () => Effect.void),
-          Effect.mapError((e) => toProviderError(e))
+          Effect.mapError((e) => {
+            const error = toProviderError(e)
+            const left = snapshotIds.slice(index)
+            // Marked retried whatever the reason: a repeated delete finds no image and reports
+            // success, hiding this message.
+            return new ProviderError({
+              provider: PROVIDER_ID,
+              operation: error.operation,
+              reason: error.reason,
+              message:
+                `${error.message} ${id} is deregistered, but its EBS snapshot${left.length === 1 ? "" : "s"} ${left.join(", ")} ` +
+                `could not be deleted, and repl snapshot delete cannot find ${left.length === 1 ? "it" : "them"} again; delete ${left.length === 1 ? "it" : "them"} with: ` +
+                left.map((s) => `aws ec2 delete-snapshot --region ${where} --snapshot-id ${s}`).join("; ") +
+                ".",
+              cause: e,
+              retried: true
+            })
+          })
         )
-      )
+      }
     })
 
   return { nameProblem, idProblem, create, list, delete: remove }

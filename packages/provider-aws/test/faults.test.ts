@@ -1,6 +1,6 @@
 import { describe, expect, layer } from "@effect/vitest"
 import { agentScriptPath, formatInstanceName, newControlId, newId, type ProviderError, type ProviderErrorReason, type ProviderService } from "@skyrepl/core"
-import { DescribeInstancesCommand, DescribeSecurityGroupsCommand, DescribeSubnetsCommand } from "@aws-sdk/client-ec2"
+import { DeleteSnapshotCommand, DescribeImagesCommand, DescribeInstancesCommand, DescribeSecurityGroupsCommand, DescribeSubnetsCommand } from "@aws-sdk/client-ec2"
 import { Cause, Context, Duration, Effect, Either, Exit, Fiber, Layer, Logger, Option, Schedule } from "effect"
 import { readdirSync, readFileSync, statSync } from "node:fs"
 import { join } from "node:path"
@@ -344,6 +344,31 @@ describe("aws provider on moto: start-up, and injected faults", () => {
         proxy.setRules([])
         yield* provider.terminate(ref)
         expect((yield* countIn(moto, name)).live).toBe(0)
+      })
+    )
+
+    it.effect("a snapshot deleted while DeleteSnapshot is refused names the EBS snapshots it leaves, which no later delete can find", () =>
+      Effect.gen(function* () {
+        const { moto, proxy } = yield* Fixture
+        const provider = yield* providerVia()
+        const snapshots = provider.snapshots
+        if (snapshots === undefined) return expect.unreachable("the aws provider has no snapshots")
+        const name = newName()
+        const spawned = yield* spawnNamed(provider, name)
+        const snapshot = yield* snapshots.create({ name, providerRef: spawned.providerRef, region: REGION }, "left over")
+        const client = rawClient(moto.url)
+        const image = yield* Effect.promise(() => client.send(new DescribeImagesCommand({ ImageIds: [snapshot.id] })))
+        const ebs = (image.Images?.[0]?.BlockDeviceMappings ?? []).flatMap((m) => (m.Ebs?.SnapshotId === undefined ? [] : [m.Ebs.SnapshotId]))
+        expect(ebs.length).toBeGreaterThan(0)
+        proxy.setRules([{ action: "DeleteSnapshot", calls: "all", fault: { kind: "error", status: 403, code: "UnauthorizedOperation" } }])
+        const error = yield* Effect.flip(snapshots.delete(snapshot.id, REGION))
+        expect(error.reason).toBe("auth")
+        for (const id of ebs) expect(error.message).toContain(`aws ec2 delete-snapshot --region ${REGION} --snapshot-id ${id}`)
+        expect(awsErrorCode(error)).toBe("UnauthorizedOperation")
+        proxy.setRules([])
+        for (const id of ebs) yield* Effect.promise(() => client.send(new DeleteSnapshotCommand({ SnapshotId: id })))
+        client.destroy()
+        yield* cleanUp(provider, name)
       })
     )
 
