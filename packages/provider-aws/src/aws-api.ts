@@ -130,8 +130,10 @@ export const Instance = Schema.Struct({
 })
 export type Instance = typeof Instance.Type
 
+// EC2 always sends the set (empty when nothing matched), so a success without it is no EC2
+// answer: a proxy's or a captive portal's page, which the SDK reads as "nothing there".
 const Reservations = Schema.Struct({
-  Reservations: Schema.optional(Schema.Array(Schema.Struct({ Instances: Schema.optional(Schema.Array(Instance)) }))),
+  Reservations: Schema.Array(Schema.Struct({ Instances: Schema.optional(Schema.Array(Instance)) })),
   NextToken: Schema.optional(Schema.String)
 })
 
@@ -145,7 +147,7 @@ const StateChange = Schema.Struct({
 /** What TerminateInstances says of each instance: its state before the call and now. */
 export type StateChange = typeof StateChange.Type
 
-const TerminateResult = Schema.Struct({ TerminatingInstances: Schema.optional(Schema.Array(StateChange)) })
+const TerminateResult = Schema.Struct({ TerminatingInstances: Schema.Array(StateChange) })
 
 export const Image = Schema.Struct({
   ImageId: Schema.String,
@@ -589,7 +591,7 @@ export const makeAwsApi = (config: AwsApiConfig): AwsApi => {
         )
       ).pipe(
         Effect.map((out) => ({
-          instances: (out.Reservations ?? []).flatMap((r) => r.Instances ?? []),
+          instances: out.Reservations.flatMap((r) => r.Instances ?? []),
           nextToken: out.NextToken === undefined || out.NextToken === "" ? null : out.NextToken
         }))
       ),
@@ -599,7 +601,7 @@ export const makeAwsApi = (config: AwsApiConfig): AwsApi => {
         call(region, "TerminateInstances", TerminateResult, (c, signal) =>
           c.ec2.send(new c.sdk.ec2.TerminateInstancesCommand({ InstanceIds: [...ids] }), { abortSignal: signal })
         )
-      ).pipe(Effect.map((out) => out.TerminatingInstances ?? [])),
+      ).pipe(Effect.map((out) => out.TerminatingInstances)),
 
     createImage: (region, instanceId, name, description, tags) =>
       call(region, "CreateImage", CreatedImage, (c, signal) =>

@@ -11,6 +11,8 @@ import type { AddressInfo, Socket } from "node:net"
  * - `hide`: for DescribeInstances and TerminateInstances, answers as EC2 does for an instance
  *   it does not show yet (eventual consistency right after RunInstances); moto never sees the call.
  * - `reset`: closes the connection without an answer (a network failure); moto never sees the call.
+ * - `page`: answers 200 with an HTML page (a proxy's, a captive portal's), which the SDK reads
+ *   as an answer with nothing in it; moto never sees the call.
  * - `garble-after`: passes the call to moto (which acts on it), then answers 200 with the start of
  *   moto's answer only, which no XML parser reads (a success whose body was cut short).
  */
@@ -21,6 +23,7 @@ export type Fault =
   | { readonly kind: "hide" }
   | { readonly kind: "reset" }
   | { readonly kind: "garble-after" }
+  | { readonly kind: "page" }
 
 export interface FaultRule {
   readonly action: string
@@ -140,6 +143,9 @@ export const startFaultProxy = (target: string): Effect.Effect<FaultProxy, never
       }
       if (fault?.kind === "error") {
         return send(res, fault.status, errorBody(action, fault.code, fault.message ?? defaultMessages[fault.code] ?? fault.code))
+      }
+      if (fault?.kind === "page") {
+        return send(res, 200, "<html><body><h1>Sign in to the network</h1></body></html>", { "content-type": "text/html" })
       }
       if (fault?.kind === "hide" && (action === "DescribeInstances" || action === "TerminateInstances")) {
         const ids = [...params.keys()].filter((k) => k.startsWith("InstanceId."))

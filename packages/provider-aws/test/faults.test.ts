@@ -372,6 +372,29 @@ describe("aws provider on moto: start-up, and injected faults", () => {
       })
     )
 
+    it.effect("a 200 page that is no EC2 answer is a failure, never an instance gone: a reaper leaves the instance and its record", () =>
+      Effect.gen(function* () {
+        const { moto, proxy } = yield* Fixture
+        const provider = yield* providerVia()
+        const name = newName()
+        const spawned = yield* spawnNamed(provider, name)
+        const ref = { name, providerRef: spawned.providerRef, region: REGION }
+        expect(yield* provider.describe(ref)).toBe("running")
+        // A proxy or captive portal now answers every call with its own page.
+        proxy.setRules([
+          { action: "DescribeInstances", calls: "all", fault: { kind: "page" } },
+          { action: "TerminateInstances", calls: "all", fault: { kind: "page" } }
+        ])
+        const reaper = yield* providerVia({ visibilityTimeout: Duration.millis(1) })
+        expect((yield* Effect.flip(reaper.describe(ref))).reason).toBe("internal")
+        expect((yield* Effect.flip(reaper.terminate(ref))).reason).toBe("internal")
+        expect((yield* Effect.flip(provider.terminate(ref))).reason).toBe("internal")
+        expect((yield* Effect.flip(reaper.list())).reason).toBe("internal")
+        expect((yield* countIn(moto, name)).live).toBe(1)
+        yield* cleanUp(provider, name)
+      })
+    )
+
     it.effect("a call unanswered within requestTimeout fails as TimeoutError at the limit, not when the answer comes", () =>
       Effect.gen(function* () {
         const { proxy } = yield* Fixture
