@@ -1,7 +1,7 @@
 import { SqliteStore } from "@skyrepl/store-sqlite"
 import { Effect } from "effect"
 import { execa } from "execa"
-import { existsSync, readdirSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs"
 import { delimiter, join } from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { eventually, processesOf, removeHome, tempHome } from "./support.ts"
@@ -648,6 +648,31 @@ describe("listings", () => {
     // The columns line up: every row's command starts where the header's COMMAND does.
     const column = rows[0]!.indexOf("COMMAND")
     expect(rows.slice(1).map((row) => row.slice(column, column + 5))).toEqual(["echo ", "echo ", "echo "])
+  })
+
+  it("a run whose instance could not be ended exits non-zero and says so, once; the next command ends it", async () => {
+    const orbstack = orbstackEnv()
+    // The emulator's delete refuses while this file says so; the run itself is untouched by it.
+    mkdirSync(orbstack.ORBCTL_EMULATOR_HOME ?? "", { recursive: true })
+    const faults = join(orbstack.ORBCTL_EMULATOR_HOME ?? "", "faults")
+    writeFileSync(faults, "delete-fails\n")
+    const result = await run(["run", "--provider", "orbstack", "-c", "echo hi", "--json"], orbstack)
+    const said = lines(result.stderr)
+    // Asked twice (the run's end, then its scope), with the same failure: said once.
+    expect(said.filter((line) => line.startsWith("repl: error: terminating"))).toHaveLength(1)
+    const instance = /^repl: the run ended, but (\S+) may still be running: ending the instance was not confirmed/.exec(said.at(-1) ?? "")?.[1]
+    expect(instance).toMatch(/^repl-/)
+    expect(result.exitCode).toBe(1)
+    // The command's output and end are there, and the last object says how repl ended.
+    const objects = lines(result.stdout).map((line) => JSON.parse(line) as { type: string; exitCode?: number; status?: number })
+    expect(objects.map((o) => o.type)).toEqual(["output", "exit", "error"])
+    expect([objects[1]?.exitCode, objects[2]?.status]).toEqual([0, 1])
+    rmSync(faults)
+    // The owner is gone: the next command's reaper ends the instance at once.
+    expect((await run(["instance", "list"], orbstack)).exitCode).toBe(0)
+    const all = JSON.parse((await run(["instance", "list", "--all", "--json"], orbstack)).stdout) as Array<{ name: string; state: string }>
+    expect(all.map((i) => [i.name, i.state])).toEqual([[instance, "terminated"]])
+    expect((await execa("orbctl", ["list"], { env: orbstack, reject: false })).stdout).not.toContain(instance ?? "?")
   })
 
   it("a --provider given twice is asked once: orphans names it once, snapshot list lists each snapshot once", async () => {

@@ -3,7 +3,7 @@ import { Command, Option } from "clipanion"
 import type { SkyRepl } from "@skyrepl/core"
 import { Duration, Effect, type Scope } from "effect"
 import { constants } from "node:os"
-import { type Checked, INTERRUPTED, SkyReplCommand } from "../base-command.ts"
+import { type Checked, INTERRUPTED, reportFailure, SkyReplCommand } from "../base-command.ts"
 import { dim, useColor } from "../format.ts"
 import { UsageFailure } from "../errors.ts"
 import { parseDurationFlag, parseEnvFlags } from "../options.ts"
@@ -38,6 +38,9 @@ export const exitStatusOf = (result: RunResult): number => {
 }
 
 /** What `repl run` and `repl run attach` say on stderr of a run that did not end by itself. */
+/** What is said of an instance whose termination was not confirmed. */
+const unconfirmed = "ending the instance was not confirmed: the next repl command ends it (repl orphans shows it)"
+
 export const endLine = (result: RunResult): string | null => {
   if (result.state === "timed_out") return `repl: run ${result.runId} exceeded --max-duration and was stopped\n`
   if (result.state === "failed" && (result.exitCode === null || result.exitCode === 0) && result.error !== null) {
@@ -119,34 +122,49 @@ export class RunCommand extends SkyReplCommand<RunFlags> {
       const stderr = { write: (data: string | Uint8Array) => this.err(data) }
       const showProgress = this.progress ?? (stderrOutput.isTTY && !this.json)
       const color = useColor(stderrOutput)
+      // An instance is on its way from "spawning" on; only "terminated" confirms its end (a
+      // termination that failed was logged, and leaves the instance to the next command's reaper).
+      let ended = false
       const onProgress = (event: LaunchProgress) => {
-        // An instance is on its way from "spawning" on; only "terminated" confirms its end (a
-        // termination that failed was logged, and leaves the instance to the next command's reaper).
-        if (event.phase === "terminated") this.interrupted = "interrupted; the instance was terminated"
-        else if (event.phase === "spawning") this.interrupted = "interrupted; ending the instance was not confirmed: the next repl command ends it (repl orphans shows it)"
+        if (event.phase === "terminated") {
+          ended = true
+          this.interrupted = "interrupted; the instance was terminated"
+        } else if (event.phase === "spawning") this.interrupted = `interrupted; ${unconfirmed}`
         if (!showProgress || event.phase === "terminated" || event.phase === "terminating") return
         const seconds = (event.elapsedMs / 1000).toFixed(2)
         stderr.write(dim(`repl: ${event.phase} ${event.instance} (${seconds}s)`, color) + "\n")
       }
-      const run = yield* launch({
-        command: this.command,
-        provider: this.provider ?? settings.defaultProvider,
-        ...(this.spec === undefined ? {} : { spec: this.spec }),
-        env: checked.env,
-        ...(this.region === undefined ? {} : { region: this.region }),
-        ...(this.spot ? { spot: true } : {}),
-        ...(checked.maxDuration === undefined ? {} : { maxDuration: checked.maxDuration }),
-        onProgress
-      })
-      yield* printOutput(run.output, { json: this.json, runId: run.id, stdout, stderr })
-      const result = yield* run.result
-      if (this.json) {
-        stdout.write(JSON.stringify({ type: "exit", instance: run.instance.name, ...result }) + "\n")
-      } else {
-        const line = endLine(result)
-        if (line !== null) stderr.write(line)
-      }
-      return exitStatusOf(result)
+      // The launch's scope is closed here, not by the command's, so that how the instance ended
+      // can still decide the exit status.
+      const { status, instance } = yield* Effect.scoped(
+        Effect.gen(this, function* () {
+          const run = yield* launch({
+            command: this.command,
+            provider: this.provider ?? settings.defaultProvider,
+            ...(this.spec === undefined ? {} : { spec: this.spec }),
+            env: checked.env,
+            ...(this.region === undefined ? {} : { region: this.region }),
+            ...(this.spot ? { spot: true } : {}),
+            ...(checked.maxDuration === undefined ? {} : { maxDuration: checked.maxDuration }),
+            onProgress
+          })
+          yield* printOutput(run.output, { json: this.json, runId: run.id, stdout, stderr })
+          const result = yield* run.result
+          if (this.json) {
+            stdout.write(JSON.stringify({ type: "exit", instance: run.instance.name, ...result }) + "\n")
+          } else {
+            const line = endLine(result)
+            if (line !== null) stderr.write(line)
+          }
+          return { status: exitStatusOf(result), instance: run.instance.name }
+        })
+      )
+      if (ended) return status
+      // The command's status says nothing of an instance that may still be billing: a script
+      // must see that too (a status that is already a failure is kept).
+      return reportFailure(`the run ended, but ${instance} may still be running: ${unconfirmed}`, status === 0 ? 1 : status, this.json, (data) =>
+        this.out(data)
+      )
     })
   }
 }

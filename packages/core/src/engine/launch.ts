@@ -372,6 +372,8 @@ export const launchWith = (
     // scope) returns at once. terminateInstance reads the record itself, and returns early for
     // one terminated elsewhere.
     const terminated = yield* Ref.make(false)
+    // The second call tries again after a failed first; the same failure is said once.
+    const lastFailure = yield* Ref.make<string | null>(null)
     const terminate = Effect.uninterruptible(
       Effect.gen(function* () {
         if (yield* Ref.get(terminated)) return
@@ -382,7 +384,11 @@ export const launchWith = (
         yield* terminateInstance(engine, instance, "the instance was terminated", { nothingStarted: yield* Ref.get(nothingStarted) }).pipe(
           Effect.zipRight(Ref.set(terminated, true)),
           Effect.zipRight(progress("terminated")),
-          Effect.tapError((error) => Effect.logError(`terminating ${name}: ${error.message}`)),
+          Effect.tapError((error) =>
+            Effect.flatMap(Ref.getAndSet(lastFailure, error.message), (said) =>
+              said === error.message ? Effect.void : Effect.logError(`terminating ${name}: ${error.message}`)
+            )
+          ),
           Effect.ignore
         )
       })

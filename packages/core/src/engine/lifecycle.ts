@@ -218,9 +218,11 @@ const pidAlive = (pid: number): boolean => {
 }
 
 /**
- * Owners of `live` instances that are controllers on this machine whose process is gone. Their
- * leases have not run out yet, but there is nobody left to renew them: waiting would only add
- * the TTL to the bill. A pid that was reused keeps its instances until the lease expires.
+ * Owners of `live` instances that are gone: controllers on this machine whose process is gone,
+ * and controllers with no row, since an engine removes its row as it closes (an instance it
+ * still owns then is one whose termination failed). Their leases have not run out yet, but
+ * there is nobody left to renew them: waiting would only add the TTL to the bill. A pid that
+ * was reused keeps its instances until the lease expires.
  */
 const deadOwners = (engine: SkyReplService, live: ReadonlyArray<Instance>) =>
   Effect.gen(function* () {
@@ -228,7 +230,7 @@ const deadOwners = (engine: SkyReplService, live: ReadonlyArray<Instance>) =>
     const dead = new Set<string>()
     for (const owner of owners) {
       const controller = yield* engine.store.getController(owner)
-      if (Option.isSome(controller) && controller.value.hostname === engine.controller.hostname && !pidAlive(controller.value.pid)) dead.add(owner)
+      if (Option.isNone(controller) || (controller.value.hostname === engine.controller.hostname && !pidAlive(controller.value.pid))) dead.add(owner)
     }
     return dead
   })
