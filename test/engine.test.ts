@@ -10,7 +10,7 @@ import { join } from "node:path"
 import { gzipSync } from "node:zlib"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { makeClient } from "../packages/store-sqlite/src/client.ts"
-import { bunBin, engineLayer, eventually, processesOf, removeHome, startOwner, tempHome, testSettings, text } from "./support.ts"
+import { bunBin, engineLayer, eventually, type Owner, processesOf, removeHome, startOwner, tempHome, testSettings, text } from "./support.ts"
 
 let home: string
 beforeEach(() => {
@@ -915,6 +915,13 @@ describe("cancel and time limits", () => {
 })
 
 describe("other processes", () => {
+  /** The owner still holds its run: the sandbox runs, and a cancel from here is answered by the owner. */
+  const expectOwnerAnswers = async (owner: Owner, runId: string, name: string) => {
+    expect((await processesOf(name)).length).toBeGreaterThan(0)
+    expect(await runEngine(cancel(runId))).toMatchObject({ outcome: "cancelled-by-owner" })
+    expect(await owner.exited).toBe(0)
+  }
+
   it("a controller that opens the store reaps instances whose SIGKILLed owner stopped renewing", async () => {
     const owner = startOwner(home, "sleep 600", { SKYREPL_LEASE_TTL: "1s" })
     const { name } = await owner.launched
@@ -966,9 +973,7 @@ describe("other processes", () => {
         expect(state).toBe("allocated")
         await new Promise((r) => setTimeout(r, 500))
       }
-      expect((await processesOf(name)).length).toBeGreaterThan(0)
-      expect(await runEngine(cancel(runId))).toMatchObject({ outcome: "cancelled-by-owner" })
-      expect(await owner.exited).toBe(0)
+      await expectOwnerAnswers(owner, runId, name)
     } finally {
       owner.child.kill("SIGKILL")
     }
@@ -996,9 +1001,7 @@ describe("other processes", () => {
       const { runId, name } = await owner.launched
       const state = await runEngine(Effect.map(listInstances(), (all) => all.find((i) => i.name === name)?.state))
       expect(state).toBe("allocated")
-      expect((await processesOf(name)).length).toBeGreaterThan(0)
-      expect(await runEngine(cancel(runId))).toMatchObject({ outcome: "cancelled-by-owner" })
-      expect(await owner.exited).toBe(0)
+      await expectOwnerAnswers(owner, runId, name)
     } finally {
       owner.child.kill("SIGKILL")
     }
