@@ -727,6 +727,22 @@ describe("listings", () => {
     }
   })
 
+  it("--help after a command's arguments shows that command's help, and after -- it is an argument", async () => {
+    // It was "unknown flag --help for 'repl run attach'", exit 2, once a run id had been given.
+    for (const [args, title] of [
+      [["run", "attach", "someid", "--help"], "$ repl run attach <run-id>"],
+      [["run", "cancel", "someid", "-h"], "$ repl run cancel <run-id>"],
+      [["snapshot", "create", "someid", "--name", "x", "--help"], "$ repl snapshot create"]
+    ] as const) {
+      const usage = await run(args)
+      expect([args.join(" "), usage.exitCode, usage.stderr]).toEqual([args.join(" "), 0, ""])
+      expect(usage.stdout).toContain(title)
+    }
+    const operand = await run(["run", "-c", "true", "--", "--help"])
+    expect([operand.exitCode, operand.stderr]).toEqual([2, `repl: unexpected argument "--help" for 'repl run': it takes none; after "--", --help is an argument, not a flag (see 'repl run --help')`])
+    expect((await run(["run", "list", "--json"])).stdout).toBe("[]")
+  })
+
   it("a command group's --help lists the commands under it with their lines, not clipanion's -h=<index> menu", async () => {
     for (const [group, flag, entries] of [
       ["snapshot", "--help", [["snapshot create", "snapshot a live instance"], ["snapshot delete", "delete a snapshot"], ["snapshot list", "list snapshots"]]],

@@ -64,6 +64,7 @@ type Registered = (typeof commands)[number]
  * under it are what there is to say.
  */
 const helpAsked = (
+  cli: Cli,
   argv: ReadonlyArray<string>
 ): { readonly command: Registered } | { readonly group: string; readonly under: ReadonlyArray<Registered> } | undefined => {
   const last = argv[argv.length - 1]
@@ -72,9 +73,26 @@ const helpAsked = (
   const path = words.join(" ")
   const command = commands.find((c) => c.paths.some((p) => p.join(" ") === path))
   if (command !== undefined) return { command }
+  // After a command's arguments (`repl run attach RUN-ID --help`), clipanion takes the flag for
+  // an unknown one; the words before it naming a whole command ask for that command's help.
+  // After `--` it is an argument, so the command's own check says so.
+  if (!words.includes("--")) {
+    const complete = commandParsed(cli, words)
+    if (complete !== undefined) return { command: complete }
+  }
   if (words.length === 0 || words.some((w) => w.startsWith("-"))) return undefined
   const under = commands.filter((c) => c.paths.some((p) => p.length > words.length && words.every((w, i) => p[i] === w)))
   return under.length === 0 ? undefined : { group: path, under }
+}
+
+/** The registered command `words` spell in full (its path, flags and arguments), if any. */
+const commandParsed = (cli: Cli, words: ReadonlyArray<string>): Registered | undefined => {
+  try {
+    const parsed = cli.process([...words], { env: process.env })
+    return commands.find((c) => parsed instanceof c)
+  } catch {
+    return undefined
+  }
 }
 
 /** `repl GROUP --help`: each command under the group, with its line, as `repl --help` lists them. */
@@ -227,7 +245,7 @@ const badFlag = (first: string, named: Definition | undefined): string | null =>
 
 export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
   const cli = makeCli()
-  const help = helpAsked(argv)
+  const help = helpAsked(cli, argv)
   if (help !== undefined) {
     const color = useColor(stdout)
     return printAndEnd("command" in help ? cli.usage(help.command, { detailed: true, colored: color }) : groupUsage(cli, help.group, help.under, color))
