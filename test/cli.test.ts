@@ -1,7 +1,8 @@
 import { SqliteStore } from "@skyrepl/store-sqlite"
 import { Effect } from "effect"
 import { execa } from "execa"
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs"
+import { spawn } from "node:child_process"
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { delimiter, join } from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { eventually, processesOf, removeHome, tempHome } from "./support.ts"
@@ -231,6 +232,44 @@ describe("repl run", () => {
     expect(piped.exitCode).toBe(0)
     expect(piped.stdout.trim()).toBe("3000000")
   })
+
+  it("a reader that stops reading (| less) does not make the CLI hold the whole output in memory", async () => {
+    // 400 MB of output, and nothing reads the CLI's stdout. The output waits in the store, not in
+    // the CLI: it used to be read from the store in pages of up to 512 chunks (of up to 16 MiB)
+    // and queued for stdout, so `repl run -c 'cat big.log' | less` held all of it.
+    const size = 400_000_000
+    /** Starts `repl ARGS` with a stdout nobody reads until `drain` (not execa: it reads the pipe even with `buffer: false`). */
+    const stalled = (args: ReadonlyArray<string>) => {
+      const child = spawn(repl, args, { env: { ...process.env, ...env() }, stdio: ["ignore", "pipe", "inherit"] })
+      started.push(child)
+      const closed = new Promise<number | null>((resolve) => child.on("close", resolve))
+      const resident = () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"))?.[1]) * 1024
+      const drain = async () => {
+        let received = 0
+        child.stdout.on("data", (data: Buffer) => {
+          received += data.length
+        })
+        return [await closed, received]
+      }
+      return { resident, drain }
+    }
+    const running = stalled(["run", "-c", `head -c ${size} /dev/zero`])
+    let runs: Array<{ readonly id: string }> = []
+    await eventually(
+      "the run to end",
+      async () => (runs = JSON.parse((await run(["run", "list", "--json", "--state", "succeeded"])).stdout) as Array<{ readonly id: string }>).length === 1,
+      60_000
+    )
+    // Every byte is in the store now and none was read: what the CLI holds is what it kept of them.
+    await new Promise((resolve) => setTimeout(resolve, 1_000))
+    expect(running.resident()).toBeLessThan(size / 2)
+    expect(await running.drain()).toEqual([0, size])
+    // Replaying the ended run: all of its output is there to read at once.
+    const replay = stalled(["run", "attach", runs[0]!.id])
+    await new Promise((resolve) => setTimeout(resolve, 2_000))
+    expect(replay.resident()).toBeLessThan(size / 2)
+    expect(await replay.drain()).toEqual([0, size])
+  }, 120_000)
 
   it.each(["SIGINT", "SIGTERM", "SIGHUP"] as const)("%s cancels the run, terminates the instance and exits 130", async (signal) => {
     const { child, name } = startRun("sleep 600")

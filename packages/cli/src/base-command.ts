@@ -20,6 +20,9 @@ const BROKEN_PIPE = 141
 const isBrokenPipe = (error: unknown): boolean =>
   typeof error === "object" && error !== null && "code" in error && error.code === "EPIPE"
 
+/** Output bytes held for a slow reader before a command stops reading more (see `outputRoom`). */
+const QUEUED_LIMIT = 4 * 1024 * 1024
+
 /** Output that could not be written for a reason other than a reader gone (a full disk, say). */
 const WRITE_FAILED = 1
 
@@ -166,6 +169,16 @@ export abstract class SkyReplCommand<Flags = undefined> extends Command {
   protected err(data: string | Uint8Array): void {
     this.write(stderr, data)
   }
+
+  /**
+   * Waits while more than `QUEUED_LIMIT` bytes of output wait for a slow reader (`repl run … |
+   * less`), so that a large output is read from the store as it is written out rather than held
+   * in memory: unbounded, that grew the process by every byte the reader had not taken yet.
+   * Asynchronous, so the engine (heartbeats, leases) goes on meanwhile.
+   */
+  protected readonly outputRoom: Effect.Effect<void> = Effect.suspend(() =>
+    stdout.queued() + stderr.queued() > QUEUED_LIMIT ? Effect.promise(() => Promise.all([stdout.flush(), stderr.flush()])) : Effect.void
+  )
 
   async execute(): Promise<number> {
     const main = Effect.gen(this, function* () {

@@ -50,7 +50,14 @@ interface Writer {
  */
 export const printOutput = <E, R>(
   output: Stream.Stream<OutputChunk, E, R>,
-  options: { readonly json: boolean; readonly runId: string; readonly stdout: Writer; readonly stderr: Writer }
+  options: {
+    readonly json: boolean
+    readonly runId: string
+    readonly stdout: Writer
+    readonly stderr: Writer
+    /** Waits, after each chunk, until the output written so far has room for more. */
+    readonly room?: Effect.Effect<void>
+  }
 ): Effect.Effect<void, E, R> => {
   const { stdout, stderr } = options
   const json = jsonOutput({ type: "output", runId: options.runId })
@@ -58,7 +65,7 @@ export const printOutput = <E, R>(
     ? (chunk: OutputChunk) => stdout.write(json.line(chunk))
     : (chunk: OutputChunk) => (chunk.stream === "stdout" ? stdout : stderr).write(chunk.data)
   return Effect.zipRight(
-    Stream.runForEach(output, (chunk) => Effect.sync(() => print(chunk))),
+    Stream.runForEach(output, (chunk) => Effect.zipRight(Effect.sync(() => print(chunk)), options.room ?? Effect.void)),
     Effect.sync(() => {
       if (options.json) for (const line of json.flush()) stdout.write(line)
     })

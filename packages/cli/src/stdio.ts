@@ -30,6 +30,8 @@ export interface Output {
   readonly onSinkError: (listener: (error: unknown) => void) => () => void
   /** Resolves once everything queued is written (at once if nothing was). */
   readonly flush: () => Promise<void>
+  /** Bytes queued and not yet written. */
+  readonly queued: () => number
 }
 
 /** Writes bytes in the background; the promise settles once they are written. */
@@ -58,21 +60,27 @@ export const descriptorOutput = (fd: number, openSink: () => Sink): Output => {
   let sink: Sink | null = null
   let queue: Promise<void> = Promise.resolve()
   let failed = false
+  let queued = 0
   const listeners = new Set<(error: unknown) => void>()
 
   const enqueue = (bytes: Uint8Array): void => {
     const target = (sink ??= openSink())
-    queue = queue.then(() =>
-      failed
-        ? undefined
-        : target.write(bytes).then(
-            () => undefined,
-            (error: unknown) => {
-              failed = true
-              for (const listener of listeners) listener(error)
-            }
-          )
-    )
+    queued += bytes.length
+    queue = queue
+      .then(() =>
+        failed
+          ? undefined
+          : target.write(bytes).then(
+              () => undefined,
+              (error: unknown) => {
+                failed = true
+                for (const listener of listeners) listener(error)
+              }
+            )
+      )
+      .finally(() => {
+        queued -= bytes.length
+      })
   }
 
   const write = (data: string | Uint8Array): void => {
@@ -103,7 +111,8 @@ export const descriptorOutput = (fd: number, openSink: () => Sink): Output => {
       listeners.add(listener)
       return () => listeners.delete(listener)
     },
-    flush: () => queue
+    flush: () => queue,
+    queued: () => queued
   }
 }
 

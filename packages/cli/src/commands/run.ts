@@ -148,7 +148,7 @@ export class RunCommand extends SkyReplCommand<RunFlags> {
             ...(checked.maxDuration === undefined ? {} : { maxDuration: checked.maxDuration }),
             onProgress
           })
-          yield* printOutput(run.output, { json: this.json, runId: run.id, stdout, stderr })
+          yield* printOutput(run.output, { json: this.json, runId: run.id, stdout, stderr, room: this.outputRoom })
           const result = yield* run.result
           if (this.json) {
             stdout.write(JSON.stringify({ type: "exit", instance: run.instance.name, ...result }) + "\n")

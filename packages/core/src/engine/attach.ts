@@ -26,6 +26,14 @@ const pollInterval = Duration.millis(10)
  */
 const hostedPollInterval = Duration.seconds(1)
 const pageSize = 512
+/**
+ * Bytes of output a page is meant to hold. A chunk is up to 16 MiB (the agent's largest
+ * upload), so 512 of them could be gigabytes, all in memory while a slow reader (`| less`) takes
+ * them one by one: after a page of large chunks the next asks for fewer rows, and the first
+ * page is small, growing while the chunks are.
+ */
+const pageBytes = 8 * 1024 * 1024
+const firstPageSize = 4
 
 /**
  * An offset is a count of bytes. A NaN or fractional one would be handed back as the offset of
@@ -65,6 +73,7 @@ export const attachWith = (
       const follow = followGiven ?? true
       const next = { stdout: from?.stdout ?? 0, stderr: from?.stderr ?? 0 }
       let afterSeq = 0
+      let rows = firstPageSize
 
       const cut = (chunk: OutputChunk): OutputChunk | null => {
         const wanted = next[chunk.stream]
@@ -83,8 +92,10 @@ export const attachWith = (
       /** The next chunks after `afterSeq`, cut to what is wanted; empty when nothing new is stored. */
       const readNew = Effect.gen(function* () {
         while (true) {
-          const chunks = yield* engine.store.readOutput(runId, afterSeq, pageSize)
+          const chunks = yield* engine.store.readOutput(runId, afterSeq, rows)
           if (chunks.length === 0) return []
+          const largest = chunks.reduce((most, chunk) => Math.max(most, chunk.data.length), 1)
+          rows = Math.max(1, Math.min(pageSize, rows * 8, Math.floor(pageBytes / largest)))
           afterSeq = chunks[chunks.length - 1]!.seq
           const out = chunks.map(cut).filter((c): c is OutputChunk => c !== null)
           if (out.length > 0) return out

@@ -50,7 +50,8 @@ export class RunAttachCommand extends SkyReplCommand<AttachFlags> {
         json: this.json,
         runId: this.runId,
         stdout,
-        stderr
+        stderr,
+        room: this.outputRoom
       })
       const run = yield* getRun(this.runId)
       if (this.noFollow && !["succeeded", "failed", "cancelled", "timed_out"].includes(run.state)) return 0
