@@ -424,6 +424,16 @@ describe("bad input", () => {
     expect(before).toBeGreaterThan(0)
   })
 
+  it("an argument that is not UTF-8 is refused, not run with U+FFFD in place of its bytes", async () => {
+    // The runtime decodes argv lossily: `echo \377` used to run as `echo �`, exit 0.
+    const bytes = await execa("bash", ["-c", `'${repl}' run -c "$(printf 'echo \\377')"`], { env: env(), reject: false, timeout: 60_000, stdin: "ignore" })
+    expect([bytes.exitCode, bytes.stdout, lines(bytes.stderr)]).toEqual([2, "", ['repl: argument 3 ("echo \uFFFD") is not UTF-8 text, so it cannot be passed on as given']])
+    expect(existsSync(join(home, "state.db"))).toBe(false)
+    // A U+FFFD that was typed is text like any other.
+    const typed = await run(["run", "-c", "echo \uFFFD"])
+    expect([typed.exitCode, typed.stdout]).toEqual([0, "\uFFFD"])
+  })
+
   it("a flag's value that starts with \"-\" is named, with the = form that passes it to the command's own check", async () => {
     expect((await run(["run", "list", "--limit", "-1"])).stderr).toBe('repl: --limit needs a value; write --limit=-1 for one that starts with "-"')
     expect((await run(["run", "list", "--limit"])).stderr).toBe("repl: --limit needs a value for 'repl run list' (see 'repl run list --help')")

@@ -1,4 +1,5 @@
 import { Builtins, Cli } from "clipanion"
+import { readFileSync } from "node:fs"
 import { printAndEnd, reportFailure, SkyReplCommand } from "./base-command.ts"
 import { AllocationListCommand } from "./commands/allocation/list.ts"
 import { InstanceListCommand } from "./commands/instance/list.ts"
@@ -243,7 +244,46 @@ const badFlag = (first: string, named: Definition | undefined): string | null =>
     : `unknown flag ${flag}${where.of} (see '${where.help}')`
 }
 
+/**
+ * The position of the first argument that is not UTF-8 text, as its bytes came (Linux's
+ * /proc/self/cmdline), or null. The runtime hands such an argument on with U+FFFD for each bad
+ * byte, so `repl run -c` would run another command than the one typed (naming another file,
+ * say); only arguments holding U+FFFD are looked at, so the usual call reads nothing more.
+ */
+const notUtf8Argument = (argv: ReadonlyArray<string>): number | null => {
+  if (!argv.some((word) => word.includes("\uFFFD"))) return null
+  let raw: Buffer
+  try {
+    raw = readFileSync("/proc/self/cmdline")
+  } catch {
+    return null
+  }
+  const words: Array<Buffer> = []
+  for (let start = 0; start < raw.length; ) {
+    const end = raw.indexOf(0, start)
+    words.push(raw.subarray(start, end === -1 ? raw.length : end))
+    start = end === -1 ? raw.length : end + 1
+  }
+  const given = words.slice(words.length - argv.length)
+  if (given.length !== argv.length) return null
+  const decoder = new TextDecoder("utf-8", { fatal: true })
+  const bad = given.findIndex((word) => {
+    try {
+      decoder.decode(word)
+      return false
+    } catch {
+      return true
+    }
+  })
+  return bad === -1 ? null : bad
+}
+
 export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
+  const notText = notUtf8Argument(argv)
+  if (notText !== null) {
+    const line = `argument ${notText + 1} (${JSON.stringify(argv[notText])}) is not UTF-8 text, so it cannot be passed on as given`
+    return reportFailure(line, USAGE, streamsJsonLines(argv))
+  }
   const cli = makeCli()
   const help = helpAsked(cli, argv)
   if (help !== undefined) {
