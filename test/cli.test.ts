@@ -424,6 +424,15 @@ describe("bad input", () => {
     expect(before).toBeGreaterThan(0)
   })
 
+  it("an agent endpoint that cannot listen says where it tried, and records nothing", async () => {
+    // Bun's own words for a host name that does not resolve are "ENOENT: no such file or
+    // directory" or "Is port 0 in use?", which said nothing of SKYREPL_HUB_HOST.
+    const result = await run(["run", "-c", "true"], { SKYREPL_HUB_HOST: "nonexistent.invalid" })
+    expect(result.exitCode).toBe(1)
+    expect(lines(result.stderr)).toEqual([expect.stringMatching(/^repl: agent endpoint: cannot listen on nonexistent\.invalid:0: /)])
+    expect((await run(["run", "list", "--json"])).stdout).toBe("[]")
+  })
+
   it("an argument that is not UTF-8 is refused, not run with U+FFFD in place of its bytes", async () => {
     // The runtime decodes argv lossily: `echo \377` used to run as `echo �`, exit 0.
     const bytes = await execa("bash", ["-c", `'${repl}' run -c "$(printf 'echo \\377')"`], { env: env(), reject: false, timeout: 60_000, stdin: "ignore" })

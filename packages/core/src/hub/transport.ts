@@ -104,8 +104,15 @@ const openStreams = () => {
   }
 }
 
-const failedToListen = (cause: unknown): HubError =>
-  new HubError({ message: `agent endpoint: ${cause instanceof Error ? cause.message : String(cause)}`, cause })
+/**
+ * Names where it tried to listen: the runtime's own words do not (Bun says "ENOENT: no such file
+ * or directory" for a host name that does not resolve), and the address is what to change.
+ */
+const failedToListen = (options: ServeOptions) => (cause: unknown): HubError =>
+  new HubError({
+    message: `agent endpoint: cannot listen on ${options.host.includes(":") ? `[${options.host}]` : options.host}:${options.port}: ${cause instanceof Error ? cause.message : String(cause)}`,
+    cause
+  })
 
 // ---------------------------------------------------------------------------------------------
 // Bun.serve, reached through globalThis: the core compiles without Bun's types, so only the part
@@ -221,7 +228,7 @@ const serveBun = (serve: BunServe, options: ServeOptions): Effect.Effect<Listeni
       })
       return { address: server.hostname, port: server.port, close }
     },
-    catch: failedToListen
+    catch: failedToListen(options)
   })
 
 // ---------------------------------------------------------------------------------------------
@@ -292,17 +299,17 @@ const serveNode = (options: ServeOptions): Effect.Effect<Listening, HubError> =>
     // Agents keep one connection per stream; idle sockets must not hold the process open at exit.
     server.keepAliveTimeout = 30_000
     const address = yield* Effect.async<AddressInfo, HubError>((resume) => {
-      server.once("error", (error) => resume(Effect.fail(failedToListen(error))))
+      server.once("error", (error) => resume(Effect.fail(failedToListen(options)(error))))
       // Node throws at once for arguments it refuses (a port out of range), where Bun's serve
       // throws into serveBun's catch: the same HubError either way, never a defect.
       try {
         server.listen(options.port, options.host, () => {
           const bound = server.address()
-          if (bound === null || typeof bound === "string") resume(Effect.fail(failedToListen(new Error("no TCP address"))))
+          if (bound === null || typeof bound === "string") resume(Effect.fail(failedToListen(options)(new Error("no TCP address"))))
           else resume(Effect.succeed(bound))
         })
       } catch (error) {
-        resume(Effect.fail(failedToListen(error)))
+        resume(Effect.fail(failedToListen(options)(error)))
       }
     })
     server.unref()
