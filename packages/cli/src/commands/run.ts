@@ -37,10 +37,10 @@ export const exitStatusOf = (result: RunResult): number => {
   }
 }
 
-/** What `repl run` and `repl run attach` say on stderr of a run that did not end by itself. */
 /** What is said of an instance whose termination was not confirmed. */
 const unconfirmed = "ending the instance was not confirmed: the next repl command ends it (repl orphans shows it)"
 
+/** What `repl run` and `repl run attach` say on stderr of a run that did not end by itself. */
 export const endLine = (result: RunResult): string | null => {
   if (result.state === "timed_out") return `repl: run ${result.runId} exceeded --max-duration and was stopped\n`
   if (result.state === "failed" && (result.exitCode === null || result.exitCode === 0) && result.error !== null) {
