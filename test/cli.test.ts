@@ -438,7 +438,7 @@ describe("bad input", () => {
     const bytes = await execa("bash", ["-c", `'${repl}' run -c "$(printf 'echo \\377')"`], { env: env(), reject: false, timeout: 60_000, stdin: "ignore" })
     expect([bytes.exitCode, bytes.stdout, lines(bytes.stderr)]).toEqual([2, "", ['repl: argument 3 ("echo \uFFFD") is not UTF-8 text, so it cannot be passed on as given']])
     expect(existsSync(join(home, "state.db"))).toBe(false)
-    // A U+FFFD that was typed is text like any other.
+    // A U+FFFD that was typed is text like the rest.
     const typed = await run(["run", "-c", "echo \uFFFD"])
     expect([typed.exitCode, typed.stdout]).toEqual([0, "\uFFFD"])
   })

@@ -216,7 +216,7 @@ export abstract class SkyReplCommand<Flags = undefined> extends Command {
     await Promise.all([stdout.flush(), stderr.flush()])
     for (const stopOne of stopListening) stopOne()
     // A closed terminal both hangs up and fails the writes to it (EIO), in either order: the
-    // hang-up is what ended the command, which then ends as any interruption does (130).
+    // hang-up is what ended the command, which then ends as every interruption does (130).
     if (signals > 0 && (this.pipeBroken || this.writeFailed !== null)) return this.ending(this.interrupted, INTERRUPTED)
     // Like any filter in a pipeline whose reader left: no message, status 128 + SIGPIPE.
     if (this.pipeBroken) return BROKEN_PIPE

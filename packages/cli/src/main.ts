@@ -86,7 +86,7 @@ const helpAsked = (
   return under.length === 0 ? undefined : { group: path, under }
 }
 
-/** The registered command `words` spell in full (its path, flags and arguments), if any. */
+/** The registered command `words` spell in full (its path, flags and arguments), or undefined. */
 const commandParsed = (cli: Cli, words: ReadonlyArray<string>): Registered | undefined => {
   try {
     const parsed = cli.process([...words], { env: process.env })

@@ -434,7 +434,7 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
               Effect.sync(() => {
                 // Only a transient failure (a 5xx, a lost connection, a time-out) or a success
                 // that could not be read (a 2xx cut short, an answer that does not decode) leaves
-                // open whether EC2 created the instance; any other answer is a refusal.
+                // open whether EC2 created the instance; every other answer is a refusal.
                 if (!outcomeUnknown(error)) {
                   state.uncertainSince = null
                   state.generation += 1

@@ -263,7 +263,7 @@ const serveNode = (options: ServeOptions): Effect.Effect<Listening, HubError> =>
       res.once("finish", () => {
         if (closing) setImmediate(() => server.closeIdleConnections())
       })
-      // The request target is the client's to choose, before any token is checked: one that no
+      // The request target is the client's to choose, before the token is checked: one that no
       // URL can be made of ("//[") is answered, not thrown out of this listener, which on Node
       // ends the process, and with it every run this controller owns.
       let url: URL
