@@ -88,7 +88,11 @@ export const fromSdkError = (operation: string, region: string | null, error: un
     stringField(error, "code") ??
     (name !== null && name !== "Error" ? name : null) ??
     "UnknownError"
-  const message = stringField(error, "message") ?? String(error)
+  const given = stringField(error, "message") ?? String(error)
+  // An error whose body is no AWS answer (a proxy's or a captive portal's HTML page) comes from
+  // the SDK as "Unknown", and so did its message: the HTTP status is what there is to say.
+  const unread = (code === "Unknown" || code === "UnknownError") && (given === "" || given === code)
+  const message = unread && typeof status === "number" ? `HTTP ${status} with a body that is no AWS answer (a proxy's or a network's own page?)` : given
   return new AwsError({
     operation,
     code,

@@ -23,7 +23,7 @@ export type Fault =
   | { readonly kind: "hide" }
   | { readonly kind: "reset" }
   | { readonly kind: "garble-after" }
-  | { readonly kind: "page" }
+  | { readonly kind: "page"; readonly status?: number }
 
 export interface FaultRule {
   readonly action: string
@@ -145,7 +145,7 @@ export const startFaultProxy = (target: string): Effect.Effect<FaultProxy, never
         return send(res, fault.status, errorBody(action, fault.code, fault.message ?? defaultMessages[fault.code] ?? fault.code))
       }
       if (fault?.kind === "page") {
-        return send(res, 200, "<html><body><h1>Sign in to the network</h1></body></html>", { "content-type": "text/html" })
+        return send(res, fault.status ?? 200, "<html><body><h1>Sign in to the network</h1></body></html>", { "content-type": "text/html" })
       }
       if (fault?.kind === "hide" && (action === "DescribeInstances" || action === "TerminateInstances")) {
         const ids = [...params.keys()].filter((k) => k.startsWith("InstanceId."))

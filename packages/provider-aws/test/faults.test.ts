@@ -395,6 +395,18 @@ describe("aws provider on moto: start-up, and injected faults", () => {
       })
     )
 
+    it.effect("an error page that is no AWS answer says its HTTP status, not the SDK's Unknown", () =>
+      Effect.gen(function* () {
+        const { proxy } = yield* Fixture
+        const provider = yield* providerVia({ callRetry: Schedule.stop })
+        proxy.setRules([{ action: "DescribeInstances", calls: "all", fault: { kind: "page", status: 502 } }])
+        const error = yield* Effect.flip(provider.describe({ name: newName(), providerRef: null, region: REGION }))
+        proxy.setRules([])
+        expect(error.reason).toBe("transient")
+        expect(error.message).toBe(`DescribeInstances in ${REGION} failed (Unknown): HTTP 502 with a body that is no AWS answer (a proxy's or a network's own page?)`)
+      })
+    )
+
     it.effect("a call unanswered within requestTimeout fails as TimeoutError at the limit, not when the answer comes", () =>
       Effect.gen(function* () {
         const { proxy } = yield* Fixture
