@@ -215,22 +215,18 @@ export const environSettled = (process: { readonly pid: number; readonly ppid: n
  * One pass over /proc. Synchronous on purpose: a few small reads per process, and a snapshot
  * taken in one go is more coherent than one spread over many event-loop turns.
  */
-export const scanProcesses: Effect.Effect<ReadonlyArray<ProcessInfo>, LocalApiError> = Effect.try({
-  try: () => {
-    const out: Array<ProcessInfo> = []
-    const seen = new Map<number, { readonly key: string; readonly markers: Markers }>()
-    for (const entry of readdirSync("/proc")) {
-      if (!digits.test(entry)) continue
-      const info = readProcess(entry, seen)
-      if (info !== null) out.push(info)
-    }
-    // Only what this scan saw is kept: a pid that is gone takes its entry with it.
-    markerCache.clear()
-    for (const [pid, entry] of seen) markerCache.set(pid, entry)
-    return out
-  },
-  catch: (cause) =>
-    new LocalApiError({ operation: "scan", reason: reasonOf(cause), message: `cannot read /proc: ${String(cause)}`, cause })
+export const scanProcesses: Effect.Effect<ReadonlyArray<ProcessInfo>, LocalApiError> = readingProc("scan", () => {
+  const out: Array<ProcessInfo> = []
+  const seen = new Map<number, { readonly key: string; readonly markers: Markers }>()
+  for (const entry of readdirSync("/proc")) {
+    if (!digits.test(entry)) continue
+    const info = readProcess(entry, seen)
+    if (info !== null) out.push(info)
+  }
+  // Only what this scan saw is kept: a pid that is gone takes its entry with it.
+  markerCache.clear()
+  for (const [pid, entry] of seen) markerCache.set(pid, entry)
+  return out
 })
 
 /**
