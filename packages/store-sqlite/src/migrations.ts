@@ -134,6 +134,20 @@ export const migrations: ReadonlyArray<Migration> = [
       `CREATE UNIQUE INDEX output_stream_offset ON output (run_id, stream, "offset")`,
       `CREATE INDEX output_run_seq ON output (run_id, seq)`
     ]
+  },
+  {
+    version: 3,
+    name: "live instances",
+    // Every engine's start (each `repl` command's) and every reaper pass list the instances not
+    // yet terminated. Without an index that read every instance ever made, so the cost of a
+    // command grew with the history. The index holds live instances only, and mentions neither
+    // `state` nor `updated_at` (see above): a transition between live states leaves it alone,
+    // and only the move to `terminated`, which sets `terminated_at`, takes an entry out.
+    statements: [
+      `ALTER TABLE instances ADD COLUMN terminated_at INTEGER`,
+      `UPDATE instances SET terminated_at = updated_at WHERE state = 'terminated'`,
+      `CREATE INDEX instances_live ON instances (created_at, id) WHERE terminated_at IS NULL`
+    ]
   }
 ]
 

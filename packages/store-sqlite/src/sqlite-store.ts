@@ -35,6 +35,7 @@ import { makeClient } from "./client.ts"
 import { hold } from "./connection.ts"
 import { CONTROL_ID_FILE, readControlIdFile, writeControlIdFile } from "./control-id.ts"
 import { driverCode, type Mapped, mapStoreErrors, openAttempt, retryBusy } from "./errors.ts"
+import { instancesQuery } from "./instances-query.ts"
 import { latestVersion, migrate, schemaVersion } from "./migrations.ts"
 import { outputChunkFromRow, RecentChunks } from "./output-encoding.ts"
 
@@ -479,26 +480,9 @@ export const make = (options: MakeOptions): Effect.Effect<StoreService, StoreErr
     const listInstances: StoreService["listInstances"] = (filter = {}) =>
       operation("listInstances")(
         Effect.suspend((): Effect.Effect<ReadonlyArray<Instance>, Failure> => {
-          const clauses: Array<string> = []
-          const params: Array<unknown> = []
-          if (filter.states !== undefined) {
-            if (filter.states.length === 0) return Effect.succeed([])
-            clauses.push(`state IN (${bindSlots(filter.states.length)})`)
-            params.push(...filter.states)
-          }
-          if (filter.provider !== undefined) {
-            clauses.push("provider = ?")
-            params.push(filter.provider)
-          }
-          if (filter.ownerControllerId !== undefined) {
-            clauses.push("owner_controller_id = ?")
-            params.push(filter.ownerControllerId)
-          }
-          const where = clauses.length === 0 ? "" : ` WHERE ${clauses.join(" AND ")}`
-          return Effect.flatMap(
-            query(`SELECT ${instanceColumns} FROM instances${where} ORDER BY created_at, id`, params),
-            decodeInstances
-          )
+          if (filter.states !== undefined && filter.states.length === 0) return Effect.succeed([])
+          const [sql, params] = instancesQuery(instanceColumns, filter)
+          return Effect.flatMap(query(sql, params), decodeInstances)
         })
       )
 
@@ -507,7 +491,10 @@ export const make = (options: MakeOptions): Effect.Effect<StoreService, StoreErr
         operation("transitionInstance")(
           transition(instanceEntity, "transitionInstance", id, to, [
             ...assignmentsOf(patch, instancePatchColumns),
-            ["updated_at", now]
+            ["updated_at", now],
+            // Only this move names the column: one that does not leaves the index of live
+            // instances untouched (migration 3), so transitions stay one row write.
+            ...(to === "terminated" ? [["terminated_at", now] as const] : [])
           ])
         )
       )

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import type { SqlClient } from "@effect/sql/SqlClient"
-import { Allocation, Instance, Store, StoreError, type StoreService } from "@skyrepl/core"
+import { Allocation, Instance, type InstanceFilter, liveInstanceStates, Store, StoreError, type StoreService } from "@skyrepl/core"
 import { launchRecords } from "@skyrepl/core/testing"
 import { SqliteStore } from "@skyrepl/store-sqlite"
 import { Deferred, Effect, Fiber, Option, Schema } from "effect"
@@ -10,6 +10,7 @@ import { join } from "node:path"
 import { deflateSync, gzipSync } from "node:zlib"
 import { BUSY_TIMEOUT_MS, makeClient } from "../src/client.ts"
 import { type HeldConnection, hold } from "../src/connection.ts"
+import { instancesQuery } from "../src/instances-query.ts"
 import { latestVersion } from "../src/migrations.ts"
 import { RecentChunks } from "../src/output-encoding.ts"
 import { OpenReport, type WorkPlan, WorkReport } from "./fixtures/protocol.ts"
@@ -286,6 +287,8 @@ describe("SqliteStore on SQLite", () => {
             yield* sql.unsafe('INSERT INTO output_v1 (seq, run_id, stream, "offset", data) SELECT seq, run_id, stream, "offset", data FROM output')
             yield* sql.unsafe("DROP TABLE output")
             yield* sql.unsafe("ALTER TABLE output_v1 RENAME TO output")
+            yield* sql.unsafe("DROP INDEX instances_live")
+            yield* sql.unsafe("ALTER TABLE instances DROP COLUMN terminated_at")
             yield* sql.unsafe("PRAGMA user_version = 1")
           })
         )
@@ -302,6 +305,78 @@ describe("SqliteStore on SQLite", () => {
         expect(decoded(after)).toBe(new TextDecoder().decode(first))
         const version = yield* withRaw(filename, (sql) => sql.unsafe("PRAGMA user_version"))
         expect(version).toEqual([{ user_version: latestVersion }])
+      })
+    )
+  })
+
+  describe("live instances", () => {
+    it.effect("a version 2 database gains the index of live instances; its terminated instances stay out of it", () =>
+      Effect.gen(function* () {
+        const filename = join(freshHome(), "state.db")
+        const [live, ended] = yield* withStore(filename, (store) =>
+          Effect.gen(function* () {
+            const live = yield* createLaunch(store)
+            const ended = yield* createLaunch(store, T0 + 1)
+            yield* store.transitionInstance(ended.instance.id, "terminating")
+            yield* store.transitionInstance(ended.instance.id, "terminated")
+            return [live, ended] as const
+          })
+        )
+        // The instances table as version 2 made it.
+        yield* withRaw(filename, (sql) =>
+          Effect.gen(function* () {
+            yield* sql.unsafe("DROP INDEX instances_live")
+            yield* sql.unsafe("ALTER TABLE instances DROP COLUMN terminated_at")
+            yield* sql.unsafe("PRAGMA user_version = 2")
+          })
+        )
+        const listed = yield* withStore(filename, (store) => store.listInstances({ states: liveInstanceStates }))
+        expect(listed.map((i) => i.id)).toEqual([live.instance.id])
+        // The upgrade marked the instance that had ended: the index holds the live one alone.
+        const rows = yield* withRaw(filename, (sql) =>
+          sql.unsafe("SELECT id, terminated_at IS NOT NULL AS ended FROM instances ORDER BY created_at")
+        )
+        expect(rows).toEqual([{ id: live.instance.id, ended: 0 }, { id: ended.instance.id, ended: 1 }])
+        const indexed = yield* withRaw(filename, (sql) => sql.unsafe("SELECT id FROM instances INDEXED BY instances_live WHERE terminated_at IS NULL"))
+        expect(indexed).toEqual([{ id: live.instance.id }])
+      })
+    )
+
+    it.effect("only the move to terminated takes an instance out of the index; moves between live states do not write it", () =>
+      Effect.gen(function* () {
+        const filename = join(freshHome(), "state.db")
+        const launch = yield* withStore(filename, createLaunch)
+        const endedAt = () =>
+          withRaw(filename, (sql) =>
+            Effect.map(sql.unsafe<{ readonly at: number | null }>("SELECT terminated_at AS at FROM instances WHERE id = ?", [launch.instance.id]), (rows) => rows[0]?.at)
+          )
+        yield* withStore(filename, (store) => store.transitionInstance(launch.instance.id, "spawning"))
+        expect(yield* endedAt()).toBeNull()
+        yield* withStore(filename, (store) =>
+          Effect.zipRight(store.transitionInstance(launch.instance.id, "terminating"), store.transitionInstance(launch.instance.id, "terminated"))
+        )
+        expect(yield* endedAt()).toBeTypeOf("number")
+        expect(yield* withStore(filename, (store) => store.listInstances({ states: liveInstanceStates }))).toEqual([])
+      })
+    )
+
+    it.effect("a listing of live instances reads the index of live ones, not every instance ever made", () =>
+      Effect.gen(function* () {
+        const filename = join(freshHome(), "state.db")
+        yield* withStore(filename, () => Effect.void)
+        const plan = (filter: InstanceFilter) =>
+          withRaw(filename, (sql) => {
+            const [statement, params] = instancesQuery("id", filter)
+            return Effect.map(sql.unsafe<{ readonly detail: string }>(`EXPLAIN QUERY PLAN ${statement}`, params), (rows) =>
+              rows.map((r) => r.detail).join("; ")
+            )
+          })
+        // What every engine start and reaper pass asks for.
+        expect(yield* plan({ states: liveInstanceStates })).toMatch(/USING INDEX instances_live/)
+        expect(yield* plan({ states: ["spawning"], provider: "local" })).toMatch(/USING INDEX instances_live/)
+        // Asked for terminated ones too, the index cannot answer: the query reads the table.
+        expect(yield* plan({ states: ["terminated", "spawning"] })).not.toMatch(/instances_live/)
+        expect(yield* plan({})).not.toMatch(/instances_live/)
       })
     )
   })
