@@ -4,6 +4,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs"
 import { dirname, join, relative } from "node:path"
 import { describe, expect, it } from "vitest"
+import { RepeatedFlag } from "../packages/cli/src/errors.ts"
 import { makeCli } from "../packages/cli/src/main.ts"
 
 const root = join(import.meta.dirname, "..")
@@ -49,6 +50,32 @@ describe("docs/cli.md", () => {
     const section = cliSections().get(path) ?? ""
     for (const option of definition.options) {
       for (const name of option.nameSet) expect(section, `${path} ${name}`).toContain(`\`${name}\``)
+    }
+  })
+
+  it.each(definitions.map((d) => [d.path, d] as const))("%s: a flag cli.md calls repeatable takes each value, and every other flag with a value refuses a second", (path, definition) => {
+    const section = cliSections().get(path) ?? ""
+    const cli = makeCli()
+    const withValue = definition.options.filter((o) => o.definition.endsWith(" <value>"))
+    // The words that make the command whole besides the flag tried: its arguments and required flags.
+    const operands = definition.usage.split(" ").filter((word) => /^<[^-]/.test(word)).map(() => "x")
+    for (const option of withValue) {
+      // The flag's own row: its first cell names it (another row's text may mention it).
+      const row = section.split("\n").find((line) => option.nameSet.every((name) => (line.split("|")[1] ?? "").includes(`\`${name}\``))) ?? ""
+      expect(row, `${path} ${option.nameSet.join(",")}`).not.toBe("")
+      const required = withValue.filter((o) => o.required && o !== option).flatMap((o) => [o.nameSet[0]!, "x"])
+      const name = option.nameSet[0]!
+      const words = [...path.split(" ").slice(1), ...operands, ...required, name, "a", `${name}=b`]
+      const refused = (() => {
+        try {
+          cli.process(words)
+          return false
+        } catch (error) {
+          if (error instanceof RepeatedFlag) return true
+          throw error
+        }
+      })()
+      expect({ flag: `${path} ${name}`, refused }).toEqual({ flag: `${path} ${name}`, refused: !/repeat/i.test(row) })
     }
   })
 })

@@ -545,6 +545,43 @@ describe("bad input", () => {
     }
   })
 
+  it("a flag that takes one value, given twice in whatever form, names the flag and its command; nothing runs or is recorded", async () => {
+    // clipanion kept the last value silently: `-c 'echo A' -c 'echo B'` ran `echo B`.
+    const twice = (flag: string, path: string) => `repl: ${flag} given more than once for 'repl ${path}': it takes one value (see 'repl ${path} --help')`
+    for (const [args, line] of [
+      [["run", "-c", "echo A", "-c", "echo B"], twice("-c", "run")],
+      [["run", "--command", "echo A", "--command=echo B"], twice("--command", "run")],
+      [["run", "-c", "echo A", "--command", "echo B"], twice("-c/--command", "run")],
+      [["run", "-c", "true", "--provider", "local", "--provider=local"], twice("--provider", "run")],
+      [["run", "-c", "true", "--spec", "sandbox", "--spec", "process"], twice("--spec", "run")],
+      [["run", "-c", "true", "--region=a", "--region=b"], twice("--region", "run")],
+      [["run", "-c", "true", "--max-duration", "5s", "--env", "A=1", "--max-duration", "1h"], twice("--max-duration", "run")],
+      [["run", "list", "--limit", "1", "--limit", "2"], twice("--limit", "run list")],
+      [["run", "attach", "x", "--from-stdout", "1", "--from-stdout", "2"], twice("--from-stdout", "run attach")],
+      [["run", "attach", "--from-stderr=1", "x", "--from-stderr=2"], twice("--from-stderr", "run attach")],
+      [["allocation", "list", "--state", "active", "--state", "released"], twice("--state", "allocation list")],
+      [["orphans", "--min-age", "0", "--reap", "--own", "--min-age", "1h"], twice("--min-age", "orphans")],
+      [["snapshot", "create", "x", "--name", "a", "--name", "b"], twice("--name", "snapshot create")],
+      [["snapshot", "delete", "x", "--provider", "aws", "--provider", "orbstack"], twice("--provider", "snapshot delete")],
+      [["snapshot", "delete", "x", "--provider", "aws", "--region", "us-east-1", "--region", "eu-west-1"], twice("--region", "snapshot delete")]
+    ] as const) {
+      const result = await run(args)
+      expect([args, result.exitCode, lines(result.stderr), result.stdout]).toEqual([args, 2, [line], ""])
+    }
+    // With --json, repl run's JSON Lines end with the error as for every usage error.
+    const json = await run(["run", "--json", "-c", "echo A", "-c", "echo B"])
+    expect([json.exitCode, lines(json.stdout).map((l) => JSON.parse(l) as unknown)]).toEqual([2, [{ type: "error", message: twice("-c", "run").slice(6), status: 2 }]])
+    expect(existsSync(join(home, "state.db"))).toBe(false)
+    expect((await run(["run", "list", "--json"])).stdout).toBe("[]")
+    // After "--" a word is an argument, not a second -c; a switch given twice is given.
+    const operand = await run(["run", "-c", "echo A", "--", "-c"])
+    expect([operand.exitCode, lines(operand.stderr)]).toEqual([2, [`repl: unexpected argument "-c" for 'repl run': it takes none; after "--", -c is an argument, not a flag (see 'repl run --help')`]])
+    const repeatable = await run(["run", "-c", "echo $A$B", "--env", "A=1", "--env=B=2", "--progress", "--progress"])
+    expect([repeatable.exitCode, repeatable.stdout]).toEqual([0, "12"])
+    const listed = await run(["run", "list", "--json", "--json", "--state", "succeeded", "--state=failed"])
+    expect([listed.exitCode, (JSON.parse(listed.stdout) as Array<{ command: string }>).map((r) => r.command)]).toEqual([0, ["echo $A$B"]])
+  })
+
   it("a snapshot id that could never be the provider's is named, with what its ids look like", async () => {
     const aws = await run(["snapshot", "delete", "x", "--provider", "aws", "--region", "us-east-1"])
     expect(lines(aws.stderr)).toEqual(['repl: provider "aws": "x" is not an AMI id (ami- and 8 to 17 hex digits; repl snapshot list shows them)'])

@@ -4,6 +4,13 @@ import { Cause, ConfigError, Data } from "effect"
 /** A flag's value that clipanion accepted as a string but the command cannot use. */
 export class UsageFailure extends Data.TaggedError("UsageFailure")<{ readonly message: string }> {}
 
+/**
+ * A flag that takes one value given more than once (`repl run -c A -c B`), with the names it
+ * was given by. Thrown, not failed: it is found while clipanion reads the words, which reports
+ * its own parse errors by throwing too, and main.ts says it with the command it was given to.
+ */
+export class RepeatedFlag extends Data.TaggedError("RepeatedFlag")<{ readonly names: ReadonlyArray<string> }> {}
+
 const usageTags = new Set(["UsageFailure", "UnknownProvider", "ProviderMisconfigured", "InvalidSpec", "InvalidLaunchOptions", "InvalidScanOptions", "InvalidSnapshotName", "InvalidSnapshotId", "Unsupported"])
 
 const tagOf = (error: unknown): string | null =>

@@ -11,6 +11,7 @@ import { RunListCommand } from "./commands/run/list.ts"
 import { SnapshotCreateCommand } from "./commands/snapshot/create.ts"
 import { SnapshotDeleteCommand } from "./commands/snapshot/delete.ts"
 import { SnapshotListCommand } from "./commands/snapshot/list.ts"
+import { RepeatedFlag } from "./errors.ts"
 import { bold, useColor } from "./format.ts"
 import { stdout } from "./stdio.ts"
 import { VERSION } from "./version.ts"
@@ -91,8 +92,11 @@ const commandParsed = (cli: Cli, words: ReadonlyArray<string>): Registered | und
   try {
     const parsed = cli.process([...words], { env: process.env })
     return commands.find((c) => parsed instanceof c)
-  } catch {
-    return undefined
+  } catch (error) {
+    // A flag given twice still names its command, and asking for its help does nothing twice.
+    if (!(error instanceof RepeatedFlag)) return undefined
+    const named = commandNamed(cli, words)
+    return commands.find((c) => c.paths.some((p) => ["repl", ...p].join(" ") === named?.path))
   }
 }
 
@@ -227,6 +231,15 @@ const helpFor = (named: Definition | undefined): { readonly of: string; readonly
   named === undefined || named.path === "repl" ? { of: "", help: "repl --help" } : { of: ` for '${named.path}'`, help: `${named.path} --help` }
 
 /**
+ * A flag that takes one value given more than once (`-c A -c B`), said with its command;
+ * clipanion kept the last value without a word. Its names as given (`-c/--command` when both were).
+ */
+const repeatedFlag = (error: RepeatedFlag, named: Definition | undefined): string => {
+  const where = helpFor(named)
+  return `${error.names.join("/")} given more than once${where.of}: it takes one value (see '${where.help}')`
+}
+
+/**
  * clipanion's "Unsupported option name" and "Invalid option name" said with the command they
  * were given to: a flag it does not know, or a value given to a flag that takes none
  * (`--spot=true`). Null for any other message.
@@ -296,6 +309,7 @@ export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
     // are not made unless something needs them (see the build script for clipanion's side).
     command = cli.process([...argv], { env: process.env })
   } catch (error) {
+    if (error instanceof RepeatedFlag) return reportFailure(repeatedFlag(error, commandNamed(cli, argv)), USAGE, streamsJsonLines(argv))
     const message = error instanceof Error ? error.message : String(error)
     // clipanion's parse errors span several lines (candidates, usage); the first says what is wrong.
     const first = message.split("\n").find((l) => l.trim() !== "")?.trim() ?? "invalid usage"

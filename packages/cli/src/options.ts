@@ -1,6 +1,35 @@
 import { DurationFromString } from "@skyrepl/core"
+import { Option } from "clipanion"
 import { type Duration, Effect, Either, Schema } from "effect"
-import { UsageFailure } from "./errors.ts"
+import { RepeatedFlag, UsageFailure } from "./errors.ts"
+
+interface OneValueOptions {
+  readonly description: string
+  readonly required?: boolean
+}
+
+/**
+ * A flag that takes one value (`--provider ID`), declared as clipanion's `Option.String` declares
+ * it, except that giving it more than once is a usage error: clipanion keeps the last value
+ * silently, so `repl run -c 'echo A' -c 'echo B'` ran `echo B`, and a script that adds a flag to
+ * one it was handed overrode it unseen. The count is taken from what clipanion parsed, so the
+ * `--flag=value` form, a short name and `--` (after which nothing is a flag) count as clipanion
+ * reads them. A flag meant to be repeated is an `Option.Array`.
+ */
+export function oneValue(descriptor: string, options: OneValueOptions & { readonly required: true }): string
+export function oneValue(descriptor: string, options: OneValueOptions): string | undefined
+export function oneValue(descriptor: string, options: OneValueOptions): string | undefined {
+  const names = descriptor.split(",")
+  return Option.makeCommandOption<string | undefined>({
+    definition: (builder) => builder.addOption({ names, arity: 1, description: options.description, required: options.required ?? false }),
+    transformer: (_builder, _key, state) => {
+      const given = state.options.filter((option) => names.includes(option.name))
+      if (given.length > 1) throw new RepeatedFlag({ names: [...new Set(given.map((option) => option.name))] })
+      const value: unknown = given[0]?.value
+      return typeof value === "string" ? value : undefined
+    }
+  })
+}
 
 /** `--env K=V` flags, repeated; a later key wins, as in `docker run -e`. */
 export const parseEnvFlags = (flags: ReadonlyArray<string>): Effect.Effect<Record<string, string>, UsageFailure> =>

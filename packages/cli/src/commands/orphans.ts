@@ -3,7 +3,7 @@ import { Command, Option } from "clipanion"
 import { type Duration, Effect, type Scope } from "effect"
 import { type Checked, SkyReplCommand } from "../base-command.ts"
 import { ago, table, toJson } from "../format.ts"
-import { parseDurationFlag } from "../options.ts"
+import { oneValue, parseDurationFlag } from "../options.ts"
 import { buildProvider } from "../runtime.ts"
 
 interface OrphansFlags {
@@ -29,7 +29,7 @@ export class OrphansCommand extends SkyReplCommand<OrphansFlags> {
 
   provider = Option.Array("--provider", [], { description: "only this provider (repeatable)" })
   reap = Option.Boolean("--reap", false, { description: "terminate what is found" })
-  minAge = Option.String("--min-age", { description: `leave younger instances alone (default ${formatDuration(defaultMinAge)}; 0 for none)` })
+  minAge = oneValue("--min-age", { description: `leave younger instances alone (default ${formatDuration(defaultMinAge)}; 0 for none)` })
   keep = Option.Array("--keep", [], { description: "never reap this instance name (repeatable)" })
   own = Option.Boolean("--own", false, { description: "only instances named for this state home's control plane" })
   json = Option.Boolean("--json", false, { description: "print JSON" })

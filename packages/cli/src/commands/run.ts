@@ -6,7 +6,7 @@ import { constants } from "node:os"
 import { type Checked, INTERRUPTED, reportFailure, SkyReplCommand } from "../base-command.ts"
 import { dim, useColor } from "../format.ts"
 import { UsageFailure } from "../errors.ts"
-import { parseDurationFlag, parseEnvFlags } from "../options.ts"
+import { oneValue, parseDurationFlag, parseEnvFlags } from "../options.ts"
 import { buildProvider, checkSpec } from "../runtime.ts"
 import { stderr as stderrOutput } from "../stdio.ts"
 import { printOutput } from "../json-output.ts"
@@ -71,13 +71,13 @@ export class RunCommand extends SkyReplCommand<RunFlags> {
     ]
   })
 
-  command = Option.String("-c,--command", { required: true, description: "the command to run (/bin/sh -c)" })
-  provider = Option.String("--provider", { description: "provider id (default: local, or $SKYREPL_PROVIDER)" })
-  spec = Option.String("--spec", { description: "provider-specific instance spec" })
+  command = oneValue("-c,--command", { required: true, description: "the command to run (/bin/sh -c)" })
+  provider = oneValue("--provider", { description: "provider id (default: local, or $SKYREPL_PROVIDER)" })
+  spec = oneValue("--spec", { description: "provider-specific instance spec" })
   env = Option.Array("--env", [], { description: "KEY=VALUE for the command's environment (repeatable)" })
-  region = Option.String("--region", { description: "region, for providers that have them (aws)" })
+  region = oneValue("--region", { description: "region, for providers that have them (aws)" })
   spot = Option.Boolean("--spot", false, { description: "a spot instance, for providers that have them (aws)" })
-  maxDuration = Option.String("--max-duration", { description: "kill the run after this long: 500ms, 30s, 5m, 1h" })
+  maxDuration = oneValue("--max-duration", { description: "kill the run after this long: 500ms, 30s, 5m, 1h" })
   json = Option.Boolean("--json", false, { description: "JSON Lines on stdout instead of raw output" })
   progress = Option.Boolean("--progress", { description: "show start-up progress on stderr (default: when stderr is a terminal)" })
 

@@ -4,12 +4,13 @@ import { Effect, Either, Schema } from "effect"
 import { type Checked, SkyReplCommand } from "../../base-command.ts"
 import { UsageFailure } from "../../errors.ts"
 import { ago, colorState, table, toJson } from "../../format.ts"
+import { oneValue } from "../../options.ts"
 
 export class AllocationListCommand extends SkyReplCommand<ReadonlyArray<AllocationState>> {
   static override paths = [["allocation", "list"]]
   static override usage = Command.Usage({ description: "list allocations: which run holds which instance" })
 
-  state = Option.String("--state", { description: "active or released" })
+  state = oneValue("--state", { description: "active or released" })
   json = Option.Boolean("--json", false, { description: "print JSON" })
 
   protected preflight(): Effect.Effect<Checked<ReadonlyArray<AllocationState>>, UsageFailure> {

@@ -3,7 +3,7 @@ import { Command, Option } from "clipanion"
 import { Effect } from "effect"
 import { type Checked, SkyReplCommand } from "../../base-command.ts"
 import type { UsageFailure } from "../../errors.ts"
-import { parseCount } from "../../options.ts"
+import { oneValue, parseCount } from "../../options.ts"
 import { endLine, exitStatusOf } from "../run.ts"
 import { printOutput } from "../../json-output.ts"
 
@@ -24,8 +24,8 @@ export class RunAttachCommand extends SkyReplCommand<AttachFlags> {
   })
 
   runId = Option.String({ name: "run-id" })
-  fromStdout = Option.String("--from-stdout", { description: "skip this many bytes of stdout" })
-  fromStderr = Option.String("--from-stderr", { description: "skip this many bytes of stderr" })
+  fromStdout = oneValue("--from-stdout", { description: "skip this many bytes of stdout" })
+  fromStderr = oneValue("--from-stderr", { description: "skip this many bytes of stderr" })
   noFollow = Option.Boolean("--no-follow", false, { description: "print what is there now and exit" })
   json = Option.Boolean("--json", false, { description: "JSON Lines: one object per chunk with its offset" })
 

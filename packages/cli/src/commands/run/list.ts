@@ -4,7 +4,7 @@ import { Effect, Either, Schema } from "effect"
 import { type Checked, SkyReplCommand } from "../../base-command.ts"
 import { UsageFailure } from "../../errors.ts"
 import { ago, colorState, table, truncate, toJson } from "../../format.ts"
-import { parseCount } from "../../options.ts"
+import { oneValue, parseCount } from "../../options.ts"
 
 interface RunListFlags {
   readonly limit: number
@@ -15,7 +15,7 @@ export class RunListCommand extends SkyReplCommand<RunListFlags> {
   static override paths = [["run", "list"]]
   static override usage = Command.Usage({ description: "list runs, newest first" })
 
-  limit = Option.String("--limit", { description: "how many runs to show (default 20; 0 for all)" })
+  limit = oneValue("--limit", { description: "how many runs to show (default 20; 0 for all)" })
   state = Option.Array("--state", [], { description: "only runs in this state (repeatable)" })
   json = Option.Boolean("--json", false, { description: "print JSON" })
 

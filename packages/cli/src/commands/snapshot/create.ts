@@ -3,6 +3,7 @@ import { Command, Option } from "clipanion"
 import { Effect } from "effect"
 import { type Checked, nothingToCheck, SkyReplCommand } from "../../base-command.ts"
 import { toJson } from "../../format.ts"
+import { oneValue } from "../../options.ts"
 
 export class SnapshotCreateCommand extends SkyReplCommand {
   static override paths = [["snapshot", "create"]]
@@ -12,7 +13,7 @@ export class SnapshotCreateCommand extends SkyReplCommand {
   })
 
   target = Option.String({ name: "run-id|instance-name" })
-  name = Option.String("--name", { description: "snapshot name (default: the instance name and a timestamp)" })
+  name = oneValue("--name", { description: "snapshot name (default: the instance name and a timestamp)" })
   json = Option.Boolean("--json", false, { description: "print JSON" })
 
   protected preflight(): Effect.Effect<Checked<undefined>> {

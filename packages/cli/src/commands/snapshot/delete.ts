@@ -3,6 +3,7 @@ import { Command, Option } from "clipanion"
 import { Effect, type Scope } from "effect"
 import { type Checked, SkyReplCommand } from "../../base-command.ts"
 import { toJson } from "../../format.ts"
+import { oneValue } from "../../options.ts"
 import { snapshotProviders } from "../../runtime.ts"
 
 export class SnapshotDeleteCommand extends SkyReplCommand {
@@ -10,8 +11,8 @@ export class SnapshotDeleteCommand extends SkyReplCommand {
   static override usage = Command.Usage({ description: "delete a snapshot (idempotent)" })
 
   id = Option.String({ name: "snapshot-id" })
-  provider = Option.String("--provider", { required: true, description: "the provider that holds it" })
-  region = Option.String("--region", { description: "its region, for providers that have them" })
+  provider = oneValue("--provider", { required: true, description: "the provider that holds it" })
+  region = oneValue("--region", { description: "its region, for providers that have them" })
   json = Option.Boolean("--json", false, { description: "print JSON" })
 
   protected preflight(settings: SkyReplSettings): Effect.Effect<Checked<undefined>, unknown, Scope.Scope> {
