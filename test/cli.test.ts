@@ -829,6 +829,34 @@ describe("listings", () => {
     }
   })
 
+  it("words after the top level's --version or --help are a one-line usage error; a last --help still shows the help", async () => {
+    // clipanion said "Extraneous positional argument" and "unknown flag --version", and answered
+    // `--version --help` with its version command's usage line, `$ repl -v`.
+    for (const [args, line] of [
+      [["--version", "extra"], `repl: unexpected argument "extra" for 'repl --version': it takes none (see 'repl --help')`],
+      [["-v", "extra", "more"], `repl: unexpected argument "extra" for 'repl -v': it takes none (see 'repl --help')`],
+      [["--version", "--version"], `repl: unexpected argument "--version" for 'repl --version': it takes none (see 'repl --help')`],
+      [["--version", "--json", "--help"], `repl: unexpected argument "--json" for 'repl --version': it takes none (see 'repl --help')`],
+      [["--version", "--", "extra"], `repl: unexpected argument "extra" for 'repl --version': it takes none (see 'repl --help')`],
+      [["--help", "extra"], `repl: unexpected argument "extra" for 'repl --help': it takes none (see 'repl --help')`],
+      [["--help", "--version"], `repl: unexpected argument "--version" for 'repl --help': it takes none (see 'repl --help')`],
+      // A command after --help was most likely its help wanted: the line names where it is.
+      [["-h", "run", "list"], `repl: unexpected argument "run" for 'repl -h': it takes none (see 'repl run list --help')`],
+      [["--help", "snapshot"], `repl: unexpected argument "snapshot" for 'repl --help': it takes none (see 'repl snapshot --help')`]
+    ] as const) {
+      const result = await run(args)
+      expect([args, result.exitCode, lines(result.stderr), result.stdout]).toEqual([args, 2, [line], ""])
+    }
+    const help = (await run(["--help"])).stdout
+    for (const args of [["--help", "--help"], ["--version", "--help"], ["-v", "-h"], ["--help", "--"]]) {
+      const result = await run(args)
+      expect([args, result.exitCode, result.stderr, result.stdout]).toEqual([args, 0, "", help])
+    }
+    const version = await run(["--version", "--"])
+    expect([version.exitCode, version.stdout]).toEqual([0, (await run(["--version"])).stdout])
+    expect(existsSync(join(home, "state.db"))).toBe(false)
+  })
+
   it("--help after a command's arguments shows that command's help, and after -- it is an argument", async () => {
     // It was "unknown flag --help for 'repl run attach'", exit 2, once a run id had been given.
     for (const [args, title] of [

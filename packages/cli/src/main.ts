@@ -204,6 +204,32 @@ const operandsOf = (
   return operands
 }
 
+/** The top level's own flags: clipanion registers each as a command whose path is that one word. */
+const helpFlags = (Builtins.HelpCommand.paths ?? []).map((path) => path.join(" "))
+const topLevelFlags = [...helpFlags, ...(Builtins.VersionCommand.paths ?? []).map((path) => path.join(" "))]
+
+/**
+ * What words after the top level's `--version` or `--help` mean. Those take no arguments, and
+ * clipanion answered `repl --version extra` with its own "Extraneous positional argument", a
+ * second `--version` with "unknown flag --version", and `repl --version --help` with its version
+ * command's bare usage line (`$ repl -v`). A last `-h`/`--help` after them still asks for help,
+ * the top level's; a lone `--` after them ends nothing, and is left to clipanion, which answers
+ * as if it were not there.
+ */
+const afterTopLevelFlag = (argv: ReadonlyArray<string>): { readonly help: true } | { readonly line: string } | undefined => {
+  const first = argv[0]
+  if (first === undefined || !topLevelFlags.includes(first) || argv.length === 1) return undefined
+  const rest = argv.slice(1)
+  if (rest.every((word) => helpFlags.includes(word))) return { help: true }
+  const operands = rest[0] === "--" ? rest.slice(1) : rest
+  const extra = operands[0]
+  if (extra === undefined) return undefined
+  // `repl --help run list` was most likely meant as `repl run list --help`: name that.
+  const names = helpFlags.includes(first) && commands.some((c) => c.paths.some((p) => operands.every((word, i) => p[i] === word)))
+  const help = names ? `repl ${operands.join(" ")} --help` : "repl --help"
+  return { line: `unexpected argument ${JSON.stringify(extra)} for 'repl ${first}': it takes none (see '${help}')` }
+}
+
 /** `word` as a shell reads it back: quoted when it holds anything but plain characters. */
 const shellWord = (word: string): string => (/^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`)
 
@@ -298,6 +324,10 @@ export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
     return reportFailure(line, USAGE, streamsJsonLines(argv))
   }
   const cli = makeCli()
+  const topLevel = afterTopLevelFlag(argv)
+  if (topLevel !== undefined) {
+    return "help" in topLevel ? printAndEnd(cli.usage(null, { colored: useColor(stdout) })) : reportFailure(topLevel.line, USAGE, false)
+  }
   const help = helpAsked(cli, argv)
   if (help !== undefined) {
     const color = useColor(stdout)
