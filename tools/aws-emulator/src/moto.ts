@@ -1,12 +1,20 @@
 import { Data, Duration, Effect, type Scope } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import { createServer } from "node:net"
+import { delimiter } from "node:path"
 import { fileURLToPath } from "node:url"
 
 export class EmulatorError extends Data.TaggedError("EmulatorError")<{ readonly message: string; readonly cause?: unknown }> {}
 
 /** Canonical-owned Ubuntu images (and decoys) that moto serves instead of its built-in list. */
 export const canonicalAmisPath: string = fileURLToPath(new URL("./canonical-amis.json", import.meta.url))
+
+/**
+ * A directory Python imports `sitecustomize` from: it teaches moto what EC2 does and moto does
+ * not (tags on the EBS snapshots CreateImage makes). First on moto's PYTHONPATH, so the server
+ * itself stays the unchanged program, whichever Python runs it.
+ */
+export const motoPatchesPath: string = fileURLToPath(new URL("./moto-patches", import.meta.url))
 
 /** Credentials moto accepts (it accepts any); exported so every client of one emulator agrees. */
 export const motoCredentials = { accessKeyId: "testing", secretAccessKey: "testing" } as const
@@ -67,7 +75,11 @@ export const startMoto = (options: MotoOptions = {}): Effect.Effect<MotoServer, 
       Effect.try({
         try: (): ChildProcess => {
           const started = spawn("/bin/sh", ["-c", watchdog, "moto-watchdog", command, "-H", "127.0.0.1", "-p", String(port)], {
-            env: { ...process.env, MOTO_AMIS_PATH: options.amisPath ?? canonicalAmisPath },
+            env: {
+              ...process.env,
+              MOTO_AMIS_PATH: options.amisPath ?? canonicalAmisPath,
+              PYTHONPATH: [motoPatchesPath, ...(process.env["PYTHONPATH"] ?? "").split(delimiter).filter((p) => p !== "")].join(delimiter)
+            },
             stdio: ["pipe", "pipe", "pipe"],
             detached: true
           })
