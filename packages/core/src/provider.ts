@@ -52,7 +52,11 @@ export interface Snapshot {
   readonly region: string | null
   /** Instance name it was taken from, when the provider still knows. */
   readonly source: string | null
-  readonly state: "pending" | "available" | "failed"
+  /**
+   * `deleting`: a delete began and did not finish (on AWS, the image is deregistered and some
+   * of its EBS snapshots are still there, and billed); deleting the id again finishes it.
+   */
+  readonly state: "pending" | "available" | "failed" | "deleting"
   readonly createdAt: number | null
 }
 

@@ -169,6 +169,18 @@ export type Image = typeof Image.Type
 
 const Images = Schema.Struct({ Images: Schema.optional(Schema.Array(Image)), NextToken: Schema.optional(Schema.String) })
 
+/** An EBS snapshot (`snap-…`), as DescribeSnapshots gives it. */
+export const EbsSnapshot = Schema.Struct({
+  SnapshotId: Schema.String,
+  State: Schema.optional(Schema.String),
+  StartTime: Schema.optional(Schema.DateFromSelf),
+  Tags
+})
+export type EbsSnapshot = typeof EbsSnapshot.Type
+
+// Like Reservations: EC2 always sends the set, so a success without it is no EC2 answer.
+const EbsSnapshots = Schema.Struct({ Snapshots: Schema.Array(EbsSnapshot), NextToken: Schema.optional(Schema.String) })
+
 const Identity = Schema.Struct({ Account: Schema.String, Arn: Schema.String, UserId: Schema.optional(Schema.String) })
 export type Identity = typeof Identity.Type
 
@@ -281,6 +293,13 @@ export interface AwsApi {
     tags: ReadonlyArray<Tag>
   ) => Effect.Effect<string, AwsError>
   readonly deregisterImage: (region: string, imageId: string) => Effect.Effect<void, AwsError>
+  /** The account's own EBS snapshots that match every filter, all pages. */
+  readonly describeSnapshots: (
+    region: string,
+    filters: ReadonlyArray<{ readonly name: string; readonly values: ReadonlyArray<string> }>
+  ) => Effect.Effect<ReadonlyArray<EbsSnapshot>, AwsError>
+  /** Adds (or overwrites) tags on existing resources; idempotent, so retried. */
+  readonly createTags: (region: string, resourceIds: ReadonlyArray<string>, tags: ReadonlyArray<Tag>) => Effect.Effect<void, AwsError>
   readonly deleteSnapshot: (region: string, snapshotId: string) => Effect.Effect<void, AwsError>
 }
 
@@ -616,7 +635,12 @@ export const makeAwsApi = (config: AwsApiConfig): AwsApi => {
             Description: description,
             // A reboot would kill the run that is going on the instance.
             NoReboot: true,
-            TagSpecifications: [{ ResourceType: "image", Tags: toSdkTags(tags) }]
+            // The EBS snapshots get the image's tags too, in the same call: they are SkyREPL's
+            // from their first moment, and can be found by tag once no image leads to them.
+            TagSpecifications: [
+              { ResourceType: "image", Tags: toSdkTags(tags) },
+              { ResourceType: "snapshot", Tags: toSdkTags(tags) }
+            ]
           }),
           { abortSignal: signal }
         )
@@ -626,6 +650,36 @@ export const makeAwsApi = (config: AwsApiConfig): AwsApi => {
       retried(
         call(region, "DeregisterImage", Void, (c, signal) =>
           c.ec2.send(new c.sdk.ec2.DeregisterImageCommand({ ImageId: imageId }), { abortSignal: signal })
+        )
+      ).pipe(Effect.asVoid),
+
+    describeSnapshots: (region, filters) =>
+      Effect.gen(function* () {
+        const out: Array<EbsSnapshot> = []
+        let token: string | undefined
+        do {
+          const page = yield* retried(
+            call(region, "DescribeSnapshots", EbsSnapshots, (c, signal) =>
+              c.ec2.send(
+                new c.sdk.ec2.DescribeSnapshotsCommand({
+                  OwnerIds: ["self"],
+                  Filters: toSdkFilters(filters),
+                  ...(token === undefined ? {} : { NextToken: token })
+                }),
+                { abortSignal: signal }
+              )
+            )
+          )
+          out.push(...page.Snapshots)
+          token = page.NextToken === undefined || page.NextToken === "" ? undefined : page.NextToken
+        } while (token !== undefined)
+        return out
+      }),
+
+    createTags: (region, resourceIds, tags) =>
+      retried(
+        call(region, "CreateTags", Void, (c, signal) =>
+          c.ec2.send(new c.sdk.ec2.CreateTagsCommand({ Resources: [...resourceIds], Tags: toSdkTags(tags) }), { abortSignal: signal })
         )
       ).pipe(Effect.asVoid),
 

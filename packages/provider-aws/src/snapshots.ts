@@ -1,12 +1,17 @@
 import { type InstanceRef, ProviderError, type ProviderSnapshots, type Snapshot } from "@skyrepl/core"
 import { Effect } from "effect"
-import { type AwsApi, type Image, tagValue, type Tag } from "./aws-api.ts"
+import { type AwsApi, type EbsSnapshot, type Image, tagValue, type Tag } from "./aws-api.ts"
 import { providerError, toProviderError } from "./errors.ts"
 import { isRegion, notARegion } from "./options.ts"
 import { PROVIDER_ID } from "./spec.ts"
 
 export const MANAGED_TAG = "skyrepl:managed"
 export const SOURCE_TAG = "skyrepl:source"
+/**
+ * Written on an image's EBS snapshots before the image is deregistered: once it is, this tag is
+ * all that leads from the image's id to what is left of it.
+ */
+export const IMAGE_TAG = "skyrepl:image"
 
 const amiId = /^ami-[0-9a-f]{8,17}$/
 
@@ -20,6 +25,9 @@ const idProblem = (id: string): string | null =>
  */
 const nameProblem = (name: string): string | null =>
   name.trim() === "" ? "a snapshot name cannot be blank (leave --name out for the default: the instance's name and a time)" : null
+
+/** A message that ends a sentence, so another can follow it. */
+const sentence = (message: string): string => (/[.!?]$/.test(message) ? message : `${message}.`)
 
 /** AMI names allow letters, digits, spaces and `()[]./-'@_`, 3 to 128 characters. */
 export const imageName = (name: string): string => {
@@ -49,6 +57,24 @@ export const toSnapshot = (image: Image, region: string): Snapshot => {
     source: tagValue(image.Tags, SOURCE_TAG) ?? null,
     state: stateOf(image),
     createdAt: Number.isNaN(created) ? null : created
+  }
+}
+
+/**
+ * The EBS snapshots an image left when its delete did not finish, as that image's row: its id
+ * is what `delete` takes to finish the job. Their tags are the image's own (CreateImage gave
+ * both the same), so the row keeps its name and source.
+ */
+const leftoverOf = (imageId: string, left: ReadonlyArray<EbsSnapshot>, region: string): Snapshot => {
+  const started = left.flatMap((s) => (s.StartTime === undefined ? [] : [s.StartTime.getTime()]))
+  return {
+    id: imageId,
+    name: left.map((s) => tagValue(s.Tags, "Name")).find((n) => n !== undefined) ?? imageId,
+    provider: PROVIDER_ID,
+    region,
+    source: left.map((s) => tagValue(s.Tags, SOURCE_TAG)).find((n) => n !== undefined) ?? null,
+    state: "deleting",
+    createdAt: started.length === 0 ? null : Math.min(...started)
   }
 }
 
@@ -96,16 +122,67 @@ export const makeSnapshots = (deps: SnapshotDeps): ProviderSnapshots => {
       const perRegion = yield* Effect.forEach(
         regions,
         (region) =>
-          api
-            .describeImages(region, { owners: ["self"], filters: [{ name: `tag:${MANAGED_TAG}`, values: ["true"] }] })
-            .pipe(
-              Effect.map((images) => images.map((image) => toSnapshot(image, region))),
-              Effect.mapError((e) => toProviderError(e))
-            ),
+          Effect.all(
+            [
+              api.describeImages(region, { owners: ["self"], filters: [{ name: `tag:${MANAGED_TAG}`, values: ["true"] }] }),
+              api.describeSnapshots(region, [
+                { name: `tag:${MANAGED_TAG}`, values: ["true"] },
+                { name: "tag-key", values: [IMAGE_TAG] }
+              ])
+            ],
+            { concurrency: 2 }
+          ).pipe(
+            Effect.map(([images, snapshots]) => {
+              // An image still listed is one whose delete is under way or failed before its
+              // deregistration: its own row says it is there.
+              const listed = new Set(images.map((image) => image.ImageId))
+              const left = new Map<string, Array<EbsSnapshot>>()
+              for (const snapshot of snapshots) {
+                const imageId = tagValue(snapshot.Tags, IMAGE_TAG)
+                if (imageId === undefined || listed.has(imageId)) continue
+                left.set(imageId, [...(left.get(imageId) ?? []), snapshot])
+              }
+              return [
+                ...images.map((image) => toSnapshot(image, region)),
+                ...[...left].map(([imageId, snapshots]) => leftoverOf(imageId, snapshots, region))
+              ]
+            }),
+            Effect.mapError((e) => toProviderError(e))
+          ),
         { concurrency: 4 }
       )
       return perRegion.flat().sort((a, b) => (b.createdAt ?? 0) - (a.createdAt ?? 0))
     })
+
+  /**
+   * Deletes what an image left, one snapshot after another. A failure names what is still
+   * there: the image is gone from every listing but `snapshot list`'s `deleting` row, and its
+   * snapshots are billed until a delete of the image's id finishes the job.
+   */
+  const deleteEbsSnapshots = (region: string, imageId: string, snapshotIds: ReadonlyArray<string>): Effect.Effect<void, ProviderError> =>
+    Effect.forEach(
+      snapshotIds,
+      (snapshotId, index) =>
+        api.deleteSnapshot(region, snapshotId).pipe(
+          Effect.catchIf((e) => e.code === "InvalidSnapshot.NotFound", () => Effect.void),
+          Effect.mapError((e) => {
+            const error = toProviderError(e)
+            const left = snapshotIds.slice(index)
+            const them = left.length === 1 ? "it" : "them"
+            return new ProviderError({
+              provider: PROVIDER_ID,
+              operation: error.operation,
+              reason: error.reason,
+              message:
+                `${sentence(error.message)} ${imageId} is deregistered, but its EBS snapshot${left.length === 1 ? "" : "s"} ${left.join(", ")} ` +
+                `could not be deleted; repl snapshot delete ${imageId} --provider aws --region ${region} deletes ${them} once the cause is fixed.`,
+              cause: e,
+              ...(error.retried === true ? { retried: true } : {})
+            })
+          })
+        ),
+      { discard: true }
+    )
 
   const remove = (id: string, region: string | null): Effect.Effect<void, ProviderError> =>
     Effect.gen(function* () {
@@ -128,41 +205,40 @@ export const makeSnapshots = (deps: SnapshotDeps): ProviderSnapshots => {
         Effect.mapError((e) => toProviderError(e))
       )
       const image = images[0]
-      if (image === undefined) return
+      // No image: never one, or a delete that deregistered it and did not finish, whose EBS
+      // snapshots carry its id.
+      if (image === undefined) {
+        const left = yield* api
+          .describeSnapshots(where, [
+            { name: `tag:${IMAGE_TAG}`, values: [id] },
+            { name: `tag:${MANAGED_TAG}`, values: ["true"] }
+          ])
+          .pipe(Effect.mapError((e) => toProviderError(e)))
+        return yield* deleteEbsSnapshots(where, id, left.map((s) => s.SnapshotId))
+      }
       if (tagValue(image.Tags, MANAGED_TAG) !== "true") {
         return yield* providerError("DeregisterImage", "invalid-request", `${id} in ${where} is not a SkyREPL snapshot; it is left alone`)
       }
       const snapshotIds = (image.BlockDeviceMappings ?? []).flatMap((m) => (m.Ebs?.SnapshotId === undefined ? [] : [m.Ebs.SnapshotId]))
+      // Written before the image goes: a delete that stops after the deregistration is finished
+      // by the next, and listed until then. The image's name and source go along, for an image
+      // made before its snapshots were tagged at creation.
+      if (snapshotIds.length > 0) {
+        const source = tagValue(image.Tags, SOURCE_TAG)
+        const tags = [
+          ...deps.managedTags,
+          { key: IMAGE_TAG, value: id },
+          ...(image.Name === undefined ? [] : [{ key: "Name", value: image.Name }]),
+          ...(source === undefined ? [] : [{ key: SOURCE_TAG, value: source }])
+        ]
+        yield* api.createTags(where, snapshotIds, tags).pipe(Effect.mapError((e) => toProviderError(e)))
+      }
       yield* api.deregisterImage(where, id).pipe(
         Effect.catchIf((e) => e.code.startsWith("InvalidAMIID."), () => Effect.void),
         Effect.mapError((e) => toProviderError(e))
       )
-      // The snapshots can only go once the image no longer uses them. Once it is deregistered,
-      // nothing leads to them again (a second delete finds no image): a failure here must name
-      // what is left, or it is billed unseen.
-      for (const [index, snapshotId] of snapshotIds.entries()) {
-        yield* api.deleteSnapshot(where, snapshotId).pipe(
-          Effect.catchIf((e) => e.code === "InvalidSnapshot.NotFound", () => Effect.void),
-          Effect.mapError((e) => {
-            const error = toProviderError(e)
-            const left = snapshotIds.slice(index)
-            // Marked retried whatever the reason: a repeated delete finds no image and reports
-            // success, hiding this message.
-            return new ProviderError({
-              provider: PROVIDER_ID,
-              operation: error.operation,
-              reason: error.reason,
-              message:
-                `${error.message} ${id} is deregistered, but its EBS snapshot${left.length === 1 ? "" : "s"} ${left.join(", ")} ` +
-                `could not be deleted, and repl snapshot delete cannot find ${left.length === 1 ? "it" : "them"} again; delete ${left.length === 1 ? "it" : "them"} with: ` +
-                left.map((s) => `aws ec2 delete-snapshot --region ${where} --snapshot-id ${s}`).join("; ") +
-                ".",
-              cause: e,
-              retried: true
-            })
-          })
-        )
-      }
+      // The snapshots can only go once the image no longer uses them.
+      yield* deleteEbsSnapshots(where, id, snapshotIds)
     })
 
   return { nameProblem, idProblem, create, list, delete: remove }

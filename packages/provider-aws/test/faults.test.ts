@@ -1,6 +1,6 @@
 import { describe, expect, layer } from "@effect/vitest"
 import { agentScriptPath, formatInstanceName, newControlId, newId, type ProviderError, type ProviderErrorReason, type ProviderService } from "@skyrepl/core"
-import { DeleteSnapshotCommand, DescribeImagesCommand, DescribeInstancesCommand, DescribeSecurityGroupsCommand, DescribeSubnetsCommand } from "@aws-sdk/client-ec2"
+import { CreateImageCommand, DescribeImagesCommand, DescribeInstancesCommand, DescribeSecurityGroupsCommand, DescribeSnapshotsCommand, DescribeSubnetsCommand } from "@aws-sdk/client-ec2"
 import { Cause, Context, Duration, Effect, Either, Exit, Fiber, Layer, Logger, Option, Schedule } from "effect"
 import { readdirSync, readFileSync, statSync } from "node:fs"
 import { join } from "node:path"
@@ -185,6 +185,32 @@ const scenarios: ReadonlyArray<Scenario> = [
   }
 ]
 
+/** The EBS snapshots behind an image, as moto has them. */
+const ebsOf = (moto: MotoServer, imageId: string) =>
+  Effect.promise(async (): Promise<ReadonlyArray<string>> => {
+    const client = rawClient(moto.url)
+    const out = await client.send(new DescribeImagesCommand({ ImageIds: [imageId] }))
+    client.destroy()
+    return (out.Images?.[0]?.BlockDeviceMappings ?? []).flatMap((m) => (m.Ebs?.SnapshotId === undefined ? [] : [m.Ebs.SnapshotId]))
+  })
+
+/** Which of `ids` moto still has (asking for one it does not have is an error: none). */
+const snapshotsIn = (moto: MotoServer, ids: ReadonlyArray<string>) =>
+  Effect.promise(async (): Promise<ReadonlyArray<string>> => {
+    const client = rawClient(moto.url)
+    const out = await client.send(new DescribeSnapshotsCommand({ SnapshotIds: [...ids] })).catch(() => ({ Snapshots: [] }))
+    client.destroy()
+    return (out.Snapshots ?? []).map((s) => s.SnapshotId ?? "")
+  })
+
+const imagesIn = (moto: MotoServer, ids: ReadonlyArray<string>) =>
+  Effect.promise(async (): Promise<ReadonlyArray<string>> => {
+    const client = rawClient(moto.url)
+    const out = await client.send(new DescribeImagesCommand({ ImageIds: [...ids] })).catch(() => ({ Images: [] }))
+    client.destroy()
+    return (out.Images ?? []).map((i) => i.ImageId ?? "")
+  })
+
 describe("aws provider on moto: start-up, and injected faults", () => {
   layer(fixture, { excludeTestServices: true, timeout: Duration.seconds(60) })((it) => {
     for (const scenario of scenarios) {
@@ -347,7 +373,7 @@ describe("aws provider on moto: start-up, and injected faults", () => {
       })
     )
 
-    it.effect("a snapshot deleted while DeleteSnapshot is refused names the EBS snapshots it leaves, which no later delete can find", () =>
+    it.effect("a snapshot delete stopped by a refused DeleteSnapshot names what it leaves, lists it as deleting, and a second delete finishes it", () =>
       Effect.gen(function* () {
         const { moto, proxy } = yield* Fixture
         const provider = yield* providerVia()
@@ -356,18 +382,67 @@ describe("aws provider on moto: start-up, and injected faults", () => {
         const name = newName()
         const spawned = yield* spawnNamed(provider, name)
         const snapshot = yield* snapshots.create({ name, providerRef: spawned.providerRef, region: REGION }, "left over")
-        const client = rawClient(moto.url)
-        const image = yield* Effect.promise(() => client.send(new DescribeImagesCommand({ ImageIds: [snapshot.id] })))
-        const ebs = (image.Images?.[0]?.BlockDeviceMappings ?? []).flatMap((m) => (m.Ebs?.SnapshotId === undefined ? [] : [m.Ebs.SnapshotId]))
+        const ebs = yield* ebsOf(moto, snapshot.id)
         expect(ebs.length).toBeGreaterThan(0)
         proxy.setRules([{ action: "DeleteSnapshot", calls: "all", fault: { kind: "error", status: 403, code: "UnauthorizedOperation" } }])
         const error = yield* Effect.flip(snapshots.delete(snapshot.id, REGION))
         expect(error.reason).toBe("auth")
-        for (const id of ebs) expect(error.message).toContain(`aws ec2 delete-snapshot --region ${REGION} --snapshot-id ${id}`)
         expect(awsErrorCode(error)).toBe("UnauthorizedOperation")
+        expect(error.message).toContain(`${snapshot.id} is deregistered, but its EBS snapshot`)
+        for (const id of ebs) expect(error.message).toContain(id)
+        expect(error.message).toContain(`repl snapshot delete ${snapshot.id} --provider aws --region ${REGION} deletes`)
+        expect(yield* imagesIn(moto, [snapshot.id])).toEqual([])
+        expect(yield* snapshotsIn(moto, ebs)).toEqual(ebs)
         proxy.setRules([])
-        for (const id of ebs) yield* Effect.promise(() => client.send(new DeleteSnapshotCommand({ SnapshotId: id })))
+        // What is left is still a snapshot to the user: it is billed, and its id finishes it.
+        expect((yield* snapshots.list()).find((s) => s.id === snapshot.id)).toEqual({
+          id: snapshot.id,
+          name: "left over",
+          provider: "aws",
+          region: REGION,
+          source: name,
+          state: "deleting",
+          createdAt: expect.any(Number)
+        })
+        yield* snapshots.delete(snapshot.id, REGION)
+        expect(yield* snapshotsIn(moto, ebs)).toEqual([])
+        expect((yield* snapshots.list()).some((s) => s.id === snapshot.id)).toBe(false)
+        yield* snapshots.delete(snapshot.id, REGION)
+        yield* cleanUp(provider, name)
+      })
+    )
+
+    it.effect("an image whose EBS snapshots were made untagged (before they were tagged at creation) is finished by a second delete too", () =>
+      Effect.gen(function* () {
+        const { moto, proxy } = yield* Fixture
+        const provider = yield* providerVia()
+        const snapshots = provider.snapshots
+        if (snapshots === undefined) return expect.unreachable("the aws provider has no snapshots")
+        const name = newName()
+        const spawned = yield* spawnNamed(provider, name)
+        // As an earlier SkyREPL made it: only the image tagged.
+        const client = rawClient(moto.url)
+        const made = yield* Effect.promise(() =>
+          client.send(
+            new CreateImageCommand({
+              InstanceId: spawned.providerRef,
+              Name: `untagged ${name}`,
+              NoReboot: true,
+              TagSpecifications: [{ ResourceType: "image", Tags: [{ Key: "skyrepl:managed", Value: "true" }, { Key: "skyrepl:source", Value: name }] }]
+            })
+          )
+        )
         client.destroy()
+        const imageId = made.ImageId ?? ""
+        const ebs = yield* ebsOf(moto, imageId)
+        expect(ebs.length).toBeGreaterThan(0)
+        proxy.setRules([{ action: "DeleteSnapshot", calls: "all", fault: { kind: "error", status: 503, code: "ServiceUnavailable" } }])
+        const error = yield* Effect.flip(snapshots.delete(imageId, REGION))
+        expect([error.reason, error.retried]).toEqual(["transient", true])
+        proxy.setRules([])
+        expect((yield* snapshots.list()).find((s) => s.id === imageId)).toMatchObject({ state: "deleting", name: `untagged ${name}`, source: name })
+        yield* snapshots.delete(imageId, REGION)
+        expect(yield* snapshotsIn(moto, ebs)).toEqual([])
         yield* cleanUp(provider, name)
       })
     )

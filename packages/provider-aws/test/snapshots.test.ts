@@ -65,6 +65,13 @@ describe("snapshots", () => {
         const ebs = (image.Images?.[0]?.BlockDeviceMappings ?? []).flatMap((m) => (m.Ebs?.SnapshotId === undefined ? [] : [m.Ebs.SnapshotId]))
         expect(ebs.length).toBeGreaterThan(0)
         expect(yield* ebsSnapshots(moto, ebs)).toEqual(ebs)
+        // Tagged as the image is, in CreateImage itself: SkyREPL's from their first moment.
+        const tagsOf = (tags: ReadonlyArray<{ Key?: string | undefined; Value?: string | undefined }> | undefined) =>
+          Object.fromEntries((tags ?? []).map((t) => [t.Key ?? "", t.Value ?? ""]))
+        const imageTags = tagsOf(image.Images?.[0]?.Tags)
+        expect(imageTags).toMatchObject({ "skyrepl:managed": "true", "skyrepl:source": name, Name: "base image- v1-" })
+        const described = yield* Effect.promise(() => rawClient(moto.url).send(new DescribeSnapshotsCommand({ SnapshotIds: ebs })))
+        for (const s of described.Snapshots ?? []) expect(tagsOf(s.Tags)).toEqual(imageTags)
 
         yield* snapshots.delete(snapshot.id, REGION)
         expect((yield* snapshots.list()).some((s) => s.id === snapshot.id)).toBe(false)
