@@ -759,6 +759,7 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
     const snapshots = makeSnapshots({
       api,
       managedTags,
+      visibilityTimeout: resolved.visibilityTimeout,
       defaultRegion,
       regions: (operation) => Effect.zipRight(ready(operation), scanRegions(operation)),
       locate: (ref, operation) =>

@@ -50,7 +50,10 @@ export interface AwsProviderOptions {
   readonly callRetry?: Schedule.Schedule<unknown, unknown>
   /** Time limit of one HTTP request to AWS. Default 30 s. */
   readonly requestTimeout?: Duration.DurationInput
-  /** How long a just-created instance may stay invisible to `DescribeInstances`. Default 60 s. */
+  /**
+   * How long a just-created instance may stay invisible to `DescribeInstances`, and how long an
+   * image whose `CreateImage` answer was lost is looked for. Default 60 s.
+   */
   readonly visibilityTimeout?: Duration.DurationInput
   /** `DescribeInstances` page size for `list` (5 to 1000). Default 1000. */
   readonly pageSize?: number

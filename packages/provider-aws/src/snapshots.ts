@@ -1,12 +1,18 @@
 import { type InstanceRef, ProviderError, type ProviderSnapshots, type Snapshot } from "@skyrepl/core"
-import { Effect } from "effect"
+import { Duration, Effect, Schedule } from "effect"
+import { randomUUID } from "node:crypto"
 import { type AwsApi, type EbsSnapshot, type Image, tagValue, type Tag } from "./aws-api.ts"
-import { providerError, toProviderError } from "./errors.ts"
+import { type AwsError, outcomeUnknown, providerError, toProviderError } from "./errors.ts"
 import { isRegion, notARegion } from "./options.ts"
 import { PROVIDER_ID } from "./spec.ts"
 
 export const MANAGED_TAG = "skyrepl:managed"
 export const SOURCE_TAG = "skyrepl:source"
+/**
+ * Names the one CreateImage that made an image (and its EBS snapshots): the image of a
+ * CreateImage whose answer was lost is found by it. The key pair's creation uses the same key.
+ */
+export const CREATION_TAG = "skyrepl:creation"
 /**
  * Written on an image's EBS snapshots before the image is deregistered: once it is, this tag is
  * all that leads from the image's id to what is left of it.
@@ -86,6 +92,8 @@ export interface SnapshotDeps {
   readonly regions: (operation: string) => Effect.Effect<ReadonlyArray<string>, ProviderError>
   readonly defaultRegion: (operation: string) => Effect.Effect<string, ProviderError>
   readonly managedTags: ReadonlyArray<Tag>
+  /** How long EC2 may take to show an image it made (DescribeImages is eventually consistent). */
+  readonly visibilityTimeout: Duration.Duration
 }
 
 /**
@@ -96,16 +104,76 @@ export interface SnapshotDeps {
 export const makeSnapshots = (deps: SnapshotDeps): ProviderSnapshots => {
   const { api } = deps
 
+  /**
+   * Asked again until the image shows or `visibilityTimeout` has passed: EC2 may show an image
+   * it just made only a little later. The wait grows to 5 s between looks, so a long time-out
+   * does not turn into many calls.
+   */
+  const visibilitySchedule = Schedule.exponential(Duration.millis(250), 2).pipe(
+    Schedule.union(Schedule.spaced(Duration.seconds(5))),
+    Schedule.upTo(deps.visibilityTimeout)
+  )
+
+  /**
+   * After a CreateImage whose answer was lost (a time-out, a reset connection, a 5xx, a 200 that
+   * could not be read), the image it may have made, found by its creation tag. When there is
+   * none, or it cannot be looked for, the failure says so after what CreateImage's call said.
+   */
+  const lostCreation = (region: string, creation: string, lost: AwsError): Effect.Effect<Image, ProviderError> => {
+    const said = toProviderError(lost)
+    const failed = (reason: ProviderError["reason"], message: string, retried: boolean | undefined) =>
+      new ProviderError({
+        provider: PROVIDER_ID,
+        operation: "CreateImage",
+        reason,
+        message: `${sentence(said.message)} EC2 may have made the image before its answer was lost, ${message}`,
+        cause: lost,
+        ...(retried === true ? { retried: true } : {})
+      })
+    return api.describeImages(region, { owners: ["self"], filters: [{ name: `tag:${CREATION_TAG}`, values: [creation] }] }).pipe(
+      // Passed through, so the repeat ends with the last answer rather than the schedule's count.
+      Effect.repeat({ schedule: Schedule.passthrough<unknown, ReadonlyArray<Image>, never>(visibilitySchedule), until: (images) => images.length > 0 }),
+      Effect.mapError((e) => {
+        const lookup = toProviderError(e)
+        return failed(lookup.reason, `and looking for it failed too (${lookup.message}): repl snapshot list shows it if it exists.`, lookup.retried)
+      }),
+      Effect.flatMap((images) => {
+        const image = images[0]
+        if (image !== undefined) return Effect.succeed(image)
+        return Effect.fail(
+          failed(
+            said.reason,
+            `but none of this snapshot showed in ${region} within ${Duration.format(deps.visibilityTimeout)}: it was not made; ` +
+              `try again (repl snapshot list shows one that appears later).`,
+            said.retried
+          )
+        )
+      })
+    )
+  }
+
   const create = (ref: InstanceRef, name: string): Effect.Effect<Snapshot, ProviderError> =>
     Effect.gen(function* () {
       const problem = nameProblem(name)
       if (problem !== null) return yield* providerError("CreateImage", "invalid-request", problem)
       const found = yield* deps.locate(ref, "CreateImage")
       if (found === null) return yield* providerError("CreateImage", "not-found", `instance ${ref.name} does not exist (any more)`)
-      const tags = [...deps.managedTags, { key: SOURCE_TAG, value: ref.name }, { key: "Name", value: imageName(name) }]
-      const imageId = yield* api
-        .createImage(found.region, found.instanceId, imageName(name), `SkyREPL snapshot of ${ref.name}`, tags)
-        .pipe(Effect.mapError((e) => toProviderError(e)))
+      const creation = randomUUID()
+      const tags = [
+        ...deps.managedTags,
+        { key: SOURCE_TAG, value: ref.name },
+        { key: "Name", value: imageName(name) },
+        { key: CREATION_TAG, value: creation }
+      ]
+      const made = yield* api.createImage(found.region, found.instanceId, imageName(name), `SkyREPL snapshot of ${ref.name}`, tags).pipe(
+        Effect.map((imageId) => ({ imageId, image: null })),
+        // Only an answer lost on its way leaves open whether the image was made; CreateImage has
+        // no client token to make a second call safe, so the image is looked for instead.
+        Effect.catchIf(outcomeUnknown, (lost) => Effect.map(lostCreation(found.region, creation, lost), (image) => ({ imageId: image.ImageId, image }))),
+        Effect.mapError((e) => (e._tag === "AwsError" ? toProviderError(e) : e))
+      )
+      if (made.image !== null) return toSnapshot(made.image, found.region)
+      const imageId = made.imageId
       const described = yield* api.describeImages(found.region, { imageIds: [imageId] }).pipe(
         Effect.map((images) => images[0]),
         // The image exists (CreateImage said so) even if describing it right away fails.

@@ -8,8 +8,9 @@ import type { AddressInfo, Socket } from "node:net"
  * - `error-after`: passes the call to moto (which acts on it), then answers with an AWS error,
  *   as when EC2 did the work but the answer was lost.
  * - `delay`: passes the call on and holds the answer back for `ms`.
- * - `hide`: for DescribeInstances and TerminateInstances, answers as EC2 does for an instance
- *   it does not show yet (eventual consistency right after RunInstances); moto never sees the call.
+ * - `hide`: for DescribeInstances, TerminateInstances and DescribeImages, answers as EC2 does for
+ *   a resource it does not show yet (eventual consistency right after RunInstances or
+ *   CreateImage); moto never sees the call.
  * - `reset`: closes the connection without an answer (a network failure); moto never sees the call.
  * - `page`: answers 200 with an HTML page (a proxy's, a captive portal's), which the SDK reads
  *   as an answer with nothing in it; moto never sees the call.
@@ -66,6 +67,9 @@ const errorBody = (action: string, code: string, message: string): string =>
 
 const emptyReservations =
   '<?xml version="1.0" encoding="UTF-8"?><DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>fault-proxy</requestId><reservationSet/></DescribeInstancesResponse>'
+
+const emptyImages =
+  '<?xml version="1.0" encoding="UTF-8"?><DescribeImagesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>fault-proxy</requestId><imagesSet/></DescribeImagesResponse>'
 
 const defaultMessages: Readonly<Record<string, string>> = {
   InsufficientInstanceCapacity: "We currently do not have sufficient capacity in the Availability Zone you requested.",
@@ -152,6 +156,12 @@ export const startFaultProxy = (target: string): Effect.Effect<FaultProxy, never
         return ids.length > 0 || action === "TerminateInstances"
           ? send(res, 400, errorBody(action, "InvalidInstanceID.NotFound", `The instance ID '${params.get(ids[0] ?? "") ?? ""}' does not exist`))
           : send(res, 200, emptyReservations)
+      }
+      if (fault?.kind === "hide" && action === "DescribeImages") {
+        const ids = [...params.keys()].filter((k) => k.startsWith("ImageId."))
+        return ids.length > 0
+          ? send(res, 400, errorBody(action, "InvalidAMIID.NotFound", `The image id '[${params.get(ids[0] ?? "") ?? ""}]' does not exist`))
+          : send(res, 200, emptyImages)
       }
       const answer = await forward(req, body)
       if (fault?.kind === "error-after") {

@@ -211,6 +211,71 @@ const imagesIn = (moto: MotoServer, ids: ReadonlyArray<string>) =>
     return (out.Images ?? []).map((i) => i.ImageId ?? "")
   })
 
+const imagesNamed = (moto: MotoServer, name: string) =>
+  Effect.promise(async (): Promise<ReadonlyArray<string>> => {
+    const client = rawClient(moto.url)
+    const out = await client.send(new DescribeImagesCommand({ Owners: ["self"], Filters: [{ Name: "name", Values: [name] }] }))
+    client.destroy()
+    return (out.Images ?? []).map((i) => i.ImageId ?? "")
+  })
+
+interface CreateImageLoss {
+  readonly title: string
+  readonly rules: ReadonlyArray<FaultRule>
+  /** `made`: the snapshot is returned; else the failure it must be. */
+  readonly outcome: "made" | { readonly reason: ProviderErrorReason; readonly message: RegExp }
+  readonly options?: Partial<AwsProviderOptions>
+  /** A failure after which the image exists all the same (EC2 made it; only finding it failed). */
+  readonly leavesImage?: boolean
+  /** DescribeImages calls the look-up makes, where the scenario counts them. */
+  readonly describeImagesCalls?: number
+}
+
+const createImage = (fault: FaultRule["fault"]): FaultRule => ({ action: "CreateImage", calls: [1], fault })
+
+const createImageLosses: ReadonlyArray<CreateImageLoss> = [
+  {
+    title: "a 500 after EC2 made the image: found by its creation tag, and returned",
+    rules: [createImage({ kind: "error-after", status: 500, code: "InternalError" })],
+    outcome: "made"
+  },
+  {
+    title: "a 200 cut short after EC2 made the image: found and returned",
+    rules: [createImage({ kind: "garble-after" })],
+    outcome: "made"
+  },
+  {
+    title: "an answer later than the request time-out: found and returned",
+    rules: [createImage({ kind: "delay", ms: 2_500 })],
+    outcome: "made",
+    options: { requestTimeout: Duration.millis(1_200) }
+  },
+  {
+    title: "an image EC2 shows only a moment later: looked for again until it shows",
+    rules: [
+      createImage({ kind: "error-after", status: 500, code: "InternalError" }),
+      { action: "DescribeImages", calls: [1, 2], fault: { kind: "hide" } }
+    ],
+    outcome: "made",
+    describeImagesCalls: 3
+  },
+  {
+    title: "a connection reset before EC2 saw the call: nothing shows within visibilityTimeout, and it fails saying so",
+    rules: [createImage({ kind: "reset" })],
+    outcome: { reason: "transient", message: /^CreateImage in us-east-1 failed \(.+\): .+\. EC2 may have made the image before its answer was lost, but none of this snapshot showed in us-east-1 within 1s 500ms: it was not made; try again/ },
+    options: { visibilityTimeout: Duration.millis(1_500) }
+  },
+  {
+    title: "a 500 after EC2 made the image, and the look-up refused: it fails saying the image may exist",
+    rules: [
+      createImage({ kind: "error-after", status: 500, code: "InternalError" }),
+      { action: "DescribeImages", calls: "all", fault: { kind: "error", status: 403, code: "UnauthorizedOperation" } }
+    ],
+    outcome: { reason: "auth", message: /EC2 may have made the image before its answer was lost, and looking for it failed too \(AWS refused ec2:DescribeImages.*\): repl snapshot list shows it if it exists\.$/ },
+    leavesImage: true
+  }
+]
+
 describe("aws provider on moto: start-up, and injected faults", () => {
   layer(fixture, { excludeTestServices: true, timeout: Duration.seconds(60) })((it) => {
     for (const scenario of scenarios) {
@@ -446,6 +511,43 @@ describe("aws provider on moto: start-up, and injected faults", () => {
         yield* cleanUp(provider, name)
       })
     )
+
+    for (const lost of createImageLosses) {
+      it.effect(`a CreateImage whose answer is lost: ${lost.title}`, () =>
+        Effect.gen(function* () {
+          const { moto, proxy } = yield* Fixture
+          const provider = yield* providerVia(lost.options ?? {})
+          const snapshots = provider.snapshots
+          if (snapshots === undefined) return expect.unreachable("the aws provider has no snapshots")
+          const name = newName()
+          const spawned = yield* spawnNamed(provider, name)
+          const imageName = `lost answer ${name}`
+          proxy.setRules(lost.rules)
+          const exit = yield* Effect.exit(snapshots.create({ name, providerRef: spawned.providerRef, region: REGION }, imageName))
+          const calls = proxy.calls("CreateImage")
+          const looks = proxy.calls("DescribeImages")
+          proxy.setRules([])
+          const made = yield* imagesNamed(moto, imageName)
+          expect(calls).toBe(1)
+          if (lost.describeImagesCalls !== undefined) expect(looks).toBe(lost.describeImagesCalls)
+          if (lost.outcome === "made") {
+            if (Exit.isFailure(exit)) return expect.unreachable(`expected the snapshot, got ${String(exit)}`)
+            expect(made).toEqual([exit.value.id])
+            expect(exit.value).toMatchObject({ name: imageName, provider: "aws", region: REGION, source: name })
+            expect((yield* snapshots.list()).map((s) => s.id)).toContain(exit.value.id)
+            yield* snapshots.delete(exit.value.id, REGION)
+          } else {
+            const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none()
+            if (Option.isNone(failure)) return expect.unreachable(`expected a ProviderError, got ${String(exit)}`)
+            expect([failure.value.reason, failure.value.operation]).toEqual([lost.outcome.reason, "CreateImage"])
+            expect(failure.value.message).toMatch(lost.outcome.message)
+            expect(made).toHaveLength(lost.leavesImage === true ? 1 : 0)
+            for (const id of made) yield* snapshots.delete(id, REGION)
+          }
+          yield* cleanUp(provider, name)
+        })
+      )
+    }
 
     it.effect("a 200 page that is no EC2 answer is a failure, never an instance gone: a reaper leaves the instance and its record", () =>
       Effect.gen(function* () {

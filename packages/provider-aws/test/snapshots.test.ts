@@ -69,7 +69,7 @@ describe("snapshots", () => {
         const tagsOf = (tags: ReadonlyArray<{ Key?: string | undefined; Value?: string | undefined }> | undefined) =>
           Object.fromEntries((tags ?? []).map((t) => [t.Key ?? "", t.Value ?? ""]))
         const imageTags = tagsOf(image.Images?.[0]?.Tags)
-        expect(imageTags).toMatchObject({ "skyrepl:managed": "true", "skyrepl:source": name, Name: "base image- v1-" })
+        expect(imageTags).toMatchObject({ "skyrepl:managed": "true", "skyrepl:source": name, Name: "base image- v1-", "skyrepl:creation": expect.any(String) })
         const described = yield* Effect.promise(() => rawClient(moto.url).send(new DescribeSnapshotsCommand({ SnapshotIds: ebs })))
         for (const s of described.Snapshots ?? []) expect(tagsOf(s.Tags)).toEqual(imageTags)
 
