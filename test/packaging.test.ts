@@ -5,7 +5,9 @@
 // older npm works. So every package the lockfile marks as having install scripts must be
 // decided in `allowScripts`, one way or the other (docs/decisions.md, "Packaging").
 import { Schema } from "effect"
-import { readFileSync } from "node:fs"
+import { execa } from "execa"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
 
@@ -48,5 +50,49 @@ describe("install scripts", () => {
     // Bun's binary (the CLI's build and the Bun half of the suite) and the store's driver on Node.
     expect(allowed["bun"]).toBe(true)
     expect(allowed["better-sqlite3"]).toBe(true)
+  })
+})
+
+describe("the CLI launcher (packages/cli/bin/repl)", () => {
+  const launcher = readFileSync(join(root, "packages", "cli", "bin", "repl"), "utf8")
+  /** The JavaScriptCore options the launcher gives the pinned Bun, as NAME=VALUE. */
+  const options = [...launcher.matchAll(/\$\{(BUN_JSC_\w+):=(\d+)\}/g)].map((m) => `${m[1]}=${m[2]}`)
+
+  it("sets JavaScriptCore options that the Bun this package pins knows (Bun refuses to start on one it does not)", async () => {
+    expect(options.length).toBeGreaterThan(0)
+    const env = Object.fromEntries(options.map((o) => o.split("=") as [string, string]))
+    const result = await execa(join(root, "node_modules", ".bin", "bun"), ["-e", "process.stdout.write('started')"], { env, reject: false })
+    expect([result.exitCode, result.stderr, result.stdout]).toEqual([0, "", "started"])
+  })
+
+  it("gives them to the command it starts, and leaves a value the caller set", async () => {
+    expect(options.length).toBeGreaterThan(0)
+    const home = mkdtempSync(join(tmpdir(), "skyrepl-launcher-"))
+    try {
+      const repl = join(root, "node_modules", ".bin", "repl")
+      // Bun refuses the caller's value, which shows it reached Bun unchanged.
+      const refused = await execa(repl, ["run", "list"], { env: { SKYREPL_HOME: home, BUN_JSC_thresholdForJITSoon: "not-a-number" }, reject: false })
+      expect(refused.exitCode).not.toBe(0)
+      expect(refused.stderr).toContain("BUN_JSC_thresholdForJITSoon=not-a-number")
+      // Without one, the process the launcher became (exec keeps its pid) holds the launcher's.
+      const running = execa(repl, ["run", "-c", "sleep 60"], { env: { SKYREPL_HOME: home }, reject: false })
+      let environ = ""
+      const deadline = Date.now() + 15_000
+      while (!environ.includes("BUN_JSC_") && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 50))
+        environ = readFileSync(`/proc/${running.pid}/environ`, "utf8")
+      }
+      // Interrupted once the run is going, so that it ends as every interrupted run does.
+      while (Date.now() < deadline) {
+        const listed = await execa(repl, ["run", "list", "--json", "--state", "running"], { env: { SKYREPL_HOME: home } })
+        if ((JSON.parse(listed.stdout) as ReadonlyArray<unknown>).length === 1) break
+        await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+      running.kill("SIGINT")
+      expect((await running).exitCode).toBe(130)
+      expect(environ.split("\0").filter((v) => v.startsWith("BUN_JSC_")).sort()).toEqual([...options].sort())
+    } finally {
+      rmSync(home, { recursive: true, force: true })
+    }
   })
 })
