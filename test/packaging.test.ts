@@ -6,10 +6,10 @@
 // decided in `allowScripts`, one way or the other (docs/decisions.md, "Packaging").
 import { Schema } from "effect"
 import { execa } from "execa"
-import { mkdtempSync, readFileSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
+import { removeHome, tempHome } from "./support.ts"
 
 const root = join(import.meta.dirname, "..")
 
@@ -67,7 +67,7 @@ describe("the CLI launcher (packages/cli/bin/repl)", () => {
 
   it("gives them to the command it starts, and leaves a value the caller set", async () => {
     expect(options.length).toBeGreaterThan(0)
-    const home = mkdtempSync(join(tmpdir(), "skyrepl-launcher-"))
+    const home = tempHome()
     try {
       const repl = join(root, "node_modules", ".bin", "repl")
       // Bun refuses the caller's value, which shows it reached Bun unchanged.
@@ -92,7 +92,7 @@ describe("the CLI launcher (packages/cli/bin/repl)", () => {
       expect((await running).exitCode).toBe(130)
       expect(environ.split("\0").filter((v) => v.startsWith("BUN_JSC_")).sort()).toEqual([...options].sort())
     } finally {
-      rmSync(home, { recursive: true, force: true })
+      removeHome(home)
     }
   })
 })
