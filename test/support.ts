@@ -1,34 +1,17 @@
 import { SkyRepl, type SkyReplSettings } from "@skyrepl/core"
+import { removeStateHome } from "@skyrepl/core/testing"
 import { LocalApi, LocalProvider } from "@skyrepl/provider-local"
 import { SqliteStore } from "@skyrepl/store-sqlite"
 import { Duration, Effect } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
-import { mkdtempSync, rmSync } from "node:fs"
+import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 
 /** A fresh state home per test, removed afterwards by the caller. */
 export const tempHome = (): string => mkdtempSync(join(tmpdir(), "skyrepl-test-"))
 
-/**
- * Removes a state home. The local provider compiles its agent copy in a detached process that
- * can still be writing into the home when a short test ends; a removal that loses that race
- * finds a directory refilled under it (ENOTEMPTY), so it is tried again for up to two seconds
- * (a compile takes well under one); the loop does not rely on `maxRetries` alone, which not
- * every runtime's rmSync honours.
- */
-export const removeHome = (home: string): void => {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      rmSync(home, { recursive: true, force: true, maxRetries: 3, retryDelay: 50 })
-      return
-    } catch (error) {
-      const code = typeof error === "object" && error !== null && "code" in error ? error.code : undefined
-      if (code !== "ENOTEMPTY" || attempt >= 40) throw error
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50)
-    }
-  }
-}
+export const removeHome = removeStateHome
 
 /** Short timings so lease and dead-man behaviour is observable within a test. */
 export const testSettings = (home: string, overrides: Partial<SkyReplSettings> = {}): Partial<SkyReplSettings> => ({

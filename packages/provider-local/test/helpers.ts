@@ -1,7 +1,8 @@
 import { formatInstanceName, newControlId, newId } from "@skyrepl/core"
+import { removeStateHome } from "@skyrepl/core/testing"
 import { Duration, Effect, type Scope } from "effect"
 import { execa } from "execa"
-import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { mkdtempSync, readFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
@@ -16,7 +17,7 @@ export const makeTestContext = () => {
     controlId,
     home,
     newName: () => formatInstanceName({ controlId, manifestId: newId(), instanceId: newId() }),
-    cleanupHome: () => rmSync(home, { recursive: true, force: true })
+    cleanupHome: () => removeStateHome(home)
   }
 }
 

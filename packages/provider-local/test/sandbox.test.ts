@@ -1,9 +1,9 @@
 import { type InstanceRef, type ProviderService, ProviderError } from "@skyrepl/core"
-import { type FakeController, makeFakeController } from "@skyrepl/core/testing"
+import { type FakeController, makeFakeController, removeStateHome } from "@skyrepl/core/testing"
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Schema, Scope } from "effect"
 import { execa } from "execa"
-import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync } from "node:fs"
 import { hostname, tmpdir } from "node:os"
 import { join } from "node:path"
 import type { Readable } from "node:stream"
@@ -216,7 +216,7 @@ describe("local provider", () => {
           const name = context.newName()
           const home = mkdtempSync(join(tmpdir(), "skyrepl-local-nobody-"))
           chmodSync(home, 0o777)
-          yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(home, { recursive: true, force: true })))
+          yield* Effect.addFinalizer(() => Effect.sync(() => removeStateHome(home)))
           const provider = yield* LocalProvider.make({ home })
           yield* Effect.addFinalizer(() => Effect.orDie(provider.terminate({ name, providerRef: null, region: null })))
           const bootstrap = yield* controller.bootstrap(name)

@@ -5,4 +5,5 @@
  */
 export * from "./provider-suite.ts"
 export * from "./records.ts"
+export * from "./state-home.ts"
 export * from "./store-suite.ts"
