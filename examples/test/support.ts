@@ -1,9 +1,10 @@
 // What the example tests share: a state home per test, the binaries a user would run, and /proc
 // as the witness that an instance is gone.
+import { removeStateHome } from "@skyrepl/core/testing"
 import { LocalApi } from "@skyrepl/provider-local"
 import { Effect } from "effect"
 import { execa } from "execa"
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 
@@ -47,7 +48,7 @@ export const cleanUp = async (home: string): Promise<void> => {
   if (existsSync(join(home, "control-id")) && (await processesNamed(instancePrefix(home))).length > 0) {
     await repl(home, ["orphans", "--reap", "--min-age", "0", "--own"])
   }
-  rmSync(home, { recursive: true, force: true })
+  removeStateHome(home)
 }
 
 /** Pids of live processes of every instance whose name starts with `prefix`, from /proc. */
