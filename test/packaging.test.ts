@@ -75,7 +75,9 @@ describe("the CLI launcher (packages/cli/bin/repl)", () => {
       expect(refused.exitCode).not.toBe(0)
       expect(refused.stderr).toContain("BUN_JSC_thresholdForJITSoon=not-a-number")
       // Without one, the process the launcher became (exec keeps its pid) holds the launcher's.
-      const running = execa(repl, ["run", "-c", "sleep 60"], { env: { SKYREPL_HOME: home }, reject: false })
+      // Whatever the test's own environment holds of these is left out, so the launcher's show.
+      const unset = Object.fromEntries(options.map((o) => [o.split("=")[0]!, undefined]))
+      const running = execa(repl, ["run", "-c", "sleep 60"], { env: { ...unset, SKYREPL_HOME: home }, reject: false })
       let environ = ""
       const deadline = Date.now() + 15_000
       while (!environ.includes("BUN_JSC_") && Date.now() < deadline) {
