@@ -1,5 +1,4 @@
 import { SkyRepl, type SkyReplSettings } from "@skyrepl/core"
-import { removeStateHome } from "@skyrepl/core/testing"
 import { LocalApi, LocalProvider } from "@skyrepl/provider-local"
 import { SqliteStore } from "@skyrepl/store-sqlite"
 import { Duration, Effect } from "effect"
@@ -7,6 +6,9 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+// From its module, not `@skyrepl/core/testing`, whose index brings in vitest: this file is also
+// imported by scripts the tests start as processes of their own (test/fixtures).
+import { removeStateHome } from "../packages/core/src/testing/state-home.ts"
 
 /** A fresh state home per test, removed afterwards by the caller. */
 export const tempHome = (): string => mkdtempSync(join(tmpdir(), "skyrepl-test-"))
