@@ -46,6 +46,17 @@ const providerVia = (overrides?: Partial<AwsProviderOptions>, fresh = false) =>
     return made
   })
 
+/** A provider through the proxy, its snapshots, and an instance named for the test to take them of. */
+const snapshotSubject = (overrides?: Partial<AwsProviderOptions>) =>
+  Effect.gen(function* () {
+    const provider = yield* providerVia(overrides)
+    const snapshots = provider.snapshots
+    if (snapshots === undefined) return yield* Effect.die(new Error("the aws provider has no snapshots"))
+    const name = newName()
+    const spawned = yield* spawnNamed(provider, name)
+    return { provider, snapshots, name, spawned }
+  })
+
 const spawnNamed = (provider: ProviderService, name: string) =>
   Effect.gen(function* () {
     const spec = yield* Effect.orDie(provider.parseSpec("t3.micro"))
@@ -186,36 +197,39 @@ const scenarios: ReadonlyArray<Scenario> = [
 ]
 
 /** The EBS snapshots behind an image, as moto has them. */
-const ebsOf = (moto: MotoServer, imageId: string) =>
-  Effect.promise(async (): Promise<ReadonlyArray<string>> => {
+/** What moto answers to `ask`, asked past the proxy with a client of its own. */
+const askMoto = <A>(moto: MotoServer, ask: (client: ReturnType<typeof rawClient>) => Promise<A>) =>
+  Effect.promise(async (): Promise<A> => {
     const client = rawClient(moto.url)
+    try {
+      return await ask(client)
+    } finally {
+      client.destroy()
+    }
+  })
+
+const ebsOf = (moto: MotoServer, imageId: string) =>
+  askMoto(moto, async (client): Promise<ReadonlyArray<string>> => {
     const out = await client.send(new DescribeImagesCommand({ ImageIds: [imageId] }))
-    client.destroy()
     return (out.Images?.[0]?.BlockDeviceMappings ?? []).flatMap((m) => (m.Ebs?.SnapshotId === undefined ? [] : [m.Ebs.SnapshotId]))
   })
 
 /** Which of `ids` moto still has (asking for one it does not have is an error: none). */
 const snapshotsIn = (moto: MotoServer, ids: ReadonlyArray<string>) =>
-  Effect.promise(async (): Promise<ReadonlyArray<string>> => {
-    const client = rawClient(moto.url)
+  askMoto(moto, async (client): Promise<ReadonlyArray<string>> => {
     const out = await client.send(new DescribeSnapshotsCommand({ SnapshotIds: [...ids] })).catch(() => ({ Snapshots: [] }))
-    client.destroy()
     return (out.Snapshots ?? []).map((s) => s.SnapshotId ?? "")
   })
 
 const imagesIn = (moto: MotoServer, ids: ReadonlyArray<string>) =>
-  Effect.promise(async (): Promise<ReadonlyArray<string>> => {
-    const client = rawClient(moto.url)
+  askMoto(moto, async (client): Promise<ReadonlyArray<string>> => {
     const out = await client.send(new DescribeImagesCommand({ ImageIds: [...ids] })).catch(() => ({ Images: [] }))
-    client.destroy()
     return (out.Images ?? []).map((i) => i.ImageId ?? "")
   })
 
 const imagesNamed = (moto: MotoServer, name: string) =>
-  Effect.promise(async (): Promise<ReadonlyArray<string>> => {
-    const client = rawClient(moto.url)
+  askMoto(moto, async (client): Promise<ReadonlyArray<string>> => {
     const out = await client.send(new DescribeImagesCommand({ Owners: ["self"], Filters: [{ Name: "name", Values: [name] }] }))
-    client.destroy()
     return (out.Images ?? []).map((i) => i.ImageId ?? "")
   })
 
@@ -441,11 +455,7 @@ describe("aws provider on moto: start-up, and injected faults", () => {
     it.effect("a snapshot delete stopped by a refused DeleteSnapshot names what it leaves, lists it as deleting, and a second delete finishes it", () =>
       Effect.gen(function* () {
         const { moto, proxy } = yield* Fixture
-        const provider = yield* providerVia()
-        const snapshots = provider.snapshots
-        if (snapshots === undefined) return expect.unreachable("the aws provider has no snapshots")
-        const name = newName()
-        const spawned = yield* spawnNamed(provider, name)
+        const { provider, snapshots, name, spawned } = yield* snapshotSubject()
         const snapshot = yield* snapshots.create({ name, providerRef: spawned.providerRef, region: REGION }, "left over")
         const ebs = yield* ebsOf(moto, snapshot.id)
         expect(ebs.length).toBeGreaterThan(0)
@@ -480,11 +490,7 @@ describe("aws provider on moto: start-up, and injected faults", () => {
     it.effect("an image whose EBS snapshots were made untagged (before they were tagged at creation) is finished by a second delete too", () =>
       Effect.gen(function* () {
         const { moto, proxy } = yield* Fixture
-        const provider = yield* providerVia()
-        const snapshots = provider.snapshots
-        if (snapshots === undefined) return expect.unreachable("the aws provider has no snapshots")
-        const name = newName()
-        const spawned = yield* spawnNamed(provider, name)
+        const { provider, snapshots, name, spawned } = yield* snapshotSubject()
         // As an earlier SkyREPL made it: only the image tagged.
         const client = rawClient(moto.url)
         const made = yield* Effect.promise(() =>
@@ -516,11 +522,7 @@ describe("aws provider on moto: start-up, and injected faults", () => {
       it.effect(`a CreateImage whose answer is lost: ${lost.title}`, () =>
         Effect.gen(function* () {
           const { moto, proxy } = yield* Fixture
-          const provider = yield* providerVia(lost.options ?? {})
-          const snapshots = provider.snapshots
-          if (snapshots === undefined) return expect.unreachable("the aws provider has no snapshots")
-          const name = newName()
-          const spawned = yield* spawnNamed(provider, name)
+          const { provider, snapshots, name, spawned } = yield* snapshotSubject(lost.options ?? {})
           const imageName = `lost answer ${name}`
           proxy.setRules(lost.rules)
           const exit = yield* Effect.exit(snapshots.create({ name, providerRef: spawned.providerRef, region: REGION }, imageName))
