@@ -260,12 +260,18 @@ describe("repl run", () => {
       expect(last).toBeLessThan(bytes)
     }
     const running = stalled(["run", "-c", `head -c ${size} /dev/zero`])
-    let runs: Array<{ readonly id: string }> = []
+    let runs: Array<{ readonly id: string; readonly state: string; readonly error: string | null }> = []
+    // Any end, so that a run that failed says how (state and error) instead of timing out; and
+    // a run that never ends says where it stood.
+    const ended = ["succeeded", "failed", "cancelled", "timed_out"]
     await eventually(
       "the run to end",
-      async () => (runs = JSON.parse((await run(["run", "list", "--json", "--state", "succeeded"])).stdout) as Array<{ readonly id: string }>).length === 1,
+      async () => (runs = JSON.parse((await run(["run", "list", "--json"])).stdout) as typeof runs).some((r) => ended.includes(r.state)),
       60_000
-    )
+    ).catch((error: unknown) => {
+      throw new Error(`${error instanceof Error ? error.message : String(error)}; runs: ${JSON.stringify(runs)}`)
+    })
+    expect(runs.map((r) => [r.state, r.error])).toEqual([["succeeded", null]])
     // Every byte is in the store now and none was read: what the CLI holds is what it kept of them.
     // Ingesting them leaves garbage until Bun's collector runs, which on a loaded machine can be
     // seconds later, so the check waits for it; kept output never becomes garbage.
