@@ -732,9 +732,9 @@ describe("scoped termination", () => {
     const child = await execa(bunBin, [join(import.meta.dirname, "fixtures", "client-script.ts"), home, "exit-booting"], { reject: false })
     expect(child.exitCode).toBe(0)
     const { name } = JSON.parse(child.stdout) as { name: string }
-    // Killed on the way out, not waited for: a moment to die, well within the dead-man window
-    // (5 s), which would end it without the exit hook.
-    await eventually(`${name} gone`, async () => (await processesOf(name)).length === 0, 2_000)
+    // Killed on the way out, not waited for: a moment to die (seconds on a loaded machine), well
+    // within the script's dead-man window (60 s), which would end it without the exit hook.
+    await eventually(`${name} gone`, async () => (await processesOf(name)).length === 0, 15_000)
     const state = await runEngine(Effect.map(listInstances(), (all) => all.find((i) => i.name === name)?.state))
     expect(state).toBe("terminated")
   })
