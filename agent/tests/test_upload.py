@@ -17,6 +17,11 @@ LIMIT = 64 * 1024
 DATA = b"".join(b"line %d of a chatty log\n" % i for i in range(9000))[: 3 * LIMIT]
 
 
+def _bytes_of(body):
+    """What a body sends: bytes, or the pieces of a tuple one after another."""
+    return b"".join(body) if isinstance(body, tuple) else bytes(body)
+
+
 class ScriptedHttp(object):
     """Answers each output request through `answer(offset, size, body)` when the loop reads the
     answer, and records the requests and, in `events`, what happened to each in order: sent,
@@ -31,7 +36,7 @@ class ScriptedHttp(object):
     def send(self, method, path, body=None, content_type=None, timeout=None, encoding=None):
         query = dict(re.findall(r"([a-z]+)=([^&]*)", path.split("?", 1)[1]))
         offset = int(query["offset"])
-        raw = zlib.decompress(body, agent.ENCODING_WBITS[encoding]) if encoding is not None else bytes(body)
+        raw = zlib.decompress(body, agent.ENCODING_WBITS[encoding]) if encoding is not None else _bytes_of(body)
         self.requests.append((offset, raw))
         self.events.append(("sent", offset))
         return ScriptedExchange(self, offset, raw, offset in self.retried)
@@ -178,20 +183,25 @@ class PackTests(unittest.TestCase):
             body, encoding = agent.pack(pieces, len(text), name)
             self.assertEqual((encoding, zlib.decompress(body, agent.ENCODING_WBITS[name])), (name, text))
 
-    def test_bytes_that_do_not_compress_go_as_they_are_in_one_body(self):
+    def test_bytes_that_do_not_compress_go_as_the_pieces_they_were_read_in(self):
+        # Not joined: the body is the very pieces, which the connection sends one after another.
         noise = os.urandom(200 * 1024)
-        body, encoding = agent.pack([noise[:5], memoryview(noise)[5:]], len(noise), "gzip")
-        self.assertEqual((encoding, bytes(body)), (None, noise))
+        pieces = [noise[:5], memoryview(noise)[5:]]
+        body, encoding = agent.pack(pieces, len(noise), "gzip")
+        self.assertIsNone(encoding)
+        self.assertIsInstance(body, tuple)
+        self.assertEqual([id(piece) for piece in body], [id(piece) for piece in pieces])
+        self.assertEqual(_bytes_of(body), noise)
+
+    def test_output_too_small_to_compress_goes_as_its_pieces_too(self):
+        body, encoding = agent.pack([b"ab", memoryview(b"cde")[1:]], 4, "gzip")
+        self.assertEqual((encoding, _bytes_of(body)), (None, b"abde"))
 
     def test_one_whole_read_is_sent_as_itself(self):
         small = b"x" * 100
         body, encoding = agent.pack([small], len(small), "gzip")
         self.assertIs(body, small)
         self.assertIsNone(encoding)
-
-
-if __name__ == "__main__":
-    unittest.main()
 
 
 class OneShotServer(object):
@@ -293,6 +303,27 @@ class ExchangeTests(unittest.TestCase):
         self.assertEqual(server.connections, 2)
         self.assertEqual(server.requests, [(0, b"abc"), (3, b"de")])
 
+    def test_a_body_of_pieces_goes_as_one_request_of_their_length(self):
+        # Small bodies go with their head in one send, large ones after it piece by piece.
+        server = OneShotServer()
+        http = self.http_to(server)
+        large = os.urandom(100 * 1024)
+        self.assertEqual(http.request("POST", "/v1/agent/output?offset=0", (b"ab", memoryview(b"xcd")[1:])), (200, b'{"next":4}'))
+        pieces = (large[:70000], memoryview(large)[70000:])
+        self.assertEqual(http.request("POST", "/v1/agent/output?offset=4", pieces), (200, b'{"next":%d}' % (4 + len(large))))
+        self.assertEqual(server.requests, [(0, b"abcd"), (4, large)])
+
+    def test_a_body_of_pieces_is_sent_whole_again_on_a_fresh_connection(self):
+        server = OneShotServer(close_after=lambda count: count == 1)
+        http = self.http_to(server)
+        self.assertEqual(http.request("POST", "/v1/agent/output?offset=0", b"abc"), (200, b'{"next":3}'))
+        time.sleep(0.1)  # the server has closed the pooled connection by now
+        large = os.urandom(40 * 1024)
+        exchange = http.send("POST", "/v1/agent/output?offset=3", (large[:1], memoryview(large)[1:]))
+        self.assertEqual(exchange.answer(), (200, b'{"next":%d}' % (3 + len(large))))
+        self.assertTrue(exchange.retried)
+        self.assertEqual(server.requests, [(0, b"abc"), (3, large)])
+
     def test_a_fresh_connection_closed_without_an_answer_is_not_retried(self):
         server = OneShotServer(silent=True)
         http = self.http_to(server)
@@ -300,3 +331,7 @@ class ExchangeTests(unittest.TestCase):
             http.send("POST", "/v1/agent/output?offset=0", b"abc").answer()
         self.assertEqual(server.connections, 1)
         self.assertEqual(server.requests, [(0, b"abc")])
+
+
+if __name__ == "__main__":
+    unittest.main()
