@@ -859,6 +859,33 @@ describe("attach", () => {
     expect(rows.reduce((n, r) => n + r.stored, 0) * 3).toBeLessThan(expected.length * 2)
   })
 
+  it("a reader following a run hosted here reads the store once per chunk it is woken for, not twice", async () => {
+    // Eight lines, written apart: eight uploads, each signalled. Reading again at once after a
+    // short page finds nothing: a read that would cost B3's 200 launches and B4's 512 MiB one
+    // empty SELECT per chunk.
+    let reads = 0
+    const counting = Layer.effect(
+      Store,
+      Effect.map(Store, (store) => ({
+        ...store,
+        readOutput: (runId: string, afterSeq: number, limit: number) => Effect.zipRight(Effect.sync(() => reads++), store.readOutput(runId, afterSeq, limit))
+      }))
+    ).pipe(Layer.provide(SqliteStore.layer({ filename: join(home, "state.db") })))
+    const layer = SkyRepl.layer({ providers: [LocalProvider.layer({ home })], store: counting, config: testSettings(home) })
+    const chunks = await Effect.runPromise(
+      Effect.scoped(
+        Effect.gen(function* () {
+          const run = yield* launch({ command: "for i in 1 2 3 4 5 6 7 8; do echo $i; sleep 0.1; done" })
+          return yield* collect(run.output)
+        })
+      ).pipe(Effect.provide(layer))
+    )
+    expect(text(chunks)).toBe("1\n2\n3\n4\n5\n6\n7\n8\n")
+    expect(chunks.length).toBeGreaterThanOrEqual(4)
+    // One read per wake-up, one that finds the end, and one for a poll of the hosted interval.
+    expect(reads).toBeLessThanOrEqual(chunks.length + 3)
+  })
+
   it("fails with RunNotFound for an unknown run", async () => {
     const exit = await runEngine(Effect.exit(collect(attach("nosuchrun0000"))))
     expect(Exit.isFailure(exit) && exit.cause._tag === "Fail" && exit.cause.error._tag).toBe("RunNotFound")
