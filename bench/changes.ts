@@ -61,6 +61,9 @@ Each change is a focused one in its own area; the suites of that area pass on No
 | a launch's store statements (core engine attach.ts, launch.ts, lifecycle.ts) | Counting the statements a launch of \`echo\` runs (read back through an instrumented connection): 34, of which five reads of the run, four of its output and three of its instance. The handle's attach asked the store whether the run had ended after every empty read, though a run this process hosts has its end signalled here; a run's end read the record before trying the move; the closing scope read the run although its result was known here; the second termination (the run's end, then the scope) read the instance to find it terminated | A hosted run's reader asks the store only when a whole poll interval passed without a signal (another process may have taken the run over), and ends after an empty read made once the end was signalled; a run's end is tried first and the record read only when the move is refused; a scope whose run ended here skips its look-up; a termination that succeeded from here is not repeated. 34 → 26.5 statements per launch. B3 over four alternations each way (second burst in the process): the controller's thread about 1,080 → 1,020 ms, p99 about 1.46 → 1.41 s. The engine and store suites pass unchanged on both runtimes |
 | CLI start-up: node:net (core config.ts, ip-address.ts; provider-orbstack network.ts) | Profiling \`repl run list\` with an unminified copy of the bundle: node:net and the stream modules it pulls in were loaded by every command, for \`isIP\` (checking \`SKYREPL_HUB_HOST\`) and OrbStack's \`isIPv4\` | IP addresses are told apart by the WHATWG URL parser both runtimes carry (an address it writes back unchanged), tested case by case against node:net (they differ only on an IPv6 zone, which a URL cannot carry). \`repl run list\` over 10,000 runs 74.5 → 66.1 ms at the median over 30 alternations with a bundle that still loads node:net |
 | AWS provider: a spawn's own steps (aws-api.ts \`call\`, user-data.ts) | Timing a spawn's steps against moto with marks (the provider's spawn and the hand-written RunInstances alternating, 300 rounds a run): outside the SDK's HTTP handler the provider took about 0.85–0.95 ms more than the hand-written call. Gzipping the part of the user-data that names the instance was about 0.16 ms of it: on Bun, node:zlib's \`gzipSync\` builds a stream per call (about 80 µs between other work, against about 20 µs for Bun's own \`gzipSync\`). Around the SDK's promise the wrapper made two abort controllers with listeners and a promise chain, then decoded the answer after another trip through the scheduler | Bun's \`gzipSync\` on Bun, node:zlib's on Node (any gzip member will do: cloud-init inflates what it is given; the agent's own member, made once, stays node:zlib's level 9). The call is one \`Effect.async\` with one abort controller for the time limit and interruption, decoded as the answer arrives. About 0.9 → 0.8 ms over the hand-written call in the same measurement (two runs each way: small, near the noise). New test: an interrupted call returns at once and its request is abandoned (the fault proxy sees the client go away; it fails without the abort) |
+| agent: an upload's pieces (agent/skyrepl_agent.py \`_as_body\`, \`HttpConnection.request\`) | \`perf\` over every process during B4: the machine's two cores about nine-tenths busy, the agent about a third of the samples, and half of the agent's in \`memmove\`: each upload's 1 MiB reads joined into one 4 MiB body before sending, into fresh memory (page faults on top) | An upload that goes as it was read (not compressed) is sent as its pieces, one after another on the socket, with the Content-Length of their total; a resend on a fresh connection sends the same pieces. B4's 512 MiB, alternating in the same conditions: 1,020–1,060 against 920–975 MiB/s (medians of four transfers, three alternations). Tested against a socket (small and large bodies of pieces, the resend) and in \`pack\` (bytes that do not compress go as the very pieces read) |
+| attach: a reader that has caught up (core attach.ts) | Counting the store statements of B3 and B4 with a wrapper around bun:sqlite: a reader of a run hosted here read the store twice per chunk it was woken for (262 SELECTs for B4's 131 uploads, about 110 µs each with decoding), the second read always empty | A read that comes back short of its page had every chunk stored then: for a run hosted here (whose uploads and end are signalled in this process) the next read waits for a signal first. B4: about 15 ms less of the controller's thread per 512 MiB. A test counts the reads of a following reader (eighteen for eight chunks before; at most the chunks plus three now) |
+| B4's measurement (bench/workers/attach.ts) | The pipe's 512 MiB arrive in this process as Buffers, which the collector cleared during the SDK's transfer right after, and the reverse | A full collection before each timed transfer. Both figures rose a little (six alternating B4-only runs: 0.55–0.56× with it, 0.53–0.56× without) |
 | tried for B1 and B3, not kept | B1: the output upload often reaches the controller while it is still writing the launch's records after the registration; B3: with 200 launches at once, creating each sandbox's directory waited on the filesystem for about 2 ms on the controller's thread | Yielding to the event loop once after the registration (so that an upload already there is stored first): no change in 40 alternating launches. The wait for the registration without \`Effect.timeoutFail\`'s race: its own mark about 0.9 ms sooner, the first byte no sooner (the thread was busy either way). The three records after the registration skipped altogether, as a measurement only: 0.13 ms. The sandbox's directory and log file made with \`fs.promises\`: B3's p99 unchanged and its median from about 2.7 to 3.9 s (the launches then progress in lockstep) |
 
 ## Where a target is still missed, and what bounds it
@@ -129,7 +132,26 @@ than a focused fix, so it is left for a decision.
   pipe at 637 MiB/s (1,483 then). The load average was low (1.4 at the start); another machine
   on the same host is the likely cause. Every figure moved with it; the verdicts below say which
   ones it changed.
-- **B3, p99 ≤ 1 s for 200 launches at once: still missed.** In the run above p99 is 1.72 s
+- **B3, p99 ≤ 1 s for 200 launches at once: still missed (1.36 s in the run above; the call's
+  own latency, \`launch\` returning, 0.79 s at p99).** This round, a CPU profile of the
+  controller over three bursts, counted in samples (the profile's own time weights put idle
+  gaps on whatever ran next), put its JavaScript thread at about 4.7 ms per launch: Effect's
+  runtime (fibers, their references, scheduling; the races and time limits around booting and
+  the run's watchdogs) about 1.8 ms, SQLite's statements about 0.7 ms (26 per launch, counted
+  with a wrapper around bun:sqlite), /proc reads and kills for the terminations about 0.45 ms,
+  decoding with Schema about 0.2 ms. \`perf\` over every process put the machine's CPU per launch
+  at about 16.5 ms: that thread 5.1, JavaScriptCore's JIT 1.7 and its collector 0.4; the agent
+  4.6 (about two fifths Python, the rest the kernel: copy-on-write faults after the fork, ten
+  threads' stacks and exits, TCP); the fork server with each sandbox's first steps 2.3 (about
+  0.9 of it ext4 allocating inodes among the hundreds just deleted, see below), each sandbox's
+  root 0.9, \`sh\` 0.7. The burst is bound by CPU on both cores (about 87 % busy) and every
+  launch progresses at once, so the first result comes at about 1.1–1.3 s and the p99 at about 0.8× of
+  all the burst's CPU spread over the cores; holding every scope open until all 200 had their
+  result (teardowns after the burst instead of during it) did not lower the p99. A p99 of 1 s
+  needs about a third of the machine's CPU per launch gone, on both sides: the shape the
+  bullets below describe. This round's changes (the attach reader, the agent's upload pieces)
+  take a little of it.
+  In the round before, the run gave p99 1.36 s as well. Earlier still: p99 1.72 s
   (0.92× its CPU floor), and the call's own latency (\`launch\` returning) 1.01 s at p99; this
   round's B3-only run of the same code 1.48 s and 0.89 s (see below). On the slower machine of
   an earlier round (above) p99 was 2.40 s (0.90× its CPU floor, which that machine raised to
@@ -220,7 +242,18 @@ than a focused fix, so it is left for a decision.
     \`setns\`es back): 2.1–2.35 against 3.05–3.4 ms of CPU per sandbox in a micro-benchmark of the
     two ways of forking, about 1 ms of B3's 30 per launch, for a second sandbox shape in every
     scan and terminate. Nothing failed and nothing was left.
-- **B4, attach ≥ 50 % of a pipe: met in the run above (0.53×).** Earlier: met in the slower
+- **B4, attach ≥ 50 % of a pipe: met in the run above (0.53×: 985 against 1,863 MiB/s).** The
+  round before's full run missed by a hair (0.49×), and its B4-only runs read 0.45–0.53×. This
+  round: the agent sends uploads as their pieces, and a caught-up reader skips its empty second
+  read (see the table); seven B4-only runs since read 0.51–0.56×. The controller's thread is
+  still the bound, busy about 88–93 % of a transfer (its schedstat), per 512 MiB about 136 ms
+  compressing, 65 ms storing (SQLite 32 ms of it), about 170 ms receiving the bodies and the
+  rest Effect and the reader. Tried again this round and not kept: compressing in a worker
+  thread (the 4 MiB transferred there and back): slower, 780–820 against 930–1,010 MiB/s in
+  three alternations, the other core being as busy; three uploads in flight (no change); a
+  Unix socket instead of TCP for a local agent, measured in a bare server: the server's thread
+  no cheaper per byte, the client's kernel time about a fifth lower.
+  In the run of the round before that: met (0.53×). Earlier: met in the slower
   machine's run (0.76×: 486 MiB/s against a 637 MiB/s
   pipe), because the pipe was slow; missed in both full runs of the round before it (0.46×: 684
   against 1,483; 0.48×: 706 against 1,484).** On this round's machine, a B4-only run gave 0.51×
