@@ -3,6 +3,7 @@ import { Command } from "clipanion"
 import { Cause, Effect, Exit, Fiber, Logger, type Scope } from "effect"
 import { explain } from "./errors.ts"
 import { useColor } from "./format.ts"
+import { BROKEN_PIPE, isBrokenPipe, printAndEnd, tellFailure, WRITE_FAILED, writeFailure } from "./print.ts"
 import { engineLayer, loadSettings } from "./runtime.ts"
 import { type Output, stderr, stdout } from "./stdio.ts"
 
@@ -15,54 +16,8 @@ const stderrLogger = Logger.replace(
   })
 )
 
-const BROKEN_PIPE = 141
-
-const isBrokenPipe = (error: unknown): boolean =>
-  typeof error === "object" && error !== null && "code" in error && error.code === "EPIPE"
-
 /** Output bytes held for a slow reader before a command stops reading more (see `outputRoom`). */
 const QUEUED_LIMIT = 4 * 1024 * 1024
-
-/** Output that could not be written for a reason other than a reader gone (a full disk, say). */
-const WRITE_FAILED = 1
-
-/** The one line for a write that failed: `cannot write to stdout: ENOSPC: no space left on device, write`. */
-const writeFailure = (name: "stdout" | "stderr", error: unknown): string =>
-  `cannot write to ${name}: ${(error instanceof Error ? error.message : String(error)).split("\n")[0]}`
-
-/** Says a failure on stderr, if stderr can still take it (a closed terminal cannot). */
-const tellFailure = (line: string): void => {
-  try {
-    stderr.write(`repl: ${line}\n`)
-  } catch {
-    // stderr is what failed: the exit status is all that is left to say it.
-  }
-}
-
-/**
- * Help (or any text a command prints and ends with) on stdout: 0, or 141 quietly when the
- * reader is gone (`repl --help | true`), as for a command's output; it used to be a stack trace.
- */
-export const printAndEnd = (text: string): number => {
-  let broken = false
-  let failed: unknown = null
-  const note = (error: unknown) => {
-    if (isBrokenPipe(error)) broken = true
-    else failed ??= error
-  }
-  const stop = stdout.onSinkError(note)
-  try {
-    stdout.write(text)
-  } catch (error) {
-    note(error)
-  } finally {
-    stop()
-  }
-  if (broken) return BROKEN_PIPE
-  if (failed === null) return 0
-  tellFailure(writeFailure("stdout", failed))
-  return WRITE_FAILED
-}
 
 /** Writes to stdout; a reader that is gone already is no one to tell. */
 const writeStdoutQuietly = (data: string): void => {

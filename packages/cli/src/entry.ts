@@ -1,3 +1,4 @@
+import { printAndEnd } from "./print.ts"
 import { stderr, stdout } from "./stdio.ts"
 import { VERSION } from "./version.ts"
 
@@ -14,13 +15,10 @@ const run = async (): Promise<void> => {
   // `repl --version` is what scripts and shells call most; answering it before the engine's
   // modules load keeps it at the cost of starting Bun.
   if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-v")) {
-    try {
-      stdout.write(`${VERSION}\n`)
-    } catch {
-      // Its reader is gone (`repl --version | true`): nothing to tell anyone.
-    }
+    // As help's: 141 for a reader gone (`repl --version | true`), one line and 1 for a full disk.
+    const code = printAndEnd(`${VERSION}\n`)
     await flush()
-    return
+    process.exit(code)
   }
   const { main } = await import("./main.ts")
   const code = await main(argv)

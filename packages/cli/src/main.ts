@@ -1,6 +1,6 @@
 import { Builtins, Cli } from "clipanion"
 import { readFileSync } from "node:fs"
-import { printAndEnd, reportFailure, SkyReplCommand } from "./base-command.ts"
+import { reportFailure, SkyReplCommand } from "./base-command.ts"
 import { AllocationListCommand } from "./commands/allocation/list.ts"
 import { InstanceListCommand } from "./commands/instance/list.ts"
 import { OrphansCommand } from "./commands/orphans.ts"
@@ -13,6 +13,7 @@ import { SnapshotDeleteCommand } from "./commands/snapshot/delete.ts"
 import { SnapshotListCommand } from "./commands/snapshot/list.ts"
 import { RepeatedFlag } from "./errors.ts"
 import { bold, useColor } from "./format.ts"
+import { printAndEnd } from "./print.ts"
 import { stdout } from "./stdio.ts"
 import { VERSION } from "./version.ts"
 
@@ -353,7 +354,10 @@ export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
   // `repl --help`: the same text clipanion's help command writes, through the CLI's stdout, so a
   // reader gone or a full disk ends it as every command's output does.
   if (command instanceof Builtins.HelpCommand) return printAndEnd(cli.usage(null, { colored: useColor(stdout) }))
-  // clipanion's other own command (version, when entry.ts did not answer it) writes to the context's streams.
+  // `repl --version --`, which entry.ts does not answer: as there, a full disk or a reader gone
+  // is the status (clipanion's own version command wrote to process.stdout and ended 0 anyway).
+  if (command instanceof Builtins.VersionCommand) return printAndEnd(`${VERSION}\n`)
+  // Any other command of clipanion's own writes to the context's streams.
   if (!(command instanceof SkyReplCommand)) return cli.run(command, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr })
   if (command.help) {
     return printAndEnd(cli.usage(command, { detailed: true, colored: useColor(stdout) }))
