@@ -641,6 +641,9 @@ describe("bad input", () => {
       [["run", "-c", "true", "--", "--json"], `repl: unexpected argument "--json" for 'repl run': it takes none; after "--", --json is an argument, not a flag (see 'repl run --help')`],
       [["run", "-c", "true", "extra"], `repl: unexpected argument "extra" for 'repl run': it takes none (see 'repl run --help')`],
       [["run", "list", "extra"], `repl: unexpected argument "extra" for 'repl run list': it takes none (see 'repl run list --help')`],
+      // A lone "-" is no flag, and no "--" came before it: the line said it had.
+      [["run", "list", "-"], `repl: unexpected argument "-" for 'repl run list': it takes none (see 'repl run list --help')`],
+      [["run", "-c", "true", "-"], `repl: unexpected argument "-" for 'repl run': it takes none (see 'repl run --help')`],
       [["run", "attach", "x", "y"], `repl: unexpected argument "y" for 'repl run attach': it takes <run-id> (see 'repl run attach --help')`],
       [["run", "attach", "--from-stdout", "5", "x", "y"], `repl: unexpected argument "y" for 'repl run attach': it takes <run-id> (see 'repl run attach --help')`],
       [["snapshot", "delete", "a", "b", "--provider", "aws"], `repl: unexpected argument "b" for 'repl snapshot delete': it takes <snapshot-id> (see 'repl snapshot delete --help')`]

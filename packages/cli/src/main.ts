@@ -181,7 +181,8 @@ const extraOperand = (named: Definition, after: ReadonlyArray<string>): string |
   const extra = operandsOf(after, named.options ?? [])[limit]
   if (extra === undefined) return null
   const takes = operands.length === 0 ? "it takes none" : `it takes ${operands.join(" ")}`
-  const flag = extra.startsWith("-") ? `; after "--", ${extra} is an argument, not a flag` : ""
+  // A lone "-" is an argument anywhere (stdin's usual name), with or without a "--" before it.
+  const flag = extra.startsWith("-") && extra !== "-" ? `; after "--", ${extra} is an argument, not a flag` : ""
   return `unexpected argument ${JSON.stringify(extra)} for '${named.path}': ${takes}${flag} (see '${named.path} --help')`
 }
 
