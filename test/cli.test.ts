@@ -458,6 +458,27 @@ describe("bad input", () => {
     expect([typed.exitCode, typed.stdout]).toEqual([0, "\uFFFD"])
   })
 
+  it("a value with a newline or an escape sequence is quoted whole on one line, escaped, not cut short or sent to the terminal", async () => {
+    // The line was cut at the value's newline (`unknown run state "x`), and an escape sequence
+    // in a run id reached the terminal as one.
+    for (const [args, status, line] of [
+      [["run", "list", "--state", "x\ny"], 2, 'repl: --state: unknown run state "x\\ny" (one of pending, provisioning, running, succeeded, failed, cancelled, timed_out)'],
+      [["run", "-c", "true", "--env", "A\tB=1"], 2, 'repl: --env expects KEY=VALUE with KEY made of letters, digits and _ (got "A\\tB=1")'],
+      [["a\nb"], 2, `repl: unknown command "a\\nb" (see 'repl --help')`],
+      [["run", "attach", "\u001b[31mred"], 1, 'repl: no run with id "\\x1b[31mred"'],
+      [["snapshot", "create", "a\nb"], 1, 'repl: no instance or run named "a\\nb"']
+    ] as const) {
+      const result = await run(args)
+      expect([args, result.exitCode, result.stderr]).toEqual([args, status, line])
+    }
+    // --json's error object says the same words as the line on stderr.
+    const json = await run(["run", "--json", "-c", "true", "--spec", "a\nb"])
+    const error = JSON.parse(json.stdout) as { message: string; status: number }
+    expect([json.exitCode, error.status, `repl: ${error.message}`]).toEqual([2, 2, json.stderr])
+    expect(error.message).toMatch(/^the local provider does not know the spec "a\\nb"; /)
+    expect((await run(["run", "list", "--json"])).stdout).toBe("[]")
+  })
+
   it("a flag's value that starts with \"-\" is named, with the = form that passes it to the command's own check", async () => {
     expect((await run(["run", "list", "--limit", "-1"])).stderr).toBe('repl: --limit needs a value; write --limit=-1 for one that starts with "-"')
     expect((await run(["run", "list", "--limit"])).stderr).toBe("repl: --limit needs a value for 'repl run list' (see 'repl run list --help')")

@@ -4,6 +4,7 @@ import { Cause, Effect, Exit, Fiber, Logger, type Scope } from "effect"
 import { explain } from "./errors.ts"
 import { useColor } from "./format.ts"
 import { BROKEN_PIPE, isBrokenPipe, printAndEnd, tellFailure, WRITE_FAILED, writeFailure } from "./print.ts"
+import { printable } from "./printable.ts"
 import { engineLayer, loadSettings } from "./runtime.ts"
 import { type Output, stderr, stdout } from "./stdio.ts"
 
@@ -32,7 +33,8 @@ const writeStdoutQuietly = (data: string): void => {
  */
 export const reportFailure = (message: string, status: number, jsonLines: boolean, out: (data: string) => void = writeStdoutQuietly): number => {
   tellFailure(message)
-  if (jsonLines) out(JSON.stringify({ type: "error", message, status }) + "\n")
+  // The same words as on stderr (where they are printable text), as the docs promise.
+  if (jsonLines) out(JSON.stringify({ type: "error", message: printable(message), status }) + "\n")
   return status
 }
 

@@ -13,6 +13,14 @@ export class RepeatedFlag extends Data.TaggedError("RepeatedFlag")<{ readonly na
 
 const usageTags = new Set(["UsageFailure", "UnknownProvider", "ProviderMisconfigured", "InvalidSpec", "InvalidLaunchOptions", "InvalidScanOptions", "InvalidSnapshotName", "InvalidSnapshotId", "Unsupported"])
 
+/**
+ * Errors whose message is one line of SkyREPL's own words around what the user gave (a run id,
+ * a flag's value): a newline in it is the user's, and the line is shown whole, escaped (see
+ * `tellFailure`). Another error's message may be a library's several lines; its first says what
+ * is wrong.
+ */
+const ownLineTags = new Set([...usageTags, "RunNotFound", "InstanceNotFound"])
+
 const tagOf = (error: unknown): string | null =>
   typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string" ? error._tag : null
 
@@ -28,7 +36,8 @@ const messageOf = (error: unknown): string => {
 export const explain = (cause: Cause.Cause<unknown>): { readonly line: string; readonly code: number } => {
   const error = Cause.squash(cause)
   const tag = tagOf(error)
-  const base = messageOf(error).split("\n")[0] ?? "unknown error"
+  const message = messageOf(error)
+  const base = (tag !== null && ownLineTags.has(tag) ? message : message.split("\n")[0]) ?? "unknown error"
   if (
     tag === "InvalidSpec" &&
     typeof error === "object" &&

@@ -1,3 +1,4 @@
+import { printable } from "./printable.ts"
 import { stderr, stdout } from "./stdio.ts"
 
 // Kept apart from base-command.ts, which loads Effect and the engine: entry.ts answers
@@ -16,10 +17,14 @@ export const WRITE_FAILED = 1
 export const writeFailure = (name: "stdout" | "stderr", error: unknown): string =>
   `cannot write to ${name}: ${(error instanceof Error ? error.message : String(error)).split("\n")[0]}`
 
-/** Says a failure on stderr, if stderr can still take it (a closed terminal cannot). */
+/**
+ * Says a failure on stderr, if stderr can still take it (a closed terminal cannot). As one line
+ * of printable text: the line often quotes what the user gave (`no run with id "…"`), and a
+ * newline there cut the line short, an escape sequence reached the terminal.
+ */
 export const tellFailure = (line: string): void => {
   try {
-    stderr.write(`repl: ${line}\n`)
+    stderr.write(`repl: ${printable(line)}\n`)
   } catch {
     // stderr is what failed: the exit status is all that is left to say it.
   }
