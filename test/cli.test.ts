@@ -619,11 +619,16 @@ describe("bad input", () => {
     expect([aws.exitCode, orbstack.exitCode]).toEqual([2, 2])
   })
 
-  it("an empty command says so, not the options' schema; a zero time limit names its flag", async () => {
+  it("an empty command says so, not the options' schema; a zero or infinite time limit names its flag", async () => {
     const result = await run(["run", "-c", ""])
     expect(lines(result.stderr)).toEqual(["repl: command must not be empty"])
     const zero = await run(["run", "-c", "true", "--max-duration", "0s"])
     expect(lines(zero.stderr)).toEqual(['repl: --max-duration must be longer than 0 (got "0s")'])
+    // A number too long to be finite was named by the SDK's option, "maxDuration must be a positive, finite duration".
+    const endless = `${"9".repeat(400)}h`
+    const infinite = await run(["run", "-c", "true", "--max-duration", endless])
+    expect([infinite.exitCode, lines(infinite.stderr)]).toEqual([2, [`repl: --max-duration is too long to be a time limit (got "${endless}"); leave it out for none`]])
+    expect(existsSync(join(home, "state.db"))).toBe(false)
   })
 
   it("an invalid spec names the valid forms; a bad region names what a region looks like, not the spec's forms", async () => {
