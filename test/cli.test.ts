@@ -413,6 +413,7 @@ describe("bad input", () => {
     ["a --from-stdout in another notation", ["run", "attach", "x", "--from-stdout", "1e3"]],
     ["an unknown allocation state", ["allocation", "list", "--state", "bogus"]],
     ["a --min-age without a unit", ["orphans", "--min-age", "5"]],
+    ["a --keep that cannot be an instance's name", ["orphans", "--reap", "--keep", "mwu3fvi7jhebqh"]],
     ["orphans of an unknown provider", ["orphans", "--provider", "nimbus"]],
     ["a --from-stderr that is not a count", ["run", "attach", "x", "--from-stderr", "abc"]],
     ["snapshots of an unknown provider", ["snapshot", "list", "--provider", "nimbus"]],
@@ -974,6 +975,16 @@ describe("the cleanup guarantee, by breaking things", () => {
     expect(young.orphans).toContainEqual(expect.objectContaining({ name: instance, action: "too-young" }))
     const kept = JSON.parse((await run(["orphans", "--reap", "--min-age", "0", "--own", "--keep", instance, "--json"])).stdout) as { orphans: Array<{ name: string; action: string }> }
     expect(kept.orphans).toContainEqual(expect.objectContaining({ name: instance, action: "kept" }))
+    expect((await processesOf(instance)).length).toBeGreaterThan(0)
+    // A --keep that no instance can be named (here the instance's id, the name's last part)
+    // protected nothing: the instance meant was reaped. It is refused before anything is swept.
+    const id = instance.split("-").at(-1) ?? ""
+    const refused = await run(["orphans", "--reap", "--min-age", "0", "--own", "--keep", id, "--json"])
+    expect([refused.exitCode, refused.stdout, lines(refused.stderr)]).toEqual([
+      2,
+      "",
+      [`repl: --keep: "${id}" is not an instance name (repl-CONTROL-MANIFEST-INSTANCE, as repl instance list and repl orphans show them)`]
+    ])
     expect((await processesOf(instance)).length).toBeGreaterThan(0)
   })
 })

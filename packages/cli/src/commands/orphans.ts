@@ -1,7 +1,8 @@
-import { checkProviderConfiguration, defaultMinAge, formatDuration, scanOrphans, type SkyRepl, type SkyReplSettings } from "@skyrepl/core"
+import { checkProviderConfiguration, defaultMinAge, formatDuration, InstanceName, scanOrphans, type SkyRepl, type SkyReplSettings } from "@skyrepl/core"
 import { Command, Option } from "clipanion"
-import { type Duration, Effect, type Scope } from "effect"
+import { type Duration, Effect, Either, Schema, type Scope } from "effect"
 import { type Checked, SkyReplCommand } from "../base-command.ts"
+import { UsageFailure } from "../errors.ts"
 import { ago, table, toJson } from "../format.ts"
 import { oneValue, parseDurationFlag } from "../options.ts"
 import { buildProvider } from "../runtime.ts"
@@ -40,6 +41,15 @@ export class OrphansCommand extends SkyReplCommand<OrphansFlags> {
       // A provider named here with malformed settings is a usage error, refused before the store
       // is opened (which would reap); unnamed, the sweep skips it and goes on with the others.
       const providers = yield* Effect.forEach(ids, (id) => Effect.tap(buildProvider(settings, id), checkProviderConfiguration))
+      // Providers list only instances named as SkyREPL names them, so any other `--keep` (a run id,
+      // an instance's id, a typo) could never match: with --reap, the instance meant was reaped.
+      for (const name of this.keep) {
+        if (Either.isLeft(Schema.decodeUnknownEither(InstanceName)(name))) {
+          return yield* new UsageFailure({
+            message: `--keep: "${name}" is not an instance name (repl-CONTROL-MANIFEST-INSTANCE, as repl instance list and repl orphans show them)`
+          })
+        }
+      }
       // `0` alone is the natural way to say "no minimum"; every other value needs a unit.
       const minAge = this.minAge === "0" ? 0 : yield* parseDurationFlag("--min-age", this.minAge)
       return { flags: { providers: ids, minAge }, providers }
