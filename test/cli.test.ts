@@ -532,6 +532,19 @@ describe("bad input", () => {
     }
   })
 
+  it("an OrbStack host alias that is no host, or a zero OrbStack boot time-out, is refused before anything is recorded", async () => {
+    // The alias was ignored by the agent URL it was put in, which then named the machine's own
+    // loopback; a zero time-out failed any machine not running at the first look.
+    for (const [extra, line] of [
+      [{ SKYREPL_ORBSTACK_HOST_ALIAS: "bad host!" }, 'repl: SKYREPL_ORBSTACK_HOST_ALIAS: "bad host!" is not a host name or an IP address (e.g. host.orb.internal)'],
+      [{ SKYREPL_ORBSTACK_BOOT_TIMEOUT: "0s" }, "repl: SKYREPL_ORBSTACK_BOOT_TIMEOUT: must be longer than 0"]
+    ] as const) {
+      const result = await run(["run", "-c", "echo hi", "--provider", "orbstack"], { ...orbstackEnv(), ...extra })
+      expect([result.exitCode, result.stdout, lines(result.stderr)]).toEqual([2, "", [line]])
+      expect(existsSync(join(home, "state.db"))).toBe(false)
+    }
+  })
+
   it("a provider that cannot be reached now is not swept, the others are, and the sweep says so and exits 1", async () => {
     // Nothing listens on port 1: every call is refused, and retried (about 3 s) before the sweep gives up on AWS.
     const unreachable = { SKYREPL_AWS_ENDPOINT: "http://127.0.0.1:1", AWS_REGION: "us-east-1", AWS_ACCESS_KEY_ID: "testing", AWS_SECRET_ACCESS_KEY: "testing" }

@@ -50,6 +50,19 @@ export interface ResolvedOptions {
 /** The architecture OrbStack machines run natively here (Rosetta makes the other one slow). */
 export const hostArch = (): "arm64" | "amd64" => (process.arch === "arm64" ? "arm64" : "amd64")
 
+/**
+ * Whether `host` can be an agent URL's host as given. A URL ignores a host it cannot take
+ * (`url.hostname = "bad host!"` leaves 127.0.0.1 there), so a malformed alias told machines to
+ * call themselves, and the launch waited out its boot time-out.
+ */
+const isUrlHost = (host: string): boolean => {
+  try {
+    return new URL(`http://${host}/`).hostname === host.toLowerCase()
+  } catch {
+    return false
+  }
+}
+
 const optionalString = (name: string) =>
   Config.option(Config.nonEmptyString(name)).pipe(Effect.orElseSucceed(() => Option.none<string>()))
 
@@ -63,11 +76,17 @@ export const resolveOptions = (options: OrbStackProviderOptions): Effect.Effect<
     const orbctl = yield* optionalString("SKYREPL_ORBCTL")
     const hostAlias = yield* optionalString("SKYREPL_ORBSTACK_HOST_ALIAS")
     const bootText = yield* optionalString("SKYREPL_ORBSTACK_BOOT_TIMEOUT")
-    const parsedBoot = Option.map(bootText, parseDuration)
+    const parsedBoot = Option.map(bootText, (text) =>
+      Either.filterOrLeft(parseDuration(text), (d) => Duration.greaterThan(d, Duration.zero), () => "must be longer than 0")
+    )
     const envBoot = Option.flatMap(parsedBoot, Either.getRight)
-    const configError = Option.match(Option.flatMap(parsedBoot, Either.getLeft), {
+    const bootError = Option.match(Option.flatMap(parsedBoot, Either.getLeft), {
       onNone: () => null,
       onSome: (message) => `SKYREPL_ORBSTACK_BOOT_TIMEOUT: ${message}`
+    })
+    const aliasError = Option.match(hostAlias, {
+      onNone: () => null,
+      onSome: (alias) => (isUrlHost(alias) ? null : `SKYREPL_ORBSTACK_HOST_ALIAS: "${alias}" is not a host name or an IP address (e.g. host.orb.internal)`)
     })
     return {
       orbctl: options.orbctl ?? Option.getOrElse(orbctl, () => "orbctl"),
@@ -79,7 +98,7 @@ export const resolveOptions = (options: OrbStackProviderOptions): Effect.Effect<
       lookupHost: options.lookupHost ?? null,
       pollInterval: Duration.decode(options.pollInterval ?? Duration.millis(100)),
       // An explicit option wins over the environment, so a bad variable it overrides is moot.
-      configError: options.bootTimeout === undefined ? configError : null
+      configError: (options.bootTimeout === undefined ? bootError : null) ?? (options.hostAlias === undefined ? aliasError : null)
     }
   })
 
