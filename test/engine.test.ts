@@ -745,7 +745,10 @@ describe("scoped termination", () => {
       [{ heartbeatInterval: Duration.seconds(5), deadmanTimeout: Duration.seconds(6) }, "deadmanTimeout", "at least twice the heartbeat interval (5s)"],
       // Node's listen threw this at the first launch, a defect rather than an error.
       [{ hubPort: 70_000 }, "hubPort", "70000 is not a port"],
-      [{ leaseTtl: Duration.infinity }, "leaseTtl", "must be finite"]
+      [{ leaseTtl: Duration.infinity }, "leaseTtl", "must be finite"],
+      // Said of the interval itself, not as a dead-man window shorter than twice "Infinityms".
+      [{ heartbeatInterval: Duration.infinity }, "heartbeatInterval", "must be finite"],
+      [{ bootTimeout: Duration.infinity }, "bootTimeout", "must be finite"]
     ]
     for (const [overrides, setting, message] of cases) {
       const made = SkyRepl.make({

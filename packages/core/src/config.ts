@@ -97,8 +97,13 @@ export const settingsProblems = (
   for (const setting of ["leaseTtl", "heartbeatInterval", "deadmanTimeout", "bootTimeout"] as const) {
     if (!Duration.greaterThan(settings[setting], Duration.zero)) problems.push({ setting, message: "must be longer than 0" })
   }
-  // A lease that never expires is never reaped from another machine.
-  if (!Number.isFinite(Duration.toMillis(settings.leaseTtl))) problems.push({ setting: "leaseTtl", message: "must be finite" })
+  // A lease that never expires is never reaped from another machine. A heartbeat that never
+  // comes leaves the agent's event stream silent (it would reconnect for ever) and no instance
+  // checked for; a boot that may take for ever holds a launch, and its paid VM, while an agent
+  // that never started cannot end it.
+  for (const setting of ["leaseTtl", "heartbeatInterval", "bootTimeout"] as const) {
+    if (!Number.isFinite(Duration.toMillis(settings[setting]))) problems.push({ setting, message: "must be finite" })
+  }
   // Node's listen throws on such a port, at the first launch rather than here.
   if (!Number.isInteger(settings.hubPort) || settings.hubPort < 0 || settings.hubPort > 65_535) {
     problems.push({ setting: "hubPort", message: `${settings.hubPort} is not a port (an integer from 0 to 65535; 0 picks a free one)` })
@@ -114,7 +119,7 @@ export const settingsProblems = (
     problems.push({ setting: "deadmanTimeout", message: `must be at most ${formatDuration(MAX_DEADMAN)}: the agent keeps its dead-man window within a day` })
   }
   const heartbeatMs = Duration.toMillis(settings.heartbeatInterval)
-  if (heartbeatMs > 0 && Duration.toMillis(settings.deadmanTimeout) < 2 * heartbeatMs) {
+  if (heartbeatMs > 0 && Number.isFinite(heartbeatMs) && Duration.toMillis(settings.deadmanTimeout) < 2 * heartbeatMs) {
     problems.push({
       setting: "deadmanTimeout",
       message: `must be at least twice the heartbeat interval (${formatDuration(settings.heartbeatInterval)}), or one late heartbeat ends a healthy run`
