@@ -1,4 +1,4 @@
-import { parseDuration } from "@skyrepl/core"
+import { formatDuration, parseDuration } from "@skyrepl/core"
 import { Config, Duration, Effect, Either, Option, type Schedule } from "effect"
 import { readFileSync } from "node:fs"
 import { homedir } from "node:os"
@@ -59,7 +59,8 @@ export interface AwsProviderOptions {
   readonly pageSize?: number
   /**
    * Longest life of an instance: written to its `skyrepl:expires-at` tag, and the instance
-   * powers itself off when it passes, whatever else happens. `SKYREPL_AWS_MAX_LIFETIME`, default 24 h.
+   * powers itself off when it passes, whatever else happens. From 1 minute to 365 days;
+   * `SKYREPL_AWS_MAX_LIFETIME`, default 24 h.
    */
   readonly maxLifetime?: Duration.DurationInput
 }
@@ -137,6 +138,10 @@ const readConfigRegion = (path: string, profile: string): string | null => {
     return null
   }
 }
+
+/** The bounds of an instance's longest life (SKYREPL_AWS_MAX_LIFETIME). */
+const MIN_LIFETIME = Duration.minutes(1)
+const MAX_LIFETIME = Duration.days(365)
 
 const durationSetting = (
   variable: string,
@@ -218,8 +223,12 @@ export const resolveOptions = (options: AwsProviderOptions): Effect.Effect<Resol
       Duration.hours(24),
       problems
     )
-    if (Duration.toMillis(maxLifetime) < 60_000) {
-      problems.push({ variable: "SKYREPL_AWS_MAX_LIFETIME", message: "SKYREPL_AWS_MAX_LIFETIME must be at least 1m" })
+    // The instance's own clock ends it at this age (\`sleep\` in its user-data) and its
+    // \`skyrepl:expires-at\` tag says when: an infinite one never ended it, and made no date
+    // (the launch died building the tag). A year is far beyond any run this safety net is for.
+    const lifetimeName = options.maxLifetime === undefined ? "SKYREPL_AWS_MAX_LIFETIME" : "maxLifetime"
+    if (!Duration.between(maxLifetime, { minimum: MIN_LIFETIME, maximum: MAX_LIFETIME })) {
+      problems.push({ variable: lifetimeName, message: `${lifetimeName}: must be from 1m to 365d, not ${formatDuration(maxLifetime)}` })
     }
     const pageSize = options.pageSize ?? 1000
     if (!Number.isInteger(pageSize) || pageSize < 5 || pageSize > 1000) {

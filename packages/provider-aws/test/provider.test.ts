@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { agentScriptPath, formatInstanceName, InvalidSpec, newControlId, newId, type ProviderService } from "@skyrepl/core"
-import { ConfigProvider, Effect, Layer } from "effect"
+import { ConfigProvider, Duration, Effect, Layer } from "effect"
 import { execFileSync } from "node:child_process"
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -343,6 +343,21 @@ describe("configuration", () => {
       expect((yield* provider.parseSpec("t3.micro")).canonical).toBe("t3.micro")
       const built = yield* Effect.scoped(Layer.build(AwsProvider.layer({ region: "not a region" })))
       expect(built).toBeDefined()
+    })
+  )
+
+  it.effect("an instance's longest life is from 1m to 365d, whether set by variable or in code, and never infinite", () =>
+    Effect.gen(function* () {
+      const refused = (vars: Record<string, string>, options: Parameters<typeof AwsProvider.make>[0] = {}) =>
+        Effect.flatMap(makeWith({ AWS_REGION: "us-east-1", ...vars }, options), (provider) => Effect.flip(provider.list()))
+      const short = yield* refused({ SKYREPL_AWS_MAX_LIFETIME: "30s" })
+      expect([short.reason, short.message]).toEqual(["invalid-request", expect.stringContaining("SKYREPL_AWS_MAX_LIFETIME: must be from 1m to 365d, not 30s")])
+      // No date is that far, and the instance's own clock would never end it.
+      const endless = yield* refused({ SKYREPL_AWS_MAX_LIFETIME: `${"9".repeat(400)}h` })
+      expect(endless.message).toContain("SKYREPL_AWS_MAX_LIFETIME: must be from 1m to 365d")
+      const given = yield* refused({ SKYREPL_AWS_MAX_LIFETIME: "2h" }, { maxLifetime: Duration.infinity })
+      expect(given.message).toContain("maxLifetime: must be from 1m to 365d")
+      expect(given.message).not.toContain("SKYREPL_AWS_MAX_LIFETIME")
     })
   )
 
