@@ -253,16 +253,33 @@ export const reapExpired = (engine: SkyReplService): Effect.Effect<void> =>
     if (engine.registered()) yield* engine.store.renewLeases(engine.controller.id, leaseExpiresAt).pipe(Effect.ignore)
     const live = yield* engine.store.listInstances({ states: InstanceMachine.states.filter((s) => s !== "terminated") })
     const foreign = live.filter((i) => i.ownerControllerId !== engine.controller.id)
-    const lapsed = foreign.some((i) => i.leaseExpiresAt === null || i.leaseExpiresAt < now)
+    const lapsed = (i: Instance) => i.leaseExpiresAt === null || i.leaseExpiresAt < now
     const dead = yield* deadOwners(engine, foreign)
-    if (!lapsed && dead.size === 0) return
-    yield* engine.register
-    const expired = yield* engine.store.claimExpiredInstances(engine.controller.id, now, leaseExpiresAt)
-    const orphaned = yield* Effect.forEach(
-      foreign.filter((i) => i.ownerControllerId !== null && dead.has(i.ownerControllerId)),
-      (instance) => engine.store.claimInstance(instance.id, engine.controller.id, leaseExpiresAt)
+    const ownerDead = (i: Instance) => i.ownerControllerId !== null && dead.has(i.ownerControllerId)
+    if (!foreign.some(lapsed) && dead.size === 0) return
+    const claim = Effect.gen(function* () {
+      yield* engine.register
+      const expired = yield* engine.store.claimExpiredInstances(engine.controller.id, now, leaseExpiresAt)
+      const orphaned = yield* Effect.forEach(foreign.filter(ownerDead), (instance) =>
+        engine.store.claimInstance(instance.id, engine.controller.id, leaseExpiresAt)
+      )
+      return [...new Map([...expired, ...orphaned].map((i) => [i.id, i] as const)).values()]
+    })
+    // A store that can be read but not written (a full disk, a read-only home) cannot record a
+    // claim. The instances are ended all the same, through the provider alone: terminating is
+    // idempotent, so another reaper doing the same is harmless, and the records are brought up
+    // to date by the first process that can write the store. A busy store is left for the next
+    // pass, when the claim will go through.
+    const claimed = yield* claim.pipe(
+      Effect.catchIf(
+        (error): error is StoreError => error._tag === "StoreError" && error.reason === "io",
+        (error) =>
+          Effect.as(
+            Effect.logWarning(`lease reaper: cannot take over abandoned instances (${error.message}); ending them without recording it`),
+            foreign.filter((i) => lapsed(i) || ownerDead(i))
+          )
+      )
     )
-    const claimed = [...new Map([...expired, ...orphaned].map((i) => [i.id, i] as const)).values()]
     yield* Effect.forEach(
       claimed.filter((i) => engine.providerIds.includes(i.provider)),
       // Uninterruptible, as a launch's own termination is: a short-lived command (a
@@ -271,7 +288,14 @@ export const reapExpired = (engine: SkyReplService): Effect.Effect<void> =>
       (instance) =>
         Effect.uninterruptible(
           terminateInstance(engine, instance, "the controller that owned this instance stopped renewing its lease").pipe(
-            Effect.catchAll((error) => Effect.logWarning(`reaping ${instance.name} failed: ${error.message}`))
+            Effect.catchAll((error) =>
+              Effect.logWarning(
+                // terminateInstance returns the store's failure only once the provider has ended the instance.
+                error._tag === "StoreError"
+                  ? `reaped ${instance.name}, but the store could not record it: ${error.message}`
+                  : `reaping ${instance.name} failed: ${error.message}`
+              )
+            )
           )
         ),
       { concurrency: 8, discard: true }
