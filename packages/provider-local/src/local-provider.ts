@@ -262,7 +262,15 @@ const build = (options: LocalProviderOptions): Effect.Effect<{ readonly service:
         yield* requireProc("describe")
         if (ended.has(ref.name)) return "gone"
         const live = yield* Effect.mapError(sandboxes, toProviderError)
-        return live.has(ref.name) ? "running" : "gone"
+        const sandbox = live.get(ref.name)
+        if (sandbox === undefined) return "gone"
+        // A sandbox's root is the process it was started as: its agent, or the `unshare` around
+        // it. Another root means that process is gone and what is left is a run's processes, a
+        // process group's that outlived its agent: nothing ends them, reports on them or hears
+        // from a controller for them any more (no dead-man switch), and they will not become an
+        // instance again. Stopping, not gone: they still have to be terminated.
+        const started = ref.providerRef === null ? null : Number(ref.providerRef)
+        return started !== null && Number.isSafeInteger(started) && sandbox.root.pid !== started ? "stopping" : "running"
       })
 
     const list = (): Effect.Effect<ReadonlyArray<ProviderInstance>, ProviderError> =>

@@ -412,6 +412,37 @@ describe("local provider", () => {
         })
       )
 
+      it.scopedLive("one whose agent is killed is not running any more: gone with its namespace, or stopping until terminated", () =>
+        Effect.gen(function* () {
+          const provider = yield* LocalProvider.make({ home: context.home, isolation: mode.isolation, forkServer: mode.forkServer })
+          const controller = yield* makeFakeController()
+          const name = context.newName()
+          const { ref, bootstrap } = yield* spawnScoped(provider, controller, name, mode.spec)
+          yield* controller.registration(name, "30 seconds")
+          yield* controller.send(name, "run", { runId: `run-${name}`, command: "exec /bin/sleep 3603", env: {}, workdir: null, maxDurationMs: null })
+          const isRun = (pid: number) => cmdline(pid).join(" ") === "/bin/sleep 3603"
+          const sandbox = yield* eventually(
+            Effect.map(sandboxOf(name), (s) => (s !== undefined && s.members.some((p) => isRun(p.pid)) ? s : undefined)),
+            "30 seconds",
+            "the run's process"
+          )
+          const agent = sandbox.members.find((p) => environ(p.pid).includes(`SKYREPL_AGENT_TOKEN=${bootstrap.token}`))
+          if (agent === undefined) return expect.unreachable("no agent in the sandbox")
+          process.kill(agent.pid, "SIGKILL")
+          // A process group's run outlives its agent, with nothing left to end it: stopping, so
+          // a controller ends it, not running, which would have it wait on it.
+          const expected = mode.isolation === "namespaces" ? "gone" : "stopping"
+          yield* eventually(
+            Effect.map(provider.describe(ref), (state) => (state === expected ? state : undefined)),
+            "10 seconds",
+            `the sandbox to be ${expected}`
+          )
+          yield* provider.terminate(ref)
+          expect(yield* provider.describe(ref)).toBe("gone")
+          expect(leftovers(context.controlId).filter((p) => p.instance === name)).toEqual([])
+        })
+      )
+
       it.scopedLive("ends itself through the agent's dead-man switch when its controller goes away", () =>
         Effect.gen(function* () {
           const provider = yield* LocalProvider.make({ home: context.home, isolation: mode.isolation, forkServer: mode.forkServer })
