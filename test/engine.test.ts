@@ -775,6 +775,32 @@ describe("scoped termination", () => {
   })
 })
 
+describe("an instance that loses its agent", () => {
+  it("a process sandbox whose agent is killed ends the run failed and the instance terminated, instead of waiting on the command", async () => {
+    const { name, result } = await runEngine(
+      Effect.scoped(
+        Effect.gen(function* () {
+          const engine = yield* SkyRepl
+          const run = yield* launch({ command: "echo up; sleep 600", spec: "process" })
+          yield* Stream.runHead(run.output)
+          // The sandbox's root is its agent (the run's shell is its child): killing it leaves
+          // the run's processes, reparented, with nothing to end them.
+          const agent = Option.flatMap(yield* engine.store.getInstanceByName(run.instance.name), (i) => Option.fromNullable(i.providerRef))
+          if (Option.isNone(agent)) return yield* Effect.die("no provider ref recorded")
+          process.kill(Number(agent.value), "SIGKILL")
+          const result = yield* run.result.pipe(
+            Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error("the run went on without its agent") })
+          )
+          return { name: run.instance.name, result }
+        })
+      )
+    )
+    expect(result.state).toBe("failed")
+    expect(result.error).toContain("the instance stopped unexpectedly")
+    expect(await processesOf(name)).toEqual([])
+  })
+})
+
 describe("attach", () => {
   it("replays from byte offsets with no gap and no duplicate", async () => {
     const { full, resumed, again } = await runEngine(

@@ -368,6 +368,8 @@ export const launchWith = (
     // is idempotent, and each call runs to the end even if its fiber is interrupted, so a
     // half-done termination is never taken for a finished one.
     const nothingStarted = yield* Ref.make(false)
+    /** The instance as the provider named it once spawned: what `describe` is asked about. */
+    const spawnedRef = yield* Ref.make(refOf(instance))
     // Set once a termination from here succeeded: the second call (the run's end, then the
     // scope) returns at once. terminateInstance reads the record itself, and returns early for
     // one terminated elsewhere.
@@ -449,6 +451,7 @@ export const launchWith = (
       if (bootstrapFailure !== null) yield* Effect.logWarning(bootstrapFailure)
       yield* progress("booting")
       const bootedRef = { name, providerRef: spawned.providerRef, region: spawned.region }
+      yield* Ref.set(spawnedRef, bootedRef)
       // Why it never registered is often only on the instance's console (an interpreter that
       // cannot start says so there): its last lines go into the error.
       const bootFailed = (reason: "boot-timeout" | "lost", what: string) =>
@@ -520,13 +523,22 @@ export const launchWith = (
             yield* finishRun(engine, runId, "timed_out", { error: "maxDuration exceeded (enforced by the controller)" })
           })
     const silence = Duration.toMillis(settings.heartbeatInterval) * 3 + 1_000
-    const vanished = Effect.gen(function* () {
-      if (Date.now() - session.lastSeen() < silence) return false
-      const state = yield* provider.describe(refOf(instance)).pipe(Effect.orElseSucceed(() => "running" as const))
-      return state === "gone"
-    }).pipe(
-      Effect.repeat({ schedule: Schedule.spaced(settings.heartbeatInterval), until: (gone) => gone }),
-      Effect.zipRight(finishRun(engine, runId, "failed", { error: "the instance ended unexpectedly" }))
+    // Stopped or on its way down counts as ended too, once the agent is silent: a machine stopped
+    // from outside (or by its own agent) and a local sandbox that lost its agent will not run the
+    // command again, and waiting for "gone" would wait for as long as nobody deletes them.
+    const vanishedState = Effect.gen(function* () {
+      if (Date.now() - session.lastSeen() < silence) return null
+      const state = yield* provider.describe(yield* Ref.get(spawnedRef)).pipe(Effect.orElseSucceed(() => "running" as const))
+      return state === "gone" || state === "stopping" ? state : null
+    })
+    const vanished = vanishedState.pipe(
+      // passthrough: the repeat gives the last answer, not the schedule's count.
+      Effect.repeat({ schedule: Schedule.passthrough(Schedule.spaced(settings.heartbeatInterval)), until: (state) => state !== null }),
+      Effect.flatMap((state) =>
+        finishRun(engine, runId, "failed", {
+          error: state === "gone" ? "the instance ended unexpectedly" : "the instance stopped unexpectedly (its agent is silent and the provider reports it stopping)"
+        })
+      )
     )
     yield* Effect.raceAll([Deferred.await(done), timeLimit, vanished]).pipe(
       Effect.ignore,
