@@ -532,6 +532,25 @@ describe("scoped termination", () => {
     expect(instance?.state).toBe("terminated")
   })
 
+  it("a process sandbox whose agent ends before registering, leaving a process behind, fails the launch at once too", async () => {
+    // The "interpreter" (the sandbox's root) leaves a child of its own and exits: what is left
+    // carries the sandbox's marker but has no agent, and no agent will register.
+    const python = join(home, "leaky-python")
+    writeFileSync(python, "#!/bin/sh\nsleep 600 &\nexit 1\n", { mode: 0o755 })
+    const layer = SkyRepl.layer({
+      providers: [LocalProvider.layer({ home, python })],
+      store: SqliteStore.layer({ filename: join(home, "state.db") }),
+      config: testSettings(home, { bootTimeout: Duration.minutes(5) })
+    })
+    const started = Date.now()
+    const exit = await Effect.runPromise(Effect.exit(Effect.scoped(launch({ command: "true", spec: "process" }))).pipe(Effect.provide(layer)))
+    expect(Date.now() - started).toBeLessThan(15_000)
+    expect(Exit.isFailure(exit) && exit.cause._tag === "Fail" ? exit.cause.error : null).toMatchObject({ _tag: "AgentError", reason: "lost" })
+    const [instance] = await runEngine(listInstances())
+    expect(instance?.state).toBe("terminated")
+    expect(await processesOf(instance!.name)).toEqual([])
+  }, 30_000)
+
   it("an agent that never registers fails the launch at the boot timeout with the console's last lines", async () => {
     const { error } = await launchFailure(brokenInterpreter("hang"), Duration.seconds(2))
     expect(error).toMatchObject({

@@ -475,8 +475,9 @@ export const launchWith = (
       )
       // An instance that ends before its agent registers (an interpreter that cannot start, a
       // VM that powers off) will never register: the provider says so long before the boot
-      // timeout. It is asked after a pause, and must say "gone" twice in a row: just after a
-      // spawn an instance may not show yet (a forked sandbox writes its markers after the fork).
+      // timeout. It is asked after a pause, and must say "gone" (or "stopping": stopped, or a
+      // local process group whose agent is gone) twice in a row: just after a spawn an instance
+      // may not show yet (a forked sandbox writes its markers after the fork).
       // The pause doubles after each pair, up to 30 s: most deaths come at once, and a VM that
       // boots for minutes is not worth a DescribeInstances every heartbeat.
       const bootCheck = Duration.max(settings.heartbeatInterval, Duration.seconds(1))
@@ -485,7 +486,7 @@ export const launchWith = (
       const goneNow = Effect.zipRight(
         Effect.flatMap(Ref.get(pause), Effect.sleep),
         provider.describe(bootedRef).pipe(
-          Effect.map((state) => state === "gone"),
+          Effect.map((state) => state === "gone" || state === "stopping"),
           Effect.orElseSucceed(() => false)
         )
       )
