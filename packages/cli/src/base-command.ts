@@ -38,11 +38,13 @@ export const reportFailure = (message: string, status: number, jsonLines: boolea
   return status
 }
 
-/** Exit status for a CLI call ended by Ctrl-C, SIGTERM or SIGHUP, as shells report Ctrl-C. */
+/** Exit status for a CLI call ended by Ctrl-C, Ctrl-\, SIGTERM or SIGHUP, as shells report Ctrl-C. */
 export const INTERRUPTED = 130
 
 /** The signals that interrupt a command's program, so that its scopes close and end their instances. */
-const INTERRUPTING_SIGNALS: ReadonlyArray<NodeJS.Signals> = ["SIGINT", "SIGTERM", "SIGHUP"]
+// SIGQUIT is the terminal's Ctrl-\, the key pressed when Ctrl-C seems not to work: left to its
+// default action it killed `repl run` outright, leaving the instance to the next command.
+const INTERRUPTING_SIGNALS: ReadonlyArray<NodeJS.Signals> = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"]
 
 /** What `preflight` hands on: the command's flags, checked, and any provider built to check them. */
 export interface Checked<Flags> {
@@ -56,7 +58,7 @@ export const nothingToCheck: Effect.Effect<Checked<undefined>> = Effect.succeed(
 /**
  * Every command runs one Effect program. Failures become one line on stderr and an exit
  * status; no stack trace reaches the user (set SKYREPL_DEBUG=1 to see the full cause).
- * SIGINT, SIGTERM and SIGHUP interrupt the program, so scopes close and instances are terminated.
+ * SIGINT, SIGTERM, SIGHUP and SIGQUIT interrupt the program, so scopes close and instances are terminated.
  */
 export abstract class SkyReplCommand<Flags = undefined> extends Command {
   /**
