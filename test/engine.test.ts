@@ -705,7 +705,7 @@ describe("scoped termination", () => {
     await expect(client.launch({ command: "true" })).rejects.toMatchObject({ _tag: "ClientDisposed" })
   })
 
-  it.each(["SIGINT", "SIGTERM", "SIGHUP"] as const)("a Promise-client script killed by %s ends its instances, then dies of the signal", async (signal) => {
+  it.each(["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"] as const)("a Promise-client script killed by %s ends its instances, then dies of the signal", async (signal) => {
     const child = execa(bunBin, [join(import.meta.dirname, "fixtures", "client-script.ts"), home, "wait"], { reject: false, buffer: false })
     const line = await new Promise<string>((resolve, reject) => {
       child.stdout?.once("data", (data: Buffer) => resolve(data.toString("utf8")))

@@ -54,10 +54,10 @@ const thrown = (error: unknown): unknown =>
 const liveClients = new Set<() => Promise<void>>()
 
 /** Signals whose default action ends the process, and which a terminal or a supervisor sends. */
-const TERMINATING_SIGNALS: ReadonlyArray<NodeJS.Signals> = ["SIGINT", "SIGTERM", "SIGHUP"]
+const TERMINATING_SIGNALS: ReadonlyArray<NodeJS.Signals> = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"]
 
 /**
- * Ctrl-C, a supervisor's SIGTERM or a closed terminal would kill a script at once, with no
+ * Ctrl-C (or Ctrl-\), a supervisor's SIGTERM or a closed terminal would kill a script at once, with no
  * finalizer and no `exit` event, leaving its instances to the next SkyREPL process or the
  * dead-man switch. While a client is live, those signals first dispose every client (ending
  * their instances), then are raised again with the default action, so the process still dies
