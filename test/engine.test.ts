@@ -1483,32 +1483,46 @@ describe("a store that fails", () => {
 
   it("a SIGKILLed owner's instance is ended by the next engine although the store cannot be written (a full disk), and recorded once it can", async () => {
     const owner = startOwner(home, "sleep 600", { SKYREPL_LEASE_TTL: "5m" })
-    const { name } = await owner.launched
-    owner.child.kill("SIGKILL")
-    await owner.exited
-    // Reads work, every write fails, as on a full disk: the reaper cannot record a claim.
-    const full = (operation: string) => Effect.fail(new StoreError({ operation, reason: "io", message: "database or disk is full (test)" }))
-    const store = Layer.effect(
-      Store,
-      Effect.map(Store, (inner) => ({
-        ...inner,
-        upsertController: () => full("upsertController"),
-        renewLeases: () => full("renewLeases"),
-        claimExpiredInstances: () => full("claimExpiredInstances"),
-        claimInstance: () => full("claimInstance"),
-        transitionInstance: () => full("transitionInstance"),
-        transitionRun: () => full("transitionRun"),
-        transitionAllocation: () => full("transitionAllocation"),
-        closeManifest: () => full("closeManifest")
-      }))
-    ).pipe(Layer.provide(SqliteStore.layer({ filename: join(home, "state.db") })))
-    const layer = SkyRepl.layer({ providers: [LocalProvider.layer({ home })], store, config: testSettings(home) })
-    const before = await Effect.runPromise(Effect.map(listInstances(), (all) => all.find((i) => i.name === name)?.state).pipe(Effect.provide(layer)))
-    // Opening the engine is enough, as with a store that works; only the record lags.
-    expect(before).toBe("allocated")
-    expect(await processesOf(name)).toEqual([])
-    const after = await runEngine(Effect.map(listInstances(), (all) => all.find((i) => i.name === name)?.state))
-    expect(after).toBe("terminated")
+    // A live owner whose lease lapsed only because nothing can be renewed in a full store: left alone.
+    const stalled = startOwner(home, "sleep 600", { SKYREPL_LEASE_TTL: "1s" })
+    try {
+      const { name } = await owner.launched
+      const kept = (await stalled.launched).name
+      owner.child.kill("SIGKILL")
+      await owner.exited
+      stalled.child.kill("SIGSTOP")
+      await new Promise((r) => setTimeout(r, 1_500))
+      // Reads work, every write fails, as on a full disk: the reaper cannot record a claim.
+      const full = (operation: string) => Effect.fail(new StoreError({ operation, reason: "io", message: "database or disk is full (test)" }))
+      const store = Layer.effect(
+        Store,
+        Effect.map(Store, (inner) => ({
+          ...inner,
+          upsertController: () => full("upsertController"),
+          renewLeases: () => full("renewLeases"),
+          claimExpiredInstances: () => full("claimExpiredInstances"),
+          claimInstance: () => full("claimInstance"),
+          transitionInstance: () => full("transitionInstance"),
+          transitionRun: () => full("transitionRun"),
+          transitionAllocation: () => full("transitionAllocation"),
+          closeManifest: () => full("closeManifest")
+        }))
+      ).pipe(Layer.provide(SqliteStore.layer({ filename: join(home, "state.db") })))
+      const layer = SkyRepl.layer({ providers: [LocalProvider.layer({ home })], store, config: testSettings(home) })
+      const before = await Effect.runPromise(Effect.map(listInstances(), (all) => all.find((i) => i.name === name)?.state).pipe(Effect.provide(layer)))
+      // Opening the engine is enough, as with a store that works; only the record lags.
+      expect(before).toBe("allocated")
+      expect(await processesOf(name)).toEqual([])
+      expect((await processesOf(kept)).length).toBeGreaterThan(0)
+      stalled.child.kill("SIGKILL")
+      await stalled.exited
+      const after = await runEngine(Effect.map(listInstances(), (all) => [name, kept].map((n) => all.find((i) => i.name === n)?.state)))
+      expect(after).toEqual(["terminated", "terminated"])
+      expect(await processesOf(kept)).toEqual([])
+    } finally {
+      owner.child.kill("SIGKILL")
+      stalled.child.kill("SIGKILL")
+    }
   })
 
   it("closing the scope terminates the instance through the provider even when the store fails and the agent cannot act", async () => {

@@ -266,17 +266,18 @@ export const reapExpired = (engine: SkyReplService): Effect.Effect<void> =>
       return [...new Map([...expired, ...orphaned].map((i) => [i.id, i] as const)).values()]
     })
     // A store that can be read but not written (a full disk, a read-only home) cannot record a
-    // claim. The instances are ended all the same, through the provider alone: terminating is
-    // idempotent, so another reaper doing the same is harmless, and the records are brought up
-    // to date by the first process that can write the store. A busy store is left for the next
-    // pass, when the claim will go through.
+    // claim. The instances of owners known dead are ended all the same, through the provider
+    // alone: terminating is idempotent, so another reaper doing the same is harmless, and the
+    // records are brought up to date by the first process that can write the store. A lapsed
+    // lease is no proof then: a live owner cannot renew in that store either. A busy store is
+    // left for the next pass, when the claim will go through.
     const claimed = yield* claim.pipe(
       Effect.catchIf(
         (error): error is StoreError => error._tag === "StoreError" && error.reason === "io",
         (error) =>
           Effect.as(
             Effect.logWarning(`lease reaper: cannot take over abandoned instances (${error.message}); ending them without recording it`),
-            foreign.filter((i) => lapsed(i) || ownerDead(i))
+            foreign.filter(ownerDead)
           )
       )
     )
