@@ -302,7 +302,13 @@ const build = (options: LocalProviderOptions): Effect.Effect<{ readonly service:
         )
         rememberEnded(ref.name)
         started.delete(ref.name)
-        yield* removeInstanceDir(instancePaths(instancesDir, ref.name)).pipe(Effect.mapError(toProviderError))
+        // The sandbox has ended by now: a directory that cannot be removed (a read-only or full
+        // home, a mount inside it) is left, said in a warning, and does not fail the termination.
+        // Failing it kept the record `terminating`, made every later command try again, and
+        // had `repl run` say the instance might still be running.
+        yield* removeInstanceDir(instancePaths(instancesDir, ref.name)).pipe(
+          Effect.catchAll((error) => Effect.logWarning(`${ref.name} has ended, but its directory is left: ${error.message}`))
+        )
       })
 
     const readConsoleTail = (ref: InstanceRef): Effect.Effect<ReadonlyArray<string>> =>

@@ -277,6 +277,29 @@ describe("local provider", () => {
     60_000
   )
 
+  // A mount inside the instance's directory makes it impossible to remove, as a read-only home
+  // does; mounting needs root.
+  it.scopedLive.skipIf(process.getuid?.() !== 0)(
+    "a termination whose sandbox ended succeeds though its directory cannot be removed, and leaves it",
+    () =>
+      Effect.gen(function* () {
+        const provider = yield* LocalProvider.make({ home: context.home })
+        const controller = yield* makeFakeController()
+        const name = context.newName()
+        const { ref } = yield* spawnScoped(provider, controller, name, "process")
+        yield* controller.registration(name, "30 seconds")
+        const mountPoint = `${instanceDir(name)}/work`
+        yield* Effect.acquireRelease(
+          Effect.promise(() => execa("mount", ["-t", "tmpfs", "none", mountPoint])),
+          () => Effect.promise(() => execa("umount", ["-l", mountPoint], { reject: false }))
+        )
+        yield* provider.terminate(ref)
+        expect(yield* provider.describe(ref)).toBe("gone")
+        expect(leftovers(context.controlId).filter((p) => p.instance === name)).toEqual([])
+        expect(existsSync(mountPoint)).toBe(true)
+      })
+  )
+
   it.scopedLive("a process-group sandbox keeps the host's hostname", () =>
     Effect.gen(function* () {
       const provider = yield* LocalProvider.make({ home: context.home })
