@@ -820,6 +820,37 @@ describe("an instance that loses its agent", () => {
   })
 })
 
+describe("an agent that stops answering", () => {
+  it("a stopped agent (its provider still reports the instance running) fails the run once its dead-man window has passed, and the instance is terminated", async () => {
+    const deadman = Duration.seconds(2)
+    const { name, result, tookMs } = await runEngine(
+      Effect.scoped(
+        Effect.gen(function* () {
+          const engine = yield* SkyRepl
+          const run = yield* launch({ command: "echo up; sleep 600", spec: "process" })
+          yield* Stream.runHead(run.output)
+          // A process sandbox's root is its agent: stopped, it is still there, and still running
+          // as far as /proc (and so the provider) can tell, but it answers nothing any more.
+          const agent = Option.flatMap(yield* engine.store.getInstanceByName(run.instance.name), (i) => Option.fromNullable(i.providerRef))
+          if (Option.isNone(agent)) return yield* Effect.die("no provider ref recorded")
+          const stoppedAt = Date.now()
+          process.kill(Number(agent.value), "SIGSTOP")
+          const result = yield* run.result.pipe(
+            Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error("the run waited on its stopped agent") })
+          )
+          return { name: run.instance.name, result, tookMs: Date.now() - stoppedAt }
+        })
+      ),
+      { deadmanTimeout: deadman }
+    )
+    expect(result.state).toBe("failed")
+    expect(result.error).toBe("the agent has been silent for longer than its dead-man window (2s): the run is taken as ended")
+    // Not before the window (and a heartbeat) has passed: a live agent's own switch would not have fired yet.
+    expect(tookMs).toBeGreaterThanOrEqual(Duration.toMillis(deadman))
+    expect(await processesOf(name)).toEqual([])
+  })
+})
+
 describe("attach", () => {
   it("replays from byte offsets with no gap and no duplicate", async () => {
     const { full, resumed, again } = await runEngine(

@@ -10,7 +10,7 @@ import type { Refusal, SessionHandlers } from "../hub/agent-hub.ts"
 import { formatInstanceName, newId, randomHex } from "../naming.ts"
 import { checkProviderConfiguration } from "../provider.ts"
 import { describeParseError } from "../parse-error.ts"
-import { decodeDurationOption, type DurationOption, sleepLong } from "../duration.ts"
+import { decodeDurationOption, type DurationOption, formatDuration, sleepLong } from "../duration.ts"
 import { RUNTIME_COMPRESSES_FASTER } from "../output-encoding.ts"
 import { attachWith } from "./attach.ts"
 import { stateOfExit } from "./exit-state.ts"
@@ -524,11 +524,28 @@ export const launchWith = (
             yield* finishRun(engine, runId, "timed_out", { error: "maxDuration exceeded (enforced by the controller)" })
           })
     const silence = Duration.toMillis(settings.heartbeatInterval) * 3 + 1_000
+    /**
+     * An agent heard from by no request for longer than its dead-man window (and a heartbeat
+     * more) has ended its run itself, or never will: it is wedged (a stopped process), or it and
+     * this controller cannot reach each other, and then its dead-man switch has already ended
+     * the run. Without this, a stopped agent, which its provider still reports running, held
+     * the run (`repl run`, and its instance) for ever. Counted on the monotonic clock, between
+     * checks of this watchdog: the agent's switch counts so too, and a machine asleep (a laptop
+     * closed over a local run) stops both, where the wall clock would jump past the window.
+     */
+    const abandonedAfter = Duration.toMillis(settings.deadmanTimeout) + Duration.toMillis(settings.heartbeatInterval)
+    const quiet = { seen: session.lastSeen(), since: performance.now() }
     // Stopped or on its way down counts as ended too, once the agent is silent: a machine stopped
     // from outside (or by its own agent) and a local sandbox that lost its agent will not run the
     // command again, and waiting for "gone" would wait for as long as nobody deletes them.
     const vanishedState = Effect.gen(function* () {
-      if (Date.now() - session.lastSeen() < silence) return null
+      const seen = session.lastSeen()
+      if (seen !== quiet.seen) {
+        quiet.seen = seen
+        quiet.since = performance.now()
+      }
+      if (Date.now() - seen < silence) return null
+      if (performance.now() - quiet.since > abandonedAfter) return "silent" as const
       const state = yield* provider.describe(yield* Ref.get(spawnedRef)).pipe(Effect.orElseSucceed(() => "running" as const))
       return state === "gone" || state === "stopping" ? state : null
     })
@@ -537,7 +554,12 @@ export const launchWith = (
       Effect.repeat({ schedule: Schedule.passthrough(Schedule.spaced(settings.heartbeatInterval)), until: (state) => state !== null }),
       Effect.flatMap((state) =>
         finishRun(engine, runId, "failed", {
-          error: state === "gone" ? "the instance ended unexpectedly" : "the instance stopped unexpectedly (its agent is silent and the provider reports it stopping)"
+          error:
+            state === "gone"
+              ? "the instance ended unexpectedly"
+              : state === "stopping"
+                ? "the instance stopped unexpectedly (its agent is silent and the provider reports it stopping)"
+                : `the agent has been silent for longer than its dead-man window (${formatDuration(settings.deadmanTimeout)}): the run is taken as ended`
         })
       )
     )
