@@ -795,54 +795,43 @@ describe("scoped termination", () => {
 })
 
 describe("an instance that loses its agent", () => {
-  it("a process sandbox whose agent is killed ends the run failed and the instance terminated, instead of waiting on the command", async () => {
-    const { name, result } = await runEngine(
+  /**
+   * Launches a long run in a process sandbox, whose root is its agent (the run's shell is its
+   * child), sends the agent `signal` once the run is going, and waits for the run's end (20 s at
+   * most). What is left after a SIGKILL is the run's processes, reparented, with nothing to end
+   * them; after a SIGSTOP, an agent still there, and still running as far as /proc (and so the
+   * provider) can tell, that answers nothing any more.
+   */
+  const signalAgent = (signal: "SIGKILL" | "SIGSTOP", overrides: Partial<SkyReplSettings> = {}) =>
+    runEngine(
       Effect.scoped(
         Effect.gen(function* () {
           const engine = yield* SkyRepl
           const run = yield* launch({ command: "echo up; sleep 600", spec: "process" })
           yield* Stream.runHead(run.output)
-          // The sandbox's root is its agent (the run's shell is its child): killing it leaves
-          // the run's processes, reparented, with nothing to end them.
           const agent = Option.flatMap(yield* engine.store.getInstanceByName(run.instance.name), (i) => Option.fromNullable(i.providerRef))
           if (Option.isNone(agent)) return yield* Effect.die("no provider ref recorded")
-          process.kill(Number(agent.value), "SIGKILL")
+          const signalledAt = Date.now()
+          process.kill(Number(agent.value), signal)
           const result = yield* run.result.pipe(
-            Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error("the run went on without its agent") })
+            Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error(`the run went on after its agent's ${signal}`) })
           )
-          return { name: run.instance.name, result }
+          return { name: run.instance.name, result, tookMs: Date.now() - signalledAt }
         })
-      )
+      ),
+      overrides
     )
+
+  it("a process sandbox whose agent is killed ends the run failed and the instance terminated, instead of waiting on the command", async () => {
+    const { name, result } = await signalAgent("SIGKILL")
     expect(result.state).toBe("failed")
     expect(result.error).toContain("the instance stopped unexpectedly")
     expect(await processesOf(name)).toEqual([])
   })
-})
 
-describe("an agent that stops answering", () => {
   it("a stopped agent (its provider still reports the instance running) fails the run once its dead-man window has passed, and the instance is terminated", async () => {
     const deadman = Duration.seconds(2)
-    const { name, result, tookMs } = await runEngine(
-      Effect.scoped(
-        Effect.gen(function* () {
-          const engine = yield* SkyRepl
-          const run = yield* launch({ command: "echo up; sleep 600", spec: "process" })
-          yield* Stream.runHead(run.output)
-          // A process sandbox's root is its agent: stopped, it is still there, and still running
-          // as far as /proc (and so the provider) can tell, but it answers nothing any more.
-          const agent = Option.flatMap(yield* engine.store.getInstanceByName(run.instance.name), (i) => Option.fromNullable(i.providerRef))
-          if (Option.isNone(agent)) return yield* Effect.die("no provider ref recorded")
-          const stoppedAt = Date.now()
-          process.kill(Number(agent.value), "SIGSTOP")
-          const result = yield* run.result.pipe(
-            Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error("the run waited on its stopped agent") })
-          )
-          return { name: run.instance.name, result, tookMs: Date.now() - stoppedAt }
-        })
-      ),
-      { deadmanTimeout: deadman }
-    )
+    const { name, result, tookMs } = await signalAgent("SIGSTOP", { deadmanTimeout: deadman })
     expect(result.state).toBe("failed")
     expect(result.error).toBe("the agent has been silent for longer than its dead-man window (2s): the run is taken as ended")
     // Not before the window (and a heartbeat) has passed: a live agent's own switch would not have fired yet.
