@@ -148,7 +148,9 @@ export const makeClient = async <E>(layer: Layer.Layer<SkyRepl, E>): Promise<Sky
   return {
     launch: async (options) => {
       if (disposed !== null) throw afterDispose()
-      const scope = await runtime.runPromise(Scope.make())
+      // Made without an await: a dispose that began during one would not have seen this launch,
+      // which then ran on a runtime being torn down.
+      const scope = Effect.runSync(Scope.make())
       open.add(scope)
       // The instance is named before its provider is called, and the launch's first progress
       // event says the name: from then on an exit while the launch is still under way (a
@@ -172,7 +174,14 @@ export const makeClient = async <E>(layer: Layer.Layer<SkyRepl, E>): Promise<Sky
         const fiber = runtime.runFork(Scope.extend(Api.launch(tracked), scope))
         launching.add(fiber)
         const exit = await runtime.runPromise(Fiber.await(fiber)).finally(() => launching.delete(fiber))
-        if (Exit.isFailure(exit)) throw Cause.squash(exit.cause)
+        if (Exit.isFailure(exit)) {
+          // Only `dispose` interrupts a launch: the caller is told that, not Effect's
+          // InterruptedException (dispose closes the launch's scope, which ends its instance).
+          if (disposed !== null && Cause.isInterruptedOnly(exit.cause)) {
+            throw new ClientDisposed({ message: "this SkyREPL client was disposed while the launch was under way; its instance was ended" })
+          }
+          throw Cause.squash(exit.cause)
+        }
         const handle = exit.value
         running.set(handle.id, { provider: handle.instance.provider, ref: { name: handle.instance.name, providerRef: null, region: null } })
         const disposeRun = () => closeScope(scope).finally(() => running.delete(handle.id))
