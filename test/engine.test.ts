@@ -1,4 +1,4 @@
-import { AGENT_PROTOCOL_VERSION, attach, type AttachOptions, describeConfigError, type LaunchOptions, type ScanOptions, beforeAnythingStarted, type Bootstrap, cancel, getRun, launch, listInstances, listRuns, type ParsedSpec, Provider, ProviderError, scanOrphans, SkyRepl, type SkyReplSettings, Store, StoreError } from "@skyrepl/core"
+import { AGENT_PROTOCOL_VERSION, type AllocationFilter, attach, type AttachOptions, type InstanceFilter, listAllocations, type RunFilter, describeConfigError, type LaunchOptions, type ScanOptions, beforeAnythingStarted, type Bootstrap, cancel, getRun, launch, listInstances, listRuns, type ParsedSpec, Provider, ProviderError, scanOrphans, SkyRepl, type SkyReplSettings, Store, StoreError } from "@skyrepl/core"
 import { LocalApi, LocalProvider } from "@skyrepl/provider-local"
 import { SqliteStore } from "@skyrepl/store-sqlite"
 import { Chunk, type ConfigError, Deferred, Duration, Effect, Exit, Fiber, Layer, LogLevel, Logger, Option, Scope, Stream } from "effect"
@@ -205,6 +205,38 @@ describe("misuse from code (plain JavaScript, or a cast)", () => {
     expect(outcomes.twice.providers).toEqual(["local"])
     expect(outcomes.runs).toEqual([])
     expect(outcomes.instances).toEqual([])
+  })
+
+  it("listing filters of the wrong shape are an InvalidFilter, from Effect and from the Promise client", async () => {
+    const outcomes = await runEngine(
+      Effect.gen(function* () {
+        return [
+          // A string's letters were taken as seven states: no run, silently.
+          yield* Effect.exit(listRuns(smuggled<RunFilter>({ states: "running" }))),
+          yield* Effect.exit(listRuns(smuggled<RunFilter>({ states: ["runing"] }))),
+          // A TypeError (filter.states.includes is not a function), thrown as a defect.
+          yield* Effect.exit(listInstances(smuggled<InstanceFilter>({ states: 5 }))),
+          yield* Effect.exit(listInstances(smuggled<InstanceFilter>("allocated"))),
+          yield* Effect.exit(listAllocations(smuggled<AllocationFilter>({ states: ["live"] })))
+        ].map(failure)
+      })
+    )
+    expect(outcomes).toEqual([
+      'InvalidFilter: listRuns: states: Expected ReadonlyArray<"pending" | "provisioning" | "running" | "succeeded" | "failed" | "cancelled" | "timed_out">, actual "running"',
+      'InvalidFilter: listRuns: states.0: "runing" is not a run state (pending, provisioning, running, succeeded, failed, cancelled, timed_out)',
+      expect.stringMatching(/^InvalidFilter: listInstances: states: Expected ReadonlyArray<.*>, actual 5$/),
+      'InvalidFilter: listInstances: the filter must be an object, not "allocated"',
+      'InvalidFilter: listAllocations: states.0: "live" is not an allocation state (active, released)'
+    ])
+    const client = await SkyRepl.make({ providers: [LocalProvider.layer({ home })], store: SqliteStore.layer({ filename: join(home, "state.db") }), config: testSettings(home) })
+    try {
+      await expect(client.listInstances(smuggled<InstanceFilter>({ states: 5 }))).rejects.toMatchObject({ _tag: "InvalidFilter" })
+      // The client's listAllocations takes the filter the Effect API's does.
+      expect(await client.listAllocations({ states: ["active"] })).toEqual([])
+      await expect(client.listAllocations(smuggled<AllocationFilter>({ states: "active" }))).rejects.toMatchObject({ _tag: "InvalidFilter" })
+    } finally {
+      await client.dispose()
+    }
   })
 
   it("SkyRepl.layer options and settings of the wrong shape are a ConfigError naming the field, before the store is opened", async () => {

@@ -106,6 +106,14 @@ export class InvalidAttachOptions extends Data.TaggedError("InvalidAttachOptions
   readonly message: string
 }> {}
 
+/**
+ * A listing filter that cannot be used (`states` that is not a list of that record's states). A
+ * string's letters were taken as states, and a number threw a TypeError from the store.
+ */
+export class InvalidFilter extends Data.TaggedError("InvalidFilter")<{
+  readonly message: string
+}> {}
+
 export class InvalidLaunchOptions extends Data.TaggedError("InvalidLaunchOptions")<{
   readonly message: string
 }> {}

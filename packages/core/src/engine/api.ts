@@ -1,8 +1,9 @@
-import { Effect, Option, type Scope, Stream } from "effect"
-import type { Allocation } from "../domain/allocation.ts"
-import type { Instance } from "../domain/instance.ts"
-import type { OutputChunk, Run } from "../domain/run.ts"
-import { type AttachError, type CancelError, type LaunchError, RunNotFound, type ScanError, type StoreError } from "../errors.ts"
+import { Effect, Either, Option, Schema, type Scope, Stream } from "effect"
+import { type Allocation, AllocationState } from "../domain/allocation.ts"
+import { type Instance, InstanceState } from "../domain/instance.ts"
+import { type OutputChunk, type Run, RunState } from "../domain/run.ts"
+import { type AttachError, type CancelError, InvalidFilter, type LaunchError, RunNotFound, type ScanError, type StoreError } from "../errors.ts"
+import { describeParseError } from "../parse-error.ts"
 import type { AllocationFilter, InstanceFilter, RunFilter } from "../store.ts"
 import { type AttachOptions, attachWith } from "./attach.ts"
 import { type CancelResult, cancelRun } from "./cancel.ts"
@@ -35,14 +36,42 @@ export const getRun = (runId: string): Effect.Effect<Run, RunNotFound | StoreErr
     )
   )
 
-export const listRuns = (filter?: RunFilter): Effect.Effect<ReadonlyArray<Run>, StoreError, SkyRepl> =>
-  Effect.flatMap(SkyRepl, (engine) => engine.store.listRuns(filter))
+/**
+ * Filters come from callers in plain JavaScript too (or behind a cast): checked here, before the
+ * store builds a query from them. A `limit` is the store's to check (it refuses a bad one).
+ */
+const statesOf = <L extends readonly [string, ...Array<string>]>(record: string, state: Schema.Literal<L>) =>
+  // `override`: one line naming the states, rather than one per state that did not match.
+  Schema.Array(
+    state.annotations({
+      message: (issue) => ({ message: `${JSON.stringify(issue.actual)} is not ${record} state (${state.literals.join(", ")})`, override: true })
+    })
+  )
+const RunFilterShape = Schema.Struct({ states: Schema.optional(statesOf("a run", RunState)), limit: Schema.optional(Schema.Unknown) })
+const InstanceFilterShape = Schema.Struct({
+  states: Schema.optional(statesOf("an instance", InstanceState)),
+  provider: Schema.optional(Schema.String),
+  ownerControllerId: Schema.optional(Schema.String)
+})
+const AllocationFilterShape = Schema.Struct({ states: Schema.optional(statesOf("an allocation", AllocationState)), instanceId: Schema.optional(Schema.String) })
 
-export const listInstances = (filter?: InstanceFilter): Effect.Effect<ReadonlyArray<Instance>, StoreError, SkyRepl> =>
-  Effect.flatMap(SkyRepl, (engine) => engine.store.listInstances(filter))
+const checkFilter = <A, I>(operation: string, shape: Schema.Schema<A, I>, filter: unknown): Effect.Effect<void, InvalidFilter> => {
+  if (filter === undefined) return Effect.void
+  if (typeof filter !== "object" || filter === null) {
+    return Effect.fail(new InvalidFilter({ message: `${operation}: the filter must be an object, not ${JSON.stringify(filter) ?? String(filter)}` }))
+  }
+  const decoded = Schema.decodeUnknownEither(shape)(filter)
+  return Either.isLeft(decoded) ? Effect.fail(new InvalidFilter({ message: `${operation}: ${describeParseError(decoded.left)}` })) : Effect.void
+}
 
-export const listAllocations = (filter?: AllocationFilter): Effect.Effect<ReadonlyArray<Allocation>, StoreError, SkyRepl> =>
-  Effect.flatMap(SkyRepl, (engine) => engine.store.listAllocations(filter))
+export const listRuns = (filter?: RunFilter): Effect.Effect<ReadonlyArray<Run>, StoreError | InvalidFilter, SkyRepl> =>
+  Effect.zipRight(checkFilter("listRuns", RunFilterShape, filter), Effect.flatMap(SkyRepl, (engine) => engine.store.listRuns(filter)))
+
+export const listInstances = (filter?: InstanceFilter): Effect.Effect<ReadonlyArray<Instance>, StoreError | InvalidFilter, SkyRepl> =>
+  Effect.zipRight(checkFilter("listInstances", InstanceFilterShape, filter), Effect.flatMap(SkyRepl, (engine) => engine.store.listInstances(filter)))
+
+export const listAllocations = (filter?: AllocationFilter): Effect.Effect<ReadonlyArray<Allocation>, StoreError | InvalidFilter, SkyRepl> =>
+  Effect.zipRight(checkFilter("listAllocations", AllocationFilterShape, filter), Effect.flatMap(SkyRepl, (engine) => engine.store.listAllocations(filter)))
 
 /** Snapshots a live instance, named directly or by a run on it. */
 export const createSnapshot = (target: string, name?: string): Effect.Effect<Snapshot, SnapshotError, SkyRepl> =>

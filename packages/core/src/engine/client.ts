@@ -4,7 +4,7 @@ import { ClientDisposed } from "../errors.ts"
 import type { Allocation } from "../domain/allocation.ts"
 import type { Instance } from "../domain/instance.ts"
 import type { OutputChunk, Run } from "../domain/run.ts"
-import type { InstanceFilter, RunFilter } from "../store.ts"
+import type { AllocationFilter, InstanceFilter, RunFilter } from "../store.ts"
 import * as Api from "./api.ts"
 import type { AttachOptions } from "./attach.ts"
 import type { CancelResult } from "./cancel.ts"
@@ -35,7 +35,7 @@ export interface SkyReplClient extends AsyncDisposable {
   readonly getRun: (runId: string) => Promise<Run>
   readonly listRuns: (filter?: RunFilter) => Promise<ReadonlyArray<Run>>
   readonly listInstances: (filter?: InstanceFilter) => Promise<ReadonlyArray<Instance>>
-  readonly listAllocations: () => Promise<ReadonlyArray<Allocation>>
+  readonly listAllocations: (filter?: AllocationFilter) => Promise<ReadonlyArray<Allocation>>
   /** Terminates every instance this client launched and stops the engine. Idempotent. */
   readonly dispose: () => Promise<void>
 }
@@ -206,7 +206,7 @@ export const makeClient = async <E>(layer: Layer.Layer<SkyRepl, E>): Promise<Sky
     getRun: (runId) => run(Api.getRun(runId)),
     listRuns: (filter) => run(Api.listRuns(filter)),
     listInstances: (filter) => run(Api.listInstances(filter)),
-    listAllocations: () => run(Api.listAllocations()),
+    listAllocations: (filter) => run(Api.listAllocations(filter)),
     dispose,
     [Symbol.asyncDispose]: dispose
   }
