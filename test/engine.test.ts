@@ -24,6 +24,9 @@ const runEngine = <A, E>(effect: Effect.Effect<A, E, SkyRepl>, overrides = {}) =
 /** Whether this process may make pid namespaces and choose the pids in them (root, as here). */
 const pidNamespaces = spawnSync("unshare", ["--pid", "--fork", "--mount-proc", "sh", "-c", "echo 500 > /proc/sys/kernel/ns_last_pid"]).status === 0
 
+/** A value of the wrong type, as plain JavaScript (or a cast) can pass it. */
+const smuggled = <T>(value: unknown): T => value as T
+
 const collect = <A, E, R>(stream: Stream.Stream<A, E, R>) => Stream.runCollect(stream).pipe(Effect.map(Chunk.toReadonlyArray))
 
 /** V0, V1, … of 100,000 bytes each: past one variable's limit together, not one by one. */
@@ -161,7 +164,6 @@ describe("misuse from code (plain JavaScript, or a cast)", () => {
     const error = exit.cause.error as { readonly _tag?: string; readonly message?: string }
     return `${error._tag}: ${error.message}`
   }
-  const smuggled = <T>(value: unknown): T => value as T
 
   it("bad launch, attach and sweep options are typed errors, with nothing recorded and nothing reaped", async () => {
     const outcomes = await runEngine(
@@ -174,7 +176,10 @@ describe("misuse from code (plain JavaScript, or a cast)", () => {
             yield* launched({ command: "  \n " }),
             yield* launched(null),
             yield* launched({ command: "true", spot: "yes" }),
-            yield* launched({ command: "true", workdir: "/tmp\0x" })
+            yield* launched({ command: "true", workdir: "/tmp\0x" }),
+            // A misspelt time limit was dropped: a run meant to stop after a minute ran unbounded.
+            yield* launched({ command: "true", maxduration: "1 minute" }),
+            yield* launched({ command: "true", onProgress: "log" })
           ].map(failure),
           attach: [yield* attached({ from: { stdout: Number.NaN } }), yield* attached({ from: { stderr: 2.5 } }), yield* attached(null)].map(failure),
           sweep: [yield* swept({ reap: true, minAge: Number.NaN }), yield* swept({ reap: true, minAge: -1 }), yield* swept(null)].map(failure),
@@ -188,7 +193,9 @@ describe("misuse from code (plain JavaScript, or a cast)", () => {
       "InvalidLaunchOptions: command must not be only whitespace",
       "InvalidLaunchOptions: launch options must be an object, not null",
       'InvalidLaunchOptions: spot: Expected boolean, actual "yes"',
-      "InvalidLaunchOptions: workdir holds a NUL byte, which no process can be given"
+      "InvalidLaunchOptions: workdir holds a NUL byte, which no process can be given",
+      'InvalidLaunchOptions: "maxduration" is not a launch option (command, provider, spec, env, workdir, region, spot, maxDuration, onProgress)',
+      'InvalidLaunchOptions: onProgress must be a function, not "log"'
     ])
     // A NaN offset came back as the first chunk's offset, and 2.5 as one that lied about its bytes.
     expect(outcomes.attach).toEqual([
@@ -842,6 +849,13 @@ describe("scoped termination", () => {
       config: testSettings(home)
     })
     await expect(client.launch({ command: "true", spec: "nope" })).rejects.toMatchObject({ _tag: "InvalidSpec" })
+    await expect(client.launch({ command: "true", ...smuggled<object>({ maxduration: "1s" }) })).rejects.toMatchObject({ _tag: "InvalidLaunchOptions" })
+    // Wrapped by the client, it was called at each phase, each throw logged, the launch going on.
+    await expect(client.launch({ command: "true", onProgress: smuggled<() => void>("log") })).rejects.toMatchObject({
+      _tag: "InvalidLaunchOptions",
+      message: 'onProgress must be a function, not "log"'
+    })
+    expect(await client.listRuns()).toEqual([])
     await client.dispose()
   })
 })

@@ -157,7 +157,8 @@ export const makeClient = async <E>(layer: Layer.Layer<SkyRepl, E>): Promise<Sky
       // notebook left as its cell launches) ends that instance too (see onExit).
       let early: string | null = null
       const tracked: LaunchOptions =
-        typeof options !== "object" || options === null
+        // Options the launch will refuse go to it as given, so that it names what is wrong.
+        typeof options !== "object" || options === null || (options.onProgress !== undefined && typeof options.onProgress !== "function")
           ? options
           : {
               ...options,

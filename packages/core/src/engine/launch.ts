@@ -30,6 +30,7 @@ export interface LaunchProgress {
   readonly elapsedMs: number
 }
 
+/** What `launch` takes. A key that is none of these is refused (`InvalidLaunchOptions`), not ignored. */
 export interface LaunchOptions {
   /** Run with `/bin/sh -c` on the instance. */
   readonly command: string
@@ -163,6 +164,12 @@ const ValidOptions = Schema.Struct({
 }).pipe(Schema.filter(execFits))
 
 /**
+ * Every option `launch` reads. Any other key is refused rather than dropped: a misspelt
+ * `maxDuration` (`maxduration`, `timeout`) left a run meant to stop with no time limit at all.
+ */
+const LAUNCH_OPTIONS: ReadonlyArray<keyof LaunchOptions> = ["command", "provider", "spec", "env", "workdir", "region", "spot", "maxDuration", "onProgress"]
+
+/**
  * The checks `launch` makes of its options before it touches the store or a provider, for a
  * caller that wants them earlier (the CLI checks its flags before it opens the store).
  */
@@ -171,6 +178,15 @@ export const validateLaunchOptions = (options: LaunchOptions) =>
     // Callers in plain JavaScript (or behind a cast) can pass anything, null included.
     if (typeof options !== "object" || options === null) {
       return yield* new InvalidLaunchOptions({ message: `launch options must be an object, not ${String(options)}` })
+    }
+    const unknown = Object.keys(options).find((key) => !LAUNCH_OPTIONS.some((known) => known === key))
+    if (unknown !== undefined) {
+      return yield* new InvalidLaunchOptions({ message: `${JSON.stringify(unknown)} is not a launch option (${LAUNCH_OPTIONS.join(", ")})` })
+    }
+    // Called at every phase, its throw only logged: a callback that is not one would warn at
+    // each phase of a launch that went on regardless.
+    if (options.onProgress !== undefined && typeof options.onProgress !== "function") {
+      return yield* new InvalidLaunchOptions({ message: `onProgress must be a function, not ${JSON.stringify(options.onProgress) ?? String(options.onProgress)}` })
     }
     const decoded = Schema.decodeUnknownEither(ValidOptions)({
       command: options.command,
