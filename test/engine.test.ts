@@ -1,4 +1,4 @@
-import { AGENT_PROTOCOL_VERSION, type AllocationFilter, attach, type AttachOptions, type InstanceFilter, listAllocations, type RunFilter, describeConfigError, type LaunchOptions, type ScanOptions, beforeAnythingStarted, type Bootstrap, cancel, getRun, launch, listInstances, listRuns, type ParsedSpec, Provider, ProviderError, scanOrphans, SkyRepl, type SkyReplSettings, Store, StoreError } from "@skyrepl/core"
+import { AGENT_PROTOCOL_VERSION, type AllocationFilter, attach, type AttachOptions, type InstanceFilter, listAllocations, type RunFilter, describeConfigError, type LaunchOptions, type ScanOptions, beforeAnythingStarted, type Bootstrap, cancel, getRun, launch, listInstances, listRuns, type ParsedSpec, Provider, ProviderError, scanOrphans, SkyRepl, type SkyReplClient, type SkyReplSettings, Store, StoreError } from "@skyrepl/core"
 import { LocalApi, LocalProvider } from "@skyrepl/provider-local"
 import { SqliteStore } from "@skyrepl/store-sqlite"
 import { Chunk, type ConfigError, Deferred, Duration, Effect, Exit, Fiber, Layer, LogLevel, Logger, Option, Scope, Stream } from "effect"
@@ -742,6 +742,30 @@ describe("scoped termination", () => {
     expect(outcome).toBeDefined()
     await expect(client.getRun("x")).rejects.toMatchObject({ _tag: "ClientDisposed" })
     await expect(client.launch({ command: "true" })).rejects.toMatchObject({ _tag: "ClientDisposed" })
+  })
+
+  it("many live Promise clients in one process share one exit listener (Node warned of a leak at the eleventh)", async () => {
+    const before = process.listenerCount("exit")
+    const warnings: Array<string> = []
+    const onWarning = (warning: Error) => warnings.push(`${warning.name}: ${warning.message}`)
+    process.on("warning", onWarning)
+    const clients: Array<SkyReplClient> = []
+    try {
+      for (let i = 0; i < 12; i++) {
+        clients.push(await SkyRepl.make({ providers: [LocalProvider.layer({ home })], store: SqliteStore.layer({ filename: join(home, "state.db") }), config: testSettings(home) }))
+      }
+      expect(process.listenerCount("exit") - before).toBeLessThanOrEqual(1)
+      // The one listener still ends the instance of every client's undisposed run (see the
+      // exit tests): here, that it is there while any client is, and gone with the last.
+      await Promise.all(clients.slice(1).map((client) => client.dispose()))
+      expect(process.listenerCount("exit") - before).toBe(1)
+    } finally {
+      await Promise.all(clients.map((client) => client.dispose()))
+      await new Promise((resolve) => setImmediate(resolve))
+      process.off("warning", onWarning)
+    }
+    expect(process.listenerCount("exit")).toBe(before)
+    expect(warnings.filter((w) => w.includes("MaxListeners"))).toEqual([])
   })
 
   it.each(["at once", "after a tick", "15 ms in"] as const)("a launch that disposing the Promise client stops (%s) rejects with ClientDisposed", async (when) => {

@@ -49,6 +49,28 @@ const thrown = (error: unknown): unknown =>
   ConfigError.isConfigError(error) ? Object.assign(new Error(), error, { name: "ConfigError", message: describeConfigError(error) }) : error
 
 /**
+ * What each live client must end synchronously as the process exits (see `onExit` in
+ * `makeClient`). One process listener serves them all: one per client made Node warn of a
+ * listener leak once eleven clients were live (a notebook, a Jest file with a helper per
+ * `describe`).
+ */
+const exitHooks = new Set<() => void>()
+
+const onProcessExit = (): void => {
+  for (const hook of exitHooks) hook()
+}
+
+const watchExit = (hook: () => void): void => {
+  if (exitHooks.size === 0) process.on("exit", onProcessExit)
+  exitHooks.add(hook)
+}
+
+const unwatchExit = (hook: () => void): void => {
+  if (!exitHooks.delete(hook) || exitHooks.size > 0) return
+  process.off("exit", onProcessExit)
+}
+
+/**
  * The disposers of the clients not yet disposed in this process, for `onTerminatingSignal`.
  */
 const liveClients = new Set<() => Promise<void>>()
@@ -116,7 +138,7 @@ export const makeClient = async <E>(layer: Layer.Layer<SkyRepl, E>): Promise<Sky
       }
     }
   }
-  process.on("exit", onExit)
+  watchExit(onExit)
   const closeScope = (scope: Scope.CloseableScope) =>
     open.delete(scope) ? runtime.runPromise(Scope.close(scope, Exit.void)) : Promise.resolve()
 
@@ -138,7 +160,7 @@ export const makeClient = async <E>(layer: Layer.Layer<SkyRepl, E>): Promise<Sky
       await Promise.allSettled([...launching].map((fiber) => runtime.runPromise(Fiber.interrupt(fiber))))
       await Promise.allSettled([...open].map(closeScope))
       await runtime.dispose()
-      process.off("exit", onExit)
+      unwatchExit(onExit)
       unwatchSignals(dispose)
     })()
     return disposed
