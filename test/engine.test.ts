@@ -744,6 +744,41 @@ describe("scoped termination", () => {
     await expect(client.launch({ command: "true" })).rejects.toMatchObject({ _tag: "ClientDisposed" })
   })
 
+  it.each(["the run's first", "the client's first", "the client's, then the run's a tick later"] as const)(
+    "a run's dispose and its client's dispose at once (%s): each resolves with the instance gone and its records final",
+    async (order) => {
+      const client = await SkyRepl.make({ providers: [LocalProvider.layer({ home })], store: SqliteStore.layer({ filename: join(home, "state.db") }), config: testSettings(home) })
+      const run = await client.launch({ command: "exec sleep 600" })
+      const name = run.instance.name
+      await eventually("the sandbox runs", async () => (await processesOf(name)).length > 0)
+      let clientDisposed: Promise<void>
+      let runDisposed: Promise<void>
+      if (order === "the run's first") {
+        runDisposed = run.dispose()
+        clientDisposed = client.dispose()
+      } else {
+        clientDisposed = client.dispose()
+        if (order !== "the client's first") await new Promise((resolve) => setImmediate(resolve))
+        runDisposed = run.dispose()
+      }
+      await runDisposed
+      // The run's dispose resolved at once, its instance still running, when the client's was
+      // already ending it.
+      expect(await processesOf(name)).toEqual([])
+      await clientDisposed
+      // Read from the store alone: an engine would reap what this left and hide it. The client
+      // closed its store under the run's own termination ("Cannot use a closed database"),
+      // which left the run running and the instance allocated for the next process to settle.
+      const records = await Effect.runPromise(
+        Effect.gen(function* () {
+          const store = yield* Store
+          return { run: Option.map(yield* store.getRun(run.id), (r) => r.state), instance: Option.map(yield* store.getInstanceByName(name), (i) => i.state) }
+        }).pipe(Effect.scoped, Effect.provide(SqliteStore.layer({ filename: join(home, "state.db") })))
+      )
+      expect(records).toEqual({ run: Option.some("cancelled"), instance: Option.some("terminated") })
+    }
+  )
+
   it("many live Promise clients in one process share one exit listener (Node warned of a leak at the eleventh)", async () => {
     const before = process.listenerCount("exit")
     const warnings: Array<string> = []
@@ -784,7 +819,9 @@ describe("scoped termination", () => {
     await disposed
     const instances = await runEngine(listInstances())
     for (const instance of instances) {
-      expect([instance.name, instance.state, await processesOf(instance.name)]).toEqual([instance.name, "terminated", []])
+      expect([instance.name, instance.state]).toEqual([instance.name, "terminated"])
+      // A moment to die, as in the test above: killed processes can still be listed briefly.
+      await eventually(`${instance.name} gone`, async () => (await processesOf(instance.name)).length === 0, 5_000)
     }
   })
 

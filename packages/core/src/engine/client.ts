@@ -23,7 +23,10 @@ export interface ClientRun extends AsyncDisposable {
   readonly output: AsyncIterable<OutputChunk>
   readonly result: () => Promise<RunResult>
   readonly cancel: () => Promise<CancelResult>
-  /** Cancels the run if still going and terminates the instance. Idempotent. */
+  /**
+   * Cancels the run if still going and terminates the instance. Idempotent; resolves once the
+   * instance is ended, also when the client's `dispose` is ending it already.
+   */
   readonly dispose: () => Promise<void>
 }
 
@@ -139,8 +142,22 @@ export const makeClient = async <E>(layer: Layer.Layer<SkyRepl, E>): Promise<Sky
     }
   }
   watchExit(onExit)
-  const closeScope = (scope: Scope.CloseableScope) =>
-    open.delete(scope) ? runtime.runPromise(Scope.close(scope, Exit.void)) : Promise.resolve()
+  // Scopes being closed, by a run's dispose or by the client's: the other caller waits for the
+  // same close. A run's dispose that found its scope taken resolved at once, its instance still
+  // running; and the client's dispose, not waiting for the run's, closed the store under it.
+  const closing = new Map<Scope.CloseableScope, Promise<void>>()
+  const closeScope = (scope: Scope.CloseableScope): Promise<void> => {
+    const under = closing.get(scope)
+    if (under !== undefined) return under
+    if (!open.delete(scope)) return Promise.resolve()
+    const closed = runtime.runPromise(Scope.close(scope, Exit.void))
+    closing.set(scope, closed)
+    const settle = () => {
+      closing.delete(scope)
+    }
+    closed.then(settle, settle)
+    return closed
+  }
 
   const iterate = <E2>(stream: Stream.Stream<OutputChunk, E2, SkyRepl>): AsyncIterable<OutputChunk> => ({
     [Symbol.asyncIterator]: () =>
@@ -158,7 +175,8 @@ export const makeClient = async <E>(layer: Layer.Layer<SkyRepl, E>): Promise<Sky
   const dispose = (): Promise<void> => {
     disposed ??= (async () => {
       await Promise.allSettled([...launching].map((fiber) => runtime.runPromise(Fiber.interrupt(fiber))))
-      await Promise.allSettled([...open].map(closeScope))
+      for (const scope of [...open]) void closeScope(scope)
+      await Promise.allSettled([...closing.values()])
       await runtime.dispose()
       unwatchExit(onExit)
       unwatchSignals(dispose)
