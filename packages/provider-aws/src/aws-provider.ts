@@ -265,9 +265,21 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
       if (spawnedHere.size > 4096) spawnedHere.delete(spawnedHere.values().next().value ?? name)
     }
 
+    /**
+     * Ids whose TerminateInstances, sent by this process, answered that the instance is ending
+     * (shutting-down or terminated): a state EC2 never leaves. A describe that cannot ask EC2
+     * afterwards (DescribeInstances throttled or failing while TerminateInstances worked) still
+     * has that answer; without it, the engine's wait for "gone" held `repl run` for minutes
+     * after the instance had ended, and then reported it as perhaps still running.
+     */
+    const endedHere = new Set<string>()
+
     const forget = (name: string): void => {
       const id = launches.get(name)?.instanceId
-      if (id !== null && id !== undefined) launched.delete(id)
+      if (id !== null && id !== undefined) {
+        launched.delete(id)
+        endedHere.delete(id)
+      }
       launches.delete(name)
     }
 
@@ -592,8 +604,14 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
         let state: ObservedState
         const only = onlyInstance(ref)
         if (only !== null) {
-          const instance = yield* byId(only.region, only.id).pipe(Effect.mapError((e) => toProviderError(e)))
-          state = instance !== null ? observedState(instance.State.Name) : mayBeInvisible(ref) ? "pending" : "gone"
+          const asked = byId(only.region, only.id).pipe(
+            Effect.map((instance): ObservedState =>
+              instance !== null ? observedState(instance.State.Name) : mayBeInvisible(ref) ? "pending" : "gone"
+            ),
+            Effect.mapError((e) => toProviderError(e))
+          )
+          // Only the id is in question here (`onlyInstance`), and EC2 already said it is ending.
+          state = yield* endedHere.has(only.id) ? Effect.orElseSucceed(asked, (): ObservedState => "gone") : asked
         } else {
           const found = yield* locateAll(ref, "DescribeInstances")
           const states = found.map((f) => observedState(f.instance.State.Name))
@@ -685,7 +703,12 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
         ),
         Effect.mapError((e) => toProviderError(e)),
         Effect.flatMap((ended) => {
-          if (ended === true) return Effect.sync(() => launched.delete(only.id)).pipe(Effect.as(true))
+          if (ended === true) {
+            return Effect.sync(() => {
+              launched.delete(only.id)
+              endedHere.add(only.id)
+            }).pipe(Effect.as(true))
+          }
           if (ended === false) return Effect.succeed(false)
           // EC2 does not know the id: long gone, or just created and not visible to it yet.
           return mayBeInvisible(ref) ? notVisibleYet("TerminateInstances", ref) : Effect.succeed(true)

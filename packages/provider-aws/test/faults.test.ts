@@ -389,6 +389,29 @@ describe("aws provider on moto: start-up, and injected faults", () => {
       })
     )
 
+    it.effect("a termination EC2 answered as ending is gone to describe though DescribeInstances then fails; a live instance's is not", () =>
+      Effect.gen(function* () {
+        const { moto, proxy } = yield* Fixture
+        const provider = yield* providerVia()
+        const name = newName()
+        const spawned = yield* spawnNamed(provider, name)
+        const ref = { name, providerRef: spawned.providerRef, region: REGION }
+        const other = newName()
+        const otherRef = { name: other, providerRef: (yield* spawnNamed(provider, other)).providerRef, region: REGION }
+        proxy.setRules([])
+        yield* provider.terminate(ref)
+        expect((yield* countIn(moto, name)).live).toBe(0)
+        // DescribeInstances throttled (its own bucket in EC2) while TerminateInstances worked: the
+        // engine's wait for "gone" used to fail after minutes, with the instance long ended.
+        proxy.setRules([{ action: "DescribeInstances", calls: "all", fault: { kind: "error", status: 503, code: "RequestLimitExceeded" } }])
+        expect(yield* provider.describe(ref)).toBe("gone")
+        // An instance nobody terminated is not guessed at: the failure is the answer.
+        const refused = yield* Effect.flip(provider.describe(otherRef))
+        expect(refused.reason).toBe("throttled")
+        yield* cleanUp(provider, other)
+      })
+    )
+
     it.effect("another provider (another process) terminating the instance also looks for others of its name", () =>
       Effect.gen(function* () {
         const { moto, proxy } = yield* Fixture
