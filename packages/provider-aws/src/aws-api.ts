@@ -88,7 +88,12 @@ export const fromSdkError = (operation: string, region: string | null, error: un
     stringField(error, "code") ??
     (name !== null && name !== "Error" ? name : null) ??
     "UnknownError"
-  const given = stringField(error, "message") ?? String(error)
+  // The SDK appends to an answer it could not parse a second line telling a programmer to read a
+  // hidden field of the error object; nobody at a terminal can, and an error is one line.
+  const given = (stringField(error, "message") ?? String(error))
+    .replace(/\s*Deserialization error: to see the raw response, inspect the hidden field \{error\}\.\$response on this object\.?/, "")
+    .replace(/\s*\n\s*/g, " ")
+    .trim()
   // An error whose body is no AWS answer (a proxy's or a captive portal's HTML page) comes from
   // the SDK as "Unknown", and so did its message: the HTTP status is what there is to say.
   const unread = (code === "Unknown" || code === "UnknownError") && (given === "" || given === code)

@@ -609,6 +609,18 @@ describe("aws provider on moto: start-up, and injected faults", () => {
       })
     )
 
+    it.effect("an answer cut short is said in one line, without the SDK's advice to read a hidden field", () =>
+      Effect.gen(function* () {
+        const { proxy } = yield* Fixture
+        const provider = yield* providerVia()
+        proxy.setRules([{ action: "DescribeInstances", calls: "all", fault: { kind: "garble-after" } }])
+        const error = yield* Effect.flip(provider.describe({ name: newName(), providerRef: null, region: REGION }))
+        proxy.setRules([])
+        expect(error.message).toMatch(/DescribeInstances in us-east-1 failed .*XML parse error/)
+        expect(error.message).not.toMatch(/\n|\$response|hidden field/)
+      })
+    )
+
     it.effect("a call unanswered within requestTimeout fails as TimeoutError at the limit, not when the answer comes", () =>
       Effect.gen(function* () {
         const { proxy } = yield* Fixture
