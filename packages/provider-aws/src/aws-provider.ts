@@ -20,7 +20,7 @@ import {
 import { Duration, Effect, Either, Layer, Schedule } from "effect"
 import { readFileSync, statSync } from "node:fs"
 import { type AmiCacheOptions, describeGivenImage, resolveUbuntuImage } from "./ami.ts"
-import { type AwsApi, defaultCallRetry, type Instance, makeAwsApi, retryingCall, type Subnet, type Tag, tagValue } from "./aws-api.ts"
+import { type AwsApi, defaultCallRetry, type Instance, makeAwsApi, retryingCall, type StateChange, type Subnet, type Tag, tagValue } from "./aws-api.ts"
 import { terminateWhileExiting } from "./exit-termination.ts"
 import { AwsError, type ErrorContext, outcomeUnknown, providerError, reasonOf, toProviderError } from "./errors.ts"
 import { type AwsProviderOptions, resolveOptions, type ResolvedOptions } from "./options.ts"
@@ -68,6 +68,13 @@ const loopbackHost = /^(localhost|.*\.localhost|127(\.[0-9]+){3}|0\.0\.0\.0|\[::
 export const isLoopbackUrl = (url: string): boolean => {
   if (!URL.canParse(url)) return false
   return loopbackHost.test(new URL(url).hostname)
+}
+
+/** An instance a search for a ref found, and whether by the ref's id (else by its name tag). */
+interface Located {
+  readonly instance: Instance
+  readonly region: string
+  readonly byId: boolean
 }
 
 /** What this process knows about a name it launched, so retries and look-ups stay truthful. */
@@ -203,14 +210,14 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
     // -----------------------------------------------------------------------------------------
     // Finding instances
 
-    /** Live instances tagged with `name` in `region`, oldest first. */
-    const findByName = (region: string, name: string): Effect.Effect<ReadonlyArray<Instance>, AwsError> =>
+    /**
+     * Instances tagged with `name` in `region`, oldest first: live ones only, or (`ended`) those
+     * shutting down or terminated too, which EC2 goes on showing for a while.
+     */
+    const findByName = (region: string, name: string, ended = false): Effect.Effect<ReadonlyArray<Instance>, AwsError> =>
       api
         .describeInstances(region, {
-          filters: [
-            { name: "tag:Name", values: [name] },
-            { name: "instance-state-name", values: LIVE_STATES }
-          ]
+          filters: [{ name: "tag:Name", values: [name] }, ...(ended ? [] : [{ name: "instance-state-name", values: LIVE_STATES }])]
         })
         .pipe(
           Effect.map(({ instances }) =>
@@ -273,6 +280,26 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
      * after the instance had ended, and then reported it as perhaps still running.
      */
     const endedHere = new Set<string>()
+    const noteEnding = (changes: ReadonlyArray<StateChange>): Effect.Effect<void> =>
+      Effect.sync(() => {
+        for (const change of changes) {
+          if (observedState(change.CurrentState.Name) !== "gone") continue
+          endedHere.add(change.InstanceId)
+          if (endedHere.size > 4096) endedHere.delete(endedHere.values().next().value ?? change.InstanceId)
+        }
+      })
+
+    /**
+     * Whether what a search found shows that EC2 shows the instance, so that finding nothing
+     * live is not "not visible yet": the instance of the known id, in any state, or one of the
+     * name that this process's own TerminateInstances ended. Without the latter, a reaper that
+     * ended a killed launch's instance waited out the whole visibility window (a minute, holding
+     * even `repl run list`) before recording it terminated. An ended instance of the name that
+     * this process did not end (one that died at launch, whose retry may not show yet) proves
+     * nothing.
+     */
+    const showsInstance = (found: ReadonlyArray<Located>): boolean =>
+      found.some((f) => f.byId || endedHere.has(f.instance.InstanceId))
 
     const forget = (name: string): void => {
       const id = launches.get(name)?.instanceId
@@ -304,24 +331,26 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
     const notVisibleYet = (operation: string, ref: InstanceRef) =>
       providerError(operation, "transient", `${ref.name} was just created and is not visible to DescribeInstances yet`)
 
-    /** Every live instance that is `ref`, across its candidate regions (normally one). */
+    /** Every instance that is `ref`, across its candidate regions (normally one): live, or found by id or ended. */
     const locateAll = (ref: InstanceRef, operation: string) =>
       Effect.gen(function* () {
         const regions = yield* regionsOf(ref, operation)
         const id = knownId(ref)
-        const found: Array<{ readonly instance: Instance; readonly region: string }> = []
+        const found: Array<Located> = []
         for (const region of regions) {
           const seen = new Set<string>()
           if (id !== null) {
             const instance = yield* byId(region, id).pipe(Effect.mapError((e) => toProviderError(e)))
             if (instance !== null) {
               seen.add(instance.InstanceId)
-              found.push({ instance, region })
+              found.push({ instance, region, byId: true })
             }
           }
-          const named = yield* findByName(region, ref.name).pipe(Effect.mapError((e) => toProviderError(e)))
-          for (const instance of named) if (!seen.has(instance.InstanceId)) found.push({ instance, region })
-          if (found.length > 0) break
+          // Ended ones too: one this process terminated, seen again, shows the name is visible (see `showsInstance`).
+          const named = yield* findByName(region, ref.name, true).pipe(Effect.mapError((e) => toProviderError(e)))
+          for (const instance of named) if (!seen.has(instance.InstanceId)) found.push({ instance, region, byId: false })
+          // A name is one launch's, in one region: the search ends where it is, not where it ended.
+          if (found.some((f) => f.byId || observedState(f.instance.State.Name) !== "gone")) break
         }
         return found
       })
@@ -380,7 +409,7 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
     const keepOldest = (region: string, instances: ReadonlyArray<Instance>): Effect.Effect<Instance | null, AwsError> =>
       Effect.gen(function* () {
         const [first, ...extra] = instances
-        if (extra.length > 0) yield* api.terminateInstances(region, extra.map((i) => i.InstanceId))
+        if (extra.length > 0) yield* api.terminateInstances(region, extra.map((i) => i.InstanceId)).pipe(Effect.tap(noteEnding))
         return first ?? null
       })
 
@@ -616,7 +645,7 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
           const found = yield* locateAll(ref, "DescribeInstances")
           const states = found.map((f) => observedState(f.instance.State.Name))
           const live = (["running", "pending", "stopping"] as const).find((wanted) => states.includes(wanted))
-          state = live ?? (found.length === 0 && mayBeInvisible(ref) ? "pending" : "gone")
+          state = live ?? (!showsInstance(found) && mayBeInvisible(ref) ? "pending" : "gone")
         }
         if (state === "gone") forget(ref.name)
         return state
@@ -725,7 +754,7 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
         const live = found.filter((f) => observedState(f.instance.State.Name) !== "gone")
         if (live.length === 0) {
           // Nothing to see may only mean "not yet": then terminating would leak what appears later.
-          if (found.length === 0 && mayBeInvisible(ref)) return yield* notVisibleYet("TerminateInstances", ref)
+          if (!showsInstance(found) && mayBeInvisible(ref)) return yield* notVisibleYet("TerminateInstances", ref)
           launches.delete(ref.name)
           return
         }
@@ -733,6 +762,7 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
         for (const { instance, region } of live) byRegion.set(region, [...(byRegion.get(region) ?? []), instance.InstanceId])
         for (const [region, ids] of byRegion) {
           yield* api.terminateInstances(region, ids).pipe(
+            Effect.flatMap(noteEnding),
             Effect.catchIf(
               // Gone between our look-up and the call: that is the outcome we wanted.
               (e) => e.code === "InvalidInstanceID.NotFound",

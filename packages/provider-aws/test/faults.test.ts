@@ -429,6 +429,26 @@ describe("aws provider on moto: start-up, and injected faults", () => {
       })
     )
 
+    it.effect("a reaper that ends a young instance known by its name alone says gone at once, not after the visibility window", () =>
+      Effect.gen(function* () {
+        const { moto, proxy } = yield* Fixture
+        const provider = yield* providerVia()
+        // A reaper (another process) taking over from an owner killed before RunInstances
+        // answered: the record has no id, and the name is a second old.
+        const reaper = yield* providerVia({ visibilityTimeout: Duration.minutes(5) }, true)
+        const name = newName()
+        yield* spawnNamed(provider, name)
+        const ref = { name, providerRef: null, region: REGION }
+        yield* reaper.terminate(ref)
+        expect((yield* countIn(moto, name)).live).toBe(0)
+        proxy.setRules([])
+        expect(yield* reaper.describe(ref)).toBe("gone")
+        // Seen ended by its own hand, the name is no longer "perhaps not visible yet" to it; a
+        // name it never ended still is.
+        expect(yield* reaper.describe({ name: newName(), providerRef: null, region: REGION })).toBe("pending")
+      })
+    )
+
     it.effect("a launch whose first answer was lost while EC2 showed nothing yet may leave two instances: terminate ends both", () =>
       Effect.gen(function* () {
         const { moto, proxy } = yield* Fixture
