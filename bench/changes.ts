@@ -132,8 +132,9 @@ than a focused fix, so it is left for a decision.
   pipe at 637 MiB/s (1,483 then). The load average was low (1.4 at the start); another machine
   on the same host is the likely cause. Every figure moved with it; the verdicts below say which
   ones it changed.
-- **B3, p99 ≤ 1 s for 200 launches at once: still missed (1.36 s in the run above; the call's
-  own latency, \`launch\` returning, 0.79 s at p99).** This round, a CPU profile of the
+- **B3, p99 ≤ 1 s for 200 launches at once: still missed (1.38 s in the run above; the call's
+  own latency, \`launch\` returning, 0.80 s at p99; 1.36 s and 0.79 s in this round's earlier
+  full run, of 5045513).** This round, a CPU profile of the
   controller over three bursts, counted in samples (the profile's own time weights put idle
   gaps on whatever ran next), put its JavaScript thread at about 4.7 ms per launch: Effect's
   runtime (fibers, their references, scheduling; the races and time limits around booting and
@@ -242,7 +243,8 @@ than a focused fix, so it is left for a decision.
     \`setns\`es back): 2.1–2.35 against 3.05–3.4 ms of CPU per sandbox in a micro-benchmark of the
     two ways of forking, about 1 ms of B3's 30 per launch, for a second sandbox shape in every
     scan and terminate. Nothing failed and nothing was left.
-- **B4, attach ≥ 50 % of a pipe: met in the run above (0.53×: 985 against 1,863 MiB/s).** The
+- **B4, attach ≥ 50 % of a pipe: met in the run above (0.53×: 916 against 1,741 MiB/s; 0.53×,
+  985 against 1,863 MiB/s, in this round's earlier full run, of 5045513).** The
   round before's full run missed by a hair (0.49×), and its B4-only runs read 0.45–0.53×. This
   round: the agent sends uploads as their pieces, and a caught-up reader skips its empty second
   read (see the table); seven B4-only runs since read 0.51–0.56×. The controller's thread is
