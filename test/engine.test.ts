@@ -165,6 +165,21 @@ describe("misuse from code (plain JavaScript, or a cast)", () => {
     return `${error._tag}: ${error.message}`
   }
 
+  it("a run id that is not a string names no run: RunNotFound from getRun, cancel and attach, not a StoreError", async () => {
+    const outcomes = await runEngine(
+      Effect.forEach([{}, 42, ["a"], null], (id) =>
+        Effect.all([
+          Effect.exit(getRun(smuggled<string>(id))),
+          Effect.exit(cancel(smuggled<string>(id))),
+          Effect.exit(Stream.runDrain(attach(smuggled<string>(id))))
+        ]).pipe(Effect.map((exits) => exits.map(failure)))
+      )
+    )
+    expect(outcomes).toEqual(
+      ["{}", "42", '["a"]', "null"].map((shown) => Array.from({ length: 3 }, () => `RunNotFound: no run with id "${shown}"`))
+    )
+  })
+
   it("bad launch, attach and sweep options are typed errors, with nothing recorded and nothing reaped", async () => {
     const outcomes = await runEngine(
       Effect.gen(function* () {

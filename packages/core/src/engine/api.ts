@@ -17,22 +17,32 @@ import type { Snapshot } from "../provider.ts"
 export const launch = (options: LaunchOptions): Effect.Effect<RunHandle, LaunchError, Scope.Scope | SkyRepl> =>
   Effect.flatMap(SkyRepl, (engine) => launchWith(engine, options))
 
+/**
+ * A run id from a caller in plain JavaScript (or behind a cast) can be anything; one that is not
+ * a string names no run. Bound to a statement as it was, an object was read as named parameters,
+ * and `cancel({})` failed as a StoreError ("Too few parameter values").
+ */
+const runIdGiven = (runId: unknown): Effect.Effect<string, RunNotFound> =>
+  typeof runId === "string" ? Effect.succeed(runId) : Effect.fail(new RunNotFound({ runId: JSON.stringify(runId) ?? String(runId) }))
+
 /** A run's output from `from` (default: the start), following live output unless `follow: false`. */
 export const attach = (runId: string, options?: AttachOptions): Stream.Stream<OutputChunk, AttachError, SkyRepl> =>
-  Stream.unwrap(Effect.map(SkyRepl, (engine) => attachWith(engine, runId, options)))
+  Stream.unwrap(Effect.zipWith(runIdGiven(runId), SkyRepl, (id, engine) => attachWith(engine, id, options)))
 
 /** Cancels a run from any process. Idempotent. */
 export const cancel = (runId: string): Effect.Effect<CancelResult, CancelError, SkyRepl> =>
-  Effect.flatMap(SkyRepl, (engine) => cancelRun(engine, runId))
+  Effect.flatMap(runIdGiven(runId), (id) => Effect.flatMap(SkyRepl, (engine) => cancelRun(engine, id)))
 
 /** Lists (and with `reap: true` terminates) provider resources that no live controller owns. */
 export const scanOrphans = (options?: ScanOptions): Effect.Effect<OrphanReport, ScanError, SkyRepl> =>
   Effect.flatMap(SkyRepl, (engine) => scanWith(engine, options))
 
 export const getRun = (runId: string): Effect.Effect<Run, RunNotFound | StoreError, SkyRepl> =>
-  Effect.flatMap(SkyRepl, (engine) =>
-    engine.store.getRun(runId).pipe(
-      Effect.flatMap(Option.match({ onNone: () => Effect.fail(new RunNotFound({ runId })), onSome: Effect.succeed }))
+  Effect.flatMap(runIdGiven(runId), (id) =>
+    Effect.flatMap(SkyRepl, (engine) =>
+      engine.store.getRun(id).pipe(
+        Effect.flatMap(Option.match({ onNone: () => Effect.fail(new RunNotFound({ runId: id })), onSome: Effect.succeed }))
+      )
     )
   )
 
