@@ -8,12 +8,15 @@ import { printable } from "./printable.ts"
 import { engineLayer, loadSettings } from "./runtime.ts"
 import { type Output, stderr, stdout } from "./stdio.ts"
 
-/** Engine warnings (a failed reap, a slow termination) go to stderr, never into stdout's data. */
+/**
+ * Engine warnings (a failed reap, a slow termination) go to stderr, never into stdout's data, as
+ * one line of printable text: they quote names and messages from providers and agents.
+ */
 const stderrLogger = Logger.replace(
   Logger.defaultLogger,
   Logger.make(({ logLevel, message }) => {
     const text = Array.isArray(message) ? message.map(String).join(" ") : String(message)
-    stderr.write(`repl: ${logLevel.label.toLowerCase()}: ${text}\n`)
+    stderr.write(`repl: ${logLevel.label.toLowerCase()}: ${printable(text)}\n`)
   })
 )
 

@@ -11,6 +11,12 @@ describe("repl run's exit status and closing line", () => {
     expect(endLine(lost)).toBe("repl: run r1 failed: the run's output is incomplete\n")
   })
 
+  it("the failure line shows what the agent or the provider said as one line of printable text", () => {
+    // A refused run quotes its workdir as given; its escape sequence would reach the terminal.
+    const refused = result({ state: "failed", exitCode: null, error: "the agent refused the run: workdir '/a\u001b[31m\nb' is not a directory" })
+    expect(endLine(refused)).toBe("repl: run r1 failed: the agent refused the run: workdir '/a\\x1b[31m\\nb' is not a directory\n")
+  })
+
   it("otherwise the command's own status, 128 + a signal's number, 124 and 130", () => {
     expect(exitStatusOf(result({}))).toBe(0)
     expect(exitStatusOf(result({ state: "failed", exitCode: 3 }))).toBe(3)

@@ -4,6 +4,7 @@ import { type Duration, Effect, Either, Schema, type Scope } from "effect"
 import { type Checked, SkyReplCommand } from "../base-command.ts"
 import { UsageFailure } from "../errors.ts"
 import { ago, table, toJson } from "../format.ts"
+import { printable } from "../printable.ts"
 import { oneValue, parseDurationFlag } from "../options.ts"
 import { buildProvider } from "../runtime.ts"
 
@@ -69,7 +70,7 @@ export class OrphansCommand extends SkyReplCommand<OrphansFlags> {
         // A provider not available here is a warning, worded as the engine's warnings are (and
         // as `snapshot list` prints the same skip); one that failed makes the sweep incomplete
         // and the exit 1, so it is worded as an error.
-        this.err(`repl: ${skipped.failed === true ? "could not sweep" : "warn: skipped"} provider ${skipped.provider}: ${skipped.message}\n`)
+        this.err(`repl: ${skipped.failed === true ? "could not sweep" : "warn: skipped"} provider ${skipped.provider}: ${printable(skipped.message)}\n`)
       }
       if (this.json) {
         this.out(toJson(report))

@@ -10,6 +10,7 @@ import { oneValue, parseDurationFlag, parseEnvFlags } from "../options.ts"
 import { buildProvider, checkSpec } from "../runtime.ts"
 import { stderr as stderrOutput } from "../stdio.ts"
 import { printOutput } from "../json-output.ts"
+import { printable } from "../printable.ts"
 
 /** `timeout(1)` uses 124 for a command that ran out of time; scripts already know it. */
 const TIMED_OUT = 124
@@ -44,7 +45,9 @@ const unconfirmed = "ending the instance was not confirmed: the next repl comman
 export const endLine = (result: RunResult): string | null => {
   if (result.state === "timed_out") return `repl: run ${result.runId} exceeded --max-duration and was stopped\n`
   if (result.state === "failed" && (result.exitCode === null || result.exitCode === 0) && result.error !== null) {
-    return `repl: run ${result.runId} failed: ${result.error}\n`
+    // The error quotes what the agent or the provider said (a workdir as given, say): shown as
+    // printable text, as every line of repl's own is.
+    return `repl: run ${result.runId} failed: ${printable(result.error)}\n`
   }
   if (result.state === "cancelled") return `repl: run ${result.runId} was cancelled\n`
   return null
