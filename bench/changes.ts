@@ -247,7 +247,9 @@ than a focused fix, so it is left for a decision.
   985 against 1,863 MiB/s, in this round's earlier full run, of 5045513).** The
   round before's full run missed by a hair (0.49×), and its B4-only runs read 0.45–0.53×. This
   round: the agent sends uploads as their pieces, and a caught-up reader skips its empty second
-  read (see the table); seven B4-only runs since read 0.51–0.56×. The controller's thread is
+  read (see the table); ten B4-only runs since read 0.48–0.56×: six without a collection
+  between transfers 0.48–0.56×, four with one (as B4 now does) 0.52–0.56×. The line is still
+  within the noise of one run, so a full run can read just under it. The controller's thread is
   still the bound, busy about 88–93 % of a transfer (its schedstat), per 512 MiB about 136 ms
   compressing, 65 ms storing (SQLite 32 ms of it), about 170 ms receiving the bodies and the
   rest Effect and the reader. Tried again this round and not kept: compressing in a worker
