@@ -70,6 +70,10 @@ const spawnNamed = (provider: ProviderService, name: string) =>
     })
   })
 
+/** Spawns `name` and returns the ref the engine would describe and terminate it by. */
+const spawnRef = (provider: ProviderService, name: string) =>
+  Effect.map(spawnNamed(provider, name), (spawned) => ({ name, providerRef: spawned.providerRef, region: REGION }))
+
 /**
  * Options for a provider that talks to moto straight, in a region of its own: terminateSync
  * blocks this process, and with it the in-process proxy. (The region's key pair is then this
@@ -394,10 +398,9 @@ describe("aws provider on moto: start-up, and injected faults", () => {
         const { moto, proxy } = yield* Fixture
         const provider = yield* providerVia()
         const name = newName()
-        const spawned = yield* spawnNamed(provider, name)
-        const ref = { name, providerRef: spawned.providerRef, region: REGION }
+        const ref = yield* spawnRef(provider, name)
         const other = newName()
-        const otherRef = { name: other, providerRef: (yield* spawnNamed(provider, other)).providerRef, region: REGION }
+        const otherRef = yield* spawnRef(provider, other)
         proxy.setRules([])
         yield* provider.terminate(ref)
         expect((yield* countIn(moto, name)).live).toBe(0)
@@ -418,8 +421,7 @@ describe("aws provider on moto: start-up, and injected faults", () => {
         const provider = yield* providerVia()
         const other = yield* providerVia({}, true)
         const name = newName()
-        const spawned = yield* spawnNamed(provider, name)
-        const ref = { name, providerRef: spawned.providerRef, region: REGION }
+        const ref = yield* spawnRef(provider, name)
         proxy.setRules([])
         yield* other.terminate(ref)
         expect(proxy.log()).toEqual(["DescribeInstances", "DescribeInstances", "TerminateInstances"])
@@ -599,8 +601,7 @@ describe("aws provider on moto: start-up, and injected faults", () => {
         const { moto, proxy } = yield* Fixture
         const provider = yield* providerVia()
         const name = newName()
-        const spawned = yield* spawnNamed(provider, name)
-        const ref = { name, providerRef: spawned.providerRef, region: REGION }
+        const ref = yield* spawnRef(provider, name)
         expect(yield* provider.describe(ref)).toBe("running")
         // A proxy or captive portal now answers every call with its own page.
         proxy.setRules([
