@@ -797,7 +797,8 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
           ids: id === null ? [] : [id],
           searchByName: onlyInstance(ref) === null,
           name: ref.name,
-          managedTag: MANAGED_TAG
+          managedTag: MANAGED_TAG,
+          mayBeInvisible: mayBeInvisible(ref)
         },
         Math.min(Duration.toMillis(resolved.requestTimeout), EXIT_TERMINATION_LIMIT_MS)
       )

@@ -15,7 +15,21 @@ export interface ExitTermination {
   readonly searchByName: boolean
   readonly name: string
   readonly managedTag: string
+  /**
+   * The instance may exist and not be listed yet (created moments ago): then finding nothing is
+   * not taken for gone, and the child looks again until `giveUpAt`.
+   */
+  readonly mayBeInvisible: boolean
 }
+
+/** What the child reads: the request, and when it stops looking for an instance not listed yet. */
+interface HelperRequest extends ExitTermination {
+  /** Epoch milliseconds. */
+  readonly giveUpAt: number
+}
+
+/** Left of the caller's time when the child stops looking again, for it to say so and exit. */
+const GIVE_UP_MARGIN_MS = 500
 
 const helperName = "terminate-at-exit.mjs"
 
@@ -36,8 +50,9 @@ export const terminateWhileExiting = (request: ExitTermination, timeoutMs: numbe
   }
   const helper = shippedFile(import.meta.url, `./${helperName}`, "@skyrepl/provider-aws", join("src", helperName))
   if (helper === null) return `${helperName} is not installed next to the AWS provider`
+  const input: HelperRequest = { ...request, giveUpAt: Date.now() + timeoutMs - GIVE_UP_MARGIN_MS }
   const child = spawnSync(process.execPath, [helper], {
-    input: JSON.stringify(request),
+    input: JSON.stringify(input),
     stdio: ["pipe", "ignore", "pipe"],
     timeout: timeoutMs,
     killSignal: "SIGKILL",

@@ -6,8 +6,9 @@
 // JavaScript because it runs under whatever runtime the exiting process runs, and Node runs no
 // TypeScript. The request is written by exit-termination.ts, which is its only caller.
 //
-// Exit status: 0 when EC2 accepted the termination (or there was nothing to terminate), 1 with
-// one line on stderr otherwise.
+// Exit status: 0 when EC2 accepted the termination (or there was nothing to terminate, and the
+// request does not say the instance may be too new to be listed), 1 with one line on stderr
+// otherwise.
 import { DescribeInstancesCommand, EC2Client, TerminateInstancesCommand } from "@aws-sdk/client-ec2"
 import { readFileSync } from "node:fs"
 
@@ -27,18 +28,20 @@ const readRequest = () => {
     fail(`the request on stdin is not JSON: ${String(error)}`)
   }
   if (typeof request !== "object" || request === null) fail("the request on stdin is not an object")
-  const { region, endpoint, profile, credentials, ids, searchByName, name, managedTag } = request
+  const { region, endpoint, profile, credentials, ids, searchByName, name, managedTag, mayBeInvisible, giveUpAt } = request
   if (!isText(region)) fail("the request names no region")
   if (!Array.isArray(ids) || !ids.every(isText)) fail("the request's ids are not a list of instance ids")
   if (typeof searchByName !== "boolean") fail("the request does not say whether to search by name")
   if (searchByName && !(isText(name) && isText(managedTag))) fail("the request asks for a search by name but names no name or tag")
   if (!searchByName && ids.length === 0) fail("the request names no instance")
+  if (typeof mayBeInvisible !== "boolean") fail("the request does not say whether the instance may not be listed yet")
+  if (typeof giveUpAt !== "number" || !Number.isFinite(giveUpAt)) fail("the request's giveUpAt is not a time")
   if (endpoint !== null && !isText(endpoint)) fail("the request's endpoint is not a URL")
   if (profile !== null && !isText(profile)) fail("the request's profile is not a name")
   if (credentials !== null && !(typeof credentials === "object" && isText(credentials.accessKeyId) && isText(credentials.secretAccessKey))) {
     fail("the request's credentials lack an access key id or a secret")
   }
-  return { region, endpoint, profile, credentials, ids, searchByName, name, managedTag }
+  return { region, endpoint, profile, credentials, ids, searchByName, name, managedTag, mayBeInvisible, giveUpAt }
 }
 
 const request = readRequest()
@@ -52,32 +55,61 @@ const client = new EC2Client({
   ...(request.credentials === null ? {} : { credentials: request.credentials })
 })
 
+const isNotFound = (error) => typeof error === "object" && error !== null && error.name === "InvalidInstanceID.NotFound"
+
+/** Live instances carrying the name and the managed tag. */
+const named = async () => {
+  const found = await client.send(
+    new DescribeInstancesCommand({
+      Filters: [
+        { Name: "tag:Name", Values: [request.name] },
+        { Name: `tag:${request.managedTag}`, Values: ["true"] },
+        { Name: "instance-state-name", Values: ["pending", "running", "stopping", "stopped"] }
+      ]
+    })
+  )
+  return (found.Reservations ?? []).flatMap((r) => (r.Instances ?? []).map((i) => i.InstanceId)).filter(isText)
+}
+
+/**
+ * Terminates `ids` and returns those EC2 does not know. EC2 refuses a whole TerminateInstances
+ * that names one id it does not know (InvalidInstanceID.NotFound); then each id goes on its own,
+ * or a recorded id long gone would keep a live twin found by name from being terminated.
+ */
+const terminate = async (ids) => {
+  if (ids.length === 0) return []
+  try {
+    await client.send(new TerminateInstancesCommand({ InstanceIds: ids }))
+    return []
+  } catch (error) {
+    if (!isNotFound(error)) throw error
+    if (ids.length === 1) return ids
+  }
+  const unknown = []
+  for (const id of ids) unknown.push(...(await terminate([id])))
+  return unknown
+}
+
+// Between looks while the instance may not be listed yet.
+const RETRY_PAUSE_MS = 250
+
 try {
-  let ids = request.ids
-  if (request.searchByName) {
+  for (;;) {
     // The id may not be all (no answer from RunInstances yet, or an answer lost and retried):
     // whatever carries the name too.
-    const found = await client.send(
-      new DescribeInstancesCommand({
-        Filters: [
-          { Name: "tag:Name", Values: [request.name] },
-          { Name: `tag:${request.managedTag}`, Values: ["true"] },
-          { Name: "instance-state-name", Values: ["pending", "running", "stopping", "stopped"] }
-        ]
-      })
-    )
-    const named = (found.Reservations ?? []).flatMap((r) => (r.Instances ?? []).map((i) => i.InstanceId)).filter(isText)
-    ids = [...new Set([...ids, ...named])]
+    const ids = [...new Set([...request.ids, ...(request.searchByName ? await named() : [])])]
+    const unknown = await terminate(ids)
+    const terminated = ids.filter((id) => !unknown.includes(id))
+    // Nothing found may only mean "not yet" for an instance just created (EC2's lists lag behind
+    // RunInstances): taking that for gone would leak it, so this looks again while it may.
+    if (terminated.length > 0 || !request.mayBeInvisible) {
+      process.stdout.write(`${JSON.stringify({ terminated })}\n`)
+      process.exit(0)
+    }
+    if (Date.now() + RETRY_PAUSE_MS >= request.giveUpAt) fail(`${request.name} was just created and EC2 does not list it yet`)
+    await new Promise((resolve) => setTimeout(resolve, RETRY_PAUSE_MS))
   }
-  if (ids.length > 0) await client.send(new TerminateInstancesCommand({ InstanceIds: ids }))
-  process.stdout.write(`${JSON.stringify({ terminated: ids })}\n`)
-  process.exit(0)
 } catch (error) {
-  // Gone already, between the launch and now: the outcome this was for.
-  if (typeof error === "object" && error !== null && error.name === "InvalidInstanceID.NotFound") {
-    process.stdout.write(`${JSON.stringify({ terminated: [] })}\n`)
-    process.exit(0)
-  }
   const code = typeof error === "object" && error !== null && "name" in error ? `${String(error.name)}: ` : ""
   fail(`${code}${error instanceof Error ? error.message : String(error)}`)
 }

@@ -2,11 +2,12 @@ import { describe, expect, layer } from "@effect/vitest"
 import { agentScriptPath, formatInstanceName, newControlId, newId, type ProviderError, type ProviderErrorReason, type ProviderService } from "@skyrepl/core"
 import { CreateImageCommand, DescribeImagesCommand, DescribeInstancesCommand, DescribeSecurityGroupsCommand, DescribeSnapshotsCommand, DescribeSubnetsCommand } from "@aws-sdk/client-ec2"
 import { Cause, Context, Duration, Effect, Either, Exit, Fiber, Layer, Logger, Option, Schedule } from "effect"
+import { execa } from "execa"
 import { readdirSync, readFileSync, statSync } from "node:fs"
 import { join } from "node:path"
 import { AwsProvider, awsErrorCode, type AwsProviderOptions } from "../src/index.ts"
 import { type FaultProxy, type FaultRule, startFaultProxy } from "./fault-proxy.ts"
-import { liveInMoto, motoInstances, type MotoServer, optionsFor, rawClient, rawInstance, REGION, removeDir, runRaw, startMoto, tempDir } from "./support.ts"
+import { liveInMoto, motoCredentials, motoInstances, type MotoServer, optionsFor, rawClient, rawInstance, REGION, removeDir, runRaw, startMoto, tempDir } from "./support.ts"
 
 // A proxy between the SDK and moto breaks chosen calls. Whatever it does, a launch succeeds or
 // fails with the tagged error its cause deserves, and no instance is left running in moto.
@@ -896,6 +897,68 @@ describe("aws provider on moto: start-up, and injected faults", () => {
         expect((yield* countIn(moto, other, DIRECT_REGION)).live).toBe(0)
         expect((yield* countIn(moto, neighbour, DIRECT_REGION)).live).toBe(1)
         yield* launcher.terminate({ name: neighbour, providerRef: null, region: DIRECT_REGION })
+      })
+    )
+
+    it.scoped("terminateSync with a recorded id EC2 does not know still terminates what carries the name", () =>
+      Effect.gen(function* () {
+        const { moto, dir } = yield* Fixture
+        const name = newName()
+        // Only a twin is live: the record's id names an instance EC2 no longer lists (or does
+        // not list yet). EC2 refuses a TerminateInstances naming it, for every id in the call.
+        yield* runRaw(moto.url, { Name: name, "skyrepl:managed": "true" }, DIRECT_REGION)
+        const exiting = yield* AwsProvider.make(direct(moto, dir))
+        exiting.terminateSync?.({ name, providerRef: "i-0123456789abcdef0", region: null })
+        expect((yield* countIn(moto, name, DIRECT_REGION)).live).toBe(0)
+      })
+    )
+
+    /**
+     * terminate-at-exit.mjs started as terminateSync starts it, but without blocking this process:
+     * what it is asked to end may appear while it looks.
+     */
+    const exitHelper = (moto: MotoServer, name: string, mayBeInvisible: boolean, giveUpInMs: number) =>
+      execa(process.execPath, [join(import.meta.dirname, "..", "src", "terminate-at-exit.mjs")], {
+        input: JSON.stringify({
+          region: DIRECT_REGION,
+          endpoint: moto.url,
+          profile: null,
+          credentials: motoCredentials,
+          ids: [],
+          searchByName: true,
+          name,
+          managedTag: "skyrepl:managed",
+          mayBeInvisible,
+          giveUpAt: Date.now() + giveUpInMs
+        }),
+        reject: false
+      })
+
+    it.scoped("at exit, an instance too new to be listed is looked for again, and terminated once it shows", () =>
+      Effect.gen(function* () {
+        const { moto } = yield* Fixture
+        const name = newName()
+        const helper = exitHelper(moto, name, true, 8_000)
+        // Listed only after the helper has looked once and found nothing.
+        yield* Effect.sleep(Duration.millis(1_500))
+        yield* runRaw(moto.url, { Name: name, "skyrepl:managed": "true" }, DIRECT_REGION)
+        const ended = yield* Effect.promise(() => helper)
+        expect([ended.exitCode, ended.stderr]).toEqual([0, ""])
+        expect(JSON.parse(ended.stdout).terminated).toHaveLength(1)
+        expect((yield* countIn(moto, name, DIRECT_REGION)).live).toBe(0)
+      })
+    )
+
+    it.effect("at exit, an instance too new to be listed that never shows: one line when the time is up; one that cannot be new: done at once", () =>
+      Effect.gen(function* () {
+        const { moto } = yield* Fixture
+        const name = newName()
+        const started = Date.now()
+        const waited = yield* Effect.promise(() => exitHelper(moto, name, true, 1_500))
+        expect([waited.exitCode, waited.stderr]).toEqual([1, `${name} was just created and EC2 does not list it yet`])
+        expect(Date.now() - started).toBeGreaterThanOrEqual(1_250)
+        const done = yield* Effect.promise(() => exitHelper(moto, name, false, 8_000))
+        expect([done.exitCode, done.stderr, done.stdout]).toEqual([0, "", JSON.stringify({ terminated: [] })])
       })
     )
 
