@@ -694,6 +694,8 @@ describe("scoped termination", () => {
         expect(record?.state).toBe("terminated")
         const run = (yield* listRuns())[0]
         expect(run?.state).toBe("cancelled")
+        // Also when the agent's report of the cancel lands before the release records it.
+        expect(run?.error).toBe("the scope that launched the run closed before it ended")
       })
     )
     expect(await processesOf(names[0]!)).toEqual([])

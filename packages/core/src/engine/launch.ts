@@ -242,7 +242,12 @@ const lostOutput = (engine: SkyReplService, report: ExitReport): Effect.Effect<s
  * started the run on its own at boot (`Bootstrap.run`) can report its exit before that, and the
  * exit must not be applied to a run still recorded as pending.
  */
-const handlersFor = (engine: SkyReplService, runId: string, started: Deferred.Deferred<void>): SessionHandlers => {
+/** Why this controller asked the agent to cancel the run, when it asked: the agent's report says only "cancelled". */
+interface CancelAsked {
+  why: string | null
+}
+
+const handlersFor = (engine: SkyReplService, runId: string, started: Deferred.Deferred<void>, cancelAsked: CancelAsked): SessionHandlers => {
   const notThisRun = (id: string): Refusal => ({ refused: 404, error: `run ${id} is not this instance's` })
   // Set once the exit is applied: the agent sent every byte before it, so what comes after
   // belongs to no run.
@@ -274,7 +279,8 @@ const handlersFor = (engine: SkyReplService, runId: string, started: Deferred.De
       if (report.runId !== runId) return Effect.succeed(notThisRun(report.runId))
       return Effect.gen(function* () {
         yield* Deferred.await(started)
-        const { state, error } = stateOfExit(report)
+        const { state, error: said } = stateOfExit(report)
+        const error = state === "cancelled" && said === null ? cancelAsked.why : said
         const lost = yield* lostOutput(engine, report)
         exited = true
         // Output lost makes a run that succeeded a failure: its result cannot be trusted whole.
@@ -288,6 +294,8 @@ const handlersFor = (engine: SkyReplService, runId: string, started: Deferred.De
     }
   }
 }
+
+const scopeClosedBeforeEnd = "the scope that launched the run closed before it ended"
 
 /**
  * Launches `options.command` on a new instance, scoped: when the scope closes the run is
@@ -366,7 +374,8 @@ export const launchWith = (
     })
 
     const recordedRunning = yield* Deferred.make<void>()
-    const session = yield* hub.open(name, token, handlersFor(engine, runId, recordedRunning), {
+    const cancelAsked: CancelAsked = { why: null }
+    const session = yield* hub.open(name, token, handlersFor(engine, runId, recordedRunning, cancelAsked), {
       compressOutput: provider.capabilities.agentOnHost === true && RUNTIME_COMPRESSES_FASTER
     })
     const done = yield* Deferred.make<RunResult>()
@@ -423,6 +432,8 @@ export const launchWith = (
           // An agent that has registered is asked to end the run, and given a moment to say how
           // it ended. One that has not (a VM still booting) has nothing to report.
           if (yield* session.hasRegistered) {
+            // The agent's report of the cancel, landing first, records the run with this reason.
+            cancelAsked.why = scopeClosedBeforeEnd
             yield* session.cancelRun(runId)
             // A finalizer runs uninterruptibly, and a time limit ends its effect by interrupting
             // it: the wait must be interruptible, or an agent that never answers holds the
@@ -432,7 +443,7 @@ export const launchWith = (
             // termination below must still run.
             yield* Effect.interruptible(Deferred.await(done)).pipe(Effect.timeoutOption(Duration.seconds(2)), Effect.exit)
           }
-          yield* finishRun(engine, runId, "cancelled", { error: "the scope that launched the run closed before it ended" }).pipe(Effect.ignore)
+          yield* finishRun(engine, runId, "cancelled", { error: scopeClosedBeforeEnd }).pipe(Effect.ignore)
         }
         yield* terminate
       })
