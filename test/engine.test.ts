@@ -1218,14 +1218,19 @@ describe("other processes", () => {
     }
   }, 30_000)
 
-  it("an owner on this machine whose process is gone is reaped at once, without waiting for its lease", async () => {
+  it("an owner on this machine whose process is gone is reaped at once, without waiting for its lease, and its row forgotten", async () => {
     const owner = startOwner(home, "sleep 600", { SKYREPL_LEASE_TTL: "5m" })
-    const { name } = await owner.launched
+    const { name, runId } = await owner.launched
+    const ownerId = (await runEngine(getRun(runId))).ownerControllerId ?? ""
+    const rowOf = (id: string) => Effect.flatMap(SkyRepl, (engine) => engine.store.getController(id))
+    expect(Option.isSome(await runEngine(rowOf(ownerId)))).toBe(true)
     owner.child.kill("SIGKILL")
     await owner.exited
     const state = await runEngine(Effect.map(listInstances(), (all) => all.find((i) => i.name === name)?.state))
     expect(state).toBe("terminated")
     expect(await processesOf(name)).toEqual([])
+    // Its row, control secret and all, would otherwise stay for ever.
+    expect(await runEngine(rowOf(ownerId))).toEqual(Option.none())
   })
 
   // A container sharing the state home and the host name (`docker run --network host` with

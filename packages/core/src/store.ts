@@ -49,6 +49,13 @@ export interface StoreService {
   readonly upsertController: (controller: Controller) => Effect.Effect<void, StoreError>
   readonly getController: (id: string) => Effect.Effect<Option.Option<Controller>, StoreError>
   readonly removeController: (id: string) => Effect.Effect<void, StoreError>
+  readonly listControllers: Effect.Effect<ReadonlyArray<Controller>, StoreError>
+  /**
+   * Removes a controller's row unless it owns a live (not terminated) instance, in one
+   * statement: a dead controller's row is forgotten only once nothing of it is left to reap.
+   * Returns whether the row was removed.
+   */
+  readonly removeIdleController: (id: string) => Effect.Effect<boolean, StoreError>
   /** Extends the lease of a controller and of every live instance it owns, in one transaction. */
   readonly renewLeases: (controllerId: string, expiresAt: number) => Effect.Effect<void, StoreError>
 

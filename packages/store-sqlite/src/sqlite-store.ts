@@ -364,6 +364,25 @@ export const make = (options: MakeOptions): Effect.Effect<StoreService, StoreErr
     const removeController: StoreService["removeController"] = (id) =>
       operation("removeController")(query("DELETE FROM controllers WHERE id = ?", [id]).pipe(Effect.asVoid))
 
+    const listControllers: StoreService["listControllers"] = operation("listControllers")(
+      Effect.flatMap(query(`SELECT ${controllerColumns} FROM controllers ORDER BY started_at, id`, []), decodeControllers)
+    )
+
+    const removeIdleController: StoreService["removeIdleController"] = (id) =>
+      operation("removeIdleController")(
+        Effect.map(
+          Effect.flatMap(
+            query(
+              "DELETE FROM controllers WHERE id = ? AND NOT EXISTS " +
+                "(SELECT 1 FROM instances WHERE owner_controller_id = ? AND state <> 'terminated') RETURNING id",
+              [id, id]
+            ),
+            decodeIdRows
+          ),
+          (rows) => rows.length > 0
+        )
+      )
+
     const renewLeases: StoreService["renewLeases"] = (controllerId, expiresAt) =>
       operation("renewLeases")(
         writeTransaction(
@@ -708,6 +727,8 @@ export const make = (options: MakeOptions): Effect.Effect<StoreService, StoreErr
       upsertController,
       getController,
       removeController,
+      listControllers,
+      removeIdleController,
       renewLeases,
       createLaunch,
       closeManifest,

@@ -236,6 +236,21 @@ const deadOwners = (engine: SkyReplService, live: ReadonlyArray<Instance>) =>
   })
 
 /**
+ * Forgets the rows of controllers on this machine whose process is gone (`deadOwners`' rule)
+ * once nothing they owned is left live. A controller removes its own row as it closes; one that
+ * was killed leaves it, with its control secret, for ever otherwise. Housekeeping: a store that
+ * cannot be written keeps them, silently, until one that can.
+ */
+const forgetDeadControllers = (engine: SkyReplService) =>
+  Effect.gen(function* () {
+    const controllers = yield* engine.store.listControllers
+    const dead = controllers.filter(
+      (c) => c.id !== engine.controller.id && c.hostname === engine.controller.hostname && !pidAlive(c.pid)
+    )
+    yield* Effect.forEach(dead, (c) => engine.store.removeIdleController(c.id), { discard: true })
+  }).pipe(Effect.ignore)
+
+/**
  * Lease reaping (cleanup layer 2): takes over every live instance whose owner stopped renewing
  * (or, on this machine, whose owner's process is gone) and ends it. Runs at engine start-up and
  * then every lease TTL; errors are kept for the next pass, never raised into the caller's work.
@@ -301,6 +316,9 @@ export const reapExpired = (engine: SkyReplService): Effect.Effect<void> =>
         ),
       { concurrency: 8, discard: true }
     )
-  }).pipe(Effect.catchAll((error) => Effect.logWarning(`lease reaper: ${error.message}`)))
+  }).pipe(
+    Effect.catchAll((error) => Effect.logWarning(`lease reaper: ${error.message}`)),
+    Effect.zipRight(forgetDeadControllers(engine))
+  )
 
 export const isInstanceLive = (instance: Instance): boolean => !InstanceMachine.isTerminal(instance.state)

@@ -123,6 +123,25 @@ export const storeSuite = (name: string, makeLayer: () => Layer.Layer<Store, unk
         )
       )
 
+      it.effect("lists every controller; removeIdleController keeps one that owns a live instance", () =>
+        withStore((store) =>
+          Effect.gen(function* () {
+            yield* store.upsertController(makeController("busy", T0))
+            yield* store.upsertController(makeController("idle", T0))
+            expect(ids(yield* store.listControllers)).toEqual(["busy", "idle"])
+            const launch = yield* createLaunch(store, { controllerId: "busy", leaseExpiresAt: T0 + 60_000 })
+            expect(yield* store.removeIdleController("busy")).toBe(false)
+            expect(yield* store.removeIdleController("idle")).toBe(true)
+            expect(yield* store.removeIdleController("idle")).toBe(false)
+            expect(ids(yield* store.listControllers)).toEqual(["busy"])
+            // Once what it owned is terminated, nothing of it is left to reap.
+            yield* walkInstance(store, launch.instance.id, [...toReady, "terminating", "terminated"])
+            expect(yield* store.removeIdleController("busy")).toBe(true)
+            expect(yield* store.listControllers).toEqual([])
+          })
+        )
+      )
+
       it.effect("renewLeases extends the controller and its live instances only, in one go", () =>
         withStore((store) =>
           Effect.gen(function* () {
