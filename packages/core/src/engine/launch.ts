@@ -237,16 +237,16 @@ const lostOutput = (engine: SkyReplService, report: ExitReport): Effect.Effect<s
     }
   )
 
-/**
- * `started` opens once the launch has recorded the run as running (or given up): an agent that
- * started the run on its own at boot (`Bootstrap.run`) can report its exit before that, and the
- * exit must not be applied to a run still recorded as pending.
- */
 /** Why this controller asked the agent to cancel the run, when it asked: the agent's report says only "cancelled". */
 interface CancelAsked {
   why: string | null
 }
 
+/**
+ * `started` opens once the launch has recorded the run as running (or given up): an agent that
+ * started the run on its own at boot (`Bootstrap.run`) can report its exit before that, and the
+ * exit must not be applied to a run still recorded as pending.
+ */
 const handlersFor = (engine: SkyReplService, runId: string, started: Deferred.Deferred<void>, cancelAsked: CancelAsked): SessionHandlers => {
   const notThisRun = (id: string): Refusal => ({ refused: 404, error: `run ${id} is not this instance's` })
   // Set once the exit is applied: the agent sent every byte before it, so what comes after
