@@ -590,7 +590,8 @@ describe("scoped termination", () => {
     // The "interpreter" (the sandbox's root) leaves a child of its own and exits: what is left
     // carries the sandbox's marker but has no agent, and no agent will register.
     const python = join(home, "leaky-python")
-    writeFileSync(python, "#!/bin/sh\nsleep 600 &\nexit 1\n", { mode: 0o755 })
+    const leftPids = join(home, "left-pids")
+    writeFileSync(python, `#!/bin/sh\nsleep 600 &\necho $! >> ${leftPids}\nexit 1\n`, { mode: 0o755 })
     const layer = SkyRepl.layer({
       providers: [LocalProvider.layer({ home, python })],
       store: SqliteStore.layer({ filename: join(home, "state.db") }),
@@ -603,6 +604,11 @@ describe("scoped termination", () => {
     const [instance] = await runEngine(listInstances())
     expect(instance?.state).toBe("terminated")
     expect(await processesOf(instance!.name)).toEqual([])
+    // What the "interpreter" left, also where it was started as the provider's fork server
+    // (which carries no sandbox's marker), is gone too.
+    const left = readFileSync(leftPids, "utf8").trim().split("\n").map(Number)
+    expect(left.length).toBeGreaterThan(0)
+    await eventually("the interpreter's children to end", () => left.every((pid) => !existsSync(`/proc/${pid}`) || readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.startsWith("Z") === true))
   }, 30_000)
 
   it("an agent that never registers fails the launch at the boot timeout with the console's last lines", async () => {
@@ -1221,10 +1227,14 @@ describe("other processes", () => {
   it("an owner on this machine whose process is gone is reaped at once, without waiting for its lease, and its row forgotten", async () => {
     const owner = startOwner(home, "sleep 600", { SKYREPL_LEASE_TTL: "5m" })
     const { name, runId } = await owner.launched
-    const ownerId = (await runEngine(getRun(runId))).ownerControllerId ?? ""
     const rowOf = (id: string) => Effect.flatMap(SkyRepl, (engine) => engine.store.getController(id))
-    expect(Option.isSome(await runEngine(rowOf(ownerId)))).toBe(true)
-    owner.child.kill("SIGKILL")
+    let ownerId = ""
+    try {
+      ownerId = (await runEngine(getRun(runId))).ownerControllerId ?? ""
+      expect(Option.isSome(await runEngine(rowOf(ownerId)))).toBe(true)
+    } finally {
+      owner.child.kill("SIGKILL")
+    }
     await owner.exited
     const state = await runEngine(Effect.map(listInstances(), (all) => all.find((i) => i.name === name)?.state))
     expect(state).toBe("terminated")

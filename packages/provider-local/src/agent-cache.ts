@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process"
 import { existsSync, mkdirSync, readFileSync, realpathSync, statSync } from "node:fs"
 import { basename, join } from "node:path"
+import { endGroupLeftovers } from "./local-api.ts"
 
 /**
  * Compiled copies of the agent script. Python compiles a script it is given by path on every
@@ -61,7 +62,10 @@ export const makeAgentCache = (dir: string): AgentCache => {
       const temp = `${target}.${process.pid}.${Date.now()}.tmp`
       const child = spawn(python, ["-S", "-c", compileScript, script, temp, target], { stdio: "ignore", detached: true })
       child.on("error", () => compiling.delete(target))
-      child.on("exit", () => compiling.delete(target))
+      child.on("exit", () => {
+        endGroupLeftovers(child.pid)
+        compiling.delete(target)
+      })
       child.unref()
     } catch {
       // No copy this time: the source still runs, only slower.

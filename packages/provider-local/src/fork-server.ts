@@ -2,7 +2,7 @@ import { Deferred, Duration, Effect, FiberId, Schema } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import { closeSync, existsSync, mkdirSync, openSync } from "node:fs"
 import { dirname } from "node:path"
-import { LocalApiError } from "./local-api.ts"
+import { endGroupLeftovers, LocalApiError } from "./local-api.ts"
 
 /**
  * The agent's fork server (agent/skyrepl_fork_server.py, beside the agent): one interpreter per
@@ -198,7 +198,13 @@ export const makeForkServer = (
       })
       child.stdin?.on("error", () => stop(running, ended("closed its stdin")))
       child.once("error", (cause) => stop(running, ended(`could not start: ${String(cause)}`, cause)))
-      child.once("exit", (code, signal) => stop(running, ended(`exited (${signal ?? `code ${code}`})`)))
+      child.once("exit", (code, signal) => {
+        // Sandboxes are not in its group: each forked one makes its own session before it
+        // starts, and a server that is closed waits for that before exiting (one forked just
+        // before the server died must not start anyway).
+        endGroupLeftovers(child.pid)
+        stop(running, ended(`exited (${signal ?? `code ${code}`})`))
+      })
     } catch {
       // No server this time: spawns exec.
     } finally {

@@ -361,6 +361,21 @@ const sendKill = (target: number): "sent" | "gone" | "denied" => {
 }
 
 /**
+ * Ends what is left in the process group of `pid`, a child this process started detached (its
+ * own group) that has exited: the configured interpreter may be a wrapper script that starts a
+ * child of its own and exits, and nothing else would ever end that child, which carries no
+ * sandbox's marker. Called once the child's exit is known, before its group id can be reused.
+ */
+export const endGroupLeftovers = (pid: number | undefined): void => {
+  if (pid === undefined) return
+  try {
+    process.kill(-pid, "SIGKILL")
+  } catch {
+    // ESRCH: nothing was left.
+  }
+}
+
+/**
  * SIGKILLs the root first (for a namespace sandbox that is `unshare`, whose death takes the
  * namespace's init and with it every process in the namespace), then every member, then each
  * process group made only of members: a group kill also reaches a child forked after the
