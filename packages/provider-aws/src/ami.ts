@@ -4,6 +4,7 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import type { AwsApi } from "./aws-api.ts"
 import { providerError, toProviderError } from "./errors.ts"
+import { endpointShown } from "./options.ts"
 import { type Arch, type UbuntuVersion, ubuntuVersions } from "./spec.ts"
 
 /** Canonical's image-publishing account, per AWS partition. */
@@ -26,7 +27,7 @@ export const CACHE_FILE = "aws-amis.json"
 export interface AmiCacheOptions {
   readonly cacheDir: string
   readonly ttl: Duration.Duration
-  /** Part of the key, so an emulator's images never stand in for real AWS's. */
+  /** Part of the key (without its userinfo, no password in a file), so an emulator's images never stand in for real AWS's. */
   readonly endpoint: string | null
   /**
    * The entries this process already read or resolved, kept by the provider: a launch then
@@ -37,7 +38,7 @@ export interface AmiCacheOptions {
 }
 
 const cacheKey = (options: AmiCacheOptions, region: string, version: UbuntuVersion, arch: Arch): string =>
-  `${options.endpoint ?? "aws"} ${region} ubuntu:${version}:${arch}`
+  `${options.endpoint === null ? "aws" : endpointShown(options.endpoint)} ${region} ubuntu:${version}:${arch}`
 
 const readCache = (path: string): CacheFile => {
   let text: string

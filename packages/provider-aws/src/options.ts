@@ -101,6 +101,22 @@ export const isRegion = (text: string): boolean => regionPattern.test(text)
 /** What is said of a region given in a call (a spec's, a snapshot's) that is not a region name. */
 export const notARegion = (text: string): string => `"${text}" is not an AWS region name (e.g. us-east-1, eu-west-2)`
 
+/**
+ * The endpoint as it may be shown or written down: without its userinfo (`http://user:secret@host`
+ * carries a password, or a token as its user name), which must reach no message, log line, file
+ * name or file. An endpoint without userinfo is returned as given, so the names derived from it
+ * (key files, cache keys) stay those of earlier versions.
+ */
+export const endpointShown = (endpoint: string): string => {
+  const url = URL.canParse(endpoint) ? new URL(endpoint) : null
+  // Unparsed, where its userinfo ends is a guess: everything up to the last "@" goes.
+  if (url === null) return endpoint.replace(/\/\/.*@/, "//")
+  if (url.username === "" && url.password === "") return endpoint
+  url.username = ""
+  url.password = ""
+  return url.href.replace(/\/+$/, "")
+}
+
 const env = (name: string): Effect.Effect<string | undefined> =>
   Config.option(Config.nonEmptyString(name)).pipe(
     Effect.map(Option.getOrUndefined),
@@ -198,7 +214,7 @@ export const resolveOptions = (options: AwsProviderOptions): Effect.Effect<Resol
     if (endpoint !== null) {
       const url = URL.canParse(endpoint) ? new URL(endpoint) : null
       if (url === null || (url.protocol !== "http:" && url.protocol !== "https:")) {
-        problems.push({ variable: "SKYREPL_AWS_ENDPOINT", message: `SKYREPL_AWS_ENDPOINT: "${endpoint}" is not an http(s) URL` })
+        problems.push({ variable: "SKYREPL_AWS_ENDPOINT", message: `SKYREPL_AWS_ENDPOINT: "${endpointShown(endpoint)}" is not an http(s) URL` })
         endpoint = null
       } else {
         endpoint = endpoint.replace(/\/+$/, "")

@@ -1,10 +1,11 @@
 import type { ProviderError } from "@skyrepl/core"
 import { Duration, Effect } from "effect"
 import { randomUUID } from "node:crypto"
-import { chmodSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs"
-import { join } from "node:path"
+import { chmodSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs"
+import { basename, dirname, join } from "node:path"
 import { type AwsApi, type Identity, type Tag, tagValue } from "./aws-api.ts"
 import { type ErrorContext, outcomeUnknown, providerError, toProviderError } from "./errors.ts"
+import { endpointShown } from "./options.ts"
 
 export const SECURITY_GROUP_NAME = "skyrepl-default"
 
@@ -23,14 +24,61 @@ const creationMarker = (file: string, creation: string): string => `${file}.crea
 // A marker left behind only costs an empty file; it never fails a launch.
 const dropMarker = (marker: string): Effect.Effect<void> => Effect.ignore(Effect.try(() => rmSync(marker, { force: true })))
 
+const endpointPart = (endpoint: string): string =>
+  endpoint.replace(/^[a-z]+:\/\//, "").replace(/[^A-Za-z0-9.-]+/g, "_").replace(/_+$/, "")
+
 /**
  * `{home}/keys/aws-{region}.pem`. Against a custom endpoint (an emulator) the file name also
- * carries the endpoint, so an emulator's key never displaces the one of the real account.
+ * carries the endpoint, so an emulator's key never displaces the one of the real account. Not
+ * its userinfo: a password must never be in a file name. Endpoints that differ only in it are
+ * one server, so they share the key, as profiles of real AWS share theirs; a password that
+ * changes then keeps its key.
  */
-export const keyPath = (home: string, region: string, endpoint: string | null): string => {
-  if (endpoint === null) return join(home, "keys", `aws-${region}.pem`)
-  const where = endpoint.replace(/^[a-z]+:\/\//, "").replace(/[^A-Za-z0-9.-]+/g, "_").replace(/_+$/, "")
-  return join(home, "keys", `aws-${region}@${where}.pem`)
+export const keyPath = (home: string, region: string, endpoint: string | null): string =>
+  endpoint === null
+    ? join(home, "keys", `aws-${region}.pem`)
+    : join(home, "keys", `aws-${region}@${endpointPart(endpointShown(endpoint))}.pem`)
+
+/** Where earlier versions kept the key of an endpoint with userinfo (it was in the name); null when that is the name now. */
+const legacyKeyPath = (home: string, region: string, endpoint: string | null): string | null => {
+  if (endpoint === null) return null
+  const legacy = join(home, "keys", `aws-${region}@${endpointPart(endpoint)}.pem`)
+  return legacy === keyPath(home, region, endpoint) ? null : legacy
+}
+
+/**
+ * Renames what an earlier version wrote under a name carrying the endpoint's userinfo (the key,
+ * its creation markers, keys moved aside) to the name without it: the key keeps working, and
+ * the password leaves the file names. Nothing is replaced that exists under the new name. Its
+ * error names no path, which would carry the password.
+ */
+const moveLegacyKey = (home: string, region: string, endpoint: string | null): Effect.Effect<void, ProviderError> =>
+  Effect.try({
+    try: () => {
+      const legacy = legacyKeyPath(home, region, endpoint)
+      if (legacy === null) return
+      const dir = dirname(legacy)
+      const from = basename(legacy)
+      const to = basename(keyPath(home, region, endpoint))
+      const entries = existsSync(dir) ? readdirSync(dir) : []
+      for (const entry of entries) {
+        if (!entry.startsWith(from)) continue
+        const target = join(dir, to + entry.slice(from.length))
+        if (!existsSync(target)) renameSync(join(dir, entry), target)
+      }
+    },
+    catch: (cause) =>
+      providerError(
+        "CreateKeyPair",
+        "internal",
+        `cannot rename the key file of ${endpointShown(endpoint ?? "")} in ${region}, written by an earlier SkyREPL under a name ` +
+          `that carried the endpoint's userinfo (${stringCode(cause)}); rename ${join(home, "keys")}/aws-${region}@…pem by hand`
+      )
+  })
+
+const stringCode = (cause: unknown): string => {
+  const code = typeof cause === "object" && cause !== null ? Reflect.get(cause, "code") : undefined
+  return typeof code === "string" ? code : "error"
 }
 
 export interface RegionSetup {
@@ -109,6 +157,7 @@ const ensureKeyPair = (api: AwsApi, options: SetupOptions, region: string, conte
   Effect.gen(function* () {
     const name = keyPairName(region)
     const file = keyPath(options.home, region, options.endpoint)
+    yield* moveLegacyKey(options.home, region, options.endpoint)
     const inAws = yield* api.findKeyPair(region, name)
     const local = existsSync(file)
     if (inAws !== null && local) return { keyName: name, keyFile: file }

@@ -3,7 +3,7 @@ import { agentScriptPath, formatInstanceName, newControlId, newId, type Provider
 import { CreateImageCommand, DescribeImagesCommand, DescribeInstancesCommand, DescribeSecurityGroupsCommand, DescribeSnapshotsCommand, DescribeSubnetsCommand } from "@aws-sdk/client-ec2"
 import { Cause, Context, Duration, Effect, Either, Exit, Fiber, Layer, Logger, Option, Schedule } from "effect"
 import { execa } from "execa"
-import { readdirSync, readFileSync, statSync } from "node:fs"
+import { readdirSync, readFileSync, renameSync, statSync } from "node:fs"
 import { join } from "node:path"
 import { AwsProvider, awsErrorCode, type AwsProviderOptions } from "../src/index.ts"
 import { type FaultProxy, type FaultRule, startFaultProxy } from "./fault-proxy.ts"
@@ -826,6 +826,46 @@ describe("aws provider on moto: start-up, and injected faults", () => {
         expect(keys.filter((f) => f.includes(".creating-"))).toEqual([])
         yield* next.terminate({ name, providerRef: null, region })
         expect((yield* liveInMoto(moto.url, region)).filter((i) => i.name === name)).toEqual([])
+      })
+    )
+
+    it.effect("start-up: an endpoint's userinfo (a password) is in no file name or file; a key an earlier version named with it keeps working", () =>
+      Effect.gen(function* () {
+        const { moto, proxy, dir } = yield* Fixture
+        const region = "ap-northeast-1"
+        const home = join(dir, "userinfo")
+        const withSecret = proxy.url.replace("http://", "http://ci-user:hunter2-secret@")
+        const options = { ...optionsFor(moto, home, { region }), endpoint: withSecret }
+        const onDisk = () =>
+          [join(home, "home", "keys"), join(home, "cache")].flatMap((d) => readdirSync(d).map((f) => ({ name: f, text: readFileSync(join(d, f), "utf8") })))
+        proxy.setRules([])
+        const first = yield* AwsProvider.make(options)
+        const name = newName()
+        yield* spawnNamed(first, name)
+        const written = onDisk()
+        expect(written.map((f) => f.name)).toContain(`aws-${region}@127.0.0.1_${new URL(proxy.url).port}.pem`)
+        for (const f of written) expect(`${f.name} ${f.text}`).not.toMatch(/hunter2|ci-user/)
+        yield* first.terminate({ name, providerRef: null, region })
+        // An earlier version named the key after the whole endpoint, userinfo and all: it is
+        // renamed, and used, not reported missing (the pair exists in AWS).
+        const keys = join(home, "home", "keys")
+        const now = `aws-${region}@127.0.0.1_${new URL(proxy.url).port}.pem`
+        const legacy = `aws-${region}@ci-user_hunter2-secret_127.0.0.1_${new URL(proxy.url).port}.pem`
+        renameSync(join(keys, now), join(keys, legacy))
+        proxy.setRules([])
+        const next = yield* AwsProvider.make(options)
+        const other = newName()
+        yield* spawnNamed(next, other)
+        expect(proxy.calls("CreateKeyPair")).toBe(0)
+        expect(readdirSync(keys)).toEqual([now])
+        // The same server without userinfo has the same key.
+        const plain = yield* AwsProvider.make({ ...options, endpoint: proxy.url })
+        const third = newName()
+        yield* spawnNamed(plain, third)
+        expect(proxy.calls("CreateKeyPair")).toBe(0)
+        yield* next.terminate({ name: other, providerRef: null, region })
+        yield* plain.terminate({ name: third, providerRef: null, region })
+        expect((yield* liveInMoto(moto.url, region)).filter((i) => [name, other, third].includes(i.name ?? ""))).toEqual([])
       })
     )
 

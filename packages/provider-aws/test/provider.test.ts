@@ -10,7 +10,8 @@ import { AwsProvider, archOfInstanceType, buildUserData, compactAgent, USER_DATA
 import { AwsError, reasonOf, toProviderError } from "../src/errors.ts"
 import { isLoopbackUrl, observedState } from "../src/aws-provider.ts"
 import { fromSdkError } from "../src/aws-api.ts"
-import { regionFromConfigFile } from "../src/options.ts"
+import { endpointShown, regionFromConfigFile } from "../src/options.ts"
+import { keyPath } from "../src/setup.ts"
 
 // What needs no AWS at all: specs, the user-data, error classification, configuration, and the
 // refusals that must happen before any AWS call.
@@ -343,6 +344,24 @@ describe("configuration", () => {
       expect((yield* provider.parseSpec("t3.micro")).canonical).toBe("t3.micro")
       const built = yield* Effect.scoped(Layer.build(AwsProvider.layer({ region: "not a region" })))
       expect(built).toBeDefined()
+    })
+  )
+
+  it.effect("an endpoint's userinfo is in no key file name and no message; distinct endpoints keep distinct keys", () =>
+    Effect.gen(function* () {
+      expect(keyPath("/h", "us-east-1", null)).toBe("/h/keys/aws-us-east-1.pem")
+      // Names of endpoints without userinfo are those earlier versions wrote.
+      expect(keyPath("/h", "us-east-1", "http://127.0.0.1:4566")).toBe("/h/keys/aws-us-east-1@127.0.0.1_4566.pem")
+      expect(keyPath("/h", "us-east-1", "http://user:s3cret@127.0.0.1:4566")).toBe("/h/keys/aws-us-east-1@127.0.0.1_4566.pem")
+      expect(keyPath("/h", "us-east-1", "https://tok%40en@emu.example/ec2")).toBe("/h/keys/aws-us-east-1@emu.example_ec2.pem")
+      const distinct = ["http://127.0.0.1:4566", "http://127.0.0.1:4567", "http://localhost:4566", "http://emu.example/a", "http://emu.example/b"]
+      expect(new Set(distinct.map((e) => keyPath("/h", "us-east-1", e))).size).toBe(distinct.length)
+      expect(endpointShown("http://a:b@c@host:1/p")).toBe("http://host:1/p")
+      expect(endpointShown("http://user:pa/ss@host:x")).toBe("http://host:x")
+      const provider = yield* makeWith({ AWS_REGION: "us-east-1", SKYREPL_AWS_ENDPOINT: "ftp://user:s3cret@host" })
+      const error = yield* Effect.flip(provider.list())
+      expect(error.message).toContain('SKYREPL_AWS_ENDPOINT: "ftp://host" is not an http(s) URL')
+      expect(error.message).not.toContain("s3cret")
     })
   )
 
