@@ -102,6 +102,10 @@ export const quotaCodes: ReadonlySet<string> = new Set([
   "InsufficientFreeAddressesInSubnet"
 ])
 
+/** AWS (or something in its place) answered success, and the answer could not be read: cut short, or no EC2 answer. */
+const unreadSuccess = (error: AwsError): boolean =>
+  error.code === "DecodeError" || (error.httpStatus !== null && error.httpStatus >= 200 && error.httpStatus < 300)
+
 /** Why an AWS error code failed a call; decides whether anyone retries it. */
 export const reasonOf = (error: AwsError): ProviderErrorReason => {
   const code = error.code
@@ -112,6 +116,10 @@ export const reasonOf = (error: AwsError): ProviderErrorReason => {
   if (quotaCodes.has(code) || (code.endsWith("LimitExceeded") && !throttlingCodes.has(code))) return "quota"
   if (code === "CredentialsProviderError" || code === "NoRegion" || code === "SdkUnavailable" || code === "ENOTFOUND") return "unavailable"
   if (code.endsWith(".NotFound") || code.endsWith("NotFound")) return "not-found"
+  // A termination is the one call whose unreadable success is worth repeating: it may not have
+  // taken effect, an instance left running bills, and terminating twice is harmless. Elsewhere
+  // such an answer (a proxy's page, say) would only be read the same way again.
+  if (unreadSuccess(error) && error.operation === "TerminateInstances") return "transient"
   if (code === "DecodeError") return "internal"
   if (error.httpStatus !== null && error.httpStatus >= 500) return "transient"
   if (error.httpStatus !== null && error.httpStatus >= 400) return "invalid-request"
@@ -123,8 +131,7 @@ export const reasonOf = (error: AwsError): ProviderErrorReason => {
  * only the answer was lost (a 5xx, a dropped connection, a time-out), or AWS answered success
  * and the answer could not be read (a 2xx cut short, an answer that does not decode).
  */
-export const outcomeUnknown = (error: AwsError): boolean =>
-  reasonOf(error) === "transient" || error.code === "DecodeError" || (error.httpStatus !== null && error.httpStatus >= 200 && error.httpStatus < 300)
+export const outcomeUnknown = (error: AwsError): boolean => reasonOf(error) === "transient" || unreadSuccess(error)
 
 /** The IAM action behind an API call: what a policy must allow. */
 export const iamAction = (operation: string): string =>
@@ -212,7 +219,11 @@ export const toProviderError = (error: AwsError, context: ErrorContext = {}): Pr
       message = `AWS throttled ${error.operation}${where} (${error.code}): ${said}`
       break
     case "transient":
-      message = `${error.operation}${where} failed (${error.code}): ${said}`
+      message =
+        error.operation === "TerminateInstances" && unreadSuccess(error)
+          ? `${error.operation}${where} failed (${error.code}): ${said.replace(/\.$/, "")}; its answer could not be read, so EC2 may have ` +
+            `taken the termination (terminating again is harmless)`
+          : `${error.operation}${where} failed (${error.code}): ${said}`
       break
     case "unavailable":
       message =

@@ -612,7 +612,8 @@ describe("aws provider on moto: start-up, and injected faults", () => {
         const reaper = yield* providerVia({ visibilityTimeout: Duration.millis(1) })
         expect((yield* Effect.flip(reaper.describe(ref))).reason).toBe("internal")
         expect((yield* Effect.flip(reaper.terminate(ref))).reason).toBe("internal")
-        expect((yield* Effect.flip(provider.terminate(ref))).reason).toBe("internal")
+        // A termination with no answer to read may have taken effect: asked again, and retryable.
+        expect((yield* Effect.flip(provider.terminate(ref))).reason).toBe("transient")
         expect((yield* Effect.flip(reaper.list())).reason).toBe("internal")
         expect((yield* countIn(moto, name)).live).toBe(1)
         yield* cleanUp(provider, name)
@@ -716,6 +717,31 @@ describe("aws provider on moto: start-up, and injected faults", () => {
         yield* provider.terminate(ref)
         expect(yield* provider.describe(ref)).toBe("gone")
         expect((yield* countIn(moto, name)).live).toBe(0)
+      })
+    )
+
+    it.effect("a TerminateInstances whose 200 answer cannot be read is retried (terminating twice is harmless), and stays retryable if it never reads", () =>
+      Effect.gen(function* () {
+        const { moto, proxy } = yield* Fixture
+        const provider = yield* providerVia()
+        const name = newName()
+        const ref = yield* spawnRef(provider, name)
+        proxy.setRules([{ action: "TerminateInstances", calls: [1], fault: { kind: "garble-after" } }])
+        yield* provider.terminate(ref)
+        expect(proxy.calls("TerminateInstances")).toBe(2)
+        expect(yield* provider.describe(ref)).toBe("gone")
+        expect((yield* countIn(moto, name)).live).toBe(0)
+        // Cut short every time: the provider's retries spent, the engine's termination retry
+        // still applies (transient), and the message says the call may have done its work.
+        const other = newName()
+        const otherRef = yield* spawnRef(provider, other)
+        proxy.setRules([{ action: "TerminateInstances", calls: "all", fault: { kind: "garble-after" } }])
+        const failed = yield* Effect.flip(provider.terminate(otherRef))
+        expect([failed.reason, failed.retried, proxy.calls("TerminateInstances")]).toEqual(["transient", true, 5])
+        expect(failed.message).toMatch(/^TerminateInstances in us-east-1 failed \(UnknownError\): .*XML parse error[^\n]*; its answer could not be read, so EC2 may have taken the termination \(terminating again is harmless\)$/)
+        proxy.setRules([])
+        yield* provider.terminate(otherRef)
+        expect((yield* countIn(moto, other)).live).toBe(0)
       })
     )
 

@@ -256,7 +256,12 @@ describe("errors", () => {
       [error("InstanceLimitExceeded", 400), "quota"],
       [error("InvalidParameterValue", 400), "invalid-request"],
       [error("InvalidInstanceID.NotFound", 400), "not-found"],
-      [error("CredentialsProviderError", null), "unavailable"]
+      [error("CredentialsProviderError", null), "unavailable"],
+      // A success that cannot be read: worth repeating only for a termination.
+      [error("UnknownError", 200, "TerminateInstances"), "transient"],
+      [error("DecodeError", null, "TerminateInstances"), "transient"],
+      [error("UnknownError", 200, "DescribeInstances"), "internal"],
+      [error("DecodeError", null, "DescribeInstances"), "internal"]
     ]
     for (const [e, reason] of cases) expect([e.code, reasonOf(e)]).toEqual([e.code, reason])
   })
