@@ -51,8 +51,9 @@ export interface AwsProviderOptions {
   /** Time limit of one HTTP request to AWS. Default 30 s. */
   readonly requestTimeout?: Duration.DurationInput
   /**
-   * How long a just-created instance may stay invisible to `DescribeInstances`, and how long an
-   * image whose `CreateImage` answer was lost is looked for. Default 60 s.
+   * How long a just-created instance may stay invisible to `DescribeInstances`, how long an
+   * image whose `CreateImage` answer was lost is looked for, and how long the EBS snapshots of an
+   * image just deregistered may still be "in use" (`InvalidSnapshot.InUse`). Default 60 s.
    */
   readonly visibilityTimeout?: Duration.DurationInput
   /** `DescribeInstances` page size for `list` (5 to 1000). Default 1000. */

@@ -232,6 +232,11 @@ export const makeSnapshots = (deps: SnapshotDeps): ProviderSnapshots => {
       snapshotIds,
       (snapshotId, index) =>
         api.deleteSnapshot(region, snapshotId).pipe(
+          // EC2 goes on saying an image just deregistered uses its snapshots for a moment (it is
+          // eventually consistent), so that is asked again, for as long as an image may take to
+          // show. What is still in use then is in use for real (another image registered from
+          // the snapshot): the failure names it, and it stays not retryable.
+          Effect.retry({ schedule: visibilitySchedule, while: (e) => e.code === "InvalidSnapshot.InUse" }),
           Effect.catchIf((e) => e.code === "InvalidSnapshot.NotFound", () => Effect.void),
           Effect.mapError((e) => {
             const error = toProviderError(e)

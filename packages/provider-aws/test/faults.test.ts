@@ -533,6 +533,35 @@ describe("aws provider on moto: start-up, and injected faults", () => {
       })
     )
 
+    it.effect("a DeleteSnapshot that says the snapshot is still in use by the image just deregistered is tried again until it is not", () =>
+      Effect.gen(function* () {
+        const { moto, proxy } = yield* Fixture
+        const { provider, snapshots, name, spawned } = yield* snapshotSubject({ visibilityTimeout: Duration.millis(1_500) })
+        const inUse = (id: string) =>
+          ({ kind: "error", status: 400, code: "InvalidSnapshot.InUse", message: `The snapshot ${id} is currently in use by ami-0123456789abcdef0` }) as const
+        const first = yield* snapshots.create({ name, providerRef: spawned.providerRef, region: REGION }, "in use a moment")
+        const ebs = yield* ebsOf(moto, first.id)
+        proxy.setRules([{ action: "DeleteSnapshot", calls: [1, 2], fault: inUse(ebs[0] ?? "") }])
+        yield* snapshots.delete(first.id, REGION)
+        expect(proxy.calls("DeleteSnapshot")).toBe(2 + ebs.length)
+        expect(yield* snapshotsIn(moto, ebs)).toEqual([])
+        // In use for longer than an image may take to show: in use for real. It fails saying
+        // so and what is left, within the bound, and is not retryable.
+        const second = yield* snapshots.create({ name, providerRef: spawned.providerRef, region: REGION }, "in use for good")
+        const left = yield* ebsOf(moto, second.id)
+        proxy.setRules([{ action: "DeleteSnapshot", calls: "all", fault: inUse(left[0] ?? "") }])
+        const started = Date.now()
+        const error = yield* Effect.flip(snapshots.delete(second.id, REGION))
+        expect(Date.now() - started).toBeLessThan(5_000)
+        expect([error.reason, awsErrorCode(error)]).toEqual(["invalid-request", "InvalidSnapshot.InUse"])
+        expect(error.message).toContain(`is currently in use by ami-0123456789abcdef0. ${second.id} is deregistered, but its EBS snapshot`)
+        proxy.setRules([])
+        yield* snapshots.delete(second.id, REGION)
+        expect(yield* snapshotsIn(moto, left)).toEqual([])
+        yield* cleanUp(provider, name)
+      })
+    )
+
     it.effect("an image whose EBS snapshots were made untagged (before they were tagged at creation) is finished by a second delete too", () =>
       Effect.gen(function* () {
         const { moto, proxy } = yield* Fixture
