@@ -4,7 +4,7 @@ import type { FetchHttpHandler } from "@smithy/fetch-http-handler"
 import { describeParseError } from "@skyrepl/core"
 import { Duration, Effect, Either, ParseResult, Schedule, Schema } from "effect"
 import { AwsError, reasonOf } from "./errors.ts"
-import type { AwsCredentials } from "./options.ts"
+import { type AwsCredentials, endpointShown } from "./options.ts"
 
 // ---------------------------------------------------------------------------------------------
 // Loading the SDK
@@ -73,8 +73,11 @@ const stringField = (value: unknown, key: string): string | null => {
   return typeof v === "string" && v !== "" ? v : null
 }
 
-/** Reads what the SDK (or Node's network stack) put on a thrown error. */
-export const fromSdkError = (operation: string, region: string | null, error: unknown): AwsError => {
+/**
+ * Reads what the SDK (or Node's network stack) put on a thrown error. `endpoint` is the custom
+ * one calls go to, if any: an answer that is no AWS answer then names it.
+ */
+export const fromSdkError = (operation: string, region: string | null, error: unknown, endpoint: string | null = null): AwsError => {
   const metadata = field(error, "$metadata")
   const status = field(metadata, "httpStatusCode")
   const name = stringField(error, "name")
@@ -95,9 +98,20 @@ export const fromSdkError = (operation: string, region: string | null, error: un
     .replace(/\s*\n\s*/g, " ")
     .trim()
   // An error whose body is no AWS answer (a proxy's or a captive portal's HTML page) comes from
-  // the SDK as "Unknown", and so did its message: the HTTP status is what there is to say.
-  const unread = (code === "Unknown" || code === "UnknownError") && (given === "" || given === code)
-  const message = unread && typeof status === "number" ? `HTTP ${status} with a body that is no AWS answer (a proxy's or a network's own page?)` : given
+  // the SDK as "Unknown", and so did its message, or as the XML parser's complaint about the
+  // page: the HTTP status is what there is to say. (A success cut short keeps the parser's
+  // complaint: there the body was an AWS answer.) A custom endpoint answers so when it is no EC2,
+  // or, like moto, for a region it does not know, where AWS's own names fail to resolve
+  // (ENOTFOUND); the message names both, the endpoint without its userinfo.
+  const failedStatus = typeof status === "number" && (status < 200 || status >= 300)
+  const unread =
+    (code === "Unknown" || code === "UnknownError") && (given === "" || given === code || (failedStatus && /XML parse error/.test(given)))
+  const message = !unread || typeof status !== "number"
+    ? given
+    : endpoint === null
+      ? `HTTP ${status} with a body that is no AWS answer (a proxy's or a network's own page?)`
+      : `HTTP ${status} from the endpoint ${endpointShown(endpoint)} with a body that is no AWS answer: check that it is EC2` +
+        (region === null ? "" : ` and that it knows region ${region}`)
   return new AwsError({
     operation,
     code,
@@ -429,7 +443,7 @@ export const makeAwsApi = (config: AwsApiConfig): AwsApi => {
                 onRight: (a) => Effect.succeed(a)
               })
             ),
-          (error: unknown) => settle(Effect.fail(error instanceof AwsError ? error : fromSdkError(operation, region, error)))
+          (error: unknown) => settle(Effect.fail(error instanceof AwsError ? error : fromSdkError(operation, region, error, config.endpoint)))
         )
         // Interrupted: the request is aborted; nothing is resumed.
         return Effect.sync(() => {

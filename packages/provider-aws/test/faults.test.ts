@@ -657,7 +657,25 @@ describe("aws provider on moto: start-up, and injected faults", () => {
         const error = yield* Effect.flip(provider.describe({ name: newName(), providerRef: null, region: REGION }))
         proxy.setRules([])
         expect(error.reason).toBe("transient")
-        expect(error.message).toBe(`DescribeInstances in ${REGION} failed (Unknown): HTTP 502 with a body that is no AWS answer (a proxy's or a network's own page?)`)
+        expect(error.message).toBe(
+          `DescribeInstances in ${REGION} failed (Unknown): HTTP 502 from the endpoint ${proxy.url} with a body that is no AWS answer: check that it is EC2 and that it knows region ${REGION}`
+        )
+      })
+    )
+
+    it.effect("a region the endpoint does not know (moto answers an HTML 500) is said in one line naming the region and the endpoint, never its password", () =>
+      Effect.gen(function* () {
+        const { moto, dir } = yield* Fixture
+        const endpoint = moto.url.replace("http://", "http://ci:hunter2@")
+        const provider = yield* AwsProvider.make({ ...optionsFor(moto, dir, { region: "xx-nowhere-1", callRetry: Schedule.stop }), endpoint })
+        const error = yield* Effect.flip(provider.list())
+        expect(error.message).toBe(
+          `DescribeInstances in xx-nowhere-1 failed (UnknownError): HTTP 500 from the endpoint ${moto.url} with a body that is no AWS answer: ` +
+            `check that it is EC2 and that it knows region xx-nowhere-1`
+        )
+        const spawned = yield* Effect.flip(spawnNamed(provider, newName()))
+        expect(spawned.message).toMatch(/^[A-Za-z]+ in xx-nowhere-1 failed \(UnknownError\): HTTP 500 from the endpoint http:\/\/127\.0\.0\.1:[0-9]+ with .*region xx-nowhere-1$/)
+        expect(spawned.nothingStarted).toBe(true)
       })
     )
 
