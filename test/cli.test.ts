@@ -943,6 +943,21 @@ describe("listings", () => {
   })
 })
 
+describe("words the command line does not know", () => {
+  it("a lone - where a command belongs is an unknown command, not a flag", async () => {
+    // It was "unknown flag -": "-" is an argument everywhere (stdin's usual name), never a flag.
+    for (const [args, line] of [
+      [["-"], `repl: unknown command "-" (see 'repl --help')`],
+      [["-", "run"], `repl: unknown command "- run" (see 'repl --help')`],
+      [["snapshot", "-"], `repl: unknown command "snapshot -" (see 'repl --help')`]
+    ] as const) {
+      const result = await run(args)
+      expect([args, result.exitCode, lines(result.stderr), result.stdout]).toEqual([args, 2, [line], ""])
+    }
+    expect(existsSync(join(home, "state.db"))).toBe(false)
+  })
+})
+
 describe("the cleanup guarantee, by breaking things", () => {
   it("SIGKILL of the CLI: the next repl command ends the instance once the lease TTL has passed", async () => {
     const { child, name } = startRun("sleep 600", { SKYREPL_LEASE_TTL: "1s" })

@@ -137,7 +137,8 @@ const streamsJsonLines = (argv: ReadonlyArray<string>): boolean => {
 const noCommandMatched = (cli: Cli, argv: ReadonlyArray<string>): string => {
   const named = commandNamed(cli, argv)
   if (named === undefined) {
-    const words = argv.filter((a) => !a.startsWith("-"))
+    // A lone "-" is a word like any other here (stdin's usual name), so it is named as one.
+    const words = argv.filter((a) => !a.startsWith("-") || a === "-")
     const under = cli.definitions().filter((d) => words.length > 0 && d.path.startsWith(`repl ${words.join(" ")} `))
     if (under.length > 0) return `"${words.join(" ")}" needs a command after it: ${under.map((d) => d.path).join(", ")} (see 'repl --help')`
     return `unknown command${words.length === 0 ? "" : ` "${words.join(" ")}"`} (see 'repl --help')`
@@ -347,7 +348,9 @@ export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
     const first = message.split("\n").find((l) => l.trim() !== "")?.trim() ?? "invalid usage"
     const named = commandNamed(cli, argv)
     const extra = first.startsWith("Extraneous positional argument") && named !== undefined ? extraOperand(named, argv.slice(named.path.split(" ").length - 1)) : null
-    const line = first.startsWith("Command not found") || first.startsWith("Not enough positional arguments")
+    // clipanion calls a lone "-" an invalid option name when no command path takes it; it is
+    // an argument, which where a command's name belongs makes it an unknown command.
+    const line = first.startsWith("Command not found") || first.startsWith("Not enough positional arguments") || first.startsWith(`Invalid option name ("-")`)
       ? noCommandMatched(cli, argv)
       : (extra ?? missingValue(first, argv, named) ?? badFlag(first, named) ?? `${first} (see 'repl --help')`)
     return reportFailure(line, USAGE, streamsJsonLines(argv))
