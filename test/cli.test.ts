@@ -956,6 +956,33 @@ describe("words the command line does not know", () => {
     }
     expect(existsSync(join(home, "state.db"))).toBe(false)
   })
+
+  it("--help anywhere before -- shows that command's help, whatever else is wrong with the words", async () => {
+    // `repl run list --bogus --help` was "unknown flag --bogus", exit 2: clipanion reads the
+    // words in order and stops at the first it does not know, so the help was never reached.
+    const listHelp = (await run(["run", "list", "--help"])).stdout
+    expect(listHelp).toContain("$ repl run list")
+    for (const args of [["run", "list", "--bogus", "--help"], ["run", "list", "--limit", "abc", "-h"], ["run", "list", "--help", "--bogus"], ["run", "list", "--json", "--help", "extra"]]) {
+      const result = await run(args)
+      expect([args, result.exitCode, result.stderr, result.stdout]).toEqual([args, 0, "", listHelp])
+    }
+    for (const [args, title] of [
+      [["run", "-c", "true", "--bogus", "--help"], "$ repl run"],
+      [["run", "--help", "-c"], "$ repl run"],
+      [["run", "attach", "--from-stdout", "x", "--help"], "$ repl run attach <run-id>"],
+      [["snapshot", "delete", "a", "b", "--help"], "$ repl snapshot delete"]
+    ] as const) {
+      const result = await run(args)
+      expect([args, result.exitCode, result.stderr]).toEqual([args, 0, ""])
+      expect(result.stdout).toContain(title)
+    }
+    // A group's listing too, and after -- it is still an argument.
+    const group = await run(["snapshot", "--bogus", "--help"])
+    expect([group.exitCode, group.stdout]).toEqual([0, (await run(["snapshot", "--help"])).stdout])
+    const operand = await run(["run", "-c", "true", "--bogus", "--", "--help"])
+    expect([operand.exitCode, lines(operand.stderr)]).toEqual([2, ["repl: unknown flag --bogus for 'repl run' (see 'repl run --help')"]])
+    expect(existsSync(join(home, "state.db"))).toBe(false)
+  })
 })
 
 describe("the cleanup guarantee, by breaking things", () => {

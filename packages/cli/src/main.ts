@@ -60,45 +60,39 @@ export const makeCli = (): Cli => {
 type Registered = (typeof commands)[number]
 
 /**
- * What help `argv` asks for when it is a command path and a last `-h`/`--help`. clipanion
- * answers `repl run --help` with the list of every command under `run` and a `-h=<index>` to
- * pick one, since `run` is also the start of `run list` and the others: the user asked about
- * `repl run` itself. For a path that is only a group (`repl snapshot --help`), the commands
- * under it are what there is to say.
+ * What help `argv` asks for: a `-h`/`--help` anywhere before `--` (after it, it is an argument)
+ * asks for the help of the command the words before the flags name, whatever else is wrong with
+ * them (an unknown flag, a missing or extra argument), as `npm <command> … --help` does; clipanion
+ * read the words in order and refused the first it did not know, so `repl run list --bogus
+ * --help` was a usage error. clipanion answers `repl run --help` with the list of every command
+ * under `run` and a `-h=<index>` to pick one, since `run` is also the start of `run list` and the
+ * others: the user asked about `repl run` itself. For a path that is only a group (`repl snapshot
+ * --help`), the commands under it are what there is to say.
  */
 const helpAsked = (
   cli: Cli,
   argv: ReadonlyArray<string>
-): { readonly command: Registered } | { readonly group: string; readonly under: ReadonlyArray<Registered> } | undefined => {
-  const last = argv[argv.length - 1]
-  if (last !== "-h" && last !== "--help") return undefined
-  const words = argv.slice(0, -1)
-  const path = words.join(" ")
-  const command = commands.find((c) => c.paths.some((p) => p.join(" ") === path))
-  if (command !== undefined) return { command }
-  // After a command's arguments (`repl run attach RUN-ID --help`), clipanion takes the flag for
-  // an unknown one; the words before it naming a whole command ask for that command's help.
-  // After `--` it is an argument, so the command's own check says so.
-  if (!words.includes("--")) {
-    const complete = commandParsed(cli, words)
-    if (complete !== undefined) return { command: complete }
+): { readonly command: Registered } | { readonly group: string; readonly under: ReadonlyArray<Registered> } | { readonly top: true } | undefined => {
+  const end = argv.indexOf("--")
+  const options = end === -1 ? argv : argv.slice(0, end)
+  if (!options.some((word) => helpFlags.includes(word))) return undefined
+  const words = options.filter((word) => !helpFlags.includes(word))
+  const named = commandNamed(cli, words)
+  if (named !== undefined) {
+    const command = commands.find((c) => c.paths.some((p) => ["repl", ...p].join(" ") === named.path))
+    if (command === undefined) return undefined
+    // A word after a path that other commands continue (`repl run lis --help`) more likely
+    // misspells one of them than is an argument: the usage error says which.
+    const next = words[named.path.split(" ").length - 1]
+    const continued = cli.definitions().some((d) => d.path.startsWith(`${named.path} `))
+    return continued && next !== undefined && !next.startsWith("-") ? undefined : { command }
   }
-  if (words.length === 0 || words.some((w) => w.startsWith("-"))) return undefined
-  const under = commands.filter((c) => c.paths.some((p) => p.length > words.length && words.every((w, i) => p[i] === w)))
-  return under.length === 0 ? undefined : { group: path, under }
-}
-
-/** The registered command `words` spell in full (its path, flags and arguments), or undefined. */
-const commandParsed = (cli: Cli, words: ReadonlyArray<string>): Registered | undefined => {
-  try {
-    const parsed = cli.process([...words], { env: process.env })
-    return commands.find((c) => parsed instanceof c)
-  } catch (error) {
-    // A flag given twice still names its command, and asking for its help does nothing twice.
-    if (!(error instanceof RepeatedFlag)) return undefined
-    const named = commandNamed(cli, words)
-    return commands.find((c) => c.paths.some((p) => ["repl", ...p].join(" ") === named?.path))
-  }
+  const firstFlag = words.findIndex((w) => w.startsWith("-") && w !== "-")
+  const path = firstFlag === -1 ? words : words.slice(0, firstFlag)
+  // No command named at all (`repl --bogus --help`): the top level's help.
+  if (path.length === 0) return { top: true }
+  const under = commands.filter((c) => c.paths.some((p) => p.length > path.length && path.every((w, i) => p[i] === w)))
+  return under.length === 0 ? undefined : { group: path.join(" "), under }
 }
 
 /** `repl GROUP --help`: each command under the group, with its line, as `repl --help` lists them. */
@@ -334,6 +328,7 @@ export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
   const help = helpAsked(cli, argv)
   if (help !== undefined) {
     const color = useColor(stdout)
+    if ("top" in help) return printAndEnd(cli.usage(null, { colored: color }))
     return printAndEnd("command" in help ? cli.usage(help.command, { detailed: true, colored: color }) : groupUsage(cli, help.group, help.under, color))
   }
   let command
