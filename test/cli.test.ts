@@ -983,6 +983,28 @@ describe("words the command line does not know", () => {
     expect([operand.exitCode, lines(operand.stderr)]).toEqual([2, ["repl: unknown flag --bogus for 'repl run' (see 'repl run --help')"]])
     expect(existsSync(join(home, "state.db"))).toBe(false)
   })
+
+  it("-- before the command ends options: a --version or --help after it is no flag but an unknown command", async () => {
+    // `repl -- --version` printed the version and `repl -- --help` the help: clipanion matches
+    // its own commands' names (`--version`) as words, also after "--".
+    for (const [args, line] of [
+      [["--", "--version"], `repl: unknown command "--version"; after "--", --version is an argument, not a flag (see 'repl --help')`],
+      [["--", "-h"], `repl: unknown command "-h"; after "--", -h is an argument, not a flag (see 'repl --help')`],
+      [["--", "--help", "run"], `repl: unknown command "--help run"; after "--", --help is an argument, not a flag (see 'repl --help')`],
+      [["--", "--bogus"], `repl: unknown command "--bogus"; after "--", --bogus is an argument, not a flag (see 'repl --help')`]
+    ] as const) {
+      const result = await run(args)
+      expect([args, result.exitCode, lines(result.stderr), result.stdout]).toEqual([args, 2, [line], ""])
+    }
+    // A command's name is no option, so it may follow "--"; its flags then may not.
+    const listed = await run(["--", "run", "list"])
+    expect([listed.exitCode, lines(listed.stdout)]).toEqual([0, ["RUN  STATE  EXIT  PROVIDER  STARTED  COMMAND"]])
+    const json = await run(["--", "run", "list", "--json"])
+    expect([json.exitCode, lines(json.stderr)]).toEqual([2, [`repl: unexpected argument "--json" for 'repl run list': it takes none; after "--", --json is an argument, not a flag (see 'repl run list --help')`]])
+    // Bun dropped a first "--" given to the script, so `repl -- --version` arrived as `repl --version`.
+    const version = await run(["--", "--version"])
+    expect(version.stdout).toBe("")
+  })
 })
 
 describe("the cleanup guarantee, by breaking things", () => {

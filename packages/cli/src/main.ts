@@ -227,6 +227,26 @@ const afterTopLevelFlag = (argv: ReadonlyArray<string>): { readonly help: true }
   return { line: `unexpected argument ${JSON.stringify(extra)} for 'repl ${first}': it takes none (see '${help}')` }
 }
 
+/**
+ * `argv` with a "--" before the command moved to after the command's path: "--" ends the
+ * options, and a command's name is none, so `repl -- run list --json` is `repl run list --
+ * --json` and `repl --` is `repl`. A word after it that no command path starts with is left to
+ * be named as an unknown command, and a flag's name there (`repl -- --version`) is said to be
+ * an argument: clipanion matched its own commands' names as words after "--" too.
+ */
+const leadingEnd = (argv: ReadonlyArray<string>): { readonly argv: ReadonlyArray<string> } | { readonly line: string } => {
+  if (argv[0] !== "--") return { argv }
+  const words = argv.slice(1)
+  const path = commands
+    .flatMap((command) => command.paths)
+    .filter((p) => p.every((word, i) => words[i] === word))
+    .sort((a, b) => b.length - a.length)[0]
+  if (path !== undefined) return { argv: [...path, "--", ...words.slice(path.length)] }
+  const first = words[0]
+  if (first === undefined || !first.startsWith("-") || first === "-") return { argv: words }
+  return { line: `unknown command ${JSON.stringify(words.join(" "))}; after "--", ${first} is an argument, not a flag (see 'repl --help')` }
+}
+
 /** `word` as a shell reads it back: quoted when it holds anything but plain characters. */
 const shellWord = (word: string): string => (/^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`)
 
@@ -314,12 +334,16 @@ const notUtf8Argument = (argv: ReadonlyArray<string>): number | null => {
   return bad === -1 ? null : bad
 }
 
-export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
-  const notText = notUtf8Argument(argv)
+export const main = async (given: ReadonlyArray<string>): Promise<number> => {
+  const ended = leadingEnd(given)
+  // On the words as typed: their positions are the command line's.
+  const notText = notUtf8Argument(given)
   if (notText !== null) {
-    const line = `argument ${notText + 1} (${JSON.stringify(argv[notText])}) is not UTF-8 text, so it cannot be passed on as given`
-    return reportFailure(line, USAGE, streamsJsonLines(argv))
+    const line = `argument ${notText + 1} (${JSON.stringify(given[notText])}) is not UTF-8 text, so it cannot be passed on as given`
+    return reportFailure(line, USAGE, "argv" in ended && streamsJsonLines(ended.argv))
   }
+  if ("line" in ended) return reportFailure(ended.line, USAGE, false)
+  const argv = ended.argv
   const cli = makeCli()
   const topLevel = afterTopLevelFlag(argv)
   if (topLevel !== undefined) {
