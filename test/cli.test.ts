@@ -1005,6 +1005,24 @@ describe("words the command line does not know", () => {
     const version = await run(["--", "--version"])
     expect(version.stdout).toBe("")
   })
+
+  it("a near miss of a command's name says which command was probably meant", async () => {
+    for (const [args, line] of [
+      [["run", "lis"], `repl: unknown command "run lis"; did you mean 'repl run list'? (see 'repl --help')`],
+      [["run", "lsit", "--limit", "5"], `repl: unknown command "run lsit"; did you mean 'repl run list'? (see 'repl --help')`],
+      [["run", "lis", "--help"], `repl: unknown command "run lis"; did you mean 'repl run list'? (see 'repl --help')`],
+      [["instanc", "list"], `repl: unknown command "instanc list"; did you mean 'repl instance list'? (see 'repl --help')`],
+      [["snapshot", "craete", "x"], `repl: unknown command "snapshot craete x"; did you mean 'repl snapshot create'? (see 'repl --help')`],
+      [["orphan"], `repl: unknown command "orphan"; did you mean 'repl orphans'? (see 'repl --help')`],
+      // Nothing close: as before.
+      [["launch-rockets"], `repl: unknown command "launch-rockets" (see 'repl --help')`],
+      [["run", "list", "extra"], `repl: unexpected argument "extra" for 'repl run list': it takes none (see 'repl run list --help')`],
+      [["run", "attach", "lis", "x"], `repl: unexpected argument "x" for 'repl run attach': it takes <run-id> (see 'repl run attach --help')`]
+    ] as const) {
+      const result = await run(args)
+      expect([args, result.exitCode, lines(result.stderr), result.stdout]).toEqual([args, 2, [line], ""])
+    }
+  })
 })
 
 describe("the cleanup guarantee, by breaking things", () => {

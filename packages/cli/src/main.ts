@@ -123,6 +123,50 @@ const streamsJsonLines = (argv: ReadonlyArray<string>): boolean => {
 }
 
 /**
+ * Edits (a character inserted, removed, changed, or two neighbours swapped) between `a` and `b`:
+ * the optimal string alignment distance, enough for a typed command name against a dozen.
+ */
+const editDistance = (a: string, b: string): number => {
+  const rows = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)))
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const row = rows[i]!
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1
+      row[j] = Math.min(rows[i - 1]![j]! + 1, row[j - 1]! + 1, rows[i - 1]![j - 1]! + cost)
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) row[j] = Math.min(row[j]!, rows[i - 2]![j - 2]! + 1)
+    }
+  }
+  return rows[a.length]![b.length]!
+}
+
+/**
+ * The usage error for words where a command's name belongs that spell none but come close to
+ * one (`repl run lis`), naming it; null when they spell a command (what follows it is then its
+ * flags and arguments, said by the usual errors), follow a command that takes arguments
+ * (`repl run attach lis`: a run id), or come close to no command, or to two alike. Close is two
+ * edits at most, and at most a third of the name, so that a short word is not taken for another.
+ */
+const nearMiss = (cli: Cli, argv: ReadonlyArray<string>): string | null => {
+  const firstFlag = argv.findIndex((w) => w.startsWith("-") && w !== "-")
+  const words = firstFlag === -1 ? argv : argv.slice(0, firstFlag)
+  if (words.length === 0) return null
+  const paths = cli.definitions().map((definition) => ({ definition, path: definition.path.split(" ").slice(1) }))
+  const spelled = ({ path }: { readonly path: ReadonlyArray<string> }) => path.length <= words.length && path.every((w, i) => words[i] === w)
+  if (paths.some((p) => spelled(p) && (p.path.length === words.length || argumentPlaces(p.definition).length > 0))) return null
+  const typed = words.join(" ")
+  // A path shorter than the words is compared with as many of them when its command takes
+  // arguments (`repl snapshot craete RUN-ID`).
+  const scored = paths
+    .filter(({ definition, path }) => path.length === words.length || (path.length < words.length && argumentPlaces(definition).length > 0))
+    .map(({ path }) => ({ name: path.join(" "), distance: editDistance(words.slice(0, path.length).join(" "), path.join(" ")) }))
+    .filter(({ name, distance }) => distance <= 2 && distance * 3 <= name.length)
+    .sort((a, b) => a.distance - b.distance)
+  const best = scored[0]
+  if (best === undefined || scored[1]?.distance === best.distance) return null
+  return `unknown command ${JSON.stringify(typed)}; did you mean 'repl ${best.name}'? (see 'repl --help')`
+}
+
+/**
  * What to say when no command matched `argv`. clipanion says "Command not found" both for a
  * path no command has and for a command missing a required option (`repl run` without `-c`),
  * and "Not enough positional arguments" for a command missing one (`repl run attach` without
@@ -366,6 +410,8 @@ export const main = async (given: ReadonlyArray<string>): Promise<number> => {
     // clipanion's parse errors span several lines (candidates, usage); the first says what is wrong.
     const first = message.split("\n").find((l) => l.trim() !== "")?.trim() ?? "invalid usage"
     const named = commandNamed(cli, argv)
+    const near = nearMiss(cli, argv)
+    if (near !== null) return reportFailure(near, USAGE, streamsJsonLines(argv))
     const extra = first.startsWith("Extraneous positional argument") && named !== undefined ? extraOperand(named, argv.slice(named.path.split(" ").length - 1)) : null
     // clipanion calls a lone "-" an invalid option name when no command path takes it; it is
     // an argument, which where a command's name belongs makes it an unknown command.
