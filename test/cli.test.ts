@@ -716,6 +716,24 @@ describe("bad input", () => {
     }
   })
 
+  it("a SKYREPL_* variable set but empty is refused, naming it, like SKYREPL_HOME and SKYREPL_PROVIDER, never taken for unset", async () => {
+    // SKYREPL_PYTHON= (and every provider variable) was taken as unset while SKYREPL_PROVIDER=
+    // was refused; an empty SKYREPL_AWS_ENDPOINT sent an emulator's calls to AWS itself.
+    const cases: ReadonlyArray<[Record<string, string>, ReadonlyArray<string>, string]> = [
+      [{ SKYREPL_PYTHON: "" }, [], "repl: SKYREPL_PYTHON: must not be empty"],
+      [{ SKYREPL_FORK_SERVER: " " }, [], "repl: SKYREPL_FORK_SERVER: must not be empty"],
+      [{ SKYREPL_LEASE_TTL: "" }, [], "repl: configuration: SKYREPL_LEASE_TTL: must not be empty"],
+      [{ SKYREPL_HUB_HOST: "" }, [], "repl: configuration: SKYREPL_HUB_HOST: must not be empty"],
+      [{ SKYREPL_AWS_ENDPOINT: "" }, ["--provider", "aws"], "repl: SKYREPL_AWS_ENDPOINT: must not be empty"],
+      [{ SKYREPL_ORBSTACK_HOST_ALIAS: "" }, ["--provider", "orbstack"], "repl: SKYREPL_ORBSTACK_HOST_ALIAS: must not be empty"]
+    ]
+    for (const [extra, args, line] of cases) {
+      const result = await execa(repl, ["run", "-c", "echo hi", ...args], { env: env(extra), reject: false, timeout: 30_000, stdin: "ignore", cwd: home })
+      expect([extra, result.exitCode, lines(result.stderr)]).toEqual([extra, 2, [line]])
+      expect(readdirSync(home)).toEqual([])
+    }
+  })
+
   it("an agent endpoint on an IPv6 address is one the agent can call (its URL brackets the address)", async () => {
     const result = await run(["run", "-c", "echo ok"], { SKYREPL_HUB_HOST: "::1" })
     expect([result.exitCode, result.stdout]).toEqual([0, "ok"])

@@ -165,11 +165,34 @@ export const checkSettings = (settings: SkyReplSettings, fromEnv = false): Effec
   return Effect.fail(ConfigError.InvalidData([fromEnv ? variables[problem.setting] : problem.setting], problem.message))
 }
 
+/** What is said of a `SKYREPL_*` variable set to nothing but blanks. */
+export const EMPTY_SETTING = "must not be empty"
+
+/**
+ * A `SKYREPL_*` variable as the one rule for all of them reads it: unset is none (the default
+ * applies), and set but empty or blank is a mistake to name (Left, the problem's line), never
+ * taken for unset. `SKYREPL_HOME=$DIR` with `DIR` unset would otherwise use `~/.repl`, and an
+ * empty `SKYREPL_AWS_ENDPOINT` would send an emulator's calls to AWS itself. Providers keep the
+ * Left among their problems; the engine fails with it.
+ */
+export const envSetting = (name: string): Effect.Effect<Either.Either<Option.Option<string>, string>> =>
+  Config.option(Config.string(name)).pipe(
+    Effect.map((value): Either.Either<Option.Option<string>, string> =>
+      Option.isSome(value) && value.value.trim() === "" ? Either.left(`${name}: ${EMPTY_SETTING}`) : Either.right(value)
+    ),
+    // A config provider that cannot be read is no setting given.
+    Effect.orElseSucceed(() => Either.right(Option.none<string>()))
+  )
+
 /**
  * Reads `SKYREPL_*` variables over the defaults; a malformed value, or settings that cannot run
  * an engine (`settingsProblems`), is a `ConfigError` naming the variable.
  */
 export const settingsFromEnv: Effect.Effect<SkyReplSettings, ConfigError.ConfigError> = Effect.gen(function* () {
+  for (const name of Object.values(variables)) {
+    const read = yield* Config.option(Config.string(name))
+    if (Option.isSome(read) && read.value.trim() === "") return yield* Effect.fail(ConfigError.InvalidData([name], EMPTY_SETTING))
+  }
   const home = yield* Config.option(Config.string(variables.home))
   // A relative home is taken from where the process started, so that it names one place
   // whatever directory anything runs in later (an empty one is refused by checkSettings).

@@ -1,4 +1,4 @@
-import { formatDuration, parseDuration } from "@skyrepl/core"
+import { envSetting, formatDuration, parseDuration } from "@skyrepl/core"
 import { Config, Duration, Effect, Either, Option, type Schedule } from "effect"
 import { readFileSync } from "node:fs"
 import { homedir } from "node:os"
@@ -183,6 +183,19 @@ const durationSetting = (
 export const resolveOptions = (options: AwsProviderOptions): Effect.Effect<ResolvedOptions> =>
   Effect.gen(function* () {
     const problems: Array<ConfigProblem> = []
+    // A SKYREPL_* variable set but empty is a problem (envSetting), unless the option it stands
+    // for was given; AWS's own variables keep the AWS CLI's reading, where empty is unset.
+    const setting = (name: string, given: unknown): Effect.Effect<string | undefined> =>
+      Effect.map(
+        envSetting(name),
+        Either.match({
+          onLeft: (message) => {
+            if (given === undefined) problems.push({ variable: name, message })
+            return undefined
+          },
+          onRight: Option.getOrUndefined
+        })
+      )
     const profile = options.profile ?? (yield* env("AWS_PROFILE")) ?? null
     const envRegion = (yield* env("AWS_REGION")) ?? (yield* env("AWS_DEFAULT_REGION"))
     const configFile = (yield* env("AWS_CONFIG_FILE")) ?? join(homedir(), ".aws", "config")
@@ -203,7 +216,7 @@ export const resolveOptions = (options: AwsProviderOptions): Effect.Effect<Resol
       region = null
     }
 
-    const envRegions = yield* env("SKYREPL_AWS_REGIONS")
+    const envRegions = yield* setting("SKYREPL_AWS_REGIONS", options.regions)
     const listed = options.regions ?? (envRegions === undefined ? [] : envRegions.split(",").map((r) => r.trim()).filter((r) => r !== ""))
     const regions: Array<string> = []
     for (const r of listed) {
@@ -211,7 +224,7 @@ export const resolveOptions = (options: AwsProviderOptions): Effect.Effect<Resol
       else problems.push({ variable: "SKYREPL_AWS_REGIONS", message: `SKYREPL_AWS_REGIONS: "${r}" is not an AWS region name` })
     }
 
-    let endpoint = options.endpoint ?? (yield* env("SKYREPL_AWS_ENDPOINT")) ?? null
+    let endpoint = options.endpoint ?? (yield* setting("SKYREPL_AWS_ENDPOINT", options.endpoint)) ?? null
     if (endpoint !== null) {
       const url = URL.canParse(endpoint) ? new URL(endpoint) : null
       if (url === null || (url.protocol !== "http:" && url.protocol !== "https:")) {
@@ -222,21 +235,21 @@ export const resolveOptions = (options: AwsProviderOptions): Effect.Effect<Resol
       }
     }
 
-    const home = options.home ?? (yield* env("SKYREPL_HOME")) ?? join(homedir(), ".repl")
+    const home = options.home ?? (yield* setting("SKYREPL_HOME", options.home)) ?? join(homedir(), ".repl")
     const xdgCache = yield* env("XDG_CACHE_HOME")
     const cacheDir = options.cacheDir ?? join(xdgCache ?? join(homedir(), ".cache"), "skyrepl")
 
     const capacityBackoff = durationSetting(
       "SKYREPL_AWS_CAPACITY_BACKOFF",
       options.capacityBackoff,
-      yield* env("SKYREPL_AWS_CAPACITY_BACKOFF"),
+      yield* setting("SKYREPL_AWS_CAPACITY_BACKOFF", options.capacityBackoff),
       Duration.seconds(30),
       problems
     )
     const maxLifetime = durationSetting(
       "SKYREPL_AWS_MAX_LIFETIME",
       options.maxLifetime,
-      yield* env("SKYREPL_AWS_MAX_LIFETIME"),
+      yield* setting("SKYREPL_AWS_MAX_LIFETIME", options.maxLifetime),
       Duration.hours(24),
       problems
     )

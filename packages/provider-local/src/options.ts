@@ -1,5 +1,6 @@
 import type { Duration } from "effect"
-import { Config, Effect, Option, Schema } from "effect"
+import { envSetting } from "@skyrepl/core"
+import { Effect, Either, Option, Schema } from "effect"
 import { accessSync, constants, statSync } from "node:fs"
 import { homedir } from "node:os"
 import { delimiter, join, resolve } from "node:path"
@@ -83,14 +84,19 @@ const resolvePython = (explicit: string | undefined): ResolvedOptions["python"] 
 
 export const resolveOptions = (options: LocalProviderOptions): Effect.Effect<ResolvedOptions> =>
   Effect.gen(function* () {
-    const envHome = yield* Config.option(Config.nonEmptyString("SKYREPL_HOME")).pipe(Effect.orElseSucceed(Option.none))
-    const envPython = yield* Config.option(Config.nonEmptyString("SKYREPL_PYTHON")).pipe(
-      Effect.orElseSucceed(Option.none)
-    )
-    const envForkServer = yield* Config.option(Config.nonEmptyString("SKYREPL_FORK_SERVER")).pipe(
-      Effect.orElseSucceed(Option.none)
-    )
     const problems: Array<string> = []
+    // An empty variable is a problem (envSetting), unless the option it stands for was given.
+    const setting = (name: string, given: unknown) =>
+      Effect.map(
+        envSetting(name),
+        Either.getOrElse((problem) => {
+          if (given === undefined) problems.push(problem)
+          return Option.none<string>()
+        })
+      )
+    const envHome = yield* setting("SKYREPL_HOME", options.home)
+    const envPython = yield* setting("SKYREPL_PYTHON", options.python)
+    const envForkServer = yield* setting("SKYREPL_FORK_SERVER", options.forkServer)
     const forkServer = Option.match(envForkServer, {
       onNone: () => "auto" as const,
       onSome: (text) => {

@@ -1,5 +1,5 @@
-import { parseDuration } from "@skyrepl/core"
-import { Config, Duration, Effect, Either, Option } from "effect"
+import { envSetting, parseDuration } from "@skyrepl/core"
+import { Duration, Effect, Either, Option } from "effect"
 import { accessSync, constants, statSync } from "node:fs"
 import { homedir } from "node:os"
 import { delimiter, join } from "node:path"
@@ -63,8 +63,12 @@ const isUrlHost = (host: string): boolean => {
   }
 }
 
-const optionalString = (name: string) =>
-  Config.option(Config.nonEmptyString(name)).pipe(Effect.orElseSucceed(() => Option.none<string>()))
+/** The variable, and what is wrong with it when it is set but empty (see `envSetting`). */
+const optionalString = (name: string): Effect.Effect<{ readonly value: Option.Option<string>; readonly empty: string | null }> =>
+  Effect.map(
+    envSetting(name),
+    Either.match({ onLeft: (empty) => ({ value: Option.none(), empty }), onRight: (value) => ({ value, empty: null }) })
+  )
 
 /**
  * Applies the environment and the defaults. Never fails, because building the provider must not
@@ -73,9 +77,10 @@ const optionalString = (name: string) =>
  */
 export const resolveOptions = (options: OrbStackProviderOptions): Effect.Effect<ResolvedOptions> =>
   Effect.gen(function* () {
-    const orbctl = yield* optionalString("SKYREPL_ORBCTL")
-    const hostAlias = yield* optionalString("SKYREPL_ORBSTACK_HOST_ALIAS")
-    const bootText = yield* optionalString("SKYREPL_ORBSTACK_BOOT_TIMEOUT")
+    const orbctlSetting = yield* optionalString("SKYREPL_ORBCTL")
+    const aliasSetting = yield* optionalString("SKYREPL_ORBSTACK_HOST_ALIAS")
+    const bootSetting = yield* optionalString("SKYREPL_ORBSTACK_BOOT_TIMEOUT")
+    const [orbctl, hostAlias, bootText] = [orbctlSetting.value, aliasSetting.value, bootSetting.value]
     const parsedBoot = Option.map(bootText, (text) =>
       Either.filterOrLeft(parseDuration(text), (d) => Duration.greaterThan(d, Duration.zero), () => "must be longer than 0")
     )
@@ -98,7 +103,10 @@ export const resolveOptions = (options: OrbStackProviderOptions): Effect.Effect<
       lookupHost: options.lookupHost ?? null,
       pollInterval: Duration.decode(options.pollInterval ?? Duration.millis(100)),
       // An explicit option wins over the environment, so a bad variable it overrides is moot.
-      configError: (options.bootTimeout === undefined ? bootError : null) ?? (options.hostAlias === undefined ? aliasError : null)
+      configError:
+        (options.orbctl === undefined ? orbctlSetting.empty : null) ??
+        (options.bootTimeout === undefined ? (bootSetting.empty ?? bootError) : null) ??
+        (options.hostAlias === undefined ? (aliasSetting.empty ?? aliasError) : null)
     }
   })
 

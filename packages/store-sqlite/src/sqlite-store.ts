@@ -23,6 +23,7 @@ import {
   RunState,
   type StateMachine,
   describeParseError,
+  EMPTY_SETTING,
   Store,
   StoreError,
   type StoreService
@@ -838,5 +839,12 @@ export const layer = (options: SqliteStoreOptions): Layer.Layer<Store, StoreErro
 
 /** The `Store` of a state home: `${home}/state.db`, with the control id copy beside it. */
 /** The store of a state home; without one, `$SKYREPL_HOME` or `~/.repl`, as the CLI uses. */
-export const layerFromHome = (home: string = process.env["SKYREPL_HOME"] ?? join(homedir(), ".repl")): Layer.Layer<Store, StoreError> =>
-  layer({ filename: join(home, "state.db") })
+export const layerFromHome = (home?: string): Layer.Layer<Store, StoreError> => {
+  const fromEnv = process.env["SKYREPL_HOME"]
+  // Set but empty is refused, as for every SKYREPL_* variable: it made `state.db` in the
+  // current directory, a store no other process of this home would find.
+  if (home === undefined && fromEnv !== undefined && fromEnv.trim() === "") {
+    return Layer.fail(new StoreError({ operation: "open", reason: "options", message: `SKYREPL_HOME: ${EMPTY_SETTING}` }))
+  }
+  return layer({ filename: join(home ?? fromEnv ?? join(homedir(), ".repl"), "state.db") })
+}
