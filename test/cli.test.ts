@@ -2,7 +2,7 @@ import { SqliteStore } from "@skyrepl/store-sqlite"
 import { Effect } from "effect"
 import { execa } from "execa"
 import { spawn } from "node:child_process"
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { delimiter, join } from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { eventually, processesOf, removeHome, tempHome } from "./support.ts"
@@ -732,6 +732,34 @@ describe("bad input", () => {
       expect([extra, result.exitCode, lines(result.stderr)]).toEqual([extra, 2, [line]])
       expect(readdirSync(home)).toEqual([])
     }
+  })
+
+  it("a SKYREPL_HOME too long for SQLite is a configuration error naming it and the limit, before anything is made", async () => {
+    // It was "open: unable to open database file (SQLITE_CANTOPEN)": SQLite opens no database
+    // whose path is over 504 bytes. Components of 100 bytes, each well within a file name's 255.
+    const within = (bytes: number) => {
+      let path = home
+      while (Buffer.byteLength(path) < bytes) path = join(path, "d".repeat(Math.min(100, bytes - Buffer.byteLength(path) - 1)))
+      return path
+    }
+    const longest = within(495)
+    expect(Buffer.byteLength(join(longest, "state.db"))).toBe(504)
+    const fits = await run(["run", "list", "--json"], { SKYREPL_HOME: longest })
+    expect([fits.exitCode, fits.stdout, fits.stderr]).toEqual([0, "[]", ""])
+    rmSync(join(home, "d".repeat(100)), { recursive: true })
+    // A byte more, or a short link to a long directory: SQLite measures the path it resolves.
+    mkdirSync(within(496), { recursive: true })
+    const link = join(home, "link")
+    symlinkSync(within(496), link)
+    for (const tooLong of [within(496), within(520), link]) {
+      const result = await run(["run", "list"], { SKYREPL_HOME: tooLong })
+      expect([result.exitCode, lines(result.stderr)]).toEqual([
+        2,
+        [expect.stringMatching(/^repl: configuration: SKYREPL_HOME: too long: its store, state\.db, would have a path of (505|529) bytes .*over 504; keep SKYREPL_HOME within 495 bytes$/)]
+      ])
+      expect(existsSync(join(tooLong, "state.db"))).toBe(false)
+    }
+    expect(existsSync(within(520))).toBe(false)
   })
 
   it("an agent endpoint on an IPv6 address is one the agent can call (its URL brackets the address)", async () => {

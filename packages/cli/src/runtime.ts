@@ -15,7 +15,7 @@ import {
   Unsupported
 } from "@skyrepl/core"
 import { SqliteStore } from "@skyrepl/store-sqlite"
-import { Context, Effect, Layer, type Scope } from "effect"
+import { ConfigError, Context, Effect, Layer, type Scope } from "effect"
 import { join } from "node:path"
 import { UsageFailure } from "./errors.ts"
 import { providerEntries } from "./providers.ts"
@@ -25,7 +25,25 @@ const providerLayers = (settings: SkyReplSettings): ReadonlyMap<string, () => La
 
 export const knownProviders = (settings: SkyReplSettings): ReadonlyArray<string> => [...providerLayers(settings).keys()]
 
-export const loadSettings = settingsFromEnv
+/** The SQLite file of a state home: the one place the CLI names it. */
+const storeFile = (home: string): string => join(home, "state.db")
+
+/**
+ * The settings from the environment, with a home too long for SQLite refused as the variable to
+ * fix, before anything is made there: opening the store failed with SQLITE_CANTOPEN, which
+ * names neither the variable nor the limit.
+ */
+export const loadSettings: Effect.Effect<SkyReplSettings, ConfigError.ConfigError> = Effect.flatMap(settingsFromEnv, (settings) => {
+  const bytes = SqliteStore.pathBytes(storeFile(settings.home))
+  if (bytes <= SqliteStore.MAX_PATH_BYTES) return Effect.succeed(settings)
+  const room = SqliteStore.MAX_PATH_BYTES - Buffer.byteLength("/state.db")
+  return Effect.fail(
+    ConfigError.InvalidData(
+      ["SKYREPL_HOME"],
+      `too long: its store, state.db, would have a path of ${bytes} bytes (symbolic links resolved), and SQLite opens no database whose path is over ${SqliteStore.MAX_PATH_BYTES}; keep SKYREPL_HOME within ${room} bytes`
+    )
+  )
+})
 
 /**
  * Builds one provider on its own, before the store is opened: a bad provider or spec is then
@@ -78,7 +96,7 @@ export const engineLayer = (settings: SkyReplSettings, prebuilt: ReadonlyArray<P
   })
   return SkyRepl.layer({
     providers,
-    store: SqliteStore.layer({ filename: join(settings.home, "state.db") }),
+    store: SqliteStore.layer({ filename: storeFile(settings.home) }),
     config: Layer.succeed(SkyReplConfig, settings)
   })
 }

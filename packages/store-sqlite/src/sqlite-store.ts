@@ -35,6 +35,7 @@ import { dirname, join } from "node:path"
 import { makeClient } from "./client.ts"
 import { hold } from "./connection.ts"
 import { CONTROL_ID_FILE, readControlIdFile, writeControlIdFile } from "./control-id.ts"
+import { MAX_PATH_BYTES, pathBytes } from "./path-limit.ts"
 import { driverCode, type Mapped, mapStoreErrors, openAttempt, retryBusy } from "./errors.ts"
 import { instancesQuery } from "./instances-query.ts"
 import { latestVersion, migrate, schemaVersion } from "./migrations.ts"
@@ -773,8 +774,20 @@ const decodeOptions = (options: unknown): Effect.Effect<SqliteStoreOptions, Stor
     Effect.mapError(
       (error) =>
         new StoreError({ operation: "open", reason: "options", message: `SqliteStore options: ${describeParseError(error)}`, cause: error })
+    ),
+    Effect.filterOrFail(
+      (decoded) => isMemory(decoded.filename) || pathBytes(decoded.filename) <= MAX_PATH_BYTES,
+      (decoded) =>
+        new StoreError({
+          operation: "open",
+          reason: "options",
+          // SQLite's own word for it is SQLITE_CANTOPEN, the same as for a missing directory.
+          message: `SqliteStore options: filename is ${pathBytes(decoded.filename)} bytes long (with symbolic links resolved), and SQLite opens no database whose path is over ${MAX_PATH_BYTES} bytes`
+        })
     )
   )
+
+export { MAX_PATH_BYTES, pathBytes }
 
 const ensureDirectory = (directory: string): Effect.Effect<void, StoreError> =>
   Effect.try({

@@ -6,7 +6,7 @@ import { SqliteStore } from "@skyrepl/store-sqlite"
 import { Deferred, Effect, Fiber, Option, Schema } from "effect"
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { dirname, join } from "node:path"
 import { deflateSync, gzipSync } from "node:zlib"
 import { BUSY_TIMEOUT_MS, makeClient } from "../src/client.ts"
 import { type HeldConnection, hold } from "../src/connection.ts"
@@ -641,6 +641,19 @@ describe("SqliteStore on SQLite", () => {
           expect(Option.getOrElse(Option.map(error, (e) => e.message), () => "")).toContain(says)
         }
         expect(existsSync(join(cwd, "control-id"))).toBe(before)
+      })
+    )
+
+    it.effect("a filename longer than SQLite opens is refused with the limit, before its directory is made", () =>
+      Effect.gen(function* () {
+        // SQLite said only SQLITE_CANTOPEN. Components of 100 bytes, within a file name's 255.
+        const parts = Array.from({ length: 5 }, () => "d".repeat(100))
+        const filename = join(freshHome(), ...parts, "state.db")
+        const opened = Effect.flatMap(Store, () => Effect.void).pipe(Effect.provide(SqliteStore.layer({ filename })))
+        const error = yield* storeErrorOf(opened)
+        expect(Option.map(error, (e) => e.reason)).toEqual(Option.some("options"))
+        expect(Option.getOrElse(Option.map(error, (e) => e.message), () => "")).toContain(`over ${SqliteStore.MAX_PATH_BYTES} bytes`)
+        expect(existsSync(dirname(filename))).toBe(false)
       })
     )
 
