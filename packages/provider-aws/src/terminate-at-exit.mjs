@@ -47,8 +47,9 @@ const readRequest = () => {
 const request = readRequest()
 const client = new EC2Client({
   region: request.region,
-  // One attempt: the caller bounds the whole process's time, and the layers after this one
-  // (the agent's dead-man switch, the next process's reaper) cover a call that failed.
+  // One attempt per call: this script tries again itself, until the caller's time is nearly up
+  // (giveUpAt); the layers after this one (the agent's dead-man switch, the next process's
+  // reaper) cover what it could not end.
   maxAttempts: 1,
   ...(request.endpoint === null ? {} : { endpoint: request.endpoint }),
   ...(request.profile === null ? {} : { profile: request.profile }),
@@ -79,7 +80,13 @@ const named = async () => {
 const terminate = async (ids) => {
   if (ids.length === 0) return []
   try {
-    await client.send(new TerminateInstancesCommand({ InstanceIds: ids }))
+    const answer = await client.send(new TerminateInstancesCommand({ InstanceIds: ids }))
+    // An answer cut short still parses, to less: one that does not name every instance says
+    // nothing of whether the termination was taken, so it counts as a failed try.
+    const named = new Set((answer.TerminatingInstances ?? []).map((i) => i.InstanceId))
+    if (!ids.every((id) => named.has(id))) {
+      throw Object.assign(new Error("its answer does not name every instance asked about (cut short?)"), { name: "UnreadableAnswer" })
+    }
     return []
   } catch (error) {
     if (!isNotFound(error)) throw error
@@ -90,26 +97,56 @@ const terminate = async (ids) => {
   return unknown
 }
 
-// Between looks while the instance may not be listed yet.
+// Between looks while the instance may not be listed yet, and between tries after a failure.
 const RETRY_PAUSE_MS = 250
 
-try {
-  for (;;) {
+const throttlingCodes = new Set(["RequestLimitExceeded", "Throttling", "ThrottlingException", "RequestThrottled"])
+
+/**
+ * Whether trying again may go otherwise: anything but AWS refusing the request itself (bad
+ * credentials, no permission, a malformed parameter), throttling excepted. A 5xx, a dropped
+ * connection, a time-out and an answer that could not be read (the termination may not have
+ * been taken) are all worth another try while there is time.
+ */
+const worthRetrying = (error) => {
+  if (typeof error !== "object" || error === null) return true
+  return error.$fault !== "client" || throttlingCodes.has(error.name)
+}
+
+const describe = (error) => {
+  const code = typeof error === "object" && error !== null && "name" in error ? `${String(error.name)}: ` : ""
+  return `${code}${error instanceof Error ? error.message : String(error)}`
+}
+
+const pause = () => new Promise((resolve) => setTimeout(resolve, RETRY_PAUSE_MS))
+
+// Failed tries before giving up even with time left: an endpoint that refuses every connection
+// would otherwise hold the exiting process for all of its time.
+const MAX_FAILURES = 5
+let failures = 0
+
+for (;;) {
+  let terminated
+  try {
     // The id may not be all (no answer from RunInstances yet, or an answer lost and retried):
     // whatever carries the name too.
     const ids = [...new Set([...request.ids, ...(request.searchByName ? await named() : [])])]
     const unknown = await terminate(ids)
-    const terminated = ids.filter((id) => !unknown.includes(id))
-    // Nothing found may only mean "not yet" for an instance just created (EC2's lists lag behind
-    // RunInstances): taking that for gone would leak it, so this looks again while it may.
-    if (terminated.length > 0 || !request.mayBeInvisible) {
-      process.stdout.write(`${JSON.stringify({ terminated })}\n`)
-      process.exit(0)
-    }
-    if (Date.now() + RETRY_PAUSE_MS >= request.giveUpAt) fail(`${request.name} was just created and EC2 does not list it yet`)
-    await new Promise((resolve) => setTimeout(resolve, RETRY_PAUSE_MS))
+    terminated = ids.filter((id) => !unknown.includes(id))
+  } catch (error) {
+    // One failed call is not the end while time is left: the caller bounds this process, and
+    // what it cannot end is left to the agent's dead-man switch, later.
+    failures += 1
+    if (!worthRetrying(error) || failures >= MAX_FAILURES || Date.now() + RETRY_PAUSE_MS >= request.giveUpAt) fail(describe(error))
+    await pause()
+    continue
   }
-} catch (error) {
-  const code = typeof error === "object" && error !== null && "name" in error ? `${String(error.name)}: ` : ""
-  fail(`${code}${error instanceof Error ? error.message : String(error)}`)
+  // Nothing found may only mean "not yet" for an instance just created (EC2's lists lag behind
+  // RunInstances): taking that for gone would leak it, so this looks again while it may.
+  if (terminated.length > 0 || !request.mayBeInvisible) {
+    process.stdout.write(`${JSON.stringify({ terminated })}\n`)
+    process.exit(0)
+  }
+  if (Date.now() + RETRY_PAUSE_MS >= request.giveUpAt) fail(`${request.name} was just created and EC2 does not list it yet`)
+  await pause()
 }

@@ -1030,11 +1030,11 @@ describe("aws provider on moto: start-up, and injected faults", () => {
      * terminate-at-exit.mjs started as terminateSync starts it, but without blocking this process:
      * what it is asked to end may appear while it looks.
      */
-    const exitHelper = (moto: MotoServer, name: string, mayBeInvisible: boolean, giveUpInMs: number) =>
+    const exitHelper = (endpoint: string, name: string, mayBeInvisible: boolean, giveUpInMs: number) =>
       execa(process.execPath, [join(import.meta.dirname, "..", "src", "terminate-at-exit.mjs")], {
         input: JSON.stringify({
           region: DIRECT_REGION,
-          endpoint: moto.url,
+          endpoint,
           profile: null,
           credentials: motoCredentials,
           ids: [],
@@ -1051,7 +1051,7 @@ describe("aws provider on moto: start-up, and injected faults", () => {
       Effect.gen(function* () {
         const { moto } = yield* Fixture
         const name = newName()
-        const helper = exitHelper(moto, name, true, 8_000)
+        const helper = exitHelper(moto.url, name, true, 8_000)
         // Listed only after the helper has looked once and found nothing.
         yield* Effect.sleep(Duration.millis(1_500))
         yield* runRaw(moto.url, { Name: name, "skyrepl:managed": "true" }, DIRECT_REGION)
@@ -1067,11 +1067,35 @@ describe("aws provider on moto: start-up, and injected faults", () => {
         const { moto } = yield* Fixture
         const name = newName()
         const started = Date.now()
-        const waited = yield* Effect.promise(() => exitHelper(moto, name, true, 1_500))
+        const waited = yield* Effect.promise(() => exitHelper(moto.url, name, true, 1_500))
         expect([waited.exitCode, waited.stderr]).toEqual([1, `${name} was just created and EC2 does not list it yet`])
         expect(Date.now() - started).toBeGreaterThanOrEqual(1_250)
-        const done = yield* Effect.promise(() => exitHelper(moto, name, false, 8_000))
+        const done = yield* Effect.promise(() => exitHelper(moto.url, name, false, 8_000))
         expect([done.exitCode, done.stderr, done.stdout]).toEqual([0, "", JSON.stringify({ terminated: [] })])
+      })
+    )
+
+    it.scoped("at exit, a TerminateInstances whose answer cannot be read is tried again; a refusal of the request is not", () =>
+      Effect.gen(function* () {
+        const { moto, proxy } = yield* Fixture
+        const name = newName()
+        yield* runRaw(moto.url, { Name: name, "skyrepl:managed": "true" }, DIRECT_REGION)
+        proxy.setRules([{ action: "TerminateInstances", calls: [1], fault: { kind: "garble-after" } }])
+        const ended = yield* Effect.promise(() => exitHelper(proxy.url, name, false, 8_000))
+        expect([ended.exitCode, ended.stderr]).toEqual([0, ""])
+        // Looked again: moto had taken the first termination, so the second look finds nothing
+        // live by the name, which is done.
+        expect([proxy.calls("DescribeInstances"), proxy.calls("TerminateInstances")]).toEqual([2, 1])
+        expect((yield* countIn(moto, name, DIRECT_REGION)).live).toBe(0)
+        // AWS refusing the request itself goes the same way every time: said at once.
+        const other = newName()
+        yield* runRaw(moto.url, { Name: other, "skyrepl:managed": "true" }, DIRECT_REGION)
+        proxy.setRules([{ action: "TerminateInstances", calls: "all", fault: { kind: "error", status: 403, code: "UnauthorizedOperation" } }])
+        const refused = yield* Effect.promise(() => exitHelper(proxy.url, other, false, 8_000))
+        proxy.setRules([])
+        expect(refused.exitCode).toBe(1)
+        expect(refused.stderr).toMatch(/^UnauthorizedOperation: /)
+        expect(proxy.calls("TerminateInstances")).toBe(0)
       })
     )
 
