@@ -123,7 +123,11 @@ const build = (options: LocalProviderOptions): Effect.Effect<{ readonly service:
     const unshare = resolved.isolation === "none" || !hasProc ? null : findOnPath("unshare")
     /** `undefined` until probed. */
     let probed: NamespaceSupport | null | undefined = unshare === null ? null : undefined
-    const probeOnce = yield* Effect.cached(
+    // One probe at a time, and only an answer is kept: Effect.cached kept an interruption too
+    // (a first launch under a time limit, or disposed), and every later spawn then failed as
+    // interrupted.
+    const probing = yield* Effect.makeSemaphore(1)
+    const probeOnce = probing.withPermits(1)(
       Effect.suspend(() =>
         probed !== undefined ? Effect.succeed(probed) : Effect.tap(probeNamespaces(unshare), (result) => Effect.sync(() => (probed = result)))
       )

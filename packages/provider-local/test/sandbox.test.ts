@@ -1,7 +1,7 @@
 import { type InstanceRef, type ProviderService, ProviderError } from "@skyrepl/core"
 import { type FakeController, makeFakeController, removeStateHome } from "@skyrepl/core/testing"
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Schema, Scope } from "effect"
+import { Effect, Exit, Fiber, Schema, Scope } from "effect"
 import { execa } from "execa"
 import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync } from "node:fs"
 import { hostname, tmpdir } from "node:os"
@@ -114,6 +114,22 @@ describe("local provider", () => {
       expect(error).toBeInstanceOf(ProviderError)
       expect(error.reason).toBe("unavailable")
       expect(yield* strict.describe({ name, providerRef: null, region: null })).toBe("gone")
+    })
+  )
+
+  it.scopedLive("a spawn interrupted while the namespaces are probed leaves later spawns working", () =>
+    Effect.gen(function* () {
+      // The probe runs once per provider, at its first sandbox spawn (an Effect.timeout or a
+      // dispose during an application's first launch). Kept with Effect.cached, the interruption
+      // was the probe's answer from then on: every later spawn failed as interrupted.
+      const provider = yield* LocalProvider.make({ home: context.home, forkServer: "never" })
+      const controller = yield* makeFakeController()
+      const first = context.newName()
+      const interrupted = yield* Effect.fork(provider.spawn(first, yield* provider.parseSpec("sandbox"), yield* controller.bootstrap(first)))
+      yield* Effect.sleep("2 millis")
+      expect(Exit.isInterrupted(yield* Fiber.interrupt(interrupted))).toBe(true)
+      const { ref } = yield* spawnScoped(provider, controller, context.newName(), "sandbox")
+      expect(yield* provider.describe(ref)).not.toBe("gone")
     })
   )
 
