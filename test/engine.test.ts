@@ -1,4 +1,4 @@
-import { AGENT_PROTOCOL_VERSION, type AllocationFilter, attach, type AttachOptions, type InstanceFilter, listAllocations, type RunFilter, describeConfigError, type LaunchOptions, type ScanOptions, beforeAnythingStarted, type Bootstrap, cancel, getRun, launch, listInstances, listRuns, type ParsedSpec, Provider, ProviderError, scanOrphans, SkyRepl, type SkyReplClient, type SkyReplSettings, Store, StoreError } from "@skyrepl/core"
+import { AGENT_PROTOCOL_VERSION, type AllocationFilter, attach, type AttachOptions, type InstanceFilter, listAllocations, type RunFilter, describeConfigError, type LaunchOptions, type ScanOptions, beforeAnythingStarted, type Bootstrap, cancel, getRun, launch, listInstances, listRuns, type ParsedSpec, Provider, ProviderError, scanOrphans, SkyRepl, type SkyReplClient, type SkyReplSettings, Store, StoreError, createTestRepl, type TestLaunchDefaults } from "@skyrepl/core"
 import { LocalApi, LocalProvider } from "@skyrepl/provider-local"
 import { SqliteStore } from "@skyrepl/store-sqlite"
 import { Chunk, type ConfigError, Deferred, Duration, Effect, Exit, Fiber, Layer, LogLevel, Logger, Option, Scope, Stream } from "effect"
@@ -306,6 +306,38 @@ describe("misuse from code (plain JavaScript, or a cast)", () => {
     )
     expect(launched).toBe('ProviderError: provider "sandbox" could not be set up: its layer builds provider "local"; give it as { id: "local", layer }')
     expect(instances).toEqual([])
+  })
+  it("createTestRepl refuses options, defaults or env that are not objects with an InvalidLaunchOptions naming them, and records nothing", async () => {
+    const client = await SkyRepl.make({ providers: [LocalProvider.layer({ home })], store: SqliteStore.layer({ filename: join(home, "state.db") }), config: testSettings(home) })
+    const refused = (launched: Promise<unknown>) =>
+      launched.then(
+        () => "succeeded",
+        (error: { readonly _tag?: string; readonly message?: string }) => `${error._tag}: ${error.message}`
+      )
+    try {
+      const repl = createTestRepl(client)
+      expect([
+        // A TypeError each ("Cannot read properties of undefined (reading 'env')").
+        await refused(repl.launch(smuggled<LaunchOptions>(undefined))),
+        await refused(repl.launch(smuggled<LaunchOptions>(null))),
+        await refused(createTestRepl(client, smuggled<TestLaunchDefaults>(null)).exec("true")),
+        // Spread, the string was taken as variables "0", "1" and "2".
+        await refused(repl.exec("true", { env: smuggled<Record<string, string>>("X=1") })),
+        await refused(createTestRepl(client, { env: smuggled<Record<string, string>>("X=1") }).exec("true", { env: { A: "1" } }))
+      ]).toEqual([
+        "InvalidLaunchOptions: launch options must be an object, not undefined",
+        "InvalidLaunchOptions: launch options must be an object, not null",
+        "InvalidLaunchOptions: the test's launch defaults must be an object, not null",
+        'InvalidLaunchOptions: env: Expected { readonly [x: string]: string }, actual "X=1"',
+        'InvalidLaunchOptions: env: Expected { readonly [x: string]: string }, actual "X=1"'
+      ])
+      expect(await client.listRuns()).toEqual([])
+      // Good ones still merge, a launch's variables over the defaults'.
+      const merged = await createTestRepl(client, { env: { A: "a", B: "b" } }).exec("echo $A$B", { env: { B: "c" } })
+      expect(merged.stdout).toBe("ac\n")
+    } finally {
+      await client.dispose()
+    }
   })
 })
 
