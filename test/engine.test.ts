@@ -261,6 +261,41 @@ describe("misuse from code (plain JavaScript, or a cast)", () => {
     }
   })
 
+  it("a key attach, scanOrphans or a listing does not know is refused, not dropped; a bad run limit is an InvalidFilter", async () => {
+    const outcomes = await runEngine(
+      Effect.gen(function* () {
+        yield* Effect.scoped(Effect.flatMap(launch({ command: "echo hi" }), (run) => run.result))
+        const runId = (yield* listRuns())[0]!.id
+        return [
+          // Replayed from the first byte: the offset was dropped with its misspelt key.
+          yield* Effect.exit(Stream.runDrain(attach(runId, smuggled<AttachOptions>({ form: { stdout: 2 } })))),
+          yield* Effect.exit(Stream.runDrain(attach(runId, smuggled<AttachOptions>({ from: { stdout: 2, sterr: 1 } })))),
+          // Dropped, `ownonly` reaped other homes' instances too, and `kep` what was to be kept.
+          yield* Effect.exit(scanOrphans(smuggled<ScanOptions>({ reap: true, minAge: 0, ownonly: true }))),
+          yield* Effect.exit(scanOrphans(smuggled<ScanOptions>({ reap: true, minAge: 0, kep: ["repl-x"] }))),
+          // Each listed everything.
+          yield* Effect.exit(listRuns(smuggled<RunFilter>({ state: ["running"] }))),
+          yield* Effect.exit(listInstances(smuggled<InstanceFilter>({ limit: 5 }))),
+          yield* Effect.exit(listAllocations(smuggled<AllocationFilter>({ instance: "x" }))),
+          // A StoreError, as if the database had failed.
+          yield* Effect.exit(listRuns(smuggled<RunFilter>({ limit: -1 }))),
+          yield* Effect.exit(listRuns(smuggled<RunFilter>({ limit: "5" })))
+        ].map(failure)
+      })
+    )
+    expect(outcomes).toEqual([
+      'InvalidAttachOptions: "form" is not an attach option (from, follow)',
+      'InvalidAttachOptions: from: "sterr" is not a stream (stdout, stderr)',
+      'InvalidScanOptions: "ownonly" is not a scan option (providers, reap, minAge, keep, ownOnly)',
+      'InvalidScanOptions: "kep" is not a scan option (providers, reap, minAge, keep, ownOnly)',
+      'InvalidFilter: listRuns: "state" is not one of its filters (states, limit)',
+      'InvalidFilter: listInstances: "limit" is not one of its filters (states, provider, ownerControllerId)',
+      'InvalidFilter: listAllocations: "instance" is not one of its filters (states, instanceId)',
+      "InvalidFilter: listRuns: limit: must be a whole number, 0 or more, not -1",
+      'InvalidFilter: listRuns: limit: must be a whole number, 0 or more, not "5"'
+    ])
+  })
+
   it("SkyRepl.layer options and settings of the wrong shape are a ConfigError naming the field, before the store is opened", async () => {
     const store = SqliteStore.layer({ filename: join(home, "state.db") })
     const local = LocalProvider.layer({ home })

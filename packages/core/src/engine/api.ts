@@ -48,7 +48,7 @@ export const getRun = (runId: string): Effect.Effect<Run, RunNotFound | StoreErr
 
 /**
  * Filters come from callers in plain JavaScript too (or behind a cast): checked here, before the
- * store builds a query from them. A `limit` is the store's to check (it refuses a bad one).
+ * store builds a query from them.
  */
 const statesOf = <L extends readonly [string, ...Array<string>]>(record: string, state: Schema.Literal<L>) =>
   // `override`: one line naming the states, rather than one per state that did not match.
@@ -57,7 +57,12 @@ const statesOf = <L extends readonly [string, ...Array<string>]>(record: string,
       message: (issue) => ({ message: `${JSON.stringify(issue.actual)} is not ${record} state (${state.literals.join(", ")})`, override: true })
     })
   )
-const RunFilterShape = Schema.Struct({ states: Schema.optional(statesOf("a run", RunState)), limit: Schema.optional(Schema.Unknown) })
+// A limit of the wrong kind was refused only by the store, as a StoreError (as if the database
+// had failed); it is the caller's mistake like any other in the filter.
+const Limit = Schema.Number.pipe(Schema.int(), Schema.nonNegative()).annotations({
+  message: (issue) => ({ message: `must be a whole number, 0 or more, not ${JSON.stringify(issue.actual) ?? String(issue.actual)}`, override: true })
+})
+const RunFilterShape = Schema.Struct({ states: Schema.optional(statesOf("a run", RunState)), limit: Schema.optional(Limit) })
 const InstanceFilterShape = Schema.Struct({
   states: Schema.optional(statesOf("an instance", InstanceState)),
   provider: Schema.optional(Schema.String),
@@ -65,13 +70,24 @@ const InstanceFilterShape = Schema.Struct({
 })
 const AllocationFilterShape = Schema.Struct({ states: Schema.optional(statesOf("an allocation", AllocationState)), instanceId: Schema.optional(Schema.String) })
 
-const checkFilter = <A, I>(operation: string, shape: Schema.Schema<A, I>, filter: unknown): Effect.Effect<void, InvalidFilter> => {
+const checkFilter = <A, I>(
+  operation: string,
+  shape: Schema.Schema<A, I> & { readonly fields: Schema.Struct.Fields },
+  filter: unknown
+): Effect.Effect<void, InvalidFilter> => {
   if (filter === undefined) return Effect.void
   if (typeof filter !== "object" || filter === null) {
     return Effect.fail(new InvalidFilter({ message: `${operation}: the filter must be an object, not ${JSON.stringify(filter) ?? String(filter)}` }))
   }
   const decoded = Schema.decodeUnknownEither(shape)(filter)
-  return Either.isLeft(decoded) ? Effect.fail(new InvalidFilter({ message: `${operation}: ${describeParseError(decoded.left)}` })) : Effect.void
+  if (Either.isLeft(decoded)) return Effect.fail(new InvalidFilter({ message: `${operation}: ${describeParseError(decoded.left)}` }))
+  // A misspelt key was dropped, and the listing then held everything: `{ state: ["running"] }`
+  // listed every run, and `{ limit: 5 }` every instance.
+  const known = Object.keys(shape.fields)
+  const unknown = Object.keys(filter).find((key) => !known.includes(key))
+  return unknown === undefined
+    ? Effect.void
+    : Effect.fail(new InvalidFilter({ message: `${operation}: ${JSON.stringify(unknown)} is not one of its filters (${known.join(", ")})` }))
 }
 
 export const listRuns = (filter?: RunFilter): Effect.Effect<ReadonlyArray<Run>, StoreError | InvalidFilter, SkyRepl> =>

@@ -4,6 +4,7 @@ import { type AttachError, InvalidAttachOptions, RunNotFound } from "../errors.t
 import { describeParseError } from "../parse-error.ts"
 import type { SkyReplService } from "./service.ts"
 
+/** What `attach` takes. A key that is none of these, here or in `from`, is refused (`InvalidAttachOptions`). */
 export interface AttachOptions {
   /** Resume after these byte offsets (the next byte wanted on each stream). */
   readonly from?: Partial<Offsets>
@@ -51,6 +52,15 @@ const ValidAttachOptions = Schema.Struct({
   follow: Schema.optional(Schema.Boolean)
 }).annotations({ message: (issue) => `attach options must be an object, not ${String(issue.actual)}` })
 
+const ATTACH_OPTIONS: ReadonlyArray<keyof AttachOptions> = ["from", "follow"]
+const STREAMS: ReadonlyArray<keyof Offsets> = ["stdout", "stderr"]
+
+/** The first key of `given` that is none of `known`, said as a message; undefined when none. */
+const unknownKey = (given: object, known: ReadonlyArray<string>, what: string, where = ""): string | undefined => {
+  const key = Object.keys(given).find((each) => !known.includes(each))
+  return key === undefined ? undefined : `${where}${JSON.stringify(key)} is not ${what} (${known.join(", ")})`
+}
+
 /**
  * Streams a run's output from the store: replay from `from`, then live. Each chunk is cut to
  * start exactly at the wanted offset, so a resumed reader sees no gap and no duplicate.
@@ -67,6 +77,12 @@ export const attachWith = (
     Effect.gen(function* () {
       const decoded = Schema.decodeUnknownEither(ValidAttachOptions)(options)
       if (Either.isLeft(decoded)) return yield* new InvalidAttachOptions({ message: describeParseError(decoded.left) })
+      // A misspelt key was dropped: `{ form: { stdout: 7 } }` replayed from the first byte, and
+      // `{ from: { stdout: 7, sterr: 3 } }` all of stderr.
+      const unknown =
+        unknownKey(options, ATTACH_OPTIONS, "an attach option") ??
+        (options.from === undefined ? undefined : unknownKey(options.from, STREAMS, "a stream", "from: "))
+      if (unknown !== undefined) return yield* new InvalidAttachOptions({ message: unknown })
       const { from, follow: followGiven } = decoded.right
       if (!known && Option.isNone(yield* engine.store.getRun(runId))) return yield* new RunNotFound({ runId })
       const nextChange = yield* engine.changes.listen(runId)

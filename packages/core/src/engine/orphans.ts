@@ -8,6 +8,7 @@ import { checkProviderConfiguration, type ProviderInstance } from "../provider.t
 import { terminateInstance, withProviderRetry, withTerminationRetry } from "./lifecycle.ts"
 import type { SkyReplService } from "./service.ts"
 
+/** What `scanOrphans` takes. A key that is none of these is refused (`InvalidScanOptions`), not ignored. */
 export interface ScanOptions {
   /** Provider ids to scan; every configured provider when absent. */
   readonly providers?: ReadonlyArray<string>
@@ -66,6 +67,9 @@ const ValidScanOptions = Schema.Struct({
   ownOnly: Schema.optional(Schema.Boolean)
 }).annotations({ message: (issue) => `scan options must be an object, not ${String(issue.actual)}` })
 
+/** Every option `scanOrphans` reads; any other key is refused rather than dropped. */
+const SCAN_OPTIONS: ReadonlyArray<keyof ScanOptions> = ["providers", "reap", "minAge", "keep", "ownOnly"]
+
 const classify = (
   engine: SkyReplService,
   resource: ProviderInstance,
@@ -89,6 +93,12 @@ export const scanWith = (engine: SkyReplService, given: ScanOptions = {}): Effec
     // Checked before any provider is asked: with `reap`, a misread option terminates things.
     const decoded = Schema.decodeUnknownEither(ValidScanOptions)(given)
     if (Either.isLeft(decoded)) return yield* new InvalidScanOptions({ message: describeParseError(decoded.left) })
+    // A misspelt key was dropped, and with `reap` that is the dangerous way round: `ownonly`
+    // reaped other homes' instances too, `kep` what was meant to be kept.
+    const unknown = Object.keys(given).find((key) => !SCAN_OPTIONS.some((known) => known === key))
+    if (unknown !== undefined) {
+      return yield* new InvalidScanOptions({ message: `${JSON.stringify(unknown)} is not a scan option (${SCAN_OPTIONS.join(", ")})` })
+    }
     const minAge = decodeDurationOption(given.minAge ?? defaultMinAge)
     if (Either.isLeft(minAge)) return yield* new InvalidScanOptions({ message: `minAge: ${minAge.left}` })
     const options = decoded.right
