@@ -370,6 +370,8 @@ describe("misuse from code (plain JavaScript, or a cast)", () => {
       // Good ones still merge, a launch's variables over the defaults'.
       const merged = await createTestRepl(client, { env: { A: "a", B: "b" } }).exec("echo $A$B", { env: { B: "c" } })
       expect(merged.stdout).toBe("ac\n")
+      // The CLI's duration forms, which launch takes, were a type error as a default.
+      expect((await createTestRepl(client, { maxDuration: "1s" }).exec("exec sleep 600")).state).toBe("timed_out")
     } finally {
       await client.dispose()
     }
