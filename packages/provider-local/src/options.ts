@@ -1,6 +1,5 @@
-import type { Duration } from "effect"
-import { envSetting } from "@skyrepl/core"
-import { Effect, Either, Option, Schema } from "effect"
+import { decodeDurationOption, describeParseError, type DurationOption, envSetting } from "@skyrepl/core"
+import { Duration, Effect, Either, Option, Schema } from "effect"
 import { accessSync, constants, statSync } from "node:fs"
 import { homedir } from "node:os"
 import { delimiter, join, resolve } from "node:path"
@@ -19,8 +18,12 @@ export interface LocalProviderOptions {
   /** Python interpreter for the agent. `SKYREPL_PYTHON`, else `/usr/bin/python3`, else `python3` on PATH. */
   readonly python?: string
   readonly isolation?: IsolationMode
-  /** How long `terminate` waits for /proc to show the sandbox gone before it reports failure. Default 10 s. */
-  readonly terminateTimeout?: Duration.DurationInput
+  /**
+   * How long `terminate` waits for /proc to show the sandbox gone before it reports failure.
+   * Default 10 s; the forms `launch`'s `maxDuration` takes (`"10 seconds"`, `"10s"`, a number of
+   * milliseconds).
+   */
+  readonly terminateTimeout?: DurationOption
   /**
    * Whether sandboxes are forked from an interpreter that has loaded the agent already (this
    * package's README, "Fork server"): `auto` starts it with the second launch and forks from
@@ -43,9 +46,9 @@ export interface ResolvedOptions {
     readonly path: string | null
   }
   readonly isolation: IsolationMode
-  readonly terminateTimeout: Duration.DurationInput
+  readonly terminateTimeout: Duration.Duration
   readonly forkServer: ForkServerMode
-  /** What is wrong with the variables read (one message each); spawns fail with them. */
+  /** What is wrong with the options and the variables read (one message each); spawns fail with them. */
   readonly problems: ReadonlyArray<string>
 }
 
@@ -82,9 +85,64 @@ const resolvePython = (explicit: string | undefined): ResolvedOptions["python"] 
   return { requested: "python3", path: findOnPath("python3") }
 }
 
-export const resolveOptions = (options: LocalProviderOptions): Effect.Effect<ResolvedOptions> =>
+const LOCAL_OPTIONS: ReadonlyArray<keyof LocalProviderOptions> = ["home", "python", "isolation", "terminateTimeout", "forkServer"]
+
+const shown = (value: unknown): string => JSON.stringify(value) ?? String(value)
+
+/**
+ * The options as given from plain JavaScript (or behind a cast), checked: what is wrong is a
+ * problem (a launch is refused with it, nothing recorded) and that option is left at its
+ * default. A wrong type threw a TypeError from the layer (`home: 5`, `null`), a mode that is
+ * none was taken as `auto`, and a `terminateTimeout` Effect cannot decode (`"10s"`) threw as
+ * each instance was terminated, which left it running.
+ */
+/** One line naming the modes, rather than one per mode that did not match. */
+const oneOf = <L extends readonly [string, ...Array<string>]>(modes: Schema.Literal<L>) =>
+  modes.annotations({ message: (issue) => ({ message: `${shown(issue.actual)} is not one of ${modes.literals.join(", ")}`, override: true }) })
+
+type CheckedOptions = Omit<LocalProviderOptions, "terminateTimeout"> & { readonly terminateTimeout?: Duration.Duration }
+
+const checkOptions = (given: unknown, problems: Array<string>): CheckedOptions => {
+  if (given === undefined) return {}
+  if (typeof given !== "object" || given === null || Array.isArray(given)) {
+    problems.push(`LocalProvider options must be an object, not ${shown(given)}`)
+    return {}
+  }
+  const unknown = Object.keys(given).find((key) => !LOCAL_OPTIONS.some((known) => known === key))
+  if (unknown !== undefined) problems.push(`${JSON.stringify(unknown)} is not a LocalProvider option (${LOCAL_OPTIONS.join(", ")})`)
+  const field = <A, I>(name: keyof LocalProviderOptions, schema: Schema.Schema<A, I>): A | undefined => {
+    const value: unknown = Reflect.get(given, name)
+    if (value === undefined) return undefined
+    const decoded = Schema.decodeUnknownEither(schema)(value)
+    if (Either.isRight(decoded)) return decoded.right
+    problems.push(`the ${name} option: ${describeParseError(decoded.left)}`)
+    return undefined
+  }
+  const home = field("home", Schema.String.pipe(Schema.filter((text) => text.trim() !== "" || "must not be empty")))
+  const python = field("python", Schema.String.pipe(Schema.filter((text) => text.trim() !== "" || "must not be empty")))
+  const isolation = field("isolation", oneOf(IsolationMode))
+  const forkServer = field("forkServer", oneOf(ForkServerMode))
+  const timeoutGiven: unknown = Reflect.get(given, "terminateTimeout")
+  let terminateTimeout: Duration.Duration | undefined
+  if (timeoutGiven !== undefined) {
+    const decoded = decodeDurationOption(timeoutGiven)
+    if (Either.isLeft(decoded)) problems.push(`the terminateTimeout option: ${decoded.left}`)
+    else if (!Duration.isFinite(decoded.right)) problems.push("the terminateTimeout option: must be a finite duration")
+    else terminateTimeout = decoded.right
+  }
+  return {
+    ...(home === undefined ? {} : { home }),
+    ...(python === undefined ? {} : { python }),
+    ...(isolation === undefined ? {} : { isolation }),
+    ...(forkServer === undefined ? {} : { forkServer }),
+    ...(terminateTimeout === undefined ? {} : { terminateTimeout })
+  }
+}
+
+export const resolveOptions = (given: LocalProviderOptions): Effect.Effect<ResolvedOptions> =>
   Effect.gen(function* () {
     const problems: Array<string> = []
+    const options = checkOptions(given, problems)
     // An empty variable is a problem (envSetting), unless the option it stands for was given.
     const setting = (name: string, given: unknown) =>
       Effect.map(
@@ -122,7 +180,7 @@ export const resolveOptions = (options: LocalProviderOptions): Effect.Effect<Res
       home,
       python,
       isolation: options.isolation ?? "auto",
-      terminateTimeout: options.terminateTimeout ?? "10 seconds",
+      terminateTimeout: options.terminateTimeout ?? Duration.seconds(10),
       forkServer: options.forkServer ?? forkServer,
       problems
     }

@@ -7,7 +7,7 @@ import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, readdirSync, r
 import { hostname, tmpdir } from "node:os"
 import { join } from "node:path"
 import type { Readable } from "node:stream"
-import { LocalApi, LocalProvider } from "../src/index.ts"
+import { LocalApi, LocalProvider, type LocalProviderOptions } from "../src/index.ts"
 import {
   cmdline,
   environ,
@@ -189,6 +189,41 @@ describe("local provider", () => {
       )
       yield* spawnScoped(given, controller, name, "sandbox")
       yield* controller.registration(name, "30 seconds")
+    })
+  )
+
+  it.scopedLive("options of the wrong type or form are configuration problems, and a terminateTimeout in the CLI's form ends its sandbox", () =>
+    Effect.gen(function* () {
+      const problem = (options: unknown) =>
+        Effect.map(
+          Effect.exit(LocalProvider.make(options as LocalProviderOptions)),
+          (exit) => (Exit.isSuccess(exit) ? (exit.value.configurationProblem ?? "none") : `the provider failed: ${String(exit.cause)}`)
+        )
+      // A TypeError each, a mode that is none taken as "auto", and a misspelt key dropped.
+      expect([
+        yield* problem({ home: 5 }),
+        yield* problem(null),
+        yield* problem({ home: context.home, python: ["python3"] }),
+        yield* problem({ home: context.home, isolation: "full" }),
+        yield* problem({ home: context.home, forkserver: "never" }),
+        yield* problem({ home: context.home, terminateTimeout: "soon" })
+      ]).toEqual([
+        "the home option: Expected string, actual 5",
+        "LocalProvider options must be an object, not null",
+        'the python option: Expected string, actual ["python3"]',
+        'the isolation option: "full" is not one of auto, namespaces, none',
+        '"forkserver" is not a LocalProvider option (home, python, isolation, terminateTimeout, forkServer)',
+        'the terminateTimeout option: "soon" is not a duration (give e.g. "30s", "5m", Duration.minutes(5) or a number of milliseconds)'
+      ])
+      // Effect cannot decode "10s": the terminate threw it as a defect, and the sandbox lived on.
+      const provider = yield* LocalProvider.make({ home: context.home, terminateTimeout: "10s", forkServer: "never" })
+      expect(provider.configurationProblem).toBeUndefined()
+      const controller = yield* makeFakeController()
+      const name = context.newName()
+      const spawned = yield* provider.spawn(name, yield* provider.parseSpec("sandbox"), yield* controller.bootstrap(name))
+      const ref = { name, providerRef: spawned.providerRef, region: null }
+      expect(yield* Effect.exit(provider.terminate(ref))).toEqual(Exit.void)
+      expect(yield* provider.describe(ref)).toBe("gone")
     })
   )
 
