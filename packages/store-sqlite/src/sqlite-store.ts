@@ -850,9 +850,18 @@ const damaged = (filename: string, error: StoreError): StoreError =>
 export const layer = (options: SqliteStoreOptions): Layer.Layer<Store, StoreError> =>
   Layer.scoped(Store, makeScoped(options))
 
-/** The `Store` of a state home: `${home}/state.db`, with the control id copy beside it. */
-/** The store of a state home; without one, `$SKYREPL_HOME` or `~/.repl`, as the CLI uses. */
+/**
+ * The `Store` of a state home: `${home}/state.db`, with the control id copy beside it. Without
+ * a home, `$SKYREPL_HOME` or `~/.repl`, as the CLI uses.
+ */
 export const layerFromHome = (home?: string): Layer.Layer<Store, StoreError> => {
+  // From plain JavaScript (or behind a cast) the home can be anything: a number or an object
+  // threw Node's TypeError from `join` as the layer was made, and "" put `state.db` in the
+  // current directory, as an empty SKYREPL_HOME did.
+  if (home !== undefined && (typeof home !== "string" || home.trim() === "")) {
+    const what = typeof home === "string" ? EMPTY_SETTING : `must be a path, not ${JSON.stringify(home) ?? String(home)}`
+    return Layer.fail(new StoreError({ operation: "open", reason: "options", message: `SqliteStore.layerFromHome: the home ${what}` }))
+  }
   const fromEnv = process.env["SKYREPL_HOME"]
   // Set but empty is refused, as for every SKYREPL_* variable: it made `state.db` in the
   // current directory, a store no other process of this home would find.

@@ -657,6 +657,20 @@ describe("SqliteStore on SQLite", () => {
       })
     )
 
+    it.effect("layerFromHome refuses a home that is not a path, or empty, as an options StoreError", () =>
+      Effect.gen(function* () {
+        const opened = (home: unknown) =>
+          Effect.suspend(() => Effect.flatMap(Store, () => Effect.void).pipe(Effect.provide(SqliteStore.layerFromHome(home as string))))
+        const refusal = (home: unknown) =>
+          Effect.map(storeErrorOf(opened(home)), Option.map((e) => `${e.reason}: ${e.message}`))
+        // A TypeError from `join` each, and "" a state.db in the current directory.
+        expect(yield* refusal(5)).toEqual(Option.some("options: SqliteStore.layerFromHome: the home must be a path, not 5"))
+        expect(yield* refusal(null)).toEqual(Option.some("options: SqliteStore.layerFromHome: the home must be a path, not null"))
+        expect(yield* refusal(" ")).toEqual(Option.some("options: SqliteStore.layerFromHome: the home must not be empty"))
+        expect(existsSync(join(process.cwd(), "state.db"))).toBe(false)
+      })
+    )
+
     it.effect("layerFromHome creates the home and keeps state.db and control-id in it", () =>
       Effect.gen(function* () {
         const home = join(freshHome(), "nested", "home")
