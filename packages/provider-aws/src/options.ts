@@ -1,4 +1,4 @@
-import { envSetting, formatDuration, parseDuration } from "@skyrepl/core"
+import { decodeDurationOption, type DurationOption, envSetting, formatDuration, parseDuration } from "@skyrepl/core"
 import { Config, Duration, Effect, Either, Option, type Schedule } from "effect"
 import { readFileSync } from "node:fs"
 import { homedir } from "node:os"
@@ -30,12 +30,12 @@ export interface AwsProviderOptions {
   /** Cache of AMI look-ups. `$XDG_CACHE_HOME/skyrepl`, default `~/.cache/skyrepl`. */
   readonly cacheDir?: string
   /** How long a resolved AMI is reused. Default 24 h. */
-  readonly amiCacheTtl?: Duration.DurationInput
+  readonly amiCacheTtl?: DurationOption
   /**
    * Pause between `RunInstances` attempts after `InsufficientInstanceCapacity`.
    * `SKYREPL_AWS_CAPACITY_BACKOFF`, default 30 s. Ignored when `capacityRetry` is given.
    */
-  readonly capacityBackoff?: Duration.DurationInput
+  readonly capacityBackoff?: DurationOption
   /** How many times a launch is retried for capacity before it fails with reason `capacity`. Default 2. */
   readonly capacityRetries?: number
   /**
@@ -49,13 +49,13 @@ export interface AwsProviderOptions {
    */
   readonly callRetry?: Schedule.Schedule<unknown, unknown>
   /** Time limit of one HTTP request to AWS. Default 30 s. */
-  readonly requestTimeout?: Duration.DurationInput
+  readonly requestTimeout?: DurationOption
   /**
    * How long a just-created instance may stay invisible to `DescribeInstances`, how long an
    * image whose `CreateImage` answer was lost is looked for, and how long the EBS snapshots of an
    * image just deregistered may still be "in use" (`InvalidSnapshot.InUse`). Default 60 s.
    */
-  readonly visibilityTimeout?: Duration.DurationInput
+  readonly visibilityTimeout?: DurationOption
   /** `DescribeInstances` page size for `list` (5 to 1000). Default 1000. */
   readonly pageSize?: number
   /**
@@ -63,7 +63,7 @@ export interface AwsProviderOptions {
    * powers itself off when it passes, whatever else happens. From 1 minute to 365 days;
    * `SKYREPL_AWS_MAX_LIFETIME`, default 24 h.
    */
-  readonly maxLifetime?: Duration.DurationInput
+  readonly maxLifetime?: DurationOption
 }
 
 /** A setting from the environment that could not be used; every call then fails naming it. */
@@ -160,14 +160,32 @@ const readConfigRegion = (path: string, profile: string): string | null => {
 const MIN_LIFETIME = Duration.minutes(1)
 const MAX_LIFETIME = Duration.days(365)
 
+/**
+ * A duration option given in code: the forms `launch`'s `maxDuration` takes. One that is none is
+ * a problem and the default stands meanwhile: Duration.decode threw "Invalid DurationInput" for
+ * "30s" as the layer was built, which broke every provider of the engine, not only this one.
+ */
+const durationOption = (
+  name: string,
+  given: DurationOption | undefined,
+  fallback: Duration.Duration,
+  problems: Array<ConfigProblem>
+): Duration.Duration => {
+  if (given === undefined) return fallback
+  const decoded = decodeDurationOption(given)
+  if (Either.isRight(decoded)) return decoded.right
+  problems.push({ variable: name, message: `the ${name} option: ${decoded.left}` })
+  return fallback
+}
+
 const durationSetting = (
   variable: string,
-  explicit: Duration.DurationInput | undefined,
+  option: { readonly name: string; readonly given: DurationOption | undefined },
   fromEnv: string | undefined,
   fallback: Duration.Duration,
   problems: Array<ConfigProblem>
 ): Duration.Duration => {
-  if (explicit !== undefined) return Duration.decode(explicit)
+  if (option.given !== undefined) return durationOption(option.name, option.given, fallback, problems)
   if (fromEnv === undefined) return fallback
   const parsed = parseDuration(fromEnv)
   if (Either.isRight(parsed)) return parsed.right
@@ -241,14 +259,14 @@ export const resolveOptions = (options: AwsProviderOptions): Effect.Effect<Resol
 
     const capacityBackoff = durationSetting(
       "SKYREPL_AWS_CAPACITY_BACKOFF",
-      options.capacityBackoff,
+      { name: "capacityBackoff", given: options.capacityBackoff },
       yield* setting("SKYREPL_AWS_CAPACITY_BACKOFF", options.capacityBackoff),
       Duration.seconds(30),
       problems
     )
     const maxLifetime = durationSetting(
       "SKYREPL_AWS_MAX_LIFETIME",
-      options.maxLifetime,
+      { name: "maxLifetime", given: options.maxLifetime },
       yield* setting("SKYREPL_AWS_MAX_LIFETIME", options.maxLifetime),
       Duration.hours(24),
       problems
@@ -274,13 +292,13 @@ export const resolveOptions = (options: AwsProviderOptions): Effect.Effect<Resol
       credentials: options.credentials ?? null,
       home,
       cacheDir,
-      amiCacheTtl: Duration.decode(options.amiCacheTtl ?? Duration.hours(24)),
+      amiCacheTtl: durationOption("amiCacheTtl", options.amiCacheTtl, Duration.hours(24), problems),
       capacityBackoff,
       capacityRetries: options.capacityRetries ?? 2,
       capacityRetry: options.capacityRetry ?? null,
       callRetry: options.callRetry ?? null,
-      requestTimeout: Duration.decode(options.requestTimeout ?? Duration.seconds(30)),
-      visibilityTimeout: Duration.decode(options.visibilityTimeout ?? Duration.seconds(60)),
+      requestTimeout: durationOption("requestTimeout", options.requestTimeout, Duration.seconds(30), problems),
+      visibilityTimeout: durationOption("visibilityTimeout", options.visibilityTimeout, Duration.seconds(60), problems),
       pageSize: Math.min(1000, Math.max(5, Math.trunc(pageSize))),
       maxLifetime,
       problems

@@ -385,6 +385,21 @@ describe("configuration", () => {
     })
   )
 
+  it.effect("duration options take the CLI's forms too, and one in no form is a configuration problem, not a throw from the layer", () =>
+    Effect.gen(function* () {
+      const problemOf = (options: Parameters<typeof AwsProvider.make>[0]) =>
+        Effect.map(Effect.exit(makeWith({ AWS_REGION: "us-east-1" }, options)), (exit) =>
+          exit._tag === "Success" ? (exit.value.configurationProblem ?? "none") : `the layer failed: ${String(exit.cause)}`
+        )
+      // Duration.decode threw "Invalid DurationInput" for each as the layer was built.
+      expect(yield* problemOf({ maxLifetime: "2h", requestTimeout: "30s", visibilityTimeout: "1m", amiCacheTtl: "1h", capacityBackoff: "10s" })).toBe("none")
+      // From plain JavaScript, or behind a cast.
+      expect(yield* problemOf({ requestTimeout: "soon" } as unknown as Parameters<typeof AwsProvider.make>[0])).toBe(
+        'the requestTimeout option: "soon" is not a duration (give e.g. "30s", "5m", Duration.minutes(5) or a number of milliseconds)'
+      )
+    })
+  )
+
   it.effect("with no region anywhere, list and spawn are unavailable (a sweep skips AWS)", () =>
     Effect.gen(function* () {
       const provider: ProviderService = yield* makeWith({})
