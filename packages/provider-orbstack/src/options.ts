@@ -1,4 +1,4 @@
-import { envSetting, parseDuration } from "@skyrepl/core"
+import { decodeDurationOption, type DurationOption, envSetting, parseDuration } from "@skyrepl/core"
 import { Duration, Effect, Either, Option } from "effect"
 import { accessSync, constants, statSync } from "node:fs"
 import { homedir } from "node:os"
@@ -17,9 +17,9 @@ export interface OrbStackProviderOptions {
    * (`create` itself may take minutes the first time, while OrbStack downloads the image).
    * `SKYREPL_ORBSTACK_BOOT_TIMEOUT`, default 30 s.
    */
-  readonly bootTimeout?: Duration.DurationInput
+  readonly bootTimeout?: DurationOption
   /** Longest any single `orbctl` call may take before it is killed. Default 60 s. */
-  readonly commandTimeout?: Duration.DurationInput
+  readonly commandTimeout?: DurationOption
   /**
    * The name under which machines reach this Mac. An agent URL on a loopback address is
    * rewritten to it, since a machine's own 127.0.0.1 is not the Mac's.
@@ -31,7 +31,7 @@ export interface OrbStackProviderOptions {
   /** DNS step of the IP discovery chain; the system resolver (`{name}.orb.local`) by default. */
   readonly lookupHost?: LookupHost
   /** How often `orbctl info` is polled while a machine boots. Default 100 ms. */
-  readonly pollInterval?: Duration.DurationInput
+  readonly pollInterval?: DurationOption
 }
 
 export interface ResolvedOptions {
@@ -93,17 +93,31 @@ export const resolveOptions = (options: OrbStackProviderOptions): Effect.Effect<
       onNone: () => null,
       onSome: (alias) => (isUrlHost(alias) ? null : `SKYREPL_ORBSTACK_HOST_ALIAS: "${alias}" is not a host name or an IP address (e.g. host.orb.internal)`)
     })
+    // Durations in code take the forms launch's maxDuration takes: Duration.decode threw
+    // "Invalid DurationInput" for "30s" as the layer was built, which failed every provider.
+    const problems: Array<string> = []
+    const duration = (name: string, given: DurationOption | undefined, fallback: Duration.Duration): Duration.Duration => {
+      if (given === undefined) return fallback
+      const decoded = decodeDurationOption(given)
+      if (Either.isRight(decoded)) return decoded.right
+      problems.push(`the ${name} option: ${decoded.left}`)
+      return fallback
+    }
+    const bootTimeout = duration("bootTimeout", options.bootTimeout, Option.getOrElse(envBoot, () => Duration.seconds(30)))
+    const commandTimeout = duration("commandTimeout", options.commandTimeout, Duration.seconds(60))
+    const pollInterval = duration("pollInterval", options.pollInterval, Duration.millis(100))
     return {
       orbctl: options.orbctl ?? Option.getOrElse(orbctl, () => "orbctl"),
       orbctlEnv: options.orbctlEnv ?? {},
-      bootTimeout: Duration.decode(options.bootTimeout ?? Option.getOrElse(envBoot, () => Duration.seconds(30))),
-      commandTimeout: Duration.decode(options.commandTimeout ?? Duration.seconds(60)),
+      bootTimeout,
+      commandTimeout,
       hostAlias: options.hostAlias ?? Option.getOrElse(hostAlias, () => "host.orb.internal"),
       defaultArch: options.defaultArch ?? hostArch(),
       lookupHost: options.lookupHost ?? null,
-      pollInterval: Duration.decode(options.pollInterval ?? Duration.millis(100)),
+      pollInterval,
       // An explicit option wins over the environment, so a bad variable it overrides is moot.
       configError:
+        (problems.length === 0 ? null : problems.join("; ")) ??
         (options.orbctl === undefined ? orbctlSetting.empty : null) ??
         (options.bootTimeout === undefined ? (bootSetting.empty ?? bootError) : null) ??
         (options.hostAlias === undefined ? (aliasSetting.empty ?? aliasError) : null)

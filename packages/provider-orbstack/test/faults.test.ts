@@ -95,6 +95,20 @@ describe("known failures, each with its own message", () => {
     })
   )
 
+  it.live("duration options take the CLI's forms too; one in no form is refused on first use, naming the option, not thrown from the layer", () =>
+    Effect.gen(function* () {
+      // Duration.decode threw "Invalid DurationInput" for each as the layer was built.
+      const given = yield* Effect.exit(OrbStackProvider.make({ ...emulator.options(), bootTimeout: "30s", commandTimeout: "1m", pollInterval: "100ms" }))
+      expect(given._tag === "Success" ? (given.value.configurationProblem ?? "none") : String(given.cause)).toBe("none")
+      // From plain JavaScript, or behind a cast.
+      const options = { ...emulator.options(), bootTimeout: "soon" } as unknown as Parameters<typeof OrbStackProvider.make>[0]
+      const bad = yield* Effect.exit(OrbStackProvider.make(options))
+      expect(bad._tag === "Success" ? (bad.value.configurationProblem ?? "none") : String(bad.cause)).toBe(
+        'the bootTimeout option: "soon" is not a duration (give e.g. "30s", "5m", Duration.minutes(5) or a number of milliseconds)'
+      )
+    })
+  )
+
   it.live("IP exhaustion: switched on, create fails and points to the reset procedure", () =>
     Effect.gen(function* () {
       emulator.setFaults("ip-exhaustion")
