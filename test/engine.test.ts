@@ -10,6 +10,7 @@ import { join } from "node:path"
 import { gzipSync } from "node:zlib"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { makeClient } from "../packages/store-sqlite/src/client.ts"
+import { useSkyRepl } from "@skyrepl/core/jest"
 import { bunBin, engineLayer, eventually, type Owner, processesOf, removeHome, startOwner, tempHome, testSettings, text } from "./support.ts"
 
 let home: string
@@ -342,6 +343,25 @@ describe("misuse from code (plain JavaScript, or a cast)", () => {
     expect(launched).toBe('ProviderError: provider "sandbox" could not be set up: its layer builds provider "local"; give it as { id: "local", layer }')
     expect(instances).toEqual([])
   })
+  it("useSkyRepl says the engine could not start when its beforeAll failed, not that it was used at module level", async () => {
+    // Jest's hooks are globals; Jest runs the tests of a file whose beforeAll failed.
+    const hooks = new Map<string, () => Promise<void>>()
+    const names = ["beforeAll", "beforeEach", "afterEach", "afterAll"] as const
+    for (const name of names) Reflect.set(globalThis, name, (fn: () => Promise<void>) => hooks.set(name, fn))
+    try {
+      const repl = useSkyRepl(() => ({ providers: [LocalProvider.layer({ home })], store: SqliteStore.layerFromHome(smuggled<string>(5)) }))
+      await expect(hooks.get("beforeAll")?.()).rejects.toMatchObject({ _tag: "StoreError" })
+      await hooks.get("beforeEach")?.()
+      await expect(repl.exec("true")).rejects.toThrow(
+        "useSkyRepl: the engine could not be started in beforeAll: SqliteStore.layerFromHome: the home must be a path, not 5"
+      )
+      await hooks.get("afterEach")?.()
+      await hooks.get("afterAll")?.()
+    } finally {
+      for (const name of names) Reflect.deleteProperty(globalThis, name)
+    }
+  })
+
   it("createTestRepl refuses options, defaults or env that are not objects with an InvalidLaunchOptions naming them, and records nothing", async () => {
     const client = await SkyRepl.make({ providers: [LocalProvider.layer({ home })], store: SqliteStore.layer({ filename: join(home, "state.db") }), config: testSettings(home) })
     const refused = (launched: Promise<unknown>) =>
