@@ -616,8 +616,18 @@ def group_alive(pgid):
 INSTANCE_MARKER = b"SKYREPL_INSTANCE"
 
 
+def _parent_of(name):
+    try:
+        with open("/proc/%s/stat" % name, "rb") as f:
+            stat = f.read()
+        return int(stat[stat.rfind(b")") + 2:].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def kill_marked(log):
-    """SIGKILLs every other process that carries this agent's instance marker.
+    """SIGKILLs every other process that carries this agent's instance marker, and every child
+    of this agent's (orphans it adopted, see become_subreaper).
 
     A run's process group is not all of it: a member that left with setsid or a double fork
     escapes killpg. The local provider marks every process of a sandbox with SKYREPL_INSTANCE,
@@ -651,11 +661,45 @@ def kill_marked(log):
         except OSError:
             continue
         if wanted in entries:
-            try:
-                _os.kill(int(name), _signal.SIGKILL)
-                log("killed process %s, marked as this instance's, outside the runs' groups" % name)
-            except OSError:
-                pass
+            what = "marked as this instance's"
+        elif _parent_of(name) == me:
+            # An orphan of a run, adopted by this agent (become_subreaper), whose environment
+            # no longer carries the marker.
+            what = "a run's orphan adopted by this agent"
+        else:
+            continue
+        try:
+            _os.kill(int(name), _signal.SIGKILL)
+            log("killed process %s, %s, outside the runs' groups" % (name, what))
+        except OSError:
+            pass
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper(log):
+    """Makes the agent the reaper of its runs' orphans (Linux 3.4+); whether it could.
+
+    Outside a pid namespace (a `process` sandbox, a VM) an orphan of a run is re-parented to the
+    system's init, so a daemon that both cleared its environment (`env -i`, no marker left) and
+    left its session was found by nothing: neither the provider's termination, which follows
+    markers and parent chains, nor this agent's dead-man switch. Re-parented to the agent, it
+    stays in the sandbox's parent chain, and the agent must then reap what it adopts (the reaper
+    thread of Children, as PID 1 does). ctypes is imported only here, off the namespace path.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0:
+            return True
+        log("cannot become the reaper of runs' orphans: %s" % _os.strerror(ctypes.get_errno()))
+    except Exception as err:  # noqa: BLE001 - no ctypes, no libc: the agent runs on without it
+        log("cannot become the reaper of runs' orphans: %s" % err)
+    return False
 
 
 # Signals Python ignores in itself that a child must get back at their default (subprocess's
@@ -1422,7 +1466,7 @@ class Agent(object):
         self.encoding = None
         self.last_ok = time.monotonic()
         self.http = Http(self, cfg)
-        self.children = Children(log, _os.getpid() == 1)
+        self.children = Children(log, _os.getpid() == 1 or become_subreaper(log))
         self.lock = _thread.allocate_lock()
         self.runs = {}
         self.seen = set()
@@ -1489,7 +1533,7 @@ class Agent(object):
                 self.cfg.instance,
                 "%d.%d.%d" % sys.version_info[:3],
                 _os.getpid(),
-                ", reaping orphans as pid 1" if self.children.reap_all else "",
+                (", reaping orphans as pid 1" if _os.getpid() == 1 else ", reaping runs' orphans") if self.children.reap_all else "",
                 self.cfg.url,
             )
         )

@@ -5,7 +5,7 @@ import { spawn } from "node:child_process"
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { delimiter, join } from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
-import { eventually, processesOf, removeHome, tempHome } from "./support.ts"
+import { eventually, processesOf, processesRunning, removeHome, tempHome } from "./support.ts"
 
 const repoRoot = join(import.meta.dirname, "..")
 const repl = join(repoRoot, "node_modules", ".bin", "repl")
@@ -304,6 +304,22 @@ describe("repl run", () => {
     child.kill("SIGKILL")
     // No repl runs again here before the check: only the agent can end them.
     await eventually(`${instance} gone`, async () => (await processesOf(instance)).length === 0, 20_000)
+  })
+
+  it("with repl killed outright, the dead-man switch of a process sandbox also ends a daemon that cleared its environment (env -i setsid)", async () => {
+    // Unmarked once `env -i` has run: it is known by its command line, unique to this test.
+    const daemon = `sleep 1112.${process.pid}`
+    const daemons = () => processesRunning(daemon)
+    try {
+      const { child, name } = startRun(`env -i setsid ${daemon} </dev/null >/dev/null 2>&1 & echo hi; sleep 600`, { SKYREPL_DEADMAN_TIMEOUT: "2s" }, ["--spec", "process"])
+      const instance = await name
+      await eventually("the daemon runs", () => daemons().length === 1)
+      child.kill("SIGKILL")
+      await eventually(`${instance} gone`, async () => (await processesOf(instance)).length === 0, 20_000)
+      await eventually("the daemon gone", () => daemons().length === 0, 5_000)
+    } finally {
+      for (const pid of daemons()) process.kill(pid, "SIGKILL")
+    }
   })
 
   it("Ctrl-C pressed twice still ends the instance: the second only says it is being ended", async () => {

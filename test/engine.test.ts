@@ -11,7 +11,7 @@ import { gzipSync } from "node:zlib"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { makeClient } from "../packages/store-sqlite/src/client.ts"
 import { useSkyRepl } from "@skyrepl/core/jest"
-import { bunBin, engineLayer, eventually, type Owner, processesOf, removeHome, startOwner, tempHome, testSettings, text } from "./support.ts"
+import { bunBin, engineLayer, eventually, type Owner, processesOf, processesRunning, removeHome, startOwner, tempHome, testSettings, text } from "./support.ts"
 
 let home: string
 beforeEach(() => {
@@ -1030,6 +1030,27 @@ describe("scoped termination", () => {
     })
     expect(await client.listRuns()).toEqual([])
     await client.dispose()
+  })
+})
+
+describe("what a run leaves behind", () => {
+  it("a process sandbox's daemon that cleared its environment and left its session is ended with the instance", async () => {
+    // A unique duration names the daemon: it carries no marker once `env -i` has run.
+    const daemon = `sleep 987.${process.pid}${Date.now() % 100000}`
+    try {
+      const result = await runEngine(
+        Effect.scoped(
+          Effect.gen(function* () {
+            const run = yield* launch({ command: `env -i setsid ${daemon} </dev/null >/dev/null 2>&1 & sleep 0.3; echo started`, spec: "process" })
+            return yield* run.result
+          })
+        )
+      )
+      expect(result.state).toBe("succeeded")
+      await eventually("the daemon ended with its instance", () => processesRunning(daemon).length === 0, 5_000)
+    } finally {
+      for (const pid of processesRunning(daemon)) process.kill(pid, "SIGKILL")
+    }
   })
 })
 

@@ -2,7 +2,7 @@ import { SkyRepl, type SkyReplSettings } from "@skyrepl/core"
 import { LocalApi, LocalProvider } from "@skyrepl/provider-local"
 import { SqliteStore } from "@skyrepl/store-sqlite"
 import { Duration, Effect } from "effect"
-import { type ChildProcess, spawn } from "node:child_process"
+import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -39,6 +39,17 @@ export const processesOf = (name: string): Promise<ReadonlyArray<number>> =>
       Effect.map((ps) => ps.filter((p) => p.instance === name && p.state !== "Z").map((p) => p.pid))
     )
   )
+
+/**
+ * Pids of live processes whose command line is exactly `argv`, read with ps: for a process that
+ * cleared its environment, which carries no instance marker any more.
+ */
+export const processesRunning = (argv: string): ReadonlyArray<number> =>
+  spawnSync("ps", ["-eo", "pid=,stat=,args="], { encoding: "utf8" })
+    .stdout.split("\n")
+    .map((line) => line.trim().split(/\s+/))
+    .filter(([, stat, ...args]) => stat !== undefined && !stat.startsWith("Z") && args.join(" ") === argv)
+    .map(([pid]) => Number(pid))
 
 /** Waits until `check` holds, polling; fails the test with `what` after `timeoutMs`. */
 export const eventually = async (what: string, check: () => Promise<boolean> | boolean, timeoutMs = 15_000): Promise<void> => {
