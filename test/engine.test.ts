@@ -1277,6 +1277,49 @@ describe("other processes", () => {
     expect(await owner.exited).toBe(0)
   }
 
+  /**
+   * A local provider whose spawn first holds this whole process still for longer than its lease
+   * (as a SIGSTOP would) while another process opens the store and reaps the launch it finds
+   * abandoned, then spawns: the sandbox appears after the reaper recorded the instance ended.
+   */
+  const stoppedBeforeSpawn = Layer.effect(
+    Provider,
+    Effect.map(LocalProvider.make({ home }), (local) => ({
+      ...local,
+      spawn: (...args: Parameters<typeof local.spawn>) =>
+        Effect.suspend(() => {
+          spawnSync("sleep", ["3.5"])
+          const reaper = spawnSync(bunBin, [join(import.meta.dirname, "fixtures", "reaper.ts"), home], { encoding: "utf8" })
+          if (reaper.status !== 0) return Effect.die(new Error(`reaper failed: ${reaper.stderr}`))
+          return local.spawn(...args)
+        })
+    }))
+  )
+
+  it("a sandbox spawned after another process reaped its launch (the controller was stopped past its lease) is still ended by its launch", async () => {
+    const names: Array<string> = []
+    // A dead-man window longer than the test: only the launch itself can end the sandbox.
+    const layer = SkyRepl.layer({
+      providers: [stoppedBeforeSpawn],
+      store: SqliteStore.layer({ filename: join(home, "state.db") }),
+      config: testSettings(home, { deadmanTimeout: Duration.seconds(60) })
+    })
+    await Effect.runPromise(
+      Effect.scoped(
+        Effect.flatMap(launch({ command: "sleep 600", onProgress: (e) => void names.push(e.instance) }), (run) => run.result)
+      ).pipe(Effect.provide(layer), Effect.ignore)
+    )
+    const name = names[0]
+    if (name === undefined) throw new Error("no launch progress")
+    try {
+      await eventually(`${name} gone`, async () => (await processesOf(name)).length === 0, 5_000)
+      // The reaper's record, which said so before the sandbox even existed.
+      expect(await runEngine(Effect.map(listInstances(), (all) => all.find((i) => i.name === name)?.state))).toBe("terminated")
+    } finally {
+      await Effect.runPromise(LocalApi.terminateSandbox("local", name, "5 seconds").pipe(Effect.ignore))
+    }
+  }, 30_000)
+
   it("a controller that opens the store reaps instances whose SIGKILLed owner stopped renewing", async () => {
     const owner = startOwner(home, "sleep 600", { SKYREPL_LEASE_TTL: "1s" })
     const { name } = await owner.launched

@@ -8,7 +8,7 @@ import { AgentError, type AttachError, type CancelError, InvalidLaunchOptions, t
 import type { ExitReport } from "../hub/protocol.ts"
 import type { Refusal, SessionHandlers } from "../hub/agent-hub.ts"
 import { formatInstanceName, newId, randomHex } from "../naming.ts"
-import { checkProviderConfiguration } from "../provider.ts"
+import { checkProviderConfiguration, type InstanceRef } from "../provider.ts"
 import { describeParseError } from "../parse-error.ts"
 import { decodeDurationOption, type DurationOption, formatDuration, sleepLong } from "../duration.ts"
 import { RUNTIME_COMPRESSES_FASTER } from "../output-encoding.ts"
@@ -395,9 +395,12 @@ export const launchWith = (
     const nothingStarted = yield* Ref.make(false)
     /** The instance as the provider named it once spawned: what `describe` is asked about. */
     const spawnedRef = yield* Ref.make(refOf(instance))
+    // Set as soon as the provider has answered the spawn, before the store records it: what this
+    // launch started is ended by it whatever the record says by then.
+    const spawnedHere = yield* Ref.make<InstanceRef | null>(null)
     // Set once a termination from here succeeded: the second call (the run's end, then the
     // scope) returns at once. terminateInstance reads the record itself, and returns early for
-    // one terminated elsewhere.
+    // one terminated elsewhere, unless this launch spawned it (spawnedHere).
     const terminated = yield* Ref.make(false)
     // The second call tries again after a failed first; the same failure is said once.
     const lastFailure = yield* Ref.make<string | null>(null)
@@ -408,7 +411,11 @@ export const launchWith = (
         yield* progress("terminating")
         // "terminated" is said only of a termination that was confirmed: one that failed is left
         // to a later reaper (the record keeps saying so), and must not be reported done.
-        yield* terminateInstance(engine, instance, "the instance was terminated", { nothingStarted: yield* Ref.get(nothingStarted) }).pipe(
+        const spawned = yield* Ref.get(spawnedHere)
+        yield* terminateInstance(engine, instance, "the instance was terminated", {
+          nothingStarted: yield* Ref.get(nothingStarted),
+          ...(spawned === null ? {} : { spawned })
+        }).pipe(
           Effect.zipRight(Ref.set(terminated, true)),
           Effect.zipRight(progress("terminated")),
           Effect.tapError((error) =>
@@ -469,6 +476,7 @@ export const launchWith = (
           run: runCommand
         })
       ).pipe(Effect.tapError((error) => (error.nothingStarted === true ? Ref.set(nothingStarted, true) : Effect.void)))
+      yield* Ref.set(spawnedHere, { name, providerRef: spawned.providerRef, region: spawned.region })
       const bootstrapFailure = spawned.bootstrapFailure ?? null
       yield* store.transitionInstance(instanceId, "booting", {
         providerRef: spawned.providerRef,

@@ -156,6 +156,13 @@ export const terminateInstance = (
   options: {
     /** The provider refused to spawn it before creating anything: there is nothing to end. */
     readonly nothingStarted?: boolean
+    /**
+     * This process spawned it, as this ref. The provider is then asked to end it even when the
+     * record already says `terminated`: another process may have recorded its end before it
+     * existed (this controller stopped past its lease while its spawn was under way, and a
+     * reaper found nothing to end), and it must not then outlive its record.
+     */
+    readonly spawned?: InstanceRef
   } = {}
 ): Effect.Effect<void, ProviderError | StoreError> =>
   Effect.gen(function* () {
@@ -178,9 +185,11 @@ export const terminateInstance = (
         return fresh
       })
     )
-    if (Either.isRight(recorded) && recorded.right.state === "terminated") return
+    if (Either.isRight(recorded) && recorded.right.state === "terminated" && options.spawned === undefined) return
     // The store's copy when it answered: it may know the provider's ref the caller's copy lacks.
     const fresh = Either.getOrElse(recorded, () => instance)
+    // What this process spawned, when the record never learnt it (it ended before the spawn did).
+    const ref = fresh.providerRef === null && options.spawned !== undefined ? options.spawned : refOf(fresh)
     if (options.nothingStarted === true) {
       if (Either.isLeft(recorded)) return yield* recorded.left
       yield* engine.store.transitionInstance(fresh.id, "terminated").pipe(Effect.catchTag("IllegalTransition", () => Effect.void))
@@ -197,8 +206,8 @@ export const terminateInstance = (
         })
       )
     )
-    yield* withTerminationRetry(provider.terminate(refOf(fresh)))
-    yield* confirmGone(provider, refOf(fresh))
+    yield* withTerminationRetry(provider.terminate(ref))
+    yield* confirmGone(provider, ref)
     if (Either.isLeft(recorded)) return yield* recorded.left
     yield* engine.store
       .transitionInstance(fresh.id, "terminated")
