@@ -1320,6 +1320,19 @@ describe("other processes", () => {
     }
   }, 30_000)
 
+  it("a launch held up past its lease while another process reaped it ends with the run as the reaper recorded it, not an illegal transition", async () => {
+    const layer = SkyRepl.layer({
+      providers: [stoppedBeforeSpawn],
+      store: SqliteStore.layer({ filename: join(home, "state.db") }),
+      config: testSettings(home, { deadmanTimeout: Duration.seconds(60) })
+    })
+    const outcome = await Effect.runPromise(
+      Effect.scoped(Effect.flatMap(launch({ command: "sleep 600" }), (run) => run.result)).pipe(Effect.provide(layer), Effect.either)
+    )
+    // Before: the launch failed with "illegal instance transition terminated → booting".
+    expect(outcome).toMatchObject({ _tag: "Right", right: { state: "failed", error: "the controller that owned this instance stopped renewing its lease" } })
+  }, 30_000)
+
   it("a controller that opens the store reaps instances whose SIGKILLed owner stopped renewing", async () => {
     const owner = startOwner(home, "sleep 600", { SKYREPL_LEASE_TTL: "1s" })
     const { name } = await owner.launched

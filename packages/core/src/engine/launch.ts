@@ -3,7 +3,7 @@ import { agentScriptPath } from "../agent-script.ts"
 import { Allocation } from "../domain/allocation.ts"
 import { Instance } from "../domain/instance.ts"
 import { Manifest } from "../domain/manifest.ts"
-import { type OutputChunk, Run } from "../domain/run.ts"
+import { type OutputChunk, Run, RunMachine } from "../domain/run.ts"
 import { AgentError, type AttachError, type CancelError, InvalidLaunchOptions, type LaunchError, type StoreError } from "../errors.ts"
 import type { ExitReport } from "../hub/protocol.ts"
 import type { Refusal, SessionHandlers } from "../hub/agent-hub.ts"
@@ -545,6 +545,19 @@ export const launchWith = (
       yield* store.transitionRun(runId, "running", { startedAt: Date.now() })
       yield* progress("running")
     }).pipe(
+      // A move the store refuses because another process has already ended the run: this
+      // controller was held up (stopped past its lease, a laptop asleep) and a reaper took the
+      // launch over, or a cancel ended it directly. The run's recorded end is its result, and
+      // the watchdogs below end whatever this launch spawned, instead of the launch failing on
+      // an "illegal transition terminated → booting" that says nothing of what happened.
+      Effect.catchTag("IllegalTransition", (illegal) =>
+        Effect.gen(function* () {
+          const current = yield* store.getRun(runId).pipe(Effect.orElseSucceed(() => Option.none<Run>()))
+          if (Option.isNone(current) || !RunMachine.isTerminal(current.value.state)) return yield* illegal
+          // The record's end, handed to the run's handle (finishRun keeps an ended record as it is).
+          yield* finishRun(engine, runId, "failed").pipe(Effect.catchAll(() => illegal))
+        })
+      ),
       Effect.tapError((error) => fail(error.message)),
       Effect.ensuring(Deferred.succeed(recordedRunning, undefined))
     )
