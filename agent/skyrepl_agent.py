@@ -693,12 +693,12 @@ def become_subreaper(log):
     try:
         import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0:
+        if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0:
             return True
-        log("cannot become the reaper of runs' orphans: %s" % _os.strerror(ctypes.get_errno()))
+        why = _os.strerror(ctypes.get_errno())
     except Exception as err:  # noqa: BLE001 - no ctypes, no libc: the agent runs on without it
-        log("cannot become the reaper of runs' orphans: %s" % err)
+        why = err
+    log("cannot become the reaper of runs' orphans: %s" % why)
     return False
 
 

@@ -93,7 +93,7 @@ const installStep = (agentSource: string): { readonly script: string; readonly g
  *
  * The script is gzipped: cloud-init inflates gzip user-data itself. The agent (~85 KB; ~47 KB
  * as `compactAgent` ships it) and its install step take ~14.6 KB, the part naming the
- * instance ~0.5 KB: about 15.2 KB of the 16 KB, and a test keeps at least 900 bytes free. It is two gzip members
+ * instance ~0.5 KB: about 15.5 KB of the 16 KB, and a test keeps at least 800 bytes free. It is two gzip members
  * one after the other, the agent's install step (compressed once per agent) and the part that
  * names this instance; gzip defines a file of several members as their concatenation, and
  * cloud-init (Python's gzip module), gunzip and Node's zlib all read it so.
