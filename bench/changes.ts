@@ -80,8 +80,8 @@ than a focused fix, so it is left for a decision.
   beside it (about 1.6–1.9×): every CLI command's launch, a process's first, and a provider
   with \`forkServer: "never"\` still take that path, and what was measured and tried for it
   is in this file's history.
-- **B2, \`repl run list\` ≤ ¼ of \`aws --version\`: met in the run above (0.23×: 64.2 ms
-  against 279 ms), still near its line.** A store's statements, timed through the driver in a
+- **B2, \`repl run list\` ≤ ¼ of \`aws --version\`: met in the run above (0.20×: 44.9 ms
+  against 227 ms; 0.19× in the previous round's run), near its line in earlier rounds.** A store's statements, timed through the driver in a
   listing of the 10,000 runs: the reaper's look-up of live instances is the one that grows with
   the history (a scan of every instance row: 6–10 ms in a first, cold listing, about 2 ms warm),
   everything else under 0.2 ms. Tried and not kept: a partial index of the live instances
@@ -100,7 +100,7 @@ than a focused fix, so it is left for a decision.
   The previous round's committed run: 0.24× (66.1 ms). Earlier: 0.23× with \`aws --version\` at
   333 ms, 0.20× at 489 ms, 0.21× at 373 ms. The ratios follow \`aws --version\`, whose time
   moves most with the machine. A CLI command launches once, so the fork server never starts for it (\`run -c\`
-  0.45× and 0.38× in that round's two runs; 0.47× in the run above). Two
+  0.45× and 0.38× in that round's two runs; 0.40× in the run above). Two
   rounds ago the machine got faster for Python (\`aws --version\` about 280–310 ms against about
   490 ms before), which put \`run list\` at 0.27–0.29× in the first full run of the round; the
   stdio change in the table (no stream made, no stream modules loaded) took it from about 72 to
@@ -132,9 +132,22 @@ than a focused fix, so it is left for a decision.
   pipe at 637 MiB/s (1,483 then). The load average was low (1.4 at the start); another machine
   on the same host is the likely cause. Every figure moved with it; the verdicts below say which
   ones it changed.
-- **B3, p99 ≤ 1 s for 200 launches at once: still missed (1.38 s in the run above; the call's
-  own latency, \`launch\` returning, 0.80 s at p99; 1.36 s and 0.79 s in this round's earlier
-  full run, of 5045513).** This round, a CPU profile of the
+- **B3, p99 ≤ 1 s for 200 launches at once: still missed (1.43 s in the run above; the call's
+  own latency, \`launch\` returning, 0.82 s at p99; 1.38 s and 0.80 s in the previous round's
+  run, of f9301bc).** This round nothing on a local launch's path changed for speed; it was
+  measured again. \`perf\` over every process in three bursts, by command name and by the
+  kernel's entry point: the controller's process about 51 % of the machine's CPU (its
+  JavaScript thread 30 %, its JIT 14 %, its collector 2 %), the Python side 46 % (the agent
+  24 %, the fork server with each sandbox's first steps 9 %, the roots 5 %, \`sh\` 4 %). Most of
+  the Python side is the kernel's: 58 % of the agent's samples, 76 % of the fork server's and
+  86 % of the roots'; copy-on-write faults after the forks alone are about 12 % of the
+  machine's CPU (about 2.5 ms a launch), exits 4 %, and \`sh\` spends 64 % of its own time in
+  the dynamic loader. JavaScriptCore's compiles, counted with
+  \`BUN_JSC_reportDFGCompileTimes\` and \`reportFTLCompileTimes\` over three bursts in one
+  process: 1,807 compiles of 1,646 code blocks, nearly every block once, so the JIT's share is
+  warm-up, not code compiled again and again. Tried and not kept, alternating: \`gc.freeze()\`
+  in the fork server again (no change), FTL off (less CPU, the same p99), DFG off (a worse
+  p99). The previous round's profile of the
   controller over three bursts, counted in samples (the profile's own time weights put idle
   gaps on whatever ran next), put its JavaScript thread at about 4.7 ms per launch: Effect's
   runtime (fibers, their references, scheduling; the races and time limits around booting and
@@ -185,7 +198,7 @@ than a focused fix, so it is left for a decision.
     each sandbox's root 1.3–1.5 and \`sh\` 0.7: about 10 ms, or 1 s of both cores for 200. Nearly
     all of the burst's CPU (18.4 of 19.3 ms per launch) came before its last result: the early
     launches' teardowns are spread through the burst, not after it.
-  - **This round: 1.72 s in the full run above, 1.48 s in a B3-only run of the same code just
+  - **An earlier round: 1.72 s in that round's full run, 1.48 s in a B3-only run of the same code just
     after** (the burst again from the same engine: 1.43 and 1.38 s; \`launch\` returning: 1.01
     and 0.89 s), and 1.49 s in a run of B2 then B3 later (B2 seeds and lists a store of 10,000
     runs, so it is not what slowed the full run's B3). The machine's CPU per launch was 20.6 ms in
@@ -215,10 +228,10 @@ than a focused fix, so it is left for a decision.
     user's command writes, so it cannot move to memory; the logs could, for a part of that.
   - **What the machine takes for the sandboxes alone.** B3 now also starts 200 of B1's
     hand-started sandboxes (no SDK, no store, no agent) at once, after the SDK's burst: their
-    first bytes came at 1.18 s at p99 in the run above, and at 1.28–2.0 s in earlier rounds'
-    runs of the same. A p99 of 1 s is below what this machine needs for 200 bare sandboxes
-    before any SDK work: each cold interpreter alone is about 12.5 ms of CPU, 1.25 s of both
-    cores for 200.
+    first bytes came at 0.92 s at p99 in the run above, 1.18 s in the previous round's run,
+    and at 1.28–2.0 s in earlier rounds' runs of the same. A p99 of 1 s is about what this
+    machine needs for 200 bare sandboxes before any SDK work: each cold interpreter alone is
+    about 12.5 ms of CPU, 1.25 s of both cores for 200, less what the machine's moment gives.
   - **Where the SDK's CPU goes.** \`perf\` over every process during 200 launches at once
     (the previous round, a cold engine on a slower moment of the machine): about 30 ms per launch across the machine.
     The controller's thread 8–11 ms (Effect's fibers and schemas around every step, about 2.4
@@ -243,16 +256,17 @@ than a focused fix, so it is left for a decision.
     \`setns\`es back): 2.1–2.35 against 3.05–3.4 ms of CPU per sandbox in a micro-benchmark of the
     two ways of forking, about 1 ms of B3's 30 per launch, for a second sandbox shape in every
     scan and terminate. Nothing failed and nothing was left.
-- **B4, attach ≥ 50 % of a pipe: met in the run above (0.53×: 916 against 1,741 MiB/s; 0.53×,
-  985 against 1,863 MiB/s, in this round's earlier full run, of 5045513).** The
-  round before's full run missed by a hair (0.49×), and its B4-only runs read 0.45–0.53×. This
-  round: the agent sends uploads as their pieces, and a caught-up reader skips its empty second
-  read (see the table); ten B4-only runs since read 0.48–0.56×: six without a collection
+- **B4, attach ≥ 50 % of a pipe: met in the run above (0.59×: 1,076 against 1,812 MiB/s;
+  nothing on its path changed this round).** The previous round's runs: 0.53× (916 against
+  1,741 MiB/s, of f9301bc; 985 against 1,863, of 5045513). The round before's full run missed
+  by a hair (0.49×), and its B4-only runs read 0.45–0.53×. In the previous round the agent
+  started sending uploads as their pieces, and a caught-up reader skipped its empty second
+  read (see the table); ten B4-only runs then read 0.48–0.56×: six without a collection
   between transfers 0.48–0.56×, four with one (as B4 now does) 0.52–0.56×. The line is still
   within the noise of one run, so a full run can read just under it. The controller's thread is
   still the bound, busy about 88–93 % of a transfer (its schedstat), per 512 MiB about 136 ms
   compressing, 65 ms storing (SQLite 32 ms of it), about 170 ms receiving the bodies and the
-  rest Effect and the reader. Tried again this round and not kept: compressing in a worker
+  rest Effect and the reader. Tried again in the previous round and not kept: compressing in a worker
   thread (the 4 MiB transferred there and back): slower, 780–820 against 930–1,010 MiB/s in
   three alternations, the other core being as busy; three uploads in flight (no change); a
   Unix socket instead of TCP for a local agent, measured in a bare server: the server's thread
@@ -317,10 +331,10 @@ than a focused fix, so it is left for a decision.
   \`head\`'s 1.1 ms and the agent's pipe read. zlib's deflating at level 1 alone (3.7 ms, with
   no checksum) and the controller's inflating into a fresh 4 MiB (about 0.8 ms, and 0.7 ms of
   page faults for that memory) are already more than half of what is left. Also tried: uploads
-  of up to 16 MiB (fewer requests per byte): no faster, so the cap stays at 4 MiB. In the run
-  above: 0.41× (455 MiB/s against a 1,115 MiB/s pipe; 0.38× in the previous round's run).
-- **B5, 20,000 transitions/s: met on both in the run above** (34,816/s on Bun, 28,499/s on
-  Node). **In the slower machine's run, met on Bun and missed on Node** (20,204/s and
+  of up to 16 MiB (fewer requests per byte): no faster, so the cap stays at 4 MiB. In that
+  round's run: 0.41× (455 MiB/s against a 1,115 MiB/s pipe; 0.38× in the round's before).
+- **B5, 20,000 transitions/s: met on both in the run above** (50,429/s on Bun, 38,606/s on
+  Node; 38,716/s and 31,831/s in the previous round's run). **In the slower machine's run, met on Bun and missed on Node** (20,204/s and
   15,022/s; the committed run of the round before it: 34,186/s and 29,192/s). The machine, not the
   code: \`SELECT 1\` on the same connection ran at 0.6× (see the first point), no change this
   round touches a transition, and B5 run right after on the previous round's store and core code
@@ -382,7 +396,7 @@ than a focused fix, so it is left for a decision.
   0.3 and 0.22–0.25 of moto's time): nearly all of it is the AWS SDK's own serialising, signing
   and XML parsing, which a launch through the SDK pays with or without SkyREPL, and against real
   EC2, whose RunInstances takes hundreds of milliseconds, it is about 1 %.
-- **B6 launch, overhead ≤ 10 %: met (1.05× in the run above), read after a warm-up.** The
+- **B6 launch, overhead ≤ 10 %: met (1.06× in the run above), read after a warm-up.** The
   launch figures now come from 40 rounds after 20 rounds of warm-up, and the warm-up rounds'
   own ratio is reported beside the verdict. Timing 140 rounds in one process, with marks
   around the SDK's HTTP handler, showed why: both paths ran slower over the first rounds while
