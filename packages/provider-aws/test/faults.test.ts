@@ -1075,7 +1075,7 @@ describe("aws provider on moto: start-up, and injected faults", () => {
       })
     )
 
-    it.scoped("at exit, a TerminateInstances whose answer cannot be read is tried again; a refusal of the request is not", () =>
+    it.scoped("at exit, a TerminateInstances whose answer cannot be read, or names no instance, is tried again; a refusal of the request is not", () =>
       Effect.gen(function* () {
         const { moto, proxy } = yield* Fixture
         const name = newName()
@@ -1087,6 +1087,14 @@ describe("aws provider on moto: start-up, and injected faults", () => {
         // live by the name, which is done.
         expect([proxy.calls("DescribeInstances"), proxy.calls("TerminateInstances")]).toEqual([2, 1])
         expect((yield* countIn(moto, name, DIRECT_REGION)).live).toBe(0)
+        // A 200 that names no instance (a proxy's page, which the SDK reads as an empty answer;
+        // EC2 never saw the call) is no termination either: tried again, it reaches EC2.
+        const paged = newName()
+        yield* runRaw(moto.url, { Name: paged, "skyrepl:managed": "true" }, DIRECT_REGION)
+        proxy.setRules([{ action: "TerminateInstances", calls: [1], fault: { kind: "page" } }])
+        const afterPage = yield* Effect.promise(() => exitHelper(proxy.url, paged, false, 8_000))
+        expect([afterPage.exitCode, afterPage.stderr, proxy.calls("TerminateInstances")]).toEqual([0, "", 2])
+        expect((yield* countIn(moto, paged, DIRECT_REGION)).live).toBe(0)
         // AWS refusing the request itself goes the same way every time: said at once.
         const other = newName()
         yield* runRaw(moto.url, { Name: other, "skyrepl:managed": "true" }, DIRECT_REGION)
