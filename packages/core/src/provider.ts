@@ -203,3 +203,19 @@ export const checkProviderConfiguration = (provider: ProviderService): Effect.Ef
   provider.configurationProblem === undefined
     ? Effect.void
     : Effect.fail(new ProviderMisconfigured({ provider: provider.id, message: provider.configurationProblem }))
+
+/**
+ * What is wrong with the shape of a provider's options given from plain JavaScript (or behind a
+ * cast), or null: options that are no object (a `null` made the provider throw a TypeError at
+ * its first launch), or a key the provider does not know (a misspelt `region` was dropped, and
+ * the default used in its place). The provider reports it as its configuration problem, on
+ * first use, as it does a bad value.
+ */
+export const optionsShapeProblem = (provider: string, given: unknown, known: ReadonlyArray<string>): string | null => {
+  if (given === undefined) return null
+  if (typeof given !== "object" || given === null || Array.isArray(given)) {
+    return `${provider} options must be an object, not ${JSON.stringify(given) ?? String(given)}`
+  }
+  const unknown = Object.keys(given).find((key) => !known.includes(key))
+  return unknown === undefined ? null : `${JSON.stringify(unknown)} is not one of the ${provider} options (${known.join(", ")})`
+}

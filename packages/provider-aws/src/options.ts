@@ -1,4 +1,4 @@
-import { decodeDurationOption, type DurationOption, envSetting, formatDuration, parseDuration } from "@skyrepl/core"
+import { decodeDurationOption, type DurationOption, envSetting, formatDuration, optionsShapeProblem, parseDuration } from "@skyrepl/core"
 import { Config, Duration, Effect, Either, Option, type Schedule } from "effect"
 import { readFileSync } from "node:fs"
 import { homedir } from "node:os"
@@ -198,9 +198,33 @@ const durationSetting = (
  * command, so a bad AWS setting must not break `repl run --provider local`. Problems are kept
  * and reported by the first call that needs AWS.
  */
-export const resolveOptions = (options: AwsProviderOptions): Effect.Effect<ResolvedOptions> =>
+/** Every option's name; `satisfies` keeps the list whole as options are added. */
+const OPTION_NAMES = Object.keys({
+  region: true,
+  regions: true,
+  endpoint: true,
+  profile: true,
+  credentials: true,
+  home: true,
+  cacheDir: true,
+  amiCacheTtl: true,
+  capacityBackoff: true,
+  capacityRetries: true,
+  capacityRetry: true,
+  callRetry: true,
+  requestTimeout: true,
+  visibilityTimeout: true,
+  pageSize: true,
+  maxLifetime: true
+} satisfies Record<keyof AwsProviderOptions, true>)
+
+export const resolveOptions = (given: AwsProviderOptions): Effect.Effect<ResolvedOptions> =>
   Effect.gen(function* () {
     const problems: Array<ConfigProblem> = []
+    const shape = optionsShapeProblem("AwsProvider", given, OPTION_NAMES)
+    if (shape !== null) problems.push({ variable: "options", message: shape })
+    // Not an object: none given (the problem above refuses every use).
+    const options: AwsProviderOptions = typeof given === "object" && given !== null ? given : {}
     // A SKYREPL_* variable set but empty is a problem (envSetting), unless the option it stands
     // for was given; AWS's own variables keep the AWS CLI's reading, where empty is unset.
     const setting = (name: string, given: unknown): Effect.Effect<string | undefined> =>

@@ -371,6 +371,23 @@ describe("configuration", () => {
     })
   )
 
+  it.effect("options from plain JavaScript that are no object, or name an option there is not, are its configuration problem, not a TypeError at launch", () =>
+    Effect.gen(function* () {
+      const cases: ReadonlyArray<readonly [unknown, string]> = [
+        [null, "AwsProvider options must be an object, not null"],
+        ["us-east-1", 'AwsProvider options must be an object, not "us-east-1"'],
+        [{ regoin: "us-east-1" }, '"regoin" is not one of the AwsProvider options (region, regions, endpoint,']
+      ]
+      for (const [options, said] of cases) {
+        // A cast, as plain JavaScript would pass it.
+        const provider = yield* makeWith({ AWS_REGION: "us-east-1" }, options as Parameters<typeof AwsProvider.make>[0])
+        expect(provider.configurationProblem).toContain(said)
+        const error = yield* Effect.flip(provider.list())
+        expect(error.message).toContain(said)
+      }
+    })
+  )
+
   it.effect("an instance's longest life is from 1m to 365d, whether set by variable or in code, and never infinite", () =>
     Effect.gen(function* () {
       const refused = (vars: Record<string, string>, options: Parameters<typeof AwsProvider.make>[0] = {}) =>

@@ -1,4 +1,4 @@
-import { decodeDurationOption, type DurationOption, envSetting, parseDuration } from "@skyrepl/core"
+import { decodeDurationOption, type DurationOption, envSetting, optionsShapeProblem, parseDuration } from "@skyrepl/core"
 import { Duration, Effect, Either, Option } from "effect"
 import { accessSync, constants, statSync } from "node:fs"
 import { homedir } from "node:os"
@@ -75,8 +75,23 @@ const optionalString = (name: string): Effect.Effect<{ readonly value: Option.Op
  * (every CLI command builds every provider): a malformed variable is kept as `configError` and
  * refused when OrbStack is first used, so only a command that needs OrbStack stops on it.
  */
-export const resolveOptions = (options: OrbStackProviderOptions): Effect.Effect<ResolvedOptions> =>
+/** Every option's name; `satisfies` keeps the list whole as options are added. */
+const OPTION_NAMES = Object.keys({
+  orbctl: true,
+  orbctlEnv: true,
+  bootTimeout: true,
+  commandTimeout: true,
+  hostAlias: true,
+  defaultArch: true,
+  lookupHost: true,
+  pollInterval: true
+} satisfies Record<keyof OrbStackProviderOptions, true>)
+
+export const resolveOptions = (given: OrbStackProviderOptions): Effect.Effect<ResolvedOptions> =>
   Effect.gen(function* () {
+    const shape = optionsShapeProblem("OrbStackProvider", given, OPTION_NAMES)
+    // Not an object: none given (the problem refuses every use).
+    const options: OrbStackProviderOptions = typeof given === "object" && given !== null ? given : {}
     const orbctlSetting = yield* optionalString("SKYREPL_ORBCTL")
     const aliasSetting = yield* optionalString("SKYREPL_ORBSTACK_HOST_ALIAS")
     const bootSetting = yield* optionalString("SKYREPL_ORBSTACK_BOOT_TIMEOUT")
@@ -117,6 +132,7 @@ export const resolveOptions = (options: OrbStackProviderOptions): Effect.Effect<
       pollInterval,
       // An explicit option wins over the environment, so a bad variable it overrides is moot.
       configError:
+        shape ??
         (problems.length === 0 ? null : problems.join("; ")) ??
         (options.orbctl === undefined ? orbctlSetting.empty : null) ??
         (options.bootTimeout === undefined ? (bootSetting.empty ?? bootError) : null) ??

@@ -109,6 +109,19 @@ describe("known failures, each with its own message", () => {
     })
   )
 
+  it.live("options from plain JavaScript that are no object, or name an option there is not, are its configuration problem, not a TypeError at launch", () =>
+    Effect.gen(function* () {
+      const cases: ReadonlyArray<readonly [unknown, string]> = [
+        [null, "OrbStackProvider options must be an object, not null"],
+        [{ ...emulator.options(), bootTimout: "30s" }, '"bootTimout" is not one of the OrbStackProvider options (orbctl, orbctlEnv, bootTimeout,']
+      ]
+      for (const [options, said] of cases) {
+        const made = yield* Effect.exit(OrbStackProvider.make(options as Parameters<typeof OrbStackProvider.make>[0]))
+        expect(made._tag === "Success" ? (made.value.configurationProblem ?? "none") : String(made.cause)).toContain(said)
+      }
+    })
+  )
+
   it.live("IP exhaustion: switched on, create fails and points to the reset procedure", () =>
     Effect.gen(function* () {
       emulator.setFaults("ip-exhaustion")
