@@ -1,4 +1,4 @@
-import { decodeDurationOption, describeParseError, type DurationOption, envSetting } from "@skyrepl/core"
+import { decodeDurationOption, describeParseError, type DurationOption, envSetting, optionsShapeProblem } from "@skyrepl/core"
 import { Duration, Effect, Either, Option, Schema } from "effect"
 import { accessSync, constants, statSync } from "node:fs"
 import { homedir } from "node:os"
@@ -103,13 +103,9 @@ const oneOf = <L extends readonly [string, ...Array<string>]>(modes: Schema.Lite
 type CheckedOptions = Omit<LocalProviderOptions, "terminateTimeout"> & { readonly terminateTimeout?: Duration.Duration }
 
 const checkOptions = (given: unknown, problems: Array<string>): CheckedOptions => {
-  if (given === undefined) return {}
-  if (typeof given !== "object" || given === null || Array.isArray(given)) {
-    problems.push(`LocalProvider options must be an object, not ${shown(given)}`)
-    return {}
-  }
-  const unknown = Object.keys(given).find((key) => !LOCAL_OPTIONS.some((known) => known === key))
-  if (unknown !== undefined) problems.push(`${JSON.stringify(unknown)} is not a LocalProvider option (${LOCAL_OPTIONS.join(", ")})`)
+  const shape = optionsShapeProblem("LocalProvider", given, LOCAL_OPTIONS)
+  if (shape !== null) problems.push(shape)
+  if (typeof given !== "object" || given === null || Array.isArray(given)) return {}
   const field = <A, I>(name: keyof LocalProviderOptions, schema: Schema.Schema<A, I>): A | undefined => {
     const value: unknown = Reflect.get(given, name)
     if (value === undefined) return undefined

@@ -212,7 +212,7 @@ describe("local provider", () => {
         "LocalProvider options must be an object, not null",
         'the python option: Expected string, actual ["python3"]',
         'the isolation option: "full" is not one of auto, namespaces, none',
-        '"forkserver" is not a LocalProvider option (home, python, isolation, terminateTimeout, forkServer)',
+        '"forkserver" is not one of the LocalProvider options (home, python, isolation, terminateTimeout, forkServer)',
         'the terminateTimeout option: "soon" is not a duration (give e.g. "30s", "5m", Duration.minutes(5) or a number of milliseconds)'
       ])
       // Effect cannot decode "10s": the terminate threw it as a defect, and the sandbox lived on.
