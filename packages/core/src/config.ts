@@ -190,8 +190,7 @@ export const envSetting = (name: string): Effect.Effect<Either.Either<Option.Opt
  */
 export const settingsFromEnv: Effect.Effect<SkyReplSettings, ConfigError.ConfigError> = Effect.gen(function* () {
   for (const name of Object.values(variables)) {
-    const read = yield* Config.option(Config.string(name))
-    if (Option.isSome(read) && read.value.trim() === "") return yield* Effect.fail(ConfigError.InvalidData([name], EMPTY_SETTING))
+    if (Either.isLeft(yield* envSetting(name))) return yield* Effect.fail(ConfigError.InvalidData([name], EMPTY_SETTING))
   }
   const home = yield* Config.option(Config.string(variables.home))
   // A relative home is taken from where the process started, so that it names one place

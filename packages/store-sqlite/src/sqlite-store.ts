@@ -775,16 +775,20 @@ const decodeOptions = (options: unknown): Effect.Effect<SqliteStoreOptions, Stor
       (error) =>
         new StoreError({ operation: "open", reason: "options", message: `SqliteStore options: ${describeParseError(error)}`, cause: error })
     ),
-    Effect.filterOrFail(
-      (decoded) => isMemory(decoded.filename) || pathBytes(decoded.filename) <= MAX_PATH_BYTES,
-      (decoded) =>
-        new StoreError({
-          operation: "open",
-          reason: "options",
-          // SQLite's own word for it is SQLITE_CANTOPEN, the same as for a missing directory.
-          message: `SqliteStore options: filename is ${pathBytes(decoded.filename)} bytes long (with symbolic links resolved), and SQLite opens no database whose path is over ${MAX_PATH_BYTES} bytes`
-        })
-    )
+    Effect.flatMap((decoded) => {
+      // Measured once: the measure walks the path's links on disk.
+      const bytes = isMemory(decoded.filename) ? 0 : pathBytes(decoded.filename)
+      return bytes <= MAX_PATH_BYTES
+        ? Effect.succeed(decoded)
+        : Effect.fail(
+            new StoreError({
+              operation: "open",
+              reason: "options",
+              // SQLite's own word for it is SQLITE_CANTOPEN, the same as for a missing directory.
+              message: `SqliteStore options: filename is ${bytes} bytes long (with symbolic links resolved), and SQLite opens no database whose path is over ${MAX_PATH_BYTES} bytes`
+            })
+          )
+    })
   )
 
 export { MAX_PATH_BYTES, pathBytes }
