@@ -286,7 +286,7 @@ describe("repl run", () => {
     expect(await replay.drain()).toEqual([0, size])
   }, 120_000)
 
-  it.each(["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"] as const)("%s cancels the run, terminates the instance and exits 130", async (signal) => {
+  it.each(["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGXCPU"] as const)("%s cancels the run, terminates the instance and exits 130", async (signal) => {
     const { child, name } = startRun("sleep 600")
     const instance = await name
     expect((await processesOf(instance)).length).toBeGreaterThan(0)

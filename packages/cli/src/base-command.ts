@@ -41,13 +41,33 @@ export const reportFailure = (message: string, status: number, jsonLines: boolea
   return status
 }
 
-/** Exit status for a CLI call ended by Ctrl-C, Ctrl-\, SIGTERM or SIGHUP, as shells report Ctrl-C. */
+/** Exit status for a CLI call ended by Ctrl-C, Ctrl-\, SIGTERM, SIGHUP or another signal that would kill it, as shells report Ctrl-C. */
 export const INTERRUPTED = 130
 
-/** The signals that interrupt a command's program, so that its scopes close and end their instances. */
+/**
+ * The signals that interrupt a command's program, so that its scopes close and end their
+ * instances: every signal whose default action kills a process and that something other than
+ * the process's own fault sends (not SIGSEGV, SIGBUS, SIGILL, SIGFPE: a crash has no scopes left
+ * to trust; not SIGPIPE: a reader that left is the output's failure, said as one).
+ */
 // SIGQUIT is the terminal's Ctrl-\, the key pressed when Ctrl-C seems not to work: left to its
-// default action it killed `repl run` outright, leaving the instance to the next command.
-const INTERRUPTING_SIGNALS: ReadonlyArray<NodeJS.Signals> = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"]
+// default action it killed `repl run` outright, leaving the instance to the next command. The
+// rest came the same way: `kill -USR1` (a log-rotation habit), an `alarm` a wrapper set, CPU
+// time limits (`ulimit -t` sends SIGXCPU before it kills), profilers' timers; each killed `repl`
+// with its instance left to the dead-man switch. (Bun cannot listen for SIGPWR.) A Promise client
+// in a user's process leaves these alone: SIGUSR1 is Node's signal to start its inspector.
+const INTERRUPTING_SIGNALS: ReadonlyArray<NodeJS.Signals> = [
+  "SIGINT",
+  "SIGTERM",
+  "SIGHUP",
+  "SIGQUIT",
+  "SIGUSR1",
+  "SIGUSR2",
+  "SIGALRM",
+  "SIGVTALRM",
+  "SIGPROF",
+  "SIGXCPU"
+]
 
 /** What `preflight` hands on: the command's flags, checked, and any provider built to check them. */
 export interface Checked<Flags> {
@@ -61,7 +81,8 @@ export const nothingToCheck: Effect.Effect<Checked<undefined>> = Effect.succeed(
 /**
  * Every command runs one Effect program. Failures become one line on stderr and an exit
  * status; no stack trace reaches the user (set SKYREPL_DEBUG=1 to see the full cause).
- * SIGINT, SIGTERM, SIGHUP and SIGQUIT interrupt the program, so scopes close and instances are terminated.
+ * SIGINT, SIGTERM, SIGHUP, SIGQUIT and the other signals that would kill `repl` (INTERRUPTING_SIGNALS)
+ * interrupt the program, so scopes close and instances are terminated.
  */
 export abstract class SkyReplCommand<Flags = undefined> extends Command {
   /**
