@@ -185,6 +185,23 @@ export const envSetting = (name: string): Effect.Effect<Either.Either<Option.Opt
   )
 
 /**
+ * A provider's `SKYREPL_*` variable that stands for one of its options: the variable's value,
+ * and the problem of one set but empty (`envSetting`), which is moot (null) when the option it
+ * stands for was given in code. The one reading the AWS, local and OrbStack providers share.
+ */
+export const envSettingFor = (
+  name: string,
+  given: unknown
+): Effect.Effect<{ readonly value: Option.Option<string>; readonly problem: string | null }> =>
+  Effect.map(
+    envSetting(name),
+    Either.match({
+      onLeft: (problem) => ({ value: Option.none<string>(), problem: given === undefined ? problem : null }),
+      onRight: (value) => ({ value, problem: null })
+    })
+  )
+
+/**
  * Reads `SKYREPL_*` variables over the defaults; a malformed value, or settings that cannot run
  * an engine (`settingsProblems`), is a `ConfigError` naming the variable.
  */

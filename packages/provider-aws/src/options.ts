@@ -1,4 +1,4 @@
-import { decodeDurationOption, type DurationOption, envSetting, formatDuration, optionsShapeProblem, parseDuration } from "@skyrepl/core"
+import { decodeDurationOption, type DurationOption, envSettingFor, formatDuration, optionsShapeProblem, parseDuration } from "@skyrepl/core"
 import { Config, Duration, Effect, Either, Option, type Schedule } from "effect"
 import { readFileSync } from "node:fs"
 import { homedir } from "node:os"
@@ -228,16 +228,10 @@ export const resolveOptions = (given: AwsProviderOptions): Effect.Effect<Resolve
     // A SKYREPL_* variable set but empty is a problem (envSetting), unless the option it stands
     // for was given; AWS's own variables keep the AWS CLI's reading, where empty is unset.
     const setting = (name: string, given: unknown): Effect.Effect<string | undefined> =>
-      Effect.map(
-        envSetting(name),
-        Either.match({
-          onLeft: (message) => {
-            if (given === undefined) problems.push({ variable: name, message })
-            return undefined
-          },
-          onRight: Option.getOrUndefined
-        })
-      )
+      Effect.map(envSettingFor(name, given), ({ value, problem }) => {
+        if (problem !== null) problems.push({ variable: name, message: problem })
+        return Option.getOrUndefined(value)
+      })
     const profile = options.profile ?? (yield* env("AWS_PROFILE")) ?? null
     const envRegion = (yield* env("AWS_REGION")) ?? (yield* env("AWS_DEFAULT_REGION"))
     const configFile = (yield* env("AWS_CONFIG_FILE")) ?? join(homedir(), ".aws", "config")

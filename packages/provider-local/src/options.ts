@@ -1,4 +1,4 @@
-import { decodeDurationOption, describeParseError, type DurationOption, envSetting, optionsShapeProblem } from "@skyrepl/core"
+import { decodeDurationOption, describeParseError, type DurationOption, envSettingFor, optionsShapeProblem } from "@skyrepl/core"
 import { Duration, Effect, Either, Option, Schema } from "effect"
 import { accessSync, constants, statSync } from "node:fs"
 import { homedir } from "node:os"
@@ -141,13 +141,10 @@ export const resolveOptions = (given: LocalProviderOptions): Effect.Effect<Resol
     const options = checkOptions(given, problems)
     // An empty variable is a problem (envSetting), unless the option it stands for was given.
     const setting = (name: string, given: unknown) =>
-      Effect.map(
-        envSetting(name),
-        Either.getOrElse((problem) => {
-          if (given === undefined) problems.push(problem)
-          return Option.none<string>()
-        })
-      )
+      Effect.map(envSettingFor(name, given), ({ value, problem }) => {
+        if (problem !== null) problems.push(problem)
+        return value
+      })
     const envHome = yield* setting("SKYREPL_HOME", options.home)
     const envPython = yield* setting("SKYREPL_PYTHON", options.python)
     const envForkServer = yield* setting("SKYREPL_FORK_SERVER", options.forkServer)

@@ -1,4 +1,4 @@
-import { decodeDurationOption, type DurationOption, envSetting, optionsShapeProblem, parseDuration } from "@skyrepl/core"
+import { decodeDurationOption, type DurationOption, envSettingFor, optionsShapeProblem, parseDuration } from "@skyrepl/core"
 import { Duration, Effect, Either, Option } from "effect"
 import { accessSync, constants, statSync } from "node:fs"
 import { homedir } from "node:os"
@@ -63,13 +63,6 @@ const isUrlHost = (host: string): boolean => {
   }
 }
 
-/** The variable, and what is wrong with it when it is set but empty (see `envSetting`). */
-const optionalString = (name: string): Effect.Effect<{ readonly value: Option.Option<string>; readonly empty: string | null }> =>
-  Effect.map(
-    envSetting(name),
-    Either.match({ onLeft: (empty) => ({ value: Option.none(), empty }), onRight: (value) => ({ value, empty: null }) })
-  )
-
 /**
  * Applies the environment and the defaults. Never fails, because building the provider must not
  * (every CLI command builds every provider): a malformed variable is kept as `configError` and
@@ -92,9 +85,9 @@ export const resolveOptions = (given: OrbStackProviderOptions): Effect.Effect<Re
     const shape = optionsShapeProblem("OrbStackProvider", given, OPTION_NAMES)
     // Not an object: none given (the problem refuses every use).
     const options: OrbStackProviderOptions = typeof given === "object" && given !== null ? given : {}
-    const orbctlSetting = yield* optionalString("SKYREPL_ORBCTL")
-    const aliasSetting = yield* optionalString("SKYREPL_ORBSTACK_HOST_ALIAS")
-    const bootSetting = yield* optionalString("SKYREPL_ORBSTACK_BOOT_TIMEOUT")
+    const orbctlSetting = yield* envSettingFor("SKYREPL_ORBCTL", options.orbctl)
+    const aliasSetting = yield* envSettingFor("SKYREPL_ORBSTACK_HOST_ALIAS", options.hostAlias)
+    const bootSetting = yield* envSettingFor("SKYREPL_ORBSTACK_BOOT_TIMEOUT", options.bootTimeout)
     const [orbctl, hostAlias, bootText] = [orbctlSetting.value, aliasSetting.value, bootSetting.value]
     const parsedBoot = Option.map(bootText, (text) =>
       Either.filterOrLeft(parseDuration(text), (d) => Duration.greaterThan(d, Duration.zero), () => "must be longer than 0")
@@ -134,9 +127,9 @@ export const resolveOptions = (given: OrbStackProviderOptions): Effect.Effect<Re
       configError:
         shape ??
         (problems.length === 0 ? null : problems.join("; ")) ??
-        (options.orbctl === undefined ? orbctlSetting.empty : null) ??
-        (options.bootTimeout === undefined ? (bootSetting.empty ?? bootError) : null) ??
-        (options.hostAlias === undefined ? (aliasSetting.empty ?? aliasError) : null)
+        orbctlSetting.problem ??
+        (options.bootTimeout === undefined ? (bootSetting.problem ?? bootError) : null) ??
+        (options.hostAlias === undefined ? (aliasSetting.problem ?? aliasError) : null)
     }
   })
 
