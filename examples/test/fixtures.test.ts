@@ -57,6 +57,28 @@ it("Vitest: an instance ends with its test, passed, failed or timed out", async 
   for (const { name } of recorded().filter((r) => r.name !== "-")) expect(await processesOf(name)).toEqual([])
 }, runnerTimeout)
 
+it("Jest: a test.concurrent test's instance is its own, ended soon after that test, while the others run", async () => {
+  // Jest runs no afterEach for concurrent tests: their launches went to the file's owner and
+  // outlived their tests until the file ended.
+  const report = join(home, "report.json")
+  const result = await execa(bin("jest"), ["--config", join(cases, "jest", "jest.config.js"), "concurrent", "--json", `--outputFile=${report}`, "--forceExit"], {
+    env: { ...caseEnv(), NODE_OPTIONS: "--experimental-vm-modules --disable-warning=ExperimentalWarning" },
+    reject: false,
+    timeout: runnerTimeout,
+    stdin: "ignore"
+  })
+  expect(statuses(report)).toEqual({
+    slow: "passed",
+    quick: "passed",
+    "times out": "failed",
+    sequential: "passed",
+    "every earlier test's instance is terminated": "passed"
+  })
+  expect(result.exitCode).toBe(1)
+  expect(recorded().map((r) => r.label).sort()).toEqual(["quick", "sequential", "slow", "timed-out"])
+  for (const { name } of recorded()) expect(await processesOf(name)).toEqual([])
+}, runnerTimeout)
+
 it("Jest: an instance ends with its test; beforeAll's with the file; the global teardown ends a leak", async () => {
   const report = join(home, "report.json")
   const result = await execa(bin("jest"), ["--config", join(cases, "jest", "jest.config.js"), "outcomes", "leak", "--json", `--outputFile=${report}`, "--forceExit"], {
