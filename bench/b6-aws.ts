@@ -155,7 +155,7 @@ export const b6: Benchmark = {
       const template = described.Reservations?.[0]?.Instances?.[0]
       if (template === undefined) throw new Error("moto does not show the first instance")
       proxy.calls.splice(0)
-      const handUserData = buildUserData({ name: newName(), bootstrap, agentSource: readFileSync(bootstrap.agentScript, "utf8"), maxLifetimeSeconds: 3_600 }).base64
+      const handUserData = (await buildUserData({ name: newName(), bootstrap, agentSource: readFileSync(bootstrap.agentScript, "utf8"), maxLifetimeSeconds: 3_600 })).base64
       const handLaunch = async () => {
         const name = newName()
         const tags = [

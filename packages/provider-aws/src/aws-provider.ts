@@ -543,7 +543,10 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
         const agentSource = yield* readAgent(bootstrap.agentScript)
         const created = Date.now()
         const lifetime = Duration.toMillis(resolved.maxLifetime)
-        const userData = buildUserData({ name, bootstrap, agentSource, maxLifetimeSeconds: lifetime / 1000 })
+        const userData = yield* Effect.tryPromise({
+          try: () => buildUserData({ name, bootstrap, agentSource, maxLifetimeSeconds: lifetime / 1000 }),
+          catch: (cause) => providerError("spawn", "internal", `cannot compress the bootstrap: ${String(cause)}`, cause)
+        })
         if (userData.bytes > USER_DATA_LIMIT) {
           return yield* providerError(
             "spawn",
