@@ -1545,12 +1545,25 @@ class Agent(object):
         start_thread(self.log, "boot", self._boot)
         # The main thread only turns signals into an ending: a Python signal handler runs on
         # this thread between bytecodes and must not take locks another frame here may hold.
+        # It sleeps until a signal writes to the wakeup pipe (a sleep is resumed after the
+        # handler, PEP 475), rather than waking ten times a second for the life of the instance;
+        # the pause is only a backstop.
+        wake, woken = _os.pipe()
+        _os.set_blocking(woken, False)
+        try:
+            _signal.set_wakeup_fd(woken)
+        except ValueError:
+            # Not the process's main thread (an agent run inside another program): it polls.
+            wake = None
         while True:
             sig = self.signalled
             if sig is not None:
                 self.signalled = None
                 self.end("received %s" % signal_name(sig), EXIT_OK, "signal")
-            time.sleep(0.1)
+            if wake is None:
+                time.sleep(0.1)
+            elif select.select([wake], [], [], 5.0)[0]:
+                _os.read(wake, 512)
 
     def _on_signal(self, signum, frame):
         self.signalled = signum
@@ -1630,7 +1643,7 @@ class Agent(object):
             if silent >= self.deadman_timeout:
                 self.end("no answer from the controller for %.1fs: dead-man switch" % silent, EXIT_OK, "deadman")
                 return
-            time.sleep(min(0.25, self.deadman_timeout - silent) + 0.001)
+            time.sleep(min(1.0, self.deadman_timeout - silent) + 0.001)
 
     def _heartbeat_loop(self):
         failing = False

@@ -603,6 +603,26 @@ class EndingTests(AgentTestCase):
         self.assertTrue(os.path.exists(marker))
         self.assert_group_gone(shell)
 
+    def test_an_idle_agent_sleeps_until_a_signal(self):
+        # Its main thread only turns signals into an ending: it used to wake ten times a second
+        # for the instance's whole life to look for one.
+        agent = self.start_agent()
+        self.run_command("r1", "echo started; sleep 600")
+        wait_until(lambda: b"started" in self.ctrl.output("r1", "stdout"), 10.0, "the run to start")
+
+        def main_thread_wakes():
+            with open("/proc/%d/task/%d/status" % (agent.pid, agent.pid)) as f:
+                return int(next(l for l in f if l.startswith("voluntary_ctxt_switches")).split()[1])
+
+        before = main_thread_wakes()
+        time.sleep(2.0)
+        # The five-second backstop may fall in the window; ten a second would be twenty.
+        self.assertLessEqual(main_thread_wakes() - before, 2)
+        started = time.monotonic()
+        agent.send_signal(signal.SIGTERM)
+        self.assertEqual(self.wait_agent(agent), 0)
+        self.assertLess(time.monotonic() - started, 5.0)
+
     def test_sigterm_ends_runs_and_the_agent_without_the_shutdown_action(self):
         marker = self.path("ended")
         agent = self.start_agent(shutdown="command:touch '%s'" % marker)
