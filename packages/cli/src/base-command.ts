@@ -1,4 +1,4 @@
-import type { ProviderService, SkyRepl, SkyReplSettings } from "@skyrepl/core"
+import { describeCause, type ProviderService, type SkyRepl, type SkyReplSettings } from "@skyrepl/core"
 import { Command } from "clipanion"
 import { Cause, Effect, Exit, Fiber, Logger, type Scope } from "effect"
 import { explain } from "./errors.ts"
@@ -15,7 +15,7 @@ import { type Output, stderr, stdout } from "./stdio.ts"
 const stderrLogger = Logger.replace(
   Logger.defaultLogger,
   Logger.make(({ logLevel, message }) => {
-    const text = Array.isArray(message) ? message.map(String).join(" ") : String(message)
+    const text = Array.isArray(message) ? message.map(describeCause).join(" ") : describeCause(message)
     stderr.write(`repl: ${logLevel.label.toLowerCase()}: ${printable(text)}\n`)
   })
 )

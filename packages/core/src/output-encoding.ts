@@ -1,4 +1,5 @@
 import { Either } from "effect"
+import { describeCause } from "./cause-message.ts"
 
 /**
  * node:zlib, loaded on the first compressed chunk: importing it loads node:stream with it (about
@@ -69,7 +70,7 @@ export const inflateExact = (deflated: Uint8Array, size: number, wrapper: Deflat
   } catch (cause) {
     if (cause instanceof RangeError) return Either.left(`inflates to more than ${size} bytes`)
     const format = wrapper === "either" ? "zlib or gzip" : wrapper
-    return Either.left(`is not ${format} data: ${cause instanceof Error ? cause.message : String(cause)}`)
+    return Either.left(`is not ${format} data: ${describeCause(cause)}`)
   }
 }
 

@@ -1,7 +1,7 @@
 import type * as Ec2Sdk from "@aws-sdk/client-ec2"
 import type * as StsSdk from "@aws-sdk/client-sts"
 import type { FetchHttpHandler } from "@smithy/fetch-http-handler"
-import { describeParseError } from "@skyrepl/core"
+import { describeCause, describeParseError } from "@skyrepl/core"
 import { Duration, Effect, Either, ParseResult, Schedule, Schema } from "effect"
 import { AwsError, reasonOf } from "./errors.ts"
 import { type AwsCredentials, endpointShown } from "./options.ts"
@@ -53,7 +53,7 @@ const loadSdk = (): Effect.Effect<Sdk, AwsError> =>
       return new AwsError({
         operation: "load",
         code: "SdkUnavailable",
-        message: `cannot load the AWS SDK (@aws-sdk/client-ec2, @aws-sdk/client-sts): ${String(cause)}`,
+        message: `cannot load the AWS SDK (@aws-sdk/client-ec2, @aws-sdk/client-sts): ${describeCause(cause)}`,
         region: null,
         httpStatus: null,
         requestId: null,

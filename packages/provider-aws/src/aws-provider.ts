@@ -1,6 +1,7 @@
 import {
   beforeAnythingStarted,
   type Bootstrap,
+  describeCause,
   type InstanceRef,
   instanceNameTime,
   isInstanceName,
@@ -387,7 +388,7 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
           agentCache = { path, size: info.size, mtimeMs: info.mtimeMs, source }
           return source
         },
-        catch: (cause) => providerError("spawn", "unavailable", `cannot read the agent script ${path}: ${String(cause)}`, cause)
+        catch: (cause) => providerError("spawn", "unavailable", `cannot read the agent script ${path}: ${describeCause(cause)}`, cause)
       })
 
     /** An instance that died on its way up: its state reason, as the error RunInstances would have given. */

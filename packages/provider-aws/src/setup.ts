@@ -1,4 +1,4 @@
-import type { ProviderError } from "@skyrepl/core"
+import { describeCause, type ProviderError } from "@skyrepl/core"
 import { Duration, Effect } from "effect"
 import { randomUUID } from "node:crypto"
 import { chmodSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs"
@@ -172,7 +172,7 @@ const ensureKeyPair = (api: AwsApi, options: SetupOptions, region: string, conte
     if (local) {
       // Its pair is gone from AWS, so the file opens nothing; it is kept aside, never destroyed.
       yield* Effect.try(() => renameSync(file, `${file}.orphaned-${Date.now()}`)).pipe(
-        Effect.mapError((cause) => providerError("CreateKeyPair", "internal", `cannot move the stale key ${file} aside: ${String(cause)}`, cause))
+        Effect.mapError((cause) => providerError("CreateKeyPair", "internal", `cannot move the stale key ${file} aside: ${describeCause(cause)}`, cause))
       )
     }
     const creation = randomUUID()
@@ -180,7 +180,7 @@ const ensureKeyPair = (api: AwsApi, options: SetupOptions, region: string, conte
     yield* Effect.try(() => {
       mkdirSync(join(file, ".."), { recursive: true, mode: 0o700 })
       writeFileSync(marker, "", { mode: 0o600 })
-    }).pipe(Effect.mapError((cause) => providerError("CreateKeyPair", "internal", `cannot write ${marker}: ${String(cause)}`, cause)))
+    }).pipe(Effect.mapError((cause) => providerError("CreateKeyPair", "internal", `cannot write ${marker}: ${describeCause(cause)}`, cause)))
     const pem = yield* api.createKeyPair(region, name, [...options.managedTags, { key: KEY_CREATION_TAG, value: creation }]).pipe(
       // A refusal created nothing; an answer lost may have created the pair, which the marker
       // lets the next try recognise.
@@ -201,7 +201,7 @@ const ensureKeyPair = (api: AwsApi, options: SetupOptions, region: string, conte
         // A pair whose private key could not be kept is useless to everyone: remove it again.
         api.deleteKeyPair(region, name).pipe(
           Effect.ignore,
-          Effect.zipRight(providerError("CreateKeyPair", "internal", `cannot write the private key ${file}: ${String(cause)}`, cause))
+          Effect.zipRight(providerError("CreateKeyPair", "internal", `cannot write the private key ${file}: ${describeCause(cause)}`, cause))
         )
       ),
       Effect.ensuring(dropMarker(marker))

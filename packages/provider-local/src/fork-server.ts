@@ -1,3 +1,4 @@
+import { describeCause } from "@skyrepl/core"
 import { Deferred, Duration, Effect, FiberId, Schema } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import { closeSync, existsSync, mkdirSync, openSync } from "node:fs"
@@ -197,7 +198,7 @@ export const makeForkServer = (
         }
       })
       child.stdin?.on("error", () => stop(running, ended("closed its stdin")))
-      child.once("error", (cause) => stop(running, ended(`could not start: ${String(cause)}`, cause)))
+      child.once("error", (cause) => stop(running, ended(`could not start: ${describeCause(cause)}`, cause)))
       child.once("exit", (code, signal) => {
         // Sandboxes are not in its group: each forked one makes its own session before it
         // starts, and a server that is closed waits for that before exiting (one forked just

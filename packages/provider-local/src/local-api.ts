@@ -1,4 +1,4 @@
-import { consoleLines, type ProviderErrorReason } from "@skyrepl/core"
+import { consoleLines, describeCause, type ProviderErrorReason } from "@skyrepl/core"
 import { Clock, Data, Deferred, Duration, Effect, FiberId } from "effect"
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync } from "node:fs"
@@ -78,7 +78,7 @@ const reasonOf = (cause: unknown): "transient" | "internal" => (exhaustionCodes.
 const readingProc = <A>(operation: string, read: () => A): Effect.Effect<A, LocalApiError> =>
   Effect.try({
     try: read,
-    catch: (cause) => new LocalApiError({ operation, reason: reasonOf(cause), message: `cannot read /proc: ${String(cause)}`, cause })
+    catch: (cause) => new LocalApiError({ operation, reason: reasonOf(cause), message: `cannot read /proc: ${describeCause(cause)}`, cause })
   })
 
 const readOrNull = (path: string): Buffer | null => {
@@ -487,7 +487,7 @@ const untilEnded = (
   })
 
 const killFailed = (name: string) => (cause: unknown) =>
-  new LocalApiError({ operation: "terminate", reason: "internal", message: `cannot signal ${name}: ${String(cause)}`, cause })
+  new LocalApiError({ operation: "terminate", reason: "internal", message: `cannot signal ${name}: ${describeCause(cause)}`, cause })
 
 const deniedKill = (name: string, denied: ReadonlyArray<number>) =>
   new LocalApiError({ operation: "terminate", reason: "auth", message: `not allowed to kill processes ${denied.join(", ")} of ${name}` })
@@ -621,7 +621,7 @@ export const removeInstanceDir = (paths: InstancePaths): Effect.Effect<void, Loc
   Effect.tryPromise({
     try: () => rm(paths.dir, { recursive: true, force: true }),
     catch: (cause) =>
-      new LocalApiError({ operation: "terminate", reason: reasonOf(cause), message: `cannot remove ${paths.dir}: ${String(cause)}`, cause })
+      new LocalApiError({ operation: "terminate", reason: reasonOf(cause), message: `cannot remove ${paths.dir}: ${describeCause(cause)}`, cause })
   })
 
 /** How much of the end of a console log is read for its last lines: enough for a traceback's end. */
@@ -716,7 +716,7 @@ const prepareDirs = (command: SandboxCommand): Effect.Effect<void, LocalApiError
       new LocalApiError({
         operation: "spawn",
         reason: "internal",
-        message: `cannot create ${command.paths.workdir}: ${String(cause)}`,
+        message: `cannot create ${command.paths.workdir}: ${describeCause(cause)}`,
         cause
       })
   })
@@ -726,7 +726,7 @@ const spawnFailure = (file: string, cause: unknown): LocalApiError => {
   return new LocalApiError({
     operation: "spawn",
     reason: code === "ENOENT" || code === "EACCES" ? "unavailable" : "internal",
-    message: `cannot start ${file}: ${cause instanceof Error ? cause.message : String(cause)}`,
+    message: `cannot start ${file}: ${describeCause(cause)}`,
     cause
   })
 }

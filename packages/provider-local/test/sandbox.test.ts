@@ -1,9 +1,9 @@
 import { type InstanceRef, type ProviderService, ProviderError } from "@skyrepl/core"
 import { type FakeController, makeFakeController, removeStateHome } from "@skyrepl/core/testing"
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Schema, Scope } from "effect"
+import { Effect, Exit, Fiber, Logger, Schema, Scope } from "effect"
 import { execa } from "execa"
-import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync } from "node:fs"
+import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { hostname, tmpdir } from "node:os"
 import { join } from "node:path"
 import type { Readable } from "node:stream"
@@ -344,11 +344,28 @@ describe("local provider", () => {
           Effect.promise(() => execa("mount", ["-t", "tmpfs", "none", mountPoint])),
           () => Effect.promise(() => execa("umount", ["-l", mountPoint], { reject: false }))
         )
-        yield* provider.terminate(ref)
+        const warnings: Array<unknown> = []
+        const capture = Logger.replace(Logger.defaultLogger, Logger.make(({ message }) => void warnings.push(message)))
+        yield* provider.terminate(ref).pipe(Effect.provide(capture))
         expect(yield* provider.describe(ref)).toBe("gone")
         expect(leftovers(context.controlId).filter((p) => p.instance === name)).toEqual([])
         expect(existsSync(mountPoint)).toBe(true)
+        // The system's words, not `Error: EBUSY: …` as String() of the error gave them.
+        expect(warnings).toEqual([
+          [expect.stringMatching(new RegExp(`^${name} has ended, but its directory is left: cannot remove ${instanceDir(name)}: E[A-Z]+: [a-z]`))]
+        ])
       })
+  )
+
+  it.effect("a directory that cannot be removed is said in the system's words, not as `Error: …`", () =>
+    Effect.gen(function* () {
+      // A file where the instances directory should be: rm says ENOTDIR.
+      const blocker = join(context.home, `not-a-directory-${context.newName()}`)
+      writeFileSync(blocker, "")
+      const paths = LocalApi.instancePaths(blocker, "repl-x")
+      const error = yield* Effect.flip(LocalApi.removeInstanceDir(paths))
+      expect(error.message).toMatch(new RegExp(`^cannot remove ${paths.dir}: ENOTDIR: not a directory, \\w+ '${paths.dir}'$`))
+    })
   )
 
   it.scopedLive("a process-group sandbox keeps the host's hostname", () =>

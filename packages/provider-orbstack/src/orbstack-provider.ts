@@ -1,6 +1,7 @@
 import {
   beforeAnythingStarted,
   consoleLines,
+  describeCause,
   instanceNameTime,
   isInstanceName,
   PROVIDER_SPEC_VERSION,
@@ -166,7 +167,7 @@ export const make = (options: OrbStackProviderOptions = {}): Effect.Effect<Provi
             yield* requireName("spawn", name)
             const agent = yield* Effect.try({
               try: () => readFileSync(bootstrap.agentScript),
-              catch: (cause) => providerError("spawn", "unavailable", `cannot read the agent script ${bootstrap.agentScript}: ${String(cause)}`, cause)
+              catch: (cause) => providerError("spawn", "unavailable", `cannot read the agent script ${bootstrap.agentScript}: ${describeCause(cause)}`, cause)
             })
             return { ...client, agent }
           })

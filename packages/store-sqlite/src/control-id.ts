@@ -1,4 +1,4 @@
-import { randomHex, StoreError } from "@skyrepl/core"
+import { describeCause, randomHex, StoreError } from "@skyrepl/core"
 import { Effect, Either, Option, Schema } from "effect"
 import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
 import { basename, dirname, join } from "node:path"
@@ -17,7 +17,7 @@ const ioError = (operation: string, path: string, cause: unknown): StoreError =>
   new StoreError({
     operation,
     reason: "io",
-    message: `${operation}: ${path}: ${cause instanceof Error ? cause.message : String(cause)}`,
+    message: `${operation}: ${path}: ${describeCause(cause)}`,
     cause
   })
 

@@ -1,4 +1,4 @@
-import { describeParseError, StoreError, type StoreErrorReason } from "@skyrepl/core"
+import { describeCause, describeParseError, StoreError, type StoreErrorReason } from "@skyrepl/core"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Clock, Duration, Effect, Option, ParseResult, Predicate, Schedule, Schema } from "effect"
 
@@ -34,7 +34,7 @@ export const fromDriverFailure = (operation: string, cause: unknown): StoreError
       new StoreError({
         operation,
         reason: "internal",
-        message: `${operation}: ${cause instanceof Error ? cause.message : String(cause)}`,
+        message: `${operation}: ${describeCause(cause)}`,
         cause
       }),
     onSome: (failure) =>

@@ -1,4 +1,5 @@
 import { ConfigError, Context, Duration, Effect, Either, Layer, Schedule, Schema, Scope } from "effect"
+import { describeCause } from "../cause-message.ts"
 import { checkSettings, configErrorFrom, SkyReplConfig, type SkyReplSettings } from "../config.ts"
 import { Controller } from "../domain/controller.ts"
 import { ProviderError, UnknownProvider } from "../errors.ts"
@@ -79,7 +80,7 @@ export const make = (
                 provider: entry.id,
                 operation: "load",
                 reason: "unavailable",
-                message: `provider "${entry.id}" could not be set up: ${cause instanceof Error ? cause.message : String(cause)}`,
+                message: `provider "${entry.id}" could not be set up: ${describeCause(cause)}`,
                 cause
               })
         ),

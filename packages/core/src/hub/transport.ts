@@ -1,6 +1,7 @@
 import { Effect } from "effect"
 import type { ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
+import { describeCause } from "../cause-message.ts"
 import { HubError } from "../errors.ts"
 import { readBody, sendJson } from "./http.ts"
 
@@ -110,7 +111,7 @@ const openStreams = () => {
  */
 const failedToListen = (options: ServeOptions) => (cause: unknown): HubError =>
   new HubError({
-    message: `agent endpoint: cannot listen on ${options.host.includes(":") ? `[${options.host}]` : options.host}:${options.port}: ${cause instanceof Error ? cause.message : String(cause)}`,
+    message: `agent endpoint: cannot listen on ${options.host.includes(":") ? `[${options.host}]` : options.host}:${options.port}: ${describeCause(cause)}`,
     cause
   })
 
