@@ -22,6 +22,7 @@ import {
   type RunPatch,
   RunState,
   type StateMachine,
+  describeCause,
   describeParseError,
   EMPTY_SETTING,
   Store,
@@ -35,6 +36,7 @@ import { dirname, join } from "node:path"
 import { makeClient } from "./client.ts"
 import { hold } from "./connection.ts"
 import { CONTROL_ID_FILE, readControlIdFile, writeControlIdFile } from "./control-id.ts"
+import { directoryProblem, fileProblem } from "./file-problems.ts"
 import { MAX_PATH_BYTES, pathBytes } from "./path-limit.ts"
 import { driverCode, type Mapped, mapStoreErrors, openAttempt, retryBusy } from "./errors.ts"
 import { instancesQuery } from "./instances-query.ts"
@@ -793,25 +795,27 @@ const decodeOptions = (options: unknown): Effect.Effect<SqliteStoreOptions, Stor
 
 export { MAX_PATH_BYTES, pathBytes }
 
-const ensureDirectory = (directory: string): Effect.Effect<void, StoreError> =>
-  Effect.try({
+const ensureDirectory = (filename: string): Effect.Effect<void, StoreError> => {
+  const directory = dirname(filename)
+  return Effect.try({
     // Owner-only: the state home holds controller secrets and agent tokens.
     try: () => void mkdirSync(directory, { recursive: true, mode: 0o700 }),
     catch: (cause) =>
       new StoreError({
         operation: "open",
         reason: "io",
-        message: `open: cannot create ${directory}: ${cause instanceof Error ? cause.message : String(cause)}`,
+        message: `open: ${directoryProblem(filename, directory) ?? `cannot create ${directory} to hold ${filename}: ${describeCause(cause)}`}`,
         cause
       })
   })
+}
 
 /** A store on the SQLite file `filename`, open for the life of the scope. */
 export const makeScoped = (given: SqliteStoreOptions): Effect.Effect<StoreService, StoreError, Scope.Scope> =>
   Effect.flatMap(decodeOptions(given), (options) =>
     Effect.gen(function* () {
       const memory = isMemory(options.filename)
-      if (!memory) yield* ensureDirectory(dirname(options.filename))
+      if (!memory) yield* ensureDirectory(options.filename)
       const sql = yield* makeClient(options.filename)
       return yield* Effect.provideService(
         make({
@@ -829,10 +833,19 @@ const explainFailure =
   (filename: string) =>
   (error: StoreError): StoreError => {
     if (error.message.includes(filename)) return error
-    if (/^SQLITE_(NOTADB|CORRUPT)/.test(driverCode(error) ?? "")) return damaged(filename, error)
-    // A full disk, a read-only or missing directory: the file is named, as SQLite does not.
-    return error.reason === "io" ? withFile(filename, error) : error
+    const code = driverCode(error) ?? ""
+    if (/^SQLITE_(NOTADB|CORRUPT)/.test(code)) return damaged(filename, error)
+    if (code === "SQLITE_FULL") return explained(error, `the disk holding ${filename} is full; free some space on it`)
+    if (error.reason !== "io") return error
+    // Only what SQLite could not open or write is looked into: the file system is read then.
+    const problem = /^SQLITE_(CANTOPEN|READONLY|IOERR|PERM)/.test(code) ? fileProblem(filename) : null
+    // Otherwise the file is named, as SQLite does not.
+    return problem === null ? withFile(filename, error) : explained(error, problem)
   }
+
+/** `error` with what is wrong and what to do after SQLite's words, which are kept. */
+const explained = (error: StoreError, problem: string): StoreError =>
+  new StoreError({ operation: error.operation, reason: error.reason, message: `${error.message}: ${problem}`, cause: error })
 
 const withFile = (filename: string, error: StoreError): StoreError =>
   new StoreError({ operation: error.operation, reason: error.reason, message: `${error.message} (${filename})`, cause: error })

@@ -4,7 +4,8 @@ import { Allocation, Instance, type InstanceFilter, liveInstanceStates, Store, S
 import { launchRecords } from "@skyrepl/core/testing"
 import { SqliteStore } from "@skyrepl/store-sqlite"
 import { Deferred, Effect, Fiber, Option, Schema } from "effect"
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs"
+import { spawnSync } from "node:child_process"
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { deflateSync, gzipSync } from "node:zlib"
@@ -54,6 +55,31 @@ const storeErrorOf = <A, E>(effect: Effect.Effect<A, E>) =>
     expect(error).toBeInstanceOf(StoreError)
     return error instanceof StoreError ? Option.some(error) : Option.none()
   })
+
+const literal = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+
+/**
+ * Read-only in a way root respects, as the tests run as root: mode bits do not stop root, an
+ * immutable inode (chattr +i) does. Where it cannot be set (no chattr, a file system without
+ * the flag, no CAP_LINUX_IMMUTABLE) the tests that need it are skipped.
+ */
+const setImmutable = (path: string, on: boolean): boolean => spawnSync("chattr", [on ? "+i" : "-i", path]).status === 0
+const canMakeImmutable = (() => {
+  const probe = mkdtempSync(join(root, "probe-"))
+  return setImmutable(probe, true) && setImmutable(probe, false)
+})()
+const immutableWhileScoped = (path: string) =>
+  Effect.acquireRelease(
+    Effect.sync(() => expect(setImmutable(path, true)).toBe(true)),
+    () => Effect.sync(() => setImmutable(path, false))
+  )
+
+/** A small tmpfs stands for a full disk; mounting needs root (CAP_SYS_ADMIN), else it is skipped. */
+const canMountTmpfs = (() => {
+  const probe = mkdtempSync(join(root, "probe-"))
+  const mounted = spawnSync("mount", ["-t", "tmpfs", "-o", "size=40k", "tmpfs", probe]).status === 0
+  return mounted && spawnSync("umount", [probe]).status === 0
+})()
 
 const reasonOf = <A, E>(effect: Effect.Effect<A, E>) =>
   Effect.map(storeErrorOf(effect), Option.map((e) => e.reason))
@@ -577,22 +603,93 @@ describe("SqliteStore on SQLite", () => {
       })
     )
 
-    it.effect("a file SQLite cannot open (here: a directory) fails with reason io and a message naming it", () =>
+    it.effect("a directory where SQLite needs a file (state.db, state.db-wal) fails with reason io, naming it and what to do", () =>
       Effect.gen(function* () {
-        const filename = join(freshHome(), "state.db")
-        mkdirSync(filename)
-        const error = yield* storeErrorOf(withStore(filename, () => Effect.void))
-        expect(Option.map(error, (e) => [e.reason, e.message.endsWith(`(${filename})`)])).toEqual(Option.some(["io", true]))
+        // SQLite said only SQLITE_CANTOPEN, and for the log SQLITE_IOERR_DELETE.
+        for (const suffix of ["", "-wal", "-shm"]) {
+          const filename = join(freshHome(), "state.db")
+          mkdirSync(`${filename}${suffix}`)
+          const error = yield* storeErrorOf(withStore(filename, () => Effect.void))
+          expect(Option.map(error, (e) => [e.operation, e.reason])).toEqual(Option.some(["open", "io"]))
+          expect(Option.getOrElse(Option.map(error, (e) => e.message), () => "")).toMatch(
+            new RegExp(`^open: .*\\(SQLITE_[A-Z_]+\\): ${literal(filename)}${suffix} is a directory, not a file SQLite can use; move it aside$`)
+          )
+        }
       })
     )
 
-    it.effect("a home that cannot be created fails to open with reason io", () =>
+    it.effect("a home that is a file, or has a file in its path, fails with reason io naming that file", () =>
       Effect.gen(function* () {
+        // mkdir said EEXIST, "file already exists", and ENOTDIR, neither naming the file.
         const blocker = join(freshHome(), "a-file")
         writeFileSync(blocker, "")
-        expect(yield* reasonOf(withStore(join(blocker, "home", "state.db"), () => Effect.void))).toEqual(
-          Option.some("io")
+        for (const filename of [join(blocker, "state.db"), join(blocker, "home", "state.db")]) {
+          const error = yield* storeErrorOf(withStore(filename, () => Effect.void))
+          expect(Option.map(error, (e) => [e.reason, e.message])).toEqual(
+            Option.some(["io", `open: ${blocker} is a file, not a directory, so ${filename} cannot be made there; move it aside, or use another state home`])
+          )
+        }
+        expect(readFileSync(blocker, "utf8")).toBe("")
+      })
+    )
+
+    it.scoped.skipIf(!canMakeImmutable)(
+      "a home that became read-only after a clean exit says the home is not writable and what to do, and changes nothing",
+      () =>
+        Effect.gen(function* () {
+          // In WAL mode SQLite makes state.db-wal and -shm even to read: it said only SQLITE_CANTOPEN.
+          const home = freshHome()
+          const filename = join(home, "state.db")
+          yield* withStore(filename, createLaunch)
+          const before = readdirSync(home).sort()
+          yield* immutableWhileScoped(home)
+          const error = yield* storeErrorOf(withStore(filename, () => Effect.void))
+          expect(Option.map(error, (e) => [e.operation, e.reason])).toEqual(Option.some(["open", "io"]))
+          expect(Option.getOrElse(Option.map(error, (e) => e.message), () => "")).toMatch(
+            new RegExp(
+              `^open: unable to open database file \\(SQLITE_CANTOPEN\\): the state home ${literal(home)} is not writable \\([a-z ]+\\), and SQLite must create state\\.db-wal and state\\.db-shm there to use state\\.db; make it writable, or use another state home$`
+            )
+          )
+          // SQLite's own failure is kept, as the cause.
+          expect(Option.flatMap(error, (e) => failureCode(e.cause))).toEqual(Option.some("SQLITE_CANTOPEN"))
+          expect(readdirSync(home).sort()).toEqual(before)
+        })
+    )
+
+    it.scoped.skipIf(!canMakeImmutable)("a state.db that cannot be written still reads, and a write names the file and what to do", () =>
+      Effect.gen(function* () {
+        const filename = join(freshHome(), "state.db")
+        yield* withStore(filename, createLaunch)
+        yield* immutableWhileScoped(filename)
+        const error = yield* storeErrorOf(
+          withStore(filename, (store) =>
+            Effect.gen(function* () {
+              expect((yield* store.listRuns()).length).toBe(1)
+              return yield* createLaunch(store, T0 + 1)
+            })
+          )
         )
+        expect(Option.map(error, (e) => [e.reason, e.message])).toEqual(
+          Option.some(["io", expect.stringMatching(new RegExp(`\\(SQLITE_READONLY[A-Z_]*\\): ${literal(filename)} is not writable \\([a-z ]+\\); make it writable, or use another state home$`))])
+        )
+      })
+    )
+
+    it.scoped.skipIf(!canMountTmpfs)("a full disk says so, naming the file, leaves a store that opens once there is room", () =>
+      Effect.gen(function* () {
+        const disk = freshHome()
+        yield* Effect.acquireRelease(
+          Effect.sync(() => spawnSync("mount", ["-t", "tmpfs", "-o", "size=40k", "tmpfs", disk])),
+          () => Effect.sync(() => spawnSync("umount", ["-l", disk]))
+        )
+        const filename = join(disk, "home", "state.db")
+        const error = yield* storeErrorOf(withStore(filename, () => Effect.void))
+        expect(Option.map(error, (e) => [e.reason, e.message])).toEqual(
+          Option.some(["io", `open: database or disk is full (SQLITE_FULL): the disk holding ${filename} is full; free some space on it`])
+        )
+        expect(spawnSync("mount", ["-o", "remount,size=4m", disk]).status).toBe(0)
+        const controlId = yield* withStore(filename, (store) => Effect.as(createLaunch(store), store.controlId))
+        expect(readFileSync(join(disk, "home", "control-id"), "utf8")).toBe(`${controlId}\n`)
       })
     )
 
