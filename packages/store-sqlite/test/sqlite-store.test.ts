@@ -768,6 +768,24 @@ describe("SqliteStore on SQLite", () => {
       })
     )
 
+    it.effect("a filename of exactly the limit opens, and SQLite makes its -wal and -shm (4 bytes longer) beside it", () =>
+      Effect.gen(function* () {
+        const home = freshHome()
+        let directory = home
+        const room = SqliteStore.MAX_PATH_BYTES - "/state.db".length
+        while (Buffer.byteLength(directory) < room) {
+          directory = join(directory, "d".repeat(Math.min(100, room - Buffer.byteLength(directory) - 1)))
+        }
+        const filename = join(directory, "state.db")
+        expect(SqliteStore.pathBytes(filename)).toBe(SqliteStore.MAX_PATH_BYTES)
+        const files = yield* withStore(filename, (store) =>
+          Effect.as(createLaunch(store), ["state.db-wal", "state.db-shm"].map((file) => existsSync(join(directory, file))))
+        )
+        expect(files).toEqual([true, true])
+        expect((yield* withStore(filename, (store) => store.listRuns())).length).toBe(1)
+      })
+    )
+
     it.effect("layerFromHome creates the home and keeps state.db and control-id in it", () =>
       Effect.gen(function* () {
         const home = join(freshHome(), "nested", "home")
