@@ -1,7 +1,7 @@
 import { SqliteStore } from "@skyrepl/store-sqlite"
 import { Effect } from "effect"
 import { execa } from "execa"
-import { spawn } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { delimiter, join } from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
@@ -776,6 +776,51 @@ describe("bad input", () => {
       expect(existsSync(join(tooLong, "state.db"))).toBe(false)
     }
     expect(existsSync(within(520))).toBe(false)
+  })
+
+  it("a state home SQLite cannot use is one line naming the path and what to do, exit 1, no stack trace", async () => {
+    // Each said "open: unable to open database file (SQLITE_CANTOPEN)" or mkdir's "EEXIST: file
+    // already exists", naming neither the cause nor, for a file in the way, the file.
+    const file = join(home, "a-file")
+    writeFileSync(file, "")
+    const dbDirectory = join(home, "db-is-a-directory")
+    mkdirSync(join(dbDirectory, "state.db"), { recursive: true })
+    const cases: ReadonlyArray<[string, string]> = [
+      [file, `repl: open: ${file} is a file, not a directory, so ${join(file, "state.db")} cannot be made there; move it aside, or use another state home`],
+      [dbDirectory, `repl: open: unable to open database file (SQLITE_CANTOPEN): ${join(dbDirectory, "state.db")} is a directory, not a file SQLite can use; move it aside`]
+    ]
+    for (const [stateHome, says] of cases) {
+      const result = await run(["run", "list"], { SKYREPL_HOME: stateHome })
+      expect([result.exitCode, result.stdout, lines(result.stderr)]).toEqual([1, "", [says]])
+    }
+  })
+
+  // Read-only as root needs an immutable directory (chattr +i): mode bits do not stop root.
+  const canMakeImmutable = (() => {
+    const probe = tempHome()
+    const done = (on: boolean) => spawnSync("chattr", [on ? "+i" : "-i", probe]).status === 0
+    const works = done(true) && done(false)
+    removeHome(probe)
+    return works
+  })()
+  it.skipIf(!canMakeImmutable)("a state home made read-only after a clean exit says it is not writable, in one line, exit 1", async () => {
+    expect((await run(["run", "list"])).exitCode).toBe(0)
+    expect(spawnSync("chattr", ["+i", home]).status).toBe(0)
+    try {
+      const result = await run(["run", "list"])
+      expect([result.exitCode, result.stdout, lines(result.stderr)]).toEqual([
+        1,
+        "",
+        [
+          expect.stringMatching(
+            /^repl: open: unable to open database file \(SQLITE_CANTOPEN\): the state home .+ is not writable \([a-z ]+\), and SQLite must create state\.db-wal and state\.db-shm there to use state\.db; make it writable, or use another state home$/
+          )
+        ]
+      ])
+      expect(result.stderr).toContain(`the state home ${home} is not writable`)
+    } finally {
+      spawnSync("chattr", ["-i", home])
+    }
   })
 
   it("an agent endpoint on an IPv6 address is one the agent can call (its URL brackets the address)", async () => {
