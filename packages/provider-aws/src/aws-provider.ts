@@ -546,7 +546,7 @@ export const make = (options: AwsProviderOptions = {}): Effect.Effect<ProviderSe
         const lifetime = Duration.toMillis(resolved.maxLifetime)
         const userData = yield* Effect.tryPromise({
           try: () => buildUserData({ name, bootstrap, agentSource, maxLifetimeSeconds: lifetime / 1000 }),
-          catch: (cause) => providerError("spawn", "internal", `cannot compress the bootstrap: ${String(cause)}`, cause)
+          catch: (cause) => providerError("spawn", "internal", `cannot compress the bootstrap: ${describeCause(cause)}`, cause)
         })
         if (userData.bytes > USER_DATA_LIMIT) {
           return yield* providerError(

@@ -25,7 +25,7 @@ const readRequest = () => {
   try {
     request = JSON.parse(readFileSync(0, "utf8"))
   } catch (error) {
-    fail(`the request on stdin is not JSON: ${String(error)}`)
+    fail(`the request on stdin is not JSON: ${error instanceof Error ? error.message : String(error)}`)
   }
   if (typeof request !== "object" || request === null) fail("the request on stdin is not an object")
   const { region, endpoint, profile, credentials, ids, searchByName, name, managedTag, mayBeInvisible, giveUpAt } = request
