@@ -1,4 +1,4 @@
-import { AGENT_PROTOCOL_VERSION, type AllocationFilter, attach, type AttachOptions, type InstanceFilter, listAllocations, type RunFilter, describeConfigError, type LaunchOptions, type ScanOptions, beforeAnythingStarted, type Bootstrap, cancel, getRun, launch, listInstances, listRuns, type ParsedSpec, Provider, ProviderError, scanOrphans, SkyRepl, type SkyReplClient, type SkyReplSettings, Store, StoreError, createTestRepl, type TestLaunchDefaults } from "@skyrepl/core"
+import { AGENT_PROTOCOL_VERSION, type AllocationFilter, attach, type AttachOptions, type InstanceFilter, listAllocations, type RunFilter, describeConfigError, type DurationOption, type LaunchOptions, type ScanOptions, beforeAnythingStarted, type Bootstrap, cancel, getRun, launch, listInstances, listRuns, type ParsedSpec, Provider, ProviderError, scanOrphans, SkyRepl, type SkyReplClient, type SkyReplSettings, Store, StoreError, createTestRepl, type TestLaunchDefaults } from "@skyrepl/core"
 import { LocalApi, LocalProvider } from "@skyrepl/provider-local"
 import { SqliteStore } from "@skyrepl/store-sqlite"
 import { Chunk, type ConfigError, Deferred, Duration, Effect, Exit, Fiber, Layer, LogLevel, Logger, Option, Scope, Stream } from "effect"
@@ -109,8 +109,8 @@ describe("launch", () => {
         const hugeCommand = yield* Effect.exit(Effect.scoped(launch({ command: `echo ${"x".repeat(200_000)}` })))
         const nulEnv = yield* Effect.exit(Effect.scoped(launch({ command: "echo", env: { A: "a\0b" } })))
         const hugeEnv = yield* Effect.exit(Effect.scoped(launch({ command: "echo", env: manyLargeVariables(21) })))
-        const wordDuration = yield* Effect.exit(Effect.scoped(launch({ command: "echo", maxDuration: "banana" as Duration.DurationInput })))
-        const badMinAge = yield* Effect.exit(scanOrphans({ minAge: "banana" as Duration.DurationInput }))
+        const wordDuration = yield* Effect.exit(Effect.scoped(launch({ command: "echo", maxDuration: smuggled<DurationOption>("banana") })))
+        const badMinAge = yield* Effect.exit(scanOrphans({ minAge: smuggled<DurationOption>("banana") }))
         return {
           badSpec,
           badProvider,
@@ -228,6 +228,94 @@ describe("misuse from code (plain JavaScript, or a cast)", () => {
     expect(outcomes.twice.providers).toEqual(["local"])
     expect(outcomes.runs).toEqual([])
     expect(outcomes.instances).toEqual([])
+  })
+
+  it("durations Effect would misread (a bigint, under a millisecond, infinite) are refused naming the option, with nothing recorded", async () => {
+    const outcomes = await runEngine(
+      Effect.gen(function* () {
+        const launched = (maxDuration: unknown) => Effect.exit(Effect.scoped(launch({ command: "true", maxDuration: smuggled<DurationOption>(maxDuration) })))
+        const swept = (minAge: unknown) => Effect.exit(scanOrphans({ reap: true, ownOnly: true, minAge: smuggled<DurationOption>(minAge) }))
+        return {
+          // Effect reads a bigint as nanoseconds: 10n was a 10 ns limit, the run killed at once.
+          launch: [yield* launched(10n), yield* launched(0.5), yield* launched(Duration.nanos(10n)), yield* launched(Number.POSITIVE_INFINITY)].map(failure),
+          // An infinite margin left every orphan too young: a sweep that quietly did nothing.
+          sweep: [yield* swept(Number.POSITIVE_INFINITY), yield* swept(Duration.infinity), yield* swept(10n), yield* swept(0.5)].map(failure),
+          runs: yield* listRuns(),
+          instances: yield* listInstances()
+        }
+      })
+    )
+    expect(outcomes.launch).toEqual([
+      'InvalidLaunchOptions: maxDuration: 10n is a bigint, which Effect reads as nanoseconds (a number is milliseconds); give a number of milliseconds, "30s" or Duration.seconds(30)',
+      "InvalidLaunchOptions: maxDuration: 0.5 is under a millisecond; give at least 1ms",
+      "InvalidLaunchOptions: maxDuration: Duration 10ns is under a millisecond; give at least 1ms",
+      "InvalidLaunchOptions: maxDuration: Infinity is not a finite duration"
+    ])
+    expect(outcomes.sweep).toEqual([
+      "InvalidScanOptions: minAge: Infinity is not a finite duration",
+      "InvalidScanOptions: minAge: Duration Infinity is not a finite duration",
+      'InvalidScanOptions: minAge: 10n is a bigint, which Effect reads as nanoseconds (a number is milliseconds); give a number of milliseconds, "30s" or Duration.seconds(30)',
+      "InvalidScanOptions: minAge: 0.5 is under a millisecond; give at least 1ms"
+    ])
+    expect([outcomes.runs, outcomes.instances]).toEqual([[], []])
+  })
+
+  it("a boxed primitive (new String, new Number, new Boolean) anywhere in options is named as one, by every entry point", async () => {
+    const boxed = (value: string | number | boolean): unknown => Object(value)
+    const outcomes = await runEngine(
+      Effect.gen(function* () {
+        const launched = (options: unknown) => Effect.exit(Effect.scoped(launch(smuggled<LaunchOptions>(options))))
+        return {
+          launch: [
+            // Was "command: Expected string, actual x", as if a string had been refused as not one.
+            yield* launched({ command: boxed("x") }),
+            yield* launched({ command: "true", env: { A: boxed("y") } }),
+            yield* launched({ command: "true", spot: boxed(false) }),
+            yield* launched({ command: "true", maxDuration: boxed("5m") }),
+            // Its keys "0" and "1" were named as options it does not know.
+            yield* launched(boxed("ls"))
+          ].map(failure),
+          others: [
+            yield* Effect.exit(Stream.runDrain(attach("any", smuggled<AttachOptions>({ from: { stdout: boxed(2) } })))),
+            yield* Effect.exit(scanOrphans(smuggled<ScanOptions>({ providers: [boxed("local")] }))),
+            yield* Effect.exit(scanOrphans(smuggled<ScanOptions>({ reap: boxed(false) }))),
+            yield* Effect.exit(listRuns(smuggled<RunFilter>({ limit: boxed(5) }))),
+            // Shown as JSON, this read as `no run with id "r1"`.
+            yield* Effect.exit(getRun(smuggled<string>(boxed("r1"))))
+          ].map(failure),
+          runs: yield* listRuns(),
+          instances: yield* listInstances()
+        }
+      })
+    )
+    expect(outcomes.launch).toEqual([
+      'InvalidLaunchOptions: command: new String("x") is an object, not a string; give the value itself',
+      'InvalidLaunchOptions: env.A: new String("y") is an object, not a string; give the value itself',
+      "InvalidLaunchOptions: spot: new Boolean(false) is an object, not a boolean; give the value itself",
+      'InvalidLaunchOptions: maxDuration: new String("5m") is an object, not a string; give the value itself',
+      'InvalidLaunchOptions: launch options must be an object, not new String("ls")'
+    ])
+    expect(outcomes.others).toEqual([
+      "InvalidAttachOptions: from.stdout: new Number(2) is an object, not a number; give the value itself",
+      'InvalidScanOptions: providers.0: new String("local") is an object, not a string; give the value itself',
+      "InvalidScanOptions: reap: new Boolean(false) is an object, not a boolean; give the value itself",
+      "InvalidFilter: listRuns: limit: new Number(5) is an object, not a number; give the value itself",
+      'RunNotFound: no run with id "new String("r1")"'
+    ])
+    expect([outcomes.runs, outcomes.instances]).toEqual([[], []])
+    const made = SkyRepl.make({ providers: [LocalProvider.layer({ home })], store: SqliteStore.layer({ filename: join(home, "state.db") }), config: { ...testSettings(home), home: smuggled<string>(boxed(home)) } })
+    await expect(made).rejects.toMatchObject({ _op: "InvalidData", message: `config.home: new String(${JSON.stringify(home)}) is an object, not a string; give the value itself` })
+    const client = await SkyRepl.make({ providers: [LocalProvider.layer({ home })], store: SqliteStore.layer({ filename: join(home, "state.db") }), config: testSettings(home) })
+    try {
+      // Spread, the String was taken as variables "0", "1" and "2".
+      await expect(createTestRepl(client, { env: smuggled<Record<string, string>>(boxed("X=1")) }).exec("true")).rejects.toMatchObject({
+        _tag: "InvalidLaunchOptions",
+        message: `the test's launch defaults: env: new String("X=1") is an object, not a string; give the value itself`
+      })
+      expect(await client.listRuns()).toEqual([])
+    } finally {
+      await client.dispose()
+    }
   })
 
   it("listing filters of the wrong shape are an InvalidFilter, from Effect and from the Promise client", async () => {
@@ -999,7 +1087,9 @@ describe("scoped termination", () => {
       [{ leaseTtl: Duration.infinity }, "leaseTtl", "must be finite"],
       // Said of the interval itself, not as a dead-man window shorter than twice "Infinityms".
       [{ heartbeatInterval: Duration.infinity }, "heartbeatInterval", "must be finite"],
-      [{ bootTimeout: Duration.infinity }, "bootTimeout", "must be finite"]
+      [{ bootTimeout: Duration.infinity }, "bootTimeout", "must be finite"],
+      // The agent is told it in milliseconds: a heartbeat with no pause.
+      [{ heartbeatInterval: Duration.nanos(10n) }, "heartbeatInterval", "must be at least 1ms, not 10ns"]
     ]
     for (const [overrides, setting, message] of cases) {
       const made = SkyRepl.make({

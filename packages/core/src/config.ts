@@ -96,6 +96,11 @@ export const settingsProblems = (
   if (settings.home.trim() === "") problems.push({ setting: "home", message: "must not be empty" })
   for (const setting of ["leaseTtl", "heartbeatInterval", "deadmanTimeout", "bootTimeout"] as const) {
     if (!Duration.greaterThan(settings[setting], Duration.zero)) problems.push({ setting, message: "must be longer than 0" })
+    // As launch's maxDuration (decodeDurationOption): the agent is told these in milliseconds,
+    // and Duration.nanos(10n) was a lease renewed, and a heartbeat sent, without pause.
+    else if (Duration.lessThan(settings[setting], Duration.millis(1))) {
+      problems.push({ setting, message: `must be at least 1ms, not ${Duration.format(settings[setting])}` })
+    }
   }
   // A lease that never expires is never reaped from another machine. A heartbeat that never
   // comes leaves the agent's event stream silent (it would reconnect for ever) and no instance

@@ -1,4 +1,5 @@
 import { Context, Effect, Schema } from "effect"
+import { boxedPrimitiveProblem } from "./boxed.ts"
 import { type InvalidSpec, type ProviderError, ProviderMisconfigured } from "./errors.ts"
 
 /** The version of this interface; a provider states which one it implements. */
@@ -216,6 +217,9 @@ export const optionsShapeProblem = (provider: string, given: unknown, known: Rea
   if (typeof given !== "object" || given === null || Array.isArray(given)) {
     return `${provider} options must be an object, not ${JSON.stringify(given) ?? String(given)}`
   }
+  // Before the keys: a `new String("x")`'s are "0", "1", ….
+  const boxed = boxedPrimitiveProblem(given, `${provider} options`, `${provider} options: `)
+  if (boxed !== null) return boxed
   const unknown = Object.keys(given).find((key) => !known.includes(key))
   return unknown === undefined ? null : `${JSON.stringify(unknown)} is not one of the ${provider} options (${known.join(", ")})`
 }

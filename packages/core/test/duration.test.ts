@@ -1,6 +1,6 @@
 import { Clock, Duration, Effect, Either, Schema } from "effect"
 import { describe, expect, it } from "vitest"
-import { DurationFromString, formatDuration, parseDuration, sleepLong } from "../src/duration.ts"
+import { decodeDurationOption, DurationFromString, formatDuration, parseDuration, sleepLong } from "../src/duration.ts"
 
 describe("durations", () => {
   it.each([
@@ -26,10 +26,52 @@ describe("durations", () => {
     }
   })
 
+  it("refuses an amount under a millisecond, which rounded to no time at all, but takes 0 itself", () => {
+    expect(parseDuration("0.4ms")).toEqual(Either.left('invalid duration "0.4ms": under a millisecond, the least SkyREPL counts'))
+    expect(Either.map(parseDuration("0ms"), Duration.toMillis)).toEqual(Either.right(0))
+    expect(Either.map(parseDuration("0.5ms"), Duration.toMillis)).toEqual(Either.right(1))
+  })
+
   it("decodes through effect/Schema with a readable message", () => {
     const result = Schema.decodeUnknownEither(DurationFromString)("10 years")
     expect(Either.isLeft(result)).toBe(true)
     if (Either.isLeft(result)) expect(String(result.left.message)).toContain("expected a number with a unit")
+  })
+})
+
+describe("decodeDurationOption", () => {
+  const decoded = (input: unknown, zero = false) =>
+    Either.match(decodeDurationOption(input, { zero }), { onLeft: (reason) => `refused: ${reason}`, onRight: Duration.toMillis })
+
+  it("reads a number as milliseconds, and Effect's forms and the CLI's as they say", () => {
+    expect([decoded(1500), decoded("5m"), decoded("2 seconds"), decoded(Duration.minutes(1)), decoded([1, 0]), decoded(0, true)]).toEqual([1500, 300_000, 2000, 60_000, 1000, 0])
+  })
+
+  it("refuses a bigint, which Effect reads as nanoseconds where a number is milliseconds", () => {
+    // Taken as Effect takes it, 10n was a 10 ns time limit: the run was killed at once.
+    expect(decoded(10n)).toBe('refused: 10n is a bigint, which Effect reads as nanoseconds (a number is milliseconds); give a number of milliseconds, "30s" or Duration.seconds(30)')
+    expect(decoded(10_000_000_000n)).toMatch(/^refused: 10000000000n is a bigint/)
+  })
+
+  it("refuses under a millisecond, 0 unless the option takes it, and infinite", () => {
+    expect([decoded(0.5), decoded(Duration.nanos(10n)), decoded("1 nano"), decoded(0), decoded(Duration.zero), decoded(Number.POSITIVE_INFINITY, true), decoded(Duration.infinity, true)]).toEqual([
+      "refused: 0.5 is under a millisecond; give at least 1ms",
+      "refused: Duration 10ns is under a millisecond; give at least 1ms",
+      'refused: "1 nano" is under a millisecond; give at least 1ms',
+      "refused: 0 is no time at all; give at least 1ms",
+      "refused: Duration 0 is no time at all; give at least 1ms",
+      "refused: Infinity is not a finite duration",
+      "refused: Duration Infinity is not a finite duration"
+    ])
+    expect(decoded(0.5, true)).toBe("refused: 0.5 is under a millisecond; give at least 1ms")
+  })
+
+  it("names a boxed primitive as one, rather than showing its value as if it were the primitive", () => {
+    // Each was '5 is not a duration' and '"5m" is not a duration'.
+    expect([decoded(new Number(5)), decoded(new String("5m"))]).toEqual([
+      "refused: new Number(5) is an object, not a number; give the value itself",
+      'refused: new String("5m") is an object, not a string; give the value itself'
+    ])
   })
 })
 

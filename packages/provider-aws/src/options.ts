@@ -1,4 +1,4 @@
-import { decodeDurationOption, type DurationOption, envSettingFor, formatDuration, optionsShapeProblem, parseDuration } from "@skyrepl/core"
+import { decodeDurationOption, type DurationBounds, type DurationOption, envSettingFor, formatDuration, optionsShapeProblem, parseDuration } from "@skyrepl/core"
 import { Config, Duration, Effect, Either, Option, type Schedule } from "effect"
 import { readFileSync } from "node:fs"
 import { homedir } from "node:os"
@@ -169,10 +169,11 @@ const durationOption = (
   name: string,
   given: DurationOption | undefined,
   fallback: Duration.Duration,
-  problems: Array<ConfigProblem>
+  problems: Array<ConfigProblem>,
+  bounds: DurationBounds = {}
 ): Duration.Duration => {
   if (given === undefined) return fallback
-  const decoded = decodeDurationOption(given)
+  const decoded = decodeDurationOption(given, bounds)
   if (Either.isRight(decoded)) return decoded.right
   problems.push({ variable: name, message: `the ${name} option: ${decoded.left}` })
   return fallback
@@ -183,9 +184,10 @@ const durationSetting = (
   option: { readonly name: string; readonly given: DurationOption | undefined },
   fromEnv: string | undefined,
   fallback: Duration.Duration,
-  problems: Array<ConfigProblem>
+  problems: Array<ConfigProblem>,
+  bounds: DurationBounds = {}
 ): Duration.Duration => {
-  if (option.given !== undefined) return durationOption(option.name, option.given, fallback, problems)
+  if (option.given !== undefined) return durationOption(option.name, option.given, fallback, problems, bounds)
   if (fromEnv === undefined) return fallback
   const parsed = parseDuration(fromEnv)
   if (Either.isRight(parsed)) return parsed.right
@@ -280,7 +282,9 @@ export const resolveOptions = (given: AwsProviderOptions): Effect.Effect<Resolve
       { name: "capacityBackoff", given: options.capacityBackoff },
       yield* setting("SKYREPL_AWS_CAPACITY_BACKOFF", options.capacityBackoff),
       Duration.seconds(30),
-      problems
+      problems,
+      // 0 retries at once, which a test against an emulator wants.
+      { zero: true }
     )
     const maxLifetime = durationSetting(
       "SKYREPL_AWS_MAX_LIFETIME",
@@ -300,7 +304,6 @@ export const resolveOptions = (given: AwsProviderOptions): Effect.Effect<Resolve
     if (!Number.isInteger(pageSize) || pageSize < 5 || pageSize > 1000) {
       problems.push({ variable: "pageSize", message: `pageSize must be an integer from 5 to 1000, not ${pageSize}` })
     }
-
     return {
       region,
       regionSource,
@@ -310,13 +313,15 @@ export const resolveOptions = (given: AwsProviderOptions): Effect.Effect<Resolve
       credentials: options.credentials ?? null,
       home,
       cacheDir,
-      amiCacheTtl: durationOption("amiCacheTtl", options.amiCacheTtl, Duration.hours(24), problems),
+      // 0 is no reuse: every launch looks its image up.
+      amiCacheTtl: durationOption("amiCacheTtl", options.amiCacheTtl, Duration.hours(24), problems, { zero: true }),
       capacityBackoff,
       capacityRetries: options.capacityRetries ?? 2,
       capacityRetry: options.capacityRetry ?? null,
       callRetry: options.callRetry ?? null,
       requestTimeout: durationOption("requestTimeout", options.requestTimeout, Duration.seconds(30), problems),
-      visibilityTimeout: durationOption("visibilityTimeout", options.visibilityTimeout, Duration.seconds(60), problems),
+      // 0 is no wait: what is not visible at once is taken as not there.
+      visibilityTimeout: durationOption("visibilityTimeout", options.visibilityTimeout, Duration.seconds(60), problems, { zero: true }),
       pageSize: Math.min(1000, Math.max(5, Math.trunc(pageSize))),
       maxLifetime,
       problems

@@ -399,7 +399,7 @@ describe("configuration", () => {
       const endless = yield* refused({ SKYREPL_AWS_MAX_LIFETIME: `${"9".repeat(400)}h` })
       expect(endless.message).toContain("SKYREPL_AWS_MAX_LIFETIME: must be from 1m to 365d")
       const given = yield* refused({ SKYREPL_AWS_MAX_LIFETIME: "2h" }, { maxLifetime: Duration.infinity })
-      expect(given.message).toContain("maxLifetime: must be from 1m to 365d")
+      expect(given.message).toContain("the maxLifetime option: Duration Infinity is not a finite duration")
       expect(given.message).not.toContain("SKYREPL_AWS_MAX_LIFETIME")
     })
   )
@@ -416,6 +416,10 @@ describe("configuration", () => {
       expect(yield* problemOf({ requestTimeout: "soon" } as unknown as Parameters<typeof AwsProvider.make>[0])).toBe(
         'the requestTimeout option: "soon" is not a duration (give e.g. "30s", "5m", Duration.minutes(5) or a number of milliseconds)'
       )
+      // 0 is a meaning for these three (no reuse, no pause, no wait); a request timeout of 0 failed every call.
+      expect(yield* problemOf({ amiCacheTtl: 0, capacityBackoff: 0, visibilityTimeout: 0 })).toBe("none")
+      expect(yield* problemOf({ requestTimeout: 0 })).toBe("the requestTimeout option: 0 is no time at all; give at least 1ms")
+      expect(yield* problemOf({ requestTimeout: 30n } as unknown as Parameters<typeof AwsProvider.make>[0])).toMatch(/^the requestTimeout option: 30n is a bigint, which Effect reads as nanoseconds/)
     })
   )
 

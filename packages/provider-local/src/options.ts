@@ -104,7 +104,12 @@ type CheckedOptions = Omit<LocalProviderOptions, "terminateTimeout"> & { readonl
 
 const checkOptions = (given: unknown, problems: Array<string>): CheckedOptions => {
   const shape = optionsShapeProblem("LocalProvider", given, LOCAL_OPTIONS)
-  if (shape !== null) problems.push(shape)
+  // Options of the wrong shape are refused as a whole: the values are not read one by one, so
+  // `home: new String("/srv")` is said once, and not again as "Expected string, actual /srv".
+  if (shape !== null) {
+    problems.push(shape)
+    return {}
+  }
   if (typeof given !== "object" || given === null || Array.isArray(given)) return {}
   const field = <A, I>(name: keyof LocalProviderOptions, schema: Schema.Schema<A, I>): A | undefined => {
     const value: unknown = Reflect.get(given, name)
@@ -121,9 +126,9 @@ const checkOptions = (given: unknown, problems: Array<string>): CheckedOptions =
   const timeoutGiven: unknown = Reflect.get(given, "terminateTimeout")
   let terminateTimeout: Duration.Duration | undefined
   if (timeoutGiven !== undefined) {
+    // Positive and finite: with none, terminate reported failure at once; with no end, never.
     const decoded = decodeDurationOption(timeoutGiven)
     if (Either.isLeft(decoded)) problems.push(`the terminateTimeout option: ${decoded.left}`)
-    else if (!Duration.isFinite(decoded.right)) problems.push("the terminateTimeout option: must be a finite duration")
     else terminateTimeout = decoded.right
   }
   return {

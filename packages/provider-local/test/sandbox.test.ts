@@ -206,14 +206,22 @@ describe("local provider", () => {
         yield* problem({ home: context.home, python: ["python3"] }),
         yield* problem({ home: context.home, isolation: "full" }),
         yield* problem({ home: context.home, forkserver: "never" }),
-        yield* problem({ home: context.home, terminateTimeout: "soon" })
+        yield* problem({ home: context.home, terminateTimeout: "soon" }),
+        // Waiting no time, terminate reported failure before the sandbox could go; 10n was 10 ns.
+        yield* problem({ home: context.home, terminateTimeout: 0 }),
+        yield* problem({ home: context.home, terminateTimeout: 10n }),
+        // Was "the home option: Expected string, actual /…", a string refused as not one.
+        yield* problem({ home: Object(context.home) })
       ]).toEqual([
         "the home option: Expected string, actual 5",
         "LocalProvider options must be an object, not null",
         'the python option: Expected string, actual ["python3"]',
         'the isolation option: "full" is not one of auto, namespaces, none',
         '"forkserver" is not one of the LocalProvider options (home, python, isolation, terminateTimeout, forkServer)',
-        'the terminateTimeout option: "soon" is not a duration (give e.g. "30s", "5m", Duration.minutes(5) or a number of milliseconds)'
+        'the terminateTimeout option: "soon" is not a duration (give e.g. "30s", "5m", Duration.minutes(5) or a number of milliseconds)',
+        "the terminateTimeout option: 0 is no time at all; give at least 1ms",
+        'the terminateTimeout option: 10n is a bigint, which Effect reads as nanoseconds (a number is milliseconds); give a number of milliseconds, "30s" or Duration.seconds(30)',
+        `LocalProvider options: home: new String(${JSON.stringify(context.home)}) is an object, not a string; give the value itself`
       ])
       // Effect cannot decode "10s": the terminate threw it as a defect, and the sandbox lived on.
       const provider = yield* LocalProvider.make({ home: context.home, terminateTimeout: "10s", forkServer: "never" })

@@ -103,6 +103,7 @@ export const resolveOptions = (given: OrbStackProviderOptions): Effect.Effect<Re
     })
     // Durations in code take the forms launch's maxDuration takes: Duration.decode threw
     // "Invalid DurationInput" for "30s" as the layer was built, which failed every provider.
+    // Each is positive and finite: a pollInterval of 0 spun, a timeout of 0 failed every call.
     const problems: Array<string> = []
     const duration = (name: string, given: DurationOption | undefined, fallback: Duration.Duration): Duration.Duration => {
       if (given === undefined) return fallback

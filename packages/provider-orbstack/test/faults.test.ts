@@ -106,6 +106,22 @@ describe("known failures, each with its own message", () => {
       expect(bad._tag === "Success" ? (bad.value.configurationProblem ?? "none") : String(bad.cause)).toBe(
         'the bootTimeout option: "soon" is not a duration (give e.g. "30s", "5m", Duration.minutes(5) or a number of milliseconds)'
       )
+      // A poll of 0 spun on orbctl; an infinite one never asked again; 10n was 10 ns.
+      const problemOf = (extra: object) =>
+        Effect.map(Effect.exit(OrbStackProvider.make({ ...emulator.options(), ...extra } as Parameters<typeof OrbStackProvider.make>[0])), (exit) =>
+          exit._tag === "Success" ? (exit.value.configurationProblem ?? "none") : String(exit.cause)
+        )
+      expect([
+        yield* problemOf({ pollInterval: 0 }),
+        yield* problemOf({ commandTimeout: Number.POSITIVE_INFINITY }),
+        yield* problemOf({ bootTimeout: 10n }),
+        yield* problemOf({ orbctl: Object("orbctl") })
+      ]).toEqual([
+        "the pollInterval option: 0 is no time at all; give at least 1ms",
+        "the commandTimeout option: Infinity is not a finite duration",
+        'the bootTimeout option: 10n is a bigint, which Effect reads as nanoseconds (a number is milliseconds); give a number of milliseconds, "30s" or Duration.seconds(30)',
+        'OrbStackProvider options: orbctl: new String("orbctl") is an object, not a string; give the value itself'
+      ])
     })
   )
 

@@ -1,4 +1,5 @@
 import { Effect, Either, Option, Schema, type Scope, Stream } from "effect"
+import { boxedPrimitiveProblem, boxedShown } from "../boxed.ts"
 import { type Allocation, AllocationState } from "../domain/allocation.ts"
 import { type Instance, InstanceState } from "../domain/instance.ts"
 import { type OutputChunk, type Run, RunState } from "../domain/run.ts"
@@ -23,7 +24,10 @@ export const launch = (options: LaunchOptions): Effect.Effect<RunHandle, LaunchE
  * and `cancel({})` failed as a StoreError ("Too few parameter values").
  */
 const runIdGiven = (runId: unknown): Effect.Effect<string, RunNotFound> =>
-  typeof runId === "string" ? Effect.succeed(runId) : Effect.fail(new RunNotFound({ runId: JSON.stringify(runId) ?? String(runId) }))
+  typeof runId === "string"
+    ? Effect.succeed(runId)
+    : // Shown as JSON, `new String("r1")` read as `no run with id "r1"` while run r1 was there.
+      Effect.fail(new RunNotFound({ runId: boxedShown(runId) ?? JSON.stringify(runId) ?? String(runId) }))
 
 /** A run's output from `from` (default: the start), following live output unless `follow: false`. */
 export const attach = (runId: string, options?: AttachOptions): Stream.Stream<OutputChunk, AttachError, SkyRepl> =>
@@ -79,6 +83,8 @@ const checkFilter = <A, I>(
   if (typeof filter !== "object" || filter === null) {
     return Effect.fail(new InvalidFilter({ message: `${operation}: the filter must be an object, not ${JSON.stringify(filter) ?? String(filter)}` }))
   }
+  const boxed = boxedPrimitiveProblem(filter, "the filter")
+  if (boxed !== null) return Effect.fail(new InvalidFilter({ message: `${operation}: ${boxed}` }))
   const decoded = Schema.decodeUnknownEither(shape)(filter)
   if (Either.isLeft(decoded)) return Effect.fail(new InvalidFilter({ message: `${operation}: ${describeParseError(decoded.left)}` }))
   // A misspelt key was dropped, and the listing then held everything: `{ state: ["running"] }`

@@ -1,4 +1,5 @@
 import { Chunk, Duration, Effect, Either, Option, Schema, Stream } from "effect"
+import { boxedPrimitiveProblem } from "../boxed.ts"
 import { type OutputChunk, type Offsets, RunMachine } from "../domain/run.ts"
 import { type AttachError, InvalidAttachOptions, RunNotFound } from "../errors.ts"
 import { describeParseError } from "../parse-error.ts"
@@ -75,6 +76,8 @@ export const attachWith = (
 ): Stream.Stream<OutputChunk, AttachError> =>
   Stream.unwrapScoped(
     Effect.gen(function* () {
+      const boxed = boxedPrimitiveProblem(options, "attach options")
+      if (boxed !== null) return yield* new InvalidAttachOptions({ message: boxed })
       const decoded = Schema.decodeUnknownEither(ValidAttachOptions)(options)
       if (Either.isLeft(decoded)) return yield* new InvalidAttachOptions({ message: describeParseError(decoded.left) })
       // A misspelt key was dropped: `{ form: { stdout: 7 } }` replayed from the first byte, and

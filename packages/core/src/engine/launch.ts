@@ -1,5 +1,6 @@
 import { Deferred, Duration, Effect, Either, Option, Ref, Schedule, Schema, type Scope, type Stream } from "effect"
 import { agentScriptPath } from "../agent-script.ts"
+import { boxedPrimitiveProblem } from "../boxed.ts"
 import { Allocation } from "../domain/allocation.ts"
 import { Instance } from "../domain/instance.ts"
 import { Manifest } from "../domain/manifest.ts"
@@ -179,6 +180,9 @@ export const validateLaunchOptions = (options: LaunchOptions) =>
     if (typeof options !== "object" || options === null) {
       return yield* new InvalidLaunchOptions({ message: `launch options must be an object, not ${String(options)}` })
     }
+    // `new String("x")` was refused as "command: Expected string, actual x".
+    const boxed = boxedPrimitiveProblem(options, "launch options")
+    if (boxed !== null) return yield* new InvalidLaunchOptions({ message: boxed })
     const unknown = Object.keys(options).find((key) => !LAUNCH_OPTIONS.some((known) => known === key))
     if (unknown !== undefined) {
       return yield* new InvalidLaunchOptions({ message: `${JSON.stringify(unknown)} is not a launch option (${LAUNCH_OPTIONS.join(", ")})` })
@@ -202,11 +206,9 @@ export const validateLaunchOptions = (options: LaunchOptions) =>
     }
     let maxDurationMs: number | null = null
     if (options.maxDuration !== undefined) {
+      // Positive and finite (leaving it out is no limit): decodeDurationOption's own bounds.
       const d = decodeDurationOption(options.maxDuration)
       if (Either.isLeft(d)) return yield* new InvalidLaunchOptions({ message: `maxDuration: ${d.left}` })
-      if (!Duration.isFinite(d.right) || Duration.toMillis(d.right) <= 0) {
-        return yield* new InvalidLaunchOptions({ message: "maxDuration must be a positive, finite duration" })
-      }
       maxDurationMs = Duration.toMillis(d.right)
     }
     return { ...decoded.right, maxDurationMs }

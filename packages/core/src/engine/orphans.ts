@@ -1,5 +1,6 @@
 import { Duration, Effect, Either, Option, Schema } from "effect"
 import type { Instance } from "../domain/instance.ts"
+import { boxedPrimitiveProblem } from "../boxed.ts"
 import { InvalidScanOptions, type ScanError } from "../errors.ts"
 import { decodeDurationOption, type DurationOption } from "../duration.ts"
 import { instanceNameTime, parseInstanceName } from "../naming.ts"
@@ -91,6 +92,8 @@ const classify = (
 export const scanWith = (engine: SkyReplService, given: ScanOptions = {}): Effect.Effect<OrphanReport, ScanError> =>
   Effect.gen(function* () {
     // Checked before any provider is asked: with `reap`, a misread option terminates things.
+    const boxed = boxedPrimitiveProblem(given, "scan options")
+    if (boxed !== null) return yield* new InvalidScanOptions({ message: boxed })
     const decoded = Schema.decodeUnknownEither(ValidScanOptions)(given)
     if (Either.isLeft(decoded)) return yield* new InvalidScanOptions({ message: describeParseError(decoded.left) })
     // A misspelt key was dropped, and with `reap` that is the dangerous way round: `ownonly`
@@ -99,7 +102,8 @@ export const scanWith = (engine: SkyReplService, given: ScanOptions = {}): Effec
     if (unknown !== undefined) {
       return yield* new InvalidScanOptions({ message: `${JSON.stringify(unknown)} is not a scan option (${SCAN_OPTIONS.join(", ")})` })
     }
-    const minAge = decodeDurationOption(given.minAge ?? defaultMinAge)
+    // 0 is a margin of none, which a caller may want (`repl orphans --min-age 0`).
+    const minAge = decodeDurationOption(given.minAge ?? defaultMinAge, { zero: true })
     if (Either.isLeft(minAge)) return yield* new InvalidScanOptions({ message: `minAge: ${minAge.left}` })
     const options = decoded.right
     // A provider named twice would be listed, and reaped, twice.

@@ -1,4 +1,5 @@
 import { ConfigError, Context, Duration, Effect, Either, Layer, Schedule, Schema, Scope } from "effect"
+import { boxedPrimitiveProblem } from "../boxed.ts"
 import { describeCause } from "../cause-message.ts"
 import { checkSettings, configErrorFrom, SkyReplConfig, type SkyReplSettings } from "../config.ts"
 import { Controller } from "../domain/controller.ts"
@@ -199,6 +200,9 @@ const LayerOptionsShape = Schema.Struct({
 }).annotations({ message: (issue) => `SkyRepl.layer takes { providers, store, config? }, not ${shown(issue.actual)}` })
 
 const layerFrom = <EP, ES, EC>(options: SkyReplLayerOptions<EP, ES, EC>): Layer.Layer<SkyRepl, EP | ES | EC | ConfigError.ConfigError> => {
+  // `config: { home: new String("/srv") }` was "home: Expected string, actual /srv".
+  const boxed = boxedPrimitiveProblem(options, "SkyRepl.layer options")
+  if (boxed !== null) return Layer.fail(ConfigError.InvalidData([], boxed))
   const shape = Schema.decodeUnknownEither(LayerOptionsShape)(options)
   if (Either.isLeft(shape)) return Layer.fail(configErrorFrom(shape.left))
   const config = options.config
