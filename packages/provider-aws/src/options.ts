@@ -304,6 +304,13 @@ export const resolveOptions = (given: AwsProviderOptions): Effect.Effect<Resolve
     if (!Number.isInteger(pageSize) || pageSize < 5 || pageSize > 1000) {
       problems.push({ variable: "pageSize", message: `pageSize must be an integer from 5 to 1000, not ${pageSize}` })
     }
+    // Schedule.recurs counts whole retries: NaN or Infinity retried a launch for ever, 2.5 three times.
+    let capacityRetries = options.capacityRetries ?? 2
+    if (!Number.isSafeInteger(capacityRetries) || capacityRetries < 0) {
+      problems.push({ variable: "capacityRetries", message: `capacityRetries must be a whole number, 0 or more, not ${String(capacityRetries)}` })
+      capacityRetries = 2
+    }
+
     return {
       region,
       regionSource,
@@ -316,7 +323,7 @@ export const resolveOptions = (given: AwsProviderOptions): Effect.Effect<Resolve
       // 0 is no reuse: every launch looks its image up.
       amiCacheTtl: durationOption("amiCacheTtl", options.amiCacheTtl, Duration.hours(24), problems, { zero: true }),
       capacityBackoff,
-      capacityRetries: options.capacityRetries ?? 2,
+      capacityRetries,
       capacityRetry: options.capacityRetry ?? null,
       callRetry: options.callRetry ?? null,
       requestTimeout: durationOption("requestTimeout", options.requestTimeout, Duration.seconds(30), problems),

@@ -423,6 +423,22 @@ describe("configuration", () => {
     })
   )
 
+  it.effect("capacityRetries is a whole number, 0 or more: NaN or Infinity retried a launch for ever", () =>
+    Effect.gen(function* () {
+      const problemOf = (capacityRetries: number) =>
+        Effect.map(Effect.exit(makeWith({ AWS_REGION: "us-east-1" }, { capacityRetries })), (exit) =>
+          exit._tag === "Success" ? (exit.value.configurationProblem ?? "none") : `the layer failed: ${String(exit.cause)}`
+        )
+      expect([yield* problemOf(0), yield* problemOf(5)]).toEqual(["none", "none"])
+      expect([yield* problemOf(Number.NaN), yield* problemOf(Number.POSITIVE_INFINITY), yield* problemOf(-1), yield* problemOf(2.5)]).toEqual([
+        "capacityRetries must be a whole number, 0 or more, not NaN",
+        "capacityRetries must be a whole number, 0 or more, not Infinity",
+        "capacityRetries must be a whole number, 0 or more, not -1",
+        "capacityRetries must be a whole number, 0 or more, not 2.5"
+      ])
+    })
+  )
+
   it.effect("with no region anywhere, list and spawn are unavailable (a sweep skips AWS)", () =>
     Effect.gen(function* () {
       const provider: ProviderService = yield* makeWith({})
