@@ -661,6 +661,17 @@ describe("bad input", () => {
     expect(existsSync(join(home, "state.db"))).toBe(false)
   })
 
+  it("a --min-age under a millisecond or too long to be finite names its flag, and sweeps nothing", async () => {
+    // Rounded to 0, 0.4ms swept with no margin at all.
+    const tiny = await run(["orphans", "--reap", "--own", "--min-age", "0.4ms"])
+    expect([tiny.exitCode, lines(tiny.stderr)]).toEqual([2, ['repl: --min-age: invalid duration "0.4ms": under a millisecond, the least SkyREPL counts']])
+    // Infinite, every orphan was too young: a sweep that quietly reaped nothing.
+    const endless = `${"9".repeat(400)}h`
+    const infinite = await run(["orphans", "--reap", "--own", "--min-age", endless])
+    expect([infinite.exitCode, lines(infinite.stderr)]).toEqual([2, [`repl: --min-age is too long to be a margin (got "${endless}"): no orphan would ever be old enough`]])
+    expect(existsSync(join(home, "state.db"))).toBe(false)
+  })
+
   it("an invalid spec names the valid forms; a bad region names what a region looks like, not the spec's forms", async () => {
     const result = await run(["run", "-c", "true", "--spec", "gpu:h100"])
     expect(result.stderr).toContain("sandbox")

@@ -1,6 +1,6 @@
-import { DurationFromString } from "@skyrepl/core"
+import { parseDuration } from "@skyrepl/core"
 import { Option } from "clipanion"
-import { type Duration, Effect, Either, Schema } from "effect"
+import { type Duration, Effect, Either } from "effect"
 import { RepeatedFlag, UsageFailure } from "./errors.ts"
 
 interface OneValueOptions {
@@ -51,8 +51,9 @@ export const parseDurationFlag = (
   value: string | undefined
 ): Effect.Effect<Duration.Duration | undefined, UsageFailure> => {
   if (value === undefined) return Effect.succeed(undefined)
-  return Either.match(Schema.decodeUnknownEither(DurationFromString)(value), {
-    onLeft: () => Effect.fail(new UsageFailure({ message: `${flag}: invalid duration "${value}" (use e.g. 500ms, 30s, 5m, 1h)` })),
+  // parseDuration's own reason: `0.4ms` has the form, and is refused for being under a millisecond.
+  return Either.match(parseDuration(value), {
+    onLeft: (reason) => Effect.fail(new UsageFailure({ message: `${flag}: ${reason}` })),
     onRight: (d) => Effect.succeed(d)
   })
 }
