@@ -3,6 +3,7 @@ import { Effect } from "effect"
 import { execa } from "execa"
 import { spawn, spawnSync } from "node:child_process"
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
+import { type AddressInfo, createServer, type Socket } from "node:net"
 import { delimiter, join } from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { eventually, processesOf, processesRunning, removeHome, tempHome } from "./support.ts"
@@ -148,8 +149,8 @@ describe("repl run", () => {
         [{ type: "error", message: result.stderr.replace(/^repl: /, ""), status: 2 }]
       ])
     }
-    // Only the JSON Lines commands: a listing's --json is one document, and nothing is one here.
-    for (const args of [["run", "list", "--json", "--bogus"], ["run", "-c", "true", "--bogus"], ["run", "-c", "true", "--", "--json"]]) {
+    // Without --json, or with it only after "--" (an argument there) or undone by --no-json, nothing.
+    for (const args of [["run", "-c", "true", "--bogus"], ["run", "-c", "true", "--", "--json"], ["run", "--json", "--no-json", "-c", "true", "--bogus"]]) {
       const result = await run(args)
       expect([args, result.exitCode, result.stdout]).toEqual([args, 2, ""])
     }
@@ -854,6 +855,119 @@ describe("bad input", () => {
   })
 })
 
+describe("--json failures", () => {
+  /** A failure as a script reading `--json` sees it: one `error` object on stdout, the same words on stderr. */
+  const expectJsonError = (args: ReadonlyArray<string>, result: { exitCode?: number; stdout: string; stderr: string }, status: number) => {
+    expect([args, result.exitCode, lines(result.stderr).length]).toEqual([args, status, 1])
+    expect(result.stderr).toMatch(/^repl: /)
+    expect(result.stderr).not.toMatch(/\bat .*\.ts:\d+/)
+    expect([args, lines(result.stdout).map((l) => JSON.parse(l) as unknown)]).toEqual([
+      args,
+      [{ type: "error", message: result.stderr.replace(/^repl: /, ""), status }]
+    ])
+  }
+
+  it("every command that takes --json says a failure as an error object on stdout and the same line on stderr, as repl run does", async () => {
+    const cases: ReadonlyArray<readonly [ReadonlyArray<string>, number, Record<string, string>?]> = [
+      // A flag's value refused in preflight.
+      [["run", "list", "--json", "--limit", "x"], 2],
+      [["run", "list", "--json", "--state", "bogus"], 2],
+      [["allocation", "list", "--json", "--state", "bogus"], 2],
+      [["orphans", "--json", "--min-age", "5"], 2],
+      [["snapshot", "delete", "x", "--provider", "aws", "--region", "us-east-1", "--json"], 2],
+      // A provider that is not there, or has no snapshots.
+      [["orphans", "--provider", "nimbus", "--json"], 2],
+      [["snapshot", "list", "--provider", "nimbus", "--json"], 2],
+      [["snapshot", "delete", "x", "--provider", "nimbus", "--json"], 2],
+      [["snapshot", "list", "--provider", "local", "--json"], 2],
+      // Settings that do not parse.
+      [["instance", "list", "--json"], 2, { SKYREPL_LEASE_TTL: "bogus" }],
+      // What is asked for is not there.
+      [["run", "cancel", "nosuchrun0000", "--json"], 1],
+      [["snapshot", "create", "nosuchrun0000", "--json"], 1]
+    ]
+    for (const [args, status, extra] of cases) expectJsonError(args, await run(args, extra), status)
+    // A store that cannot be opened: its file is a directory.
+    const blocked = join(home, "blocked")
+    mkdirSync(join(blocked, "state.db"), { recursive: true })
+    for (const args of [["instance", "list", "--json"], ["allocation", "list", "--json"], ["run", "list", "--json"]]) {
+      expectJsonError(args, await run(args, { SKYREPL_HOME: blocked }), 1)
+    }
+  })
+
+  it("a provider's API failure with --json is an error object too (snapshot list, orphans --provider)", async () => {
+    // Nothing listens on port 1: every call is refused, and retried (about 3 s) before the command gives up.
+    const unreachable = { SKYREPL_AWS_ENDPOINT: "http://127.0.0.1:1", AWS_REGION: "us-east-1", AWS_ACCESS_KEY_ID: "testing", AWS_SECRET_ACCESS_KEY: "testing" }
+    const all = [["snapshot", "list", "--provider", "aws", "--json"], ["orphans", "--provider", "aws", "--json"]] as const
+    const results = await Promise.all(all.map((args) => run(args, unreachable)))
+    all.forEach((args, i) => expectJsonError(args, results[i]!, 1))
+    // Listing snapshots asks for images and their EBS snapshots at once: either call may fail first.
+    expect(results[0]!.stderr).toMatch(/^repl: Describe(Images|Snapshots) in us-east-1 failed \(ECONNREFUSED\)/)
+  }, 90_000)
+
+  it("Ctrl-C of a command whose --json is one document ends with an error object", async () => {
+    // An endpoint that takes the connection and never answers: the sweep waits there until interrupted.
+    const sockets: Array<Socket> = []
+    let connected: () => void = () => undefined
+    const reached = new Promise<void>((resolve) => (connected = resolve))
+    const server = createServer((socket) => {
+      // The CLI's end resets the connection: nothing to tell.
+      socket.on("error", () => undefined)
+      sockets.push(socket)
+      connected()
+    })
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+    const port = (server.address() as AddressInfo).port
+    try {
+      const args = ["orphans", "--provider", "aws", "--json"]
+      const child = execa(repl, args, {
+        env: env({ SKYREPL_AWS_ENDPOINT: `http://127.0.0.1:${port}`, AWS_REGION: "us-east-1", AWS_ACCESS_KEY_ID: "testing", AWS_SECRET_ACCESS_KEY: "testing" }),
+        reject: false,
+        stdin: "ignore",
+        timeout: 60_000
+      })
+      started.push(child)
+      await reached
+      child.kill("SIGINT")
+      const result = await child
+      expectJsonError(args, result, 130)
+      expect(result.stderr).toBe("repl: interrupted")
+    } finally {
+      for (const socket of sockets) socket.destroy()
+      server.close()
+    }
+  })
+
+  it("a usage error is an error object whenever --json is among the words before --, whatever command they name", async () => {
+    for (const args of [
+      ["run", "list", "--json", "--bogus"],
+      ["run", "lsit", "--json"],
+      ["--version", "--json", "--help"],
+      ["--version", "--json"],
+      ["--json"],
+      ["lsit", "--json"],
+      ["snapshot", "--json"],
+      ["instance", "list", "--json", "extra"],
+      ["allocation", "list", "--json", "--state"],
+      ["run", "cancel", "--json"],
+      ["snapshot", "delete", "--json", "x"],
+      ["orphans", "--json", "--min-age", "1s", "--min-age", "2s"],
+      ["snapshot", "list", "--json", "--provider"]
+    ]) {
+      expectJsonError(args, await run(args), 2)
+    }
+    // Not asked: no --json, one after "--" (an argument there), or one a later --no-json undid.
+    for (const args of [["run", "list", "--bogus"], ["instance", "list", "--", "--json"], ["run", "list", "--json", "--no-json", "--bogus"], ["--version", "--", "--json"]]) {
+      const result = await run(args)
+      expect([args, result.exitCode, result.stdout, lines(result.stderr).length]).toEqual([args, 2, "", 1])
+    }
+    // Help is asked for, not a failure: text, --json or not.
+    const help = await run(["run", "list", "--json", "--help"])
+    expect([help.exitCode, help.stderr, help.stdout]).toEqual([0, "", (await run(["run", "list", "--help"])).stdout])
+    expect(existsSync(join(home, "state.db"))).toBe(false)
+  })
+})
+
 describe("listings", () => {
   it("run list, run attach, run cancel, instance list and allocation list", async () => {
     const first = await run(["run", "-c", "printf 'one\\ntwo\\n'; exit 3", "--json"])
@@ -1005,7 +1119,7 @@ describe("listings", () => {
       [["--version", "extra"], `repl: unexpected argument "extra" for 'repl --version': it takes none (see 'repl --help')`],
       [["-v", "extra", "more"], `repl: unexpected argument "extra" for 'repl -v': it takes none (see 'repl --help')`],
       [["--version", "--version"], `repl: unexpected argument "--version" for 'repl --version': it takes none (see 'repl --help')`],
-      [["--version", "--json", "--help"], `repl: unexpected argument "--json" for 'repl --version': it takes none (see 'repl --help')`],
+      [["--version", "--no-json", "--help"], `repl: unexpected argument "--no-json" for 'repl --version': it takes none (see 'repl --help')`],
       [["--version", "--", "extra"], `repl: unexpected argument "extra" for 'repl --version': it takes none (see 'repl --help')`],
       [["--help", "extra"], `repl: unexpected argument "extra" for 'repl --help': it takes none (see 'repl --help')`],
       [["--help", "--version"], `repl: unexpected argument "--version" for 'repl --help': it takes none (see 'repl --help')`],
@@ -1193,10 +1307,11 @@ describe("the cleanup guarantee, by breaking things", () => {
     // protected nothing: the instance meant was reaped. It is refused before anything is swept.
     const id = instance.split("-").at(-1) ?? ""
     const refused = await run(["orphans", "--reap", "--min-age", "0", "--own", "--keep", id, "--json"])
-    expect([refused.exitCode, refused.stdout, lines(refused.stderr)]).toEqual([
+    const line = `--keep: "${id}" is not an instance name (repl-CONTROL-MANIFEST-INSTANCE, as repl instance list and repl orphans show them)`
+    expect([refused.exitCode, lines(refused.stdout).map((l) => JSON.parse(l) as unknown), lines(refused.stderr)]).toEqual([
       2,
-      "",
-      [`repl: --keep: "${id}" is not an instance name (repl-CONTROL-MANIFEST-INSTANCE, as repl instance list and repl orphans show them)`]
+      [{ type: "error", message: line, status: 2 }],
+      [`repl: ${line}`]
     ])
     expect((await processesOf(instance)).length).toBeGreaterThan(0)
   })

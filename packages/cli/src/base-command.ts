@@ -29,16 +29,29 @@ const writeStdoutQuietly = (data: string): void => {
 }
 
 /**
- * How a failure ends: one line on stderr and, when stdout carries JSON Lines (`repl run --json`,
- * `repl run attach --json`), the same message without `repl: ` and the exit status as a last
- * `error` object there, since a reader of those expects the last object to say how the command
- * ended. Used by the commands, and by main.ts for usage errors found before any command runs.
+ * How a failure ends: one line on stderr and, when `--json` was given (see `jsonAsked`), the same
+ * message without `repl: ` and the exit status as an `error` object on a line of its own on
+ * stdout, so that a script reading the command's JSON learns how it ended from stdout too. The
+ * one place that writes a failure, for the commands and for main.ts's usage errors found before
+ * any command runs.
  */
-export const reportFailure = (message: string, status: number, jsonLines: boolean, out: (data: string) => void = writeStdoutQuietly): number => {
+export const reportFailure = (message: string, status: number, json: boolean, out: (data: string) => void = writeStdoutQuietly): number => {
   tellFailure(message)
   // The same words as on stderr (where they are printable text), as the docs promise.
-  if (jsonLines) out(JSON.stringify({ type: "error", message: printable(message), status }) + "\n")
+  if (json) out(JSON.stringify({ type: "error", message: printable(message), status }) + "\n")
   return status
+}
+
+/**
+ * Whether `argv` asks for JSON, read from the words as clipanion reads them: `--json` before any
+ * `--` (after it, it is an argument), not undone by a later `--no-json`. Whatever the command:
+ * a script that gave `--json` parses stdout, also when the words name no command or clipanion
+ * refused them. A command that runs has the same answer in its parsed `json` flag.
+ */
+export const jsonAsked = (argv: ReadonlyArray<string>): boolean => {
+  const end = argv.indexOf("--")
+  const options = end === -1 ? argv : argv.slice(0, end)
+  return options.lastIndexOf("--json") > options.lastIndexOf("--no-json")
 }
 
 /** Exit status for a CLI call ended by Ctrl-C, Ctrl-\, SIGTERM, SIGHUP or another signal that would kill it, as shells report Ctrl-C. */
@@ -98,24 +111,13 @@ export abstract class SkyReplCommand<Flags = undefined> extends Command {
   /** What Ctrl-C (or SIGTERM) did, said when it ends the command. */
   protected interrupted = "interrupted"
 
-  /**
-   * Whether the command's `--json` makes stdout JSON Lines (`repl run`, `repl run attach`). A
-   * reader of those expects the last object to say how the command ended, so a failure or an
-   * interruption is given there too, as an `error` object, besides the line on stderr. Static,
-   * so that main.ts can tell from the class when clipanion refused the words before any command ran.
-   */
-  static readonly jsonLines: boolean = false
-
-  static jsonLinesOf(command: unknown): boolean {
-    return typeof command === "function" && "jsonLines" in command && command.jsonLines === true
-  }
-
-  protected streamsJson(): boolean {
-    return SkyReplCommand.jsonLinesOf(this.constructor) && "json" in this && this.json === true
+  /** Whether its failures are said as JSON too: `--json` was given (see `jsonAsked`). */
+  private jsonErrors(): boolean {
+    return "json" in this && this.json === true
   }
 
   private ending(message: string, status: number): number {
-    return reportFailure(message, status, this.streamsJson(), (data) => this.out(data))
+    return reportFailure(message, status, this.jsonErrors(), (data) => this.out(data))
   }
 
   protected get color(): boolean {

@@ -1,6 +1,6 @@
 import { Builtins, Cli } from "clipanion"
 import { readFileSync } from "node:fs"
-import { reportFailure, SkyReplCommand } from "./base-command.ts"
+import { jsonAsked, reportFailure, SkyReplCommand } from "./base-command.ts"
 import { AllocationListCommand } from "./commands/allocation/list.ts"
 import { InstanceListCommand } from "./commands/instance/list.ts"
 import { OrphansCommand } from "./commands/orphans.ts"
@@ -102,24 +102,6 @@ const groupUsage = (cli: Cli, group: string, under: ReadonlyArray<Registered>, c
     .sort((a, b) => a.usage.localeCompare(b.usage, "en"))
     .map(({ usage, description }) => `  ${bold(usage, color)}\n    ${description}\n`)
   return `${bold(`Commands under repl ${group}`, color)}\n\n${entries.join("\n")}\nSee 'repl ${group} <command> --help' for one in detail.\n`
-}
-
-/**
- * Whether `argv` asks for JSON Lines on stdout, judged from the words alone since clipanion
- * refused them: the command path is the longest registered one its leading words start with, and
- * `--json` counts before any `--` (after it, it is an operand).
- */
-const streamsJsonLines = (argv: ReadonlyArray<string>): boolean => {
-  const end = argv.indexOf("--")
-  const options = end === -1 ? argv : argv.slice(0, end)
-  if (!options.includes("--json")) return false
-  const firstFlag = options.findIndex((a) => a.startsWith("-"))
-  const words = firstFlag === -1 ? options : options.slice(0, firstFlag)
-  const matched = commands
-    .flatMap((command) => command.paths.map((path) => ({ command, path })))
-    .filter(({ path }) => path.every((word, i) => words[i] === word))
-    .sort((a, b) => b.path.length - a.path.length)[0]
-  return matched !== undefined && SkyReplCommand.jsonLinesOf(matched.command)
 }
 
 /**
@@ -380,18 +362,20 @@ const notUtf8Argument = (argv: ReadonlyArray<string>): number | null => {
 
 export const main = async (given: ReadonlyArray<string>): Promise<number> => {
   const ended = leadingEnd(given)
+  // Found before any command runs, from the words alone: JSON too when they ask for it.
+  const usageError = (line: string): number => reportFailure(line, USAGE, "argv" in ended && jsonAsked(ended.argv))
   // On the words as typed: their positions are the command line's.
   const notText = notUtf8Argument(given)
   if (notText !== null) {
     const line = `argument ${notText + 1} (${JSON.stringify(given[notText])}) is not UTF-8 text, so it cannot be passed on as given`
-    return reportFailure(line, USAGE, "argv" in ended && streamsJsonLines(ended.argv))
+    return usageError(line)
   }
   if ("line" in ended) return reportFailure(ended.line, USAGE, false)
   const argv = ended.argv
   const cli = makeCli()
   const topLevel = afterTopLevelFlag(argv)
   if (topLevel !== undefined) {
-    return "help" in topLevel ? printAndEnd(cli.usage(null, { colored: useColor(stdout) })) : reportFailure(topLevel.line, USAGE, false)
+    return "help" in topLevel ? printAndEnd(cli.usage(null, { colored: useColor(stdout) })) : usageError(topLevel.line)
   }
   const help = helpAsked(cli, argv)
   if (help !== undefined) {
@@ -405,20 +389,20 @@ export const main = async (given: ReadonlyArray<string>): Promise<number> => {
     // are not made unless something needs them (see the build script for clipanion's side).
     command = cli.process([...argv], { env: process.env })
   } catch (error) {
-    if (error instanceof RepeatedFlag) return reportFailure(repeatedFlag(error, commandNamed(cli, argv)), USAGE, streamsJsonLines(argv))
+    if (error instanceof RepeatedFlag) return usageError(repeatedFlag(error, commandNamed(cli, argv)))
     const message = error instanceof Error ? error.message : String(error)
     // clipanion's parse errors span several lines (candidates, usage); the first says what is wrong.
     const first = message.split("\n").find((l) => l.trim() !== "")?.trim() ?? "invalid usage"
     const named = commandNamed(cli, argv)
     const near = nearMiss(cli, argv)
-    if (near !== null) return reportFailure(near, USAGE, streamsJsonLines(argv))
+    if (near !== null) return usageError(near)
     const extra = first.startsWith("Extraneous positional argument") && named !== undefined ? extraOperand(named, argv.slice(named.path.split(" ").length - 1)) : null
     // clipanion calls a lone "-" an invalid option name when no command path takes it; it is
     // an argument, which where a command's name belongs makes it an unknown command.
     const line = first.startsWith("Command not found") || first.startsWith("Not enough positional arguments") || first.startsWith(`Invalid option name ("-")`)
       ? noCommandMatched(cli, argv)
       : (extra ?? missingValue(first, argv, named) ?? badFlag(first, named) ?? `${first} (see 'repl --help')`)
-    return reportFailure(line, USAGE, streamsJsonLines(argv))
+    return usageError(line)
   }
   // `repl --help`: the same text clipanion's help command writes, through the CLI's stdout, so a
   // reader gone or a full disk ends it as every command's output does.
@@ -435,6 +419,6 @@ export const main = async (given: ReadonlyArray<string>): Promise<number> => {
     return await command.validateAndExecute()
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error)
-    return reportFailure(message.split("\n")[0] ?? message, USAGE, streamsJsonLines(argv))
+    return usageError(message.split("\n")[0] ?? message)
   }
 }

@@ -87,8 +87,6 @@ export class RunCommand extends SkyReplCommand<RunFlags> {
   /** Said on Ctrl-C: what became of the instance, as far as the launch's progress told. */
   protected override interrupted = "interrupted"
 
-  static override readonly jsonLines = true
-
   protected preflight(settings: SkyReplSettings): Effect.Effect<Checked<RunFlags>, unknown, Scope.Scope> {
     return Effect.gen(this, function* () {
       const env = yield* parseEnvFlags(this.env)

@@ -32,8 +32,6 @@ export class RunAttachCommand extends SkyReplCommand<AttachFlags> {
   // Detaching stops the reading only: the run is its owner's.
   protected override interrupted = "detached; the run goes on (repl run cancel ends it)"
 
-  static override readonly jsonLines = true
-
   protected preflight(): Effect.Effect<Checked<AttachFlags>, UsageFailure> {
     return Effect.gen(this, function* () {
       const stdoutFrom = yield* parseCount("--from-stdout", this.fromStdout, 0)
