@@ -1310,6 +1310,94 @@ describe("attach", () => {
   })
 })
 
+describe("the Promise client's output readers", () => {
+  /** A Promise client whose store counts the reads an output reader makes. */
+  const countingClient = async () => {
+    const reads = { output: 0, run: 0 }
+    const store = Layer.effect(
+      Store,
+      Effect.map(Store, (inner) => ({
+        ...inner,
+        getRun: (id: string) => Effect.zipRight(Effect.sync(() => reads.run++), inner.getRun(id)),
+        readOutput: (runId: string, afterSeq: number, limit: number) => Effect.zipRight(Effect.sync(() => reads.output++), inner.readOutput(runId, afterSeq, limit))
+      }))
+    ).pipe(Layer.provide(SqliteStore.layer({ filename: join(home, "state.db") })))
+    const client = await SkyRepl.make({ providers: [LocalProvider.layer({ home })], store, config: testSettings(home) })
+    return { client, reads }
+  }
+  const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+  it("a reader left without return() reads the store no more once it has what it asked for", async () => {
+    const { client, reads } = await countingClient()
+    try {
+      const run = await client.launch({ command: "echo a; exec sleep 600" })
+      // Iterated by hand and dropped, as a loop body that threw into a catch outside it leaves
+      // an iterator that nothing calls again.
+      const own = run.output[Symbol.asyncIterator]()
+      const attached = client.attach(run.id)[Symbol.asyncIterator]()
+      expect(text([(await own.next()).value, (await attached.next()).value].filter((c) => c !== undefined))).toBe("a\na\n")
+      await pause(200)
+      const before = { ...reads }
+      // Both went on reading ahead, the store once a second each, until the run ended.
+      await pause(2_500)
+      expect(reads).toEqual(before)
+    } finally {
+      await client.dispose()
+    }
+  })
+
+  it.each(["as it waits for output", "begun in the tick the dispose is"] as const)(
+    "a for-await loop over run.output that the client's dispose interrupts (%s) ends with the run's output, not an error",
+    async (when) => {
+      const client = await SkyRepl.make({ providers: [LocalProvider.layer({ home })], store: SqliteStore.layer({ filename: join(home, "state.db") }), config: testSettings(home) })
+      const run = await client.launch({ command: "echo a; exec sleep 600" })
+      await eventually("the sandbox runs", async () => (await processesOf(run.instance.name)).length > 0)
+      const read = async () => {
+        const chunks = []
+        for await (const chunk of run.output) chunks.push(chunk)
+        return text(chunks)
+      }
+      let loop: Promise<string>
+      if (when === "as it waits for output") {
+        loop = read()
+        await pause(1_500)
+      } else loop = read()
+      await client.dispose()
+      // It was ClientDisposed when the loop began in the dispose's tick: the same loop's fate
+      // hung on when its first read was scheduled.
+      expect(await loop).toBe("a\n")
+      expect(await processesOf(run.instance.name)).toEqual([])
+    }
+  )
+
+  it("client.attach following another process's run, cut off by the client's dispose, rejects with ClientDisposed", async () => {
+    const owner = startOwner(home, "echo a; exec sleep 600")
+    try {
+      const { runId } = await owner.launched
+      const { client, reads } = await countingClient()
+      const seen: Array<string> = []
+      const loop = (async () => {
+        for await (const chunk of client.attach(runId)) seen.push(Buffer.from(chunk.data).toString("utf8"))
+      })()
+      const dropped = client.attach(runId)[Symbol.asyncIterator]()
+      await dropped.next()
+      await eventually("the first chunk", () => seen.length > 0)
+      await client.dispose()
+      // It was a StoreError ("The database connection is not open" on Node, "Cannot use a
+      // closed database" on Bun): the store closed under a read that went on polling.
+      await expect(loop).rejects.toMatchObject({ _tag: "ClientDisposed", message: expect.stringContaining("before the run's output ended") })
+      await expect(dropped.next()).rejects.toMatchObject({ _tag: "ClientDisposed" })
+      expect(seen).toEqual(["a\n"])
+      const after = { ...reads }
+      await pause(300)
+      expect(reads).toEqual(after)
+    } finally {
+      owner.child.kill("SIGTERM")
+      await owner.exited
+    }
+  })
+})
+
 describe("cancel and time limits", () => {
   it("cancel ends a running command and is idempotent", async () => {
     const { first, second, result, name } = await runEngine(

@@ -1,4 +1,4 @@
-import { Cause, ConfigError, Effect, Exit, Fiber, type Layer, ManagedRuntime, Scope, Stream } from "effect"
+import { Cause, Chunk, ConfigError, Effect, Either, Exit, Fiber, type Layer, ManagedRuntime, Option, Scope, Stream } from "effect"
 import { describeConfigError } from "../config.ts"
 import { ClientDisposed } from "../errors.ts"
 import type { Allocation } from "../domain/allocation.ts"
@@ -19,7 +19,14 @@ import type { InstanceRef } from "../provider.ts"
 export interface ClientRun extends AsyncDisposable {
   readonly id: string
   readonly instance: { readonly id: string; readonly name: string; readonly provider: string }
-  /** All output from the first byte, live until the run ends. Each iteration starts over. */
+  /**
+   * All output from the first byte, live until the run ends. Each iteration starts over, and
+   * reads the store only while a `next()` is waiting: an iterator left without `return()`
+   * costs nothing more. The client's `dispose` ends the run, so an iteration still going then
+   * gets the rest of its output and ends (`done`) rather than failing: a `for await` loop
+   * around a Ctrl-C ends as the run did. One begun after the dispose rejects with
+   * `ClientDisposed`, as every later call does.
+   */
   readonly output: AsyncIterable<OutputChunk>
   readonly result: () => Promise<RunResult>
   readonly cancel: () => Promise<CancelResult>
@@ -32,6 +39,12 @@ export interface ClientRun extends AsyncDisposable {
 
 export interface SkyReplClient extends AsyncDisposable {
   readonly launch: (options: LaunchOptions) => Promise<ClientRun>
+  /**
+   * A run's output, as `ClientRun.output` is (reading only while a `next()` waits). Following
+   * a run that goes on when this client is disposed (another process's), an iteration is cut
+   * off and rejects with `ClientDisposed`: it is not told `done` as if the run had ended. A run
+   * this client launched, or `follow: false`, ends (`done`) as `output` does.
+   */
   readonly attach: (runId: string, options?: AttachOptions) => AsyncIterable<OutputChunk>
   readonly cancel: (runId: string) => Promise<CancelResult>
   readonly scanOrphans: (options?: ScanOptions) => Promise<OrphanReport>
@@ -105,6 +118,29 @@ const unwatchSignals = (dispose: () => Promise<void>): void => {
   for (const signal of TERMINATING_SIGNALS) process.off(signal, onTerminatingSignal)
 }
 
+/** What dispose does with an output reader still open (see `iterate` in `makeClient`). */
+interface OutputReader {
+  /** Whether its stream ends once the runs the client launched have (their output, or `follow: false`). */
+  readonly endsHere: boolean
+  /**
+   * Reads ahead what is left of an ended stream, up to `DRAIN_BYTES` and until `deadline`,
+   * for later `next()` calls (`drain`), or cuts the reader off; then closes its stream.
+   */
+  readonly settle: (drain: boolean, deadline: number) => Promise<void>
+}
+
+/**
+ * How much of an ended run's output dispose reads ahead for each reader left open, and for how
+ * long: a reader that waited for output as the run was ended is a page or two short of the end,
+ * while one far behind (a slow consumer of a long log) is not kept in memory whole.
+ */
+const DRAIN_BYTES = 8 * 1024 * 1024
+const DRAIN_MILLIS = 5_000
+
+/** Whether attach options say not to follow (given in plain JavaScript, they can be anything). */
+const followsNot = (options: unknown): boolean =>
+  typeof options === "object" && options !== null && "follow" in options && options.follow === false
+
 /**
  * The Promise facade over the engine for Jest, notebooks and plain scripts. Rejections carry
  * the same tagged errors as the Effect API (not a wrapper), so `error._tag` can be matched.
@@ -121,7 +157,6 @@ export const makeClient = async <E>(layer: Layer.Layer<SkyRepl, E>): Promise<Sky
   }
   // Build now, so a bad store path or provider fails here rather than at the first launch.
   await run(Effect.void)
-  const built = await runtime.runtime()
 
   const open = new Set<Scope.CloseableScope>()
   const engine = await runtime.runPromise(SkyReplTag)
@@ -159,12 +194,146 @@ export const makeClient = async <E>(layer: Layer.Layer<SkyRepl, E>): Promise<Sky
     return closed
   }
 
-  const iterate = <E2>(stream: Stream.Stream<OutputChunk, E2, SkyRepl>): AsyncIterable<OutputChunk> => ({
-    [Symbol.asyncIterator]: () =>
-      Stream.toAsyncIterableRuntime(
-        Stream.unwrap(Effect.suspend(() => (disposed !== null ? Effect.fail(afterDispose()) : Effect.succeed(stream)))),
-        built
-      )[Symbol.asyncIterator]()
+  // Output readers that hold a stream open (a listener of their run's changes), for dispose.
+  const readers = new Set<OutputReader>()
+  // Runs this client launched: dispose ends them, so their readers can be given the rest.
+  const launched = new Set<string>()
+
+  /**
+   * An output stream as an async iterator that reads only while a `next()` asks: a page of
+   * the store per pull, handed out chunk by chunk. Effect's `toAsyncIterable` ran the stream
+   * in a fiber of its own that read on ahead of the caller: an iterator dropped without
+   * `return()` (a loop body that threw into a catch outside the loop, a `Promise.race` with a
+   * timeout) kept reading the store, once a second for a run hosted here and every 10 ms for
+   * another process's, until the run's next output or its end, and then waited for good. And
+   * one reading as the client was disposed failed with the store's "database connection is not
+   * open", or with ClientDisposed, as the timing fell.
+   * `endsHere`: the stream ends once this client's dispose has ended the runs it launched.
+   */
+  const iterate = <E2>(stream: Stream.Stream<OutputChunk, E2, SkyRepl>, endsHere: () => boolean): AsyncIterable<OutputChunk> => ({
+    [Symbol.asyncIterator]: () => {
+      const buffered: Array<OutputChunk> = []
+      // What follows the buffered chunks: more to pull, the end, an error, or output this
+      // client can no longer read (it was disposed first).
+      let end: { readonly _tag: "more" | "done" | "cut" } | { readonly _tag: "failed"; readonly error: unknown } = { _tag: "more" }
+      let scope: Scope.CloseableScope | null = null
+      let pull: Effect.Effect<Chunk.Chunk<OutputChunk>, Option.Option<E2>, SkyRepl> | null = null
+      let pulling: Fiber.RuntimeFiber<Chunk.Chunk<OutputChunk>, E | Option.Option<E2>> | null = null
+      // No pull is begun any more: the caller called return() ("done"), or dispose cut off a
+      // reader of a run that goes on elsewhere ("cut").
+      let stop: "done" | "cut" | null = null
+      // next(), return() and dispose's settle run one after another, in the order called.
+      let queue: Promise<unknown> = Promise.resolve()
+      const enqueue = <A>(step: () => Promise<A>): Promise<A> => {
+        const done = queue.then(step)
+        queue = done.catch(() => undefined)
+        return done
+      }
+
+      const release = async (): Promise<void> => {
+        readers.delete(reader)
+        const open = scope
+        scope = null
+        if (open !== null) await runtime.runPromise(Scope.close(open, Exit.void))
+      }
+
+      const pullOnce = async (): Promise<void> => {
+        const opened = scope
+        if (opened === null || stop !== null) {
+          end = { _tag: stop ?? "cut" }
+          return release()
+        }
+        // The first pull opens the stream in the reader's scope, and keeps its pull for the next.
+        const opening = Scope.extend(Stream.toPull(stream), opened).pipe(
+          Effect.tap((made) => {
+            pull = made
+          }),
+          Effect.flatten
+        )
+        const fiber = runtime.runFork(Effect.suspend(() => pull ?? opening))
+        pulling = fiber
+        const exit = await Effect.runPromise(Fiber.await(fiber))
+        pulling = null
+        if (Exit.isSuccess(exit)) {
+          buffered.push(...Chunk.toReadonlyArray(exit.value))
+          return
+        }
+        if (Cause.isInterruptedOnly(exit.cause)) end = { _tag: stop ?? "cut" }
+        else {
+          const failure = Cause.failureOrCause(exit.cause)
+          // A failure that is not an Option is the engine's own (its layer built already).
+          end = Either.isRight(failure)
+            ? { _tag: "failed", error: Cause.squash(failure.right) }
+            : !Option.isOption(failure.left)
+              ? { _tag: "failed", error: failure.left }
+              : Option.match(failure.left, { onNone: () => ({ _tag: "done" }), onSome: (error) => ({ _tag: "failed", error }) })
+        }
+        await release()
+      }
+
+      const take = async (): Promise<IteratorResult<OutputChunk>> => {
+        while (buffered.length === 0 && end._tag === "more") await pullOnce()
+        const chunk = buffered.shift()
+        if (chunk !== undefined) return { done: false, value: chunk }
+        if (end._tag === "failed") {
+          const { error } = end
+          end = { _tag: "done" }
+          throw thrown(error)
+        }
+        if (end._tag === "cut") {
+          throw new ClientDisposed({
+            message: "this SkyREPL client was disposed before the run's output ended; the rest is in the store (attach from another client, `from` where this one stopped)"
+          })
+        }
+        return { done: true, value: undefined }
+      }
+
+      const reader: OutputReader = {
+        endsHere: endsHere(),
+        settle: (drain, deadline) => {
+          if (!drain) {
+            stop ??= "cut"
+            if (pulling !== null) Fiber.interruptFork(pulling).pipe(Effect.runFork)
+          }
+          // A pull past the deadline (a store that does not answer) is cut off.
+          const late = setTimeout(() => {
+            if (pulling !== null) Fiber.interruptFork(pulling).pipe(Effect.runFork)
+          }, Math.max(0, deadline - Date.now()))
+          return enqueue(async () => {
+            let bytes = buffered.reduce((sum, chunk) => sum + chunk.data.length, 0)
+            while (drain && end._tag === "more" && bytes < DRAIN_BYTES && Date.now() < deadline) {
+              const from = buffered.length
+              await pullOnce()
+              bytes += buffered.slice(from).reduce((sum, chunk) => sum + chunk.data.length, 0)
+            }
+            if (end._tag === "more") end = { _tag: "cut" }
+            await release()
+          }).finally(() => clearTimeout(late))
+        }
+      }
+
+      return {
+        next: () => {
+          // Opened as next() is called, not when its turn comes: a dispose begun meanwhile
+          // must find this reader to settle it. One asked after the dispose began is too late.
+          if (scope === null && end._tag === "more" && disposed === null) {
+            scope = Effect.runSync(Scope.make())
+            readers.add(reader)
+          }
+          return enqueue(take)
+        },
+        return: () => {
+          stop ??= "done"
+          if (pulling !== null) Fiber.interruptFork(pulling).pipe(Effect.runFork)
+          return enqueue(async () => {
+            buffered.length = 0
+            if (end._tag === "more") end = { _tag: "done" }
+            await release()
+            return { done: true, value: undefined }
+          })
+        }
+      }
+    }
   })
 
   // Launches under way. A launch's scope must not be closed under it (its release would end an
@@ -177,6 +346,11 @@ export const makeClient = async <E>(layer: Layer.Layer<SkyRepl, E>): Promise<Sky
       await Promise.allSettled([...launching].map((fiber) => runtime.runPromise(Fiber.interrupt(fiber))))
       for (const scope of [...open]) void closeScope(scope)
       await Promise.allSettled([...closing.values()])
+      // The runs this client launched have ended: their readers are given what is left of
+      // their output (a loop around a Ctrl-C ends as the run did); a reader of a run that goes
+      // on elsewhere is cut off, and says so.
+      const deadline = Date.now() + DRAIN_MILLIS
+      await Promise.allSettled([...readers].map((reader) => reader.settle(reader.endsHere, deadline)))
       await runtime.dispose()
       unwatchExit(onExit)
       unwatchSignals(dispose)
@@ -224,12 +398,13 @@ export const makeClient = async <E>(layer: Layer.Layer<SkyRepl, E>): Promise<Sky
           throw Cause.squash(exit.cause)
         }
         const handle = exit.value
+        launched.add(handle.id)
         running.set(handle.id, { provider: handle.instance.provider, ref: { name: handle.instance.name, providerRef: null, region: null } })
         const disposeRun = () => closeScope(scope).finally(() => running.delete(handle.id))
         return {
           id: handle.id,
           instance: handle.instance,
-          output: iterate(Api.attach(handle.id)),
+          output: iterate(Api.attach(handle.id), () => true),
           result: () => run(handle.result),
           cancel: () => run(handle.cancel),
           dispose: disposeRun,
@@ -241,7 +416,7 @@ export const makeClient = async <E>(layer: Layer.Layer<SkyRepl, E>): Promise<Sky
         throw error
       }
     },
-    attach: (runId, options) => iterate(Api.attach(runId, options)),
+    attach: (runId, options) => iterate(Api.attach(runId, options), () => launched.has(runId) || followsNot(options)),
     cancel: (runId) => run(Api.cancel(runId)),
     scanOrphans: (options) => run(Api.scanOrphans(options)),
     getRun: (runId) => run(Api.getRun(runId)),
