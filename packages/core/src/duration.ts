@@ -19,6 +19,9 @@ export const parseDuration = (text: string): Either.Either<Duration.Duration, st
   const ms = Math.round(Number(amount) * unitMillis[unit])
   // Rounded to 0, `0.4ms` was no time at all: a sweep's margin of none, where some was asked for.
   if (ms === 0 && Number(amount) !== 0) return Either.left(`invalid duration "${text}": under a millisecond, the least SkyREPL counts`)
+  // So many digits that the number is infinite (or past what a millisecond count holds exactly):
+  // a lease, a dead-man window or a sweep's margin that never ends, taken from a typo.
+  if (!Number.isSafeInteger(ms)) return Either.left(`invalid duration "${text}": too long to count in milliseconds`)
   return Either.right(Duration.millis(ms))
 }
 

@@ -32,6 +32,14 @@ describe("durations", () => {
     expect(Either.map(parseDuration("0.5ms"), Duration.toMillis)).toEqual(Either.right(1))
   })
 
+  it("refuses an amount too long to count in whole milliseconds, which was an infinite duration", () => {
+    // A variable's typo (SKYREPL_LEASE_TTL, SKYREPL_AWS_MAX_LIFETIME) became a lease or a life that never ends.
+    const endless = `${"9".repeat(400)}h`
+    expect(parseDuration(endless)).toEqual(Either.left(`invalid duration "${endless}": too long to count in milliseconds`))
+    expect(Either.isLeft(parseDuration("9007199254741s"))).toBe(true)
+    expect(Either.map(parseDuration("8760h"), Duration.toMillis)).toEqual(Either.right(31_536_000_000))
+  })
+
   it("decodes through effect/Schema with a readable message", () => {
     const result = Schema.decodeUnknownEither(DurationFromString)("10 years")
     expect(Either.isLeft(result)).toBe(true)

@@ -1,6 +1,6 @@
 import { checkProviderConfiguration, defaultMinAge, formatDuration, InstanceName, scanOrphans, type SkyRepl, type SkyReplSettings } from "@skyrepl/core"
 import { Command, Option } from "clipanion"
-import { Duration, Effect, Either, Schema, type Scope } from "effect"
+import { type Duration, Effect, Either, Schema, type Scope } from "effect"
 import { type Checked, SkyReplCommand } from "../base-command.ts"
 import { UsageFailure } from "../errors.ts"
 import { ago, table, toJson } from "../format.ts"
@@ -53,10 +53,6 @@ export class OrphansCommand extends SkyReplCommand<OrphansFlags> {
       }
       // `0` alone is the natural way to say "no minimum"; every other value needs a unit.
       const minAge = this.minAge === "0" ? 0 : yield* parseDurationFlag("--min-age", this.minAge)
-      // So many digits that the number is infinite: every orphan too young, a sweep that did nothing.
-      if (Duration.isDuration(minAge) && !Duration.isFinite(minAge)) {
-        return yield* new UsageFailure({ message: `--min-age is too long to be a margin (got "${this.minAge}"): no orphan would ever be old enough` })
-      }
       return { flags: { providers: ids, minAge }, providers }
     })
   }
