@@ -79,6 +79,24 @@ it("Jest: a test.concurrent test's instance is its own, ended soon after that te
   for (const { name } of recorded()) expect(await processesOf(name)).toEqual([])
 }, runnerTimeout)
 
+it("Jest: a launch a timed-out test makes after its end is refused, not charged to the test running then", async () => {
+  const report = join(home, "report.json")
+  const result = await execa(bin("jest"), ["--config", join(cases, "jest", "jest.config.js"), "late", "--json", `--outputFile=${report}`, "--forceExit"], {
+    env: { ...caseEnv(), NODE_OPTIONS: "--experimental-vm-modules --disable-warning=ExperimentalWarning" },
+    reject: false,
+    timeout: runnerTimeout,
+    stdin: "ignore"
+  })
+  expect(statuses(report)).toEqual({
+    "times out, then launches": "failed",
+    "the next test keeps its own": "passed",
+    "every earlier test's instance is terminated": "passed"
+  })
+  expect(result.exitCode).toBe(1)
+  expect(recorded().map((r) => r.label)).toEqual(["next", "late-refused"])
+  for (const { name } of recorded().filter((r) => r.name !== "-")) expect(await processesOf(name)).toEqual([])
+}, runnerTimeout)
+
 it("Jest: an instance ends with its test; beforeAll's with the file; the global teardown ends a leak", async () => {
   const report = join(home, "report.json")
   const result = await execa(bin("jest"), ["--config", join(cases, "jest", "jest.config.js"), "outcomes", "leak", "--json", `--outputFile=${report}`, "--forceExit"], {
