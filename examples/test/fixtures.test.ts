@@ -57,6 +57,25 @@ it("Vitest: an instance ends with its test, passed, failed or timed out", async 
   for (const { name } of recorded().filter((r) => r.name !== "-")) expect(await processesOf(name)).toEqual([])
 }, runnerTimeout)
 
+it("Vitest: fileRepl's instance is shared by the file's tests and ended once the file is done", async () => {
+  const report = join(home, "report.json")
+  const result = await execa(bin("vitest"), ["run", "--root", join(cases, "vitest"), "shared", "--reporter=json", `--outputFile=${report}`], {
+    env: caseEnv(),
+    reject: false,
+    timeout: runnerTimeout,
+    stdin: "ignore"
+  })
+  expect(statuses(report)).toEqual({
+    "launches an instance for the whole file": "passed",
+    "fails, and the file's instance lives on": "failed",
+    "a test's own instance still ends with that test": "passed",
+    "is still running in the last test": "passed"
+  })
+  expect(result.exitCode).toBe(1)
+  expect(recorded().map((r) => r.label)).toEqual(["shared", "own"])
+  for (const { name } of recorded()) expect(await processesOf(name)).toEqual([])
+}, runnerTimeout)
+
 it("Jest: a test.concurrent test's instance is its own, ended soon after that test, while the others run", async () => {
   // Jest runs no afterEach for concurrent tests: their launches went to the file's owner and
   // outlived their tests until the file ended.
