@@ -38,15 +38,33 @@ const statuses = (reportFile: string): Record<string, string> => {
   return Object.fromEntries(report.testResults.flatMap((file) => file.assertionResults.map((a) => [a.title, a.status])))
 }
 
-it("Vitest: an instance ends with its test, passed, failed or timed out", async () => {
+/** Runs the Vitest cases named, with a JSON report: each test's status, and the run's exit code. */
+const runVitest = async (...names: ReadonlyArray<string>) => {
   const report = join(home, "report.json")
-  const result = await execa(bin("vitest"), ["run", "--root", join(cases, "vitest"), "outcomes", "--reporter=json", `--outputFile=${report}`], {
+  const result = await execa(bin("vitest"), ["run", "--root", join(cases, "vitest"), ...names, "--reporter=json", `--outputFile=${report}`], {
     env: caseEnv(),
     reject: false,
     timeout: runnerTimeout,
     stdin: "ignore"
   })
-  expect(statuses(report)).toEqual({
+  return { statuses: statuses(report), exitCode: result.exitCode }
+}
+
+/** Runs the Jest cases named as examples/jest runs its files (ESM), with a JSON report. */
+const runJest = async (...names: ReadonlyArray<string>) => {
+  const report = join(home, "report.json")
+  const result = await execa(bin("jest"), ["--config", join(cases, "jest", "jest.config.js"), ...names, "--json", `--outputFile=${report}`, "--forceExit"], {
+    env: { ...caseEnv(), NODE_OPTIONS: "--experimental-vm-modules --disable-warning=ExperimentalWarning" },
+    reject: false,
+    timeout: runnerTimeout,
+    stdin: "ignore"
+  })
+  return { statuses: statuses(report), exitCode: result.exitCode }
+}
+
+it("Vitest: an instance ends with its test, passed, failed or timed out", async () => {
+  const result = await runVitest("outcomes")
+  expect(result.statuses).toEqual({
     passes: "passed",
     fails: "failed",
     "times out": "failed",
@@ -58,14 +76,8 @@ it("Vitest: an instance ends with its test, passed, failed or timed out", async 
 }, runnerTimeout)
 
 it("Vitest: fileRepl's instance is shared by the file's tests and ended once the file is done", async () => {
-  const report = join(home, "report.json")
-  const result = await execa(bin("vitest"), ["run", "--root", join(cases, "vitest"), "shared", "--reporter=json", `--outputFile=${report}`], {
-    env: caseEnv(),
-    reject: false,
-    timeout: runnerTimeout,
-    stdin: "ignore"
-  })
-  expect(statuses(report)).toEqual({
+  const result = await runVitest("shared")
+  expect(result.statuses).toEqual({
     "launches an instance for the whole file": "passed",
     "fails, and the file's instance lives on": "failed",
     "a test's own instance still ends with that test": "passed",
@@ -79,14 +91,8 @@ it("Vitest: fileRepl's instance is shared by the file's tests and ended once the
 it("Jest: a test.concurrent test's instance is its own, ended soon after that test, while the others run", async () => {
   // Jest runs no afterEach for concurrent tests: their launches went to the file's owner and
   // outlived their tests until the file ended.
-  const report = join(home, "report.json")
-  const result = await execa(bin("jest"), ["--config", join(cases, "jest", "jest.config.js"), "concurrent", "--json", `--outputFile=${report}`, "--forceExit"], {
-    env: { ...caseEnv(), NODE_OPTIONS: "--experimental-vm-modules --disable-warning=ExperimentalWarning" },
-    reject: false,
-    timeout: runnerTimeout,
-    stdin: "ignore"
-  })
-  expect(statuses(report)).toEqual({
+  const result = await runJest("concurrent")
+  expect(result.statuses).toEqual({
     slow: "passed",
     quick: "passed",
     "times out": "failed",
@@ -99,14 +105,8 @@ it("Jest: a test.concurrent test's instance is its own, ended soon after that te
 }, runnerTimeout)
 
 it("Jest: a launch a timed-out test makes after its end is refused, not charged to the test running then", async () => {
-  const report = join(home, "report.json")
-  const result = await execa(bin("jest"), ["--config", join(cases, "jest", "jest.config.js"), "late", "--json", `--outputFile=${report}`, "--forceExit"], {
-    env: { ...caseEnv(), NODE_OPTIONS: "--experimental-vm-modules --disable-warning=ExperimentalWarning" },
-    reject: false,
-    timeout: runnerTimeout,
-    stdin: "ignore"
-  })
-  expect(statuses(report)).toEqual({
+  const result = await runJest("late")
+  expect(result.statuses).toEqual({
     "times out, then launches": "failed",
     "the next test keeps its own": "passed",
     "every earlier test's instance is terminated": "passed"
@@ -117,14 +117,8 @@ it("Jest: a launch a timed-out test makes after its end is refused, not charged 
 }, runnerTimeout)
 
 it("Jest: an instance ends with its test; beforeAll's with the file; the global teardown ends a leak", async () => {
-  const report = join(home, "report.json")
-  const result = await execa(bin("jest"), ["--config", join(cases, "jest", "jest.config.js"), "outcomes", "leak", "--json", `--outputFile=${report}`, "--forceExit"], {
-    env: { ...caseEnv(), NODE_OPTIONS: "--experimental-vm-modules --disable-warning=ExperimentalWarning" },
-    reject: false,
-    timeout: runnerTimeout,
-    stdin: "ignore"
-  })
-  expect(statuses(report)).toEqual({
+  const result = await runJest("outcomes", "leak")
+  expect(result.statuses).toEqual({
     passes: "passed",
     fails: "failed",
     "times out": "failed",
