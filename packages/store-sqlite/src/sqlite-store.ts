@@ -21,6 +21,8 @@ import {
   RunMachine,
   type RunPatch,
   RunState,
+  boxedPrimitiveProblem,
+  boxedShown,
   type StateMachine,
   describeCause,
   describeParseError,
@@ -771,8 +773,11 @@ const SqliteStoreOptionsSchema = Schema.Struct({
   )
 })
 
-const decodeOptions = (options: unknown): Effect.Effect<SqliteStoreOptions, StoreError> =>
-  Schema.decodeUnknown(SqliteStoreOptionsSchema)(options).pipe(
+const decodeOptions = (options: unknown): Effect.Effect<SqliteStoreOptions, StoreError> => {
+  // `new String("x")` was refused as "filename: Expected string, actual x".
+  const boxed = boxedPrimitiveProblem(options, "SqliteStore options", "SqliteStore options: ")
+  if (boxed !== null) return Effect.fail(new StoreError({ operation: "open", reason: "options", message: boxed }))
+  return Schema.decodeUnknown(SqliteStoreOptionsSchema)(options).pipe(
     Effect.mapError(
       (error) =>
         new StoreError({ operation: "open", reason: "options", message: `SqliteStore options: ${describeParseError(error)}`, cause: error })
@@ -792,6 +797,7 @@ const decodeOptions = (options: unknown): Effect.Effect<SqliteStoreOptions, Stor
           )
     })
   )
+}
 
 export { MAX_PATH_BYTES, pathBytes }
 
@@ -876,7 +882,9 @@ export const layerFromHome = (home?: string): Layer.Layer<Store, StoreError> => 
   // threw Node's TypeError from `join` as the layer was made, and "" put `state.db` in the
   // current directory, as an empty SKYREPL_HOME did.
   if (home !== undefined && (typeof home !== "string" || home.trim() === "")) {
-    const what = typeof home === "string" ? EMPTY_SETTING : `must be a path, not ${JSON.stringify(home) ?? String(home)}`
+    // A boxed string printed as the path it holds, as if it had been one.
+    const shown = boxedShown(home) ?? JSON.stringify(home) ?? String(home)
+    const what = typeof home === "string" ? EMPTY_SETTING : `must be a path, not ${shown}`
     return Layer.fail(new StoreError({ operation: "open", reason: "options", message: `SqliteStore.layerFromHome: the home ${what}` }))
   }
   const fromEnv = process.env["SKYREPL_HOME"]

@@ -764,6 +764,17 @@ describe("SqliteStore on SQLite", () => {
         expect(yield* refusal(5)).toEqual(Option.some("options: SqliteStore.layerFromHome: the home must be a path, not 5"))
         expect(yield* refusal(null)).toEqual(Option.some("options: SqliteStore.layerFromHome: the home must be a path, not null"))
         expect(yield* refusal(" ")).toEqual(Option.some("options: SqliteStore.layerFromHome: the home must not be empty"))
+        // It said `must be a path, not "/x"`, the boxed string shown as the path it holds.
+        expect(yield* refusal(new String("/x"))).toEqual(Option.some('options: SqliteStore.layerFromHome: the home must be a path, not new String("/x")'))
+        const layered = (options: unknown) =>
+          Effect.map(
+            storeErrorOf(Effect.suspend(() => Effect.flatMap(Store, () => Effect.void).pipe(Effect.provide(SqliteStore.layer(options as SqliteStore.SqliteStoreOptions))))),
+            Option.map((e) => `${e.reason}: ${e.message}`)
+          )
+        // It said "filename: Expected string, actual /x".
+        expect(yield* layered({ filename: new String("/x") })).toEqual(
+          Option.some('options: SqliteStore options: filename: new String("/x") is an object, not a string; give the value itself')
+        )
         expect(existsSync(join(process.cwd(), "state.db"))).toBe(false)
       })
     )
