@@ -104,6 +104,19 @@ it("Jest: a test.concurrent test's instance is its own, ended soon after that te
   for (const { name } of recorded()) expect(await processesOf(name)).toEqual([])
 }, runnerTimeout)
 
+it("Jest: a retried test.concurrent test's failed attempt's instance ends with that attempt", async () => {
+  // The second attempt's owner took the first's place among the open ones before the sweep
+  // ended it: the first attempt's instance lived until the file was done.
+  const result = await runJest("retry")
+  expect(result.statuses).toEqual({
+    "fails the first time": "passed",
+    "every attempt's instance is terminated": "passed"
+  })
+  expect(result.exitCode).toBe(0)
+  expect(recorded().map((r) => r.label)).toEqual(["attempt-1", "attempt-2"])
+  for (const { name } of recorded()) expect(await processesOf(name)).toEqual([])
+}, runnerTimeout)
+
 it("Jest: a launch a timed-out test makes after its end is refused, not charged to the test running then", async () => {
   const result = await runJest("late")
   expect(result.statuses).toEqual({
