@@ -450,6 +450,43 @@ describe("misuse from code (plain JavaScript, or a cast)", () => {
     }
   })
 
+  it("useSkyRepl ends a retried test.concurrent test's attempt that took as many whole milliseconds as the one before", async () => {
+    // Jest's hooks and expect are globals; its test record is what currentTestIdentity returns.
+    const hooks = new Map<string, () => Promise<void>>()
+    const names = ["beforeAll", "beforeEach", "afterEach", "afterAll"] as const
+    for (const name of names) Reflect.set(globalThis, name, (fn: () => Promise<void>) => hooks.set(name, fn))
+    let current: object | undefined
+    const jestExpect = Object.assign(() => undefined, { getState: () => ({ currentTestIdentity: () => current }) })
+    const hadExpect = Reflect.has(globalThis, "expect")
+    const ownExpect: unknown = Reflect.get(globalThis, "expect")
+    Reflect.set(globalThis, "expect", jestExpect)
+    try {
+      const repl = useSkyRepl(() => ({ providers: [LocalProvider.layer({ home })], store: SqliteStore.layer({ filename: join(home, "state.db") }), config: testSettings(home) }))
+      await hooks.get("beforeAll")?.()
+      // As jest-circus keeps a test: test_start counts an invocation, test_done sets the
+      // duration (whole milliseconds) and replaces the errors array, test_retry empties it.
+      const flaky = { concurrent: true, invocations: 1, duration: null as number | null, errors: [] as Array<unknown> }
+      current = flaky
+      const first = await repl.launch({ command: "exec sleep 600" })
+      Object.assign(flaky, { duration: 2, errors: [["failing on purpose"]] })
+      Object.assign(flaky, { errors: [], invocations: 2 })
+      const second = await repl.launch({ command: "exec sleep 600" })
+      // The second attempt passes, in as many milliseconds as the first: its duration is the same.
+      Object.assign(flaky, { duration: 2, errors: [] })
+      current = { concurrent: false, invocations: 1, duration: null, errors: [] }
+      // The next sequential test begins: every concurrent attempt done is over by then.
+      await hooks.get("beforeEach")?.()
+      expect(await processesOf(first.instance.name)).toEqual([])
+      expect(await processesOf(second.instance.name)).toEqual([])
+      await hooks.get("afterEach")?.()
+    } finally {
+      await hooks.get("afterAll")?.()
+      for (const name of names) Reflect.deleteProperty(globalThis, name)
+      if (hadExpect) Reflect.set(globalThis, "expect", ownExpect)
+      else Reflect.deleteProperty(globalThis, "expect")
+    }
+  })
+
   it("createTestRepl refuses options, defaults or env that are not objects with an InvalidLaunchOptions naming them, and records nothing", async () => {
     const client = await SkyRepl.make({ providers: [LocalProvider.layer({ home })], store: SqliteStore.layer({ filename: join(home, "state.db") }), config: testSettings(home) })
     const refused = (launched: Promise<unknown>) =>
