@@ -1,7 +1,6 @@
 import { agentArguments, type Bootstrap } from "@skyrepl/core"
 import { createHash } from "node:crypto"
 import { gzipSync } from "node:zlib"
-import { gzipAsync as zopfliGzip } from "@gfx/zopfli"
 import { compactAgent } from "./compact-python.ts"
 
 /** EC2 refuses user-data above 16 KB, counted before base64. */
@@ -84,6 +83,30 @@ const installStep = (agentSource: string): Promise<InstallStep> => {
   return step
 }
 
+let zopfliModule: Promise<typeof import("@gfx/zopfli")> | null = null
+
+/**
+ * @gfx/zopfli, loaded on first use, without the process listeners its Emscripten runtime adds
+ * as it loads: one calls its `abort` on any unhandled rejection, which killed a program that
+ * handles those itself (exit 7), and one rethrows every uncaught exception. The compressor needs
+ * neither; the program's own handling stands.
+ */
+const zopfli = (): Promise<typeof import("@gfx/zopfli")> => {
+  zopfliModule ??= (async () => {
+    const exceptions = process.listeners("uncaughtException")
+    const rejections = process.listeners("unhandledRejection")
+    const loaded = await import("@gfx/zopfli")
+    for (const listener of process.listeners("uncaughtException")) {
+      if (!exceptions.includes(listener)) process.removeListener("uncaughtException", listener)
+    }
+    for (const listener of process.listeners("unhandledRejection")) {
+      if (!rejections.includes(listener)) process.removeListener("unhandledRejection", listener)
+    }
+    return loaded
+  })()
+  return zopfliModule
+}
+
 const compressInstall = async (agentSource: string): Promise<InstallStep> => {
   const compact = compactAgent(agentSource)
   const delimiter = heredocDelimiter(compact)
@@ -99,7 +122,8 @@ const compressInstall = async (agentSource: string): Promise<InstallStep> => {
     ""
   ].join("\n")
   // Two iterations: more gain a few bytes for as much time again.
-  return { script, gzipped: await zopfliGzip(Buffer.from(script, "utf8"), { numiterations: 2 }) }
+  const { gzipAsync } = await zopfli()
+  return { script, gzipped: await gzipAsync(Buffer.from(script, "utf8"), { numiterations: 2 }) }
 }
 
 /**

@@ -1,10 +1,11 @@
 import { describe, expect, it } from "@effect/vitest"
 import { agentScriptPath, formatInstanceName, InvalidSpec, newControlId, newId, type ProviderService } from "@skyrepl/core"
 import { ConfigProvider, Duration, Effect, Layer } from "effect"
-import { execFileSync } from "node:child_process"
+import { execFileSync, spawnSync } from "node:child_process"
+import { createRequire } from "node:module"
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { dirname, join } from "node:path"
 import { gunzipSync } from "node:zlib"
 import { AwsProvider, archOfInstanceType, buildUserData, compactAgent, USER_DATA_LIMIT, validSpecForms } from "../src/index.ts"
 import { AwsError, reasonOf, toProviderError } from "../src/errors.ts"
@@ -144,6 +145,21 @@ describe("user-data", () => {
     // Another agent is compressed anew, never served from the first one's member.
     const other = await buildUserData({ name: name(), bootstrap: bootstrap("https://cp.example.com/a"), agentSource: `${agent}V2 = 2\n`, maxLifetimeSeconds: 60 })
     expect(gunzipSync(bytes(other)).toString("utf8")).toContain("V2=2\n")
+  })
+
+  it("leaves the host process's handlers of unhandled rejections and uncaught exceptions alone", () => {
+    // @gfx/zopfli's Emscripten runtime adds process-wide listeners as it loads: one that aborts
+    // the process on any unhandled rejection (a program that handles its own then died, exit 7),
+    // one that rethrows every uncaught exception. A program that uses the provider keeps its own.
+    const script = join(import.meta.dirname, "fixtures", "host-process.ts")
+    const [command, args] = process.versions["bun"] !== undefined
+      ? [process.execPath, [script]]
+      : [process.execPath, [join(dirname(createRequire(import.meta.url).resolve("vite-node")), "..", "vite-node.mjs"), script]]
+    const child = spawnSync(command, args, { encoding: "utf8", timeout: 60_000 })
+    expect([child.status, child.stdout.split("\n").filter((l) => l !== "")], child.stderr).toEqual([
+      0,
+      ["listeners: 1,0 -> 1,0", "handled: left to the program's own handler", "still running"]
+    ])
   })
 
   // The tree with docstrings taken out (a body that was only one becomes `pass`).
