@@ -71,7 +71,8 @@ const shownInput = (input: unknown): string =>
  *   `10n` was a 10 ns time limit and the run was killed at once.
  * - A boxed primitive (`new String("5m")`) is named as one.
  * - Infinite is refused: no option means "for ever" (leave maxDuration out for no limit), and an
- *   infinite minAge made every orphan too young, a sweep that quietly did nothing.
+ *   infinite minAge made every orphan too young, a sweep that quietly did nothing. So is one too
+ *   long to count in whole milliseconds, as parseDuration refuses it.
  * - Under a millisecond is refused, 0 too unless `bounds.zero`: SkyREPL counts time in whole
  *   milliseconds (the store, the agent), and a time limit of 0.5 ms ends a run before it starts.
  */
@@ -102,6 +103,9 @@ export const decodeDurationOption = (input: unknown, bounds: DurationBounds = {}
   const duration = decoded.value
   if (!Duration.isFinite(duration)) return Either.left(`${shownInput(input)} is not a finite duration`)
   const ms = Duration.toMillis(duration)
+  // As parseDuration: past what a millisecond count holds exactly (1e300) is as endless as
+  // infinite, a lease or a sweep's margin that never ends.
+  if (ms > Number.MAX_SAFE_INTEGER) return Either.left(`${shownInput(input)} is too long to count in milliseconds`)
   if (ms === 0 && bounds.zero === true) return Either.right(duration)
   if (ms < 1) {
     return Either.left(`${shownInput(input)} is ${ms === 0 ? "no time at all" : "under a millisecond"}; give at least 1ms`)

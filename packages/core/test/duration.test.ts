@@ -74,6 +74,18 @@ describe("decodeDurationOption", () => {
     expect(decoded(0.5, true)).toBe("refused: 0.5 is under a millisecond; give at least 1ms")
   })
 
+  it("refuses a finite duration too long to count in whole milliseconds, as parseDuration does", () => {
+    // "9007199254741s" was refused, 9007199254741000 ms given as a number was not: a minAge of
+    // 1e300 made every orphan too young, the sweep that quietly did nothing an infinite one was.
+    expect([decoded(1e300, true), decoded(Number.MAX_VALUE), decoded(Duration.days(1e15))]).toEqual([
+      "refused: 1e+300 is too long to count in milliseconds",
+      "refused: 1.7976931348623157e+308 is too long to count in milliseconds",
+      expect.stringMatching(/^refused: Duration .* is too long to count in milliseconds$/)
+    ])
+    expect(Either.isLeft(decodeDurationOption(9_007_199_254_741_000))).toBe(Either.isLeft(parseDuration("9007199254741s")))
+    expect(decoded(Number.MAX_SAFE_INTEGER)).toBe(Number.MAX_SAFE_INTEGER)
+  })
+
   it("names a boxed primitive as one, rather than showing its value as if it were the primitive", () => {
     // Each was '5 is not a duration' and '"5m" is not a duration'.
     expect([decoded(new Number(5)), decoded(new String("5m"))]).toEqual([
