@@ -122,8 +122,39 @@ const compressInstall = async (agentSource: string): Promise<InstallStep> => {
     ""
   ].join("\n")
   // Two iterations: more gain a few bytes for as much time again.
-  const { gzipAsync } = await zopfli()
-  return { script, gzipped: await gzipAsync(Buffer.from(script, "utf8"), { numiterations: 2 }) }
+  const zopfliGzip = (data: Buffer) => zopfli().then(({ gzipAsync }) => gzipAsync(data, { numiterations: 2 }))
+  return { script, gzipped: await smallestGzip(Buffer.from(script, "utf8"), zopfliGzip, ZOPFLI_TIME_LIMIT_MS) }
+}
+
+/** How long Zopfli may take (about 0.3 s here) before zlib's level 9 is used instead. */
+const ZOPFLI_TIME_LIMIT_MS = 20_000
+
+/**
+ * `data` gzipped by Zopfli, or by zlib's level 9 when Zopfli cannot load, fails, or takes past
+ * its time limit: Zopfli only saves bytes (the launch's own size check then says whether zlib's
+ * fit), and a WebAssembly module that never became ready must not hold every AWS launch of the
+ * process, the cached step included, for ever.
+ */
+export const smallestGzip = async (
+  data: Buffer,
+  best: (data: Buffer) => Promise<Uint8Array>,
+  limitMs: number
+): Promise<Uint8Array> => {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const late = new Promise<null>((resolve) => {
+    timer = setTimeout(() => resolve(null), limitMs)
+    timer.unref?.()
+  })
+  const compressed = Promise.resolve().then(() => best(data))
+  try {
+    return (await Promise.race([compressed, late])) ?? gzipSync(data, { level: 9 })
+  } catch {
+    return gzipSync(data, { level: 9 })
+  } finally {
+    clearTimeout(timer)
+    // Settled or abandoned, its outcome is not wanted any more: no unhandled rejection.
+    compressed.catch(() => undefined)
+  }
 }
 
 /**
