@@ -1125,6 +1125,8 @@ describe("scoped termination", () => {
       // Said of the interval itself, not as a dead-man window shorter than twice "Infinityms".
       [{ heartbeatInterval: Duration.infinity }, "heartbeatInterval", "must be finite"],
       [{ bootTimeout: Duration.infinity }, "bootTimeout", "must be finite"],
+      // Finite, and as good as for ever: a lease no other machine's reaper would ever see lapse.
+      [{ leaseTtl: Duration.days(1e15) }, "leaseTtl", "is too long to count in milliseconds"],
       // The agent is told it in milliseconds: a heartbeat with no pause.
       [{ heartbeatInterval: Duration.nanos(10n) }, "heartbeatInterval", "must be at least 1ms, not 10ns"]
     ]

@@ -106,8 +106,12 @@ export const settingsProblems = (
   // comes leaves the agent's event stream silent (it would reconnect for ever) and no instance
   // checked for; a boot that may take for ever holds a launch, and its paid VM, while an agent
   // that never started cannot end it.
+  // Finite but past a whole count of milliseconds (Duration.days(1e15)) is the same for ever,
+  // and what parseDuration refuses in a variable.
   for (const setting of ["leaseTtl", "heartbeatInterval", "bootTimeout"] as const) {
-    if (!Number.isFinite(Duration.toMillis(settings[setting]))) problems.push({ setting, message: "must be finite" })
+    const ms = Duration.toMillis(settings[setting])
+    if (!Number.isFinite(ms)) problems.push({ setting, message: "must be finite" })
+    else if (ms > Number.MAX_SAFE_INTEGER) problems.push({ setting, message: "is too long to count in milliseconds" })
   }
   // Node's listen throws on such a port, at the first launch rather than here.
   if (!Number.isInteger(settings.hubPort) || settings.hubPort < 0 || settings.hubPort > 65_535) {
