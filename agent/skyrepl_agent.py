@@ -1554,6 +1554,8 @@ class Agent(object):
             _signal.set_wakeup_fd(woken)
         except ValueError:
             # Not the process's main thread (an agent run inside another program): it polls.
+            _os.close(wake)
+            _os.close(woken)
             wake = None
         while True:
             sig = self.signalled
