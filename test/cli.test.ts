@@ -658,7 +658,7 @@ describe("bad input", () => {
     // A number too long to be finite was named by the SDK's option, "maxDuration must be a positive, finite duration".
     const endless = `${"9".repeat(400)}h`
     const infinite = await run(["run", "-c", "true", "--max-duration", endless])
-    expect([infinite.exitCode, lines(infinite.stderr)]).toEqual([2, [`repl: --max-duration is too long to be a time limit (got "${endless}"); leave it out for none`]])
+    expect([infinite.exitCode, lines(infinite.stderr)]).toEqual([2, [`repl: --max-duration: invalid duration "${endless}": too long to count in milliseconds`]])
     expect(existsSync(join(home, "state.db"))).toBe(false)
   })
 

@@ -95,10 +95,6 @@ export class RunCommand extends SkyReplCommand<RunFlags> {
       if (maxDuration !== undefined && !Duration.greaterThan(maxDuration, Duration.zero)) {
         return yield* new UsageFailure({ message: `--max-duration must be longer than 0 (got "${this.maxDuration}")` })
       }
-      // So many digits that the number is infinite: no time limit at all, which leaving the flag out says.
-      if (maxDuration !== undefined && !Duration.isFinite(maxDuration)) {
-        return yield* new UsageFailure({ message: `--max-duration is too long to be a time limit (got "${this.maxDuration}"); leave it out for none` })
-      }
       // The launch's own checks (an empty command), before the store is opened.
       yield* validateLaunchOptions({ command: this.command, env, ...(maxDuration === undefined ? {} : { maxDuration }) })
       const provider = yield* buildProvider(settings, this.provider ?? settings.defaultProvider).pipe(
