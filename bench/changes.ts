@@ -64,6 +64,8 @@ Each change is a focused one in its own area; the suites of that area pass on No
 | agent: an upload's pieces (agent/skyrepl_agent.py \`_as_body\`, \`HttpConnection.request\`) | \`perf\` over every process during B4: the machine's two cores about nine-tenths busy, the agent about a third of the samples, and half of the agent's in \`memmove\`: each upload's 1 MiB reads joined into one 4 MiB body before sending, into fresh memory (page faults on top) | An upload that goes as it was read (not compressed) is sent as its pieces, one after another on the socket, with the Content-Length of their total; a resend on a fresh connection sends the same pieces. B4's 512 MiB, alternating in the same conditions: 1,020–1,060 against 920–975 MiB/s (medians of four transfers, three alternations). Tested against a socket (small and large bodies of pieces, the resend) and in \`pack\` (bytes that do not compress go as the very pieces read) |
 | attach: a reader that has caught up (core attach.ts) | Counting the store statements of B3 and B4 with a wrapper around bun:sqlite: a reader of a run hosted here read the store twice per chunk it was woken for (262 SELECTs for B4's 131 uploads, about 110 µs each with decoding), the second read always empty | A read that comes back short of its page had every chunk stored then: for a run hosted here (whose uploads and end are signalled in this process) the next read waits for a signal first. B4: about 15 ms less of the controller's thread per 512 MiB. A test counts the reads of a following reader (eighteen for eight chunks before; at most the chunks plus three now) |
 | B4's measurement (bench/workers/attach.ts) | The pipe's 512 MiB arrive in this process as Buffers, which the collector cleared during the SDK's transfer right after, and the reverse | A full collection before each timed transfer. Both figures rose a little (six alternating B4-only runs: 0.55–0.56× with it, 0.53–0.56× without) |
+| agent: an idle agent's wake-ups (agent/skyrepl_agent.py \`main\`, \`_deadman_loop\`) | \`strace\` of an idle agent: its main thread woke ten times a second for the instance's whole life to look for a signal, and the dead-man check four times | The main thread sleeps on a pipe a signal's arrival writes to (\`signal.set_wakeup_fd\`, a five-second backstop); the dead-man check wakes once a second. An idle agent: about 56 wake-ups in 4 s before, 5 after. B3 unchanged beyond the noise (an agent lives about a second there); an agent test counts the main thread's wake-ups |
+| AWS provider: user-data size, not speed (user-data.ts) | The agent's growth had left 768 of EC2's 16 KB of user-data | The agent's install step is compressed with Zopfli (\`@gfx/zopfli\`), about 690 bytes smaller than zlib's level 9 (1.4 KB free now), once per agent and process: about 0.3 s of CPU at a process's first AWS spawn, inside B6's warm-up rounds, not its steady state |
 | tried for B1 and B3, not kept | B1: the output upload often reaches the controller while it is still writing the launch's records after the registration; B3: with 200 launches at once, creating each sandbox's directory waited on the filesystem for about 2 ms on the controller's thread | Yielding to the event loop once after the registration (so that an upload already there is stored first): no change in 40 alternating launches. The wait for the registration without \`Effect.timeoutFail\`'s race: its own mark about 0.9 ms sooner, the first byte no sooner (the thread was busy either way). The three records after the registration skipped altogether, as a measurement only: 0.13 ms. The sandbox's directory and log file made with \`fs.promises\`: B3's p99 unchanged and its median from about 2.7 to 3.9 s (the launches then progress in lockstep) |
 
 ## Where a target is still missed, and what bounds it
@@ -132,10 +134,14 @@ than a focused fix, so it is left for a decision.
   pipe at 637 MiB/s (1,483 then). The load average was low (1.4 at the start); another machine
   on the same host is the likely cause. Every figure moved with it; the verdicts below say which
   ones it changed.
-- **B3, p99 ≤ 1 s for 200 launches at once: still missed (1.43 s in the run above; the call's
-  own latency, \`launch\` returning, 0.82 s at p99; 1.38 s and 0.80 s in the previous round's
-  run, of f9301bc).** This round nothing on a local launch's path changed for speed; it was
-  measured again. \`perf\` over every process in three bursts, by command name and by the
+- **B3, p99 ≤ 1 s for 200 launches at once: still missed (1.44 s in the run above; the call's
+  own latency, \`launch\` returning, 0.85 s at p99; the machine's CPU 17.1 ms a launch, the
+  controller's thread 5.5 ms; 200 bare hand-started sandboxes 1.06 s at p99 in the same run).
+  1.43 s and 0.82 s in the previous round's run, of bc07651; this round's two B3-only runs
+  1.33 s and 1.15 s, and \`launch\` returning 0.74 s and 0.69 s.** This round nothing on a
+  local launch's path changed for speed (the agent's idle wake-ups are gone, which a burst
+  whose agents live about a second does not show); the watchdogs' cost was measured (below).
+  The previous round's \`perf\` over every process in three bursts, by command name and by the
   kernel's entry point: the controller's process about 51 % of the machine's CPU (its
   JavaScript thread 30 %, its JIT 14 %, its collector 2 %), the Python side 46 % (the agent
   24 %, the fork server with each sandbox's first steps 9 %, the roots 5 %, \`sh\` 4 %). Most of
@@ -177,6 +183,14 @@ than a focused fix, so it is left for a decision.
   question (at least 1 s), so a launch that registers within that asks the provider nothing, and
   the fork server's time limit is a plain timer, not a fiber. B1, on the same code, was 1.15×
   and 1.11× (1.15× and 1.03× in the run before it).
+  - **What a launch's own watchdogs cost (measured, not changed).** With the boot race (the
+    registration against its time-out and the provider's check for an instance that died) and
+    the run's watchdogs (the controller's time limit, a vanished instance) taken out altogether,
+    as a measurement only, over two alternations of a process with two bursts: the controller's
+    CPU in the first burst 1,783 → 1,631 and 1,803 → 1,679 ms (5–9 %), its JavaScript thread
+    1,064 → 1,010 and 1,073 → 1,032 ms, p99 1,270 → 1,172 and 1,253 → 1,201 ms. One watchdog
+    shared by an engine's launches, in place of a few fibers and timers each, would win part of
+    that: not the third the line needs.
   - **The sandboxes' side alone is at the target (new rows).** B3 now reports the machine's CPU
     less the controller process's, per launch, and the p99 against it spread over the cores:
     about how soon the last result could come if the controller cost nothing. Quiet, that side
