@@ -129,6 +129,16 @@ it("Jest: a launch a timed-out test makes after its end is refused, not charged 
   for (const { name } of recorded().filter((r) => r.name !== "-")) expect(await processesOf(name)).toEqual([])
 }, runnerTimeout)
 
+it("Jest: what a beforeEach declared before useSkyRepl launches is the test's, ended with it", async () => {
+  const result = await runJest("order")
+  expect(result.statuses).toEqual({
+    "runs with what an earlier beforeEach launched": "passed",
+    "which ended with that test": "passed"
+  })
+  expect(result.exitCode).toBe(0)
+  for (const { name } of recorded()) expect(await processesOf(name)).toEqual([])
+}, runnerTimeout)
+
 it("Jest: an instance ends with its test; beforeAll's with the file; the global teardown ends a leak", async () => {
   const result = await runJest("outcomes", "leak")
   expect(result.statuses).toEqual({
