@@ -1,7 +1,7 @@
 import { Config, ConfigError, Context, Duration, Effect, Either, Layer, Option, ParseResult, Schema } from "effect"
 import { homedir } from "node:os"
 import { join, resolve } from "node:path"
-import { formatDuration, parseDuration } from "./duration.ts"
+import { formatDuration, parseDuration, tooLongToCount } from "./duration.ts"
 import { isDottedDigits, isIpAddress } from "./ip-address.ts"
 
 /**
@@ -111,7 +111,7 @@ export const settingsProblems = (
   for (const setting of ["leaseTtl", "heartbeatInterval", "bootTimeout"] as const) {
     const ms = Duration.toMillis(settings[setting])
     if (!Number.isFinite(ms)) problems.push({ setting, message: "must be finite" })
-    else if (ms > Number.MAX_SAFE_INTEGER) problems.push({ setting, message: "is too long to count in milliseconds" })
+    else if (tooLongToCount(ms)) problems.push({ setting, message: "is too long to count in milliseconds" })
   }
   // Node's listen throws on such a port, at the first launch rather than here.
   if (!Number.isInteger(settings.hubPort) || settings.hubPort < 0 || settings.hubPort > 65_535) {

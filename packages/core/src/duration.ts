@@ -6,6 +6,13 @@ const pattern = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/
 const unitMillis = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 } as const
 
 /**
+ * Whether `ms` is past what a count of milliseconds holds exactly (infinite included): a lease,
+ * a dead-man window or a sweep's margin that never ends. The one bound of every duration
+ * SkyREPL is given, in a variable, an option or a setting.
+ */
+export const tooLongToCount = (ms: number): boolean => !(ms <= Number.MAX_SAFE_INTEGER)
+
+/**
  * Parses a human duration: `500ms`, `30s`, `5m`, `1h` (a decimal number is allowed: `1.5s`).
  * A bare number is refused on purpose: `--max-duration 30` is ambiguous between seconds and
  * minutes, and guessing wrong either kills a job early or leaves a VM running longer.
@@ -21,7 +28,7 @@ export const parseDuration = (text: string): Either.Either<Duration.Duration, st
   if (ms === 0 && Number(amount) !== 0) return Either.left(`invalid duration "${text}": under a millisecond, the least SkyREPL counts`)
   // So many digits that the number is infinite (or past what a millisecond count holds exactly):
   // a lease, a dead-man window or a sweep's margin that never ends, taken from a typo.
-  if (!Number.isSafeInteger(ms)) return Either.left(`invalid duration "${text}": too long to count in milliseconds`)
+  if (tooLongToCount(ms)) return Either.left(`invalid duration "${text}": too long to count in milliseconds`)
   return Either.right(Duration.millis(ms))
 }
 
@@ -105,7 +112,7 @@ export const decodeDurationOption = (input: unknown, bounds: DurationBounds = {}
   const ms = Duration.toMillis(duration)
   // As parseDuration: past what a millisecond count holds exactly (1e300) is as endless as
   // infinite, a lease or a sweep's margin that never ends.
-  if (ms > Number.MAX_SAFE_INTEGER) return Either.left(`${shownInput(input)} is too long to count in milliseconds`)
+  if (tooLongToCount(ms)) return Either.left(`${shownInput(input)} is too long to count in milliseconds`)
   if (ms === 0 && bounds.zero === true) return Either.right(duration)
   if (ms < 1) {
     return Either.left(`${shownInput(input)} is ${ms === 0 ? "no time at all" : "under a millisecond"}; give at least 1ms`)
